@@ -1,0 +1,203 @@
+// Package store is the storage seam: the interface every backend
+// implements, its parameter types and its sentinel errors. The backends are
+// store/sqlite (the embedded default) and store/postgres; store/storetest is
+// the conformance suite both pass.
+//
+// Times cross this boundary in UTC. Backends never read the clock: callers
+// pass the time to record.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+)
+
+// Sentinel errors. Backends translate their database errors into these, so
+// callers can test with errors.Is whatever the backend.
+var (
+	ErrNotFound = &kiln.Error{Code: kiln.ENotFound, Message: "not found"}
+	ErrConflict = &kiln.Error{Code: kiln.EConflict, Message: "already exists"}
+)
+
+// IsNotFound reports whether err is or wraps ErrNotFound.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// Store is everything Kiln keeps. Implementations are safe for concurrent use.
+type Store interface {
+	Log
+	Profiles
+	Keys
+	Checkpoints
+	// Close releases the database. Callers stop using the store first.
+	Close() error
+}
+
+// Batch is what one durable append writes: events and the rejects found
+// beside them, in one transaction.
+type Batch struct {
+	Events  []kiln.Event
+	Rejects []kiln.Reject
+}
+
+// Log is the durable, append-only event log and the rejects log.
+type Log interface {
+	// Append writes b in one transaction and returns once it is durable.
+	// An event whose (SourceID, MessageID) is already stored is a retry and
+	// is skipped. Append sets Seq on every new event (in b.Events order,
+	// increasing) and leaves it 0 on skipped ones; it returns the number of
+	// new events.
+	Append(ctx context.Context, b Batch) (int, error)
+	// ReadEvents returns up to limit events with Seq > after, by Seq.
+	ReadEvents(ctx context.Context, after int64, limit int) ([]kiln.Event, error)
+	// LastSeq returns the highest Seq in the log, 0 when empty.
+	LastSeq(ctx context.Context) (int64, error)
+	// EventsByAnchor returns the events whose Anchor is one of anchors,
+	// newest first by Timestamp (then Seq), at most limit (0: all).
+	EventsByAnchor(ctx context.Context, anchors []string, limit int) ([]kiln.Event, error)
+	// CountEvents returns how many events the log holds.
+	CountEvents(ctx context.Context) (int64, error)
+	// ListRejects returns rejects with ID > after, oldest first, at most
+	// limit, optionally only for one source.
+	ListRejects(ctx context.Context, f RejectFilter) ([]kiln.Reject, error)
+}
+
+// RejectFilter selects rejects.
+type RejectFilter struct {
+	SourceID string // "" for all sources
+	After    int64  // return IDs greater than this
+	Limit    int    // 0 means 100
+}
+
+// Resolution is what resolving a run of events changed, written atomically
+// with the checkpoint of the last event it covers. The store applies it in
+// this order: Merges (each in order), then Profiles, Identities, Consent,
+// and last the checkpoint.
+type Resolution struct {
+	// Merges fold profile From into Into: if Into exists, From's counts,
+	// first/last seen, traits (Into's keys win) and consent (newest wins)
+	// are added to it and From is deleted; if Into does not exist yet, From
+	// is renamed to Into. The store records each merge with a snapshot of
+	// From as it was, for UndoMerge. The Merge's ID is assigned by the store.
+	Merges []kiln.Merge
+	// Profiles are created or updated with the deltas in ProfileChange.
+	Profiles []ProfileChange
+	// Identities are inserted, or moved to the given ProfileID if present.
+	Identities []kiln.Identity
+	// Consent sets the latest consent for (profile, channel) unless the
+	// stored one is newer.
+	Consent []ConsentChange
+	// Checkpoint names a checkpoint set to Seq in the same transaction
+	// (Name "" for none).
+	Checkpoint Checkpoint
+}
+
+// ProfileChange creates a profile or updates it.
+type ProfileChange struct {
+	ID string
+	// When set, the stored profile's counts, seen times and traits are
+	// replaced by the values below instead of combined with them (used
+	// after an unmerge recomputes a profile from its events).
+	Replace bool
+	// Seen: FirstSeen lowers the stored first-seen, LastSeen raises the
+	// stored last-seen; zero times are ignored.
+	FirstSeen time.Time
+	LastSeen  time.Time
+	// EventCount is added to the stored count.
+	EventCount int64
+	// Traits are set key by key over the stored traits; a nil value
+	// removes the key.
+	Traits map[string]any
+	At     time.Time // CreatedAt on insert, UpdatedAt always
+}
+
+// ConsentChange sets one channel's consent on a profile.
+type ConsentChange struct {
+	ProfileID string
+	kiln.Consent
+}
+
+// Checkpoint is a named position in the event log (or any other counter a
+// consumer needs to keep durably).
+type Checkpoint struct {
+	Name string
+	Seq  int64
+}
+
+// ProfileQuery selects profiles for listing.
+type ProfileQuery struct {
+	// Search matches an identifier value prefix (case-insensitive) or an
+	// exact profile id; "" matches all.
+	Search string
+	After  string // return profiles with ID greater than this (cursor)
+	Limit  int    // 0 means 50
+}
+
+// Profiles holds profiles, their identities, merges, consent and the
+// suppression list.
+type Profiles interface {
+	// ApplyResolution writes r atomically.
+	ApplyResolution(ctx context.Context, r Resolution) error
+	// ScanIdentities calls fn for every identity, in no particular order;
+	// the resolver loads its index with it at start-up. An error from fn
+	// stops the scan and is returned.
+	ScanIdentities(ctx context.Context, fn func(kiln.Identity) error) error
+	// GetProfile returns a profile with its identities and consent, or ErrNotFound.
+	GetProfile(ctx context.Context, id string) (*kiln.Profile, error)
+	// ProfileFor returns the id of the profile holding the identifier, or ErrNotFound.
+	ProfileFor(ctx context.Context, id kiln.Identifier) (string, error)
+	// ListProfiles returns profiles by ID, with identities (no consent), and
+	// the cursor for the next page ("" on the last page).
+	ListProfiles(ctx context.Context, q ProfileQuery) ([]kiln.Profile, string, error)
+	// CountProfiles returns how many profiles there are.
+	CountProfiles(ctx context.Context) (int64, error)
+	// DeleteProfile removes the profile, its identities, its events (by
+	// anchor), consent and merge records, and with suppress adds its
+	// identifiers to the suppression list, all in one transaction. It
+	// returns the identities it removed, or ErrNotFound.
+	DeleteProfile(ctx context.Context, id string, suppress bool, reason string, at time.Time) ([]kiln.Identity, error)
+	// SetConsent sets one channel's consent (an API call or engagement
+	// webhook); an older At than the stored one changes nothing. ErrNotFound
+	// if the profile does not exist.
+	SetConsent(ctx context.Context, c ConsentChange) error
+	// Merges returns the merges into or from the profile, newest first.
+	Merges(ctx context.Context, profileID string) ([]kiln.Merge, error)
+	// GetMerge returns one merge, or ErrNotFound.
+	GetMerge(ctx context.Context, id int64) (*kiln.Merge, error)
+	// UndoMerge moves the merge's identities back to its From profile,
+	// recreating From from the snapshot taken at merge time, and marks the
+	// merge undone at the given time. ErrConflict if already undone.
+	// Callers then recompute both profiles from their events.
+	UndoMerge(ctx context.Context, id int64, at time.Time) (*kiln.Merge, error)
+	// Suppressed returns which of ids are on the suppression list.
+	Suppressed(ctx context.Context, ids []kiln.Identifier) ([]kiln.Identifier, error)
+	// ListSuppressions returns the whole suppression list.
+	ListSuppressions(ctx context.Context) ([]kiln.Suppression, error)
+	// AddSuppressions adds identifiers to the suppression list (existing ones are kept).
+	AddSuppressions(ctx context.Context, s []kiln.Suppression) error
+}
+
+// Keys holds sources and API keys.
+type Keys interface {
+	// CreateSource stores a new source; ErrConflict if the ID or name exists.
+	CreateSource(ctx context.Context, s kiln.Source) error
+	// GetSource returns a source by ID or name, or ErrNotFound.
+	GetSource(ctx context.Context, idOrName string) (*kiln.Source, error)
+	ListSources(ctx context.Context) ([]kiln.Source, error)
+	// CreateKey stores a key (its Hash, never the token); ErrConflict if the ID exists.
+	CreateKey(ctx context.Context, k kiln.Key) error
+	// KeyByHash returns the key with that token hash, revoked or not, or ErrNotFound.
+	KeyByHash(ctx context.Context, hash string) (*kiln.Key, error)
+	ListKeys(ctx context.Context) ([]kiln.Key, error)
+	// RevokeKey marks a key revoked by ID or prefix; ErrNotFound if none.
+	RevokeKey(ctx context.Context, idOrPrefix string, at time.Time) error
+}
+
+// Checkpoints keeps named positions durably.
+type Checkpoints interface {
+	// GetCheckpoint returns the named position, 0 if never set.
+	GetCheckpoint(ctx context.Context, name string) (int64, error)
+	SetCheckpoint(ctx context.Context, c Checkpoint) error
+}

@@ -1,0 +1,33 @@
+// Package ingest turns incoming HTTP requests into kiln.Event values and
+// hands them to a Sink: the Segment tracking API (/v1/track, /v1/batch, ...)
+// and commerce and engagement webhooks (Shopify, WooCommerce, SendGrid,
+// Mailchimp). Messages that cannot be stored become kiln.Reject records
+// beside the events, so nothing bad is dropped silently.
+//
+// # Acknowledgement
+//
+// A handler answers 2xx only after Sink.Write returned, and Sink.Write
+// returns only once the events are durable. Any other answer makes the
+// official clients and the webhook vendors retry, so handlers answer 4xx
+// only for requests a retry cannot fix (bad key, bad signature,
+// unparseable body) and 200 for parseable requests with some bad messages:
+// those messages are recorded as rejects instead of being retried forever.
+//
+// # Idempotency
+//
+// Every event carries a MessageID; the store drops an event whose
+// (source, MessageID) it already holds. Clients' messageIds are kept; when a
+// message has none, or a webhook payload has no delivery id, the id is
+// derived from a hash of the content so a retry of the same message gets
+// the same id.
+//
+// # Identifiers
+//
+// Identifiers and Anchor extract and normalise the identifiers an event
+// carries (user id, email, phone, loyalty number, anonymous id); the
+// identity resolver uses the same functions, so ingest and resolution agree
+// on what an identifier is.
+//
+// The package imports no store or other adapter: it declares the two small
+// interfaces it needs, Sink and Auth.
+package ingest

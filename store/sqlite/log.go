@@ -1,0 +1,257 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+const (
+	// A retry (same source and message id) inserts nothing: RowsAffected 0.
+	insertEvent = `
+INSERT INTO events (message_id, source_id, type, name, user_id, anonymous_id, previous_id,
+                    group_id, anchor, ts, received_at, store, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source_id, message_id) DO NOTHING`
+
+	insertReject = `
+INSERT INTO rejects (source_id, received_at, origin, idx, field, reason, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?)`
+
+	eventColumns = `seq, message_id, source_id, type, name, user_id, anonymous_id, previous_id,
+       group_id, anchor, ts, received_at, store, payload`
+
+	readEvents = `SELECT ` + eventColumns + ` FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
+
+	// limit -1 is "no limit" in SQLite.
+	eventsByAnchor = `
+SELECT ` + eventColumns + ` FROM events
+WHERE anchor IN (SELECT value FROM json_each(?))
+ORDER BY ts DESC, seq DESC
+LIMIT ?`
+
+	lastSeq     = `SELECT coalesce(max(seq), 0) FROM events`
+	countEvents = `SELECT count(*) FROM events`
+
+	listRejects = `
+SELECT id, source_id, received_at, origin, idx, field, reason, payload FROM rejects
+WHERE id > ?1 AND (?2 = '' OR source_id = ?2)
+ORDER BY id
+LIMIT ?3`
+)
+
+// defaultReadLimit is how many events ReadEvents returns when asked for 0.
+const defaultReadLimit = 1000
+
+// payload is the JSON form of an event's free-form maps, one column.
+type payload struct {
+	Properties map[string]any `json:"properties,omitempty"`
+	Traits     map[string]any `json:"traits,omitempty"`
+	Context    map[string]any `json:"context,omitempty"`
+}
+
+func encodePayload(e *kiln.Event) (any, error) {
+	if len(e.Properties) == 0 && len(e.Traits) == 0 && len(e.Context) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(payload{e.Properties, e.Traits, e.Context})
+	if err != nil {
+		return nil, kiln.Errorf(kiln.EInvalid, "event %q from source %q: payload is not JSON: %v", e.MessageID, e.SourceID, err)
+	}
+	return string(b), nil
+}
+
+// eventArgs is one event's column values, computed before the write
+// transaction starts so that JSON encoding does not hold the write lock.
+type eventArgs struct {
+	ts, received, payload any
+}
+
+// Append writes b in one transaction; see store.Log.
+func (db *DB) Append(ctx context.Context, b store.Batch) (int, error) {
+	if len(b.Events) == 0 && len(b.Rejects) == 0 {
+		return 0, nil
+	}
+	args := make([]eventArgs, len(b.Events))
+	for i := range b.Events {
+		e := &b.Events[i]
+		var err error
+		if args[i].ts, err = eventTime(e.Timestamp, "timestamp", e); err != nil {
+			return 0, fmt.Errorf("sqlite: append: %w", err)
+		}
+		if args[i].received, err = eventTime(e.ReceivedAt, "receivedAt", e); err != nil {
+			return 0, fmt.Errorf("sqlite: append: %w", err)
+		}
+		if args[i].payload, err = encodePayload(e); err != nil {
+			return 0, fmt.Errorf("sqlite: append: %w", err)
+		}
+	}
+	added := 0
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		added = 0
+		if len(b.Events) > 0 {
+			stmt, err := tx.PrepareContext(ctx, insertEvent)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			for i := range b.Events {
+				e := &b.Events[i]
+				a := &args[i]
+				res, err := stmt.ExecContext(ctx, e.MessageID, e.SourceID, string(e.Type), e.Name, e.UserID,
+					e.AnonymousID, e.PreviousID, e.GroupID, e.Anchor, a.ts, a.received, e.Store, a.payload)
+				if err != nil {
+					return fmt.Errorf("event %q from source %q: %w", e.MessageID, e.SourceID, err)
+				}
+				if n, _ := res.RowsAffected(); n == 0 {
+					e.Seq = 0
+					continue
+				}
+				if e.Seq, err = res.LastInsertId(); err != nil {
+					return err
+				}
+				added++
+			}
+		}
+		if len(b.Rejects) > 0 {
+			stmt, err := tx.PrepareContext(ctx, insertReject)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			for _, r := range b.Rejects {
+				if _, err := stmt.ExecContext(ctx, r.SourceID, tval(r.ReceivedAt), r.Origin, r.Index, r.Field, r.Reason, r.Payload); err != nil {
+					return fmt.Errorf("reject from source %q: %w", r.SourceID, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Nothing was stored: no event keeps a Seq.
+		for i := range b.Events {
+			b.Events[i].Seq = 0
+		}
+		return 0, fmt.Errorf("sqlite: append %d events, %d rejects: %w", len(b.Events), len(b.Rejects), err)
+	}
+	return added, nil
+}
+
+// ReadEvents returns up to limit events after Seq after; see store.Log.
+// A limit of 0 or less reads up to 1000.
+func (db *DB) ReadEvents(ctx context.Context, after int64, limit int) ([]kiln.Event, error) {
+	if limit <= 0 {
+		limit = defaultReadLimit
+	}
+	rows, err := db.r.QueryContext(ctx, readEvents, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read events after %d: %w", after, err)
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read events after %d: %w", after, err)
+	}
+	return evs, nil
+}
+
+// LastSeq returns the highest Seq, 0 when the log is empty.
+func (db *DB) LastSeq(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.r.QueryRowContext(ctx, lastSeq).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: last seq: %w", err)
+	}
+	return n, nil
+}
+
+// CountEvents returns how many events the log holds.
+func (db *DB) CountEvents(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.r.QueryRowContext(ctx, countEvents).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count events: %w", err)
+	}
+	return n, nil
+}
+
+// EventsByAnchor returns the events of the given anchors, newest first.
+func (db *DB) EventsByAnchor(ctx context.Context, anchors []string, limit int) ([]kiln.Event, error) {
+	if len(anchors) == 0 {
+		return nil, nil
+	}
+	if limit <= 0 {
+		limit = -1
+	}
+	list, err := json.Marshal(anchors)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: events by anchor: %w", err)
+	}
+	rows, err := db.r.QueryContext(ctx, eventsByAnchor, string(list), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: events by anchor: %w", err)
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: events by anchor: %w", err)
+	}
+	return evs, nil
+}
+
+func scanEvents(rows *sql.Rows) ([]kiln.Event, error) {
+	defer rows.Close()
+	var evs []kiln.Event
+	for rows.Next() {
+		var (
+			e            kiln.Event
+			typ          string
+			ts, received sql.NullInt64
+			p            sql.RawBytes
+		)
+		if err := rows.Scan(&e.Seq, &e.MessageID, &e.SourceID, &typ, &e.Name, &e.UserID, &e.AnonymousID,
+			&e.PreviousID, &e.GroupID, &e.Anchor, &ts, &received, &e.Store, &p); err != nil {
+			return nil, err
+		}
+		e.Type = kiln.EventType(typ)
+		e.Timestamp = tget(ts)
+		e.ReceivedAt = tget(received)
+		if len(p) > 0 {
+			var pl payload
+			if err := json.Unmarshal(p, &pl); err != nil {
+				return nil, fmt.Errorf("event %d: payload: %w", e.Seq, err)
+			}
+			e.Properties, e.Traits, e.Context = pl.Properties, pl.Traits, pl.Context
+		}
+		evs = append(evs, e)
+	}
+	return evs, rows.Err()
+}
+
+// ListRejects returns rejects after f.After, oldest first.
+func (db *DB) ListRejects(ctx context.Context, f store.RejectFilter) ([]kiln.Reject, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	rows, err := db.r.QueryContext(ctx, listRejects, f.After, f.SourceID, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list rejects: %w", err)
+	}
+	defer rows.Close()
+	var out []kiln.Reject
+	for rows.Next() {
+		var (
+			r        kiln.Reject
+			received sql.NullInt64
+		)
+		if err := rows.Scan(&r.ID, &r.SourceID, &received, &r.Origin, &r.Index, &r.Field, &r.Reason, &r.Payload); err != nil {
+			return nil, fmt.Errorf("sqlite: list rejects: %w", err)
+		}
+		r.ReceivedAt = tget(received)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list rejects: %w", err)
+	}
+	return out, nil
+}

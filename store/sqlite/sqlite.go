@@ -1,0 +1,197 @@
+// Package sqlite is Kiln's embedded storage backend: one SQLite file in WAL
+// mode through modernc.org/sqlite (pure Go, no cgo), implementing
+// store.Store.
+//
+// Durability: the file runs with synchronous=FULL, so a committed Append
+// survives a power cut or SIGKILL. SQLite allows one writer at a time, so
+// every write goes through a dedicated one-connection pool (transactions
+// begin IMMEDIATE, taking the write lock up front instead of upgrading
+// later and failing with SQLITE_BUSY); reads use a separate pool of
+// read-only connections and never wait behind a write.
+//
+// Times are stored as INTEGER unix nanoseconds in UTC (NULL for the zero
+// time), so ordering by a time column is ordering by time; event times
+// must lie between the years 1678 and 2261.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/migrate"
+	"github.com/pressly/goose/v3"
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is a Kiln store in one SQLite file. It is safe for concurrent use.
+type DB struct {
+	path string
+	w    *sql.DB // the single writer connection
+	r    *sql.DB // read-only connections
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Connection settings. busy_timeout makes a connection wait for a lock
+// (another process, or a checkpoint) instead of failing at once.
+const (
+	writeParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+		"&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)&_txlock=immediate"
+	readParams = "_pragma=busy_timeout(10000)&_pragma=query_only(1)&_pragma=cache_size(-16384)"
+)
+
+// Open opens (creating if needed) the SQLite database at path and brings
+// its schema up to date.
+func Open(path string) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: open: empty database path")
+	}
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlite: open %s: the path must not contain '?'", path)
+	}
+	w, err := sql.Open("sqlite", "file:"+path+"?"+writeParams)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	ctx := context.Background()
+	// The first statement creates the file and switches it to WAL, before
+	// any reader connects.
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: journal mode is %q, want wal (is the file on a filesystem without shared memory?)", path, mode)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := migrate.Up(ctx, w, goose.DialectSQLite3, sub, nil); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", "file:"+path+"?"+readParams)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
+	}
+	return &DB{path: path, w: w, r: r}, nil
+}
+
+// Close closes both connection pools.
+func (db *DB) Close() error {
+	return errors.Join(db.r.Close(), db.w.Close())
+}
+
+// Ping checks that the database answers on both pools.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping %s: %w", db.path, err)
+	}
+	if err := db.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// write runs fn in one write transaction and commits it.
+func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
+func isUnique(err error) bool {
+	var e *msqlite.Error
+	if errors.As(err, &e) {
+		return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// Times are unix nanoseconds; the zero time is NULL.
+
+func tval(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func tptr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return tval(*t)
+}
+
+func tget(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+func tgetp(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := time.Unix(0, n.Int64).UTC()
+	return &t
+}
+
+// eventTime checks that t fits in int64 nanoseconds, so that a wild client
+// timestamp is refused instead of silently wrapping around.
+func eventTime(t time.Time, what string, e *kiln.Event) (any, error) {
+	if t.IsZero() {
+		return nil, nil
+	}
+	if y := t.Year(); y < 1678 || y > 2261 {
+		return nil, kiln.Errorf(kiln.EInvalid, "event %q from source %q: %s %s is outside the years 1678-2261",
+			e.MessageID, e.SourceID, what, t.Format(time.RFC3339))
+	}
+	return t.UnixNano(), nil
+}

@@ -2,7 +2,10 @@ package intel
 
 import (
 	"math"
+	"slices"
 	"testing"
+
+	"gonum.org/v1/gonum/mathext"
 )
 
 func within(t *testing.T, what string, got, want, rel float64) {
@@ -37,4 +40,101 @@ func TestBGNBDCDNOWPublished(t *testing.T) {
 		t.Logf("  start %v -> %v LL=%.4f it=%d %s", s.Start, s.Params, s.LogLikelihood, s.Iterations, s.Stop)
 	}
 	checkCDNOWParams(t, fit)
+}
+
+// The Euler-transformed conditional expectation must equal the textbook
+// form of FHL 2005 eq. 10 (direct 2F1, fine for small x).
+func TestConditionalExpectationMatchesTextbook(t *testing.T) {
+	for _, m := range []BGNBD{{0.2426, 4.4136, 0.7929, 2.4259}, {1.5, 20, 2.5, 8}, {0.5, 3, 1.0000001, 4}} {
+		for _, c := range []Summary{{Age: 38}, {Frequency: 1, Recency: 1.71, Age: 38.86}, {Frequency: 2, Recency: 30.43, Age: 38.86}, {Frequency: 5, Recency: 20, Age: 30}} {
+			for _, tt := range []float64{1, 39, 200} {
+				x := float64(c.Frequency)
+				z := tt / (m.Alpha + c.Age + tt)
+				f := mathext.Hypergeo(m.R+x, m.B+x, m.A+m.B+x-1, z)
+				num := (m.A + m.B + x - 1) / (m.A - 1) * (1 - math.Pow((m.Alpha+c.Age)/(m.Alpha+c.Age+tt), m.R+x)*f)
+				den := 1.0
+				if x > 0 {
+					den += m.A / (m.B + x - 1) * math.Pow((m.Alpha+c.Age)/(m.Alpha+c.Recency), m.R+x)
+				}
+				tol := 1e-9
+				if m.A < 1.001 {
+					tol = 1e-4 // the textbook form cancels catastrophically as a → 1
+				}
+				within(t, "E[Y|x]", m.ConditionalExpectedPurchases(c, tt), num/den, tol)
+			}
+		}
+		for _, tt := range []float64{1, 39, 500} {
+			direct := (m.A + m.B - 1) / (m.A - 1) * (1 - math.Pow(m.Alpha/(m.Alpha+tt), m.R)*mathext.Hypergeo(m.R, m.B, m.A+m.B-1, tt/(m.Alpha+tt)))
+			within(t, "E[X(t)]", m.ExpectedPurchases(tt), direct, 1e-4)
+		}
+	}
+}
+
+// Very heavy buyers must not overflow anywhere (the textbook 2F1 form does
+// for x in the hundreds).
+func TestBGNBDHeavyBuyers(t *testing.T) {
+	m := BGNBD{0.2426, 4.4136, 0.7929, 2.4259}
+	for _, c := range []Summary{
+		{Frequency: 10000, Recency: 100, Age: 100},  // bought daily, still buying
+		{Frequency: 10000, Recency: 50, Age: 100},   // bought a lot, silent for half the time
+		{Frequency: 10000, Recency: 99.9, Age: 100}, // just bought
+		{Frequency: 1, Recency: 0.01, Age: 1e6},
+	} {
+		pa := m.ProbAlive(c)
+		e := m.ConditionalExpectedPurchases(c, 52)
+		w := m.NextPurchaseWait(c)
+		pw := m.ProbPurchaseWithin(c, 1)
+		for name, v := range map[string]float64{"P(alive)": pa, "E[Y(52)]": e, "wait": w, "P(buy within 1)": pw} {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				t.Errorf("%+v: %s = %v", c, name, v)
+			}
+		}
+		if pa > 1 || pw > 1 || m.ChurnRisk(c) < 0 || math.Abs(m.ChurnRisk(c)+pa-1) > 1e-12 {
+			t.Errorf("%+v: P(alive) %v, churn %v, P(buy) %v out of [0,1]", c, pa, m.ChurnRisk(c), pw)
+		}
+		t.Logf("x=%d t_x=%v T=%v: P(alive)=%.4g E[Y(52)]=%.5g wait=%.4g", c.Frequency, c.Recency, c.Age, pa, e, w)
+	}
+	// A daily buyer who is still active buys at rate (r+x)/(α+T) ≈ 96 per
+	// unit, N ≈ 4,980 purchases in 52 units if none drops out; each purchase
+	// ends the relationship with probability ≈ a/(a+b+x), so the expectation
+	// is about N·(1-e^{-pN})/(pN).
+	n := 52 * (m.R + 10000) / (m.Alpha + 100)
+	pd := m.A / (m.A + m.B + 10000)
+	within(t, "active heavy buyer", m.ConditionalExpectedPurchases(Summary{Frequency: 10000, Recency: 100, Age: 100}, 52), n*-math.Expm1(-pd*n)/(pd*n), 0.03)
+	if v := m.ConditionalExpectedPurchases(Summary{Frequency: 10000, Recency: 50, Age: 100}, 52); v > 1e-6 {
+		t.Errorf("a heavy buyer silent for 50 units should be dead, E[Y] = %v", v)
+	}
+	// The log-likelihood of such customers is finite too.
+	ll, err := m.LogLikelihood([]Summary{{Frequency: 10000, Recency: 100, Age: 100}, {Frequency: 10000, Recency: 50, Age: 100}})
+	if err != nil || math.IsNaN(ll) || math.IsInf(ll, 0) {
+		t.Errorf("log-likelihood %v, %v", ll, err)
+	}
+}
+
+// The analytic gradient used by the optimiser agrees with finite differences.
+func TestBGNBDGradient(t *testing.T) {
+	cs := []Summary{{Age: 30}, {Frequency: 1, Recency: 5, Age: 30}, {Frequency: 4, Recency: 25, Age: 35}, {Frequency: 40, Recency: 20, Age: 36}}
+	d, err := newBGData(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nodrop := range []bool{false, true} {
+		m := BGNBD{0.7, 3.3, 1.3, 2.2}
+		g := make([]float64, 4)
+		d.logLik(m, g, nodrop)
+		p := []float64{m.R, m.Alpha, m.A, m.B}
+		for i := range p {
+			if nodrop && i >= 2 {
+				continue
+			}
+			h := 1e-6 * p[i]
+			up, dn := slices.Clone(p), slices.Clone(p)
+			up[i] += h
+			dn[i] -= h
+			fd := (d.logLik(BGNBD{up[0], up[1], up[2], up[3]}, nil, nodrop) - d.logLik(BGNBD{dn[0], dn[1], dn[2], dn[3]}, nil, nodrop)) / (2 * h)
+			if math.Abs(fd-g[i]) > 1e-5*math.Max(1, math.Abs(fd)) {
+				t.Errorf("noDropout=%v: d/d%d analytic %v, finite difference %v", nodrop, i, g[i], fd)
+			}
+		}
+	}
 }

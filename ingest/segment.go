@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,15 +146,6 @@ func errBody(code, msg string) errorBody {
 	return b
 }
 
-// batchRequest is the /v1/batch body. Messages stay raw until each is
-// decoded on its own, so one bad message rejects only itself.
-type batchRequest struct {
-	Batch    []json.RawMessage `json:"batch"`
-	SentAt   string            `json:"sentAt"`
-	Context  map[string]any    `json:"context"`
-	WriteKey string            `json:"writeKey"`
-}
-
 func (h *SegmentHandler) serve(w http.ResponseWriter, r *http.Request, typ kiln.EventType) error {
 	limit := h.cfg.MaxBatchBytes
 	if typ != "" {
@@ -176,29 +166,25 @@ func (h *SegmentHandler) serve(w http.ResponseWriter, r *http.Request, typ kiln.
 
 	var req batchRequest
 	if typ == "" {
-		if err := json.Unmarshal(body, &req); err != nil {
+		var err error
+		if req, err = decodeBatch(body); err != nil {
 			return jsonError("body", body, err)
 		}
-		if req.Batch == nil {
+		if !req.HasBatch {
 			return kiln.Errorf(kiln.EInvalid, "body: no \"batch\" array of messages")
 		}
 		if len(req.Batch) > h.cfg.MaxBatchMessages {
 			return kiln.Errorf(kiln.ETooLarge, "body: batch has %d messages, over the limit of %d per request", len(req.Batch), h.cfg.MaxBatchMessages)
 		}
 	} else {
-		// A single call: the body is the message. Only writeKey and sentAt
-		// are needed up front, and an unparseable body fails the request.
-		var head struct {
-			WriteKey string `json:"writeKey"`
+		// A single call: the body is the message. An unparseable body fails
+		// the request; a well-formed one with bad fields becomes a reject.
+		msg, err := decodeSingle(body)
+		if err != nil {
+			return jsonError("body", body, err)
 		}
-		if err := json.Unmarshal(body, &head); err != nil {
-			var te *json.UnmarshalTypeError
-			if !errors.As(err, &te) {
-				return jsonError("body", body, err)
-			}
-		}
-		req.WriteKey = head.WriteKey
-		req.Batch = []json.RawMessage{body}
+		req.WriteKey = msg.m.WriteKey
+		req.Batch = []rawMessage{msg}
 	}
 
 	token := tokenFromRequest(r)
@@ -237,10 +223,10 @@ func (h *SegmentHandler) serve(w http.ResponseWriter, r *http.Request, typ kiln.
 	}
 	events := make([]kiln.Event, 0, len(req.Batch))
 	var rejects []kiln.Reject
-	for i, raw := range req.Batch {
-		e, field, reason := p.parse(raw, typ)
+	for i := range req.Batch {
+		e, field, reason := p.parse(&req.Batch[i], typ)
 		if reason != "" {
-			rejects = append(rejects, newReject(src.ID, now, origin, i, field, reason, raw))
+			rejects = append(rejects, newReject(src.ID, now, origin, i, field, reason, req.Batch[i].raw))
 			continue
 		}
 		events = append(events, e)
@@ -286,45 +272,24 @@ func readBody(r *http.Request, buf *bytes.Buffer, limit int) error {
 
 // jsonError describes a JSON decoding failure with its position.
 func jsonError(where string, body []byte, err error) error {
-	var se *json.SyntaxError
+	var se *syntaxError
 	if errors.As(err, &se) {
-		line, col := lineCol(body, se.Offset)
-		return kiln.Errorf(kiln.EInvalid, "%s: invalid JSON at line %d, column %d (byte %d): %v", where, line, col, se.Offset, se)
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		f := te.Field
-		if f == "" {
-			f = "top level"
+		if se.off >= len(body) {
+			return kiln.Errorf(kiln.EInvalid, "%s: JSON ends early at byte %d (truncated body?)", where, se.off)
 		}
-		return kiln.Errorf(kiln.EInvalid, "%s: %s must be %s, not %s", where, f, jsonKind(te.Type.Kind().String()), te.Value)
+		line, col := lineCol(body, int64(se.off))
+		return kiln.Errorf(kiln.EInvalid, "%s: invalid JSON at line %d, column %d (byte %d): %s", where, line, col, se.off, se.msg)
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "unexpected end of JSON") {
-		return kiln.Errorf(kiln.EInvalid, "%s: JSON ends early (truncated body?)", where)
+	var te *typeError
+	if errors.As(err, &te) {
+		return kiln.Errorf(kiln.EInvalid, "%s: %v", where, te)
 	}
 	return kiln.Errorf(kiln.EInvalid, "%s: %v", where, err)
 }
 
-func jsonKind(k string) string {
-	switch k {
-	case "map", "struct":
-		return "an object"
-	case "slice":
-		return "an array"
-	case "string":
-		return "a string"
-	case "float64", "int", "int64":
-		return "a number"
-	case "bool":
-		return "true or false"
-	}
-	return k
-}
 
 func lineCol(b []byte, off int64) (int, int) {
-	if off > int64(len(b)) {
-		off = int64(len(b))
-	}
+	off = min(max(off, 0), int64(len(b)))
 	line, col := 1, 1
 	for _, c := range b[:off] {
 		if c == '\n' {
@@ -335,63 +300,6 @@ func lineCol(b []byte, off int64) (int, int) {
 		}
 	}
 	return line, col
-}
-
-// wireMessage is one Segment message as sent. Ids accept numbers too (some
-// clients type them numerically); everything else must have its spec type.
-type wireMessage struct {
-	Type              string         `json:"type"`
-	MessageID         idString       `json:"messageId"`
-	UserID            idString       `json:"userId"`
-	AnonymousID       idString       `json:"anonymousId"`
-	PreviousID        idString       `json:"previousId"`
-	GroupID           idString       `json:"groupId"`
-	Event             string         `json:"event"`
-	Name              string         `json:"name"`
-	Timestamp         string         `json:"timestamp"`
-	OriginalTimestamp string         `json:"originalTimestamp"`
-	SentAt            string         `json:"sentAt"`
-	Properties        map[string]any `json:"properties"`
-	Traits            map[string]any `json:"traits"`
-	Context           map[string]any `json:"context"`
-}
-
-// idString is a string that also accepts a JSON number.
-type idString string
-
-func (s *idString) UnmarshalJSON(b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
-	switch b[0] {
-	case '"':
-		var v string
-		if err := json.Unmarshal(b, &v); err != nil {
-			return err
-		}
-		*s = idString(v)
-		return nil
-	case 'n': // null
-		return nil
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		*s = idString(b)
-		return nil
-	}
-	return &json.UnmarshalTypeError{Value: describeJSON(b), Type: stringType}
-}
-
-var stringType = reflect.TypeFor[string]()
-
-func describeJSON(b []byte) string {
-	switch b[0] {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case 't', 'f':
-		return "bool"
-	}
-	return "value"
 }
 
 // parser turns raw messages into events for one request.
@@ -409,7 +317,8 @@ type parser struct {
 // parse decodes and validates one message. typ is the endpoint's call type
 // ("" for batch, where each message names its own). On failure it returns
 // the offending field and the reason.
-func (p *parser) parse(raw []byte, typ kiln.EventType) (e kiln.Event, field, reason string) {
+func (p *parser) parse(rm *rawMessage, typ kiln.EventType) (e kiln.Event, field, reason string) {
+	raw := rm.raw
 	if len(raw) > p.maxBytes {
 		return e, "", fmt.Sprintf("message is %d bytes, over the %d KB limit", len(raw), p.maxBytes>>10)
 	}
@@ -417,21 +326,13 @@ func (p *parser) parse(raw []byte, typ kiln.EventType) (e kiln.Event, field, rea
 		off := invalidUTF8At(raw)
 		return e, "", fmt.Sprintf("message is not valid UTF-8 (byte %d)", off)
 	}
-	var m wireMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			if te.Field == "" {
-				return e, "", fmt.Sprintf("message must be a JSON object, not %s", te.Value)
-			}
-			return e, te.Field, fmt.Sprintf("%s must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+	if te, ok := rm.typeErr.(*typeError); ok {
+		if te.field == "" {
+			return e, "", fmt.Sprintf("message must be a JSON object, not %s", te.got)
 		}
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return e, "", fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
-		}
-		return e, "", err.Error()
+		return e, te.field, te.Error()
 	}
+	m := &rm.m
 	if typ == "" {
 		typ = kiln.EventType(strings.ToLower(m.Type))
 		if m.Type == "" {
@@ -442,13 +343,13 @@ func (p *parser) parse(raw []byte, typ kiln.EventType) (e kiln.Event, field, rea
 		}
 	}
 	e = kiln.Event{
-		MessageID:   strings.TrimSpace(string(m.MessageID)),
+		MessageID:   strings.TrimSpace(m.MessageID),
 		SourceID:    p.sourceID,
 		Type:        typ,
-		UserID:      strings.TrimSpace(string(m.UserID)),
-		AnonymousID: strings.TrimSpace(string(m.AnonymousID)),
-		PreviousID:  strings.TrimSpace(string(m.PreviousID)),
-		GroupID:     strings.TrimSpace(string(m.GroupID)),
+		UserID:      strings.TrimSpace(m.UserID),
+		AnonymousID: strings.TrimSpace(m.AnonymousID),
+		PreviousID:  strings.TrimSpace(m.PreviousID),
+		GroupID:     strings.TrimSpace(m.GroupID),
 		ReceivedAt:  p.receivedAt,
 		Properties:  m.Properties,
 		Traits:      m.Traits,
@@ -478,7 +379,7 @@ func (p *parser) parse(raw []byte, typ kiln.EventType) (e kiln.Event, field, rea
 		return e, "messageId", fmt.Sprintf("messageId is %d characters, over the limit of 200", len(e.MessageID))
 	}
 
-	ts, field, reason := p.timestamp(&m)
+	ts, field, reason := p.timestamp(m)
 	if reason != "" {
 		return e, field, reason
 	}

@@ -287,7 +287,6 @@ func jsonError(where string, body []byte, err error) error {
 	return kiln.Errorf(kiln.EInvalid, "%s: %v", where, err)
 }
 
-
 func lineCol(b []byte, off int64) (int, int) {
 	off = min(max(off, 0), int64(len(b)))
 	line, col := 1, 1

@@ -154,7 +154,7 @@ func TestRequestLevelErrors(t *testing.T) {
 		{"truncated", "/v1/batch", `{"batch":[{"type":"track"`, 400, "invalid", "JSON ends early"},
 		{"batch not array", "/v1/batch", `{"batch":{"type":"track"}}`, 400, "invalid", "batch must be an array, not object"},
 		{"no batch", "/v1/batch", `{"messages":[]}`, 400, "invalid", `no "batch" array`},
-		{"too many messages", "/v1/batch", `{"batch":[`+strings.Repeat("{},", 30)+`{}]}`, 400, "too_large", "batch has 31 messages, over the limit of 30"},
+		{"too many messages", "/v1/batch", `{"batch":[` + strings.Repeat("{},", 30) + `{}]}`, 400, "too_large", "batch has 31 messages, over the limit of 30"},
 		{"batch over 500KB", "/v1/batch", bigBatch, 400, "too_large", "over the 500 KB limit"},
 		{"single over 32KB", "/v1/track", `{"userId":"u","event":"` + strings.Repeat("x", 33000) + `"}`, 400, "too_large", "over the 32 KB limit"},
 		{"single not json", "/v1/track", `userId=u`, 400, "invalid", "invalid JSON at line 1, column 1"},

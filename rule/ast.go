@@ -1,0 +1,226 @@
+package rule
+
+// The syntax tree is also the JSON form: every node is a plain struct with
+// JSON tags, so the API and a UI form builder exchange exactly what the
+// parser produces, and Format turns it back into text. Positions are not
+// part of the JSON form (a definition built in a form has no lines).
+
+// Pos is a 1-based line and column in the source text; zero when the node
+// came from JSON.
+type Pos struct {
+	Line int `json:"-"`
+	Col  int `json:"-"`
+}
+
+// Set is a whole definition set: it is checked and compiled as one, so
+// traits may refer to traits and segments to segments in any order.
+type Set struct {
+	Defs []*Def `json:"definitions"`
+}
+
+// Def kinds.
+const (
+	KindTrait   = "trait"
+	KindSegment = "segment"
+)
+
+// Def is one computed trait or segment definition.
+type Def struct {
+	Kind        string     `json:"kind"`
+	Name        string     `json:"name"`
+	Title       string     `json:"title,omitempty"`
+	Description string     `json:"description,omitempty"`
+	Freshness   *Freshness `json:"freshness,omitempty"`
+	// Backfill says which profiles the engine acts on when the definition
+	// is first applied or edited: "all" members, only "new" entries after
+	// the backfill, or "none". Empty means the engine's default.
+	Backfill string `json:"backfill,omitempty"`
+	// Version is the resource version the engine assigned when the
+	// definition was applied; it is not part of the text form.
+	Version int64 `json:"version,omitempty"`
+	// Value is a trait's definition.
+	Value *Expr `json:"value,omitempty"`
+	// Static segments list their members explicitly (CSV upload, API);
+	// the evaluator is told the memberships.
+	Static bool `json:"static,omitempty"`
+	// Cond is a computed segment's condition.
+	Cond *Cond `json:"condition,omitempty"`
+	Pos
+}
+
+// Freshness modes.
+const (
+	FreshRealtime = "realtime"
+	FreshEvery    = "every"
+	FreshCron     = "cron"
+	FreshManual   = "manual"
+)
+
+// Freshness says how current the engine keeps a definition.
+type Freshness struct {
+	Mode  string `json:"mode"`
+	Every *Span  `json:"every,omitempty"` // FreshEvery
+	Cron  string `json:"cron,omitempty"`  // FreshCron, 5-field spec
+	TZ    string `json:"tz,omitempty"`    // FreshCron, IANA zone; empty = evaluator's
+	Pos
+}
+
+// Span is a duration in whole minutes, hours or days ("4 hours").
+type Span struct {
+	N    int    `json:"n"`
+	Unit string `json:"unit"` // "minutes", "hours" or "days"
+	Pos
+}
+
+// Expr ops.
+const (
+	ExprAgg     = "aggregate" // Agg
+	ExprTrait   = "trait"     // Name: another computed trait
+	ExprProfile = "profile"   // Name: a profile trait (traits.NAME); conditions only
+	ExprNum     = "number"    // Num
+	ExprAdd     = "+"
+	ExprSub     = "-"
+	ExprMul     = "*"
+	ExprDiv     = "/"
+)
+
+// Expr is a value: an aggregate over events, a reference to a computed
+// or profile trait, a number, or arithmetic over those.
+type Expr struct {
+	Op   string  `json:"op"`
+	Agg  *Agg    `json:"aggregate,omitempty"`
+	Name string  `json:"name,omitempty"`
+	Num  float64 `json:"num,omitempty"`
+	Args []*Expr `json:"args,omitempty"` // arithmetic: exactly two
+	Pos
+}
+
+// Aggregate functions.
+const (
+	FnCount    = "count"
+	FnSum      = "sum"
+	FnAvg      = "avg"
+	FnMin      = "min"
+	FnMax      = "max"
+	FnFirst    = "first"
+	FnLast     = "last"
+	FnDistinct = "distinct"
+)
+
+// Agg aggregates one property of the events named Event that pass Where,
+// over Window. Path is empty only for count (count of events).
+//
+// Paths: "properties.a.b" reads the event's properties; "items.field"
+// (any other first segment) reads field of every element of the array
+// properties.items, e.g. "products.quantity". When the value path or the
+// filter reads items, the filter is applied per item: sum(products.quantity)
+// where products.category = "teaware" adds the quantities of the teaware
+// lines only, and count where products.category = "teaware" counts the
+// events having at least one teaware line.
+type Agg struct {
+	Func   string  `json:"func"`
+	Path   string  `json:"property,omitempty"`
+	Event  string  `json:"event"`
+	Where  *Filter `json:"where,omitempty"`
+	Window *Window `json:"window"`
+	Pos
+}
+
+// Window kinds.
+const (
+	WinAll     = "all"     // all time
+	WinLast    = "last"    // rolling: (now-N unit, now]
+	WinToday   = "today"   // calendar periods in the evaluator's time zone
+	WinWeek    = "week"    // ISO week, from Monday 00:00
+	WinMonth   = "month"   //
+	WinYear    = "year"    //
+	WinBetween = "between" // fixed dates From..To inclusive, in the evaluator's time zone
+)
+
+// Window is the time range an aggregate covers, always ending at the
+// evaluation instant (events later than now are not counted yet).
+type Window struct {
+	Kind string `json:"kind"`
+	N    int    `json:"n,omitempty"`
+	Unit string `json:"unit,omitempty"`
+	From string `json:"from,omitempty"` // YYYY-MM-DD
+	To   string `json:"to,omitempty"`   // YYYY-MM-DD
+	Pos
+}
+
+// Filter ops.
+const (
+	FAnd = "and"
+	FOr  = "or"
+	FNot = "not"
+	FCmp = "cmp"
+)
+
+// Comparison operators (filters and conditions).
+const (
+	CmpEq        = "="
+	CmpNe        = "!="
+	CmpLt        = "<"
+	CmpLe        = "<="
+	CmpGt        = ">"
+	CmpGe        = ">="
+	CmpContains  = "contains"
+	CmpIn        = "in"
+	CmpExists    = "exists"
+	CmpNotExists = "not exists"
+)
+
+// Filter is a condition over one event's properties (and line items).
+type Filter struct {
+	Op    string    `json:"op"`
+	Args  []*Filter `json:"args,omitempty"`
+	Path  string    `json:"property,omitempty"`
+	Cmp   string    `json:"cmp,omitempty"`
+	Value any       `json:"value,omitempty"` // string, float64, bool or []any of those
+	Pos
+}
+
+// Cond ops.
+const (
+	CAnd          = "and"
+	COr           = "or"
+	CNot          = "not"
+	CCmp          = "cmp"           // Left Cmp Value
+	CSegment      = "segment"       // in segment Segment
+	CPerformed    = "performed"     // performed Event [where] window
+	CNotPerformed = "not_performed" // did not perform Event [where] window
+	CNotFollowed  = "not_followed"  // First not followed by Then within Within, in Window
+	CAnniversary  = "anniversary"   // anniversary of traits.Name within next Within(days)
+	CAgo          = "ago"           // traits.Name more than Within ago
+	CWithinLast   = "within_last"   // traits.Name within last Within
+)
+
+// Cond is a segment condition.
+type Cond struct {
+	Op      string  `json:"op"`
+	Args    []*Cond `json:"args,omitempty"`
+	Left    *Expr   `json:"left,omitempty"`
+	Cmp     string  `json:"cmp,omitempty"`
+	Value   any     `json:"value,omitempty"`
+	Segment string  `json:"segment,omitempty"`
+	// Agg is the event reference of performed / not performed (Func is
+	// always count).
+	Agg *Agg `json:"aggregate,omitempty"`
+	// Profile names the profile trait of anniversary / ago / within_last.
+	Profile string `json:"profileTrait,omitempty"`
+	// First, Then, Within and Window describe "A not followed by B within
+	// T in WINDOW"; Within is also the span of anniversary / ago /
+	// within_last.
+	First  *EventRef `json:"first,omitempty"`
+	Then   *EventRef `json:"then,omitempty"`
+	Within *Span     `json:"within,omitempty"`
+	Window *Window   `json:"window,omitempty"`
+	Pos
+}
+
+// EventRef is an event name with an optional filter.
+type EventRef struct {
+	Event string  `json:"event"`
+	Where *Filter `json:"where,omitempty"`
+	Pos
+}

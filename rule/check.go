@@ -1,0 +1,652 @@
+package rule
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	_ "time/tzdata" // freshness time zones must validate on machines without zoneinfo
+
+	"github.com/robfig/cron/v3"
+)
+
+// Type is the type of a trait value.
+type Type string
+
+// Value types.
+const (
+	TAny    Type = "any" // first/last of a property, or an undeclared profile trait
+	TNumber Type = "number"
+	TString Type = "string"
+	TBool   Type = "bool"
+	TDate   Type = "date" // profile traits holding "YYYY-MM-DD" or RFC 3339 strings
+)
+
+// Schema declares the profile traits definitions may read, with their
+// types. A nil Schema (or nil Traits) accepts any traits.NAME, typed at
+// evaluation time.
+type Schema struct {
+	Traits map[string]Type
+}
+
+// DemoSchema is the profile traits the demo generator and the shipped
+// library use.
+var DemoSchema = &Schema{Traits: map[string]Type{
+	"email": TString, "first_name": TString, "last_name": TString, "phone": TString,
+	"birthday": TDate, "created_at": TDate, "company": TString, "vat_id": TString,
+}}
+
+// Limits on windows and spans, so per-profile retention stays bounded.
+const (
+	MaxWindowDays = 3660 // ten years
+	MaxAnnivDays  = 366
+)
+
+// Info is what Check learned about a valid set: evaluation orders and
+// value types. eval.Compile uses it.
+type Info struct {
+	// TraitOrder lists computed traits so that each comes after the
+	// traits it refers to; SegmentOrder does the same for segments.
+	TraitOrder   []string
+	SegmentOrder []string
+	TraitTypes   map[string]Type
+	Traits       map[string]*Def
+	Segments     map[string]*Def
+}
+
+// ParseJSON reads the JSON form of a definition set (unknown fields are
+// rejected, so a typo in a form builder is an error, not a silent no-op).
+func ParseJSON(data []byte) (*Set, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var s Set
+	if err := dec.Decode(&s); err != nil {
+		return nil, ErrorList{{Msg: "definitions JSON: " + err.Error()}}
+	}
+	return &s, nil
+}
+
+// Load parses the text form and checks it: the one call `kiln apply`
+// needs.
+func Load(src string, schema *Schema) (*Set, *Info, error) {
+	s, err := Parse(src)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := Check(s, schema)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, info, nil
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+
+type checker struct {
+	schema *Schema
+	errs   ErrorList
+	info   *Info
+	cur    *Def
+}
+
+func (c *checker) errf(p Pos, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if p.Line == 0 && c.cur != nil {
+		msg = c.cur.Kind + " " + c.cur.Name + ": " + msg
+	}
+	c.errs = append(c.errs, &Error{Pos: p, Msg: msg})
+}
+
+// Check validates a whole definition set: names, references to traits
+// and segments, value types, windows, options and cycles. Every problem is
+// reported (as an ErrorList, in source order), so evaluation never meets
+// an invalid definition.
+func Check(s *Set, schema *Schema) (*Info, error) {
+	c := &checker{schema: schema, info: &Info{
+		TraitTypes: map[string]Type{}, Traits: map[string]*Def{}, Segments: map[string]*Def{},
+	}}
+	for _, d := range s.Defs {
+		c.cur = d
+		if !nameRE.MatchString(d.Name) || reserved[d.Name] {
+			c.errf(d.Pos, "bad %s name %q: use letters, digits and _ (not a keyword)", d.Kind, d.Name)
+		}
+		if prev := c.info.Traits[d.Name]; prev != nil {
+			c.errf(d.Pos, "%s %s is already defined as a trait at %d:%d", d.Kind, d.Name, prev.Line, prev.Col)
+			continue
+		}
+		if prev := c.info.Segments[d.Name]; prev != nil {
+			c.errf(d.Pos, "%s %s is already defined as a segment at %d:%d", d.Kind, d.Name, prev.Line, prev.Col)
+			continue
+		}
+		switch d.Kind {
+		case KindTrait:
+			c.info.Traits[d.Name] = d
+			if d.Value == nil {
+				c.errf(d.Pos, "trait %s has no value", d.Name)
+			}
+			if d.Static || d.Cond != nil {
+				c.errf(d.Pos, "trait %s cannot have a condition or be static", d.Name)
+			}
+		case KindSegment:
+			c.info.Segments[d.Name] = d
+			if d.Static == (d.Cond != nil) {
+				c.errf(d.Pos, "segment %s needs exactly one of a condition or static", d.Name)
+			}
+			if d.Value != nil {
+				c.errf(d.Pos, "segment %s cannot have a trait value", d.Name)
+			}
+		default:
+			c.errf(d.Pos, "unknown definition kind %q (want trait or segment)", d.Kind)
+		}
+		c.options(d)
+	}
+	// Traits: types and trait-to-trait cycles, in dependency order.
+	state := map[string]int{} // 0 new, 1 visiting, 2 done
+	var visitT func(name string, from Pos) Type
+	visitT = func(name string, from Pos) Type {
+		d := c.info.Traits[name]
+		switch state[name] {
+		case 1:
+			c.errf(from, "trait %s refers to itself (cycle through %s)", name, name)
+			return TAny
+		case 2:
+			return c.info.TraitTypes[name]
+		}
+		state[name] = 1
+		saved := c.cur
+		c.cur = d
+		t := TAny
+		if d.Value != nil {
+			t = c.expr(d.Value, false, visitT)
+		}
+		c.cur = saved
+		state[name] = 2
+		c.info.TraitTypes[name] = t
+		c.info.TraitOrder = append(c.info.TraitOrder, name)
+		return t
+	}
+	for _, d := range s.Defs {
+		if d.Kind == KindTrait && c.info.Traits[d.Name] == d {
+			visitT(d.Name, d.Pos)
+		}
+	}
+	// Segments: conditions and segment-to-segment cycles.
+	sstate := map[string]int{}
+	var stack []string
+	var visitS func(name string, from Pos)
+	visitS = func(name string, from Pos) {
+		switch sstate[name] {
+		case 1:
+			i := 0
+			for i < len(stack) && stack[i] != name {
+				i++
+			}
+			c.errf(from, "segment cycle: %s -> %s", strings.Join(stack[i:], " -> "), name)
+			return
+		case 2:
+			return
+		}
+		d := c.info.Segments[name]
+		sstate[name] = 1
+		stack = append(stack, name)
+		saved := c.cur
+		c.cur = d
+		if d.Cond != nil {
+			c.cond(d.Cond, visitT, visitS)
+		}
+		c.cur = saved
+		stack = stack[:len(stack)-1]
+		sstate[name] = 2
+		c.info.SegmentOrder = append(c.info.SegmentOrder, name)
+	}
+	for _, d := range s.Defs {
+		if d.Kind == KindSegment && c.info.Segments[d.Name] == d {
+			visitS(d.Name, d.Pos)
+		}
+	}
+	if len(c.errs) > 0 {
+		sort.SliceStable(c.errs, func(i, j int) bool {
+			a, b := c.errs[i], c.errs[j]
+			return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+		})
+		return nil, c.errs
+	}
+	return c.info, nil
+}
+
+func (c *checker) options(d *Def) {
+	switch d.Backfill {
+	case "", "all", "new", "none":
+	default:
+		c.errf(d.Pos, "backfill must be all, new or none, not %q", d.Backfill)
+	}
+	f := d.Freshness
+	if f == nil {
+		return
+	}
+	switch f.Mode {
+	case FreshRealtime, FreshManual:
+	case FreshEvery:
+		if f.Every == nil {
+			c.errf(f.Pos, "freshness every needs a span such as 15 minutes")
+			return
+		}
+		c.span(f.Every, "freshness")
+		if f.Every.Unit == "minutes" && f.Every.N < 1 {
+			c.errf(f.Every.Pos, "freshness every must be at least 1 minute")
+		}
+	case FreshCron:
+		if _, err := cron.ParseStandard(f.Cron); err != nil {
+			c.errf(f.Pos, "bad cron schedule %q: %v", f.Cron, err)
+		}
+		if f.TZ != "" {
+			if _, err := time.LoadLocation(f.TZ); err != nil {
+				c.errf(f.Pos, "unknown time zone %q", f.TZ)
+			}
+		}
+	default:
+		c.errf(f.Pos, "freshness must be realtime, every, cron or manual, not %q", f.Mode)
+	}
+}
+
+func (c *checker) span(s *Span, what string) time.Duration {
+	var unit time.Duration
+	switch s.Unit {
+	case "minutes":
+		unit = time.Minute
+	case "hours":
+		unit = time.Hour
+	case "days":
+		unit = 24 * time.Hour
+	default:
+		c.errf(s.Pos, "%s: unit must be minutes, hours or days, not %q", what, s.Unit)
+		return 0
+	}
+	if s.N <= 0 {
+		c.errf(s.Pos, "%s: span must be positive, not %d %s", what, s.N, s.Unit)
+		return 0
+	}
+	d := time.Duration(s.N) * unit
+	if d > MaxWindowDays*24*time.Hour {
+		c.errf(s.Pos, "%s: span %d %s is longer than the limit of %d days", what, s.N, s.Unit, MaxWindowDays)
+	}
+	return d
+}
+
+func (c *checker) window(w *Window, where Pos) {
+	if w == nil {
+		c.errf(where, "missing window (in last N days, all time, today, this week/month/year, between dates)")
+		return
+	}
+	switch w.Kind {
+	case WinAll, WinToday, WinWeek, WinMonth, WinYear:
+	case WinLast:
+		c.span(&Span{N: w.N, Unit: w.Unit, Pos: w.Pos}, "window")
+	case WinBetween:
+		var from, to time.Time
+		var err1, err2 error
+		if !dateRE.MatchString(w.From) {
+			err1 = fmt.Errorf("x")
+		} else {
+			from, err1 = time.Parse(time.DateOnly, w.From)
+		}
+		if !dateRE.MatchString(w.To) {
+			err2 = fmt.Errorf("x")
+		} else {
+			to, err2 = time.Parse(time.DateOnly, w.To)
+		}
+		if err1 != nil {
+			c.errf(w.Pos, "bad window start date %q: want YYYY-MM-DD", w.From)
+		}
+		if err2 != nil {
+			c.errf(w.Pos, "bad window end date %q: want YYYY-MM-DD", w.To)
+		}
+		if err1 == nil && err2 == nil && to.Before(from) {
+			c.errf(w.Pos, "window ends (%s) before it starts (%s)", w.To, w.From)
+		}
+	default:
+		c.errf(w.Pos, "unknown window kind %q", w.Kind)
+	}
+}
+
+// itemArray returns the array a path reads items of ("products" for
+// products.quantity), or "" for an event-level properties path.
+func itemArray(path string) string {
+	if strings.HasPrefix(path, "properties.") {
+		return ""
+	}
+	i := strings.IndexByte(path, '.')
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// ItemArray is exported for the evaluator: the line-item array a path
+// reads, or "".
+func ItemArray(path string) string { return itemArray(path) }
+
+func (c *checker) path(p string, pos Pos) {
+	segs := strings.Split(p, ".")
+	ok := len(segs) >= 2
+	for _, s := range segs {
+		if !nameRE.MatchString(s) {
+			ok = false
+		}
+	}
+	if !ok || segs[0] == "traits" {
+		c.errf(pos, "bad event property %q: want properties.NAME or ARRAY.FIELD (e.g. products.category)", p)
+	}
+}
+
+func (c *checker) agg(a *Agg) {
+	switch a.Func {
+	case FnCount:
+	case FnSum, FnAvg, FnMin, FnMax, FnFirst, FnLast, FnDistinct:
+		if a.Path == "" {
+			c.errf(a.Pos, "%s needs a property, e.g. %s(properties.revenue)", a.Func, a.Func)
+		}
+	default:
+		c.errf(a.Pos, "unknown aggregate %q (want count, sum, avg, min, max, first, last or distinct)", a.Func)
+	}
+	if strings.TrimSpace(a.Event) == "" {
+		c.errf(a.Pos, "missing event name")
+	}
+	arrays := map[string]bool{}
+	if a.Path != "" {
+		c.path(a.Path, a.Pos)
+		if arr := itemArray(a.Path); arr != "" {
+			arrays[arr] = true
+		}
+	}
+	c.filter(a.Where, arrays)
+	if len(arrays) > 1 {
+		names := make([]string, 0, len(arrays))
+		for k := range arrays {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		c.errf(a.Pos, "one aggregate cannot read items of two arrays (%s)", strings.Join(names, ", "))
+	}
+	c.window(a.Window, a.Pos)
+}
+
+func (c *checker) filter(f *Filter, arrays map[string]bool) {
+	if f == nil {
+		return
+	}
+	switch f.Op {
+	case FAnd, FOr:
+		if len(f.Args) < 2 {
+			c.errf(f.Pos, "%s needs at least two operands", f.Op)
+		}
+		for _, a := range f.Args {
+			c.filter(a, arrays)
+		}
+	case FNot:
+		if len(f.Args) != 1 {
+			c.errf(f.Pos, "not needs exactly one operand")
+		}
+		for _, a := range f.Args {
+			c.filter(a, arrays)
+		}
+	case FCmp:
+		c.path(f.Path, f.Pos)
+		if arr := itemArray(f.Path); arr != "" {
+			arrays[arr] = true
+		}
+		c.literal(f.Cmp, f.Value, TAny, f.Path, f.Pos)
+	default:
+		c.errf(f.Pos, "unknown filter op %q", f.Op)
+	}
+}
+
+func literalType(v any) Type {
+	switch v.(type) {
+	case string:
+		return TString
+	case float64:
+		return TNumber
+	case bool:
+		return TBool
+	}
+	return ""
+}
+
+// literal checks a comparison's operand against the left side's type.
+func (c *checker) literal(cmp string, v any, left Type, what string, pos Pos) {
+	switch cmp {
+	case CmpExists, CmpNotExists:
+		if v != nil {
+			c.errf(pos, "%s takes no value", cmp)
+		}
+		return
+	case CmpIn:
+		list, ok := v.([]any)
+		if !ok || len(list) == 0 {
+			c.errf(pos, "in needs a non-empty list of values")
+			return
+		}
+		for _, x := range list {
+			c.literal(CmpEq, x, left, what, pos)
+		}
+		return
+	case CmpEq, CmpNe, CmpLt, CmpLe, CmpGt, CmpGe, CmpContains:
+	default:
+		c.errf(pos, "unknown comparison %q", cmp)
+		return
+	}
+	lt := literalType(v)
+	if lt == "" {
+		c.errf(pos, "%s %s needs a string, number or boolean value", what, cmp)
+		return
+	}
+	switch cmp {
+	case CmpLt, CmpLe, CmpGt, CmpGe:
+		if lt == TBool {
+			c.errf(pos, "%s %s %v: booleans have no order", what, cmp, v)
+			return
+		}
+	case CmpContains:
+		if left == TNumber || left == TBool {
+			c.errf(pos, "wrong type: %s is a %s, contains needs a string or a list", what, left)
+			return
+		}
+	}
+	if left == TDate && lt == TString {
+		if _, ok := ParseDate(v.(string), time.UTC); !ok {
+			c.errf(pos, "%s is a date: %q is not YYYY-MM-DD or RFC 3339", what, v)
+		}
+		return
+	}
+	if left != TAny && left != lt && cmp != CmpContains {
+		c.errf(pos, "wrong type: %s is a %s, compared with a %s (%s)", what, left, lt, formatValue(v))
+	}
+}
+
+func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type {
+	switch e.Op {
+	case ExprAgg:
+		if e.Agg == nil {
+			c.errf(e.Pos, "aggregate expression without an aggregate")
+			return TAny
+		}
+		c.agg(e.Agg)
+		if e.Agg.Func == FnFirst || e.Agg.Func == FnLast {
+			return TAny
+		}
+		return TNumber
+	case ExprTrait:
+		if c.info.Traits[e.Name] == nil {
+			if c.info.Segments[e.Name] != nil {
+				c.errf(e.Pos, "%s is a segment, not a trait: write in segment %s", e.Name, e.Name)
+			} else {
+				c.errf(e.Pos, "unknown trait %s%s", e.Name, c.suggest(e.Name))
+			}
+			return TAny
+		}
+		return visitT(e.Name, e.Pos)
+	case ExprProfile:
+		if !inCond {
+			c.errf(e.Pos, "computed traits cannot read profile trait traits.%s", e.Name)
+		}
+		return c.profileType(e.Name, e.Pos)
+	case ExprNum:
+		return TNumber
+	case ExprAdd, ExprSub, ExprMul, ExprDiv:
+		if len(e.Args) != 2 {
+			c.errf(e.Pos, "%s needs two operands", e.Op)
+			return TNumber
+		}
+		for _, a := range e.Args {
+			if t := c.expr(a, inCond, visitT); t != TNumber && t != TAny {
+				c.errf(a.Pos, "wrong type: arithmetic on a %s (%s)", t, FormatExpr(a))
+			}
+		}
+		return TNumber
+	}
+	c.errf(e.Pos, "unknown expression op %q", e.Op)
+	return TAny
+}
+
+func (c *checker) suggest(name string) string {
+	best, bestD := "", 4
+	for n := range c.info.Traits {
+		if d := editDistance(name, n); d < bestD || d == bestD && n < best {
+			best, bestD = n, d
+		}
+	}
+	if best != "" {
+		return " (did you mean " + best + "?)"
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func (c *checker) profileType(name string, pos Pos) Type {
+	if !nameRE.MatchString(name) {
+		c.errf(pos, "bad profile trait name %q", name)
+		return TAny
+	}
+	if c.schema == nil || c.schema.Traits == nil {
+		return TAny
+	}
+	t, ok := c.schema.Traits[name]
+	if !ok {
+		c.errf(pos, "unknown profile trait traits.%s", name)
+		return TAny
+	}
+	return t
+}
+
+func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(string, Pos)) {
+	switch k.Op {
+	case CAnd, COr:
+		if len(k.Args) < 2 {
+			c.errf(k.Pos, "%s needs at least two operands", k.Op)
+		}
+		for _, a := range k.Args {
+			c.cond(a, visitT, visitS)
+		}
+	case CNot:
+		if len(k.Args) != 1 {
+			c.errf(k.Pos, "not needs exactly one operand")
+		}
+		for _, a := range k.Args {
+			c.cond(a, visitT, visitS)
+		}
+	case CCmp:
+		if k.Left == nil {
+			c.errf(k.Pos, "comparison without a left side")
+			return
+		}
+		t := c.expr(k.Left, true, visitT)
+		c.literal(k.Cmp, k.Value, t, FormatExpr(k.Left), k.Pos)
+	case CSegment:
+		if c.info.Segments[k.Segment] == nil {
+			if c.info.Traits[k.Segment] != nil {
+				c.errf(k.Pos, "%s is a trait, not a segment", k.Segment)
+			} else {
+				c.errf(k.Pos, "unknown segment %s", k.Segment)
+			}
+			return
+		}
+		visitS(k.Segment, k.Pos)
+	case CPerformed, CNotPerformed:
+		if k.Agg == nil {
+			c.errf(k.Pos, "%s without an event", k.Op)
+			return
+		}
+		c.agg(k.Agg)
+	case CNotFollowed:
+		if k.First == nil || k.Then == nil || k.Within == nil {
+			c.errf(k.Pos, "not followed by needs two events and a span")
+			return
+		}
+		for _, r := range []*EventRef{k.First, k.Then} {
+			if strings.TrimSpace(r.Event) == "" {
+				c.errf(r.Pos, "missing event name")
+			}
+			arrays := map[string]bool{}
+			c.filter(r.Where, arrays)
+			if len(arrays) > 1 {
+				c.errf(r.Pos, "one filter cannot read items of two arrays")
+			}
+		}
+		c.span(k.Within, "not followed by ... within")
+		c.window(k.Window, k.Pos)
+		if k.Window != nil && k.Window.Kind != WinLast {
+			c.errf(k.Window.Pos, "not followed by needs a rolling window (in last N days), not %s", FormatWindow(k.Window))
+		}
+	case CAnniversary, CAgo, CWithinLast:
+		t := c.profileType(k.Profile, k.Pos)
+		if t != TAny && t != TDate {
+			c.errf(k.Pos, "wrong type: traits.%s is a %s, not a date", k.Profile, t)
+		}
+		if k.Within == nil {
+			c.errf(k.Pos, "missing span")
+			return
+		}
+		c.span(k.Within, k.Op)
+		if k.Op == CAnniversary && (k.Within.Unit != "days" || k.Within.N > MaxAnnivDays) {
+			c.errf(k.Within.Pos, "anniversary within next needs 1 to %d days", MaxAnnivDays)
+		}
+	default:
+		c.errf(k.Pos, "unknown condition op %q", k.Op)
+	}
+}
+
+// ParseDate reads a date trait value: "YYYY-MM-DD" (midnight in loc) or
+// RFC 3339. It is shared by the checker and the evaluator so both accept
+// the same values.
+func ParseDate(s string, loc *time.Location) (time.Time, bool) {
+	if len(s) == 10 {
+		t, err := time.ParseInLocation(time.DateOnly, s, loc)
+		return t, err == nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}

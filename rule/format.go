@@ -1,0 +1,287 @@
+package rule
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Format prints a definition set in the canonical text form; Parse(Format(s))
+// yields s again (positions aside).
+func Format(s *Set) string {
+	var b strings.Builder
+	for i, d := range s.Defs {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(FormatDef(d))
+	}
+	return b.String()
+}
+
+// FormatDef prints one definition, ending with a newline.
+func FormatDef(d *Def) string {
+	var b strings.Builder
+	b.WriteString(d.Kind + " " + d.Name)
+	if d.Title != "" {
+		b.WriteString(" " + strconv.Quote(d.Title))
+	}
+	switch {
+	case d.Kind == KindTrait && d.Value != nil:
+		b.WriteString(" = " + FormatExpr(d.Value))
+	case d.Static:
+		b.WriteString(" static")
+	case d.Cond != nil:
+		b.WriteString(" {\n")
+		if (d.Cond.Op == CAnd || d.Cond.Op == COr) && len(d.Cond.Args) > 1 {
+			for i, a := range d.Cond.Args {
+				b.WriteString("  ")
+				if i > 0 {
+					b.WriteString(d.Cond.Op + " ")
+				}
+				b.WriteString(condOperand(a, d.Cond.Op))
+				b.WriteString("\n")
+			}
+		} else {
+			b.WriteString("  " + FormatCond(d.Cond) + "\n")
+		}
+		b.WriteString("}")
+	}
+	b.WriteString("\n")
+	if d.Description != "" {
+		b.WriteString("  description " + strconv.Quote(d.Description) + "\n")
+	}
+	if f := d.Freshness; f != nil {
+		b.WriteString("  freshness " + f.Mode)
+		switch f.Mode {
+		case FreshEvery:
+			if f.Every != nil {
+				b.WriteString(" " + formatSpan(f.Every))
+			}
+		case FreshCron:
+			b.WriteString(" " + strconv.Quote(f.Cron))
+			if f.TZ != "" {
+				b.WriteString(" tz " + strconv.Quote(f.TZ))
+			}
+		}
+		b.WriteString("\n")
+	}
+	if d.Backfill != "" {
+		b.WriteString("  backfill " + d.Backfill + "\n")
+	}
+	return b.String()
+}
+
+func formatSpan(s *Span) string { return strconv.Itoa(s.N) + " " + s.Unit }
+
+// FormatExpr prints a value expression.
+func FormatExpr(e *Expr) string { return formatExpr(e, 0) }
+
+func exprPrec(op string) int {
+	switch op {
+	case ExprAdd, ExprSub:
+		return 1
+	case ExprMul, ExprDiv:
+		return 2
+	}
+	return 3
+}
+
+func formatExpr(e *Expr, outer int) string {
+	if e == nil {
+		return "<nil>"
+	}
+	switch e.Op {
+	case ExprAgg:
+		return FormatAgg(e.Agg)
+	case ExprTrait:
+		return e.Name
+	case ExprProfile:
+		return "traits." + e.Name
+	case ExprNum:
+		return formatNum(e.Num)
+	}
+	p := exprPrec(e.Op)
+	if len(e.Args) != 2 {
+		return "<bad " + e.Op + ">"
+	}
+	// Left-associative: the right operand needs parentheses at equal
+	// precedence (a - (b - c)).
+	s := formatExpr(e.Args[0], p) + " " + e.Op + " " + formatExpr(e.Args[1], p+1)
+	if p < outer {
+		return "(" + s + ")"
+	}
+	return s
+}
+
+func formatNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// FormatAgg prints an aggregate.
+func FormatAgg(a *Agg) string {
+	if a == nil {
+		return "<nil>"
+	}
+	s := a.Func
+	if a.Path != "" {
+		s += "(" + a.Path + ")"
+	}
+	s += " of " + strconv.Quote(a.Event)
+	if a.Where != nil {
+		s += " where " + FormatFilter(a.Where)
+	}
+	return s + " " + FormatWindow(a.Window)
+}
+
+// FormatWindow prints a window.
+func FormatWindow(w *Window) string {
+	if w == nil {
+		return "<no window>"
+	}
+	switch w.Kind {
+	case WinAll:
+		return "all time"
+	case WinLast:
+		return "in last " + strconv.Itoa(w.N) + " " + w.Unit
+	case WinToday:
+		return "today"
+	case WinWeek, WinMonth, WinYear:
+		return "this " + w.Kind
+	case WinBetween:
+		return "between " + strconv.Quote(w.From) + " and " + strconv.Quote(w.To)
+	}
+	return "<window " + w.Kind + ">"
+}
+
+// FormatFilter prints an event filter.
+func FormatFilter(f *Filter) string { return formatFilter(f, "") }
+
+func formatFilter(f *Filter, outer string) string {
+	switch f.Op {
+	case FCmp:
+		return f.Path + " " + formatCmp(f.Cmp, f.Value)
+	case FNot:
+		if len(f.Args) != 1 {
+			return "<bad not>"
+		}
+		return "not " + formatFilter(f.Args[0], FNot)
+	case FAnd, FOr:
+		parts := make([]string, len(f.Args))
+		for i, a := range f.Args {
+			parts[i] = formatFilter(a, f.Op)
+		}
+		s := strings.Join(parts, " "+f.Op+" ")
+		if outer != "" && !(outer == FOr && f.Op == FAnd) {
+			return "(" + s + ")"
+		}
+		return s
+	}
+	return "<filter " + f.Op + ">"
+}
+
+func formatCmp(cmp string, v any) string {
+	switch cmp {
+	case CmpExists, CmpNotExists:
+		return cmp
+	case CmpIn:
+		list, _ := v.([]any)
+		parts := make([]string, len(list))
+		for i, x := range list {
+			parts[i] = formatValue(x)
+		}
+		return "in [" + strings.Join(parts, ", ") + "]"
+	}
+	return cmp + " " + formatValue(v)
+}
+
+func formatValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case float64:
+		return formatNum(x)
+	case bool:
+		return strconv.FormatBool(x)
+	case nil:
+		return "null"
+	}
+	return "<value>"
+}
+
+// FormatCond prints a segment condition.
+func FormatCond(c *Cond) string { return formatCond(c, "") }
+
+// condOperand prints one line of a top-level and/or list; nested and/or
+// get parentheses even where precedence would not need them, for readers.
+func condOperand(c *Cond, outer string) string {
+	if c.Op == CAnd || c.Op == COr {
+		return "(" + formatCond(c, "") + ")"
+	}
+	return formatCond(c, outer)
+}
+
+func formatCond(c *Cond, outer string) string {
+	if c == nil {
+		return "<nil>"
+	}
+	switch c.Op {
+	case CAnd, COr:
+		parts := make([]string, len(c.Args))
+		for i, a := range c.Args {
+			parts[i] = formatCond(a, c.Op)
+		}
+		s := strings.Join(parts, " "+c.Op+" ")
+		if outer != "" && !(outer == COr && c.Op == CAnd) {
+			return "(" + s + ")"
+		}
+		return s
+	case CNot:
+		if len(c.Args) != 1 {
+			return "<bad not>"
+		}
+		return "not " + formatCond(c.Args[0], CNot)
+	case CCmp:
+		return FormatExpr(c.Left) + " " + formatCmp(c.Cmp, c.Value)
+	case CSegment:
+		return "in segment " + c.Segment
+	case CPerformed, CNotPerformed:
+		a := c.Agg
+		if a == nil {
+			return "<bad " + c.Op + ">"
+		}
+		s := "performed "
+		if c.Op == CNotPerformed {
+			s = "did not perform "
+		}
+		s += strconv.Quote(a.Event)
+		if a.Where != nil {
+			s += " where " + FormatFilter(a.Where)
+		}
+		return s + " " + FormatWindow(a.Window)
+	case CNotFollowed:
+		if c.First == nil || c.Then == nil || c.Within == nil {
+			return "<bad not_followed>"
+		}
+		return formatRef(c.First) + " not followed by " + formatRef(c.Then) + " within " + formatSpan(c.Within) + " " + FormatWindow(c.Window)
+	case CAnniversary:
+		return "anniversary of traits." + c.Profile + " within next " + spanOr(c.Within)
+	case CAgo:
+		return "traits." + c.Profile + " more than " + spanOr(c.Within) + " ago"
+	case CWithinLast:
+		return "traits." + c.Profile + " within last " + spanOr(c.Within)
+	}
+	return "<cond " + c.Op + ">"
+}
+
+func spanOr(s *Span) string {
+	if s == nil {
+		return "<no span>"
+	}
+	return formatSpan(s)
+}
+
+func formatRef(r *EventRef) string {
+	s := strconv.Quote(r.Event)
+	if r.Where != nil {
+		s += " where " + FormatFilter(r.Where)
+	}
+	return s
+}

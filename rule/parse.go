@@ -1,0 +1,731 @@
+package rule
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+type tokKind int
+
+const (
+	tEOF tokKind = iota
+	tIdent
+	tString
+	tNumber
+	tPunct
+)
+
+type token struct {
+	kind tokKind
+	text string // identifier, punctuation, number text or unquoted string
+	pos  Pos
+}
+
+func (t token) String() string {
+	switch t.kind {
+	case tEOF:
+		return "end of input"
+	case tString:
+		return strconv.Quote(t.text)
+	}
+	return "\"" + t.text + "\""
+}
+
+func lex(src string) ([]token, error) {
+	var toks []token
+	line, col := 1, 1
+	i := 0
+	adv := func(n int) {
+		for k := 0; k < n; k++ {
+			if src[i] == '\n' {
+				line++
+				col = 1
+			} else if src[i] < 0x80 || src[i] >= 0xC0 {
+				col++
+			}
+			i++
+		}
+	}
+	for i < len(src) {
+		c := src[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			adv(1)
+			continue
+		case c == '#' || (c == '/' && i+1 < len(src) && src[i+1] == '/'):
+			for i < len(src) && src[i] != '\n' {
+				adv(1)
+			}
+			continue
+		}
+		p := Pos{line, col}
+		switch {
+		case c == '"':
+			j := i + 1
+			for j < len(src) && src[j] != '"' {
+				if src[j] == '\\' {
+					j++
+				}
+				if j < len(src) && src[j] == '\n' {
+					return nil, &Error{Pos: p, Msg: "unterminated string"}
+				}
+				j++
+			}
+			if j >= len(src) {
+				return nil, &Error{Pos: p, Msg: "unterminated string"}
+			}
+			s, err := strconv.Unquote(src[i : j+1])
+			if err != nil {
+				return nil, &Error{Pos: p, Msg: "bad string escape in " + src[i:j+1]}
+			}
+			toks = append(toks, token{tString, s, p})
+			adv(j + 1 - i)
+		case c >= '0' && c <= '9':
+			j := i
+			for j < len(src) && (src[j] >= '0' && src[j] <= '9' || src[j] == '.') {
+				j++
+			}
+			// "15m" is a number followed by a unit, lexed as two tokens.
+			toks = append(toks, token{tNumber, src[i:j], p})
+			adv(j - i)
+		case c == '_' || isLetter(src[i:]):
+			j := i
+			for j < len(src) {
+				r, n := utf8.DecodeRuneInString(src[j:])
+				if r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) {
+					j += n
+					continue
+				}
+				if r == '.' && j+1 < len(src) && (src[j+1] == '_' || isLetter(src[j+1:])) {
+					j += n
+					continue
+				}
+				break
+			}
+			toks = append(toks, token{tIdent, src[i:j], p})
+			adv(j - i)
+		default:
+			two := ""
+			if i+1 < len(src) {
+				two = src[i : i+2]
+			}
+			if two == "!=" || two == "<=" || two == ">=" || two == "==" {
+				if two == "==" {
+					two = "="
+				}
+				toks = append(toks, token{tPunct, two, p})
+				adv(2)
+				continue
+			}
+			if strings.IndexByte("(){}[],=<>+-*/", c) >= 0 {
+				toks = append(toks, token{tPunct, string(c), p})
+				adv(1)
+				continue
+			}
+			r, _ := utf8.DecodeRuneInString(src[i:])
+			return nil, &Error{Pos: p, Msg: fmt.Sprintf("unexpected character %q", r)}
+		}
+	}
+	toks = append(toks, token{kind: tEOF, pos: Pos{line, col}})
+	return toks, nil
+}
+
+func isLetter(s string) bool {
+	r, _ := utf8.DecodeRuneInString(s)
+	return unicode.IsLetter(r)
+}
+
+// Parse reads definitions in the text form. It reports the first syntax
+// error with its line and column; semantic errors (unknown names, types,
+// cycles) are Check's job.
+func Parse(src string) (*Set, error) {
+	toks, err := lex(src)
+	if err != nil {
+		return nil, ErrorList{err.(*Error)}
+	}
+	p := &parser{toks: toks}
+	set, perr := p.file()
+	if perr != nil {
+		return nil, ErrorList{perr}
+	}
+	return set, nil
+}
+
+type parser struct {
+	toks []token
+	i    int
+}
+
+// bail aborts parsing with a positioned error; file() recovers it.
+type bail struct{ err *Error }
+
+func (p *parser) peek() token       { return p.toks[p.i] }
+func (p *parser) peekN(n int) token { return p.toks[min(p.i+n, len(p.toks)-1)] }
+func (p *parser) next() token {
+	t := p.toks[p.i]
+	if t.kind != tEOF {
+		p.i++
+	}
+	return t
+}
+
+func (p *parser) failAt(t token, format string, args ...any) {
+	panic(bail{&Error{Pos: t.pos, Msg: fmt.Sprintf(format, args...)}})
+}
+
+// is reports whether the next token is the keyword or punctuation s.
+func (p *parser) is(s string) bool {
+	t := p.peek()
+	return (t.kind == tIdent || t.kind == tPunct) && t.text == s
+}
+
+func (p *parser) isAt(n int, s string) bool {
+	t := p.peekN(n)
+	return (t.kind == tIdent || t.kind == tPunct) && t.text == s
+}
+
+func (p *parser) accept(s string) bool {
+	if p.is(s) {
+		p.next()
+		return true
+	}
+	return false
+}
+
+func (p *parser) expect(s, what string) token {
+	t := p.next()
+	if (t.kind != tIdent && t.kind != tPunct) || t.text != s {
+		p.failAt(t, "expected %s, found %s", what, t)
+	}
+	return t
+}
+
+func (p *parser) file() (set *Set, err *Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, ok := r.(bail)
+			if !ok {
+				panic(r)
+			}
+			set, err = nil, b.err
+		}
+	}()
+	set = &Set{}
+	for p.peek().kind != tEOF {
+		set.Defs = append(set.Defs, p.def())
+	}
+	return set, nil
+}
+
+var reserved = map[string]bool{
+	"and": true, "or": true, "not": true, "in": true, "of": true, "where": true,
+	"trait": true, "segment": true, "true": true, "false": true, "all": true,
+	"this": true, "today": true, "between": true, "last": true, "within": true,
+	"performed": true, "did": true, "anniversary": true, "static": true,
+	"title": true, "description": true, "freshness": true, "backfill": true,
+	"exists": true, "contains": true, "followed": true,
+}
+
+func (p *parser) name(what string) (string, token) {
+	t := p.next()
+	if t.kind != tIdent || strings.Contains(t.text, ".") || reserved[t.text] {
+		p.failAt(t, "expected %s name, found %s", what, t)
+	}
+	return t.text, t
+}
+
+func (p *parser) def() *Def {
+	t := p.next()
+	d := &Def{Pos: t.pos}
+	switch {
+	case t.kind == tIdent && t.text == KindTrait:
+		d.Kind = KindTrait
+	case t.kind == tIdent && t.text == KindSegment:
+		d.Kind = KindSegment
+	default:
+		p.failAt(t, "expected \"trait\" or \"segment\", found %s", t)
+	}
+	d.Name, _ = p.name(d.Kind)
+	if p.peek().kind == tString {
+		d.Title = p.next().text
+	}
+	if d.Kind == KindTrait {
+		p.expect("=", "\"=\" after the trait name")
+		d.Value = p.expr(false)
+	} else {
+		if p.accept("static") {
+			d.Static = true
+		} else {
+			p.expect("{", "\"{\" (the segment condition) or \"static\"")
+			d.Cond = p.cond()
+			p.expect("}", "\"}\" closing the segment condition (or \"and\"/\"or\")")
+		}
+	}
+	p.options(d)
+	return d
+}
+
+func (p *parser) options(d *Def) {
+	for {
+		t := p.peek()
+		if t.kind != tIdent {
+			return
+		}
+		switch t.text {
+		case "title":
+			p.next()
+			d.Title = p.str("title")
+		case "description":
+			p.next()
+			d.Description = p.str("description")
+		case "backfill":
+			p.next()
+			v := p.next()
+			if v.kind != tIdent || (v.text != "all" && v.text != "new" && v.text != "none") {
+				p.failAt(v, "backfill must be all, new or none, found %s", v)
+			}
+			d.Backfill = v.text
+		case "freshness":
+			p.next()
+			f := &Freshness{Pos: p.peek().pos}
+			v := p.next()
+			switch {
+			case v.kind == tIdent && (v.text == FreshRealtime || v.text == FreshManual):
+				f.Mode = v.text
+			case v.kind == tIdent && v.text == FreshEvery:
+				f.Mode = FreshEvery
+				f.Every = p.span()
+			case v.kind == tIdent && v.text == FreshCron:
+				f.Mode = FreshCron
+				f.Cron = p.str("cron schedule")
+				if p.accept("tz") {
+					f.TZ = p.str("time zone")
+				}
+			default:
+				p.failAt(v, "freshness must be realtime, every <span>, cron \"<spec>\" or manual, found %s", v)
+			}
+			d.Freshness = f
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) str(what string) string {
+	t := p.next()
+	if t.kind != tString {
+		p.failAt(t, "expected a quoted %s, found %s", what, t)
+	}
+	return t.text
+}
+
+var unitNames = map[string]string{
+	"m": "minutes", "min": "minutes", "mins": "minutes", "minute": "minutes", "minutes": "minutes",
+	"h": "hours", "hour": "hours", "hours": "hours",
+	"d": "days", "day": "days", "days": "days",
+}
+
+func (p *parser) span() *Span {
+	t := p.next()
+	if t.kind != tNumber {
+		p.failAt(t, "expected a number of minutes, hours or days, found %s", t)
+	}
+	n, err := strconv.Atoi(t.text)
+	if err != nil {
+		p.failAt(t, "expected a whole number, found %s", t)
+	}
+	u := p.next()
+	unit, ok := unitNames[u.text]
+	if u.kind != tIdent || !ok {
+		p.failAt(u, "expected minutes, hours or days after %d, found %s", n, u)
+	}
+	return &Span{N: n, Unit: unit, Pos: t.pos}
+}
+
+var aggFuncs = map[string]string{
+	"count": FnCount, "sum": FnSum, "avg": FnAvg, "average": FnAvg, "min": FnMin, "max": FnMax,
+	"first": FnFirst, "last": FnLast, "distinct": FnDistinct, "distinct_count": FnDistinct,
+	"count_distinct": FnDistinct,
+}
+
+// isAggStart reports whether an aggregate starts here: a function name
+// followed by "(" or "of".
+func (p *parser) isAggStart() bool {
+	t := p.peek()
+	if t.kind != tIdent {
+		return false
+	}
+	if _, ok := aggFuncs[t.text]; !ok {
+		return false
+	}
+	return p.isAt(1, "(") || p.isAt(1, "of")
+}
+
+func (p *parser) agg() *Agg {
+	t := p.next()
+	a := &Agg{Func: aggFuncs[t.text], Pos: t.pos}
+	if p.accept("(") {
+		pt := p.next()
+		if pt.kind != tIdent || !strings.Contains(pt.text, ".") {
+			p.failAt(pt, "expected a property path such as properties.revenue or products.quantity, found %s", pt)
+		}
+		a.Path = pt.text
+		p.expect(")", "\")\"")
+	}
+	p.expect("of", "\"of\" and an event name")
+	ev := p.next()
+	if ev.kind != tString {
+		p.failAt(ev, "expected a quoted event name such as \"Order Completed\", found %s", ev)
+	}
+	a.Event = ev.text
+	if p.accept("where") {
+		a.Where = p.filter()
+	}
+	a.Window = p.window(true)
+	return a
+}
+
+func (p *parser) window(required bool) *Window {
+	t := p.peek()
+	w := &Window{Pos: t.pos}
+	switch {
+	case p.is("in") && p.isAt(1, "last"):
+		p.next()
+		p.next()
+		s := p.span()
+		w.Kind, w.N, w.Unit = WinLast, s.N, s.Unit
+	case p.is("all") && p.isAt(1, "time"):
+		p.next()
+		p.next()
+		w.Kind = WinAll
+	case p.is("today"):
+		p.next()
+		w.Kind = WinToday
+	case p.is("this"):
+		p.next()
+		u := p.next()
+		switch u.text {
+		case "week":
+			w.Kind = WinWeek
+		case "month":
+			w.Kind = WinMonth
+		case "year":
+			w.Kind = WinYear
+		default:
+			p.failAt(u, "expected week, month or year after \"this\", found %s", u)
+		}
+	case p.is("between"):
+		p.next()
+		w.Kind = WinBetween
+		w.From = p.str("start date (YYYY-MM-DD)")
+		p.expect("and", "\"and\" between the two dates")
+		w.To = p.str("end date (YYYY-MM-DD)")
+	default:
+		if !required {
+			return nil
+		}
+		p.failAt(t, "expected a window (in last N days, all time, today, this week/month/year, between \"date\" and \"date\"), found %s", t)
+	}
+	return w
+}
+
+func (p *parser) filter() *Filter {
+	f := p.filterAnd()
+	for p.is("or") {
+		t := p.next()
+		f = joinFilter(FOr, f, p.filterAnd(), t.pos)
+	}
+	return f
+}
+
+func joinFilter(op string, a, b *Filter, pos Pos) *Filter {
+	if a.Op == op {
+		a.Args = append(a.Args, b)
+		return a
+	}
+	return &Filter{Op: op, Args: []*Filter{a, b}, Pos: a.Pos}
+}
+
+func (p *parser) filterAnd() *Filter {
+	f := p.filterNot()
+	for p.is("and") {
+		t := p.next()
+		f = joinFilter(FAnd, f, p.filterNot(), t.pos)
+	}
+	return f
+}
+
+func (p *parser) filterNot() *Filter {
+	t := p.peek()
+	if p.accept("not") {
+		return &Filter{Op: FNot, Args: []*Filter{p.filterNot()}, Pos: t.pos}
+	}
+	if p.accept("(") {
+		f := p.filter()
+		p.expect(")", "\")\"")
+		return f
+	}
+	pt := p.next()
+	if pt.kind != tIdent || !strings.Contains(pt.text, ".") || strings.HasPrefix(pt.text, "traits.") {
+		p.failAt(pt, "expected an event property such as properties.gift or products.category, found %s", pt)
+	}
+	f := &Filter{Op: FCmp, Path: pt.text, Pos: pt.pos}
+	f.Cmp, f.Value = p.cmpOp()
+	return f
+}
+
+// cmpOp parses a comparison operator and its operand.
+func (p *parser) cmpOp() (string, any) {
+	t := p.next()
+	switch {
+	case t.kind == tPunct && (t.text == "=" || t.text == "!=" || t.text == "<" || t.text == "<=" || t.text == ">" || t.text == ">="):
+		return t.text, p.literal()
+	case t.kind == tIdent && t.text == "contains":
+		return CmpContains, p.literal()
+	case t.kind == tIdent && t.text == "in":
+		p.expect("[", "\"[\" starting a list")
+		var list []any
+		for !p.is("]") {
+			list = append(list, p.literal())
+			if !p.accept(",") {
+				break
+			}
+		}
+		p.expect("]", "\"]\" closing the list")
+		if list == nil {
+			list = []any{}
+		}
+		return CmpIn, list
+	case t.kind == tIdent && t.text == "exists":
+		return CmpExists, nil
+	case t.kind == tIdent && t.text == "not" && p.is("exists"):
+		p.next()
+		return CmpNotExists, nil
+	}
+	p.failAt(t, "expected a comparison (=, !=, <, <=, >, >=, contains, in [...], exists, not exists), found %s", t)
+	return "", nil
+}
+
+func (p *parser) literal() any {
+	t := p.next()
+	switch {
+	case t.kind == tString:
+		return t.text
+	case t.kind == tNumber:
+		return p.number(t, 1)
+	case t.kind == tPunct && t.text == "-":
+		n := p.next()
+		if n.kind != tNumber {
+			p.failAt(n, "expected a number after \"-\", found %s", n)
+		}
+		return p.number(n, -1)
+	case t.kind == tIdent && t.text == "true":
+		return true
+	case t.kind == tIdent && t.text == "false":
+		return false
+	}
+	p.failAt(t, "expected a value (a quoted string, a number, true or false), found %s", t)
+	return nil
+}
+
+func (p *parser) number(t token, sign float64) float64 {
+	v, err := strconv.ParseFloat(t.text, 64)
+	if err != nil {
+		p.failAt(t, "bad number %s", t.text)
+	}
+	return sign * v
+}
+
+// expr parses arithmetic; inCond allows profile traits (traits.x).
+func (p *parser) expr(inCond bool) *Expr {
+	e := p.term(inCond)
+	for p.is("+") || p.is("-") {
+		t := p.next()
+		e = &Expr{Op: t.text, Args: []*Expr{e, p.term(inCond)}, Pos: e.Pos}
+	}
+	return e
+}
+
+func (p *parser) term(inCond bool) *Expr {
+	e := p.factor(inCond)
+	for p.is("*") || p.is("/") {
+		t := p.next()
+		e = &Expr{Op: t.text, Args: []*Expr{e, p.factor(inCond)}, Pos: e.Pos}
+	}
+	return e
+}
+
+func (p *parser) factor(inCond bool) *Expr {
+	t := p.peek()
+	switch {
+	case t.kind == tNumber:
+		p.next()
+		return &Expr{Op: ExprNum, Num: p.number(t, 1), Pos: t.pos}
+	case p.is("-") && p.peekN(1).kind == tNumber:
+		p.next()
+		return &Expr{Op: ExprNum, Num: p.number(p.next(), -1), Pos: t.pos}
+	case p.is("("):
+		p.next()
+		e := p.expr(inCond)
+		p.expect(")", "\")\"")
+		return e
+	case p.isAggStart():
+		a := p.agg()
+		return &Expr{Op: ExprAgg, Agg: a, Pos: a.Pos}
+	case t.kind == tIdent && strings.HasPrefix(t.text, "traits."):
+		p.next()
+		if !inCond {
+			p.failAt(t, "a computed trait cannot read profile trait %s; use it in a segment condition", t.text)
+		}
+		return &Expr{Op: ExprProfile, Name: strings.TrimPrefix(t.text, "traits."), Pos: t.pos}
+	case t.kind == tIdent && !strings.Contains(t.text, ".") && !reserved[t.text]:
+		p.next()
+		return &Expr{Op: ExprTrait, Name: t.text, Pos: t.pos}
+	case t.kind == tIdent && strings.Contains(t.text, "."):
+		p.failAt(t, "%s is an event property: wrap it in an aggregate such as sum(%s) of \"Event\" in last 30 days, or write traits.NAME for a profile trait", t.text, t.text)
+	}
+	p.failAt(t, "expected a value (a trait, an aggregate such as count of \"Order Completed\" in last 30 days, or a number), found %s", t)
+	return nil
+}
+
+func (p *parser) cond() *Cond {
+	c := p.condAnd()
+	for p.is("or") {
+		p.next()
+		c = joinCond(COr, c, p.condAnd())
+	}
+	return c
+}
+
+func joinCond(op string, a, b *Cond) *Cond {
+	if a.Op == op && a.Pos.Line >= 0 {
+		a.Args = append(a.Args, b)
+		return a
+	}
+	return &Cond{Op: op, Args: []*Cond{a, b}, Pos: a.Pos}
+}
+
+func (p *parser) condAnd() *Cond {
+	c := p.condNot()
+	for p.is("and") {
+		p.next()
+		c = joinCond(CAnd, c, p.condNot())
+	}
+	return c
+}
+
+func (p *parser) condNot() *Cond {
+	t := p.peek()
+	if p.is("not") && !(p.isAt(1, "in") && p.isAt(2, "segment")) {
+		p.next()
+		return &Cond{Op: CNot, Args: []*Cond{p.condNot()}, Pos: t.pos}
+	}
+	if p.is("not") {
+		p.next()
+		return &Cond{Op: CNot, Args: []*Cond{p.primary()}, Pos: t.pos}
+	}
+	return p.primary()
+}
+
+func (p *parser) primary() *Cond {
+	t := p.peek()
+	switch {
+	case p.is("("):
+		// A parenthesis opens either a sub-condition or arithmetic such
+		// as (a + b) > 3: try the condition, and fall back when a
+		// comparison or arithmetic follows the closing parenthesis.
+		save := p.i
+		if c, ok := p.tryParenCond(); ok {
+			return c
+		}
+		p.i = save
+	case p.is("in") && p.isAt(1, "segment"):
+		p.next()
+		p.next()
+		name, nt := p.name("segment")
+		return &Cond{Op: CSegment, Segment: name, Pos: nt.pos}
+	case p.is("performed"):
+		p.next()
+		ref := p.eventRef()
+		return &Cond{Op: CPerformed, Agg: &Agg{Func: FnCount, Event: ref.Event, Where: ref.Where, Window: p.window(true), Pos: ref.Pos}, Pos: t.pos}
+	case p.is("did"):
+		p.next()
+		p.expect("not", "\"not perform\"")
+		p.expect("perform", "\"perform\"")
+		ref := p.eventRef()
+		return &Cond{Op: CNotPerformed, Agg: &Agg{Func: FnCount, Event: ref.Event, Where: ref.Where, Window: p.window(true), Pos: ref.Pos}, Pos: t.pos}
+	case t.kind == tString:
+		first := p.eventRef()
+		p.expect("not", "\"not followed by\" after an event name (or use count of \"Event\" ...)")
+		p.expect("followed", "\"followed by\"")
+		p.expect("by", "\"by\"")
+		then := p.eventRef()
+		p.expect("within", "\"within\" and a time span")
+		within := p.span()
+		return &Cond{Op: CNotFollowed, First: first, Then: then, Within: within, Window: p.window(true), Pos: t.pos}
+	case p.is("anniversary"):
+		p.next()
+		p.expect("of", "\"of\"")
+		pt := p.next()
+		if pt.kind != tIdent || !strings.HasPrefix(pt.text, "traits.") {
+			p.failAt(pt, "expected a profile date trait such as traits.birthday, found %s", pt)
+		}
+		p.expect("within", "\"within next N days\"")
+		p.expect("next", "\"next\"")
+		s := p.span()
+		return &Cond{Op: CAnniversary, Profile: strings.TrimPrefix(pt.text, "traits."), Within: s, Pos: t.pos}
+	case t.kind == tIdent && strings.HasPrefix(t.text, "traits.") && (p.isAt(1, "more") || p.isAt(1, "within")):
+		p.next()
+		name := strings.TrimPrefix(t.text, "traits.")
+		if p.accept("more") {
+			p.expect("than", "\"than\"")
+			s := p.span()
+			p.expect("ago", "\"ago\"")
+			return &Cond{Op: CAgo, Profile: name, Within: s, Pos: t.pos}
+		}
+		p.next()
+		p.expect("last", "\"last\" (traits.X within last N days)")
+		return &Cond{Op: CWithinLast, Profile: name, Within: p.span(), Pos: t.pos}
+	}
+	e := p.expr(true)
+	c := &Cond{Op: CCmp, Left: e, Pos: e.Pos}
+	c.Cmp, c.Value = p.cmpOp()
+	return c
+}
+
+func (p *parser) tryParenCond() (c *Cond, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, isBail := r.(bail); !isBail {
+				panic(r)
+			}
+			c, ok = nil, false
+		}
+	}()
+	p.next()
+	c = p.cond()
+	p.expect(")", "\")\"")
+	n := p.peek()
+	if n.kind == tPunct && strings.Contains("= != < <= > >= + - * /", n.text) && n.text != "" && !p.is("(") {
+		return nil, false
+	}
+	if p.is("contains") || p.is("exists") || (p.is("in") && p.isAt(1, "[")) {
+		return nil, false
+	}
+	return c, true
+}
+
+func (p *parser) eventRef() *EventRef {
+	t := p.next()
+	if t.kind != tString {
+		p.failAt(t, "expected a quoted event name, found %s", t)
+	}
+	r := &EventRef{Event: t.text, Pos: t.pos}
+	if p.accept("where") {
+		r.Where = p.filter()
+	}
+	return r
+}

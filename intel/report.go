@@ -54,7 +54,7 @@ type Report struct {
 	Verdict   Verdict
 	Customers int
 	Repeaters int
-	BGNBD     *BGNBDFit     // nil if it could not be fitted
+	BGNBD     *BGNBDFit      // nil if it could not be fitted
 	Spend     *GammaGammaFit // nil if it could not be fitted
 	// Calibration is set when BGNBD is.
 	Calibration *Calibration

@@ -481,7 +481,7 @@ func (s *scanner) skip() error {
 
 // end checks that nothing but white space follows the top-level value.
 func (s *scanner) end() error {
-	if s.peek() != 0 {
+	if s.ws(); s.pos < len(s.data) {
 		return s.unexpected("after top-level value")
 	}
 	return nil

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"io"
+	"log"
 	"sort"
 	"testing"
 	"time"
@@ -144,6 +146,7 @@ func TestSegmentClientRetriesKeepMessageIDs(t *testing.T) {
 		Interval:   time.Hour,
 		RetryAfter: func(int) time.Duration { return time.Millisecond },
 		Callback:   cb,
+		Logger:     segment.StdLogger(log.New(io.Discard, "", 0)), // the failures are on purpose
 	})
 	if err != nil {
 		t.Fatal(err)

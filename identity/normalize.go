@@ -92,9 +92,10 @@ func NormalizePhone(s, countryCode string) (string, bool) {
 	if len(s) > 4 && strings.EqualFold(s[:4], "tel:") {
 		s = s[4:]
 	}
-	if i := strings.IndexAny(s, "xX#"); i >= 0 {
+	if i := strings.Index(strings.ToLower(s), "ext"); i >= 0 {
 		s = s[:i]
-	} else if i := strings.Index(strings.ToLower(s), "ext"); i >= 0 {
+	}
+	if i := strings.IndexAny(s, "xX#"); i >= 0 {
 		s = s[:i]
 	}
 	var buf [24]byte

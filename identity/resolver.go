@@ -361,7 +361,7 @@ func (r *Resolver) previousAsAnonymous(ids []kiln.Identifier, e *kiln.Event) []k
 	}
 	guess := kiln.Identifier{Kind: kiln.UserID, Value: v}
 	for i, id := range ids {
-		if id != guess || e.Anchor == guess.String() {
+		if id != guess {
 			continue
 		}
 		if u, _ := normalizeID(e.UserID); u == v {
@@ -374,7 +374,9 @@ func (r *Resolver) previousAsAnonymous(ids []kiln.Identifier, e *kiln.Event) []k
 			return ids
 		}
 		anon := kiln.Identifier{Kind: kiln.AnonymousID, Value: v}
-		ids = append(ids[:i], ids[i+1:]...)
+		if e.Anchor != guess.String() && (e.Anchor != "" || i > 0) {
+			ids = append(ids[:i], ids[i+1:]...)
+		} // else the guess is the anchor (no usable userId): it stays, and joins the anonymous id's profile
 		for _, id := range ids {
 			if id == anon {
 				return ids

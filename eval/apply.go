@@ -1,0 +1,753 @@
+package eval
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/rule"
+)
+
+// Profile is what the evaluator needs to know about a profile besides
+// its events: its traits (identify calls, last write wins) and the static
+// segments it is listed in.
+type Profile struct {
+	Traits map[string]any
+	Static []string
+}
+
+func (pr *Profile) traits() map[string]any {
+	if pr == nil {
+		return nil
+	}
+	return pr.Traits
+}
+
+func (pr *Profile) inStatic(name string) bool {
+	return pr != nil && slices.Contains(pr.Static, name)
+}
+
+// Result is what one call changed.
+type Result struct {
+	// Changed lists segment memberships that flipped, in evaluation order.
+	Changed []Change
+	// Traits lists computed traits whose value changed.
+	Traits []TraitChange
+	// NextDue is the instant at which the passage of time alone can next
+	// change a trait or membership of this profile (a window boundary, a
+	// late follow-up deadline, midnight for an anniversary, a future
+	// event's time); zero when nothing is scheduled. Call Advance then.
+	NextDue time.Time
+}
+
+// Change is one segment membership flip.
+type Change struct {
+	Segment string
+	Entered bool // false: exited
+	// Evidence is the value of every leaf of the condition at the time of
+	// the flip (what made it true or false).
+	Evidence []Evidence
+}
+
+// Evidence is one condition leaf's value.
+type Evidence struct {
+	Condition string `json:"condition"`
+	Value     any    `json:"value"`
+	Holds     bool   `json:"holds"`
+}
+
+// TraitChange is a computed trait's new value.
+type TraitChange struct {
+	Trait    string
+	Old, New any
+}
+
+type work struct {
+	now     int64
+	all     bool // first evaluation
+	tick    bool // a due instant has passed
+	profile bool // profile traits or static lists may have changed
+	dirty   []uint64
+	changed []uint64
+	flipped []uint64
+}
+
+func set(b *[]uint64, n, i int) {
+	if *b == nil {
+		*b = make([]uint64, (n+63)/64)
+	}
+	(*b)[i>>6] |= 1 << (i & 63)
+}
+
+func has(b []uint64, i int) bool { return b != nil && b[i>>6]&(1<<(i&63)) != 0 }
+
+func (p *Program) own(st *State) {
+	if st.fp != p.fp {
+		panic("eval: state belongs to another program (use Program.Adopt after UnmarshalBinary)")
+	}
+}
+
+// begin moves the state's clock to now, doing what became due.
+func (p *Program) begin(st *State, now time.Time) *work {
+	p.own(st)
+	w := &work{now: now.UnixMilli()}
+	if w.now < st.now {
+		w.now = st.now // the clock never runs backwards for a profile
+	}
+	st.now = w.now
+	if !st.inited {
+		st.inited = true
+		w.all = true
+		return w
+	}
+	if st.nextDue == 0 || w.now < st.nextDue {
+		return w
+	}
+	w.tick = true
+	recs := st.recs
+	for i := 0; i < len(recs); i += recLen(recs, i) {
+		t := int64(recs[i])
+		if t > w.now {
+			break
+		}
+		if recs[i+1]&pendingBit == 0 {
+			continue
+		}
+		recs[i+1] &^= pendingBit
+		for _, f := range p.feats {
+			if !f.run {
+				continue
+			}
+			if ok, vals := p.featVals(recs, i, f.idx); ok {
+				p.foldUsers(st, w, f, t, vals)
+			}
+		}
+	}
+	for _, a := range p.aggs {
+		if a.due >= 0 && st.due[a.due] != 0 && st.due[a.due] <= w.now {
+			set(&w.dirty, len(p.aggs), a.idx)
+		}
+	}
+	return w
+}
+
+func (p *Program) foldUsers(st *State, w *work, f *feature, t int64, vals []uint64) {
+	for _, u := range f.users {
+		a := p.aggs[u]
+		if a.kind != akRun || (a.wk == wBetween && (t < a.from || t >= a.to)) {
+			continue
+		}
+		p.fold(st, a, t, vals)
+		set(&w.dirty, len(p.aggs), u)
+	}
+}
+
+// fold adds one event's values to a running accumulator.
+func (p *Program) fold(st *State, a *aggNode, t int64, vals []uint64) {
+	acc := st.acc[a.acc:]
+	switch a.fn {
+	case rule.FnCount:
+		n := 1.0
+		if p.feats[a.feat].enc != encNone {
+			n = float64(len(vals))
+		}
+		acc[0] = math.Float64bits(math.Float64frombits(acc[0]) + n)
+	case rule.FnSum:
+		s := math.Float64frombits(acc[0])
+		for _, v := range vals {
+			s += math.Float64frombits(v)
+		}
+		acc[0] = math.Float64bits(s)
+	case rule.FnAvg:
+		s := math.Float64frombits(acc[0])
+		for _, v := range vals {
+			s += math.Float64frombits(v)
+		}
+		acc[0] = math.Float64bits(s)
+		acc[1] += uint64(len(vals))
+	case rule.FnMin, rule.FnMax:
+		for _, v := range vals {
+			f := math.Float64frombits(v)
+			if acc[0] == boxNull || (a.fn == rule.FnMin && f < math.Float64frombits(acc[0])) || (a.fn == rule.FnMax && f > math.Float64frombits(acc[0])) {
+				acc[0] = v
+			}
+		}
+	case rule.FnFirst:
+		if acc[1] == boxNull || t < int64(acc[0]) {
+			acc[0], acc[1] = uint64(t), vals[0]
+		}
+	case rule.FnLast:
+		if acc[1] == boxNull || t >= int64(acc[0]) {
+			acc[0], acc[1] = uint64(t), vals[len(vals)-1]
+		}
+	case rule.FnDistinct:
+		s := st.sets[a.set]
+		for _, h := range vals {
+			if i, found := slices.BinarySearch(s, h); !found {
+				s = slices.Insert(s, i, h)
+			}
+		}
+		st.sets[a.set] = s
+	}
+}
+
+// addEvent extracts an event's features, folds running aggregates and
+// stores a record for windowed ones.
+func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
+	fs := p.byEvent[ev.Name]
+	if len(fs) == 0 {
+		return
+	}
+	t := ev.Timestamp.UnixMilli()
+	pending := t > w.now
+	tooOld := t <= w.now-p.horizon
+	var vbuf [16]value
+	var rbuf [48]uint64
+	var ebuf [16]uint64
+	rec := append(rbuf[:0], uint64(t), 0)
+	for k := 0; k < p.maskWords; k++ {
+		rec = append(rec, 0)
+	}
+	stored, anyRun := false, false
+	for _, fi := range fs {
+		f := p.feats[fi]
+		ok, vals := f.extract(ev.Properties, vbuf[:0])
+		if !ok || (f.enc != encNone && len(vals) == 0) {
+			continue
+		}
+		enc := ebuf[:0]
+		for _, v := range vals {
+			switch f.enc {
+			case encNum:
+				enc = append(enc, math.Float64bits(v.num))
+			case encHash:
+				enc = append(enc, hashValue(v))
+			default:
+				enc = append(enc, st.box(v))
+			}
+		}
+		if f.run && !pending {
+			p.foldUsers(st, w, f, t, enc)
+		}
+		if (f.win && !tooOld) || (f.run && pending) {
+			rec[2+fi>>6] |= 1 << (fi & 63)
+			if f.enc != encNone {
+				if f.itemPath {
+					rec = append(rec, uint64(len(enc)))
+				}
+				rec = append(rec, enc...)
+			}
+			stored = true
+			anyRun = anyRun || (f.run && pending)
+			if f.win {
+				for _, u := range f.users {
+					if k := p.aggs[u].kind; k == akWin || k == akNotFollowed {
+						set(&w.dirty, len(p.aggs), u)
+					}
+				}
+			}
+		}
+	}
+	if !stored {
+		return
+	}
+	rec[1] = uint64(len(rec))
+	if anyRun {
+		rec[1] |= pendingBit
+	}
+	st.insertRec(rec)
+}
+
+// Apply adds one event of the profile (it may be late or out of order:
+// it is placed by its timestamp) and evaluates what it affects at now.
+// An identify event (or any event carrying traits) also re-evaluates the
+// conditions on profile traits; prof must already hold the merged traits.
+// now never runs backwards for a state: an earlier now is taken as the
+// state's last one. Times are evaluated at millisecond precision.
+func (p *Program) Apply(st *State, prof *Profile, ev *kiln.Event, now time.Time) Result {
+	w := p.begin(st, now)
+	if ev != nil {
+		if ev.Type == kiln.Identify || len(ev.Traits) > 0 {
+			w.profile = true
+		}
+		p.addEvent(st, ev, w)
+	}
+	return p.finish(st, prof, w)
+}
+
+// ApplyProfile re-evaluates everything that reads profile traits or
+// static segment lists, after either changed.
+func (p *Program) ApplyProfile(st *State, prof *Profile, now time.Time) Result {
+	w := p.begin(st, now)
+	w.profile = true
+	return p.finish(st, prof, w)
+}
+
+// Advance evaluates what the passage of time changed up to now. The
+// engine calls it at Result.NextDue; calling it earlier or later is
+// harmless (late calls report the state at now, not at each boundary).
+func (p *Program) Advance(st *State, prof *Profile, now time.Time) Result {
+	return p.finish(st, prof, p.begin(st, now))
+}
+
+func (p *Program) finish(st *State, prof *Profile, w *work) Result {
+	now := w.now
+	var res Result
+	if w.all || w.tick || w.profile || w.dirty != nil {
+		for i, a := range p.aggs {
+			d := w.all || has(w.dirty, i)
+			if !d && a.kind == akDerived && w.changed != nil {
+				for _, dep := range a.deps {
+					if has(w.changed, dep) {
+						d = true
+						break
+					}
+				}
+			}
+			if !d {
+				continue
+			}
+			nv := p.compute(st, a, now)
+			if nv != st.cache[i] {
+				if a.name != "" {
+					res.Traits = append(res.Traits, TraitChange{Trait: a.name, Old: st.unbox(st.cache[i]).any(), New: st.unbox(nv).any()})
+				}
+				st.cache[i] = nv
+				set(&w.changed, len(p.aggs), i)
+			}
+		}
+		env := condEnv{p: p, st: st, traits: prof.traits(), now: now, due: st.due}
+		for _, s := range p.segs {
+			if !p.segDirty(st, s, w) {
+				continue
+			}
+			var in bool
+			if s.static {
+				in = prof.inStatic(s.name)
+			} else {
+				in = env.eval(s.cond)
+			}
+			was := st.member[s.idx>>6]&(1<<(s.idx&63)) != 0
+			if in == was {
+				continue
+			}
+			st.member[s.idx>>6] ^= 1 << (s.idx & 63)
+			set(&w.flipped, len(p.segs), s.idx)
+			ch := Change{Segment: s.name, Entered: in}
+			if s.cond != nil {
+				ev := condEnv{p: p, st: st, traits: prof.traits(), now: now, evidence: &ch.Evidence}
+				ev.eval(s.cond)
+			} else {
+				ch.Evidence = []Evidence{{Condition: "listed in static segment " + s.name, Value: in, Holds: in}}
+			}
+			res.Changed = append(res.Changed, ch)
+		}
+		if p.horizon > 0 && len(st.recs) > 0 && int64(st.recs[0]) <= now-p.horizon {
+			if st.prune(now - p.horizon) {
+				p.compactStrings(st)
+			}
+		}
+		st.nextDue = p.nextDue(st, now)
+	}
+	if st.nextDue != 0 {
+		res.NextDue = time.UnixMilli(st.nextDue)
+	}
+	return res
+}
+
+func (p *Program) segDirty(st *State, s *segNode, w *work) bool {
+	if w.all || (w.profile && s.profileDep) {
+		return true
+	}
+	if w.changed != nil {
+		for _, a := range s.aggDeps {
+			if has(w.changed, a) {
+				return true
+			}
+		}
+	}
+	if w.flipped != nil {
+		for _, d := range s.segDeps {
+			if has(w.flipped, d) {
+				return true
+			}
+		}
+	}
+	if w.tick {
+		for _, d := range s.dues {
+			if st.due[d] != 0 && st.due[d] <= w.now {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (p *Program) nextDue(st *State, now int64) int64 {
+	nd := int64(0)
+	for _, d := range st.due {
+		if d > now && (nd == 0 || d < nd) {
+			nd = d
+		}
+	}
+	recs := st.recs
+	for i := 0; i < len(recs); i += recLen(recs, i) {
+		if recs[i+1]&pendingBit != 0 {
+			if t := int64(recs[i]); t > now && (nd == 0 || t < nd) {
+				nd = t
+			}
+			break
+		}
+	}
+	return nd
+}
+
+// compute returns a node's value at now, updating its due instant.
+func (p *Program) compute(st *State, a *aggNode, now int64) uint64 {
+	switch a.kind {
+	case akRun:
+		acc := st.acc[a.acc:]
+		switch a.fn {
+		case rule.FnAvg:
+			if acc[1] == 0 {
+				return boxNull
+			}
+			return math.Float64bits(math.Float64frombits(acc[0]) / float64(acc[1]))
+		case rule.FnFirst, rule.FnLast:
+			return acc[1]
+		case rule.FnDistinct:
+			return math.Float64bits(float64(len(st.sets[a.set])))
+		}
+		return acc[0]
+	case akWin:
+		v, due := p.computeWin(st, a, now)
+		st.due[a.due] = due
+		return v
+	case akNotFollowed:
+		v, due := p.computeNotFollowed(st, a, now)
+		st.due[a.due] = due
+		return v
+	}
+	f, ok := evalExpr(a.expr, func(i int) value { return st.unbox(st.cache[i]) })
+	if !ok {
+		return boxNull
+	}
+	return math.Float64bits(f)
+}
+
+func minDue(d, c int64) int64 {
+	if d == 0 || c < d {
+		return c
+	}
+	return d
+}
+
+// computeWin aggregates the records of a's feature inside its window.
+// Rolling windows are (now-span, now]: an event at t counts until
+// t+span exclusive, so it leaves at exactly t+span. Calendar windows are
+// [period start, now].
+func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
+	var lo, next int64
+	if a.wk == wRolling {
+		lo = now - a.span
+	} else {
+		var start int64
+		start, next = p.period(a.wk, now)
+		lo = start - 1
+	}
+	fenc := p.feats[a.feat].enc
+	var (
+		n, sum float64
+		cnt    uint64
+		mm     = boxNull
+		first  = boxNull
+		last   = boxNull
+		hbuf   [32]uint64
+		hashes = hbuf[:0]
+		due    int64
+		seen   bool
+	)
+	recs := st.recs
+	for i := 0; i < len(recs); i += recLen(recs, i) {
+		t := int64(recs[i])
+		if t <= lo {
+			continue
+		}
+		ok, vals := p.featVals(recs, i, a.feat)
+		if !ok {
+			continue
+		}
+		if t > now {
+			due = minDue(due, t)
+			break
+		}
+		if !seen {
+			seen = true
+			if a.wk == wRolling {
+				due = minDue(due, t+a.span)
+			} else {
+				due = minDue(due, next)
+			}
+		}
+		switch a.fn {
+		case rule.FnCount:
+			if fenc == encNone {
+				n++
+			} else {
+				n += float64(len(vals))
+			}
+		case rule.FnSum, rule.FnAvg:
+			for _, v := range vals {
+				sum += math.Float64frombits(v)
+			}
+			cnt += uint64(len(vals))
+		case rule.FnMin, rule.FnMax:
+			for _, v := range vals {
+				f := math.Float64frombits(v)
+				if mm == boxNull || (a.fn == rule.FnMin && f < math.Float64frombits(mm)) || (a.fn == rule.FnMax && f > math.Float64frombits(mm)) {
+					mm = v
+				}
+			}
+		case rule.FnFirst:
+			if first == boxNull {
+				first = vals[0]
+			}
+		case rule.FnLast:
+			last = vals[len(vals)-1]
+		case rule.FnDistinct:
+			hashes = append(hashes, vals...)
+		}
+	}
+	switch a.fn {
+	case rule.FnCount:
+		return math.Float64bits(n), due
+	case rule.FnSum:
+		return math.Float64bits(sum), due
+	case rule.FnAvg:
+		if cnt == 0 {
+			return boxNull, due
+		}
+		return math.Float64bits(sum / float64(cnt)), due
+	case rule.FnMin, rule.FnMax:
+		return mm, due
+	case rule.FnFirst:
+		return first, due
+	case rule.FnLast:
+		return last, due
+	}
+	slices.Sort(hashes)
+	return math.Float64bits(float64(len(slices.Compact(hashes)))), due
+}
+
+// computeNotFollowed: true when some A in (now-W, now] whose deadline
+// a+T has passed (a+T <= now) saw no B in [a, a+T).
+func (p *Program) computeNotFollowed(st *State, a *aggNode, now int64) (uint64, int64) {
+	lo := now - a.span
+	var bbuf [32]int64
+	bs := bbuf[:0]
+	recs := st.recs
+	for i := 0; i < len(recs); i += recLen(recs, i) {
+		t := int64(recs[i])
+		if t <= lo {
+			continue
+		}
+		if t > now {
+			break
+		}
+		if ok, _ := p.featVals(recs, i, a.featB); ok {
+			bs = append(bs, t)
+		}
+	}
+	result := false
+	var due int64
+	for i := 0; i < len(recs); i += recLen(recs, i) {
+		t := int64(recs[i])
+		if t <= lo {
+			continue
+		}
+		if ok, _ := p.featVals(recs, i, a.feat); !ok {
+			continue
+		}
+		if t > now {
+			due = minDue(due, t)
+			break
+		}
+		if t+a.within > now {
+			due = minDue(due, t+a.within) // decided then
+			continue
+		}
+		followed := false
+		for _, b := range bs {
+			if b >= t && b < t+a.within {
+				followed = true
+				break
+			}
+		}
+		if !followed {
+			result = true
+			due = minDue(due, t+a.span) // leaves the window then
+		}
+	}
+	if result {
+		return boxTrue, due
+	}
+	return boxFalse, due
+}
+
+// evalExpr computes arithmetic; null (or a non-number) anywhere, or a
+// division by zero, makes the result null.
+func evalExpr(c *cexpr, get func(int) value) (float64, bool) {
+	switch c.op {
+	case 'n':
+		return c.num, true
+	case 'a':
+		v := get(c.node)
+		return v.num, v.kind == kNum
+	}
+	l, ok1 := evalExpr(c.l, get)
+	r, ok2 := evalExpr(c.r, get)
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	switch c.op {
+	case '+':
+		return l + r, true
+	case '-':
+		return l - r, true
+	case '*':
+		return l * r, true
+	}
+	if r == 0 {
+		return 0, false
+	}
+	return l / r, true
+}
+
+// condEnv evaluates conditions against either a State (incremental) or
+// naive node values.
+type condEnv struct {
+	p        *Program
+	st       *State
+	vals     []value // naive
+	members  []bool  // naive
+	traits   map[string]any
+	now      int64
+	due      []int64 // date conditions write their next change here
+	evidence *[]Evidence
+}
+
+func (e *condEnv) node(i int) value {
+	if e.st != nil {
+		return e.st.unbox(e.st.cache[i])
+	}
+	return e.vals[i]
+}
+
+func (e *condEnv) member(i int) bool {
+	if e.st != nil {
+		return e.st.member[i>>6]&(1<<(i&63)) != 0
+	}
+	return e.members[i]
+}
+
+func (e *condEnv) note(c *cnode, v value, holds bool) bool {
+	if e.evidence != nil {
+		*e.evidence = append(*e.evidence, Evidence{Condition: c.text, Value: v.any(), Holds: holds})
+	}
+	return holds
+}
+
+// eval evaluates every node (no short circuit), so each date condition's
+// due instant is always current.
+func (e *condEnv) eval(c *cnode) bool {
+	switch c.op {
+	case cAnd:
+		r := true
+		for _, k := range c.kids {
+			r = e.eval(k) && r
+		}
+		return r
+	case cOr:
+		r := false
+		for _, k := range c.kids {
+			r = e.eval(k) || r
+		}
+		return r
+	case cNot:
+		return !e.eval(c.kids[0])
+	case cAgg:
+		v := e.node(c.node)
+		return e.note(c, v, compare(v, c.cmp, c.lit, c.list))
+	case cProfile:
+		x := e.traits[c.profile]
+		if c.cmp == "contains" {
+			return e.note(c, toValue(x), containsAny(x, c.lit))
+		}
+		v := toValue(x)
+		return e.note(c, v, compare(v, c.cmp, c.lit, c.list))
+	case cSeg:
+		in := e.member(c.seg)
+		return e.note(c, boolV(in), in)
+	}
+	x := e.traits[c.profile]
+	var holds bool
+	var due int64
+	switch c.op {
+	case cAnniv:
+		holds, due = e.p.anniversary(x, c.days, e.now)
+	case cAgo, cWithinLast:
+		if t, ok := e.p.dateValue(x); ok {
+			if c.op == cAgo {
+				holds = t+c.span <= e.now
+				if !holds {
+					due = t + c.span
+				}
+			} else {
+				holds = e.now-c.span < t && t <= e.now
+				switch {
+				case t > e.now:
+					due = t
+				case holds:
+					due = t + c.span
+				}
+			}
+		}
+	}
+	if e.due != nil {
+		e.due[c.due] = due
+	}
+	return e.note(c, toValue(x), holds)
+}
+
+// Member reports whether the state's profile is in the segment (as of
+// the last Apply/Advance).
+func (p *Program) Member(st *State, segment string) (bool, error) {
+	i, ok := p.segIdx[segment]
+	if !ok {
+		return false, fmt.Errorf("eval: unknown segment %q", segment)
+	}
+	return st.member[i>>6]&(1<<(i&63)) != 0, nil
+}
+
+// Memberships lists the segments the profile is in.
+func (p *Program) Memberships(st *State) []string {
+	var out []string
+	for _, s := range p.segs {
+		if st.member[s.idx>>6]&(1<<(s.idx&63)) != 0 {
+			out = append(out, s.name)
+		}
+	}
+	return out
+}
+
+// TraitValues returns the computed traits' values (as of the last
+// Apply/Advance): float64, string, bool or nil.
+func (p *Program) TraitValues(st *State) map[string]any {
+	out := make(map[string]any, len(p.traits))
+	for _, i := range p.traits {
+		out[p.aggs[i].name] = st.unbox(st.cache[i]).any()
+	}
+	return out
+}

@@ -1,0 +1,554 @@
+package eval
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"github.com/kiln-cdp/kiln/rule"
+)
+
+// Options configure compilation.
+type Options struct {
+	// Location is the time zone of calendar windows (today, this week,
+	// ...), of date-only trait values ("1990-02-28" is midnight there) and
+	// of anniversaries. Nil means UTC.
+	Location *time.Location
+	// Schema declares profile traits (nil accepts any traits.NAME).
+	Schema *rule.Schema
+}
+
+// Feature value encodings: what a record keeps per matching event.
+const (
+	encNone uint8 = iota // nothing: count of events
+	encNum               // numbers only (sum, avg, min, max)
+	encBox               // any scalar, boxed (first, last, count of values)
+	encHash              // 64-bit hashes (distinct)
+)
+
+// feature is one (event, filter, value path, encoding): traits that share
+// all four share the feature, so an order feeds "revenue in 30 days",
+// "in 365 days" and "all time" from one extracted value.
+type feature struct {
+	idx      int
+	key      string
+	event    string
+	filter   *cfilter
+	arr      string   // the line-item array read per item, or ""
+	path     []string // value path (after "properties", or after arr for items)
+	itemPath bool     // the value is read per item
+	enc      uint8
+	win      bool // read by a windowed aggregate (kept as records)
+	run      bool // read by a running aggregate (folded into accumulators)
+	users    []int
+}
+
+// Aggregate node kinds.
+const (
+	akWin uint8 = iota // over records in a rolling or calendar window
+	akRun              // running accumulator: all time or fixed dates
+	akNotFollowed
+	akDerived // arithmetic over other nodes
+)
+
+// Window kinds, compiled.
+const (
+	wAll uint8 = iota
+	wRolling
+	wToday
+	wWeek
+	wMonth
+	wYear
+	wBetween
+)
+
+type aggNode struct {
+	idx    int
+	kind   uint8
+	name   string // trait name, or "" for an anonymous aggregate of a condition
+	text   string // canonical text, for evidence and Explain
+	fn     string
+	feat   int
+	featB  int // not followed: the follow-up event
+	wk     uint8
+	span   int64 // rolling window or not-followed window, ms
+	within int64 // not followed: T, ms
+	from   int64 // between: [from, to) in ms
+	to     int64
+	acc    int // running: accumulator offset
+	set    int // running distinct: set index
+	due    int // due slot, -1 if the node never changes by time alone
+	expr   *cexpr
+	deps   []int
+	users  []int // derived nodes and segments reading this node (informational)
+}
+
+type cexpr struct {
+	op   byte // 'a' node, 'n' number, + - * /
+	node int
+	num  float64
+	l, r *cexpr
+}
+
+// Condition node ops.
+const (
+	cAnd uint8 = iota
+	cOr
+	cNot
+	cAgg     // node value compared with a literal
+	cProfile // profile trait compared with a literal
+	cSeg
+	cAnniv
+	cAgo
+	cWithinLast
+)
+
+type cnode struct {
+	op      uint8
+	kids    []*cnode
+	node    int
+	profile string
+	cmp     string
+	lit     value
+	list    []value
+	seg     int
+	span    int64 // ms (ago, within last)
+	days    int   // anniversary
+	due     int
+	text    string
+}
+
+type segNode struct {
+	idx        int
+	name       string
+	def        *rule.Def
+	static     bool
+	cond       *cnode
+	aggDeps    []int
+	segDeps    []int
+	profileDep bool
+	dues       []int
+}
+
+// Program is a compiled definition set. It is immutable and safe for
+// concurrent use; all per-profile data lives in State.
+type Program struct {
+	loc       *time.Location
+	fp        uint64
+	set       *rule.Set
+	feats     []*feature
+	featKey   map[string]int
+	byEvent   map[string][]int
+	maskWords int
+	aggs      []*aggNode
+	aggKey    map[string]int
+	traits    []int // named traits, in definition order
+	traitIdx  map[string]int
+	segs      []*segNode // dependency order
+	segIdx    map[string]int
+	accWords  int
+	nSets     int
+	nDue      int
+	horizon   int64 // ms: records older than now-horizon can go
+	nStatic   int
+}
+
+// Compile checks a definition set (rule.Check) and compiles it.
+func Compile(s *rule.Set, opts Options) (*Program, error) {
+	info, err := rule.Check(s, opts.Schema)
+	if err != nil {
+		return nil, err
+	}
+	loc := opts.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	p := &Program{
+		loc: loc, set: s, featKey: map[string]int{}, byEvent: map[string][]int{},
+		aggKey: map[string]int{}, traitIdx: map[string]int{}, segIdx: map[string]int{},
+	}
+	h := fnv.New64a()
+	h.Write([]byte(rule.Format(s)))
+	h.Write([]byte(loc.String()))
+	p.fp = h.Sum64()
+
+	for _, name := range info.TraitOrder {
+		d := info.Traits[name]
+		var idx int
+		if d.Value.Op == rule.ExprAgg {
+			idx = p.aggNodeFor(d.Value.Agg, name)
+		} else {
+			idx = p.derived(d.Value, name)
+		}
+		p.traitIdx[name] = idx
+	}
+	for _, d := range s.Defs {
+		if d.Kind == rule.KindTrait {
+			p.traits = append(p.traits, p.traitIdx[d.Name])
+		}
+	}
+	for _, name := range info.SegmentOrder {
+		d := info.Segments[name]
+		sg := &segNode{idx: len(p.segs), name: name, def: d, static: d.Static}
+		p.segIdx[name] = sg.idx
+		p.segs = append(p.segs, sg)
+		if d.Static {
+			p.nStatic++
+			sg.profileDep = true
+			continue
+		}
+		sg.cond = p.cond(d.Cond, sg)
+	}
+	p.maskWords = (len(p.feats) + 63) / 64
+	for _, f := range p.feats {
+		p.byEvent[f.event] = append(p.byEvent[f.event], f.idx)
+	}
+	return p, nil
+}
+
+func spanMs(s *rule.Span) int64 {
+	switch s.Unit {
+	case "minutes":
+		return int64(s.N) * 60_000
+	case "hours":
+		return int64(s.N) * 3_600_000
+	}
+	return int64(s.N) * 86_400_000
+}
+
+const day = int64(86_400_000)
+
+func (p *Program) feature(event string, where *rule.Filter, path string, enc uint8) int {
+	key := event + "\x00" + path + "\x00" + string(rune('0'+enc)) + "\x00"
+	if where != nil {
+		key += rule.FormatFilter(where)
+	}
+	if i, ok := p.featKey[key]; ok {
+		return i
+	}
+	f := &feature{idx: len(p.feats), key: key, event: event, enc: enc}
+	if path != "" {
+		if arr := rule.ItemArray(path); arr != "" {
+			f.arr, f.itemPath = arr, true
+			f.path = strings.Split(path, ".")[1:]
+		} else {
+			f.path = strings.Split(path, ".")[1:]
+		}
+	}
+	if where != nil {
+		var arr string
+		f.filter = compileFilter(where, &arr)
+		if arr != "" {
+			f.arr = arr
+		}
+	}
+	p.featKey[key] = f.idx
+	p.feats = append(p.feats, f)
+	return f.idx
+}
+
+func encFor(fn string) uint8 {
+	switch fn {
+	case rule.FnCount:
+		return encHash // count(path) counts values of any type; a hash is the cheapest word
+	case rule.FnSum, rule.FnAvg, rule.FnMin, rule.FnMax:
+		return encNum
+	case rule.FnDistinct:
+		return encHash
+	}
+	return encBox
+}
+
+func (p *Program) newNode(n *aggNode, key string) int {
+	n.idx = len(p.aggs)
+	n.due = -1
+	p.aggs = append(p.aggs, n)
+	if key != "" {
+		p.aggKey[key] = n.idx
+	}
+	return n.idx
+}
+
+func (p *Program) dueSlot() int {
+	p.nDue++
+	return p.nDue - 1
+}
+
+func (p *Program) retain(ms int64) {
+	if ms > p.horizon {
+		p.horizon = ms
+	}
+}
+
+// aggNodeFor returns the node of an aggregate; anonymous aggregates with
+// the same text share one node.
+func (p *Program) aggNodeFor(a *rule.Agg, name string) int {
+	text := rule.FormatAgg(a)
+	key := ""
+	if name == "" {
+		key = "agg:" + text
+		if i, ok := p.aggKey[key]; ok {
+			return i
+		}
+	}
+	n := &aggNode{name: name, text: text, fn: a.Func}
+	enc := encNone
+	if a.Path != "" {
+		enc = encFor(a.Func)
+	}
+	n.feat = p.feature(a.Event, a.Where, a.Path, enc)
+	f := p.feats[n.feat]
+	w := a.Window
+	switch w.Kind {
+	case rule.WinAll, rule.WinBetween:
+		n.kind = akRun
+		n.wk = wAll
+		if w.Kind == rule.WinBetween {
+			n.wk = wBetween
+			from, _ := time.ParseInLocation(time.DateOnly, w.From, p.loc)
+			to, _ := time.ParseInLocation(time.DateOnly, w.To, p.loc)
+			n.from = from.UnixMilli()
+			n.to = to.AddDate(0, 0, 1).UnixMilli()
+		}
+		f.run = true
+		n.acc = p.accWords
+		p.accWords += accWidth(a.Func)
+		n.set = -1
+		if a.Func == rule.FnDistinct {
+			n.set = p.nSets
+			p.nSets++
+		}
+	default:
+		n.kind = akWin
+		f.win = true
+		n.due = -2 // assigned below
+		switch w.Kind {
+		case rule.WinLast:
+			n.wk = wRolling
+			n.span = spanMs(&rule.Span{N: w.N, Unit: w.Unit})
+			p.retain(n.span)
+		case rule.WinToday:
+			n.wk = wToday
+			p.retain(2 * day)
+		case rule.WinWeek:
+			n.wk = wWeek
+			p.retain(8 * day)
+		case rule.WinMonth:
+			n.wk = wMonth
+			p.retain(32 * day)
+		case rule.WinYear:
+			n.wk = wYear
+			p.retain(367 * day)
+		}
+	}
+	idx := p.newNode(n, key)
+	if n.kind == akWin {
+		n.due = p.dueSlot()
+	}
+	f.users = append(f.users, idx)
+	return idx
+}
+
+// accWidth is the number of accumulator words a running aggregate needs.
+func accWidth(fn string) int {
+	switch fn {
+	case rule.FnAvg, rule.FnFirst, rule.FnLast:
+		return 2 // sum+n, or time+value
+	case rule.FnDistinct:
+		return 0 // a hash set
+	}
+	return 1
+}
+
+func (p *Program) compileExpr(e *rule.Expr) *cexpr {
+	switch e.Op {
+	case rule.ExprAgg:
+		return &cexpr{op: 'a', node: p.aggNodeFor(e.Agg, "")}
+	case rule.ExprTrait:
+		return &cexpr{op: 'a', node: p.traitIdx[e.Name]}
+	case rule.ExprNum:
+		return &cexpr{op: 'n', num: e.Num}
+	}
+	return &cexpr{op: e.Op[0], l: p.compileExpr(e.Args[0]), r: p.compileExpr(e.Args[1])}
+}
+
+func exprDeps(c *cexpr, out []int) []int {
+	switch c.op {
+	case 'a':
+		for _, d := range out {
+			if d == c.node {
+				return out
+			}
+		}
+		return append(out, c.node)
+	case 'n':
+		return out
+	}
+	return exprDeps(c.r, exprDeps(c.l, out))
+}
+
+func (p *Program) derived(e *rule.Expr, name string) int {
+	text := rule.FormatExpr(e)
+	key := ""
+	if name == "" {
+		key = "expr:" + text
+		if i, ok := p.aggKey[key]; ok {
+			return i
+		}
+	}
+	ce := p.compileExpr(e)
+	n := &aggNode{kind: akDerived, name: name, text: text, expr: ce, deps: exprDeps(ce, nil)}
+	idx := p.newNode(n, key)
+	for _, d := range n.deps {
+		p.aggs[d].users = append(p.aggs[d].users, idx)
+	}
+	return idx
+}
+
+func (p *Program) notFollowed(c *rule.Cond) int {
+	key := "nf:" + rule.FormatCond(c)
+	if i, ok := p.aggKey[key]; ok {
+		return i
+	}
+	n := &aggNode{kind: akNotFollowed, text: rule.FormatCond(c), fn: "not_followed", wk: wRolling}
+	n.feat = p.feature(c.First.Event, c.First.Where, "", encNone)
+	n.featB = p.feature(c.Then.Event, c.Then.Where, "", encNone)
+	p.feats[n.feat].win = true
+	p.feats[n.featB].win = true
+	n.span = spanMs(&rule.Span{N: c.Window.N, Unit: c.Window.Unit})
+	n.within = spanMs(c.Within)
+	p.retain(n.span + n.within)
+	idx := p.newNode(n, key)
+	n.due = p.dueSlot()
+	p.feats[n.feat].users = append(p.feats[n.feat].users, idx)
+	p.feats[n.featB].users = append(p.feats[n.featB].users, idx)
+	return idx
+}
+
+func addDep(list []int, i int) []int {
+	for _, x := range list {
+		if x == i {
+			return list
+		}
+	}
+	return append(list, i)
+}
+
+func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
+	n := &cnode{text: rule.FormatCond(c), due: -1}
+	switch c.Op {
+	case rule.CAnd, rule.COr, rule.CNot:
+		n.op = map[string]uint8{rule.CAnd: cAnd, rule.COr: cOr, rule.CNot: cNot}[c.Op]
+		for _, k := range c.Args {
+			n.kids = append(n.kids, p.cond(k, sg))
+		}
+	case rule.CCmp:
+		n.cmp = c.Cmp
+		n.lit, n.list = literal(c.Value)
+		switch c.Left.Op {
+		case rule.ExprProfile:
+			n.op = cProfile
+			n.profile = c.Left.Name
+			sg.profileDep = true
+		case rule.ExprAgg:
+			n.op = cAgg
+			n.node = p.aggNodeFor(c.Left.Agg, "")
+		case rule.ExprTrait:
+			n.op = cAgg
+			n.node = p.traitIdx[c.Left.Name]
+		default:
+			n.op = cAgg
+			n.node = p.derived(c.Left, "")
+		}
+		if n.op == cAgg {
+			sg.aggDeps = addDep(sg.aggDeps, n.node)
+		}
+	case rule.CSegment:
+		n.op = cSeg
+		n.seg = p.segIdx[c.Segment]
+		sg.segDeps = addDep(sg.segDeps, n.seg)
+	case rule.CPerformed, rule.CNotPerformed:
+		n.op = cAgg
+		n.node = p.aggNodeFor(c.Agg, "")
+		n.lit = numV(0)
+		n.cmp = ">"
+		if c.Op == rule.CNotPerformed {
+			n.cmp = "="
+		}
+		sg.aggDeps = addDep(sg.aggDeps, n.node)
+	case rule.CNotFollowed:
+		n.op = cAgg
+		n.node = p.notFollowed(c)
+		n.cmp = "="
+		n.lit = boolV(true)
+		sg.aggDeps = addDep(sg.aggDeps, n.node)
+	case rule.CAnniversary, rule.CAgo, rule.CWithinLast:
+		n.op = map[string]uint8{rule.CAnniversary: cAnniv, rule.CAgo: cAgo, rule.CWithinLast: cWithinLast}[c.Op]
+		n.profile = c.Profile
+		n.span = spanMs(c.Within)
+		n.days = c.Within.N
+		n.due = p.dueSlot()
+		sg.profileDep = true
+		sg.dues = append(sg.dues, n.due)
+	default:
+		panic(fmt.Sprintf("eval: unchecked condition op %q", c.Op))
+	}
+	return n
+}
+
+func literal(v any) (value, []value) {
+	if list, ok := v.([]any); ok {
+		out := make([]value, len(list))
+		for i, x := range list {
+			out[i] = toValue(x)
+		}
+		return null, out
+	}
+	return toValue(v), nil
+}
+
+// Traits lists the computed trait names, in definition order.
+func (p *Program) Traits() []string {
+	out := make([]string, len(p.traits))
+	for i, a := range p.traits {
+		out[i] = p.aggs[a].name
+	}
+	return out
+}
+
+// Segments lists the segment names in evaluation order (a segment comes
+// after the segments it refers to).
+func (p *Program) Segments() []string {
+	out := make([]string, len(p.segs))
+	for i, s := range p.segs {
+		out[i] = s.name
+	}
+	return out
+}
+
+// Definitions returns the compiled set (do not modify it).
+func (p *Program) Definitions() *rule.Set { return p.set }
+
+// Stats describe a program's size.
+type Stats struct {
+	Features, WindowedFeatures, Aggregates, WindowedAggregates, Segments int
+	// Horizon is how far back records are kept.
+	Horizon time.Duration
+}
+
+// Stats reports the program's size.
+func (p *Program) Stats() Stats {
+	s := Stats{Features: len(p.feats), Aggregates: len(p.aggs), Segments: len(p.segs), Horizon: time.Duration(p.horizon) * time.Millisecond}
+	for _, f := range p.feats {
+		if f.win {
+			s.WindowedFeatures++
+		}
+	}
+	for _, a := range p.aggs {
+		if a.kind == akWin || a.kind == akNotFollowed {
+			s.WindowedAggregates++
+		}
+	}
+	return s
+}

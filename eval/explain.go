@@ -1,0 +1,114 @@
+package eval
+
+import (
+	"fmt"
+	"time"
+)
+
+// Node is one condition of a segment with its current value and why.
+type Node struct {
+	Condition string  `json:"condition"`
+	Value     any     `json:"value,omitempty"`
+	Holds     bool    `json:"holds"`
+	Why       string  `json:"why"`
+	Children  []*Node `json:"children,omitempty"`
+}
+
+// Explain returns a segment's condition tree evaluated for the profile
+// at now, with each node's value and why the profile is in or out. It
+// does not modify st.
+func (p *Program) Explain(st *State, prof *Profile, segment string, now time.Time) (*Node, error) {
+	i, ok := p.segIdx[segment]
+	if !ok {
+		return nil, fmt.Errorf("eval: unknown segment %q", segment)
+	}
+	c := st.Clone()
+	p.Advance(c, prof, now)
+	s := p.segs[i]
+	if s.static {
+		in := prof.inStatic(s.name)
+		why := "not listed"
+		if in {
+			why = "listed"
+		}
+		return &Node{Condition: "static segment " + s.name, Holds: in, Why: why}, nil
+	}
+	env := &condEnv{p: p, st: c, traits: prof.traits(), now: c.now}
+	return env.explain(s.cond), nil
+}
+
+func (e *condEnv) explain(c *cnode) *Node {
+	n := &Node{Condition: c.text}
+	switch c.op {
+	case cAnd, cOr:
+		falses := 0
+		for _, k := range c.kids {
+			kn := e.explain(k)
+			n.Children = append(n.Children, kn)
+			if !kn.Holds {
+				falses++
+			}
+		}
+		if c.op == cAnd {
+			n.Holds = falses == 0
+			if n.Holds {
+				n.Why = "all conditions hold"
+			} else {
+				n.Why = fmt.Sprintf("%d of %d conditions do not hold", falses, len(c.kids))
+			}
+		} else {
+			n.Holds = falses < len(c.kids)
+			if n.Holds {
+				n.Why = fmt.Sprintf("%d of %d conditions hold", len(c.kids)-falses, len(c.kids))
+			} else {
+				n.Why = "no condition holds"
+			}
+		}
+		return n
+	case cNot:
+		kn := e.explain(c.kids[0])
+		n.Children = []*Node{kn}
+		n.Holds = !kn.Holds
+		n.Why = fmt.Sprintf("the negated condition is %v", kn.Holds)
+		return n
+	}
+	var ev []Evidence
+	e.evidence = &ev
+	n.Holds = e.eval(c)
+	e.evidence = nil
+	if len(ev) == 1 {
+		n.Value = ev[0].Value
+	}
+	var v string
+	if n.Value == nil {
+		v = "no value"
+	} else {
+		v = fmt.Sprintf("value %v", n.Value)
+	}
+	switch c.op {
+	case cAgg, cProfile:
+		if c.list != nil {
+			n.Why = fmt.Sprintf("%s; needs %s %v", v, c.cmp, valuesString(c.list))
+		} else if c.cmp == "exists" || c.cmp == "not exists" {
+			n.Why = fmt.Sprintf("%s; needs %s", v, c.cmp)
+		} else {
+			n.Why = fmt.Sprintf("%s; needs %s %s", v, c.cmp, c.lit)
+		}
+	case cSeg:
+		n.Why = fmt.Sprintf("member: %v", n.Holds)
+	default:
+		n.Why = fmt.Sprintf("%s at %s", v, time.UnixMilli(e.now).In(e.p.loc).Format(time.RFC3339))
+	}
+	return n
+}
+
+func valuesString(vs []value) string {
+	s := "["
+	for i, v := range vs {
+		if i > 0 {
+			s += ", "
+		}
+		s += v.String()
+	}
+	return s + "]"
+}

@@ -1,0 +1,195 @@
+package eval
+
+import (
+	"sort"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/rule"
+)
+
+// Snapshot is a profile's computed traits and segment memberships at
+// one instant.
+type Snapshot struct {
+	Traits   map[string]any  // computed trait -> float64, string, bool or nil
+	Segments map[string]bool // every segment -> member?
+}
+
+// Naive computes a profile's traits and memberships at instant at from
+// scratch, from ALL of its events (any order; events later than at are
+// ignored, ties in time keep slice order), its traits and static lists.
+// It shares no state handling with the incremental evaluator: it is the
+// reference for tests and answers as-of questions ("who was in this
+// segment at T") and backtests. Cost: O(aggregates x events).
+func (p *Program) Naive(events []*kiln.Event, prof *Profile, at time.Time) Snapshot {
+	now := at.UnixMilli()
+	order := make([]int, len(events))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		return events[order[i]].Timestamp.UnixMilli() < events[order[j]].Timestamp.UnixMilli()
+	})
+	vals := make([]value, len(p.aggs))
+	for i, a := range p.aggs {
+		switch a.kind {
+		case akRun, akWin:
+			vals[i] = p.naiveAgg(a, events, order, now)
+		case akNotFollowed:
+			vals[i] = p.naiveNotFollowed(a, events, order, now)
+		case akDerived:
+			f, ok := evalExpr(a.expr, func(k int) value { return vals[k] })
+			if ok {
+				vals[i] = numV(f)
+			}
+		}
+	}
+	members := make([]bool, len(p.segs))
+	env := condEnv{p: p, vals: vals, members: members, traits: prof.traits(), now: now}
+	snap := Snapshot{Traits: map[string]any{}, Segments: map[string]bool{}}
+	for _, s := range p.segs {
+		if s.static {
+			members[s.idx] = prof.inStatic(s.name)
+		} else {
+			members[s.idx] = env.eval(s.cond)
+		}
+		snap.Segments[s.name] = members[s.idx]
+	}
+	for _, i := range p.traits {
+		snap.Traits[p.aggs[i].name] = vals[i].any()
+	}
+	return snap
+}
+
+// inWindow reports whether an event at t counts for a at now.
+func (p *Program) inWindow(a *aggNode, t, now int64) bool {
+	if t > now {
+		return false
+	}
+	switch a.wk {
+	case wAll:
+		return true
+	case wBetween:
+		return t >= a.from && t < a.to
+	case wRolling:
+		return t > now-a.span
+	}
+	start, _ := p.period(a.wk, now)
+	return t >= start
+}
+
+func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now int64) value {
+	f := p.feats[a.feat]
+	var (
+		n, sum   float64
+		cnt      int
+		mm       value
+		first    value
+		last     value
+		distinct = map[uint64]bool{}
+	)
+	for _, i := range order {
+		ev := events[i]
+		t := ev.Timestamp.UnixMilli()
+		if ev.Name != f.event || !p.inWindow(a, t, now) {
+			continue
+		}
+		ok, vs := f.extract(ev.Properties, nil)
+		if !ok {
+			continue
+		}
+		if a.fn == rule.FnCount && f.enc == encNone {
+			n++
+			continue
+		}
+		if len(vs) == 0 {
+			continue
+		}
+		switch a.fn {
+		case rule.FnCount:
+			n += float64(len(vs))
+		case rule.FnSum, rule.FnAvg:
+			for _, v := range vs {
+				sum += v.num
+			}
+			cnt += len(vs)
+		case rule.FnMin:
+			for _, v := range vs {
+				if mm.kind == kNull || v.num < mm.num {
+					mm = v
+				}
+			}
+		case rule.FnMax:
+			for _, v := range vs {
+				if mm.kind == kNull || v.num > mm.num {
+					mm = v
+				}
+			}
+		case rule.FnFirst:
+			if first.kind == kNull {
+				first = vs[0]
+			}
+		case rule.FnLast:
+			last = vs[len(vs)-1]
+		case rule.FnDistinct:
+			for _, v := range vs {
+				distinct[hashValue(v)] = true
+			}
+		}
+	}
+	switch a.fn {
+	case rule.FnCount:
+		return numV(n)
+	case rule.FnSum:
+		return numV(sum)
+	case rule.FnAvg:
+		if cnt == 0 {
+			return null
+		}
+		return numV(sum / float64(cnt))
+	case rule.FnMin, rule.FnMax:
+		return mm
+	case rule.FnFirst:
+		return first
+	case rule.FnLast:
+		return last
+	}
+	return numV(float64(len(distinct)))
+}
+
+func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int, now int64) value {
+	fa, fb := p.feats[a.feat], p.feats[a.featB]
+	var as, bs []int64
+	for _, i := range order {
+		ev := events[i]
+		t := ev.Timestamp.UnixMilli()
+		if t > now {
+			continue
+		}
+		if ev.Name == fa.event {
+			if ok, _ := fa.extract(ev.Properties, nil); ok {
+				as = append(as, t)
+			}
+		}
+		if ev.Name == fb.event {
+			if ok, _ := fb.extract(ev.Properties, nil); ok {
+				bs = append(bs, t)
+			}
+		}
+	}
+	for _, t := range as {
+		if t <= now-a.span || t+a.within > now {
+			continue
+		}
+		followed := false
+		for _, b := range bs {
+			if b >= t && b < t+a.within {
+				followed = true
+			}
+		}
+		if !followed {
+			return boolV(true)
+		}
+	}
+	return boolV(false)
+}

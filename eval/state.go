@@ -1,0 +1,412 @@
+package eval
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+
+	"github.com/kiln-cdp/kiln/rule"
+)
+
+// State is one profile's evaluation state. Its layout belongs to the
+// Program that made it (NewState, or UnmarshalBinary then Program.Adopt);
+// after a definition edit the engine rebuilds states by replaying events.
+//
+// Memory: a handful of slice headers plus
+//   - recs: one record per retained event that a windowed aggregate
+//     reads: [time ms, header, feature mask words..., values...], sorted
+//     by event time, pruned beyond the longest window;
+//   - acc: running accumulators of all-time and fixed-date aggregates;
+//   - sets: hash sets of running distinct counts (8 bytes per value);
+//   - cache: the current value of every aggregate (8 bytes each);
+//   - due: the next instant each time-dependent node can change;
+//   - strs: the strings that boxed values refer to.
+type State struct {
+	fp      uint64
+	now     int64 // last evaluation instant, ms
+	nextDue int64 // 0: nothing scheduled
+	inited  bool
+	live    int32 // strings alive at the last pool compaction
+	member  []uint64
+	cache   []uint64
+	due     []int64
+	acc     []uint64
+	sets    [][]uint64
+	strs    []string
+	recs    []uint64
+}
+
+// NewState returns the state of a profile nobody has seen yet.
+func (p *Program) NewState() *State {
+	st := &State{fp: p.fp}
+	p.initState(st)
+	return st
+}
+
+func (p *Program) initState(st *State) {
+	st.member = make([]uint64, (len(p.segs)+63)/64)
+	st.cache = make([]uint64, len(p.aggs))
+	for i := range st.cache {
+		st.cache[i] = boxNull
+	}
+	if p.nDue > 0 {
+		st.due = make([]int64, p.nDue)
+	}
+	if p.accWords > 0 {
+		st.acc = make([]uint64, p.accWords)
+		for _, a := range p.aggs {
+			if a.kind != akRun {
+				continue
+			}
+			switch a.fn {
+			case rule.FnMin, rule.FnMax:
+				st.acc[a.acc] = boxNull
+			case rule.FnFirst, rule.FnLast:
+				st.acc[a.acc+1] = boxNull
+			}
+		}
+	}
+	if p.nSets > 0 {
+		st.sets = make([][]uint64, p.nSets)
+	}
+}
+
+// Size is the state's approximate heap footprint in bytes (what
+// benchmarks report per profile).
+func (st *State) Size() int {
+	n := 8*12 + 24*7 // fields and slice headers
+	n += 8 * (cap(st.member) + cap(st.cache) + cap(st.due) + cap(st.acc) + cap(st.recs))
+	for _, s := range st.sets {
+		n += 24 + 8*cap(s)
+	}
+	for _, s := range st.strs {
+		n += 16 + len(s)
+	}
+	return n
+}
+
+// box stores a value in the state's encoding, interning strings.
+func (st *State) box(v value) uint64 {
+	switch v.kind {
+	case kNum:
+		return math.Float64bits(v.num)
+	case kBool:
+		if v.num != 0 {
+			return boxTrue
+		}
+		return boxFalse
+	case kStr:
+		for i, s := range st.strs {
+			if s == v.str {
+				return boxStr | uint64(i)
+			}
+		}
+		st.strs = append(st.strs, v.str)
+		return boxStr | uint64(len(st.strs)-1)
+	}
+	return boxNull
+}
+
+func (st *State) unbox(b uint64) value {
+	switch {
+	case b == boxNull:
+		return null
+	case b == boxTrue:
+		return boolV(true)
+	case b == boxFalse:
+		return boolV(false)
+	case isBoxedStr(b):
+		return value{kind: kStr, str: st.strs[b&^boxMask]}
+	}
+	return numV(math.Float64frombits(b))
+}
+
+// Records.
+
+const pendingBit = uint64(1) << 32
+
+func recLen(recs []uint64, i int) int { return int(uint32(recs[i+1])) }
+
+// featVals returns the stored values of feature f in the record at i.
+func (p *Program) featVals(recs []uint64, i, f int) (bool, []uint64) {
+	mask := recs[i+2 : i+2+p.maskWords]
+	if mask[f>>6]&(1<<(f&63)) == 0 {
+		return false, nil
+	}
+	pos := i + 2 + p.maskWords
+	for w := 0; w < p.maskWords; w++ {
+		m := mask[w]
+		for m != 0 {
+			j := w*64 + bits.TrailingZeros64(m)
+			m &= m - 1
+			ft := p.feats[j]
+			width := 0
+			if ft.enc != encNone {
+				if ft.itemPath {
+					width = 1 + int(recs[pos])
+				} else {
+					width = 1
+				}
+			}
+			if j == f {
+				if ft.enc == encNone {
+					return true, nil
+				}
+				if ft.itemPath {
+					return true, recs[pos+1 : pos+width]
+				}
+				return true, recs[pos : pos+1]
+			}
+			pos += width
+		}
+	}
+	return false, nil
+}
+
+// insertRec places a record by event time, after records with the same
+// time (so ties keep arrival order, as the naive evaluator does).
+func (st *State) insertRec(rec []uint64) {
+	t := int64(rec[0])
+	i := 0
+	for i < len(st.recs) && int64(st.recs[i]) <= t {
+		i += recLen(st.recs, i)
+	}
+	if i == len(st.recs) {
+		st.recs = append(st.recs, rec...)
+		return
+	}
+	st.recs = append(st.recs, rec...) // grow
+	copy(st.recs[i+len(rec):], st.recs[i:len(st.recs)-len(rec)])
+	copy(st.recs[i:], rec)
+}
+
+// prune drops records no window can see any more (and that are folded).
+func (st *State) prune(cut int64) bool {
+	i := 0
+	for i < len(st.recs) && int64(st.recs[i]) <= cut && st.recs[i+1]&pendingBit == 0 {
+		i += recLen(st.recs, i)
+	}
+	if i == 0 {
+		return false
+	}
+	n := copy(st.recs, st.recs[i:])
+	st.recs = st.recs[:n]
+	if cap(st.recs) > 64 && n < cap(st.recs)/4 {
+		st.recs = append([]uint64(nil), st.recs...)
+	}
+	return true
+}
+
+// compactStrings drops pool strings no boxed value refers to.
+func (p *Program) compactStrings(st *State) {
+	if len(st.strs) < 16 || len(st.strs) < 2*int(st.live) {
+		return
+	}
+	remap := make([]int32, len(st.strs))
+	for i := range remap {
+		remap[i] = -1
+	}
+	var kept []string
+	fix := func(b *uint64) {
+		if !isBoxedStr(*b) {
+			return
+		}
+		old := *b &^ boxMask
+		if remap[old] < 0 {
+			remap[old] = int32(len(kept))
+			kept = append(kept, st.strs[old])
+		}
+		*b = boxStr | uint64(remap[old])
+	}
+	for i := range st.cache {
+		fix(&st.cache[i])
+	}
+	for _, a := range p.aggs {
+		if a.kind != akRun {
+			continue
+		}
+		switch a.fn {
+		case rule.FnFirst, rule.FnLast:
+			fix(&st.acc[a.acc+1])
+		}
+	}
+	for i := 0; i < len(st.recs); i += recLen(st.recs, i) {
+		for _, f := range p.feats {
+			if f.enc != encBox {
+				continue
+			}
+			if ok, vals := p.featVals(st.recs, i, f.idx); ok {
+				for k := range vals {
+					fix(&vals[k])
+				}
+			}
+		}
+	}
+	st.strs = kept
+	st.live = int32(len(kept))
+}
+
+// Serialisation.
+
+const stateVersion = 1
+
+// MarshalBinary encodes the state for a snapshot. The encoding carries
+// the program's fingerprint; a state only loads into the same program.
+func (st *State) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 64+8*(len(st.recs)+len(st.cache)+len(st.acc)+len(st.due)))
+	b = append(b, stateVersion)
+	b = binary.LittleEndian.AppendUint64(b, st.fp)
+	b = binary.AppendVarint(b, st.now)
+	b = binary.AppendVarint(b, st.nextDue)
+	flag := byte(0)
+	if st.inited {
+		flag = 1
+	}
+	b = append(b, flag)
+	b = binary.AppendUvarint(b, uint64(st.live))
+	words := func(ws []uint64) {
+		b = binary.AppendUvarint(b, uint64(len(ws)))
+		for _, w := range ws {
+			b = binary.LittleEndian.AppendUint64(b, w)
+		}
+	}
+	words(st.member)
+	words(st.cache)
+	b = binary.AppendUvarint(b, uint64(len(st.due)))
+	for _, d := range st.due {
+		b = binary.AppendVarint(b, d)
+	}
+	words(st.acc)
+	b = binary.AppendUvarint(b, uint64(len(st.sets)))
+	for _, s := range st.sets {
+		words(s)
+	}
+	b = binary.AppendUvarint(b, uint64(len(st.strs)))
+	for _, s := range st.strs {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	words(st.recs)
+	return b, nil
+}
+
+var errShort = errors.New("eval: truncated state encoding")
+
+// UnmarshalBinary decodes a snapshot made by MarshalBinary. Use
+// Program.Adopt to check that it belongs to the program at hand.
+func (st *State) UnmarshalBinary(b []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errShort
+		}
+	}()
+	if len(b) < 9 || b[0] != stateVersion {
+		return fmt.Errorf("eval: unknown state encoding version")
+	}
+	pos := 1
+	st.fp = binary.LittleEndian.Uint64(b[pos:])
+	pos += 8
+	varint := func() int64 {
+		v, n := binary.Varint(b[pos:])
+		if n <= 0 {
+			panic(errShort)
+		}
+		pos += n
+		return v
+	}
+	uvarint := func() uint64 {
+		v, n := binary.Uvarint(b[pos:])
+		if n <= 0 {
+			panic(errShort)
+		}
+		pos += n
+		return v
+	}
+	words := func() []uint64 {
+		n := int(uvarint())
+		if n == 0 {
+			return nil
+		}
+		if n > (len(b)-pos)/8 {
+			panic(errShort)
+		}
+		ws := make([]uint64, n)
+		for i := range ws {
+			ws[i] = binary.LittleEndian.Uint64(b[pos:])
+			pos += 8
+		}
+		return ws
+	}
+	st.now = varint()
+	st.nextDue = varint()
+	st.inited = b[pos] == 1
+	pos++
+	st.live = int32(uvarint())
+	st.member = words()
+	st.cache = words()
+	if n := int(uvarint()); n > 0 {
+		st.due = make([]int64, n)
+		for i := range st.due {
+			st.due[i] = varint()
+		}
+	} else {
+		st.due = nil
+	}
+	st.acc = words()
+	if n := int(uvarint()); n > 0 {
+		st.sets = make([][]uint64, n)
+		for i := range st.sets {
+			st.sets[i] = words()
+		}
+	} else {
+		st.sets = nil
+	}
+	if n := int(uvarint()); n > 0 {
+		st.strs = make([]string, n)
+		for i := range st.strs {
+			l := int(uvarint())
+			st.strs[i] = string(b[pos : pos+l])
+			pos += l
+		}
+	} else {
+		st.strs = nil
+	}
+	st.recs = words()
+	if pos != len(b) {
+		return fmt.Errorf("eval: %d trailing bytes in state encoding", len(b)-pos)
+	}
+	return nil
+}
+
+// Adopt checks that a decoded state belongs to this program (same
+// definitions and time zone). A state from another program must be
+// rebuilt by replaying the profile's events.
+func (p *Program) Adopt(st *State) error {
+	if st.fp != p.fp {
+		return fmt.Errorf("eval: state was built by another definition set (fingerprint %x, program %x); replay the profile's events", st.fp, p.fp)
+	}
+	if len(st.cache) != len(p.aggs) || len(st.due) != p.nDue || len(st.acc) != p.accWords || len(st.sets) != p.nSets || len(st.member) != (len(p.segs)+63)/64 {
+		return fmt.Errorf("eval: state layout does not match the program")
+	}
+	return nil
+}
+
+// Clone returns an independent copy.
+func (st *State) Clone() *State {
+	c := *st
+	c.member = append([]uint64(nil), st.member...)
+	c.cache = append([]uint64(nil), st.cache...)
+	c.due = append([]int64(nil), st.due...)
+	c.acc = append([]uint64(nil), st.acc...)
+	c.strs = append([]string(nil), st.strs...)
+	c.recs = append([]uint64(nil), st.recs...)
+	if st.sets != nil {
+		c.sets = make([][]uint64, len(st.sets))
+		for i, s := range st.sets {
+			c.sets[i] = append([]uint64(nil), s...)
+		}
+	}
+	return &c
+}

@@ -1,0 +1,97 @@
+package eval
+
+import (
+	"time"
+
+	"github.com/kiln-cdp/kiln/rule"
+)
+
+// period returns the calendar period containing now (ms) in the
+// program's time zone: [start, next).
+func (p *Program) period(wk uint8, now int64) (int64, int64) {
+	t := time.UnixMilli(now).In(p.loc)
+	y, m, d := t.Date()
+	var start, next time.Time
+	switch wk {
+	case wToday:
+		start = time.Date(y, m, d, 0, 0, 0, 0, p.loc)
+		next = time.Date(y, m, d+1, 0, 0, 0, 0, p.loc)
+	case wWeek:
+		back := (int(t.Weekday()) + 6) % 7 // days since Monday
+		start = time.Date(y, m, d-back, 0, 0, 0, 0, p.loc)
+		next = time.Date(y, m, d-back+7, 0, 0, 0, 0, p.loc)
+	case wMonth:
+		start = time.Date(y, m, 1, 0, 0, 0, 0, p.loc)
+		next = time.Date(y, m+1, 1, 0, 0, 0, 0, p.loc)
+	default: // wYear
+		start = time.Date(y, 1, 1, 0, 0, 0, 0, p.loc)
+		next = time.Date(y+1, 1, 1, 0, 0, 0, 0, p.loc)
+	}
+	return start.UnixMilli(), next.UnixMilli()
+}
+
+// dateValue reads a profile trait as an instant.
+func (p *Program) dateValue(x any) (int64, bool) {
+	switch v := x.(type) {
+	case string:
+		t, ok := rule.ParseDate(v, p.loc)
+		if !ok {
+			return 0, false
+		}
+		return t.UnixMilli(), true
+	case time.Time:
+		return v.UnixMilli(), true
+	}
+	return 0, false
+}
+
+func isLeap(y int) bool { return y%4 == 0 && (y%100 != 0 || y%400 == 0) }
+
+// anniversaryOn is the date of the anniversary of (m, d) in year y:
+// Feb 29 falls on Feb 28 in common years.
+func anniversaryOn(y int, m time.Month, d int) (int, time.Month, int) {
+	if m == time.February && d == 29 && !isLeap(y) {
+		return y, m, 28
+	}
+	return y, m, d
+}
+
+// anniversary evaluates "anniversary of X within next N days" at now:
+// true when the next anniversary (today counts) is fewer than N calendar
+// days away, i.e. it falls on one of the N days starting today. It also
+// returns the next midnight (in the program's zone) at which the answer
+// can change.
+func (p *Program) anniversary(x any, n int, now int64) (bool, int64) {
+	var dm time.Month
+	var dd int
+	switch v := x.(type) {
+	case string:
+		t, ok := rule.ParseDate(v, p.loc)
+		if !ok {
+			return false, 0
+		}
+		if len(v) != 10 {
+			t = t.In(p.loc)
+		}
+		_, dm, dd = t.Date()
+	case time.Time:
+		_, dm, dd = v.In(p.loc).Date()
+	default:
+		return false, 0
+	}
+	today := time.UnixMilli(now).In(p.loc)
+	y, m, d := today.Date()
+	todayUTC := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	ay, am, ad := anniversaryOn(y, dm, dd)
+	ann := time.Date(ay, am, ad, 0, 0, 0, 0, time.UTC)
+	if ann.Before(todayUTC) {
+		ay, am, ad = anniversaryOn(y+1, dm, dd)
+		ann = time.Date(ay, am, ad, 0, 0, 0, 0, time.UTC)
+	}
+	days := int(ann.Sub(todayUTC).Hours()/24 + 0.5)
+	if days < n {
+		// Stays true through the anniversary day.
+		return true, time.Date(ay, am, ad+1, 0, 0, 0, 0, p.loc).UnixMilli()
+	}
+	return false, time.Date(ay, am, ad-(n-1), 0, 0, 0, 0, p.loc).UnixMilli()
+}

@@ -221,7 +221,7 @@ func newGuest(w *world, n int) *guest {
 			g.memberVisits = r.IntN(int(700/g.meanGap) + 1)
 		}
 	} else {
-		first = w.start + int64(r.Float64()*float64(span-7*day))
+		first = w.start + int64(r.Float64()*float64(span-min(7*day, span/4)))
 	}
 	g.churnAt = never
 	if r.chance(0.3) {

@@ -3,6 +3,7 @@ package demo
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -322,7 +323,7 @@ func newShopper(w *world, n int) *shopper {
 		// first checkout (or, for some, at the newsletter box).
 		var t int64
 		for {
-			t = w.start + int64(r.Float64()*float64(span-14*day))
+			t = w.start + int64(r.Float64()*float64(span-min(14*day, span/4)))
 			growth := 0.75 + 0.25*float64(t-w.start)/float64(span)
 			if r.chance(shopSeason(t) / peakSeason * growth) {
 				break
@@ -858,8 +859,11 @@ func (c *shopper) cart(at int64, gift, refill bool) []cartLine {
 					p = pick(c.r, ps)
 				}
 			}
+			if slices.ContainsFunc(cart, func(l cartLine) bool { return l.p == p }) {
+				continue
+			}
 			// By the dozen, mostly a few dozen: 12 to 120.
-			cart = appendLine(cart, p, 12*[]int{1, 2, 3, 4, 5, 6, 8, 10}[c.r.weighted(tradeDozens)])
+			cart = append(cart, cartLine{p, 12 * []int{1, 2, 3, 4, 5, 6, 8, 10}[c.r.weighted(tradeDozens)]})
 		}
 		return cart
 	}
@@ -969,14 +973,14 @@ type visitor struct {
 	r      rng
 	dev    string
 	left   int
-	shopLi *shopper // borrowed helpers (product picking); never emits as a customer
+	helper *shopper // borrowed helpers (product picking); never emits as a customer
 }
 
 func newVisitor(w *world, n int) *visitor {
 	r := newRNG(w.seed, streamVisitor, n)
 	v := &visitor{w: w, r: r, dev: r.uuid(), left: r.between(1, 3)}
 	v.tl = timeline{end: w.end, kind: kindVisitor}
-	v.shopLi = &shopper{w: w, r: r, catW: []float64{0.36, 0.26, 0.14, 0.12, 0.07, 0.05}, fav: r.IntN(len(patterns))}
+	v.helper = &shopper{w: w, r: r, catW: []float64{0.36, 0.26, 0.14, 0.12, 0.07, 0.05}, fav: r.IntN(len(patterns))}
 	v.tl.next = w.start + int64(r.Float64()*float64(w.end-w.start))
 	return v
 }
@@ -987,7 +991,7 @@ func (v *visitor) step() {
 	at := v.tl.next
 	s := &web{dev: v.dev, t: at}
 	for i := v.r.between(1, 4); i > 0; i-- {
-		props := v.shopLi.productProps(v.shopLi.pickProduct(false), 1)
+		props := v.helper.productProps(v.helper.pickProduct(false), 1)
 		delete(props, "quantity")
 		v.tl.push(s.t, kiln.Event{SourceID: SourceWebstore, Type: kiln.Track, Name: kiln.ProductViewed, AnonymousID: v.dev, Properties: props})
 		s.t += int64(v.r.uniform(15, 120) * 1000)

@@ -4,18 +4,28 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/store"
 )
 
 const (
+	// The Seq to continue from: the highest ever given out (the newest
+	// events may have been deleted since).
+	logLastSeq = `SELECT max(last_seq, (SELECT coalesce(max(seq), 0) FROM events)) FROM log_state WHERE id = 1`
+
+	setLogLastSeq = `UPDATE log_state SET last_seq = ? WHERE id = 1`
+
 	// A retry (same source and message id) inserts nothing: RowsAffected 0.
 	insertEvent = `
-INSERT INTO events (message_id, source_id, type, name, user_id, anonymous_id, previous_id,
+INSERT INTO events (seq, message_id, source_id, type, name, user_id, anonymous_id, previous_id,
                     group_id, anchor, ts, received_at, store, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (source_id, message_id) DO NOTHING`
 
 	insertReject = `
@@ -54,21 +64,63 @@ type payload struct {
 	Context    map[string]any `json:"context,omitempty"`
 }
 
-func encodePayload(e *kiln.Event) (any, error) {
-	if len(e.Properties) == 0 && len(e.Traits) == 0 && len(e.Context) == 0 {
-		return nil, nil
-	}
-	b, err := json.Marshal(payload{e.Properties, e.Traits, e.Context})
-	if err != nil {
-		return nil, kiln.Errorf(kiln.EInvalid, "event %q from source %q: payload is not JSON: %v", e.MessageID, e.SourceID, err)
-	}
-	return string(b), nil
-}
-
-// eventArgs is one event's column values, computed before the write
-// transaction starts so that JSON encoding does not hold the write lock.
+// eventArgs is one event's column values that take work to compute,
+// computed before the write transaction starts so that JSON encoding does
+// not hold the write lock.
 type eventArgs struct {
 	ts, received, payload any
+}
+
+// encodeParallelMin is the batch size from which encoding is split across
+// CPUs; below it the goroutines cost more than they save.
+const encodeParallelMin = 256
+
+// encodeEvents computes every event's eventArgs. Events are independent,
+// so a big batch is encoded on all CPUs at once.
+func encodeEvents(evs []kiln.Event) ([]eventArgs, error) {
+	args := make([]eventArgs, len(evs))
+	workers := min(runtime.GOMAXPROCS(0), len(evs)/encodeParallelMin)
+	if workers <= 1 {
+		return args, encodeRange(evs, args)
+	}
+	chunk := (len(evs) + workers - 1) / workers
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*chunk, min((w+1)*chunk, len(evs))
+		wg.Go(func() { errs[w] = encodeRange(evs[lo:hi], args[lo:hi]) })
+	}
+	wg.Wait()
+	return args, errors.Join(errs...)
+}
+
+func encodeRange(evs []kiln.Event, args []eventArgs) error {
+	var buf []byte
+	for i := range evs {
+		e, a := &evs[i], &args[i]
+		var err error
+		if a.ts, err = eventTime(e.Timestamp, "timestamp", e); err != nil {
+			return err
+		}
+		if a.received, err = eventTime(e.ReceivedAt, "receivedAt", e); err != nil {
+			return err
+		}
+		if len(e.Properties) == 0 && len(e.Traits) == 0 && len(e.Context) == 0 {
+			continue
+		}
+		if cap(buf)-len(buf) < 4096 {
+			buf = make([]byte, 0, max(64<<10, 2*cap(buf)))
+		}
+		start := len(buf)
+		if buf, err = appendPayload(buf, e); err != nil {
+			return kiln.Errorf(kiln.EInvalid, "event %q from source %q: payload cannot be stored as JSON: %v", e.MessageID, e.SourceID, err)
+		}
+		// The bytes are never written again (later events append after
+		// them, or into a new buffer), so the string can share them; the
+		// driver copies it when binding.
+		a.payload = unsafe.String(&buf[start], len(buf)-start)
+	}
+	return nil
 }
 
 // Append writes b in one transaction; see store.Log.
@@ -76,24 +128,19 @@ func (db *DB) Append(ctx context.Context, b store.Batch) (int, error) {
 	if len(b.Events) == 0 && len(b.Rejects) == 0 {
 		return 0, nil
 	}
-	args := make([]eventArgs, len(b.Events))
-	for i := range b.Events {
-		e := &b.Events[i]
-		var err error
-		if args[i].ts, err = eventTime(e.Timestamp, "timestamp", e); err != nil {
-			return 0, fmt.Errorf("sqlite: append: %w", err)
-		}
-		if args[i].received, err = eventTime(e.ReceivedAt, "receivedAt", e); err != nil {
-			return 0, fmt.Errorf("sqlite: append: %w", err)
-		}
-		if args[i].payload, err = encodePayload(e); err != nil {
-			return 0, fmt.Errorf("sqlite: append: %w", err)
-		}
+	args, err := encodeEvents(b.Events)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: append: %w", err)
 	}
 	added := 0
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err = db.write(ctx, func(tx *sql.Tx) error {
 		added = 0
 		if len(b.Events) > 0 {
+			// This is the only writer, so it can number the events itself.
+			var seq int64
+			if err := tx.QueryRowContext(ctx, logLastSeq).Scan(&seq); err != nil {
+				return err
+			}
 			stmt, err := tx.PrepareContext(ctx, insertEvent)
 			if err != nil {
 				return err
@@ -102,19 +149,25 @@ func (db *DB) Append(ctx context.Context, b store.Batch) (int, error) {
 			for i := range b.Events {
 				e := &b.Events[i]
 				a := &args[i]
-				res, err := stmt.ExecContext(ctx, e.MessageID, e.SourceID, string(e.Type), e.Name, e.UserID,
+				res, err := stmt.ExecContext(ctx, seq+1, e.MessageID, e.SourceID, string(e.Type), e.Name, e.UserID,
 					e.AnonymousID, e.PreviousID, e.GroupID, e.Anchor, a.ts, a.received, e.Store, a.payload)
 				if err != nil {
 					return fmt.Errorf("event %q from source %q: %w", e.MessageID, e.SourceID, err)
 				}
-				if n, _ := res.RowsAffected(); n == 0 {
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				if n == 0 {
 					e.Seq = 0
 					continue
 				}
-				if e.Seq, err = res.LastInsertId(); err != nil {
-					return err
-				}
+				seq++
+				e.Seq = seq
 				added++
+			}
+			if _, err := tx.ExecContext(ctx, setLogLastSeq, seq); err != nil {
+				return err
 			}
 		}
 		if len(b.Rejects) > 0 {

@@ -47,9 +47,17 @@ var _ store.Store = (*DB)(nil)
 
 // Connection settings. busy_timeout makes a connection wait for a lock
 // (another process, or a checkpoint) instead of failing at once.
+//
+// The writer checkpoints (copies the WAL back into the database file) every
+// 8192 pages (32 MiB) rather than SQLite's default 1000: hot pages (index
+// interiors) are copied once per checkpoint, so fewer, larger checkpoints
+// write less. (Measured: a background checkpointer on its own connection
+// gained nothing over this.) journal_size_limit trims the WAL file after
+// a burst.
 const (
 	writeParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
-		"&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)&_txlock=immediate"
+		"&_pragma=foreign_keys(0)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(8192)" +
+		"&_pragma=journal_size_limit(67108864)&_txlock=immediate"
 	readParams = "_pragma=busy_timeout(10000)&_pragma=query_only(1)&_pragma=cache_size(-16384)"
 )
 
@@ -107,9 +115,14 @@ func Open(path string) (*DB, error) {
 	return &DB{path: path, w: w, r: r}, nil
 }
 
-// Close closes both connection pools.
+// Close checkpoints the whole WAL, so that the file is complete on its
+// own, and closes the connection pools.
 func (db *DB) Close() error {
-	return errors.Join(db.r.Close(), db.w.Close())
+	errs := []error{db.r.Close()}
+	if _, err := db.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		errs = append(errs, fmt.Errorf("sqlite: close %s: checkpoint: %w", db.path, err))
+	}
+	return errors.Join(append(errs, db.w.Close())...)
 }
 
 // Ping checks that the database answers on both pools.

@@ -25,10 +25,10 @@ CREATE TABLE keys (
 );
 CREATE INDEX keys_prefix ON keys (prefix);
 
--- AUTOINCREMENT: a Seq is never reused, even after the newest events are
--- deleted, because consumers checkpoint by Seq.
+-- Append assigns seq itself from log_state (below) rather than through
+-- AUTOINCREMENT, which costs an extra write per row.
 CREATE TABLE events (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq          INTEGER PRIMARY KEY,
     message_id   TEXT NOT NULL,
     source_id    TEXT NOT NULL,
     type         TEXT NOT NULL,
@@ -46,6 +46,14 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX events_source_message ON events (source_id, message_id);
 CREATE INDEX events_anchor_ts ON events (anchor, ts);
+
+-- The highest Seq ever given out. A Seq is never reused, even after the
+-- newest events were deleted, because consumers checkpoint by Seq.
+CREATE TABLE log_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq INTEGER NOT NULL
+);
+INSERT INTO log_state (id, last_seq) VALUES (1, 0);
 
 CREATE TABLE rejects (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -126,6 +134,7 @@ DROP TABLE consent;
 DROP TABLE identities;
 DROP TABLE profiles;
 DROP TABLE rejects;
+DROP TABLE log_state;
 DROP TABLE events;
 DROP TABLE keys;
 DROP TABLE sources;

@@ -1,0 +1,396 @@
+package ingest
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+)
+
+// NewShopifyHandler receives Shopify webhooks: orders/create (Order
+// Completed), checkouts/create (Checkout Started), customers/create and
+// customers/update (identify with consent traits). Requests must carry
+// X-Shopify-Hmac-Sha256, the base64 HMAC-SHA256 of the raw body keyed with
+// the source's Secret (the app's or shop's webhook signing secret); the
+// topic comes from X-Shopify-Topic. Other topics are acknowledged and
+// recorded as rejects, so a subscription to a topic Kiln does not map shows
+// up instead of vanishing.
+func NewShopifyHandler(cfg WebhookConfig) http.Handler {
+	h := newWebhook(KindShopify, cfg)
+	h.verify = func(wr *webhookRequest) error {
+		return verifyHMAC(wr, "X-Shopify-Hmac-Sha256")
+	}
+	h.handle = handleShopify
+	return h
+}
+
+// verifyHMAC checks a base64 HMAC-SHA256 of the body in header.
+func verifyHMAC(wr *webhookRequest, header string) error {
+	if wr.src.Secret == "" {
+		return unauthorized("source %q has no webhook secret configured, so %s cannot be verified: set the source's secret", wr.src.Name, header)
+	}
+	got := wr.r.Header.Get(header)
+	if got == "" {
+		return unauthorized("no %s header: the request is not signed", header)
+	}
+	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(got))
+	if err != nil {
+		return unauthorized("%s is not base64: %v", header, err)
+	}
+	mac := hmac.New(sha256.New, []byte(wr.src.Secret))
+	mac.Write(wr.body)
+	if !hmac.Equal(sig, mac.Sum(nil)) {
+		return unauthorized("%s does not match the body: wrong secret for source %q, or the body was altered", header, wr.src.Name)
+	}
+	return nil
+}
+
+type shopifyAddress struct {
+	FirstName   string `json:"first_name"`
+	LastName    string `json:"last_name"`
+	Address1    string `json:"address1"`
+	Address2    string `json:"address2"`
+	City        string `json:"city"`
+	Zip         string `json:"zip"`
+	CountryCode string `json:"country_code"`
+	Phone       string `json:"phone"`
+}
+
+// key is what tells two addresses apart for the ship-to-someone-else test.
+func (a *shopifyAddress) key() string {
+	if a == nil {
+		return ""
+	}
+	norm := func(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
+	return norm(a.FirstName) + "|" + norm(a.LastName) + "|" + norm(a.Address1) + "|" + norm(a.Zip) + "|" + norm(a.CountryCode)
+}
+
+type shopifyConsent struct {
+	State            string `json:"state"` // subscribed, not_subscribed, unsubscribed, pending, redacted, invalid
+	OptInLevel       string `json:"opt_in_level"`
+	ConsentUpdatedAt string `json:"consent_updated_at"`
+}
+
+type shopifyCustomer struct {
+	ID                    anyID           `json:"id"`
+	Email                 string          `json:"email"`
+	Phone                 string          `json:"phone"`
+	FirstName             string          `json:"first_name"`
+	LastName              string          `json:"last_name"`
+	AcceptsMarketing      *bool           `json:"accepts_marketing"`
+	EmailMarketingConsent *shopifyConsent `json:"email_marketing_consent"`
+	SMSMarketingConsent   *shopifyConsent `json:"sms_marketing_consent"`
+	CreatedAt             string          `json:"created_at"`
+	UpdatedAt             string          `json:"updated_at"`
+	OrdersCount           *int            `json:"orders_count"`
+	Tags                  string          `json:"tags"`
+	State                 string          `json:"state"`
+	VerifiedEmail         *bool           `json:"verified_email"`
+	DefaultAddress        *shopifyAddress `json:"default_address"`
+}
+
+type shopifyLine struct {
+	ID          anyID  `json:"id"`
+	ProductID   anyID  `json:"product_id"`
+	VariantID   anyID  `json:"variant_id"`
+	SKU         string `json:"sku"`
+	Name        string `json:"name"`
+	Title       string `json:"title"`
+	Vendor      string `json:"vendor"`
+	ProductType string `json:"product_type"`
+	Price       num    `json:"price"`
+	Quantity    num    `json:"quantity"`
+	GiftCard    bool   `json:"gift_card"`
+}
+
+type shopifyNameValue struct {
+	Name  string `json:"name"`
+	Value any    `json:"value"`
+}
+
+type shopifyOrder struct {
+	ID                    anyID                   `json:"id"`
+	Token                 string                  `json:"token"`
+	Name                  string                  `json:"name"`
+	OrderNumber           anyID                   `json:"order_number"`
+	Email                 string                  `json:"email"`
+	ContactEmail          string                  `json:"contact_email"`
+	Phone                 string                  `json:"phone"`
+	CreatedAt             string                  `json:"created_at"`
+	ProcessedAt           string                  `json:"processed_at"`
+	UpdatedAt             string                  `json:"updated_at"`
+	Currency              string                  `json:"currency"`
+	TotalPrice            num                     `json:"total_price"`
+	SubtotalPrice         num                     `json:"subtotal_price"`
+	TotalTax              num                     `json:"total_tax"`
+	TotalDiscounts        num                     `json:"total_discounts"`
+	TotalShipping         *shopifyMoneySet        `json:"total_shipping_price_set"`
+	DiscountCodes         []struct{ Code string } `json:"discount_codes"`
+	FinancialStatus       string                  `json:"financial_status"`
+	CheckoutID            anyID                   `json:"checkout_id"`
+	CheckoutToken         string                  `json:"checkout_token"`
+	LocationID            anyID                   `json:"location_id"`
+	SourceName            string                  `json:"source_name"`
+	BuyerAcceptsMarketing *bool                   `json:"buyer_accepts_marketing"`
+	NoteAttributes        []shopifyNameValue      `json:"note_attributes"`
+	Note                  string                  `json:"note"`
+	LineItems             []shopifyLine           `json:"line_items"`
+	Customer              *shopifyCustomer        `json:"customer"`
+	BillingAddress        *shopifyAddress         `json:"billing_address"`
+	ShippingAddress       *shopifyAddress         `json:"shipping_address"`
+	AbandonedCheckoutURL  string                  `json:"abandoned_checkout_url"`
+	TestOrder             bool                    `json:"test"`
+}
+
+type shopifyMoneySet struct {
+	ShopMoney struct {
+		Amount       num    `json:"amount"`
+		CurrencyCode string `json:"currency_code"`
+	} `json:"shop_money"`
+}
+
+func handleShopify(wr *webhookRequest) (webhookResult, error) {
+	topic := strings.ToLower(strings.TrimSpace(wr.r.Header.Get("X-Shopify-Topic")))
+	res := webhookResult{origin: "shopify:" + topic}
+	if topic == "" {
+		return res, kiln.Errorf(kiln.EInvalid, "no X-Shopify-Topic header: cannot tell what the payload is")
+	}
+	where := "shopify " + topic + " payload"
+	switch topic {
+	case "orders/create", "checkouts/create":
+		var o shopifyOrder
+		if err := json.Unmarshal(wr.body, &o); err != nil {
+			return res, webhookJSONError(where, wr.body, err)
+		}
+		if o.ID == "" && o.Token == "" {
+			return res, kiln.Errorf(kiln.EInvalid, "%s: no order id: is this really a %s webhook?", where, topic)
+		}
+		res.events = append(res.events, mapped{event: shopifyOrderEvent(&o, topic), raw: wr.body})
+	case "customers/create", "customers/update":
+		var c shopifyCustomer
+		if err := json.Unmarshal(wr.body, &c); err != nil {
+			return res, webhookJSONError(where, wr.body, err)
+		}
+		if c.ID == "" {
+			return res, kiln.Errorf(kiln.EInvalid, "%s: no customer id: is this really a %s webhook?", where, topic)
+		}
+		res.events = append(res.events, mapped{event: shopifyCustomerEvent(&c, topic), raw: wr.body})
+	default:
+		if !json.Valid(wr.body) {
+			return res, webhookJSONError(where, wr.body, json.Unmarshal(wr.body, new(any)))
+		}
+		res.rejects = append(res.rejects, newReject("", time.Time{}, res.origin, 0, "X-Shopify-Topic", "topic "+topic+" is not mapped to events: unsubscribe it, or map it", wr.body))
+	}
+	return res, nil
+}
+
+func shopifyTime(ss ...string) time.Time {
+	for _, s := range ss {
+		if s == "" {
+			continue
+		}
+		if t, err := parseTime(s); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
+func shopifyOrderEvent(o *shopifyOrder, topic string) kiln.Event {
+	props := map[string]any{}
+	e := kiln.Event{Type: kiln.Track, Properties: props}
+	if topic == "checkouts/create" {
+		e.Name = kiln.CheckoutStarted
+		id := o.Token
+		if id == "" {
+			id = string(o.ID)
+		}
+		props["checkout_id"] = id
+		setIfNotEmpty(props, "abandoned_checkout_url", o.AbandonedCheckoutURL)
+		e.MessageID = "shopify-checkout-" + id + "-created"
+		e.Timestamp = shopifyTime(o.CreatedAt, o.UpdatedAt)
+	} else {
+		e.Name = kiln.OrderCompleted
+		props["order_id"] = string(o.ID)
+		setIfNotEmpty(props, "order_number", string(o.OrderNumber))
+		setIfNotEmpty(props, "order_name", o.Name)
+		setIfNotEmpty(props, "checkout_id", firstNonEmpty(o.CheckoutToken, string(o.CheckoutID)))
+		setIfNotEmpty(props, "financial_status", o.FinancialStatus)
+		e.MessageID = "shopify-order-" + string(o.ID) + "-created"
+		e.Timestamp = shopifyTime(o.ProcessedAt, o.CreatedAt)
+	}
+	// Segment's spec: revenue excludes shipping and tax, total includes them.
+	props["revenue"] = float64(o.SubtotalPrice)
+	props["total"] = float64(o.TotalPrice)
+	props["tax"] = float64(o.TotalTax)
+	props["discount"] = float64(o.TotalDiscounts)
+	if o.TotalShipping != nil {
+		props["shipping"] = float64(o.TotalShipping.ShopMoney.Amount)
+	}
+	if len(o.DiscountCodes) > 0 {
+		props["coupon"] = o.DiscountCodes[0].Code
+	}
+	setIfNotEmpty(props, "currency", o.Currency)
+	if o.TestOrder {
+		props["test"] = true
+	}
+	products := make([]any, 0, len(o.LineItems))
+	giftCard := false
+	for _, li := range o.LineItems {
+		p := map[string]any{
+			"price":    float64(li.Price),
+			"quantity": float64(li.Quantity),
+		}
+		setIfNotEmpty(p, "product_id", string(li.ProductID))
+		setIfNotEmpty(p, "variant", string(li.VariantID))
+		setIfNotEmpty(p, "sku", li.SKU)
+		setIfNotEmpty(p, "name", firstNonEmpty(li.Title, li.Name))
+		setIfNotEmpty(p, "category", li.ProductType)
+		setIfNotEmpty(p, "brand", li.Vendor)
+		if li.GiftCard {
+			p["gift_card"] = true
+			giftCard = true
+		}
+		products = append(products, p)
+	}
+	props["products"] = products
+
+	// Gift signals: a gift note attribute, a gift card bought, or goods
+	// shipped to someone other than the buyer.
+	giftNote := false
+	for _, na := range o.NoteAttributes {
+		if strings.Contains(strings.ToLower(na.Name), "gift") && truthy(na.Value) {
+			giftNote = true
+			if s, ok := na.Value.(string); ok && !isBoolWord(s) {
+				props["gift_message"] = s
+			}
+		}
+	}
+	shipToOther := o.ShippingAddress != nil && o.BillingAddress != nil && o.ShippingAddress.key() != o.BillingAddress.key()
+	props["gift_note"] = giftNote
+	props["gift_card"] = giftCard
+	props["ship_to_other"] = shipToOther
+	props["gift"] = giftNote || giftCard || shipToOther
+
+	if o.LocationID != "" {
+		e.Store = "shopify-location:" + string(o.LocationID)
+	}
+	traits := map[string]any{}
+	email := firstNonEmpty(o.Email, o.ContactEmail)
+	phone := o.Phone
+	if c := o.Customer; c != nil {
+		email = firstNonEmpty(email, c.Email)
+		phone = firstNonEmpty(phone, c.Phone)
+		setIfNotEmpty(traits, "first_name", c.FirstName)
+		setIfNotEmpty(traits, "last_name", c.LastName)
+		if c.ID != "" {
+			e.AnonymousID = "shopify:" + string(c.ID)
+			props["customer_id"] = string(c.ID)
+		}
+	}
+	if phone == "" && o.BillingAddress != nil {
+		phone = o.BillingAddress.Phone
+	}
+	setIfNotEmpty(traits, "email", email)
+	setIfNotEmpty(traits, "phone", phone)
+	e.Context = map[string]any{"traits": traits}
+	if o.SourceName != "" {
+		e.Context["channel"] = o.SourceName
+	}
+	return e
+}
+
+func shopifyCustomerEvent(c *shopifyCustomer, topic string) kiln.Event {
+	traits := map[string]any{}
+	setIfNotEmpty(traits, "email", c.Email)
+	setIfNotEmpty(traits, "phone", c.Phone)
+	setIfNotEmpty(traits, "first_name", c.FirstName)
+	setIfNotEmpty(traits, "last_name", c.LastName)
+	setIfNotEmpty(traits, "tags", c.Tags)
+	traits["shopify_customer_id"] = string(c.ID)
+	if c.AcceptsMarketing != nil {
+		traits["accepts_marketing"] = *c.AcceptsMarketing
+	}
+	// email_marketing_consent replaced accepts_marketing in newer API
+	// versions; when both are present the newer field wins.
+	if c.EmailMarketingConsent != nil && c.EmailMarketingConsent.State != "" {
+		if v, ok := consentState(c.EmailMarketingConsent.State); ok {
+			traits[TraitEmailConsent] = v
+		}
+	} else if c.AcceptsMarketing != nil {
+		traits[TraitEmailConsent] = *c.AcceptsMarketing
+	}
+	if c.SMSMarketingConsent != nil {
+		if v, ok := consentState(c.SMSMarketingConsent.State); ok {
+			traits[TraitSMSConsent] = v
+		}
+	}
+	if a := c.DefaultAddress; a != nil {
+		setIfNotEmpty(traits, "city", a.City)
+		setIfNotEmpty(traits, "country", a.CountryCode)
+		if c.Phone == "" {
+			setIfNotEmpty(traits, "phone", a.Phone)
+		}
+	}
+	ts := shopifyTime(c.UpdatedAt, c.CreatedAt)
+	return kiln.Event{
+		Type:        kiln.Identify,
+		AnonymousID: "shopify:" + string(c.ID),
+		Traits:      traits,
+		Timestamp:   ts,
+		// One event per customer version: a retry of the same update has
+		// the same updated_at.
+		MessageID: "shopify-customer-" + string(c.ID) + "-" + strings.ReplaceAll(firstNonEmpty(c.UpdatedAt, c.CreatedAt, topic), " ", "_"),
+	}
+}
+
+// consentState maps Shopify's marketing consent states to granted or not;
+// pending (double opt-in not confirmed) and unknown states say nothing.
+func consentState(s string) (bool, bool) {
+	switch strings.ToLower(s) {
+	case "subscribed":
+		return true, true
+	case "not_subscribed", "unsubscribed", "redacted", "invalid":
+		return false, true
+	}
+	return false, false
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func isBoolWord(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "false", "yes", "no", "1", "0", "on", "off":
+		return true
+	}
+	return false
+}
+
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case float64:
+		return x != 0 && !math.IsNaN(x)
+	case string:
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "", "false", "no", "0", "off":
+			return false
+		}
+		return true
+	}
+	return false
+}

@@ -37,6 +37,7 @@ type Schema struct {
 var DemoSchema = &Schema{Traits: map[string]Type{
 	"email": TString, "first_name": TString, "last_name": TString, "phone": TString,
 	"birthday": TDate, "created_at": TDate, "company": TString, "vat_id": TString,
+	"home_location": TString, "customer_type": TString, "email_consent": TBool,
 }}
 
 // Limits on windows and spans, so per-profile retention stays bounded.

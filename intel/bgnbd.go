@@ -144,8 +144,15 @@ func (d *bgData) logLik(m BGNBD, grad []float64, noDropout bool) float64 {
 				if x > 0 && !noDropout {
 					lt = math.Log(al + gp.tx)
 					a4 := t.lnA4 - rx*lt
-					lse = logSumExp(a3, a4)
-					wt = math.Exp(a4 - lse)
+					// lse = log(e^a3 + e^a4) and wt = e^a4/(e^a3 + e^a4)
+					// from a single exp of the smaller-minus-larger term.
+					if dd := a4 - a3; dd > 0 {
+						e := math.Exp(-dd)
+						lse, wt = a4+math.Log1p(e), 1/(1+e)
+					} else {
+						e := math.Exp(dd)
+						lse, wt = a3+math.Log1p(e), e/(1+e)
+					}
 				} else {
 					lse = a3
 				}
@@ -253,16 +260,20 @@ func FitBGNBD(cs []Summary, opts FitOptions) (*BGNBDFit, error) {
 		{0.3, 0.1 * s, 0.5, 5},
 		{3, 3 * s / math.Max(meanX, 0.05), 2, 2},
 	}
-	fr, err := d.problem(false).run(starts, opts.maxIterations())
+	full, nbdFull := d.problem(false), d.problem(true)
+	if len(cs) > subsampleFrom {
+		sd, err := newBGData(stride(cs, subsampleSize))
+		if err != nil {
+			return nil, fmt.Errorf("fit BG/NBD: %w", err)
+		}
+		sd.meanT = d.meanT // the same parameter scaling on both
+		full.sub, nbdFull.sub = sd.problem(false), sd.problem(true)
+	}
+	fr, err := full.run(starts, opts.maxIterations())
 	if err != nil {
 		return nil, fmt.Errorf("fit BG/NBD: %w", err)
 	}
-	p := fr.diag.Starts[0].Params
-	for _, st := range fr.diag.Starts {
-		if st.LogLikelihood == fr.diag.LogLikelihood {
-			p = st.Params
-		}
-	}
+	p := fr.params
 	fit := &BGNBDFit{Params: BGNBD{R: p[0], Alpha: p[1], A: p[2], B: p[3]}, Diagnostics: fr.diag}
 	fit.Customers, fit.Repeaters = len(cs), rep
 
@@ -270,7 +281,7 @@ func FitBGNBD(cs []Summary, opts FitOptions) (*BGNBDFit, error) {
 	// a → 0 / b → ∞ of BG/NBD. If it fits nearly as well (likelihood-ratio
 	// statistic below 3.84, the 5% point of χ²(1)), the data cannot show
 	// dropout and P(alive) ≈ 1 is all the model can say.
-	nbd, err := d.problem(true).run([][]float64{{1, s}, {0.3, 0.1 * s}}, opts.maxIterations())
+	nbd, err := nbdFull.run([][]float64{{1, s}, {0.3, 0.1 * s}}, opts.maxIterations())
 	if err == nil {
 		lr := 2 * (fit.LogLikelihood - nbd.diag.LogLikelihood)
 		if lr < 3.84 {

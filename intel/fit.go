@@ -94,8 +94,16 @@ type Diagnostics struct {
 	// convergence check: a true interior maximum has a ~0 gradient and no
 	// better point at ±1e-3 along any log-parameter axis.
 	GradientNorm float64
-	ProbeOK      bool          // the axis probe found no better neighbour
-	Starts       []StartResult // every start, in the order tried
+	ProbeOK bool // the axis probe found no better neighbour
+	// Starts holds every start in the order tried; with a subsample, the
+	// last entry is the polish of the best start on all customers.
+	Starts []StartResult
+	// StartsAgreeing counts the starts (the best included) that ended within
+	// 0.01 log-likelihood units of the best.
+	StartsAgreeing int
+	// Subsample is the number of customers the multi-start ran on, 0 when
+	// it ran on all of them (see subsampleFrom).
+	Subsample int
 	Warnings     []string
 }
 
@@ -110,6 +118,27 @@ type problem struct {
 	// negLL returns the mean negative log-likelihood at θ and, if grad is not
 	// nil, stores its gradient with respect to θ.
 	negLL func(theta, grad []float64) float64
+	// sub, if set, is the same problem on a subsample of the customers: the
+	// multi-start runs there and only the best point is polished on all
+	// customers, which keeps large fits to a few full passes per iteration.
+	sub *problem
+}
+
+// Above subsampleFrom customers the multi-start runs on an evenly strided
+// subsample of subsampleSize customers (variables so tests can lower them).
+var (
+	subsampleFrom = 200_000
+	subsampleSize = 100_000
+)
+
+// stride returns every k-th element so that about m remain.
+func stride[T any](xs []T, m int) []T {
+	k := (len(xs) + m - 1) / m
+	out := make([]T, 0, len(xs)/k+1)
+	for i := 0; i < len(xs); i += k {
+		out = append(out, xs[i])
+	}
+	return out
 }
 
 // clampLimit bounds |θ_i| = |ln(θ_i/scale_i)|. Beyond e^±14 ≈ 1.2e6 the
@@ -217,8 +246,9 @@ func (p *problem) minimize(start []float64, maxIter int) StartResult {
 
 // fitResult is the outcome of run: the best θ and its diagnostics.
 type fitResult struct {
-	theta []float64
-	diag  Diagnostics
+	theta  []float64
+	params []float64 // natural scale
+	diag   Diagnostics
 }
 
 // run optimises from every start, keeps the best, and checks it. Checks:
@@ -231,11 +261,19 @@ type fitResult struct {
 //
 // These need no Hessian, which for the boundary cases this package must
 // detect is singular anyway.
+//
+// With a subsample problem (p.sub) the starts and their comparison run on
+// the subsample, the best point is polished on all customers (recorded as a
+// last StartResult), and the gradient and probe checks use all customers.
 func (p *problem) run(starts [][]float64, maxIter int) (fitResult, error) {
+	ms := p
+	if p.sub != nil {
+		ms = p.sub
+	}
 	var results []StartResult
 	best := -1
 	for _, s := range starts {
-		r := p.minimize(s, maxIter)
+		r := ms.minimize(s, maxIter)
 		results = append(results, r)
 		if r.Params != nil && !math.IsNaN(r.LogLikelihood) && !math.IsInf(r.LogLikelihood, 0) &&
 			(best < 0 || r.LogLikelihood > results[best].LogLikelihood) {
@@ -246,19 +284,20 @@ func (p *problem) run(starts [][]float64, maxIter int) (fitResult, error) {
 		return fitResult{}, fmt.Errorf("no start produced a finite likelihood (first start: %s)", results[0].Stop)
 	}
 	b := results[best]
-	theta := p.toTheta(b.Params)
-	d := Diagnostics{Status: StatusConverged, LogLikelihood: b.LogLikelihood, Starts: results}
-
-	worse, flat := 0, false
+	var warnings []string
+	worse, flat, agree := 0, false, 1
 	for i, r := range results {
 		if i == best {
 			continue
+		}
+		if r.Params != nil && r.LogLikelihood > b.LogLikelihood-0.01 {
+			agree++
 		}
 		switch {
 		case r.Params == nil || r.LogLikelihood < b.LogLikelihood-0.5:
 			worse++
 		case r.LogLikelihood > b.LogLikelihood-0.01:
-			for j := range theta {
+			for j := range b.Params {
 				if math.Abs(math.Log(r.Params[j]/b.Params[j])) > 0.05 {
 					flat = true
 				}
@@ -266,13 +305,28 @@ func (p *problem) run(starts [][]float64, maxIter int) (fitResult, error) {
 		}
 	}
 	if worse > 0 {
-		d.Warnings = append(d.Warnings, fmt.Sprintf(
+		warnings = append(warnings, fmt.Sprintf(
 			"%d of %d starts stopped at a worse log-likelihood (local optimum or stall); the best start is used",
 			worse, len(results)))
 	}
 	if flat {
-		d.Warnings = append(d.Warnings,
+		warnings = append(warnings,
 			"starts reach the same log-likelihood at parameters more than 5% apart: the likelihood is flat and the parameters are weakly identified")
+	}
+	if p.sub != nil {
+		pol := p.minimize(b.Params, maxIter)
+		pol.Stop = "polished on all customers: " + pol.Stop
+		results = append(results, pol)
+		if pol.Params == nil || math.IsNaN(pol.LogLikelihood) || math.IsInf(pol.LogLikelihood, 0) {
+			return fitResult{}, fmt.Errorf("polishing the subsample optimum on all customers failed: %s", pol.Stop)
+		}
+		b = pol
+	}
+	theta := p.toTheta(b.Params)
+	d := Diagnostics{Status: StatusConverged, LogLikelihood: b.LogLikelihood, Starts: results, Warnings: warnings,
+		StartsAgreeing: agree}
+	if p.sub != nil {
+		d.Subsample = int(p.sub.n)
 	}
 
 	grad := make([]float64, len(theta))
@@ -308,5 +362,5 @@ func (p *problem) run(starts [][]float64, maxIter int) (fitResult, error) {
 				p.names[i], p.names[i], side, b.Params[i]))
 		}
 	}
-	return fitResult{theta: theta, diag: d}, nil
+	return fitResult{theta: theta, params: b.Params, diag: d}, nil
 }

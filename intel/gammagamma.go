@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 
 	"gonum.org/v1/gonum/mathext"
@@ -28,6 +29,28 @@ type ggData struct {
 	x, m  []float64 // repeat purchases and their mean value, per usable customer
 	n     float64
 	meanM float64
+	// Parts of the likelihood that do not depend on the parameters, or only
+	// through x, are summed once: the per-customer loop is then one log.
+	xs     []float64 // distinct x
+	xCount []float64 // customers per distinct x
+	sumLnM float64   // Σ ln m
+	sumXLn float64   // Σ x ln m
+}
+
+func (d *ggData) prepare() {
+	cnt := map[float64]float64{}
+	for i, x := range d.x {
+		cnt[x]++
+		d.sumLnM += math.Log(d.m[i])
+		d.sumXLn += x * math.Log(d.m[i])
+	}
+	for x := range cnt {
+		d.xs = append(d.xs, x)
+	}
+	slices.Sort(d.xs)
+	for _, x := range d.xs {
+		d.xCount = append(d.xCount, cnt[x])
+	}
 }
 
 // logLik returns the total Gamma-Gamma log-likelihood and, if grad is not
@@ -36,13 +59,27 @@ type ggData struct {
 //	ln Γ(px+q) - ln Γ(px) - ln Γ(q) + q ln γ + (px-1) ln m + px ln x - (px+q) ln(γ+xm)
 func (d *ggData) logLik(g GammaGamma, grad []float64) float64 {
 	p, q, gm := g.P, g.Q, g.Gamma
-	lgq, lngm := lgamma(q), math.Log(gm)
-	var psq float64
+	lngm := math.Log(gm)
+	// Terms in x only, once per distinct x.
+	ll := d.n*(q*lngm-lgamma(q)) + p*d.sumXLn - d.sumLnM
+	var dp, dq, dg float64
 	if grad != nil {
-		psq = mathext.Digamma(q)
+		dp = d.sumXLn
+		dq = d.n * (lngm - mathext.Digamma(q))
+		dg = d.n * q / gm
+	}
+	for i, x := range d.xs {
+		c, px := d.xCount[i], p*x
+		lnx := math.Log(x)
+		ll += c * (lgamma(px+q) - lgamma(px) + px*lnx)
+		if grad != nil {
+			psxq := mathext.Digamma(px + q)
+			dp += c * x * (psxq - mathext.Digamma(px) + lnx)
+			dq += c * psxq
+		}
 	}
 	workers := 1
-	if len(d.x) > 50000 {
+	if len(d.x) > 100000 {
 		workers = min(runtime.GOMAXPROCS(0), 4)
 	}
 	var parts [4][4]float64
@@ -53,33 +90,32 @@ func (d *ggData) logLik(g GammaGamma, grad []float64) float64 {
 		wg.Add(1)
 		go func(acc *[4]float64) {
 			defer wg.Done()
-			var ll, dp, dq, dg float64
+			var l, sp, sq, sg float64
 			for i := lo; i < hi; i++ {
-				x, m := d.x[i], d.m[i]
-				px := p * x
-				lnm, lnx, lden := math.Log(m), math.Log(x), math.Log(gm+x*m)
-				ll += lgamma(px+q) - lgamma(px) - lgq + q*lngm + (px-1)*lnm + px*lnx - (px+q)*lden
+				x := d.x[i]
+				den := gm + x*d.m[i]
+				lden := math.Log(den)
+				l -= (p*x + q) * lden
 				if grad != nil {
-					psxq := mathext.Digamma(px + q)
-					dp += x * (psxq - mathext.Digamma(px) + lnm + lnx - lden)
-					dq += psxq - psq + lngm - lden
-					dg += q/gm - (px+q)/(gm+x*m)
+					sp -= x * lden
+					sq -= lden
+					sg -= (p*x + q) / den
 				}
 			}
-			*acc = [4]float64{ll, dp, dq, dg}
+			*acc = [4]float64{l, sp, sq, sg}
 		}(&parts[w])
 	}
 	wg.Wait()
-	var tot [4]float64
 	for _, pt := range parts[:workers] {
-		for i := range tot {
-			tot[i] += pt[i]
-		}
+		ll += pt[0]
+		dp += pt[1]
+		dq += pt[2]
+		dg += pt[3]
 	}
 	if grad != nil {
-		copy(grad, tot[1:])
+		grad[0], grad[1], grad[2] = dp, dq, dg
 	}
-	return tot[0]
+	return ll
 }
 
 // newGGData keeps the customers the model is defined for: x > 0 and a
@@ -107,7 +143,31 @@ func newGGData(cs []Summary) (*ggData, int, error) {
 	if d.n > 0 {
 		d.meanM /= d.n
 	}
+	d.prepare()
 	return d, dropped, nil
+}
+
+// problem is the fit over log parameters, γ in units of s (the mean spend).
+func (d *ggData) problem(s float64) *problem {
+	return &problem{
+		names: []string{"p", "q", "gamma"},
+		scale: []float64{1, 1, s},
+		n:     d.n,
+		negLL: func(th, g []float64) float64 {
+			m := GammaGamma{P: math.Exp(th[0]), Q: math.Exp(th[1]), Gamma: s * math.Exp(th[2])}
+			var ng []float64
+			if g != nil {
+				ng = make([]float64, 3)
+			}
+			ll := d.logLik(m, ng)
+			if g != nil {
+				for i, v := range []float64{m.P, m.Q, m.Gamma} {
+					g[i] = -ng[i] * v / d.n
+				}
+			}
+			return -ll / d.n
+		},
+	}
 }
 
 // LogLikelihood is the Gamma-Gamma log-likelihood over the repeat customers
@@ -134,24 +194,13 @@ func FitGammaGamma(cs []Summary, opts FitOptions) (*GammaGammaFit, error) {
 		return nil, &ThinDataError{Model: "Gamma-Gamma", Customers: len(cs), Repeaters: len(d.x), Min: opts.minRepeaters()}
 	}
 	s := d.meanM
-	prob := &problem{
-		names: []string{"p", "q", "gamma"},
-		scale: []float64{1, 1, s},
-		n:     d.n,
-		negLL: func(th, g []float64) float64 {
-			m := GammaGamma{P: math.Exp(th[0]), Q: math.Exp(th[1]), Gamma: s * math.Exp(th[2])}
-			var ng []float64
-			if g != nil {
-				ng = make([]float64, 3)
-			}
-			ll := d.logLik(m, ng)
-			if g != nil {
-				for i, v := range []float64{m.P, m.Q, m.Gamma} {
-					g[i] = -ng[i] * v / d.n
-				}
-			}
-			return -ll / d.n
-		},
+	prob := d.problem(s)
+	if len(d.x) > subsampleFrom {
+		// Customers are in input order, so a stride over them is a fair sample.
+		sd := &ggData{x: stride(d.x, subsampleSize), m: stride(d.m, subsampleSize)}
+		sd.n = float64(len(sd.x))
+		sd.prepare()
+		prob.sub = sd.problem(s)
 	}
 	// Starts in (p, q, γ) with γ in units of the mean spend: lifetimes'
 	// (1, 1, 1), a moderately heterogeneous one, a near-homogeneous one and
@@ -161,12 +210,7 @@ func FitGammaGamma(cs []Summary, opts FitOptions) (*GammaGammaFit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fit Gamma-Gamma: %w", err)
 	}
-	var best []float64
-	for _, st := range fr.diag.Starts {
-		if st.LogLikelihood == fr.diag.LogLikelihood {
-			best = st.Params
-		}
-	}
+	best := fr.params
 	fit := &GammaGammaFit{Params: GammaGamma{P: best[0], Q: best[1], Gamma: best[2]}, Diagnostics: fr.diag}
 	fit.Customers, fit.Repeaters = len(cs), len(d.x)
 	if dropped > 0 {

@@ -207,13 +207,13 @@ func (r Report) String() string {
 }
 
 func writeDiag(b *strings.Builder, d Diagnostics) {
-	agree := 0
-	for _, s := range d.Starts {
-		if s.LogLikelihood > d.LogLikelihood-0.01 {
-			agree++
-		}
+	fmt.Fprintf(b, "  log-likelihood %.2f over %d customers (%d repeat customers used)\n", d.LogLikelihood, d.Customers, d.Repeaters)
+	starts := len(d.Starts)
+	on := ""
+	if d.Subsample > 0 {
+		starts--
+		on = fmt.Sprintf(" (on a subsample of %d, then polished on all)", d.Subsample)
 	}
-	fmt.Fprintf(b, "  log-likelihood %.2f over %d customers (%d used repeaters)\n", d.LogLikelihood, d.Customers, d.Repeaters)
-	fmt.Fprintf(b, "  convergence: %d of %d starts agree, gradient %.2g, axis probe %s\n",
-		agree, len(d.Starts), d.GradientNorm, map[bool]string{true: "passed", false: "FAILED"}[d.ProbeOK])
+	fmt.Fprintf(b, "  convergence: %d of %d starts agree%s, gradient %.2g, axis probe %s\n",
+		d.StartsAgreeing, starts, on, d.GradientNorm, map[bool]string{true: "passed", false: "FAILED"}[d.ProbeOK])
 }

@@ -164,3 +164,24 @@ func TestInvalidSummaryNamed(t *testing.T) {
 		t.Errorf("error %v does not name the customer and field", err)
 	}
 }
+
+// Large fits run the multi-start on a subsample and polish on everyone; the
+// result must be the full-data optimum.
+func TestSubsampledMultiStart(t *testing.T) {
+	cs := Simulate(simBG, simGG, SimOptions{N: 5000, AgeMin: 26, AgeMax: 78, Seed: 12})
+	direct := BuildReport(cs, FitOptions{})
+	defer func(f, s int) { subsampleFrom, subsampleSize = f, s }(subsampleFrom, subsampleSize)
+	subsampleFrom, subsampleSize = 2000, 1000
+	sub := BuildReport(cs, FitOptions{})
+	t.Logf("\n%s", sub)
+	if sub.Verdict != VerdictOK || sub.BGNBD.Subsample != 1000 || sub.Spend.Subsample == 0 {
+		t.Fatalf("verdict %s, subsamples %d/%d", sub.Verdict, sub.BGNBD.Subsample, sub.Spend.Subsample)
+	}
+	if last := sub.BGNBD.Starts[len(sub.BGNBD.Starts)-1]; !strings.HasPrefix(last.Stop, "polished") {
+		t.Errorf("last start %q is not the polish", last.Stop)
+	}
+	within(t, "BG/NBD log-likelihood", sub.BGNBD.LogLikelihood, direct.BGNBD.LogLikelihood, 1e-9)
+	within(t, "Gamma-Gamma log-likelihood", sub.Spend.LogLikelihood, direct.Spend.LogLikelihood, 1e-9)
+	within(t, "b", sub.BGNBD.Params.B, direct.BGNBD.Params.B, 1e-4)
+	within(t, "q", sub.Spend.Params.Q, direct.Spend.Params.Q, 1e-4)
+}

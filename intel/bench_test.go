@@ -1,0 +1,100 @@
+package intel
+
+import (
+	"sync"
+	"testing"
+)
+
+// Benchmarks. The 1M-customer ones are meant to be run once:
+//
+//	go test -run '^$' -bench . -benchtime 1x ./intel
+
+var (
+	millionOnce sync.Once
+	million     []Summary
+)
+
+// millionCustomers simulates 1,000,000 customers (CDNOW-like parameters,
+// ages 1-2 years in weeks) once per test binary.
+func millionCustomers(b *testing.B) []Summary {
+	b.Helper()
+	millionOnce.Do(func() {
+		million = Simulate(BGNBD{R: 0.25, Alpha: 4.4, A: 0.8, B: 2.4}, GammaGamma{P: 6.25, Q: 3.74, Gamma: 15.44},
+			SimOptions{N: 1_000_000, AgeMin: 52, AgeMax: 104, Seed: 11})
+	})
+	return million
+}
+
+func BenchmarkFitCDNOW(b *testing.B) {
+	bg, gg := cdnowSummary(b), cdnowSpend(b)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := FitBGNBD(bg, FitOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := FitGammaGamma(gg, FitOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFit1M(b *testing.B) {
+	cs := millionCustomers(b)
+	b.ResetTimer()
+	for b.Loop() {
+		bg, err := FitBGNBD(cs, FitOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gg, err := FitGammaGamma(cs, FitOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(bg.Repeaters), "repeaters")
+		b.Logf("BG/NBD %+v %s; Gamma-Gamma %+v %s", bg.Params, bg.Status, gg.Params, gg.Status)
+	}
+}
+
+func BenchmarkScore1M(b *testing.B) {
+	cs := millionCustomers(b)
+	bg, gg := BGNBD{R: 0.25, Alpha: 4.4, A: 0.8, B: 2.4}, GammaGamma{P: 6.25, Q: 3.74, Gamma: 15.44}
+	o := ScoreOptions{Horizon: 52, CLV: CLVOptions{Periods: 12, PeriodLength: 4.345, DiscountRate: 0.01}}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := ScoreAll(bg, &gg, cs, o); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRFM1M(b *testing.B) {
+	cs := millionCustomers(b)
+	in := make([]RFMInput, len(cs))
+	for i, c := range cs {
+		in[i] = RFMFromSummary(c)
+	}
+	cfg := DefaultRFMConfig()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := ScoreRFM(in, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkKMeans1M(b *testing.B) {
+	cs := millionCustomers(b)
+	in := make([]ClusterInput, len(cs))
+	for i, c := range cs {
+		r := RFMFromSummary(c)
+		in[i] = ClusterInput{Recency: r.Recency, Frequency: r.Frequency, Monetary: r.Monetary}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := ClusterCustomers(in, ClusterOptions{Seed: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("k=%d silhouettes %v", res.K, res.Silhouettes)
+	}
+}

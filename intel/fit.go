@@ -94,7 +94,7 @@ type Diagnostics struct {
 	// convergence check: a true interior maximum has a ~0 gradient and no
 	// better point at ±1e-3 along any log-parameter axis.
 	GradientNorm float64
-	ProbeOK bool // the axis probe found no better neighbour
+	ProbeOK      bool // the axis probe found no better neighbour
 	// Starts holds every start in the order tried; with a subsample, the
 	// last entry is the polish of the best start on all customers.
 	Starts []StartResult
@@ -104,7 +104,7 @@ type Diagnostics struct {
 	// Subsample is the number of customers the multi-start ran on, 0 when
 	// it ran on all of them (see subsampleFrom).
 	Subsample int
-	Warnings     []string
+	Warnings  []string
 }
 
 // problem is a log-parameterised maximum-likelihood problem: natural

@@ -77,8 +77,8 @@ func (o FitOptions) maxIterations() int {
 // StartResult is the outcome of one start of the multi-start optimisation.
 type StartResult struct {
 	Start         []float64 // initial parameters (natural scale, model order)
-	Params        []float64 // parameters where this start stopped
-	LogLikelihood float64
+	Params        []float64 // parameters where this start stopped; nil if it failed
+	LogLikelihood float64   // 0 if it failed
 	Iterations    int
 	Stop          string // the optimiser's termination status or error
 }
@@ -223,7 +223,7 @@ func (p *problem) minimize(start []float64, maxIter int) StartResult {
 	}
 	theta0 := p.toTheta(start)
 	res, err := optimize.Minimize(prob, theta0, settings, &optimize.BFGS{})
-	sr := StartResult{Start: slices.Clone(start), LogLikelihood: math.Inf(-1)}
+	sr := StartResult{Start: slices.Clone(start)}
 	if res == nil {
 		sr.Stop = fmt.Sprintf("failed: %v", err)
 		return sr
@@ -232,10 +232,14 @@ func (p *problem) minimize(start []float64, maxIter int) StartResult {
 	for i := range theta {
 		theta[i] = math.Max(-clampLimit, math.Min(clampLimit, theta[i]))
 	}
-	sr.Params = p.natural(theta)
-	sr.LogLikelihood = -p.negLL(theta, nil) * p.n
 	sr.Iterations = res.MajorIterations
 	sr.Stop = res.Status.String()
+	ll := -p.negLL(theta, nil) * p.n
+	if math.IsNaN(ll) || math.IsInf(ll, 0) {
+		sr.Stop += ": non-finite log-likelihood"
+		return sr
+	}
+	sr.Params, sr.LogLikelihood = p.natural(theta), ll
 	if err != nil {
 		// A line search that cannot make progress usually means the optimum is
 		// reached to machine precision; the gradient check below decides.
@@ -275,8 +279,7 @@ func (p *problem) run(starts [][]float64, maxIter int) (fitResult, error) {
 	for _, s := range starts {
 		r := ms.minimize(s, maxIter)
 		results = append(results, r)
-		if r.Params != nil && !math.IsNaN(r.LogLikelihood) && !math.IsInf(r.LogLikelihood, 0) &&
-			(best < 0 || r.LogLikelihood > results[best].LogLikelihood) {
+		if r.Params != nil && (best < 0 || r.LogLikelihood > results[best].LogLikelihood) {
 			best = len(results) - 1
 		}
 	}
@@ -317,7 +320,7 @@ func (p *problem) run(starts [][]float64, maxIter int) (fitResult, error) {
 		pol := p.minimize(b.Params, maxIter)
 		pol.Stop = "polished on all customers: " + pol.Stop
 		results = append(results, pol)
-		if pol.Params == nil || math.IsNaN(pol.LogLikelihood) || math.IsInf(pol.LogLikelihood, 0) {
+		if pol.Params == nil {
 			return fitResult{}, fmt.Errorf("polishing the subsample optimum on all customers failed: %s", pol.Stop)
 		}
 		b = pol

@@ -19,8 +19,9 @@ type HoldoutCheck struct {
 	Duration  float64 // holdout length in time units (the longest, if they differ)
 	Predicted float64
 	Actual    int
-	// RelativeError is (Predicted - Actual) / Actual; NaN without purchases.
-	RelativeError float64
+	// RelativeError is (Predicted - Actual) / Actual; nil when there was no
+	// holdout purchase.
+	RelativeError *float64
 	ByFrequency   []HoldoutRow // x = 0, 1, ..., 6 and 7+
 }
 
@@ -49,9 +50,9 @@ func (m BGNBD) CheckHoldout(cs []Summary) HoldoutCheck {
 		h.Actual += c.HoldoutFrequency
 		h.Duration = math.Max(h.Duration, c.HoldoutDuration)
 	}
-	h.RelativeError = math.NaN()
 	if h.Actual > 0 {
-		h.RelativeError = (h.Predicted - float64(h.Actual)) / float64(h.Actual)
+		e := (h.Predicted - float64(h.Actual)) / float64(h.Actual)
+		h.RelativeError = &e
 	}
 	return h
 }

@@ -62,8 +62,8 @@ type Report struct {
 	Holdout *HoldoutCheck
 	// SpendFrequencyCorrelation is the Pearson correlation of x and mean
 	// repeat spend among repeat customers. Gamma-Gamma assumes they are
-	// independent; |ρ| above 0.3 draws a warning. NaN if not computable.
-	SpendFrequencyCorrelation float64
+	// independent; |ρ| above 0.3 draws a warning. nil if not computable.
+	SpendFrequencyCorrelation *float64
 	Warnings                  []string // from both fits and the report's own checks
 	Errors                    []string // why a model is missing
 }
@@ -71,7 +71,7 @@ type Report struct {
 // BuildReport fits BG/NBD and Gamma-Gamma on the summaries and checks them.
 // It never fails: problems are in Verdict, Warnings and Errors.
 func BuildReport(cs []Summary, opts FitOptions) Report {
-	r := Report{Verdict: VerdictOK, Customers: len(cs), Repeaters: countRepeaters(cs), SpendFrequencyCorrelation: math.NaN()}
+	r := Report{Verdict: VerdictOK, Customers: len(cs), Repeaters: countRepeaters(cs)}
 	note := func(model string, err error) {
 		r.Errors = append(r.Errors, fmt.Sprintf("%s: %v", model, err))
 		if errors.Is(err, ErrTooFewRepeaters) {
@@ -121,11 +121,12 @@ func BuildReport(cs []Summary, opts FitOptions) Report {
 			r.Warnings = append(r.Warnings, "Gamma-Gamma: "+w)
 		}
 	}
-	r.SpendFrequencyCorrelation = spendFrequencyCorrelation(cs)
-	if math.Abs(r.SpendFrequencyCorrelation) > 0.3 {
-		r.Warnings = append(r.Warnings, fmt.Sprintf(
-			"Gamma-Gamma: frequency and mean spend are correlated (ρ = %.2f); the model assumes independence, so expected spend and CLV are biased",
-			r.SpendFrequencyCorrelation))
+	if rho := spendFrequencyCorrelation(cs); !math.IsNaN(rho) {
+		r.SpendFrequencyCorrelation = &rho
+		if math.Abs(rho) > 0.3 {
+			r.Warnings = append(r.Warnings, fmt.Sprintf(
+				"Gamma-Gamma: frequency and mean spend are correlated (ρ = %.2f); the model assumes independence, so expected spend and CLV are biased", rho))
+		}
 	}
 	return r
 }
@@ -170,8 +171,12 @@ func (r Report) String() string {
 				c.RepeatPurchases, c.Expected, c.MeanAge)
 		}
 		if h := r.Holdout; h != nil {
-			fmt.Fprintf(&b, "  holdout (%.4g time units, %d customers): %.1f predicted, %d actual (%+.1f%%)\n",
-				h.Duration, h.Customers, h.Predicted, h.Actual, 100*h.RelativeError)
+			rel := "no holdout purchases"
+			if h.RelativeError != nil {
+				rel = fmt.Sprintf("%+.1f%%", 100**h.RelativeError)
+			}
+			fmt.Fprintf(&b, "  holdout (%.4g time units, %d customers): %.1f predicted, %d actual (%s)\n",
+				h.Duration, h.Customers, h.Predicted, h.Actual, rel)
 			fmt.Fprintf(&b, "    %-6s %9s %10s %7s\n", "x", "customers", "predicted", "actual")
 			for _, row := range h.ByFrequency {
 				label := fmt.Sprint(row.Frequency)
@@ -188,8 +193,8 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, "  p = %.4f  q = %.4f  gamma = %.4f  (population mean spend %.2f)\n", p.P, p.Q, p.Gamma, p.MeanSpend())
 		writeDiag(&b, f.Diagnostics)
 	}
-	if !math.IsNaN(r.SpendFrequencyCorrelation) {
-		fmt.Fprintf(&b, "  frequency/spend correlation: %.3f\n", r.SpendFrequencyCorrelation)
+	if rho := r.SpendFrequencyCorrelation; rho != nil {
+		fmt.Fprintf(&b, "  frequency/spend correlation: %.3f\n", *rho)
 	}
 	if len(r.Errors) > 0 {
 		b.WriteString("\nerrors:\n")

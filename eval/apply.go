@@ -69,6 +69,7 @@ type work struct {
 	all     bool // first evaluation
 	tick    bool // a due instant has passed
 	profile bool // profile traits or static lists may have changed
+	stored  bool // a record was added (a future event schedules a due)
 	dirty   []uint64
 	changed []uint64
 	flipped []uint64
@@ -258,6 +259,7 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 		rec[1] |= pendingBit
 	}
 	st.insertRec(rec)
+	w.stored = true
 }
 
 // Apply adds one event of the profile (it may be late or out of order:
@@ -295,7 +297,7 @@ func (p *Program) Advance(st *State, prof *Profile, now time.Time) Result {
 func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 	now := w.now
 	var res Result
-	if w.all || w.tick || w.profile || w.dirty != nil {
+	if w.all || w.tick || w.profile || w.stored || w.dirty != nil {
 		for i, a := range p.aggs {
 			d := w.all || has(w.dirty, i)
 			if !d && a.kind == akDerived && w.changed != nil {

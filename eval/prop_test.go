@@ -1,0 +1,358 @@
+package eval
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/rule"
+)
+
+// The property test: random definitions (every aggregate, window kind
+// and condition operator), random event streams with late and future
+// events, random profile trait and static-list changes, and random clock
+// moves including exact boundaries. After every call the incremental
+// state must equal the naive evaluator at the same instant, and nothing
+// may change strictly between now and NextDue.
+
+type gen struct {
+	r      *rand.Rand
+	base   time.Time
+	traits []string // named traits
+	kinds  map[string]string
+}
+
+func (g *gen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
+
+func (g *gen) filter() string {
+	return g.pick(
+		`properties.g = true`, `properties.g != true`, `properties.s in ["x", "y"]`,
+		`properties.v >= 3`, `items.c = "p"`, `not items.c = "q"`,
+		`properties.s = "x" or items.q > 2`, `properties.s contains "x"`, `properties.v exists`,
+		`items.q <= 2 and properties.v < 10`,
+	)
+}
+
+func (g *gen) window() string {
+	d := func(days int) string { return g.base.AddDate(0, 0, days).Format(time.DateOnly) }
+	return g.pick(
+		"in last 30 minutes", "in last 90 minutes", "in last 5 hours", "in last 1 days",
+		"in last 2 days", "in last 4 days", "all time", "today", "this week", "this month", "this year",
+		fmt.Sprintf("between %q and %q", d(1), d(3)), fmt.Sprintf("between %q and %q", d(-1), d(0)),
+	)
+}
+
+// agg returns an aggregate's text and its kind ("num" or "any").
+func (g *gen) agg() (string, string) {
+	ev := g.pick(`"A"`, `"B"`, `"C"`)
+	var head, kind string
+	switch g.r.IntN(9) {
+	case 0:
+		head, kind = "count", "num"
+	case 1:
+		head, kind = "count("+g.pick("properties.s", "items.k")+")", "num"
+	case 2, 3:
+		head, kind = g.pick("sum", "avg", "min", "max")+"("+g.pick("properties.v", "items.q")+")", "num"
+	case 4, 5:
+		head, kind = g.pick("first", "last")+"("+g.pick("properties.s", "properties.v", "items.k", "items.q")+")", "any"
+	case 6:
+		head, kind = "distinct("+g.pick("properties.s", "items.k", "properties.v")+")", "num"
+	default:
+		head, kind = "count", "num"
+	}
+	s := head + " of " + ev
+	if g.r.IntN(2) == 0 {
+		s += " where " + g.filter()
+	}
+	return s + " " + g.window(), kind
+}
+
+func (g *gen) leaf(segs []string) string {
+	switch g.r.IntN(12) {
+	case 0, 1, 2:
+		t := g.traits[g.r.IntN(len(g.traits))]
+		if g.kinds[t] == "any" {
+			return t + " " + g.pick(`= "x"`, "exists", "not exists", `!= "y"`, "= 2", "> 1")
+		}
+		return t + " " + g.pick(">= 1", ">= 2", "= 0", "!= 1", "< 3", "> 4.5", "exists")
+	case 3:
+		a, kind := g.agg()
+		if kind == "any" {
+			return a + " exists"
+		}
+		return a + " >= 1"
+	case 4:
+		return g.pick("performed", "did not perform") + " " + g.pick(`"A"`, `"B"`) + " " + g.window()
+	case 5:
+		return fmt.Sprintf(`%s not followed by %s within %s %s`, g.pick(`"A"`, `"B" where properties.g = true`),
+			g.pick(`"B"`, `"C"`, `"A" where items.c = "p"`), g.pick("30 minutes", "2 hours", "1 days"),
+			g.pick("in last 3 hours", "in last 1 days", "in last 3 days"))
+	case 6:
+		return "anniversary of traits.birthday within next " + g.pick("1 days", "3 days", "7 days", "366 days")
+	case 7:
+		return "traits.created_at " + g.pick("more than 2 days ago", "more than 90 minutes ago", "within last 5 hours", "within last 3 days")
+	case 8:
+		return g.pick(`traits.country = "UK"`, `traits.vip = true`, `traits.country in ["UK", "FR"]`, `traits.country exists`, `traits.country contains "U"`)
+	case 9:
+		if len(segs) > 0 {
+			return "in segment " + segs[g.r.IntN(len(segs))]
+		}
+		return "in segment st"
+	default:
+		t := g.traits[g.r.IntN(len(g.traits))]
+		return t + " >= 1"
+	}
+}
+
+func (g *gen) cond(depth int, segs []string) string {
+	if depth == 0 || g.r.IntN(3) == 0 {
+		return g.leaf(segs)
+	}
+	switch g.r.IntN(3) {
+	case 0:
+		return "(" + g.cond(depth-1, segs) + " and " + g.cond(depth-1, segs) + ")"
+	case 1:
+		return "(" + g.cond(depth-1, segs) + " or " + g.cond(depth-1, segs) + ")"
+	}
+	return "not " + g.cond(depth-1, segs)
+}
+
+func (g *gen) definitions() string {
+	var b strings.Builder
+	g.kinds = map[string]string{}
+	n := 4 + g.r.IntN(6)
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("t%d", i)
+		a, kind := g.agg()
+		fmt.Fprintf(&b, "trait %s = %s\n", name, a)
+		g.traits = append(g.traits, name)
+		g.kinds[name] = kind
+	}
+	var nums []string
+	for _, t := range g.traits {
+		if g.kinds[t] == "num" {
+			nums = append(nums, t)
+		}
+	}
+	if len(nums) >= 2 {
+		fmt.Fprintf(&b, "trait d0 = %s + %s * 2\n", nums[0], nums[1])
+		fmt.Fprintf(&b, "trait d1 = %s / %s\n", nums[len(nums)-1], nums[0])
+		g.traits = append(g.traits, "d0", "d1")
+		g.kinds["d0"], g.kinds["d1"] = "num", "num"
+	}
+	b.WriteString("segment st static\n")
+	segs := []string{"st"}
+	for i := 0; i < 3+g.r.IntN(6); i++ {
+		name := fmt.Sprintf("s%d", i)
+		fmt.Fprintf(&b, "segment %s {\n  %s\n}\n", name, g.cond(3, segs))
+		segs = append(segs, name)
+	}
+	return b.String()
+}
+
+func (g *gen) event(now time.Time) *kiln.Event {
+	var at time.Time
+	switch g.r.IntN(10) {
+	case 0, 1: // late, up to 3 days
+		at = now.Add(-time.Duration(g.r.IntN(3*24*60)) * time.Minute)
+	case 2: // in the future (clock skew)
+		at = now.Add(time.Duration(1+g.r.IntN(120)) * time.Minute)
+	case 3: // exactly now
+		at = now
+	default:
+		at = now.Add(-time.Duration(g.r.IntN(30)) * time.Minute)
+	}
+	props := map[string]any{}
+	if g.r.IntN(5) > 0 {
+		props["v"] = float64(g.r.IntN(40)-5) / 2
+	}
+	if g.r.IntN(5) > 0 {
+		props["s"] = g.pick("x", "y", "z", "xy")
+	}
+	if g.r.IntN(3) > 0 {
+		props["g"] = g.r.IntN(2) == 0
+	}
+	var items []any
+	for i := 0; i < g.r.IntN(4); i++ {
+		it := map[string]any{"c": g.pick("p", "q"), "k": g.pick("k1", "k2", "k3")}
+		if g.r.IntN(5) > 0 {
+			it["q"] = float64(1 + g.r.IntN(4))
+		}
+		items = append(items, it)
+	}
+	if items != nil {
+		props["items"] = items
+	}
+	name := g.pick("A", "B", "C", "D")
+	return &kiln.Event{Type: kiln.Track, Name: name, Timestamp: at, Properties: props}
+}
+
+func (g *gen) profileTraits() map[string]any {
+	t := map[string]any{}
+	if g.r.IntN(4) > 0 {
+		t["birthday"] = g.pick("2000-02-29", "1990-03-30", "1985-04-01", "1970-12-31", "1999-01-01",
+			g.base.AddDate(-30, 0, g.r.IntN(5)).Format(time.DateOnly))
+	}
+	if g.r.IntN(4) > 0 {
+		t["created_at"] = g.base.Add(time.Duration(g.r.IntN(6*24*60)-2*24*60) * time.Minute).Format(time.RFC3339)
+	}
+	if g.r.IntN(2) > 0 {
+		t["country"] = g.pick("UK", "FR", "DE")
+	}
+	if g.r.IntN(2) > 0 {
+		t["vip"] = g.r.IntN(2) == 0
+	}
+	return t
+}
+
+func TestIncrementalMatchesNaive(t *testing.T) {
+	seeds := 300
+	if testing.Short() {
+		seeds = 60
+	}
+	if n, err := strconv.Atoi(os.Getenv("KILN_PROP_SEEDS")); err == nil {
+		seeds = n // a longer hunt: KILN_PROP_SEEDS=20000 go test -run IncrementalMatchesNaive ./eval
+	}
+	london, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bases := []time.Time{
+		time.Date(2024, 3, 29, 22, 0, 0, 0, london),  // DST starts Mar 31
+		time.Date(2024, 12, 29, 20, 0, 0, 0, london), // year and week boundary
+		time.Date(2024, 2, 26, 12, 0, 0, 0, london),  // Feb 29 birthdays
+		time.Date(2023, 10, 27, 23, 30, 0, 0, london), // DST ends Oct 29
+	}
+	for seed := 0; seed < seeds; seed++ {
+		g := &gen{r: rand.New(rand.NewPCG(uint64(seed), 7)), base: bases[seed%len(bases)]}
+		src := g.definitions()
+		set, err := rule.Parse(src)
+		if err != nil {
+			t.Fatalf("seed %d: generated definitions do not parse: %v\n%s", seed, err, src)
+		}
+		p, err := Compile(set, Options{Location: london})
+		if err != nil {
+			t.Fatalf("seed %d: generated definitions do not compile: %v\n%s", seed, err, src)
+		}
+		checkRun(t, seed, g, p, src)
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
+	st := p.NewState()
+	prof := &Profile{Traits: g.profileTraits()}
+	var events []*kiln.Event
+	now := g.base
+	var log []string
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("seed %d: %s\ndefinitions:\n%s\nsteps:\n%s", seed, fmt.Sprintf(format, args...), src, strings.Join(log, "\n"))
+	}
+	compareAt := func(what string, res Result) {
+		t.Helper()
+		want := p.Naive(events, prof, now)
+		got := p.TraitValues(st)
+		if !reflect.DeepEqual(got, want.Traits) {
+			fail("%s at %s: traits\n got  %v\n want %v", what, now.Format(time.RFC3339Nano), got, want.Traits)
+		}
+		var wantIn []string
+		for _, s := range p.Segments() {
+			if want.Segments[s] {
+				wantIn = append(wantIn, s)
+			}
+		}
+		if gotIn := p.Memberships(st); !slices.Equal(gotIn, wantIn) {
+			fail("%s at %s: segments\n got  %v\n want %v", what, now.Format(time.RFC3339Nano), gotIn, wantIn)
+		}
+		// Nothing may change strictly between now and NextDue.
+		if !res.NextDue.IsZero() {
+			if !res.NextDue.After(now) {
+				fail("%s: NextDue %s is not after now %s", what, res.NextDue, now)
+			}
+			gap := res.NextDue.Sub(now)
+			for _, probe := range []time.Duration{time.Millisecond, gap / 2, gap - time.Millisecond} {
+				if probe <= 0 || probe >= gap {
+					continue
+				}
+				mid := p.Naive(events, prof, now.Add(probe))
+				if !reflect.DeepEqual(mid.Traits, want.Traits) || !reflect.DeepEqual(mid.Segments, want.Segments) {
+					fail("%s: NextDue %s is late: at %s (before it) the naive answer differs\n now %v %v\n then %v %v",
+						what, res.NextDue.Format(time.RFC3339Nano), now.Add(probe).Format(time.RFC3339Nano), want.Traits, want.Segments, mid.Traits, mid.Segments)
+				}
+			}
+		} else {
+			// Nothing scheduled: a far later instant must look the same.
+			later := p.Naive(events, prof, now.Add(400*24*time.Hour))
+			if !reflect.DeepEqual(later.Segments, want.Segments) || !reflect.DeepEqual(later.Traits, want.Traits) {
+				fail("%s: NextDue is zero but the answer changes later\n now %v %v\n later %v %v", what, want.Traits, want.Segments, later.Traits, later.Segments)
+			}
+		}
+	}
+	res := p.ApplyProfile(st, prof, now)
+	log = append(log, "init "+now.Format(time.RFC3339))
+	compareAt("init", res)
+	for step := 0; step < 60; step++ {
+		switch k := g.r.IntN(10); {
+		case k < 5:
+			ev := g.event(now)
+			events = append(events, ev)
+			log = append(log, fmt.Sprintf("event %s at %s %v", ev.Name, ev.Timestamp.Format(time.RFC3339), ev.Properties))
+			res = p.Apply(st, prof, ev, now)
+		case k < 7 && !res.NextDue.IsZero():
+			now = res.NextDue
+			log = append(log, "advance to NextDue "+now.Format(time.RFC3339Nano))
+			res = p.Advance(st, prof, now)
+		case k < 8:
+			now = now.Add(time.Duration(g.r.IntN(36*60)) * time.Minute)
+			log = append(log, "advance to "+now.Format(time.RFC3339Nano))
+			res = p.Advance(st, prof, now)
+		case k < 9:
+			prof = &Profile{Traits: g.profileTraits()}
+			if g.r.IntN(2) == 0 {
+				prof.Static = []string{"st"}
+			}
+			log = append(log, fmt.Sprintf("profile %v static %v", prof.Traits, prof.Static))
+			res = p.ApplyProfile(st, prof, now)
+		default:
+			// Snapshot and restore.
+			b, err := st.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st2 State
+			if err := st2.UnmarshalBinary(b); err != nil {
+				fail("unmarshal: %v", err)
+			}
+			if err := p.Adopt(&st2); err != nil {
+				fail("adopt: %v", err)
+			}
+			st = &st2
+			log = append(log, "snapshot/restore")
+			res = p.Advance(st, prof, now)
+		}
+		compareAt(log[len(log)-1], res)
+	}
+	// Rebuilding by replay in arrival order gives the same answer.
+	st3 := p.NewState()
+	p.ApplyProfile(st3, prof, g.base)
+	for _, ev := range events {
+		p.Apply(st3, prof, ev, g.base)
+	}
+	p.Advance(st3, prof, now)
+	if got, want := p.TraitValues(st3), p.TraitValues(st); !reflect.DeepEqual(got, want) {
+		fail("replayed state differs: traits\n got  %v\n want %v", got, want)
+	}
+	if got, want := p.Memberships(st3), p.Memberships(st); !slices.Equal(got, want) {
+		fail("replayed state differs: segments\n got  %v\n want %v", got, want)
+	}
+}

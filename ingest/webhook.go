@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -203,6 +204,7 @@ func (h *webhook) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		events = append(events, e)
 	}
+	sort.SliceStable(rejects, func(i, j int) bool { return rejects[i].Index < rejects[j].Index })
 	if _, err := h.cfg.Sink.Write(r.Context(), events, rejects); err != nil {
 		return sinkError(err)
 	}

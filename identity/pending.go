@@ -24,6 +24,7 @@ type pending struct {
 }
 
 type delta struct {
+	id          string // the profile's id, once known
 	first, last time.Time
 	count       int64
 	at          time.Time
@@ -155,9 +156,8 @@ func (d *delta) setConsent(c kiln.Consent, seq int64) {
 	d.consent[c.Channel] = consentVal{c: c, seq: seq}
 }
 
-// record counts event e on profile prof, with its traits and consent.
-func (p *pending) record(prof uint32, e *kiln.Event) {
-	d := p.delta(prof)
+// record counts event e, with its traits and consent.
+func (d *delta) record(e *kiln.Event) {
 	d.count++
 	d.seen(eventTime(e))
 	if e.ReceivedAt.After(d.at) {

@@ -346,8 +346,12 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 		}
 	}
 
-	r.p.record(t, e)
-	out.ProfileID = r.profileID(t)
+	d := r.p.delta(t)
+	if d.id == "" { // once per profile and batch, not per event
+		d.id = r.profileID(t)
+	}
+	d.record(e)
+	out.ProfileID = d.id
 	return out
 }
 

@@ -17,7 +17,7 @@ func Fold(profileID string, events []kiln.Event) (store.ProfileChange, []store.C
 	var p pending
 	p.init()
 	for i := range evs {
-		p.record(0, &evs[i])
+		p.delta(0).record(&evs[i])
 	}
 	d := p.delta(0)
 	pc := store.ProfileChange{ID: profileID, Replace: true, FirstSeen: d.first, LastSeen: d.last, EventCount: d.count, At: d.at}

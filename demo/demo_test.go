@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -279,6 +280,7 @@ type stats struct {
 	anonLinked     int                  // of those, later identified with a user id
 	unsubscribed   int
 	opens, clicks  int
+	restOpens      int
 	userIDs        map[string]bool
 	totalsBad      int
 	giftAddrBad    int
@@ -419,6 +421,9 @@ func (s *stats) add(e kiln.Event) error {
 		}
 	case kiln.EmailOpened:
 		s.opens++
+		if p["brand"] == RestaurantName {
+			s.restOpens++
+		}
 		if p["campaign_name"] == "" || p["campaign_name"] == nil || ctxEmail == "" {
 			s.fail("email open %s without campaign or email", e.MessageID)
 		}
@@ -753,6 +758,9 @@ func TestDefaultRun(t *testing.T) {
 		if s.takeaway < 1000 {
 			t.Errorf("%d online orders", s.takeaway)
 		}
+		if s.restOpens < 2000 {
+			t.Errorf("%d restaurant newsletter opens", s.restOpens)
+		}
 	})
 
 	t.Run("visit rhythms", func(t *testing.T) {
@@ -783,7 +791,72 @@ func TestDefaultRun(t *testing.T) {
 	})
 }
 
+// TestSeedsAndSizes runs many small configurations: none may panic (a
+// step scheduling an event before its own time does), all stay in order
+// and inside their window.
+func TestSeedsAndSizes(t *testing.T) {
+	t.Parallel()
+	for i := range 16 {
+		cfg := Config{
+			Seed: int64(i*7919 - 40000), Customers: 20 + i*13, Guests: 10 + i*7,
+			Years: []float64{0.02, 0.3, 1, 2.5, 4}[i%5],
+			End:   time.Date(2020+i%7, time.Month(1+i%12), 1+i, i, 0, 0, 0, time.UTC),
+		}
+		var last time.Time
+		sum, err := Generate(cfg, func(e kiln.Event) error {
+			if e.Timestamp.Before(last) {
+				return fmt.Errorf("%s at %s after %s", e.MessageID, e.Timestamp, last)
+			}
+			last = e.Timestamp
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%+v: %v", cfg, err)
+		}
+		if sum.Events > 0 && (last.Before(sum.Start) || !last.Before(sum.End)) {
+			t.Fatalf("%+v: last event at %s outside %s to %s", cfg, last, sum.Start, sum.End)
+		}
+		if cfg.Years >= 0.3 && (sum.Customers == 0 || sum.Guests == 0) {
+			t.Fatalf("%+v: %s", cfg, sum)
+		}
+	}
+}
+
+// TestMemoryBounded checks that generation streams: the live heap stays
+// small however many events have gone by, because only each actor's next
+// few events are held. (Not parallel, so other tests' data is not counted.)
+func TestMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates the default demo")
+	}
+	var peak uint64
+	var ms runtime.MemStats
+	n := 0
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	_, err := Generate(Config{Seed: 1}, func(kiln.Event) error {
+		n++
+		if n%40000 == 0 {
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapAlloc-min(base, ms.HeapAlloc))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events, live heap at most %.1f MB above the start", n, float64(peak)/(1<<20))
+	if peak > 32<<20 {
+		t.Fatalf("live heap reached %.0f MB while generating; want streaming (under 32 MB)", float64(peak)/(1<<20))
+	}
+}
+
+// BenchmarkGenerate generates the default demo (5,000 customers, 2,000
+// guests, two years).
 func BenchmarkGenerate(b *testing.B) {
+	b.ReportAllocs()
 	for b.Loop() {
 		n := 0
 		if _, err := Generate(Config{Seed: 1}, func(kiln.Event) error { n++; return nil }); err != nil {

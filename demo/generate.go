@@ -182,20 +182,37 @@ func Generate(cfg Config, emit func(kiln.Event) error) (Summary, error) {
 	}
 
 	sum := Summary{Counts: map[string]int{}, Start: time.UnixMilli(start).UTC(), End: time.UnixMilli(end).UTC()}
+	// The actor heap is keyed by each actor's next step or queued event,
+	// whichever is sooner. A step runs only when its actor reaches the top,
+	// so events are built just in time: what is held at once is the
+	// in-progress sessions and the few events scheduled ahead (refunds,
+	// feedback, RSVPs), not a session per actor.
 	h := make(actorHeap, 0, len(actors))
 	for i, a := range actors {
 		tl := a.timeline()
 		tl.id = i
-		if at, ok := peek(a); ok {
-			tl.key = at
-			h = append(h, a)
+		if tl.due() {
+			h = append(h, entry{tl, a})
 		}
 	}
 	heap.Init(&h)
 	prefix := "demo-" + strconv.FormatInt(cfg.Seed, 10) + "-"
 	for len(h) > 0 {
-		a := h[0]
-		tl := a.timeline()
+		a, tl := h[0].a, h[0].tl
+		if tl.next < tl.end && (len(tl.q) == 0 || tl.next <= tl.q[0].at) {
+			prev := tl.next
+			tl.now = prev
+			a.step()
+			if tl.next < prev {
+				panic(fmt.Sprintf("demo: actor %d went back from %d to %d", tl.id, prev, tl.next))
+			}
+			if tl.due() {
+				heap.Fix(&h, 0)
+			} else {
+				heap.Pop(&h)
+			}
+			continue
+		}
 		ev := tl.pop()
 		sum.Events++
 		ev.MessageID = prefix + strconv.Itoa(sum.Events)
@@ -216,8 +233,7 @@ func Generate(cfg Config, emit func(kiln.Event) error) (Summary, error) {
 		if err := emit(ev); err != nil {
 			return sum, fmt.Errorf("demo: emit event %s (%s %q at %s): %w", ev.MessageID, ev.Type, ev.Name, ev.Timestamp.Format(time.RFC3339), err)
 		}
-		if at, ok := peek(a); ok {
-			tl.key = at
+		if tl.due() {
 			heap.Fix(&h, 0)
 		} else {
 			heap.Pop(&h)
@@ -333,7 +349,7 @@ const never = math.MaxInt64
 // min-heap by time, then generation order) and the time of its next step.
 type timeline struct {
 	id      int   // position in the actor list, breaking ties between actors
-	key     int64 // the time of the actor's earliest event, for the actor heap
+	key     int64 // the time of the actor's next step or event, for the actor heap
 	next    int64 // when step must run next (Unix ms), or never
 	now     int64 // the time of the step running now: no event may be earlier
 	end     int64 // events at or after end are dropped
@@ -343,9 +359,12 @@ type timeline struct {
 	emitted bool
 }
 
+// pending holds its event by pointer, and a drained queue is released:
+// thousands of actors each keeping a grown array of events would hold more
+// memory than the events in flight.
 type pending struct {
 	at, seq int64
-	ev      kiln.Event
+	ev      *kiln.Event
 }
 
 func (tl *timeline) less(i, j int) bool {
@@ -365,7 +384,7 @@ func (tl *timeline) push(at int64, ev kiln.Event) {
 	}
 	ev.Timestamp = time.UnixMilli(at).UTC()
 	tl.seq++
-	tl.q = append(tl.q, pending{at, tl.seq, ev})
+	tl.q = append(tl.q, pending{at, tl.seq, &ev})
 	for i := len(tl.q) - 1; i > 0; {
 		p := (i - 1) / 2
 		if !tl.less(i, p) {
@@ -377,8 +396,12 @@ func (tl *timeline) push(at int64, ev kiln.Event) {
 }
 
 func (tl *timeline) pop() kiln.Event {
-	ev := tl.q[0].ev
+	ev := *tl.q[0].ev
 	n := len(tl.q) - 1
+	if n == 0 {
+		tl.q = nil
+		return ev
+	}
 	tl.q[0] = tl.q[n]
 	tl.q[n] = pending{}
 	tl.q = tl.q[:n]
@@ -399,33 +422,35 @@ func (tl *timeline) pop() kiln.Event {
 	return ev
 }
 
-// peek runs a's steps until its earliest queued event can no longer be
-// preceded by a later step, and returns that event's time.
-func peek(a actor) (int64, bool) {
-	tl := a.timeline()
-	for tl.next < tl.end && (len(tl.q) == 0 || tl.next <= tl.q[0].at) {
-		prev := tl.next
-		tl.now = prev
-		a.step()
-		if tl.next < prev {
-			panic(fmt.Sprintf("demo: actor %d went back from %d to %d", tl.id, prev, tl.next))
-		}
+// due sets key to the time of the actor's next step or queued event,
+// whichever comes first, and reports whether there is either.
+func (tl *timeline) due() bool {
+	tl.key = never
+	if tl.next < tl.end {
+		tl.key = tl.next
 	}
-	if len(tl.q) == 0 {
-		return 0, false
+	if len(tl.q) > 0 && tl.q[0].at < tl.key {
+		tl.key = tl.q[0].at
 	}
-	return tl.q[0].at, true
+	return tl.key != never
 }
 
-type actorHeap []actor
+// actorHeap orders actors by key, then position. Entries keep the
+// timeline pointer beside the actor to spare an interface call per compare.
+type actorHeap []entry
+
+type entry struct {
+	tl *timeline
+	a  actor
+}
 
 func (h actorHeap) Len() int { return len(h) }
 func (h actorHeap) Less(i, j int) bool {
-	a, b := h[i].timeline(), h[j].timeline()
+	a, b := h[i].tl, h[j].tl
 	return a.key < b.key || a.key == b.key && a.id < b.id
 }
 func (h actorHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *actorHeap) Push(x any)   { *h = append(*h, x.(actor)) }
+func (h *actorHeap) Push(x any)   { *h = append(*h, x.(entry)) }
 func (h *actorHeap) Pop() any {
 	old := *h
 	a := old[len(old)-1]
@@ -442,7 +467,15 @@ const (
 	year   = int64(365.25 * float64(day))
 )
 
-func days(d float64) int64 { return int64(d * float64(day)) }
+// days converts a duration in days to milliseconds. Durations beyond a
+// few centuries (a customer whose rate is all but zero) are capped so the
+// arithmetic cannot overflow.
+func days(d float64) int64 {
+	if !(d < 1e5) {
+		d = 1e5
+	}
+	return int64(d * float64(day))
+}
 
 func toTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 

@@ -644,10 +644,15 @@ func (g *guest) rsvp(at int64, e *restEvent) {
 }
 
 func (g *guest) newsletter(at int64, cp *campaign) {
-	if !g.consent || !(g.joined || g.onlineKnown) || at >= g.churnAt+180*day {
+	// Guests who stopped coming still get the letters, and open fewer.
+	if !g.consent || !(g.joined || g.onlineKnown) {
 		return
 	}
-	if !g.r.chance(g.openP * cp.appeal) {
+	p := g.openP * cp.appeal
+	if at >= g.churnAt {
+		p *= 0.3
+	}
+	if !g.r.chance(p) {
 		return
 	}
 	openAt := at + int64(math.Min(g.r.logNormal(math.Log(240), 1.2), 5*24*60)*float64(minute))

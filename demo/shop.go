@@ -808,7 +808,7 @@ func (c *shopper) refund(after int64, orderID string, cart []cartLine, till bool
 	at := midnight(after+days(c.r.uniform(4, 30)), 0) + int64(c.r.uniform(9, 17)*float64(hour))
 	lines := cart
 	reason := "customer_return"
-	if c.r.chance(0.5) {
+	if !till && c.r.chance(0.5) {
 		reason = "damaged_in_transit"
 	}
 	if len(cart) > 1 && c.r.chance(0.6) {

@@ -29,8 +29,9 @@
 // # Events
 //
 // Generate streams the events in timestamp order (ties in a fixed order)
-// through a callback, holding only each customer's next few events in
-// memory. The same Config gives the same events, byte for byte: each
+// through a callback. Each customer is a small state machine whose next
+// activity is built only when it is due, so memory stays at a few
+// megabytes whatever the number of events. The same Config gives the same events, byte for byte: each
 // customer draws from its own random stream seeded from Config.Seed, and
 // message ids are "demo-<seed>-<n>" in stream order. Timestamps are UTC;
 // times of day follow the shop's UK clock (UTC, ignoring summer time) and

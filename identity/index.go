@@ -22,70 +22,89 @@ func (r *Resolver) Load(id kiln.Identity) error {
 		return kiln.Errorf(kiln.EInvalid, "identity: load %q of profile %q: not a valid identity", id.String(), id.ProfileID)
 	}
 	p := r.profile(id.ProfileID)
-	n := r.ids.Find(byte(k), id.Value)
-	if n < 0 {
-		n = r.ids.Add(byte(k), id.Value)
-		r.irec = append(r.irec, identRec{prof: none, next: none})
-	}
-	if old := r.irec[n].prof; old == p {
+	n := r.identEntry(k, id.Value)
+	if old := r.profOf(n); old == p {
 		return nil
 	} else if old != none {
-		r.unlink(uint32(n))
+		r.unlink(n)
 		r.recount(old)
 	}
-	first := secs(id.FirstSeen)
-	pr := &r.prec[p]
-	r.irec[n] = identRec{prof: p, next: pr.head, first: first}
-	pr.head = uint32(n)
-	pr.first = min(pr.first, first)
-	pr.dead = false
-	if pr.n[k] < ^uint16(0) {
-		pr.n[k]++
-	}
-	r.cIDs, r.cProfs = len(r.irec), len(r.prec)
+	r.link(n, p, secs(id.FirstSeen))
+	r.cIDs, r.cProfs = r.ids.Mark(), r.profs.Mark()
 	return nil
 }
 
-// profile returns the number of the profile with this id, adding it.
-func (r *Resolver) profile(id string) uint32 {
-	if p := r.profs.Find(0, id); p >= 0 {
-		return uint32(p)
+// identEntry returns the entry of an identifier, adding it unlinked.
+func (r *Resolver) identEntry(k int, v string) ref {
+	n := r.ids.Find(byte(k), v)
+	if n == none {
+		n = r.ids.Add(byte(k), v)
+		r.putIdent(n, identRec{prof: none, next: none})
 	}
-	p := uint32(r.profs.Add(0, id))
-	r.prec = append(r.prec, profRec{head: none, first: none, dead: true})
+	return n
+}
+
+// profile returns the entry of the profile with this id, adding it.
+func (r *Resolver) profile(id string) ref {
+	if p := r.profs.Find(0, id); p != none {
+		return p
+	}
+	p := r.profs.Add(0, id)
+	r.putProf(p, profRec{head: none, first: none, dead: true})
 	return p
 }
 
+// link puts unlinked identifier n on profile p, unjournaled (committed
+// state only: Load, Unmerge).
+func (r *Resolver) link(n, p ref, first uint32) {
+	pr := r.prof(p)
+	r.putIdent(n, identRec{prof: p, next: pr.head, first: first})
+	pr.head = n
+	pr.first = min(pr.first, first)
+	pr.dead = false
+	if tag, _, _ := r.ids.key(n); pr.n[tag] < ^uint16(0) {
+		pr.n[tag]++
+	}
+	r.putProf(p, pr)
+}
+
 // unlink takes identifier n out of its profile's list (not the counts).
-func (r *Resolver) unlink(n uint32) {
-	rec := &r.irec[n]
-	pr := &r.prec[rec.prof]
+func (r *Resolver) unlink(n ref) {
+	rec := r.ident(n)
+	pr := r.prof(rec.prof)
 	if pr.head == n {
 		pr.head = rec.next
+		r.putProf(rec.prof, pr)
 	} else {
-		for m := pr.head; m != none; m = r.irec[m].next {
-			if r.irec[m].next == n {
-				r.irec[m].next = rec.next
+		for m := pr.head; m != none; {
+			mr := r.ident(m)
+			if mr.next == n {
+				mr.next = rec.next
+				r.putIdent(m, mr)
 				break
 			}
+			m = mr.next
 		}
 	}
 	rec.prof, rec.next = none, none
+	r.putIdent(n, rec)
 }
 
 // recount recomputes a profile's counts and age from its identifiers.
-func (r *Resolver) recount(p uint32) {
-	pr := &r.prec[p]
+func (r *Resolver) recount(p ref) {
+	pr := r.prof(p)
 	pr.n = [numKinds]uint16{}
 	pr.first = none
-	for n := pr.head; n != none; n = r.irec[n].next {
-		tag, _ := r.ids.key(int(n))
-		if pr.n[tag] < ^uint16(0) {
+	for n := pr.head; n != none; {
+		rec := r.ident(n)
+		if tag, _, _ := r.ids.key(n); pr.n[tag] < ^uint16(0) {
 			pr.n[tag]++
 		}
-		pr.first = min(pr.first, r.irec[n].first)
+		pr.first = min(pr.first, rec.first)
+		n = rec.next
 	}
 	pr.dead = pr.head == none
+	r.putProf(p, pr)
 }
 
 // Unmerge applies an undone merge to the index: the merge's identities move
@@ -99,32 +118,31 @@ func (r *Resolver) Unmerge(m kiln.Merge) error {
 	if m.From == "" {
 		return kiln.Errorf(kiln.EInvalid, "identity: unmerge of merge %d: no From profile", m.ID)
 	}
-	from := r.profile(m.From)
-	touched := map[uint32]bool{from: true}
 	for _, id := range m.Identities {
-		k := kindRank(id.Kind)
-		if k >= numKinds {
+		if kindRank(id.Kind) >= numKinds {
 			return kiln.Errorf(kiln.EInvalid, "identity: unmerge of merge %d: unknown identifier kind %q", m.ID, id.Kind)
 		}
-		n := r.ids.Find(byte(k), id.Value)
-		if n < 0 {
-			n = r.ids.Add(byte(k), id.Value)
-			r.irec = append(r.irec, identRec{prof: none, next: none})
+	}
+	from := r.profile(m.From)
+	touched := map[ref]bool{}
+	for _, id := range m.Identities {
+		n := r.identEntry(kindRank(id.Kind), id.Value)
+		old := r.profOf(n)
+		if old == from {
+			continue
 		}
-		if old := r.irec[n].prof; old != none {
-			if old == from {
-				continue
-			}
-			r.unlink(uint32(n))
+		first := r.ident(n).first
+		if old != none {
+			r.unlink(n)
 			touched[old] = true
 		}
-		r.irec[n].prof, r.irec[n].next = from, r.prec[from].head
-		r.prec[from].head = uint32(n)
+		r.link(n, from, first)
 	}
 	for p := range touched {
 		r.recount(p)
 	}
-	r.cIDs, r.cProfs = len(r.irec), len(r.prec)
+	r.recount(from)
+	r.cIDs, r.cProfs = r.ids.Mark(), r.profs.Mark()
 	return nil
 }
 
@@ -135,18 +153,17 @@ func (r *Resolver) Forget(ids []kiln.Identity) error {
 	if r.HasPending() {
 		return errPending("Forget")
 	}
-	touched := map[uint32]bool{}
+	touched := map[ref]bool{}
 	for _, id := range ids {
 		k := kindRank(id.Kind)
 		if k >= numKinds {
 			continue
 		}
 		n := r.ids.Find(byte(k), id.Value)
-		if n < 0 || r.irec[n].prof == none {
-			continue
+		if p := r.profOf(n); p != none {
+			touched[p] = true
+			r.unlink(n)
 		}
-		touched[r.irec[n].prof] = true
-		r.unlink(uint32(n))
 	}
 	for p := range touched {
 		r.recount(p)
@@ -161,21 +178,21 @@ func (r *Resolver) ProfileOf(id kiln.Identifier) (string, bool) {
 	if k >= numKinds {
 		return "", false
 	}
-	n := r.ids.Find(byte(k), id.Value)
-	if n < 0 || r.irec[n].prof == none {
+	p := r.profOf(r.ids.Find(byte(k), id.Value))
+	if p == none {
 		return "", false
 	}
-	return r.profileID(r.irec[n].prof), true
+	return r.profileID(p), true
 }
 
 // Identities returns the identifiers the index holds for a profile.
 func (r *Resolver) Identities(profileID string) []kiln.Identifier {
 	p := r.profs.Find(0, profileID)
-	if p < 0 {
+	if p == none {
 		return nil
 	}
 	var out []kiln.Identifier
-	for n := r.prec[p].head; n != none; n = r.irec[n].next {
+	for n := r.prof(p).head; n != none; n = r.ident(n).next {
 		out = append(out, r.identifier(n))
 	}
 	return out
@@ -185,22 +202,22 @@ func (r *Resolver) Identities(profileID string) []kiln.Identifier {
 type Stats struct {
 	Identifiers int // linked identifiers
 	Profiles    int // live profiles
-	Bytes       int // memory held by the index (tables and records)
+	Bytes       int // memory held by the index
 }
 
-// Stats counts the index; it walks every record, so call it for reports,
+// Stats counts the index; it walks every entry, so call it for reports,
 // not per event.
 func (r *Resolver) Stats() Stats {
-	s := Stats{Bytes: r.ids.Bytes() + r.profs.Bytes() + cap(r.irec)*12 + cap(r.prec)*20}
-	for _, rec := range r.irec {
-		if rec.prof != none {
+	s := Stats{Bytes: r.ids.Bytes() + r.profs.Bytes()}
+	r.ids.each(func(o ref) {
+		if r.profOf(o) != none {
 			s.Identifiers++
 		}
-	}
-	for _, pr := range r.prec {
-		if !pr.dead {
+	})
+	r.profs.each(func(p ref) {
+		if !r.prof(p).dead {
 			s.Profiles++
 		}
-	}
+	})
 	return s
 }

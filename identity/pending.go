@@ -187,7 +187,7 @@ func (r *Resolver) Pending() store.Resolution {
 	res.Merges = slices.Clone(p.merges)
 	for _, prof := range p.porder {
 		d := p.deltas[prof]
-		if d == nil || r.prec[prof].dead {
+		if d == nil || r.prof(prof).dead {
 			continue
 		}
 		id := r.profileID(prof)
@@ -210,8 +210,7 @@ func (r *Resolver) Pending() store.Resolution {
 	}
 	for _, n := range p.iorder {
 		note := p.idents[n]
-		rec := r.irec[n]
-		idn := kiln.Identity{Identifier: r.identifier(n), ProfileID: r.profileID(rec.prof)}
+		idn := kiln.Identity{Identifier: r.identifier(n), ProfileID: r.profileID(r.profOf(n))}
 		if note.isNew {
 			idn.SourceID, idn.FirstSeen = note.source, note.first
 		}
@@ -226,7 +225,7 @@ func (r *Resolver) Pending() store.Resolution {
 // Commit makes the pending changes the resolver's committed state. Call it
 // after the Resolution from Pending was persisted.
 func (r *Resolver) Commit() {
-	r.cIDs, r.cProfs = len(r.irec), len(r.prec)
+	r.cIDs, r.cProfs = r.ids.Mark(), r.profs.Mark()
 	r.journal = r.journal[:0]
 	r.p.init()
 }
@@ -238,15 +237,13 @@ func (r *Resolver) Abort() {
 	for i := len(r.journal) - 1; i >= 0; i-- {
 		u := r.journal[i]
 		if u.prof {
-			r.prec[u.n] = u.p
+			r.putProf(u.o, u.p)
 		} else {
-			r.irec[u.n] = u.i
+			r.putIdent(u.o, u.i)
 		}
 	}
 	r.journal = r.journal[:0]
-	r.irec = r.irec[:r.cIDs]
 	r.ids.Truncate(r.cIDs)
-	r.prec = r.prec[:r.cProfs]
 	r.profs.Truncate(r.cProfs)
 	r.p.init()
 }

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -109,21 +110,59 @@ type Refusal struct {
 	Kind       kiln.IdentifierKind
 }
 
-const none = ^uint32(0)
-
-// identRec is the index entry for identifier number i (see table).
+// identRec is an identifier's record in the index (see table).
 type identRec struct {
-	prof  uint32 // profile number, none if unlinked (forgotten)
-	next  uint32 // next identifier of the same profile, none at the end
+	prof  ref    // its profile, none if unlinked (forgotten)
+	next  ref    // next identifier of the same profile, none at the end
 	first uint32 // first seen, Unix seconds (profile age)
 }
 
-// profRec is the index entry for profile number p.
+const identRecSize = 12
+
+// profRec is a profile's record in the index.
 type profRec struct {
-	head  uint32           // first identifier, none if empty
+	head  ref              // first identifier, none if empty
 	first uint32           // earliest identifier first-seen, Unix seconds
 	n     [numKinds]uint16 // identifiers per kind (saturating)
 	dead  bool             // merged away or deleted
+}
+
+const profRecSize = 20
+
+var le = binary.LittleEndian
+
+func (r *Resolver) ident(o ref) identRec {
+	b := r.ids.rec(o)
+	return identRec{prof: le.Uint32(b), next: le.Uint32(b[4:]), first: le.Uint32(b[8:])}
+}
+
+func (r *Resolver) putIdent(o ref, rec identRec) {
+	b := r.ids.rec(o)
+	le.PutUint32(b, rec.prof)
+	le.PutUint32(b[4:], rec.next)
+	le.PutUint32(b[8:], rec.first)
+}
+
+func (r *Resolver) prof(p ref) profRec {
+	b := r.profs.rec(p)
+	rec := profRec{head: le.Uint32(b), first: le.Uint32(b[4:]), dead: b[18] != 0}
+	for k := range rec.n {
+		rec.n[k] = le.Uint16(b[8+2*k:])
+	}
+	return rec
+}
+
+func (r *Resolver) putProf(p ref, rec profRec) {
+	b := r.profs.rec(p)
+	le.PutUint32(b, rec.head)
+	le.PutUint32(b[4:], rec.first)
+	for k, n := range rec.n {
+		le.PutUint16(b[8+2*k:], n)
+	}
+	b[18] = 0
+	if rec.dead {
+		b[18] = 1
+	}
 }
 
 const numKinds = 5
@@ -145,14 +184,12 @@ type Resolver struct {
 	newID        func() string
 	checkpoint   string
 
-	ids   *table // key: kind rank, value
-	irec  []identRec
-	profs *table // key: 0, profile id
-	prec  []profRec
+	ids   *table // key: kind rank, value; record: identRec
+	profs *table // key: 0, profile id; record: profRec
 
-	// Commit point: records below these numbers existed at the last
+	// Commit point: entries before these marks existed at the last
 	// Commit; changes to them are journaled for Abort.
-	cIDs, cProfs int
+	cIDs, cProfs mark
 	journal      []undo
 	p            pending
 
@@ -162,14 +199,14 @@ type Resolver struct {
 
 type undo struct {
 	prof bool
-	n    uint32
+	o    ref
 	i    identRec
 	p    profRec
 }
 
 type cand struct {
 	id kiln.Identifier
-	n  int // identifier number, -1 if not in the index
+	o  ref // its index entry, none if not in the index
 }
 
 // New makes a Resolver. It fails only on invalid Rules.
@@ -184,8 +221,8 @@ func New(cfg Config) (*Resolver, error) {
 		suppressed:   cfg.Suppressed,
 		newID:        cfg.NewID,
 		checkpoint:   cfg.Checkpoint,
-		ids:          newTable(),
-		profs:        newTable(),
+		ids:          newTable(identRecSize),
+		profs:        newTable(profRecSize),
 	}
 	lim := cfg.MaxPerKind
 	if lim == nil {
@@ -279,8 +316,8 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 	cands := r.cands[:0]
 	ai := -1
 	for _, id := range ids {
-		n := r.ids.Find(byte(kindRank(id.Kind)), id.Value)
-		if (n < 0 || r.irec[n].prof == none) && r.suppressed != nil && r.suppressed(id) {
+		o := r.ids.Find(byte(kindRank(id.Kind)), id.Value)
+		if r.profOf(o) == none && r.suppressed != nil && r.suppressed(id) {
 			if id == anchor {
 				r.cands = cands
 				return Outcome{Status: Suppressed, Anchor: anchor}
@@ -290,7 +327,7 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 		if id == anchor {
 			ai = len(cands)
 		}
-		cands = append(cands, cand{id: id, n: n})
+		cands = append(cands, cand{id: id, o: o})
 	}
 	r.cands = cands
 	out := Outcome{Status: Resolved, Anchor: anchor}
@@ -300,13 +337,13 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 	}
 
 	// The anchor's profile.
-	t := r.profOf(cands[ai].n)
+	t := r.profOf(cands[ai].o)
 	if t == none {
 		for i, c := range cands {
 			if i == ai {
 				continue
 			}
-			if q := r.profOf(c.n); q != none && r.refuseAttach(q, anchor, alias) == "" {
+			if q := r.profOf(c.o); q != none && r.refuseAttach(q, anchor, alias) == "" {
 				t = q
 				break
 			}
@@ -315,7 +352,7 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 			t = r.newProfile(e)
 			out.Created = true
 		}
-		cands[ai].n = r.attach(t, cands[ai], e)
+		cands[ai].o = r.attach(t, cands[ai], e)
 		out.Linked = append(out.Linked, anchor)
 	}
 
@@ -325,7 +362,7 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 		if i == ai {
 			continue
 		}
-		q := r.profOf(c.n)
+		q := r.profOf(c.o)
 		switch {
 		case q == t:
 		case q == none:
@@ -333,7 +370,7 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 				out.Refused = append(out.Refused, Refusal{Identifier: c.id, Into: r.profileID(t), Reason: why, Kind: c.id.Kind})
 				continue
 			}
-			c.n = r.attach(t, *c, e)
+			c.o = r.attach(t, *c, e)
 			out.Linked = append(out.Linked, c.id)
 		default:
 			if why, kind := r.refuseMerge(t, q, alias); why != "" {
@@ -342,7 +379,7 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 			}
 			m := r.merge(t, q, e, rule)
 			out.Merges = append(out.Merges, m)
-			t = r.profOf(c.n)
+			t = r.profOf(c.o)
 		}
 	}
 
@@ -371,10 +408,10 @@ func (r *Resolver) previousAsAnonymous(ids []kiln.Identifier, e *kiln.Event) []k
 		if u, _ := normalizeID(e.UserID); u == v {
 			return ids // the user id itself
 		}
-		if n := r.ids.Find(byte(kindRank(kiln.UserID)), v); n >= 0 && r.irec[n].prof != none {
+		if r.profOf(r.ids.Find(byte(kindRank(kiln.UserID)), v)) != none {
 			return ids // a known user id
 		}
-		if n := r.ids.Find(byte(kindRank(kiln.AnonymousID)), v); n < 0 || r.irec[n].prof == none {
+		if r.profOf(r.ids.Find(byte(kindRank(kiln.AnonymousID)), v)) == none {
 			return ids
 		}
 		anon := kiln.Identifier{Kind: kiln.AnonymousID, Value: v}
@@ -391,27 +428,28 @@ func (r *Resolver) previousAsAnonymous(ids []kiln.Identifier, e *kiln.Event) []k
 	return ids
 }
 
-func (r *Resolver) profOf(n int) uint32 {
-	if n < 0 {
+// profOf returns identifier o's profile, none if o is none or unlinked.
+func (r *Resolver) profOf(o ref) ref {
+	if o == none {
 		return none
 	}
-	return r.irec[n].prof
+	return le.Uint32(r.ids.rec(o))
 }
 
 func (r *Resolver) identifier(n uint32) kiln.Identifier {
-	tag, v := r.ids.Key(int(n))
+	tag, v := r.ids.Key(n)
 	return kiln.Identifier{Kind: kiln.IdentifierKinds[tag], Value: v}
 }
 
 func (r *Resolver) profileID(p uint32) string {
-	_, s := r.profs.Key(int(p))
+	_, s := r.profs.Key(p)
 	return s
 }
 
 // refuseAttach says why identifier id may not join profile p, or "".
 func (r *Resolver) refuseAttach(p uint32, id kiln.Identifier, alias bool) string {
 	k := kindRank(id.Kind)
-	have := int(r.prec[p].n[k])
+	have := int(r.prof(p).n[k])
 	if k == 0 && have > 0 && !alias && !r.mergeUserIDs {
 		return ReasonUserID
 	}
@@ -424,7 +462,7 @@ func (r *Resolver) refuseAttach(p uint32, id kiln.Identifier, alias bool) string
 // refuseMerge says why profiles a and b may not merge, or "", with the
 // identifier kind at fault.
 func (r *Resolver) refuseMerge(a, b uint32, alias bool) (string, kiln.IdentifierKind) {
-	pa, pb := &r.prec[a], &r.prec[b]
+	pa, pb := r.prof(a), r.prof(b)
 	if pa.n[0] > 0 && pb.n[0] > 0 && !alias && !r.mergeUserIDs {
 		return ReasonUserID, kiln.UserID
 	}
@@ -437,48 +475,47 @@ func (r *Resolver) refuseMerge(a, b uint32, alias bool) (string, kiln.Identifier
 }
 
 // setIdent and setProf change index records, journaling committed ones.
-func (r *Resolver) setIdent(n uint32, rec identRec) {
-	if int(n) < r.cIDs {
-		r.journal = append(r.journal, undo{n: n, i: r.irec[n]})
+func (r *Resolver) setIdent(o ref, rec identRec) {
+	if o < r.cIDs.end {
+		r.journal = append(r.journal, undo{o: o, i: r.ident(o)})
 	}
-	r.irec[n] = rec
+	r.putIdent(o, rec)
 }
 
-func (r *Resolver) setProf(p uint32, rec profRec) {
-	if int(p) < r.cProfs {
-		r.journal = append(r.journal, undo{prof: true, n: p, p: r.prec[p]})
+func (r *Resolver) setProf(p ref, rec profRec) {
+	if p < r.cProfs.end {
+		r.journal = append(r.journal, undo{prof: true, o: p, p: r.prof(p)})
 	}
-	r.prec[p] = rec
+	r.putProf(p, rec)
 }
 
 func (r *Resolver) newProfile(e *kiln.Event) uint32 {
 	id := r.newID()
-	if r.profs.Find(0, id) >= 0 {
+	if r.profs.Find(0, id) != none {
 		panic("identity: NewID returned a profile id already in use: " + id)
 	}
-	p := uint32(r.profs.Add(0, id))
-	r.prec = append(r.prec, profRec{head: none, first: none})
+	p := r.profs.Add(0, id)
+	r.putProf(p, profRec{head: none, first: none})
 	r.p.created[p] = true
 	return p
 }
 
 // attach links a candidate identifier to profile p and returns its number.
-func (r *Resolver) attach(p uint32, c cand, e *kiln.Event) int {
+func (r *Resolver) attach(p ref, c cand, e *kiln.Event) ref {
 	first := secs(eventTime(e))
-	n := c.n
-	if n < 0 {
+	n := c.o
+	if n == none {
 		n = r.ids.Add(byte(kindRank(c.id.Kind)), c.id.Value)
-		r.irec = append(r.irec, identRec{prof: none, next: none})
 	}
-	pr := r.prec[p]
-	r.setIdent(uint32(n), identRec{prof: p, next: pr.head, first: first})
-	pr.head = uint32(n)
+	pr := r.prof(p)
+	r.setIdent(n, identRec{prof: p, next: pr.head, first: first})
+	pr.head = n
 	pr.first = min(pr.first, first)
 	if k := kindRank(c.id.Kind); pr.n[k] < ^uint16(0) {
 		pr.n[k]++
 	}
 	r.setProf(p, pr)
-	r.p.touch(uint32(n), true, e.SourceID, eventTime(e))
+	r.p.touch(n, true, e.SourceID, eventTime(e))
 	return n
 }
 
@@ -489,10 +526,10 @@ func (r *Resolver) merge(a, b uint32, e *kiln.Event, rule string) kiln.Merge {
 	if r.younger(a, b) {
 		into, from = b, a
 	}
-	pi, pf := r.prec[into], r.prec[from]
+	pi, pf := r.prof(into), r.prof(from)
 	m := kiln.Merge{Into: r.profileID(into), From: r.profileID(from), EventSeq: e.Seq, Rule: rule, At: e.ReceivedAt}
 	for n := pf.head; n != none; {
-		rec := r.irec[n]
+		rec := r.ident(n)
 		next := rec.next
 		m.Identities = append(m.Identities, r.identifier(n))
 		rec.prof = into
@@ -519,7 +556,7 @@ func (r *Resolver) merge(a, b uint32, e *kiln.Event, rule string) kiln.Merge {
 // younger reports whether profile a is younger than b: first seen later,
 // or at the same second with the greater id.
 func (r *Resolver) younger(a, b uint32) bool {
-	fa, fb := r.prec[a].first, r.prec[b].first
+	fa, fb := r.prof(a).first, r.prof(b).first
 	if fa != fb {
 		return fa > fb
 	}

@@ -5,41 +5,51 @@ import (
 	"hash/maphash"
 )
 
-// table interns (tag, string) keys and numbers them 0, 1, 2, ... in
-// insertion order. It is the resolver's index: a few million keys must fit
-// in little memory and cost the garbage collector nothing, so keys live in
-// pointer-free byte chunks and the hash slots are plain integers (a Go
-// map[string]uint32 needs about twice the memory and holds a pointer per key
-// for the collector to scan).
+// table interns (tag, string) keys, each with a small fixed-size record,
+// and names each entry by its arena offset (a ref). It is the resolver's
+// index: a few million keys must fit in little memory and cost the garbage
+// collector nothing, so entries live in pointer-free byte chunks and the
+// hash slots are plain integers (a Go map[string]uint32 plus a record slice
+// needs about twice the memory and holds a pointer per key to scan).
 //
-// Layout: key i is stored at offs[i] in the chunk arena as its number i
-// (4 bytes), tag byte, uvarint length, bytes. slots is an open-addressing
-// (linear probing) table of uint64: high 32 bits a hash fragment to skip
-// most wrong candidates, low 32 bits the key's arena offset + 1 (0 is
-// empty). A look-up touches one slot and one arena entry: two cache misses
-// on a big index, which is what resolution time is made of.
+// Entry layout, 4-byte aligned: record (hdr bytes), tag byte, uvarint
+// length, key bytes. slots is an open-addressing (linear probing) table of
+// uint64: high 32 bits a hash fragment to skip most wrong candidates, low
+// 32 bits the entry's ref + 1 (0 is empty). A look-up touches one slot and
+// one entry, key and record together: two cache misses on a big index,
+// which is what resolution time is made of.
+//
+// Refs grow with insertion order, so "added since mark m" is "ref >= m".
 type table struct {
 	seed   maphash.Seed
+	hdr    int
 	chunks [][]byte
-	offs   []uint32 // chunk<<chunkBits | position
+	n      int
 	slots  []uint64
 	mask   uint64
 }
 
+// ref names a table entry: chunk<<chunkBits | position.
+type ref = uint32
+
 const (
 	chunkBits = 20 // 1 MiB chunks: growth never copies the whole arena
 	chunkSize = 1 << chunkBits
-	maxKeyLen = chunkSize - 16
+	maxChunks = 1<<(32-chunkBits) - 1 // so no ref is none
+	maxKeyLen = chunkSize / 2
+	none      = ^uint32(0)
 )
 
-func newTable() *table {
-	t := &table{seed: maphash.MakeSeed()}
+func newTable(hdr int) *table {
+	t := &table{seed: maphash.MakeSeed(), hdr: hdr}
 	t.rehash(1 << 10)
 	return t
 }
 
-// Len returns the number of keys.
-func (t *table) Len() int { return len(t.offs) }
+var zeroRec [32]byte
+
+// Len returns the number of entries.
+func (t *table) Len() int { return t.n }
 
 func (t *table) hash(tag byte, s string) uint64 {
 	return maphash.String(t.seed, s) ^ (uint64(tag) * 0x9e3779b97f4a7c15)
@@ -49,54 +59,62 @@ func (t *table) hashBytes(tag byte, b []byte) uint64 {
 	return maphash.Bytes(t.seed, b) ^ (uint64(tag) * 0x9e3779b97f4a7c15)
 }
 
-// Find returns the number of the key, or -1.
-func (t *table) Find(tag byte, s string) int {
+// Find returns the entry with this key, or none.
+func (t *table) Find(tag byte, s string) ref {
 	h := t.hash(tag, s)
 	frag := h >> 32
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		sl := t.slots[i]
 		if sl == 0 {
-			return -1
+			return none
 		}
 		if sl>>32 == frag {
-			n, kt, ks := t.entry(uint32(sl) - 1)
-			if kt == tag && string(ks) == s {
-				return n
+			o := uint32(sl) - 1
+			if kt, ks, _ := t.key(o); kt == tag && string(ks) == s {
+				return o
 			}
 		}
 	}
 }
 
-// entry decodes the arena entry at offset o.
-func (t *table) entry(o uint32) (n int, tag byte, key []byte) {
-	b := t.chunks[o>>chunkBits][o&(chunkSize-1):]
-	n = int(binary.LittleEndian.Uint32(b))
-	tag = b[4]
-	if l := b[5]; l < 0x80 { // the usual one-byte length
-		return n, tag, b[6 : 6+int(l)]
+// key decodes entry o's key, and returns the entry's size with padding.
+func (t *table) key(o ref) (tag byte, key []byte, size int) {
+	b := t.chunks[o>>chunkBits][int(o&(chunkSize-1))+t.hdr:]
+	tag = b[0]
+	l, w := uint64(b[1]), 1
+	if l >= 0x80 {
+		l, w = binary.Uvarint(b[1:])
 	}
-	l, w := binary.Uvarint(b[5:])
-	return n, tag, b[5+w : 5+w+int(l)]
+	key = b[1+w : 1+w+int(l)]
+	return tag, key, (t.hdr + 1 + w + int(l) + 3) &^ 3
 }
 
-// Add inserts a key known to be absent and returns its number.
-func (t *table) Add(tag byte, s string) int {
+// Key returns entry o's tag and key as a string.
+func (t *table) Key(o ref) (byte, string) {
+	tag, b, _ := t.key(o)
+	return tag, string(b)
+}
+
+// rec returns entry o's record, to read or write in place.
+func (t *table) rec(o ref) []byte {
+	p := int(o & (chunkSize - 1))
+	return t.chunks[o>>chunkBits][p : p+t.hdr : p+t.hdr]
+}
+
+// Add inserts a key known to be absent, with a zero record, and returns it.
+func (t *table) Add(tag byte, s string) ref {
 	if len(s) > maxKeyLen {
 		panic("identity: key too long") // callers bound values to maxValueLen
 	}
 	// Keep the load under 13/16: the hash fragments make probing past a
 	// wrong slot cheap, and 3M keys then fit 4M slots rather than 8M.
-	if uint64(len(t.offs)+1)*16 > uint64(len(t.slots))*13 {
+	if uint64(t.n+1)*16 > uint64(len(t.slots))*13 {
 		t.rehash(2 * len(t.slots))
 	}
-	n := len(t.offs)
-	if n >= 1<<32-2 {
-		panic("identity: more than 4 billion keys")
-	}
-	need := 5 + binary.MaxVarintLen32 + len(s)
+	need := (t.hdr + 1 + binary.MaxVarintLen32 + len(s) + 3) &^ 3
 	if len(t.chunks) == 0 || len(t.chunks[len(t.chunks)-1])+need > cap(t.chunks[len(t.chunks)-1]) {
-		if len(t.chunks) >= 1<<(32-chunkBits)-1 {
-			panic("identity: key arena over 4 GiB")
+		if len(t.chunks) >= maxChunks {
+			panic("identity: index arena over 4 GiB")
 		}
 		size := 4 << 10 // small resolvers (tests, small shops) stay small
 		if len(t.chunks) > 0 {
@@ -107,16 +125,20 @@ func (t *table) Add(tag byte, s string) int {
 	c := len(t.chunks) - 1
 	b := t.chunks[c]
 	o := uint32(c)<<chunkBits | uint32(len(b))
-	t.offs = append(t.offs, o)
-	b = binary.LittleEndian.AppendUint32(b, uint32(n))
+	b = append(b, zeroRec[:t.hdr]...)
 	b = append(b, tag)
 	b = binary.AppendUvarint(b, uint64(len(s)))
-	t.chunks[c] = append(b, s...)
+	b = append(b, s...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	t.chunks[c] = b
+	t.n++
 	t.place(t.hash(tag, s), o)
-	return n
+	return o
 }
 
-func (t *table) place(h uint64, o uint32) {
+func (t *table) place(h uint64, o ref) {
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		if t.slots[i] == 0 {
 			t.slots[i] = h&^0xffffffff | uint64(o+1)
@@ -125,49 +147,68 @@ func (t *table) place(h uint64, o uint32) {
 	}
 }
 
-// key returns key n's tag and bytes (aliasing the arena: do not keep or modify).
-func (t *table) key(n int) (byte, []byte) {
-	_, tag, b := t.entry(t.offs[n])
-	return tag, b
-}
-
-// Key returns key n's tag and string.
-func (t *table) Key(n int) (byte, string) {
-	tag, b := t.key(n)
-	return tag, string(b)
+// each calls fn for every entry in insertion order.
+func (t *table) each(fn func(o ref)) {
+	for c, b := range t.chunks {
+		for p := 0; p < len(b); {
+			o := uint32(c)<<chunkBits | uint32(p)
+			_, _, size := t.key(o)
+			fn(o)
+			p += size
+		}
+	}
 }
 
 func (t *table) rehash(size int) {
 	t.slots = make([]uint64, size)
 	t.mask = uint64(size - 1)
-	for _, o := range t.offs {
-		_, tag, b := t.entry(o)
+	t.each(func(o ref) {
+		tag, b, _ := t.key(o)
 		t.place(t.hashBytes(tag, b), o)
-	}
+	})
 }
 
-// Truncate forgets keys n and above (the resolver's rollback). It rebuilds
-// the slots, which is linear in the table size: rollback is the rare path.
-func (t *table) Truncate(n int) {
-	if n >= len(t.offs) {
+// mark is a table position to roll back to.
+type mark struct {
+	end ref // entries at or after end were added since
+	n   int
+}
+
+// Mark returns the current position: every entry added later has a ref >= m.end.
+func (t *table) Mark() mark {
+	if len(t.chunks) == 0 {
+		return mark{}
+	}
+	c := len(t.chunks) - 1
+	return mark{end: uint32(c)<<chunkBits | uint32(len(t.chunks[c])), n: t.n}
+}
+
+// Truncate forgets entries added since m (the resolver's rollback). It
+// rebuilds the slots, which is linear in the table size: rollback is the
+// rare path.
+func (t *table) Truncate(m mark) {
+	if m.n == t.n {
 		return
 	}
-	o := t.offs[n]
-	c := int(o >> chunkBits)
-	t.chunks[c] = t.chunks[c][:o&(chunkSize-1)]
-	clear(t.chunks[c+1:])
-	t.chunks = t.chunks[:c+1]
-	t.offs = t.offs[:n]
+	if m.n == 0 {
+		t.chunks = t.chunks[:0]
+	} else {
+		c := int(m.end >> chunkBits)
+		t.chunks[c] = t.chunks[c][:m.end&(chunkSize-1)]
+		clear(t.chunks[c+1:])
+		t.chunks = t.chunks[:c+1]
+	}
+	t.n = m.n
 	size := len(t.slots)
-	for size > 1<<10 && uint64(n)*8 < uint64(size) { // shrink while under 3/8 full
+	for size > 1<<10 && uint64(t.n)*8 < uint64(size)*3 { // shrink while under 3/8 full
 		size /= 2
 	}
 	t.rehash(size)
 }
 
-// Bytes returns the memory the table holds (arena chunks, offsets, slots).
+// Bytes returns the memory the table holds (arena chunks and slots).
 func (t *table) Bytes() int {
-	n := cap(t.offs)*4 + len(t.slots)*8
+	n := len(t.slots) * 8
 	for _, c := range t.chunks {
 		n += cap(c)
 	}

@@ -1,8 +1,10 @@
 package identity
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,59 +19,80 @@ func TestTable(t *testing.T) {
 		s   string
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
-	tb := newTable()
-	want := map[key]int{}
+	tb := newTable(8)
+	want := map[key]ref{}
 	var order []key
+	var half mark
 	add := func(k key) {
-		if n := tb.Find(k.tag, k.s); n >= 0 {
-			if want[k] != n {
-				t.Fatalf("Find(%v) = %d, want %d", k, n, want[k])
+		if o := tb.Find(k.tag, k.s); o != none {
+			if want[k] != o {
+				t.Fatalf("Find(%v) = %d, want %d", k, o, want[k])
 			}
 			return
 		}
 		if _, ok := want[k]; ok {
-			t.Fatalf("Find(%v) = -1, want %d", k, want[k])
+			t.Fatalf("Find(%v) = none, want %d", k, want[k])
 		}
-		n := tb.Add(k.tag, k.s)
-		if n != len(order) {
-			t.Fatalf("Add numbered %d, want %d", n, len(order))
+		o := tb.Add(k.tag, k.s)
+		if rec := tb.rec(o); len(rec) != 8 || binary.LittleEndian.Uint64(rec) != 0 {
+			t.Fatalf("new record %v", rec)
 		}
-		want[k] = n
+		binary.LittleEndian.PutUint64(tb.rec(o), uint64(len(order))<<8|uint64(k.tag))
+		want[k] = o
 		order = append(order, k)
-	}
-	for i := range 60_000 {
-		s := fmt.Sprintf("v%d", rng.IntN(40_000))
-		if i%100 == 0 {
-			s = strings.Repeat("x", 100+rng.IntN(300)) + s // length needs two varint bytes
-		}
-		add(key{byte(rng.IntN(5)), s})
 	}
 	check := func() {
 		t.Helper()
 		if tb.Len() != len(order) {
 			t.Fatalf("Len = %d, want %d", tb.Len(), len(order))
 		}
-		for k, n := range want {
-			if got := tb.Find(k.tag, k.s); got != n {
-				t.Fatalf("Find(%v) = %d, want %d", k, got, n)
+		for k, o := range want {
+			if got := tb.Find(k.tag, k.s); got != o {
+				t.Fatalf("Find(%v) = %d, want %d", k, got, o)
 			}
-			if tag, s := tb.Key(n); tag != k.tag || s != k.s {
-				t.Fatalf("Key(%d) = %d %q, want %v", n, tag, s, k)
+			if tag, s := tb.Key(o); tag != k.tag || s != k.s {
+				t.Fatalf("Key(%d) = %d %q, want %v", o, tag, s, k)
+			}
+			if r := binary.LittleEndian.Uint64(tb.rec(o)); byte(r) != k.tag || !slices.Equal(order[r>>8:r>>8+1], []key{k}) {
+				t.Fatalf("record of %v = %x", k, r)
 			}
 		}
+		seen := 0
+		tb.each(func(o ref) {
+			if tag, s := tb.Key(o); want[key{tag, s}] != o {
+				t.Fatalf("each gave %d (%q), not its entry", o, s)
+			}
+			seen++
+		})
+		if seen != len(order) {
+			t.Fatalf("each visited %d entries, want %d", seen, len(order))
+		}
+	}
+	for i := range 60_000 {
+		if i == 30_000 {
+			half = tb.Mark()
+		}
+		s := fmt.Sprintf("v%d", rng.IntN(40_000))
+		if i%100 == 0 {
+			s = strings.Repeat("x", 100+rng.IntN(300)) + s // length needs two varint bytes
+		}
+		add(key{byte(rng.IntN(5)), s})
 	}
 	check()
-	// Roll back to half, then add again.
-	half := len(order) / 2
-	for _, k := range order[half:] {
+	// Roll back to the mark, then add again.
+	var removed []key
+	for _, k := range order[half.n:] {
+		if want[k] < half.end {
+			t.Fatalf("%v added after the mark has ref %d < %d", k, want[k], half.end)
+		}
 		delete(want, k)
+		removed = append(removed, k)
 	}
-	removed := order[half:]
-	order = order[:half]
+	order = order[:half.n]
 	tb.Truncate(half)
 	check()
 	for _, k := range removed[:10] {
-		if tb.Find(k.tag, k.s) >= 0 {
+		if tb.Find(k.tag, k.s) != none {
 			t.Fatalf("%v still found after Truncate", k)
 		}
 	}
@@ -77,8 +100,8 @@ func TestTable(t *testing.T) {
 		add(k)
 	}
 	check()
-	tb.Truncate(0)
-	if tb.Len() != 0 || tb.Find(order[0].tag, order[0].s) >= 0 {
-		t.Fatal("Truncate(0) left keys")
+	tb.Truncate(mark{})
+	if tb.Len() != 0 || tb.Find(order[0].tag, order[0].s) != none {
+		t.Fatal("Truncate to the start left keys")
 	}
 }

@@ -174,13 +174,6 @@ func tval(t time.Time) any {
 	return t.UnixNano()
 }
 
-func tptr(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return tval(*t)
-}
-
 func tget(n sql.NullInt64) time.Time {
 	if !n.Valid {
 		return time.Time{}

@@ -80,7 +80,7 @@ func migrateUp(ctx context.Context, pool *pgxpool.Pool) error {
 		return errors.New("no schema on the search_path exists")
 	}
 	locker, err := lock.NewPostgresSessionLocker(
-		lock.WithLockID(lockID("kiln migrations " + schema)),
+		lock.WithLockID(lockID("kiln migrations "+schema)),
 		lock.WithLockTimeout(1, 300),
 	)
 	if err != nil {

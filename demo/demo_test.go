@@ -604,8 +604,8 @@ func TestDefaultRun(t *testing.T) {
 	})
 
 	t.Run("shop customers and orders", func(t *testing.T) {
-		if len(s.userIDs) < 5000 || sum.Customers != 5000 {
-			t.Errorf("%d customers identified, summary says %d; want 5000", len(s.userIDs), sum.Customers)
+		if len(s.userIDs) != 5000 || sum.Customers != 5000 || len(s.custOrders) != 5000 {
+			t.Errorf("%d customers identified, %d with orders, summary says %d; want 5000", len(s.userIDs), len(s.custOrders), sum.Customers)
 		}
 		if sum.Orders != s.orders || s.orders < 8000 {
 			t.Errorf("summary %d orders, counted %d; want at least 8000", sum.Orders, s.orders)

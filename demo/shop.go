@@ -304,19 +304,21 @@ func newShopper(w *world, n int) *shopper {
 	c.devices = []string{r.uuid()}
 	c.nextIntro, c.nextOrder, c.nextAbandon, c.nextBrowse, c.nextRefill, c.nextRecover = never, never, never, never, never, never
 
+	// The customer base is everyone who ordered in the window, as a shop
+	// would count its customers: each customer orders at least once.
 	span := w.end - w.start
 	if r.chance(0.25) {
 		// A customer from before the window: signed up earlier, shows up
-		// (logs in, or is synced from the shop's CRM) early in the window,
-		// and may already have lapsed.
+		// (logs in, or is synced from the shop's CRM) early in the window.
+		// A slow buyer's one order in the window falls anywhere in it.
 		c.existing = true
 		c.created = w.start - days(r.uniform(30, 3*365))
 		c.nextIntro = w.start + days(r.uniform(0, 45))
-		c.alive = r.chance(0.75)
-		if c.alive {
-			c.nextOrder = c.arrival(w.start, c.rate)
-			c.nextAbandon = c.arrival(w.start, c.rate*abandonShare)
+		c.nextOrder = c.arrival(w.start, c.rate)
+		if c.nextOrder == never {
+			c.nextOrder = c.soon(w.start + int64(r.Float64()*float64(span-min(14*day, span/4))))
 		}
+		c.nextAbandon = c.arrival(w.start, c.rate*abandonShare)
 		c.nextBrowse = c.arrival(w.start, c.browseRate())
 	} else {
 		// A new customer: first seen browsing anonymously, signs up at the
@@ -330,10 +332,15 @@ func newShopper(w *world, n int) *shopper {
 			}
 		}
 		t = midnight(t, 0) + int64(r.hourOf(&webHours)*float64(hour))
+		if t < w.start {
+			t += day
+		}
 		c.created = t
 		if r.chance(0.08) {
-			c.nextIntro = t // newsletter sign-up only
-			c.nextOrder = c.arrival(t, c.rate)
+			// Signs up at the newsletter box; the first order follows
+			// within a couple of months (the welcome code helps).
+			c.nextIntro = t
+			c.nextOrder = c.soon(t + int64(r.Float64()*float64(min(60*day, (w.end-t)*3/4))))
 		} else {
 			c.nextOrder = t
 			c.firstOrder = true
@@ -361,7 +368,7 @@ func (c *shopper) browseRate() float64 {
 	if !c.alive {
 		return 0.6 / 365
 	}
-	return c.rate*0.8 + 1.5/365
+	return c.rate*0.6 + 1.0/365
 }
 
 // arrival returns the next time after from of a Poisson process with the
@@ -385,6 +392,15 @@ func (c *shopper) arrival(from int64, perDay float64) int64 {
 		s += day
 	}
 	return s
+}
+
+// soon returns a time a day or so after from, at a web-like hour, and
+// within the window if from leaves room.
+func (c *shopper) soon(from int64) int64 {
+	if t := c.arrival(from, 1); t < c.w.end {
+		return t
+	}
+	return from + hour
 }
 
 // placeOrder moves an order time to the flagship's opening hours when the
@@ -760,6 +776,9 @@ func (c *shopper) order(at int64, kind sessionKind, cart []cartLine) {
 
 	var done int64
 	if till {
+		if !c.intro {
+			c.identify(at, "", "") // the till looks the customer up in the CRM
+		}
 		props["affiliation"] = ShopName + " York"
 		props["payment_method"] = pick(c.r, []string{"card", "card", "card", "contactless", "cash"})
 		c.tl.push(at, kiln.Event{SourceID: SourcePOSFlagship, Type: kiln.Track, Name: kiln.OrderCompleted, Store: FlagshipStore,

@@ -310,7 +310,11 @@ func (m BGNBD) ExpectedPurchases(t float64) float64 {
 		return 0
 	}
 	z := t / (m.Alpha + t)
-	return clampNonNeg((m.A + m.B - 1) * growthFactor(m.A-1, m.A+m.B-1-m.R, m.A+m.B-1, z))
+	g, ok := growthFactor(m.A-1, m.A+m.B-1-m.R, m.A+m.B-1, z)
+	if !ok {
+		return expectedIfAlive(m.R, t/m.Alpha, m.A, m.B)
+	}
+	return clampNonNeg((m.A + m.B - 1) * g)
 }
 
 // logOddsDead is ln[P(dead)/P(alive)] given the history (FHL 2005, eq. 11).
@@ -339,15 +343,25 @@ func (m BGNBD) ChurnRisk(c Summary) float64 {
 // ConditionalExpectedPurchases is E[Y(t) | x, t_x, T], the expected number
 // of purchases in the next t time units after the end of the customer's
 // history (FHL 2005, eq. 10), computed in the Euler-transformed form given
-// in the package doc, which does not overflow for large x.
+// in the package doc, which does not overflow for large x; where that
+// series is slow or loses precision (a or |a+b-1-r| large with t ≫ α+T) it
+// integrates the equivalent E[(1-(1+pt/(α+T))^-(r+x))/p] over the Beta
+// posterior of p instead.
 func (m BGNBD) ConditionalExpectedPurchases(c Summary, t float64) float64 {
 	if t <= 0 {
 		return 0
 	}
 	x := float64(c.Frequency)
 	z := t / (m.Alpha + c.Age + t)
-	g := growthFactor(m.A-1, m.A+m.B-1-m.R, m.A+m.B+x-1, z)
-	return clampNonNeg(m.ProbAlive(c) * (m.A + m.B + x - 1) * g)
+	pa := m.ProbAlive(c)
+	if pa == 0 {
+		return 0
+	}
+	g, ok := growthFactor(m.A-1, m.A+m.B-1-m.R, m.A+m.B+x-1, z)
+	if !ok {
+		return pa * expectedIfAlive(m.R+x, t/(m.Alpha+c.Age), m.A, m.B+x)
+	}
+	return clampNonNeg(pa * (m.A + m.B + x - 1) * g)
 }
 
 // NextPurchaseWait is the median time from the end of the history (T) to

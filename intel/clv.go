@@ -75,9 +75,14 @@ type Score struct {
 	// NextPurchaseWait is the median wait to the next purchase if alive
 	// (BGNBD.NextPurchaseWait), in time units after the end of the history.
 	NextPurchaseWait float64
-	// ExpectedSpend (per purchase) and CLV are NaN without a spend model.
+	// HasSpend says whether ExpectedSpend and CLV are set: false without a
+	// spend model, or when the spend model cannot value this customer (q ≤ 1
+	// and no repeat purchase). They are then 0.
+	HasSpend bool
+	// ExpectedSpend is the expected value per future purchase.
 	ExpectedSpend float64
-	CLV           float64
+	// CLV is the discounted expected spend over the CLV horizon.
+	CLV float64
 }
 
 // ScoreOptions sets the prediction horizon and CLV method for ScoreAll.
@@ -87,8 +92,8 @@ type ScoreOptions struct {
 }
 
 // ScoreAll scores every customer, in parallel on all CPUs. gg may be nil
-// (no spend model); then ExpectedSpend and CLV are NaN. The result is in
-// the order of cs.
+// (no spend model; HasSpend is then false). The result is in the order of
+// cs and has no NaN or infinite values.
 func ScoreAll(bg BGNBD, gg *GammaGamma, cs []Summary, o ScoreOptions) ([]Score, error) {
 	if gg != nil {
 		if err := o.CLV.Validate(); err != nil {
@@ -116,12 +121,12 @@ func ScoreAll(bg BGNBD, gg *GammaGamma, cs []Summary, o ScoreOptions) ([]Score, 
 					ChurnRisk:         bg.ChurnRisk(c),
 					ExpectedPurchases: bg.ConditionalExpectedPurchases(c, o.Horizon),
 					NextPurchaseWait:  bg.NextPurchaseWait(c),
-					ExpectedSpend:     math.NaN(),
-					CLV:               math.NaN(),
 				}
 				if gg != nil {
-					s.ExpectedSpend = gg.ExpectedSpend(c)
-					s.CLV = s.ExpectedSpend * discountedPurchases(bg, c, o.CLV)
+					if spend := gg.ExpectedSpend(c); !math.IsNaN(spend) {
+						s.HasSpend, s.ExpectedSpend = true, spend
+						s.CLV = spend * discountedPurchases(bg, c, o.CLV)
+					}
 				}
 				out[i] = s
 			}

@@ -104,7 +104,7 @@ func TestSmallBaseStillFits(t *testing.T) {
 	}
 	for _, s := range scores {
 		if s.ProbAlive < 0 || s.ProbAlive > 1 || s.ChurnRisk < 0 || s.ChurnRisk > 1 ||
-			!(s.ExpectedPurchases >= 0) || !(s.CLV >= 0) || math.IsInf(s.CLV, 0) || !(s.NextPurchaseWait > 0) {
+			!(s.ExpectedPurchases >= 0) || !s.HasSpend || !(s.CLV >= 0) || math.IsInf(s.CLV, 0) || !(s.NextPurchaseWait > 0) {
 			t.Fatalf("out of range: %+v", s)
 		}
 	}

@@ -144,7 +144,9 @@ func TestBGNBDGradient(t *testing.T) {
 // finite, probabilities are in [0, 1], and expectations grow with the horizon.
 func TestPredictionsStayInRange(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	logU := func(lo, hi float64) float64 { return math.Exp(math.Log(lo) + rng.Float64()*(math.Log(hi)-math.Log(lo))) }
+	logU := func(lo, hi float64) float64 {
+		return math.Exp(math.Log(lo) + rng.Float64()*(math.Log(hi)-math.Log(lo)))
+	}
 	for range 3000 {
 		m := BGNBD{R: logU(1e-3, 1e3), Alpha: logU(1e-3, 1e4), A: logU(1e-3, 1e3), B: logU(1e-3, 1e4)}
 		if rng.IntN(10) == 0 {
@@ -183,7 +185,9 @@ func TestPredictionsStayInRange(t *testing.T) {
 // expectation; they must agree wherever the series accepts its result.
 func TestSeriesAgreesWithQuadrature(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	logU := func(lo, hi float64) float64 { return math.Exp(math.Log(lo) + rng.Float64()*(math.Log(hi)-math.Log(lo))) }
+	logU := func(lo, hi float64) float64 {
+		return math.Exp(math.Log(lo) + rng.Float64()*(math.Log(hi)-math.Log(lo)))
+	}
 	checked := 0
 	for range 2000 {
 		r, al, a, b := logU(0.01, 50), logU(0.1, 100), logU(0.05, 20), logU(0.05, 50)

@@ -65,7 +65,8 @@ func restaurantEvents(start, end int64) []restEvent {
 				t = t.AddDate(0, 0, 1)
 			}
 			for li := range locations {
-				add(wine[(int(m)+li)%len(wine)], li, t.AddDate(0, 0, li*7%14))
+				// Second, third and fourth Thursdays, one location each.
+				add(wine[(int(m)+li)%len(wine)], li, t.AddDate(0, 0, li*7))
 			}
 		}
 		add("Trndez Bonfire Night", -1, time.Date(y, time.February, 13, 18, 0, 0, 0, restaurantZone))

@@ -432,12 +432,14 @@ func (c *shopper) step() {
 	switch now {
 	case c.nextIntro:
 		c.nextIntro = never
-		if !c.intro {
-			method := ""
-			if !c.existing {
-				method = "newsletter"
-			}
-			c.identify(now, "", method)
+		switch {
+		case c.intro:
+		case c.existing:
+			c.identify(now, "", "")
+		default:
+			// The newsletter box on the website: the browser's anonymous
+			// history joins the new customer.
+			c.identify(now, c.devices[0], "newsletter")
 		}
 	case c.nextOrder:
 		c.nextOrder = never

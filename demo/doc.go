@@ -38,6 +38,58 @@
 // the restaurants' Pacific Standard Time (UTC-8 all year), so a seasonal
 // dish is judged by its UTC-8 date.
 //
+// # Event catalogue
+//
+// The shop ("webstore" unless noted; amounts in GBP, prices include VAT):
+//
+//   - page (Home, a category): path, url, title.
+//   - identify: userId (C1xxxxx), anonymousId on sign-in, traits email,
+//     first_name, last_name, created_at, email_consent, address, phone and
+//     birthday for some, customer_type, and company, vat_id, industry for
+//     business buyers (who also send a group call).
+//   - Signed Up: method (checkout, newsletter).
+//   - Product Viewed, Product Added: product_id, sku, name, category,
+//     pattern, price, currency, url / quantity and cart_id.
+//   - Checkout Started: checkout_id, value, currency, products[].
+//   - Order Completed: order_id, checkout_id, affiliation, subtotal (after
+//     discount, with VAT), revenue (without VAT and shipping), tax, shipping,
+//     discount, coupon, total, currency, payment_method, products[]
+//     (product_id, sku, name, category, pattern, price, quantity,
+//     position), billing_address, shipping_address; gift orders add gift,
+//     gift_message, gift_wrap and a different shipping_address; business
+//     orders add customer_type "business", company and vat_id; tea
+//     re-orders add replenishment. Till sales come from "pos-flagship"
+//     (Store "york") carrying the customer's email in context.traits.
+//   - Order Refunded: order_id, total, revenue, currency, reason,
+//     products[] (the refunded lines).
+//
+// Email ("email"; context.traits.email): Email Opened, Email Link Clicked
+// (link_url), Email Bounced, Unsubscribed (reason), each with
+// campaign_id, campaign_name, email_subject and brand (the business).
+//
+// The restaurants (amounts in USD; Store is the location's):
+//
+//   - identify from a POS when a guest joins the loyalty programme (email,
+//     phone, loyalty_number, loyalty_joined_at, first_name, last_name,
+//     birthday, home_location, email_consent), or from "restaurant-web"
+//     when they open an online account.
+//   - Visit Completed (POS): visit_id, location, party_size, covers,
+//     dishes[] (product_id, sku, name, category = course, price, quantity),
+//     revenue (food and drink), tax, tip, spend (revenue and tax), currency,
+//     daypart, reservation, table, occasion (birthday, or the event
+//     attended). Identified by loyalty_number and/or phone.
+//   - Order Completed ("restaurant-web"): takeaway or delivery with
+//     order_id, location, fulfillment, products[], revenue, tax, shipping,
+//     tip, total, currency.
+//   - Event RSVP: event_id, event_name, event_date, location, party_size,
+//     response (yes, maybe).
+//   - Feedback Given: rating (1 to 5), visit_id, location, channel,
+//     sometimes a comment.
+//   - Loyalty Milestone Reached: milestone (5, 10, 25, 50, 100 visits as a
+//     member), milestone_name, reward, loyalty_number, location.
+//
+// Numbers are float64, as they are after a JSON round trip.
+//
 // Identifiers sit where Kiln's ingest looks for them: UserID and
 // AnonymousID on web events, traits on identify calls, and
 // context.traits.email / phone / loyalty_number on events from the POS, the

@@ -46,8 +46,10 @@ type Config struct {
 	Seed       int64
 	Shop       bool // generate the chinaware shop
 	Restaurant bool // generate the restaurant group
-	// Customers is the number of shop customers (identified people);
-	// 0 means 5000. About a quarter as many anonymous-only visitors come on top.
+	// Customers is the number of shop customers, 0 meaning 5000: people
+	// who order at least once in the window (some signed up before it).
+	// About a quarter as many anonymous visitors who never sign up come on
+	// top.
 	Customers int
 	// Guests is the number of restaurant guests; 0 means 2000.
 	Guests int

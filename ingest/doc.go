@@ -28,6 +28,25 @@
 // identity resolver uses the same functions, so ingest and resolution agree
 // on what an identifier is.
 //
+// # Webhooks
+//
+// NewWebhookHandler (or NewShopifyHandler, NewWooCommerceHandler,
+// NewSendGridHandler, NewMailchimpHandler) serves one vendor, mounted at
+// /webhooks/{kind}/{source}; the source's Secret verifies signatures. Bad
+// signatures get 401, unparseable bodies 400 saying what and where, and a
+// parseable payload that cannot become an event (no customer identifier, a
+// topic Kiln does not map) is recorded as a reject and answered 200, so the
+// vendor does not retry it forever. Vendor payloads map onto Segment's
+// e-commerce spec names (kiln.OrderCompleted, ...).
+//
+// # Consent
+//
+// Consent reads the consent statements an event makes (an Unsubscribed
+// track event, identify traits email_consent / sms_consent); the webhooks
+// map unsubscribes, spam reports and marketing-consent fields onto them.
+//
+// Bulk file import lives in the subpackage ingest/bulk.
+//
 // The package imports no store or other adapter: it declares the two small
 // interfaces it needs, Sink and Auth.
 package ingest

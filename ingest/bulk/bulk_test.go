@@ -359,11 +359,11 @@ not json
 
 func TestMappingValidation(t *testing.T) {
 	cases := map[string]string{
-		`{"fields":{"userId":"a"}}`:                                      "track events need a name",
-		`{"event":"E","fields":{"properties.x":"a"}}`:                    "no identifier",
-		`{"event":"E","fields":{"userid":"a"}}`:                          `unknown target "userid"`,
-		`{"event":"E","fields":{"userId":"a","products[].sku":"b"}}`:     `needs "order" grouping`,
-		`{"event":"E","format":"xlsx","fields":{"userId":"a"}}`:          `format "xlsx"`,
+		`{"fields":{"userId":"a"}}`:                                       "track events need a name",
+		`{"event":"E","fields":{"properties.x":"a"}}`:                     "no identifier",
+		`{"event":"E","fields":{"userid":"a"}}`:                           `unknown target "userid"`,
+		`{"event":"E","fields":{"userId":"a","products[].sku":"b"}}`:      `needs "order" grouping`,
+		`{"event":"E","format":"xlsx","fields":{"userId":"a"}}`:           `format "xlsx"`,
 		`{"event":"E","fields":{"userId":"a"},"timeZone":"Mars/Olympus"}`: `timeZone "Mars/Olympus"`,
 		`{"event":"E","fields":{"userId":"a"},"colour":"red"}`:            `unknown field "colour"`,
 		`{"event":"E","fields":{"userId":"a"},"order":{}}`:                "idColumn is required",

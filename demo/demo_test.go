@@ -291,7 +291,9 @@ type stats struct {
 	visitsAt       map[string]int
 	outOfSeason    []string
 	seasonalServed map[string]int
-	guestVisits    map[string][]time.Time // by context identifier
+	guestVisits    map[string][]time.Time // by phone
+	guestRatings   map[string][]float64   // by phone, in time order
+	loyaltyPhone   map[string]string      // from identify calls
 	rsvps          map[string]int
 	ratings        map[int]int
 	milestones     map[string]bool
@@ -307,6 +309,7 @@ func newStats(t *testing.T) *stats {
 		monthRevenue: map[string]float64{}, orderIDs: map[string]time.Time{}, checkouts: map[string]time.Time{},
 		completed: map[string]time.Time{}, anonFirst: map[string]bool{}, userIDs: map[string]bool{},
 		visitsAt: map[string]int{}, seasonalServed: map[string]int{}, guestVisits: map[string][]time.Time{},
+		guestRatings: map[string][]float64{}, loyaltyPhone: map[string]string{},
 		rsvps: map[string]int{}, ratings: map[int]int{}, milestones: map[string]bool{},
 	}
 }
@@ -386,6 +389,9 @@ func (s *stats) add(e kiln.Event) error {
 	if strings.HasPrefix(e.Anchor, "anonymous_id:") {
 		s.anonFirst[e.AnonymousID] = true
 	}
+	if l, ok := e.Traits["loyalty_number"].(string); ok && e.Type == kiln.Identify {
+		s.loyaltyPhone[l], _ = e.Traits["phone"].(string)
+	}
 	if e.Type == kiln.Identify && e.UserID != "" {
 		s.userIDs[e.UserID] = true
 		if em, _ := e.Traits["email"].(string); em != "" {
@@ -438,13 +444,7 @@ func (s *stats) add(e kiln.Event) error {
 		if party < 1 || covers < 1 || covers > party || party > 12 {
 			s.partyBad++
 		}
-		ct := e.Context["traits"].(map[string]any)
-		key := fmt.Sprint(ct["phone"], ct["loyalty_number"], ct["email"])
-		if ph, ok := ct["phone"].(string); ok {
-			key = ph
-		} else if l, ok := ct["loyalty_number"].(string); ok {
-			key = l
-		}
+		key := s.guestKey(e)
 		s.guestVisits[key] = append(s.guestVisits[key], e.Timestamp)
 	case kiln.EventRSVPed:
 		date, err := time.Parse(time.RFC3339, p["event_date"].(string))
@@ -458,6 +458,8 @@ func (s *stats) add(e kiln.Event) error {
 			s.fail("rating %v", r)
 		}
 		s.ratings[int(r)]++
+		key := s.guestKey(e)
+		s.guestRatings[key] = append(s.guestRatings[key], r)
 	case kiln.LoyaltyMilestone:
 		k := fmt.Sprint(p["loyalty_number"], "/", p["milestone"])
 		if s.milestones[k] {
@@ -466,6 +468,22 @@ func (s *stats) add(e kiln.Event) error {
 		s.milestones[k] = true
 	}
 	return nil
+}
+
+// guestKey names a restaurant guest by phone: given directly, or through
+// the loyalty number their identify call linked to it.
+func (s *stats) guestKey(e kiln.Event) string {
+	ct, _ := e.Context["traits"].(map[string]any)
+	if ph, ok := ct["phone"].(string); ok {
+		return ph
+	}
+	if l, ok := ct["loyalty_number"].(string); ok {
+		if ph := s.loyaltyPhone[l]; ph != "" {
+			return ph
+		}
+		s.fail("loyalty number %s on %s before any identify linked it", l, e.MessageID)
+	}
+	return fmt.Sprint(ct["email"])
 }
 
 func (s *stats) shopOrder(e kiln.Event, ctxEmail string) {
@@ -787,6 +805,38 @@ func TestDefaultRun(t *testing.T) {
 		}
 		if regulars < 80 || lapsed < 10 || lapsed > regulars/2 {
 			t.Errorf("%d weekly regulars, %d of them lapsed", regulars, lapsed)
+		}
+	})
+
+	t.Run("ratings fall before guests lapse", func(t *testing.T) {
+		// Compare the last ratings of guests who stopped coming (no visit
+		// in the last 6 months after at least 5) with those still coming.
+		var gone, active []float64
+		for key, ts := range s.guestVisits {
+			rs := s.guestRatings[key]
+			if len(ts) < 5 || len(rs) < 3 {
+				continue
+			}
+			last := rs[len(rs)-3:]
+			m := (last[0] + last[1] + last[2]) / 3
+			switch idle := sum.End.Sub(ts[len(ts)-1]); {
+			case idle > 180*24*time.Hour:
+				gone = append(gone, m)
+			case idle < 45*24*time.Hour:
+				active = append(active, m)
+			}
+		}
+		mean := func(xs []float64) float64 {
+			t := 0.0
+			for _, x := range xs {
+				t += x
+			}
+			return t / float64(len(xs))
+		}
+		t.Logf("last ratings: %d lapsed guests %.2f, %d active guests %.2f", len(gone), mean(gone), len(active), mean(active))
+		if len(gone) < 20 || len(active) < 100 || mean(active)-mean(gone) < 0.4 {
+			t.Errorf("last ratings: %d lapsed guests average %.2f, %d active guests %.2f; want lapsed guests clearly lower",
+				len(gone), mean(gone), len(active), mean(active))
 		}
 	})
 }

@@ -10,7 +10,9 @@
 // importing the same file again stores nothing twice. Options.Checkpoint is
 // called after each durable write with the last line fully written; passing
 // that line back as Options.StartAfterLine skips ahead instead of re-reading
-// everything into the sink.
+// everything into the sink. Because ids depend on the file and not on the
+// mapping, re-importing a file with a corrected mapping needs a new
+// Options.FileID, or the store keeps the first version of each event.
 //
 // # Rejects
 //
@@ -49,6 +51,9 @@ import (
 
 // DefaultBatchSize is how many events go to the sink per write.
 const DefaultBatchSize = 1000
+
+// progressLines is how often progress is reported between writes.
+const progressLines = 50000
 
 // Options configures one import.
 type Options struct {
@@ -442,6 +447,10 @@ func (imp *importer) run(ctx context.Context) (Result, error) {
 			if err := imp.flush(ctx); err != nil {
 				return imp.result(), err
 			}
+		} else if imp.opts.Progress != nil && imp.lastLine%progressLines == 0 {
+			// Files that make few events (mostly rejects, or long orders)
+			// still move the progress bar.
+			imp.opts.Progress(imp.result().Progress)
 		}
 	}
 	imp.closeGroup()

@@ -182,7 +182,7 @@ func (d *bgData) logLik(m BGNBD, grad []float64, noDropout bool) float64 {
 }
 
 // LogLikelihood is the BG/NBD log-likelihood of the customers (FHL 2005,
-// eq. 6), summed.
+// section 3), summed.
 func (m BGNBD) LogLikelihood(cs []Summary) (float64, error) {
 	d, err := newBGData(cs)
 	if err != nil {
@@ -304,7 +304,7 @@ func FitBGNBD(cs []Summary, opts FitOptions) (*BGNBDFit, error) {
 }
 
 // ExpectedPurchases is E[X(t)], the expected number of repeat purchases in
-// the first t time units of a new customer (FHL 2005, eq. 7).
+// the first t time units of a new customer (FHL 2005, section 3).
 func (m BGNBD) ExpectedPurchases(t float64) float64 {
 	if t <= 0 {
 		return 0
@@ -317,7 +317,7 @@ func (m BGNBD) ExpectedPurchases(t float64) float64 {
 	return clampNonNeg((m.A + m.B - 1) * g)
 }
 
-// logOddsDead is ln[P(dead)/P(alive)] given the history (FHL 2005, eq. 11).
+// logOddsDead is ln[P(dead)/P(alive)] given the history.
 func (m BGNBD) logOddsDead(c Summary) float64 {
 	if c.Frequency == 0 {
 		return math.Inf(-1)
@@ -327,7 +327,7 @@ func (m BGNBD) logOddsDead(c Summary) float64 {
 		(m.R+x)*(math.Log(m.Alpha+c.Age)-math.Log(m.Alpha+c.Recency))
 }
 
-// ProbAlive is P(alive | x, t_x, T) (FHL 2005, eq. 11; Fader, Hardie and Lee
+// ProbAlive is P(alive | x, t_x, T) (Fader, Hardie and Lee
 // 2008 note "Computing P(alive) using the BG/NBD model"). It is 1 for
 // customers without a repeat purchase, since in BG/NBD dropout can only
 // follow a repeat purchase.
@@ -342,7 +342,7 @@ func (m BGNBD) ChurnRisk(c Summary) float64 {
 
 // ConditionalExpectedPurchases is E[Y(t) | x, t_x, T], the expected number
 // of purchases in the next t time units after the end of the customer's
-// history (FHL 2005, eq. 10), computed in the Euler-transformed form given
+// history (FHL 2005, section 3), computed in the Euler-transformed form given
 // in the package doc, which does not overflow for large x; where that
 // series is slow or loses precision (a or |a+b-1-r| large with t ≫ α+T) it
 // integrates the equivalent E[(1-(1+pt/(α+T))^-(r+x))/p] over the Beta

@@ -44,7 +44,7 @@ func TestBGNBDCDNOWPublished(t *testing.T) {
 }
 
 // The Euler-transformed conditional expectation must equal the textbook
-// form of FHL 2005 eq. 10 (direct 2F1, fine for small x).
+// form of FHL 2005 (direct 2F1, fine for small x).
 func TestConditionalExpectationMatchesTextbook(t *testing.T) {
 	for _, m := range []BGNBD{{0.2426, 4.4136, 0.7929, 2.4259}, {1.5, 20, 2.5, 8}, {0.5, 3, 1.0000001, 4}} {
 		for _, c := range []Summary{{Age: 38}, {Frequency: 1, Recency: 1.71, Age: 38.86}, {Frequency: 2, Recency: 30.43, Age: 38.86}, {Frequency: 5, Recency: 20, Age: 30}} {

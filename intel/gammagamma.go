@@ -226,7 +226,7 @@ func FitGammaGamma(cs []Summary, opts FitOptions) (*GammaGammaFit, error) {
 
 // ExpectedSpend is E[Z | x, z̄], the expected value of the customer's future
 // transactions given x repeat purchases with mean value z̄ (Fader, Hardie
-// and Lee 2005, eq. 5):
+// and Lee 2005, "RFM and CLV"):
 //
 //	p(γ + x z̄) / (px + q - 1)
 //

@@ -2,17 +2,6 @@ package intel
 
 import "math"
 
-// logSumExp returns log(exp(u) + exp(v)) without overflow.
-func logSumExp(u, v float64) float64 {
-	if u < v {
-		u, v = v, u
-	}
-	if math.IsInf(u, -1) {
-		return u
-	}
-	return u + math.Log1p(math.Exp(v-u))
-}
-
 // lgamma is math.Lgamma without the sign: every argument in this package is
 // positive, where Γ is positive.
 func lgamma(x float64) float64 {
@@ -20,7 +9,7 @@ func lgamma(x float64) float64 {
 	return v
 }
 
-// logistic returns 1/(1+exp(u)) without overflow, always in [0, 1].
+// logisticNeg returns 1/(1+exp(u)) without overflow, always in [0, 1].
 func logisticNeg(u float64) float64 {
 	if u > 0 {
 		e := math.Exp(-u)
@@ -83,7 +72,7 @@ func growthFactor(eps, B, C, z float64) (g float64, ok bool) {
 // expected number of purchases of a live customer in a period of length
 // t = k·(α+T), with purchase rate λ ~ Gamma(s, α+T) already integrated out
 // (E[e^{-λpt}] = (1+pk)^(-s)) and E[X(t) | λ, p] = (1 - e^{-λpt})/p
-// (FHL 2005, eq. 5). It is the slow, always-stable route to the same number
+// (FHL 2005, section 3). It is the slow, always-stable route to the same number
 // as the series: tanh-sinh quadrature over p, split at the mean m of p so
 // the nodes crowd at the peak (which may be very narrow) as well as at the
 // ends. Where the Beta density is singular (a < 1 at 0, b < 1 at 1) the

@@ -1,0 +1,41 @@
+package postgres_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/storetest"
+)
+
+// BenchmarkAppend measures durable ingest: each op is one Append (one
+// committed transaction) of a batch the size the journal group-commits.
+// Run: KILN_TEST_POSTGRES=postgres://... go test -run '^$' -bench Append -benchtime 40x ./store/postgres/
+func BenchmarkAppend(b *testing.B) {
+	dsn := testDSN(b)
+	for _, size := range []int{500, 2500} {
+		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
+			db := open(b, dsn)
+			defer db.Close()
+			ctx := context.Background()
+			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				evs := storetest.Events("b"+strconv.Itoa(i), size, t0)
+				i++
+				b.StartTimer()
+				n, err := db.Append(ctx, store.Batch{Events: evs})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n != size {
+					b.Fatalf("appended %d of %d", n, size)
+				}
+			}
+			b.ReportMetric(float64(i*size)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

@@ -62,7 +62,7 @@ func (r *Resolver) link(n, p ref, first uint32) {
 	pr.head = n
 	pr.first = min(pr.first, first)
 	pr.dead = false
-	if tag, _, _ := r.ids.key(n); pr.n[tag] < ^uint16(0) {
+	if tag := r.ids.Tag(n); pr.n[tag] < ^uint16(0) {
 		pr.n[tag]++
 	}
 	r.putProf(p, pr)
@@ -97,7 +97,7 @@ func (r *Resolver) recount(p ref) {
 	pr.first = none
 	for n := pr.head; n != none; {
 		rec := r.ident(n)
-		if tag, _, _ := r.ids.key(n); pr.n[tag] < ^uint16(0) {
+		if tag := r.ids.Tag(n); pr.n[tag] < ^uint16(0) {
 			pr.n[tag]++
 		}
 		pr.first = min(pr.first, rec.first)

@@ -32,6 +32,10 @@ func genStream(rng *rand.Rand, n int, aliases bool) stream {
 			loyalty: fmt.Sprintf("L%d", i),
 			anon:    fmt.Sprintf("anon-%d-%d", i, rng.IntN(3)),
 		}
+		if i%2 == 0 { // UUIDs and hex ids are stored packed
+			ps[i].anon = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, rng.IntN(3))
+			ps[i].uid = fmt.Sprintf("%024x", i)
+		}
 	}
 	s := stream{suppressed: map[kiln.Identifier]bool{}, aliases: aliases}
 	for i := 0; i < people/10; i++ {

@@ -61,6 +61,10 @@ func (t *table) hashBytes(tag byte, b []byte) uint64 {
 
 // Find returns the entry with this key, or none.
 func (t *table) Find(tag byte, s string) ref {
+	var buf [maxPacked]byte
+	if pt, pb, ok := pack(&buf, tag, s); ok {
+		return t.find(pt, pb)
+	}
 	h := t.hash(tag, s)
 	frag := h >> 32
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
@@ -71,6 +75,24 @@ func (t *table) Find(tag byte, s string) ref {
 		if sl>>32 == frag {
 			o := uint32(sl) - 1
 			if kt, ks, _ := t.key(o); kt == tag && string(ks) == s {
+				return o
+			}
+		}
+	}
+}
+
+// find looks up a key in its stored (packed) form.
+func (t *table) find(tag byte, b []byte) ref {
+	h := t.hashBytes(tag, b)
+	frag := h >> 32
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		sl := t.slots[i]
+		if sl == 0 {
+			return none
+		}
+		if sl>>32 == frag {
+			o := uint32(sl) - 1
+			if kt, ks, _ := t.key(o); kt == tag && string(ks) == string(b) {
 				return o
 			}
 		}
@@ -89,10 +111,15 @@ func (t *table) key(o ref) (tag byte, key []byte, size int) {
 	return tag, key, (t.hdr + 1 + w + int(l) + 3) &^ 3
 }
 
+// Tag returns entry o's tag.
+func (t *table) Tag(o ref) byte {
+	return t.chunks[o>>chunkBits][int(o&(chunkSize-1))+t.hdr] &^ (tagUUID | tagHex)
+}
+
 // Key returns entry o's tag and key as a string.
 func (t *table) Key(o ref) (byte, string) {
 	tag, b, _ := t.key(o)
-	return tag, string(b)
+	return unpack(tag, b)
 }
 
 // rec returns entry o's record, to read or write in place.
@@ -106,6 +133,18 @@ func (t *table) Add(tag byte, s string) ref {
 	if len(s) > maxKeyLen {
 		panic("identity: key too long") // callers bound values to maxValueLen
 	}
+	if tag&(tagUUID|tagHex) != 0 {
+		panic("identity: table tags are 0 to 63")
+	}
+	var buf [maxPacked]byte
+	if pt, pb, ok := pack(&buf, tag, s); ok {
+		return add(t, pt, pb, t.hashBytes(pt, pb))
+	}
+	return add(t, tag, s, t.hash(tag, s))
+}
+
+// add stores a key in its stored form, with its hash.
+func add[K string | []byte](t *table, tag byte, s K, h uint64) ref {
 	// Keep the load under 13/16: the hash fragments make probing past a
 	// wrong slot cheap, and 3M keys then fit 4M slots rather than 8M.
 	if uint64(t.n+1)*16 > uint64(len(t.slots))*13 {
@@ -134,7 +173,7 @@ func (t *table) Add(tag byte, s string) ref {
 	}
 	t.chunks[c] = b
 	t.n++
-	t.place(t.hash(tag, s), o)
+	t.place(h, o)
 	return o
 }
 

@@ -72,7 +72,22 @@ func TestTable(t *testing.T) {
 		if i == 30_000 {
 			half = tb.Mark()
 		}
-		s := fmt.Sprintf("v%d", rng.IntN(40_000))
+		v := rng.IntN(40_000)
+		s := fmt.Sprintf("v%d", v)
+		switch i % 7 {
+		case 1: // packs as a UUID, or not (upper case, a 'g')
+			s = fmt.Sprintf("%08x-%04x-4%03x-b%03x-%012x", v, v%65536, v%4096, v%4096, v*7919)
+			if v%5 == 0 {
+				s = strings.ToUpper(s)
+			} else if v%5 == 1 {
+				s = s[:35] + "g"
+			}
+		case 2: // packs as a hex tail of various lengths, or not
+			s = fmt.Sprintf("p_%x", uint64(v)*0x9e3779b97f4a7c15)
+			s = s[:len(s)-v%4]
+		case 3:
+			s = fmt.Sprintf("%x", uint64(v)*0x9e3779b97f4a7c15)
+		}
 		if i%100 == 0 {
 			s = strings.Repeat("x", 100+rng.IntN(300)) + s // length needs two varint bytes
 		}
@@ -103,5 +118,37 @@ func TestTable(t *testing.T) {
 	tb.Truncate(mark{})
 	if tb.Len() != 0 || tb.Find(order[0].tag, order[0].s) != none {
 		t.Fatal("Truncate to the start left keys")
+	}
+}
+
+func TestPack(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		s    string
+		size int // packed size, 0 if it does not pack
+	}{
+		{"5f1c2b3a-9c4e-4f1a-b2d3-0123456789ab", 16},
+		{"5F1C2B3A-9C4E-4F1A-B2D3-0123456789AB", 0},
+		{"5f1c2b3a-9c4e-4f1a-b2d3-0123456789a", 0},
+		{"5f1c2b3a-9c4e-4f1a-b2d3_0123456789ab", 0},
+		{"p_68e997b2dce3e81eda9a", 1 + 2 + 10},
+		{"p_68e997b2dce3e81eda9", 1 + 3 + 9}, // odd tail: one hex digit stays in the prefix
+		{"507f1f77bcf86cd799439011", 1 + 12},
+		{"0123456789abcde", 0}, // under minHexTail
+		{"ann@example.com", 0},
+		{"", 0},
+		{strings.Repeat("a", 200), 0}, // too long to pack
+	} {
+		var buf [maxPacked]byte
+		tag, b, ok := pack(&buf, 3, tc.s)
+		if ok != (tc.size > 0) || ok && len(b) != tc.size {
+			t.Errorf("pack(%q) = %v, %d bytes; want %d bytes", tc.s, ok, len(b), tc.size)
+		}
+		if !ok {
+			continue
+		}
+		if gt, gs := unpack(tag, b); gt != 3 || gs != tc.s {
+			t.Errorf("unpack(pack(%q)) = %d, %q", tc.s, gt, gs)
+		}
 	}
 }

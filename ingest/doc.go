@@ -23,10 +23,10 @@
 //
 // # Identifiers
 //
-// Identifiers and Anchor extract and normalise the identifiers an event
-// carries (user id, email, phone, loyalty number, anonymous id); the
-// identity resolver uses the same functions, so ingest and resolution agree
-// on what an identifier is.
+// Every event's Anchor is its strongest identifier as package identity
+// extracts and normalises it (Identifiers and Anchor here are thin wrappers
+// of identity.Extract): ingest and the resolver must agree on what an
+// identifier is, so handlers take the resolver's identity.Extractor.
 //
 // # Webhooks
 //

@@ -4,62 +4,23 @@ import (
 	"testing"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/identity"
 )
 
-func TestNormalizeEmail(t *testing.T) {
-	for in, want := range map[string]string{
-		" Ann@Example.COM ": "ann@example.com",
-		"a.b+tag@gmail.com": "a.b+tag@gmail.com",
-		"root@localhost":    "root@localhost",
-		"no-at-sign":        "",
-		"@example.com":      "",
-		"ann@":              "",
-		"ann@example":       "",
-		"an n@example.com":  "",
-		"":                  "",
-	} {
-		got, ok := NormalizeEmail(in)
-		if got != want || ok != (want != "") {
-			t.Errorf("NormalizeEmail(%q) = %q, %v; want %q", in, got, ok, want)
-		}
-	}
-}
-
-func TestNormalizePhone(t *testing.T) {
-	for in, want := range map[string]string{
-		"+44 20 7946 0958":     "+442079460958",
-		"0044 (20) 7946-0958":  "+442079460958",
-		"+1 (613) 555-0123":    "+16135550123",
-		"+1 613.555.0123 x42":  "+16135550123",
-		"+49 30 1234567 ext 9": "+49301234567",
-		"07946 095800":         "+07946095800",
-		"555-555-SHIP":         "",
-		"12345":                "",
-		"+1234567890123456":    "",
-		"":                     "",
-	} {
-		got, ok := NormalizePhone(in)
-		if got != want || ok != (want != "") {
-			t.Errorf("NormalizePhone(%q) = %q, %v; want %q", in, got, ok, want)
-		}
-	}
-}
-
-func TestIdentifiersOrderAndSources(t *testing.T) {
+func TestIdentifiersAreTheResolvers(t *testing.T) {
 	e := &kiln.Event{
 		Type:        kiln.Track,
 		UserID:      " 42 ",
 		AnonymousID: "anon",
-		Traits:      map[string]any{"email": "traits@x.test"}, // ignored: not an identify
-		Context:     map[string]any{"traits": map[string]any{"email": "Ctx@X.test", "loyaltyNumber": "lc 9"}},
-		Properties:  map[string]any{"email": "ctx@x.test", "phone": "+33 1 23 45 67 89", "loyalty_number": 12345},
+		Traits:      map[string]any{"email": "traits@x.test"}, // a track's traits are not read
+		Context:     map[string]any{"traits": map[string]any{"email": "Ctx@X.test", "phone": "+44 20 7946 0958"}},
+		Properties:  map[string]any{"email": "ctx@x.test", "loyalty_number": "lc-9"},
 	}
 	want := []kiln.Identifier{
 		{Kind: kiln.UserID, Value: "42"},
 		{Kind: kiln.Email, Value: "ctx@x.test"},
-		{Kind: kiln.Phone, Value: "+33123456789"},
+		{Kind: kiln.Phone, Value: "+442079460958"},
 		{Kind: kiln.Loyalty, Value: "LC9"},
-		{Kind: kiln.Loyalty, Value: "12345"},
 		{Kind: kiln.AnonymousID, Value: "anon"},
 	}
 	got := Identifiers(e)
@@ -79,5 +40,26 @@ func TestIdentifiersOrderAndSources(t *testing.T) {
 	}
 	if a := Anchor(&kiln.Event{Type: kiln.Track}); a != "" {
 		t.Errorf("empty event anchor %q", a)
+	}
+}
+
+// Handlers set anchors with the resolver's rules: with a country code, a
+// national phone number becomes an identifier; without, it is not one.
+func TestHandlerUsesConfiguredIdentityRules(t *testing.T) {
+	t.Parallel()
+	x, err := identity.NewExtractor(identity.Rules{CountryCode: "+44"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := `{"anonymousId":"a1","event":"Visit Completed","messageId":"m","context":{"traits":{"phone":"020 7946 0958"}}}`
+	uk := setupSegment(t, func(c *SegmentConfig) { c.Identity = x })
+	uk.post(t, "/v1/track", uk.key, msg)
+	plain := setupSegment(t, nil)
+	plain.post(t, "/v1/track", plain.key, msg)
+	if got := uk.sink.unique(); len(got) != 1 || got[0].Anchor != "phone:+442079460958" {
+		t.Errorf("with +44: %+v", got)
+	}
+	if got := plain.sink.unique(); len(got) != 1 || got[0].Anchor != "anonymous_id:a1" {
+		t.Errorf("default rules: %+v", got)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/identity"
 )
 
 // Segment's documented limits.
@@ -38,6 +39,10 @@ type SegmentConfig struct {
 	Auth   Auth
 	Logger *slog.Logger
 	Now    func() time.Time
+
+	// Identity decides which values are identifiers when setting each
+	// event's Anchor; it must be the resolver's (nil: the default rules).
+	Identity *identity.Extractor
 
 	// KeyCacheTTL keeps key and source look-ups this long (0: look up on
 	// every request). A revoked key stops working after at most this long.
@@ -202,6 +207,7 @@ func (h *SegmentHandler) serve(w http.ResponseWriter, r *http.Request, typ kiln.
 	}
 
 	p := parser{
+		identity:   h.cfg.Identity,
 		sourceID:   src.ID,
 		store:      src.Store,
 		receivedAt: now,
@@ -303,6 +309,7 @@ func lineCol(b []byte, off int64) (int, int) {
 
 // parser turns raw messages into events for one request.
 type parser struct {
+	identity    *identity.Extractor
 	sourceID    string
 	store       string
 	receivedAt  time.Time
@@ -387,7 +394,7 @@ func (p *parser) parse(rm *rawMessage, typ kiln.EventType) (e kiln.Event, field,
 	if e.Store == "" {
 		e.Store = p.store
 	}
-	e.Anchor = Anchor(&e)
+	e.Anchor = AnchorWith(p.identity, &e)
 	if e.MessageID == "" {
 		e.MessageID = deriveMessageID(raw, typ)
 	}

@@ -348,15 +348,15 @@ func TestStoreAndAnchor(t *testing.T) {
 	t.Parallel()
 	b := setupSegment(t, nil)
 	b.post(t, "/v1/batch", b.key, `{"batch":[
-		{"type":"track","anonymousId":"a1","event":"Visit Completed","messageId":"ctx","context":{"store":"st-9","traits":{"email":"X@Y.Z"}}},
-		{"type":"track","anonymousId":"a1","event":"Visit Completed","messageId":"props","properties":{"store":"st-8","phone":"0044 (20) 7946-0958"}},
-		{"type":"track","anonymousId":"a1","event":"Visit Completed","messageId":"loc","context":{"location":{"city":"Leeds","id":"leeds-1"}},"properties":{"loyaltyNumber":"L-77"}},
+		{"type":"track","anonymousId":"a1","event":"Visit Completed","messageId":"ctx","context":{"store":"st-9","traits":{"email":"X@Shop.Example"}}},
+		{"type":"track","anonymousId":"a1","event":"Visit Completed","messageId":"props","properties":{"store":"st-8"},"context":{"traits":{"phone":"0044 (20) 7946-0958"}}},
+		{"type":"track","anonymousId":"a1","event":"Visit Completed","messageId":"loc","context":{"location":{"city":"Leeds","id":"leeds-1"}},"properties":{"loyalty_number":"L-77"}},
 		{"type":"identify","anonymousId":"a1","messageId":"none","traits":{"email":"not-an-email"}}]}`)
 	got := byMessageID(t, b.sink.unique())
 	for id, w := range map[string][2]string{
-		"ctx":   {"st-9", "email:x@y.z"},
+		"ctx":   {"st-9", "email:x@shop.example"},
 		"props": {"st-8", "phone:+442079460958"},
-		"loc":   {"leeds-1", "loyalty:L-77"},
+		"loc":   {"leeds-1", "loyalty:L77"},
 		"none":  {"", "anonymous_id:a1"},
 	} {
 		if got[id].Store != w[0] || got[id].Anchor != w[1] {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/identity"
 )
 
 // DefaultMaxWebhookBytes caps a webhook body. Shopify orders with hundreds
@@ -25,6 +26,9 @@ type WebhookConfig struct {
 	Auth   Auth
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Identity decides which values are identifiers when setting each
+	// event's Anchor; it must be the resolver's (nil: the default rules).
+	Identity *identity.Extractor
 	// MaxBodyBytes caps a request body (default DefaultMaxWebhookBytes).
 	MaxBodyBytes int
 	// MaxSignatureAge bounds how old a signed SendGrid timestamp may be, to
@@ -194,7 +198,7 @@ func (h *webhook) serve(w http.ResponseWriter, r *http.Request) error {
 		if e.Store == "" {
 			e.Store = src.Store
 		}
-		e.Anchor = Anchor(&e)
+		e.Anchor = AnchorWith(h.cfg.Identity, &e)
 		if e.Anchor == "" {
 			rejects = append(rejects, newReject(src.ID, now, res.origin, m.index, "email", "no customer identifier: the payload has no email, phone or customer id", m.raw))
 			continue

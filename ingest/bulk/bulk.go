@@ -46,6 +46,7 @@ import (
 	_ "time/tzdata" // presets name zones (Europe/London); machines may lack a zone database
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/identity"
 	"github.com/kiln-cdp/kiln/ingest"
 )
 
@@ -77,6 +78,9 @@ type Options struct {
 	Checkpoint func(line int) error
 	// OnReject is called for each rejected row or order as it is found.
 	OnReject func(kiln.Reject)
+	// Identity decides which values are identifiers when setting each
+	// event's Anchor; it must be the resolver's (nil: the default rules).
+	Identity *identity.Extractor
 	// Now gives the receive time (default time.Now).
 	Now func() time.Time
 }
@@ -735,7 +739,7 @@ func parseTimestamp(v any, layout string, loc *time.Location) (time.Time, error)
 func (imp *importer) single(rec record) {
 	e, field, reason := imp.build(&rec)
 	if reason == "" {
-		if e.Anchor = ingest.Anchor(&e); e.Anchor == "" {
+		if e.Anchor = ingest.AnchorWith(imp.opts.Identity, &e); e.Anchor == "" {
 			field, reason = "userId", "no customer identifier (the identifier columns are empty or invalid)"
 		}
 	}
@@ -782,7 +786,7 @@ func (imp *importer) closeGroup() {
 	defer func() { imp.doneLine = last }()
 	e, field, reason := imp.build(&rows[0])
 	if reason == "" {
-		if e.Anchor = ingest.Anchor(&e); e.Anchor == "" {
+		if e.Anchor = ingest.AnchorWith(imp.opts.Identity, &e); e.Anchor == "" {
 			field, reason = "userId", "no customer identifier (the identifier columns are empty or invalid)"
 		}
 	}

@@ -70,7 +70,7 @@ func Open(path string) (*DB, error) {
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("sqlite: open %s: the path must not contain '?'", path)
 	}
-	w, err := sql.Open("sqlite", "file:"+path+"?"+writeParams)
+	w, err := sql.Open("sqlite", path+"?"+writeParams)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -99,7 +99,7 @@ func Open(path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", "file:"+path+"?"+readParams)
+	r, err := sql.Open("sqlite", path+"?"+readParams)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"sort"
@@ -31,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AppendAndRead", testAppendAndRead},
 		{"AppendDedup", testAppendDedup},
 		{"AppendEmpty", testAppendEmpty},
+		{"AppendUnencodable", testAppendUnencodable},
 		{"ReadEventsPaging", testReadEventsPaging},
 		{"EventsByAnchor", testEventsByAnchor},
 		{"SeqNeverReused", testSeqNeverReused},
@@ -279,6 +281,28 @@ func testAppendEmpty(t *testing.T, s store.Store) {
 	}
 	if got, err := s.EventsByAnchor(ctx, nil, 0); err != nil || len(got) != 0 {
 		t.Fatalf("EventsByAnchor(nil) = %v, %v", got, err)
+	}
+}
+
+func testAppendUnencodable(t *testing.T, s store.Store) {
+	bad := event("src", "bad", "user_id:1", at(1))
+	bad.Properties = map[string]any{"revenue": math.NaN()}
+	b := store.Batch{
+		Events:  []kiln.Event{event("src", "good", "user_id:1", at(0)), bad},
+		Rejects: []kiln.Reject{{SourceID: "src", ReceivedAt: at(0), Reason: "x"}},
+	}
+	n, err := s.Append(ctx, b)
+	if err == nil {
+		t.Fatal("append of a NaN property succeeded")
+	}
+	if n != 0 || b.Events[0].Seq != 0 {
+		t.Errorf("failed append returned %d and seq %d, want nothing", n, b.Events[0].Seq)
+	}
+	if c, _ := s.CountEvents(ctx); c != 0 {
+		t.Errorf("failed append stored %d events", c)
+	}
+	if r, _ := s.ListRejects(ctx, store.RejectFilter{}); len(r) != 0 {
+		t.Errorf("failed append stored %d rejects", len(r))
 	}
 }
 

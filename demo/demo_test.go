@@ -716,6 +716,9 @@ func TestDefaultRun(t *testing.T) {
 				abandoned++
 			}
 		}
+		t.Logf("%d orders: %.1f%% gifts, %.1f%% business, %.1f%% at the till, %d refunds; %d of %d checkouts abandoned",
+			s.orders, 100*float64(s.gifts)/float64(s.orders), 100*float64(s.trade)/float64(s.orders),
+			100*float64(s.tillOrders)/float64(s.orders), s.refunds, abandoned, len(s.checkouts))
 		if a := float64(abandoned) / float64(len(s.checkouts)); a < 0.15 || a > 0.6 {
 			t.Errorf("%d of %d checkouts abandoned", abandoned, len(s.checkouts))
 		}
@@ -725,6 +728,8 @@ func TestDefaultRun(t *testing.T) {
 	})
 
 	t.Run("identity and email", func(t *testing.T) {
+		t.Logf("%d anonymous ids linked by sign-in, %d never; %d opens, %d clicks, %d unsubscribes",
+			s.anonLinked, len(s.anonFirst), s.opens, s.clicks, s.unsubscribed)
 		if s.anonLinked < 3000 {
 			t.Errorf("only %d anonymous browsers later identified", s.anonLinked)
 		}

@@ -9,7 +9,7 @@ import (
 )
 
 // Txn is one purchase: who, when, how much. Amount is in the shop's
-// currency; refunds should be netted out before summarising.
+// currency. A negative Amount is a refund: see Summarize.
 type Txn struct {
 	Customer string
 	Time     time.Time
@@ -68,6 +68,13 @@ func (s Summary) Validate() error {
 // Rules (those of the published CDNOW analyses):
 //   - transactions are grouped into UTC calendar days; several purchases on
 //     the same day count as one purchase day whose amount is their sum;
+//   - refunds (Amount < 0) never make a purchase day: on a day with a
+//     purchase (Amount >= 0, zero included) they reduce that day's amount,
+//     on other days they are ignored, because a late refund cannot be
+//     matched to its purchase here (net refunds onto their orders before
+//     summarising when the source can). A day whose refunds exceed its
+//     purchases has a negative amount; Gamma-Gamma skips customers whose
+//     mean spend is not positive;
 //   - the calibration period holds the days up to and including
 //     calibrationEnd's UTC day; customers whose first purchase is later are
 //     left out (they are not yet part of the cohort);
@@ -129,37 +136,50 @@ func summarize(txns []Txn, calEnd, holdEnd time.Time, unit time.Duration, holdou
 		for j < len(rows) && rows[j].cust == rows[i].cust {
 			j++
 		}
-		first := rows[i].day
-		if first <= calUnix {
-			s := Summary{Customer: rows[i].cust, Age: float64(calUnix-first) / u}
-			last, sumRepeat := first, 0.0
-			for k := i; k < j; {
-				day, amt := rows[k].day, 0.0
-				for ; k < j && rows[k].day == day; k++ {
-					amt += rows[k].amt
-				}
-				switch {
-				case day <= calUnix:
-					s.Total += amt
-					if day != first {
-						s.Frequency++
-						sumRepeat += amt
-						last = day
-					}
-				case holdout && day <= holdUnix:
-					s.HoldoutFrequency++
-				}
+		// Collapse the customer's rows into days; a day is a purchase day
+		// when it has a transaction with Amount >= 0.
+		type day struct {
+			at       int64
+			amt      float64
+			purchase bool
+		}
+		var days []day
+		for k := i; k < j; {
+			d := day{at: rows[k].day}
+			for ; k < j && rows[k].day == d.at; k++ {
+				d.amt += rows[k].amt
+				d.purchase = d.purchase || rows[k].amt >= 0
 			}
-			s.Recency = float64(last-first) / u
-			if s.Frequency > 0 {
-				s.Monetary = sumRepeat / float64(s.Frequency)
+			if d.purchase {
+				days = append(days, d)
 			}
-			if holdout {
-				s.HoldoutDuration = float64(holdUnix-calUnix) / u
-			}
-			out = append(out, s)
 		}
 		i = j
+		if len(days) == 0 || days[0].at > calUnix {
+			continue // only refunds, or not in the cohort yet
+		}
+		first := days[0].at
+		s := Summary{Customer: rows[j-1].cust, Age: float64(calUnix-first) / u, Total: days[0].amt}
+		last, sumRepeat := first, 0.0
+		for _, d := range days[1:] {
+			switch {
+			case d.at <= calUnix:
+				s.Total += d.amt
+				s.Frequency++
+				sumRepeat += d.amt
+				last = d.at
+			case holdout && d.at <= holdUnix:
+				s.HoldoutFrequency++
+			}
+		}
+		s.Recency = float64(last-first) / u
+		if s.Frequency > 0 {
+			s.Monetary = sumRepeat / float64(s.Frequency)
+		}
+		if holdout {
+			s.HoldoutDuration = float64(holdUnix-calUnix) / u
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }

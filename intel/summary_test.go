@@ -113,3 +113,24 @@ func TestSummarizeRules(t *testing.T) {
 		t.Error("holdout end before calibration end accepted")
 	}
 }
+
+func TestSummarizeRefunds(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2024, 3, d, 9, 0, 0, 0, time.UTC) }
+	txns := []Txn{
+		{"r", day(1), -5},  // refund before any purchase: ignored, not the first purchase
+		{"r", day(2), 50},  // first purchase
+		{"r", day(4), 40},  // repeat
+		{"r", day(4), -10}, // same-day refund: nets to 30
+		{"r", day(6), -40}, // refund on a day without purchase: not a purchase day
+		{"r", day(8), 0},   // a zero-value purchase still counts
+		{"z", day(3), -9},  // only refunds: not a customer
+	}
+	cs, err := Summarize(txns, day(9), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Summary{Customer: "r", Frequency: 2, Recency: 6, Age: 7, Monetary: 15, Total: 80}
+	if len(cs) != 1 || cs[0] != want {
+		t.Fatalf("got %+v, want [%+v]", cs, want)
+	}
+}

@@ -1,8 +1,11 @@
 package intel
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Benchmarks. The 1M-customer ones are meant to be run once:
@@ -96,5 +99,28 @@ func BenchmarkKMeans1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Logf("k=%d silhouettes %v", res.K, res.Silhouettes)
+	}
+}
+
+func BenchmarkSummarize1M(b *testing.B) {
+	// 1M customers, 4 transactions each on average, over two years.
+	rng := rand.New(rand.NewPCG(13, 0))
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	var txns []Txn
+	for c := range 1_000_000 {
+		id := fmt.Sprintf("cust-%07d", c)
+		for range 1 + rng.IntN(7) {
+			txns = append(txns, Txn{Customer: id, Time: start.Add(time.Duration(rng.IntN(730*24)) * time.Hour), Amount: 5 + 100*rng.Float64()})
+		}
+	}
+	calEnd, holdEnd := start.AddDate(1, 6, 0), start.AddDate(2, 0, 0)
+	b.ResetTimer()
+	for b.Loop() {
+		cs, err := SummarizeHoldout(txns, calEnd, holdEnd, week)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(txns)), "txns")
+		b.ReportMetric(float64(len(cs)), "customers")
 	}
 }

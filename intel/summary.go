@@ -130,6 +130,12 @@ func summarize(txns []Txn, calEnd, holdEnd time.Time, unit time.Duration, holdou
 	})
 	u := unit.Seconds()
 	calUnix, holdUnix := calDay.Unix(), holdDay.Unix()
+	type day struct {
+		at       int64
+		amt      float64
+		purchase bool
+	}
+	var days []day // reused across customers
 	var out []Summary
 	for i := 0; i < len(rows); {
 		j := i
@@ -138,12 +144,7 @@ func summarize(txns []Txn, calEnd, holdEnd time.Time, unit time.Duration, holdou
 		}
 		// Collapse the customer's rows into days; a day is a purchase day
 		// when it has a transaction with Amount >= 0.
-		type day struct {
-			at       int64
-			amt      float64
-			purchase bool
-		}
-		var days []day
+		days = days[:0]
 		for k := i; k < j; {
 			d := day{at: rows[k].day}
 			for ; k < j && rows[k].day == d.at; k++ {

@@ -30,7 +30,7 @@ func (r *Resolver) Load(id kiln.Identity) error {
 		r.recount(old)
 	}
 	r.link(n, p, secs(id.FirstSeen))
-	r.cIDs, r.cProfs = r.ids.Mark(), r.profs.Mark()
+	r.committed()
 	return nil
 }
 
@@ -61,7 +61,11 @@ func (r *Resolver) link(n, p ref, first uint32) {
 	r.putIdent(n, identRec{prof: p, next: pr.head, first: first})
 	pr.head = n
 	pr.first = min(pr.first, first)
-	pr.dead = false
+	if pr.dead {
+		pr.dead = false
+		r.live++
+	}
+	r.linked++
 	if tag := r.ids.Tag(n); pr.n[tag] < ^uint16(0) {
 		pr.n[tag]++
 	}
@@ -88,6 +92,7 @@ func (r *Resolver) unlink(n ref) {
 	}
 	rec.prof, rec.next = none, none
 	r.putIdent(n, rec)
+	r.linked--
 }
 
 // recount recomputes a profile's counts and age from its identifiers.
@@ -103,7 +108,14 @@ func (r *Resolver) recount(p ref) {
 		pr.first = min(pr.first, rec.first)
 		n = rec.next
 	}
-	pr.dead = pr.head == none
+	if dead := pr.head == none; dead != pr.dead {
+		pr.dead = dead
+		if dead {
+			r.live--
+		} else {
+			r.live++
+		}
+	}
 	r.putProf(p, pr)
 }
 
@@ -142,7 +154,7 @@ func (r *Resolver) Unmerge(m kiln.Merge) error {
 		r.recount(p)
 	}
 	r.recount(from)
-	r.cIDs, r.cProfs = r.ids.Mark(), r.profs.Mark()
+	r.committed()
 	return nil
 }
 
@@ -168,6 +180,7 @@ func (r *Resolver) Forget(ids []kiln.Identity) error {
 	for p := range touched {
 		r.recount(p)
 	}
+	r.committed()
 	return nil
 }
 
@@ -205,19 +218,7 @@ type Stats struct {
 	Bytes       int // memory held by the index
 }
 
-// Stats counts the index; it walks every entry, so call it for reports,
-// not per event.
+// Stats describes the index; it is cheap enough to call after every batch.
 func (r *Resolver) Stats() Stats {
-	s := Stats{Bytes: r.ids.Bytes() + r.profs.Bytes()}
-	r.ids.each(func(o ref) {
-		if r.profOf(o) != none {
-			s.Identifiers++
-		}
-	})
-	r.profs.each(func(p ref) {
-		if !r.prof(p).dead {
-			s.Profiles++
-		}
-	})
-	return s
+	return Stats{Identifiers: r.linked, Profiles: r.live, Bytes: r.ids.Bytes() + r.profs.Bytes()}
 }

@@ -250,6 +250,21 @@ func checkIndex(r *Resolver, m *model) error {
 		}
 	}
 	st := r.Stats()
+	// The counters Stats keeps agree with a walk of the index.
+	linked, live := 0, 0
+	r.ids.each(func(o ref) {
+		if r.profOf(o) != none {
+			linked++
+		}
+	})
+	r.profs.each(func(p ref) {
+		if !r.prof(p).dead {
+			live++
+		}
+	})
+	if linked != st.Identifiers || live != st.Profiles {
+		return fmt.Errorf("Stats says %d identifiers on %d profiles, the index holds %d on %d", st.Identifiers, st.Profiles, linked, live)
+	}
 	if st.Identifiers != len(m.identities) || st.Profiles != len(m.profiles) {
 		return fmt.Errorf("index has %d identifiers on %d profiles, store %d on %d", st.Identifiers, st.Profiles, len(m.identities), len(m.profiles))
 	}

@@ -225,7 +225,7 @@ func (r *Resolver) Pending() store.Resolution {
 // Commit makes the pending changes the resolver's committed state. Call it
 // after the Resolution from Pending was persisted.
 func (r *Resolver) Commit() {
-	r.cIDs, r.cProfs = r.ids.Mark(), r.profs.Mark()
+	r.committed()
 	r.journal = r.journal[:0]
 	r.p.init()
 }
@@ -245,7 +245,14 @@ func (r *Resolver) Abort() {
 	r.journal = r.journal[:0]
 	r.ids.Truncate(r.cIDs)
 	r.profs.Truncate(r.cProfs)
+	r.linked, r.live = r.cLinked, r.cLive
 	r.p.init()
+}
+
+// committed makes the current index state the commit point.
+func (r *Resolver) committed() {
+	r.cIDs, r.cProfs = r.ids.Mark(), r.profs.Mark()
+	r.cLinked, r.cLive = r.linked, r.live
 }
 
 // HasPending reports whether anything was resolved since the last Commit.

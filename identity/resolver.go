@@ -190,8 +190,12 @@ type Resolver struct {
 	// Commit point: entries before these marks existed at the last
 	// Commit; changes to them are journaled for Abort.
 	cIDs, cProfs mark
-	journal      []undo
-	p            pending
+
+	// Linked identifiers and live profiles, now and at the last Commit.
+	linked, live   int
+	cLinked, cLive int
+	journal        []undo
+	p              pending
 
 	buf   []kiln.Identifier
 	cands []cand
@@ -489,7 +493,7 @@ func (r *Resolver) setProf(p ref, rec profRec) {
 	r.putProf(p, rec)
 }
 
-func (r *Resolver) newProfile(e *kiln.Event) uint32 {
+func (r *Resolver) newProfile(e *kiln.Event) ref {
 	id := r.newID()
 	if r.profs.Find(0, id) != none {
 		panic("identity: NewID returned a profile id already in use: " + id)
@@ -497,6 +501,7 @@ func (r *Resolver) newProfile(e *kiln.Event) uint32 {
 	p := r.profs.Add(0, id)
 	r.putProf(p, profRec{head: none, first: none})
 	r.p.created[p] = true
+	r.live++
 	return p
 }
 
@@ -509,6 +514,7 @@ func (r *Resolver) attach(p ref, c cand, e *kiln.Event) ref {
 	}
 	pr := r.prof(p)
 	r.setIdent(n, identRec{prof: p, next: pr.head, first: first})
+	r.linked++
 	pr.head = n
 	pr.first = min(pr.first, first)
 	if k := kindRank(c.id.Kind); pr.n[k] < ^uint16(0) {
@@ -549,6 +555,7 @@ func (r *Resolver) merge(a, b uint32, e *kiln.Event, rule string) kiln.Merge {
 	}
 	r.setProf(into, pi)
 	r.setProf(from, profRec{head: none, first: none, dead: true})
+	r.live--
 	r.p.merge(into, from, m)
 	return m
 }

@@ -294,6 +294,7 @@ type stats struct {
 	guestVisits    map[string][]time.Time // by phone
 	guestRatings   map[string][]float64   // by phone, in time order
 	loyaltyPhone   map[string]string      // from identify calls
+	owner          map[string]string      // identifier -> the person who identified with it
 	rsvps          map[string]int
 	ratings        map[int]int
 	milestones     map[string]bool
@@ -309,7 +310,7 @@ func newStats(t *testing.T) *stats {
 		monthRevenue: map[string]float64{}, orderIDs: map[string]time.Time{}, checkouts: map[string]time.Time{},
 		completed: map[string]time.Time{}, anonFirst: map[string]bool{}, userIDs: map[string]bool{},
 		visitsAt: map[string]int{}, seasonalServed: map[string]int{}, guestVisits: map[string][]time.Time{},
-		guestRatings: map[string][]float64{}, loyaltyPhone: map[string]string{},
+		guestRatings: map[string][]float64{}, loyaltyPhone: map[string]string{}, owner: map[string]string{},
 		rsvps: map[string]int{}, ratings: map[int]int{}, milestones: map[string]bool{},
 	}
 }
@@ -388,6 +389,22 @@ func (s *stats) add(e kiln.Event) error {
 	// Identity: anonymous browsing later tied to a customer.
 	if strings.HasPrefix(e.Anchor, "anonymous_id:") {
 		s.anonFirst[e.AnonymousID] = true
+	}
+	// No identifier is shared by two people: an identify call's email and
+	// phone always come with the same person's strongest identifier.
+	if e.Type == kiln.Identify {
+		person := e.UserID
+		if person == "" {
+			person = fmt.Sprint(e.Traits["first_name"], e.Traits["last_name"], e.Traits["phone"], e.Traits["email"])
+		}
+		for _, k := range []string{"email", "phone", "loyalty_number"} {
+			if v, ok := e.Traits[k].(string); ok {
+				if p, seen := s.owner[v]; seen && p != person {
+					s.fail("%s %s belongs to %s and %s", k, v, p, person)
+				}
+				s.owner[v] = person
+			}
+		}
 	}
 	if l, ok := e.Traits["loyalty_number"].(string); ok && e.Type == kiln.Identify {
 		s.loyaltyPhone[l], _ = e.Traits["phone"].(string)

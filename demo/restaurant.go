@@ -16,9 +16,11 @@ const (
 	salesTax = 0.095
 )
 
-// usAreaCodes are Los Angeles County area codes; guests' numbers are in
-// their unassigned 555 exchange, ten thousand each.
-var usAreaCodes = []string{"818", "626", "213", "323", "747", "310", "424", "562"}
+// areaCodes are area codes around each location (by index). A guest's
+// number is in the unassigned 555 exchange of a code near their home
+// location; each code belongs to one location, so numbers are unique:
+// guest n gets code n/10000 of their list and line n%10000.
+var areaCodes = [][]string{{"818", "747", "661"}, {"626", "909", "562"}, {"213", "323", "310", "424"}}
 
 // restEvent is a restaurant event guests can RSVP to.
 type restEvent struct {
@@ -183,8 +185,8 @@ func newGuest(w *world, n int) *guest {
 	default:
 		g.rhythm, g.meanGap = occasional, r.uniform(60, 180)
 	}
-	if n/10000 < len(usAreaCodes) {
-		g.phone = fmt.Sprintf("+1%s555%04d", usAreaCodes[n/10000], n%10000)
+	if codes := areaCodes[g.home]; n/10000 < len(codes) {
+		g.phone = fmt.Sprintf("+1%s555%04d", codes[n/10000], n%10000)
 	}
 	if g.phone == "" || r.chance(0.75) {
 		g.email = localPart(g.first, g.last, n, r.IntN(4)) + "@" + pick(r, []string{"example.net", "mail.example.net"})

@@ -41,9 +41,10 @@
 //
 // # Consent
 //
-// Consent reads the consent statements an event makes (an Unsubscribed
-// track event, identify traits email_consent / sms_consent); the webhooks
-// map unsubscribes, spam reports and marketing-consent fields onto them.
+// The webhooks map unsubscribes, spam reports and marketing-consent fields
+// onto the conventions the identity resolver reads: a track Unsubscribed
+// with properties.channel withdraws consent; traits email_consent and
+// sms_consent (identify traits or context.traits) state it.
 //
 // Bulk file import lives in the subpackage ingest/bulk.
 //

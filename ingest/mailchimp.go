@@ -86,7 +86,7 @@ func handleMailchimp(wr *webhookRequest) (webhookResult, error) {
 	switch typ {
 	case "subscribe":
 		e.Type = kiln.Identify
-		traits[TraitEmailConsent] = true
+		traits[traitEmailConsent] = true
 		setIfNotEmpty(traits, "email", email)
 		e.Traits = traits
 	case "profile":

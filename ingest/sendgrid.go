@@ -19,8 +19,9 @@ import (
 // NewSendGridHandler receives the SendGrid Event Webhook: a JSON array of
 // events. open becomes Email Opened, click Email Link Clicked, bounce and
 // dropped Email Bounced, and unsubscribe, group_unsubscribe and spamreport
-// Unsubscribed with properties.channel "email" (so consent is withdrawn;
-// see Consent); group_resubscribe becomes Subscribed. Delivery-pipeline
+// Unsubscribed with properties.channel "email" (which withdraws email
+// consent); group_resubscribe becomes Subscribed with
+// context.traits.email_consent true (which grants it again). Delivery-pipeline
 // events (processed, delivered, deferred) say nothing about the customer's
 // behaviour and are skipped.
 //
@@ -135,6 +136,7 @@ func handleSendGrid(wr *webhookRequest) (webhookResult, error) {
 		}
 		props := map[string]any{}
 		var name string
+		consent := false
 		switch ev.Event {
 		case "open":
 			name = kiln.EmailOpened
@@ -158,9 +160,10 @@ func handleSendGrid(wr *webhookRequest) (webhookResult, error) {
 			props["reason"] = ev.Event
 			setIfNotEmpty(props, "group_id", string(ev.ASMGroupID))
 		case "group_resubscribe":
-			name = Subscribed
+			name = subscribed
 			props["channel"] = string(kiln.ChannelEmail)
 			setIfNotEmpty(props, "group_id", string(ev.ASMGroupID))
+			consent = true
 		case "processed", "delivered", "deferred":
 			continue
 		case "":
@@ -180,6 +183,9 @@ func handleSendGrid(wr *webhookRequest) (webhookResult, error) {
 			props["category"] = ev.Category
 		}
 		e := kiln.Event{Type: kiln.Track, Name: name, Properties: props, Context: map[string]any{}}
+		if consent {
+			e.Context["traits"] = map[string]any{traitEmailConsent: true}
+		}
 		setIfNotEmpty(e.Context, "userAgent", ev.UserAgent)
 		setIfNotEmpty(e.Context, "ip", ev.IP)
 		if ev.Timestamp > 0 {

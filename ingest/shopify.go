@@ -314,21 +314,21 @@ func shopifyCustomerEvent(c *shopifyCustomer, topic string) kiln.Event {
 	setIfNotEmpty(traits, "last_name", c.LastName)
 	setIfNotEmpty(traits, "tags", c.Tags)
 	traits["shopify_customer_id"] = string(c.ID)
-	if c.AcceptsMarketing != nil {
-		traits["accepts_marketing"] = *c.AcceptsMarketing
-	}
 	// email_marketing_consent replaced accepts_marketing in newer API
-	// versions; when both are present the newer field wins.
+	// versions; when both are present the newer field wins. Only the
+	// resulting email_consent / sms_consent traits are set (the resolver's
+	// consent traits): passing accepts_marketing on as well would state
+	// email consent twice, possibly both ways.
 	if c.EmailMarketingConsent != nil && c.EmailMarketingConsent.State != "" {
 		if v, ok := consentState(c.EmailMarketingConsent.State); ok {
-			traits[TraitEmailConsent] = v
+			traits[traitEmailConsent] = v
 		}
 	} else if c.AcceptsMarketing != nil {
-		traits[TraitEmailConsent] = *c.AcceptsMarketing
+		traits[traitEmailConsent] = *c.AcceptsMarketing
 	}
 	if c.SMSMarketingConsent != nil {
 		if v, ok := consentState(c.SMSMarketingConsent.State); ok {
-			traits[TraitSMSConsent] = v
+			traits[traitSMSConsent] = v
 		}
 	}
 	if a := c.DefaultAddress; a != nil {

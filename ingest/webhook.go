@@ -65,6 +65,17 @@ func NewWebhookHandler(kind string, cfg WebhookConfig) (http.Handler, error) {
 	return nil, kiln.Errorf(kiln.ENotFound, "no webhook kind %q: known kinds are %s", kind, strings.Join(WebhookKinds, ", "))
 }
 
+// Consent conventions, as the identity resolver reads them: identify (or
+// context) traits email_consent / sms_consent state consent per channel,
+// and a track Unsubscribed withdraws it for properties.channel.
+const (
+	traitEmailConsent = "email_consent"
+	traitSMSConsent   = "sms_consent"
+	// subscribed names a re-subscription; the consent itself travels in
+	// context.traits.email_consent.
+	subscribed = "Subscribed"
+)
+
 // mapped is one event a vendor payload turned into, with the raw part of
 // the payload it came from (kept if it becomes a reject).
 type mapped struct {

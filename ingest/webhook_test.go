@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/identity"
+	"github.com/kiln-cdp/kiln/store"
 )
 
 type webhookBundle struct {
@@ -157,14 +159,8 @@ func TestShopifyCustomerConsentAndCheckout(t *testing.T) {
 	}
 	// email_marketing_consent (unsubscribed) overrides the legacy
 	// accepts_marketing (true); SMS consent is its own channel.
-	consent := Consent(&c)
-	want := []kiln.Consent{
-		{Channel: kiln.ChannelEmail, Granted: false, Source: "shopify", At: time.Date(2022, 1, 3, 14, 30, 0, 0, time.UTC)},
-		{Channel: kiln.ChannelSMS, Granted: true, Source: "shopify", At: time.Date(2022, 1, 3, 14, 30, 0, 0, time.UTC)},
-	}
-	if len(consent) != 2 || consent[0] != want[0] || consent[1] != want[1] {
-		t.Errorf("consent %+v, want %+v", consent, want)
-	}
+	at := time.Date(2022, 1, 3, 14, 30, 0, 0, time.UTC)
+	wantConsent(t, "customers/update", resolvedConsent(c), map[kiln.Channel]bool{kiln.ChannelEmail: false, kiln.ChannelSMS: true}, at)
 	ch := events[1]
 	if ch.Name != kiln.CheckoutStarted || ch.Properties["checkout_id"] != "123123123" || ch.MessageID != "shopify-checkout-123123123-created" {
 		t.Errorf("checkout %+v", ch)
@@ -323,14 +319,14 @@ func TestSendGridEvents(t *testing.T) {
 		t.Errorf("click/bounce properties %v %v", events[1].Properties, events[2].Properties)
 	}
 	for _, e := range events[4:7] {
-		c := Consent(&e)
-		if len(c) != 1 || c[0].Channel != kiln.ChannelEmail || c[0].Granted || c[0].Source != "sendgrid" {
-			t.Errorf("%v: consent %+v", e.Properties["reason"], c)
-		}
+		wantConsent(t, e.Properties["reason"].(string), resolvedConsent(e), map[kiln.Channel]bool{kiln.ChannelEmail: false}, time.Unix(1513299569, 0))
 	}
-	if c := Consent(&events[7]); len(c) != 1 || !c[0].Granted {
-		t.Errorf("resubscribe consent %+v", c)
+	wantConsent(t, "group_resubscribe", resolvedConsent(events[7]), map[kiln.Channel]bool{kiln.ChannelEmail: true}, time.Unix(1513299569, 0))
+	// In log order, the resubscription after the unsubscribes wins.
+	for i := range events {
+		events[i].Seq = int64(i + 1)
 	}
+	wantConsent(t, "whole batch", resolvedConsent(events...), map[kiln.Channel]bool{kiln.ChannelEmail: true}, time.Unix(1513299569, 0))
 	if len(rejects) != 2 || rejects[0].Index != 10 || !strings.Contains(rejects[0].Reason, "no customer identifier") ||
 		rejects[1].Index != 11 || !strings.Contains(rejects[1].Reason, `"mystery" is not mapped`) {
 		t.Errorf("rejects %+v", rejects)
@@ -389,16 +385,12 @@ func TestMailchimp(t *testing.T) {
 	if sub.Type != kiln.Identify || sub.Anchor != "email:api@mailchimp.com" || sub.Traits["first_name"] != "Mailchimp" || !sub.Timestamp.Equal(time.Date(2009, 3, 26, 21, 35, 57, 0, time.UTC)) {
 		t.Errorf("subscribe %+v", sub)
 	}
-	if c := Consent(&sub); len(c) != 1 || !c[0].Granted || c[0].Source != "mailchimp" {
-		t.Errorf("subscribe consent %+v", c)
-	}
+	wantConsent(t, "subscribe", resolvedConsent(sub), map[kiln.Channel]bool{kiln.ChannelEmail: true}, sub.Timestamp)
 	if unsub.Name != kiln.Unsubscribed || unsub.Anchor != "email:api+unsub@mailchimp.com" || unsub.Properties["campaign_id"] != "cb398d21d2" {
 		t.Errorf("unsubscribe %+v", unsub)
 	}
-	if c := Consent(&unsub); len(c) != 1 || c[0].Granted || c[0].Channel != kiln.ChannelEmail {
-		t.Errorf("unsubscribe consent %+v", c)
-	}
-	if prof.Type != kiln.Identify || prof.Traits["last_name"] != "API" || Consent(&prof) != nil {
+	wantConsent(t, "unsubscribe", resolvedConsent(unsub), map[kiln.Channel]bool{kiln.ChannelEmail: false}, unsub.Timestamp)
+	if prof.Type != kiln.Identify || prof.Traits["last_name"] != "API" || len(resolvedConsent(prof)) != 0 {
 		t.Errorf("profile %+v", prof)
 	}
 	ids := Identifiers(&up)
@@ -419,5 +411,26 @@ func TestMailchimp(t *testing.T) {
 	}
 	if r := b.send(t, "POST", path, []byte("type=subscribe&fired_at=yesterday&data[email]=a@b.test")); r.status != 400 {
 		t.Errorf("bad fired_at: %d", r.status)
+	}
+}
+
+// resolvedConsent is the consent the identity resolver records for a
+// profile holding these events: the proof that a webhook's events carry
+// what the processor needs.
+func resolvedConsent(events ...kiln.Event) []store.ConsentChange {
+	_, cs := identity.Fold("p1", events)
+	return cs
+}
+
+func wantConsent(t *testing.T, what string, got []store.ConsentChange, want map[kiln.Channel]bool, at time.Time) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: consent %+v, want %v", what, got, want)
+		return
+	}
+	for _, c := range got {
+		if g, ok := want[c.Channel]; !ok || g != c.Granted || !c.At.Equal(at) {
+			t.Errorf("%s: consent %+v, want %v at %v", what, c, want, at)
+		}
 	}
 }

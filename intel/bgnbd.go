@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"gonum.org/v1/gonum/mathext"
 )
@@ -377,6 +378,17 @@ func (m BGNBD) ConditionalExpectedPurchases(c Summary, t float64) float64 {
 func (m BGNBD) NextPurchaseWait(c Summary) float64 {
 	k := m.R + float64(c.Frequency)
 	return (m.Alpha + c.Age) * math.Expm1(math.Ln2/k)
+}
+
+// NextPurchaseDate turns NextPurchaseWait into a date: asOf is the
+// calibrationEnd the summary was made with (its UTC day is the end of the
+// history) and unit the summary's time unit.
+func (m BGNBD) NextPurchaseDate(c Summary, asOf time.Time, unit time.Duration) time.Time {
+	w := m.NextPurchaseWait(c) * float64(unit)
+	if w > float64(math.MaxInt64/2) {
+		w = float64(math.MaxInt64 / 2) // centuries away: clamp instead of overflowing
+	}
+	return utcDay(asOf).Add(time.Duration(w))
 }
 
 // ProbPurchaseWithin is the probability that the customer makes at least

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/mathext"
 )
@@ -222,5 +223,26 @@ func TestQuadratureReferenceValues(t *testing.T) {
 		{2, 3, 0.01, 0.02, 4.25604416161},
 	} {
 		within(t, "quadrature", expectedIfAlive(c.s, c.k, c.a, c.b), c.want, 1e-8)
+	}
+}
+
+func TestNextPurchase(t *testing.T) {
+	m := BGNBD{0.2426, 4.4136, 0.7929, 2.4259}
+	c := Summary{Frequency: 5, Recency: 30, Age: 32}
+	w := m.NextPurchaseWait(c)
+	// The median: P(next purchase within w | alive) = 1/2.
+	within(t, "P(buy within median | alive)", m.ProbPurchaseWithin(c, w)/m.ProbAlive(c), 0.5, 1e-12)
+	// Frequent buyers come back sooner than occasional ones with the same history length.
+	if !(w < m.NextPurchaseWait(Summary{Frequency: 1, Recency: 30, Age: 32})) {
+		t.Error("a frequent buyer should be expected back sooner")
+	}
+	asOf := time.Date(1997, 9, 30, 15, 0, 0, 0, time.UTC)
+	got := m.NextPurchaseDate(c, asOf, week)
+	want := time.Date(1997, 9, 30, 0, 0, 0, 0, time.UTC).Add(time.Duration(w * float64(week)))
+	if !got.Equal(want) {
+		t.Errorf("next purchase date %v, want %v", got, want)
+	}
+	if d := m.NextPurchaseDate(Summary{Age: 1e9}, asOf, week); d.Before(asOf) {
+		t.Errorf("far-off date overflowed: %v", d)
 	}
 }

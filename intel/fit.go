@@ -44,8 +44,12 @@ type ThinDataError struct {
 }
 
 func (e *ThinDataError) Error() string {
-	return fmt.Sprintf("%s: only %d repeat customers among %d customers, need at least %d: too few to fit the model",
-		e.Model, e.Repeaters, e.Customers, e.Min)
+	what := "repeat customers"
+	if e.Model == "Gamma-Gamma" {
+		what = "repeat customers with a positive mean spend"
+	}
+	return fmt.Sprintf("%s: only %d %s among %d customers, need at least %d: too few to fit the model",
+		e.Model, e.Repeaters, what, e.Customers, e.Min)
 }
 
 // Is makes errors.Is(err, ErrTooFewRepeaters) true.
@@ -335,6 +339,10 @@ func (p *problem) run(starts [][]float64, maxIter int) (fitResult, error) {
 	grad := make([]float64, len(theta))
 	f0 := p.clamped(theta, grad)
 	for _, g := range grad {
+		if math.IsNaN(g) || math.IsInf(g, 0) {
+			d.GradientNorm = math.MaxFloat64 // not computable: fails the check, and stays JSON-safe
+			break
+		}
 		d.GradientNorm = math.Max(d.GradientNorm, math.Abs(g))
 	}
 	d.ProbeOK = true

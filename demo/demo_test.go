@@ -447,7 +447,7 @@ func (s *stats) add(e kiln.Event) error {
 		if p["brand"] == RestaurantName {
 			s.restOpens++
 		}
-		if p["campaign_name"] == "" || p["campaign_name"] == nil || ctxEmail == "" {
+		if p["campaign_name"] == "" || p["campaign_name"] == nil || p["email"] == nil || e.Context != nil {
 			s.fail("email open %s without campaign or email", e.MessageID)
 		}
 	case kiln.EmailLinkClicked:

@@ -63,9 +63,10 @@
 //   - Order Refunded: order_id, total, revenue, currency, reason,
 //     products[] (the refunded lines).
 //
-// Email ("email"; context.traits.email): Email Opened, Email Link Clicked
-// (link_url), Email Bounced, Unsubscribed (reason), each with
-// campaign_id, campaign_name, email_subject and brand (the business).
+// Email ("email", shaped as Kiln's SendGrid webhook maps events): Email
+// Opened, Email Link Clicked (url), Email Bounced (reason, status),
+// Unsubscribed (channel, reason), each with email, campaign_id,
+// campaign_name, email_subject and brand (the business).
 //
 // The restaurants (amounts in USD; Store is the location's):
 //
@@ -79,7 +80,8 @@
 //     daypart, reservation, table, occasion (birthday, or the event
 //     attended). Identified by loyalty_number and/or phone.
 //   - Order Completed ("restaurant-web"): takeaway or delivery with
-//     order_id, location, fulfillment, products[], revenue, tax, shipping,
+//     order_id, location, fulfillment, party_size (people it feeds),
+//     products[], revenue, tax, shipping,
 //     tip, total, currency.
 //   - Event RSVP: event_id, event_name, event_date, location, party_size,
 //     response (yes, maybe).
@@ -92,8 +94,9 @@
 //
 // Identifiers sit where Kiln's ingest looks for them: UserID and
 // AnonymousID on web events, traits on identify calls, and
-// context.traits.email / phone / loyalty_number on events from the POS, the
-// email provider and the restaurant systems. Every event's Anchor is its
+// context.traits.email / phone / loyalty_number on events from the tills
+// and the restaurant systems, properties.email on the email provider's.
+// Every event's Anchor is its
 // strongest identifier. Emails use the reserved example.com, example.org
 // and example.net domains; phone numbers are in ranges reserved for drama
 // (UK) or the unassigned 555 exchange (US), so no real person is named.

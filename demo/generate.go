@@ -290,8 +290,9 @@ func (s *Summary) count(ev *kiln.Event) {
 
 // anchor returns the String() of ev's strongest identifier, looking where
 // Kiln's ingest looks (see package identity): user id, then email, phone and
-// loyalty number in identify traits or context.traits, then anonymous id.
-// The generator writes identifiers already normalised.
+// loyalty number in identify traits, context.traits or (email and loyalty
+// number) properties, then anonymous id. The generator writes identifiers
+// already normalised.
 func anchor(ev *kiln.Event) string {
 	if ev.UserID != "" {
 		return kiln.Identifier{Kind: kiln.UserID, Value: ev.UserID}.String()
@@ -302,10 +303,15 @@ func anchor(ev *kiln.Event) string {
 	}
 	ctx, _ := ev.Context["traits"].(map[string]any)
 	for _, k := range []struct {
-		key  string
-		kind kiln.IdentifierKind
-	}{{"email", kiln.Email}, {"phone", kiln.Phone}, {"loyalty_number", kiln.Loyalty}} {
-		for _, m := range []map[string]any{traits, ctx} {
+		key   string
+		kind  kiln.IdentifierKind
+		props bool
+	}{{"email", kiln.Email, true}, {"phone", kiln.Phone, false}, {"loyalty_number", kiln.Loyalty, true}} {
+		var props map[string]any
+		if k.props {
+			props = ev.Properties
+		}
+		for _, m := range []map[string]any{traits, ctx, props} {
 			if v, _ := m[k.key].(string); v != "" {
 				return kiln.Identifier{Kind: k.kind, Value: v}.String()
 			}

@@ -606,7 +606,7 @@ func (g *guest) takeaway(at int64) {
 		Name: kiln.OrderCompleted, Store: loc.Store, Context: ctxTraits("email", g.email, "phone", g.phone),
 		Properties: map[string]any{
 			"order_id": fmt.Sprintf("LV%05d-%03d", g.n, g.takes), "affiliation": RestaurantName + " " + loc.Name,
-			"location": loc.Name, "fulfillment": fulfillment, "products": dishes, "revenue": subtotal, "tax": tax,
+			"location": loc.Name, "fulfillment": fulfillment, "party_size": float64(covers), "products": dishes, "revenue": subtotal, "tax": tax,
 			"shipping": fee, "tip": tip, "total": round2(subtotal + tax + fee + tip), "currency": RestaurantCurrency,
 		}})
 }
@@ -659,13 +659,8 @@ func (g *guest) newsletter(at int64, cp *campaign) {
 		return
 	}
 	openAt := at + int64(math.Min(g.r.logNormal(math.Log(240), 1.2), 5*24*60)*float64(minute))
-	props := map[string]any{"campaign_id": cp.id, "campaign_name": cp.name, "email_subject": cp.subject, "brand": RestaurantName}
-	g.tl.push(openAt, kiln.Event{SourceID: SourceEmail, Type: kiln.Track, Name: kiln.EmailOpened, Properties: props, Context: ctxTraits("email", g.email)})
+	g.tl.push(openAt, emailEvent(g.email, RestaurantName, kiln.EmailOpened, cp, nil))
 	if g.r.chance(0.2) {
-		cprops := map[string]any{"link_url": restDomain + cp.path}
-		for k, v := range props {
-			cprops[k] = v
-		}
-		g.tl.push(openAt+int64(g.r.uniform(5, 90)*1000), kiln.Event{SourceID: SourceEmail, Type: kiln.Track, Name: kiln.EmailLinkClicked, Properties: cprops, Context: ctxTraits("email", g.email)})
+		g.tl.push(openAt+int64(g.r.uniform(5, 90)*1000), emailEvent(g.email, RestaurantName, kiln.EmailLinkClicked, cp, map[string]any{"url": restDomain + cp.path}))
 	}
 }

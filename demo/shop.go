@@ -939,7 +939,8 @@ func (c *shopper) newsletter(at int64, cp *campaign) {
 	}
 	if c.bounced {
 		if c.intro {
-			c.emailEvent(at+int64(c.r.uniform(1, 30)*1000), kiln.EmailBounced, cp, map[string]any{"reason": "mailbox does not exist"})
+			c.emailEvent(at+int64(c.r.uniform(1, 30)*1000), kiln.EmailBounced, cp, map[string]any{
+				"sendgrid_event": "bounce", "status": "5.1.1", "reason": "550 5.1.1 The email account that you tried to reach does not exist"})
 			c.consent = false
 		}
 		return
@@ -966,7 +967,11 @@ func (c *shopper) email1(at int64, cp *campaign) (int64, bool) {
 	openAt := at + int64(math.Min(c.r.logNormal(math.Log(180), 1.3), 7*24*60)*float64(minute))
 	c.emailEvent(openAt, kiln.EmailOpened, cp, nil)
 	if c.r.chance(0.006) {
-		c.emailEvent(openAt+int64(c.r.uniform(20, 120)*1000), kiln.Unsubscribed, cp, map[string]any{"reason": pick(c.r, []string{"too_many_emails", "no_longer_interested", "not_specified"})})
+		reason := "unsubscribe"
+		if c.r.chance(0.15) {
+			reason = "spamreport"
+		}
+		c.emailEvent(openAt+int64(c.r.uniform(20, 120)*1000), kiln.Unsubscribed, cp, map[string]any{"channel": "email", "reason": reason})
 		c.unsub = true
 		return 0, false
 	}
@@ -974,16 +979,22 @@ func (c *shopper) email1(at int64, cp *campaign) (int64, bool) {
 		return 0, false
 	}
 	clickAt := openAt + int64(c.r.uniform(5, 120)*1000)
-	c.emailEvent(clickAt, kiln.EmailLinkClicked, cp, map[string]any{"link_url": shopDomain + cp.path})
+	c.emailEvent(clickAt, kiln.EmailLinkClicked, cp, map[string]any{"url": shopDomain + cp.path})
 	return clickAt, true
 }
 
 func (c *shopper) emailEvent(at int64, name string, cp *campaign, extra map[string]any) {
-	props := map[string]any{"campaign_id": cp.id, "campaign_name": cp.name, "email_subject": cp.subject, "brand": ShopName}
+	c.tl.push(at, emailEvent(c.email, ShopName, name, cp, extra))
+}
+
+// emailEvent is an email provider's event as Kiln's SendGrid webhook maps
+// it: the address in properties.email, the campaign, and for clicks the url.
+func emailEvent(email, brand, name string, cp *campaign, extra map[string]any) kiln.Event {
+	props := map[string]any{"email": email, "campaign_id": cp.id, "campaign_name": cp.name, "email_subject": cp.subject, "brand": brand}
 	for k, v := range extra {
 		props[k] = v
 	}
-	c.tl.push(at, kiln.Event{SourceID: SourceEmail, Type: kiln.Track, Name: name, Properties: props, Context: ctxTraits("email", c.email)})
+	return kiln.Event{SourceID: SourceEmail, Type: kiln.Track, Name: name, Properties: props}
 }
 
 // visitor is someone who browses the shop and never signs up: their events

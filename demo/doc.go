@@ -81,8 +81,7 @@
 //     attended). Identified by loyalty_number and/or phone.
 //   - Order Completed ("restaurant-web"): takeaway or delivery with
 //     order_id, location, fulfillment, party_size (people it feeds),
-//     products[], revenue, tax, shipping,
-//     tip, total, currency.
+//     products[], revenue, tax, shipping, tip, total, currency.
 //   - Event RSVP: event_id, event_name, event_date, location, party_size,
 //     response (yes, maybe).
 //   - Feedback Given: rating (1 to 5), visit_id, location, channel,

@@ -349,20 +349,27 @@ func (m BGNBD) ChurnRisk(c Summary) float64 {
 // integrates the equivalent E[(1-(1+pt/(α+T))^-(r+x))/p] over the Beta
 // posterior of p instead.
 func (m BGNBD) ConditionalExpectedPurchases(c Summary, t float64) float64 {
+	pa := m.ProbAlive(c)
+	if pa == 0 {
+		return 0
+	}
+	return pa * m.expectedIfAlive(c, t)
+}
+
+// expectedIfAlive is E[Y(t) | history, alive]: ConditionalExpectedPurchases
+// without the P(alive) factor, so that callers needing several horizons
+// compute P(alive) once.
+func (m BGNBD) expectedIfAlive(c Summary, t float64) float64 {
 	if t <= 0 {
 		return 0
 	}
 	x := float64(c.Frequency)
 	z := t / (m.Alpha + c.Age + t)
-	pa := m.ProbAlive(c)
-	if pa == 0 {
-		return 0
-	}
 	g, ok := growthFactor(m.A-1, m.A+m.B-1-m.R, m.A+m.B+x-1, z)
 	if !ok {
-		return pa * expectedIfAlive(m.R+x, t/(m.Alpha+c.Age), m.A, m.B+x)
+		return expectedIfAlive(m.R+x, t/(m.Alpha+c.Age), m.A, m.B+x)
 	}
-	return clampNonNeg(pa * (m.A + m.B + x - 1) * g)
+	return clampNonNeg((m.A + m.B + x - 1) * g)
 }
 
 // NextPurchaseWait is the median time from the end of the history (T) to

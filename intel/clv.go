@@ -55,14 +55,18 @@ func CLV(bg BGNBD, gg GammaGamma, c Summary, o CLVOptions) float64 {
 
 // discountedPurchases is Σ_i (E[Y(iL)] - E[Y((i-1)L)]) / (1+d)^i.
 func discountedPurchases(bg BGNBD, c Summary, o CLVOptions) float64 {
+	pa := bg.ProbAlive(c)
+	if pa == 0 {
+		return 0
+	}
 	prev, sum, disc := 0.0, 0.0, 1.0
 	for i := 1; i <= o.periods(); i++ {
-		cum := bg.ConditionalExpectedPurchases(c, float64(i)*o.PeriodLength)
+		cum := bg.expectedIfAlive(c, float64(i)*o.PeriodLength)
 		disc /= 1 + o.DiscountRate
 		sum += (cum - prev) * disc
 		prev = cum
 	}
-	return sum
+	return pa * sum
 }
 
 // Score is everything the models say about one customer.

@@ -141,6 +141,12 @@ func ClusterCustomers(in []ClusterInput, o ClusterOptions) (*Clustering, error) 
 	rng := rand.New(rand.NewPCG(o.Seed, 0x6b6d65616e73))
 	sample := sampleRows(x, n, d, min(o.SampleSize, n), rng)
 	ns := len(sample) / d
+	if o.KMax >= ns {
+		o.KMax = ns - 1
+		if o.KMin > o.KMax {
+			return nil, fmt.Errorf("cluster: sample of %d customers is too small for k >= %d (raise SampleSize)", ns, o.KMin)
+		}
+	}
 	silN := min(o.SilhouetteSize, ns)
 	bestK, bestS := 0, math.Inf(-1)
 	var bestCent []float64

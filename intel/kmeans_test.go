@@ -104,3 +104,17 @@ func TestClusterRejectsBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterTinySample(t *testing.T) {
+	in, _ := threeGroups(300, 9)
+	res, err := ClusterCustomers(in, ClusterOptions{SampleSize: 5, SilhouetteSize: 5, KMax: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.K > 4 || len(res.Assignments) != 300 {
+		t.Errorf("k=%d from a sample of 5, %d assignments", res.K, len(res.Assignments))
+	}
+	if _, err := ClusterCustomers(in, ClusterOptions{SampleSize: 2}); err == nil {
+		t.Error("a 2-customer sample cannot choose k >= 2")
+	}
+}

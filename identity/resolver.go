@@ -303,8 +303,9 @@ func (r *Resolver) Resolve(e *kiln.Event) Outcome {
 			}
 		}
 		if !found {
-			// Ingest normalised differently (older rules) or blocked
-			// nothing; the anchor is still the event's identifier.
+			// Ingest extracted it under other rules (an older version,
+			// another country code). The event belongs through it all
+			// the same, unless these rules block it.
 			if r.x.Blocked(anchor) || anchor.Value == "" {
 				return Outcome{Status: Unresolvable, Anchor: anchor}
 			}

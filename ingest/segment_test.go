@@ -409,3 +409,33 @@ func TestSinkFailureIsRetryable(t *testing.T) {
 		t.Errorf("internal detail leaked: %s", m)
 	}
 }
+
+func TestDecodeArchived(t *testing.T) {
+	recv := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	opts := ArchiveOptions{SourceID: "src_arch", ReceivedAt: recv}
+	// An exported message: timestamp is the corrected time; sentAt and
+	// originalTimestamp are kept from the device and must not shift it.
+	raw := []byte(`{"type":"track","event":"Order Completed","userId":"u9","messageId":"ajs-1","timestamp":"1998-03-01T10:00:00.000Z",
+		"originalTimestamp":"1998-03-01T10:07:00.000Z","sentAt":"1998-03-01T10:08:00.000Z","receivedAt":"1998-03-01T10:01:00.000Z","properties":{"revenue":12.5}}`)
+	e, field, reason := DecodeArchived(raw, opts)
+	if reason != "" {
+		t.Fatalf("%s: %s", field, reason)
+	}
+	if !e.Timestamp.Equal(time.Date(1998, 3, 1, 10, 0, 0, 0, time.UTC)) || e.MessageID != "ajs-1" || e.SourceID != "src_arch" || e.Anchor != "user_id:u9" || !e.ReceivedAt.Equal(recv) {
+		t.Errorf("event %+v", e)
+	}
+	// Without a messageId, the id is the one the tracking API derives.
+	live := setupSegment(t, nil)
+	msg := `{"type":"track","event":"E","userId":"u","timestamp":"2025-05-01T09:00:00Z"}`
+	live.post(t, "/v1/batch", live.key, `{"batch":[`+msg+`]}`)
+	a, _, _ := DecodeArchived([]byte(msg), opts)
+	if got := live.sink.unique(); len(got) != 1 || got[0].MessageID != a.MessageID {
+		t.Errorf("archived id %q, live %+v", a.MessageID, got)
+	}
+	if _, field, reason := DecodeArchived([]byte(`{"type":"track","userId":"u"}`), opts); field != "event" || reason == "" {
+		t.Errorf("bad message: %q %q", field, reason)
+	}
+	if _, _, reason := DecodeArchived([]byte(`{"type":`), opts); !strings.Contains(reason, "invalid JSON") {
+		t.Errorf("broken JSON: %q", reason)
+	}
+}

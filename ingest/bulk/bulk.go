@@ -7,7 +7,9 @@
 //
 // Every event's messageId is derived from the file's identity (a hash of
 // its first 64 KiB, or Options.FileID) and the line it starts on, so
-// importing the same file again stores nothing twice. Options.Checkpoint is
+// importing the same file again stores nothing twice. (Segment archives,
+// FormatSegment, keep their messages' own ids, or the ids the tracking API
+// would derive, so events that also arrived live are stored once.) Options.Checkpoint is
 // called after each durable write with the last line fully written; passing
 // that line back as Options.StartAfterLine skips ahead instead of re-reading
 // everything into the sink. Because ids depend on the file and not on the
@@ -213,9 +215,10 @@ func (c *csvReader) next() (record, error) {
 
 // lineReader reads whitespace-separated and ndjson lines.
 type lineReader struct {
-	br     *bufio.Reader
-	line   int
-	ndjson bool
+	br      *bufio.Reader
+	line    int
+	ndjson  bool
+	keepRaw bool // only the raw line is needed (segment)
 }
 
 const maxLine = 1 << 20
@@ -244,11 +247,13 @@ func (l *lineReader) next() (record, error) {
 			continue // blank lines are not rows
 		}
 		rec := record{line: l.line, raw: append([]byte(nil), text...)}
-		if l.ndjson {
+		switch {
+		case l.keepRaw:
+		case l.ndjson:
 			if err := json.Unmarshal(text, &rec.obj); err != nil {
 				return record{}, &rowError{line: l.line, reason: "not a JSON object: " + err.Error(), raw: rec.raw}
 			}
-		} else {
+		default:
 			rec.fields = strings.Fields(string(text))
 		}
 		return rec, nil
@@ -270,6 +275,7 @@ type importer struct {
 	rows    rowReader
 	counter *countingReader
 	origin  string
+	segment bool // FormatSegment
 	loc     *time.Location
 	evType  kiln.EventType
 
@@ -333,6 +339,10 @@ func newImporter(in io.Reader, sink ingest.Sink, opts Options, counter *counting
 			columns = hdr
 			imp.lastLine = 1
 		}
+	case FormatSegment:
+		imp.segment = true
+		imp.rows = &lineReader{br: bufio.NewReaderSize(in, maxLine), keepRaw: true}
+		return imp, nil
 	case FormatWhitespace, FormatNDJSON:
 		lr := &lineReader{br: bufio.NewReaderSize(in, maxLine), ndjson: format == FormatNDJSON}
 		imp.rows = lr
@@ -737,6 +747,15 @@ func parseTimestamp(v any, layout string, loc *time.Location) (time.Time, error)
 
 // single turns one row into one event.
 func (imp *importer) single(rec record) {
+	if imp.segment {
+		e, field, reason := ingest.DecodeArchived(rec.raw, ingest.ArchiveOptions{SourceID: imp.opts.SourceID, ReceivedAt: imp.receivedAt, Identity: imp.opts.Identity})
+		if reason != "" {
+			imp.reject(rec.line, field, reason, rec.raw)
+			return
+		}
+		imp.events = append(imp.events, e)
+		return
+	}
 	e, field, reason := imp.build(&rec)
 	if reason == "" {
 		if e.Anchor = ingest.AnchorWith(imp.opts.Identity, &e); e.Anchor == "" {

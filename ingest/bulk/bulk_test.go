@@ -395,3 +395,32 @@ func TestMappingValidation(t *testing.T) {
 		t.Errorf("unknown preset: %v", err)
 	}
 }
+
+func TestSegmentArchive(t *testing.T) {
+	t.Parallel()
+	archive := `{"type":"identify","userId":"u1","traits":{"email":"A@B.example"},"messageId":"m1","timestamp":"2019-05-01T10:00:00Z"}
+{"type":"track","userId":"u1","event":"Order Completed","messageId":"m2","timestamp":"2019-05-02T10:00:00Z","sentAt":"2019-05-02T11:00:00Z","properties":{"revenue":20}}
+{"type":"track","userId":"u1","messageId":"m3"}
+{"type":"page","anonymousId":"a1","name":"Home","timestamp":"2019-05-03T10:00:00Z"}
+`
+	sink := &memSink{}
+	res, err := Import(context.Background(), strings.NewReader(archive), sink, Options{Mapping: Mapping{Format: FormatSegment}, SourceID: "s", FileName: "export.ndjson"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 3 || res.Rejects != 1 || sink.rejects[0].Index != 3 || sink.rejects[0].Field != "event" {
+		t.Fatalf("result %+v rejects %+v", res, sink.rejects)
+	}
+	if e := sink.events[1]; e.MessageID != "m2" || !e.Timestamp.Equal(time.Date(2019, 5, 2, 10, 0, 0, 0, time.UTC)) || e.Properties["revenue"] != 20.0 {
+		t.Errorf("track %+v", e)
+	}
+	if e := sink.events[0]; e.Anchor != "user_id:u1" || e.Traits["email"] != "A@B.example" {
+		t.Errorf("identify %+v", e)
+	}
+	if e := sink.events[2]; e.Type != kiln.Page || !strings.HasPrefix(e.MessageID, "kiln-") || e.Anchor != "anonymous_id:a1" {
+		t.Errorf("page %+v", e)
+	}
+	if _, err := ParseMapping([]byte(`{"format":"segment","fields":{"userId":"x"}}`)); err == nil {
+		t.Error("segment format accepted field mappings")
+	}
+}

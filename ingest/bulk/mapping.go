@@ -17,6 +17,10 @@ const (
 	FormatTSV        = "tsv"        // tab-separated, header line by default
 	FormatWhitespace = "whitespace" // fields separated by runs of spaces/tabs, no header by default
 	FormatNDJSON     = "ndjson"     // one JSON object per line; columns are keys ("a.b" for nested)
+	// FormatSegment is NDJSON of Segment messages (a Segment or RudderStack
+	// export): each line is decoded as the tracking API would, with
+	// timestamps taken as already corrected; no fields are mapped.
+	FormatSegment = "segment"
 )
 
 // Mapping says how the rows of a file become events. Fields maps a target
@@ -153,8 +157,13 @@ func ParseMapping(data []byte) (Mapping, error) {
 func (m *Mapping) Validate() error {
 	switch m.Format {
 	case "", FormatCSV, FormatTSV, FormatWhitespace, FormatNDJSON:
+	case FormatSegment:
+		if len(m.Fields) > 0 || len(m.Constants) > 0 || m.Order != nil || m.Event != "" || m.Type != "" {
+			return fmt.Errorf("mapping: format segment reads Segment messages as they are: fields, constants, order, event and type do not apply")
+		}
+		return nil
 	default:
-		return fmt.Errorf("mapping: format %q: use csv, tsv, whitespace or ndjson", m.Format)
+		return fmt.Errorf("mapping: format %q: use csv, tsv, whitespace, ndjson or segment", m.Format)
 	}
 	if m.Delimiter != "" && len([]rune(m.Delimiter)) != 1 {
 		return fmt.Errorf("mapping: delimiter %q must be one character", m.Delimiter)

@@ -285,7 +285,13 @@ func FitBGNBD(cs []Summary, opts FitOptions) (*BGNBDFit, error) {
 	nbd, err := nbdFull.run([][]float64{{1, s}, {0.3, 0.1 * s}}, opts.maxIterations())
 	if err == nil {
 		lr := 2 * (fit.LogLikelihood - nbd.diag.LogLikelihood)
-		if lr < 3.84 {
+		if lr < -0.02 {
+			// NBD is a special case of BG/NBD: the full fit can never be
+			// worse unless its optimiser failed.
+			fit.Status = StatusNotConverged
+			fit.Warnings = append(fit.Warnings, fmt.Sprintf(
+				"the BG/NBD optimum is %.3g log-likelihood units worse than its no-dropout special case: the optimiser failed", -lr/2))
+		} else if lr < 3.84 {
 			fit.Status = StatusBoundary
 			fit.Warnings = append(fit.Warnings, fmt.Sprintf(
 				"no detectable dropout: the no-churn NBD model fits as well (likelihood-ratio statistic %.2f < 3.84); P(alive) will be close to 1 for everyone", lr))

@@ -121,8 +121,8 @@ func (r *Resolver) recount(p ref) {
 
 // Unmerge applies an undone merge to the index: the merge's identities move
 // back to its From profile, as store.UndoMerge did in the store (pass the
-// merge it returned). Identities the index does not have are added. It
-// fails with changes pending.
+// merge it returned). Identities deleted since (not in the index) stay
+// deleted. It fails with changes pending.
 func (r *Resolver) Unmerge(m kiln.Merge) error {
 	if r.HasPending() {
 		return errPending("Unmerge")
@@ -138,16 +138,14 @@ func (r *Resolver) Unmerge(m kiln.Merge) error {
 	from := r.profile(m.From)
 	touched := map[ref]bool{}
 	for _, id := range m.Identities {
-		n := r.identEntry(kindRank(id.Kind), id.Value)
+		n := r.ids.Find(byte(kindRank(id.Kind)), id.Value)
 		old := r.profOf(n)
-		if old == from {
+		if old == none || old == from {
 			continue
 		}
 		first := r.ident(n).first
-		if old != none {
-			r.unlink(n)
-			touched[old] = true
-		}
+		r.unlink(n)
+		touched[old] = true
 		r.link(n, from, first)
 	}
 	for p := range touched {

@@ -33,6 +33,7 @@ type modelProfile struct {
 type modelMerge struct {
 	kiln.Merge
 	snapshot modelProfile // From as it was
+	deleted  bool         // with a profile it names
 }
 
 func newModel() *model {
@@ -179,6 +180,9 @@ func (m *model) undoMerge(id int64) (kiln.Merge, error) {
 		return kiln.Merge{}, fmt.Errorf("no merge %d", id)
 	}
 	mg := &m.merges[id-1]
+	if mg.deleted {
+		return kiln.Merge{}, fmt.Errorf("no merge %d: deleted with its profile", id)
+	}
 	if mg.UndoneAt != nil {
 		return kiln.Merge{}, fmt.Errorf("merge %d already undone", id)
 	}
@@ -205,6 +209,11 @@ func (m *model) deleteProfile(id string) []kiln.Identity {
 		}
 	}
 	delete(m.profiles, id)
+	for i := range m.merges {
+		if mg := &m.merges[i]; mg.Into == id || mg.From == id {
+			mg.deleted = true
+		}
+	}
 	return out
 }
 

@@ -2,7 +2,9 @@ package identity
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -152,7 +154,16 @@ func testConfig(s stream, seq *int64) Config {
 }
 
 func run(t *testing.T, s stream, rng *rand.Rand) runResult {
+	return runWith(t, s, rng, false)
+}
+
+// runWith with chaos also undoes random merges and deletes random profiles
+// (suppressing their identifiers) between batches, as the admin API does.
+func runWith(t *testing.T, s stream, rng *rand.Rand, chaos bool) runResult {
 	t.Helper()
+	if chaos {
+		s.suppressed = maps.Clone(s.suppressed)
+	}
 	var seq int64
 	cfg := testConfig(s, &seq)
 	r, err := New(cfg)
@@ -191,6 +202,29 @@ func run(t *testing.T, s stream, rng *rand.Rand) runResult {
 			// The write failed: roll back and resolve those events again.
 			r.Abort()
 			i = committed - 1
+		case k == 5 && chaos:
+			flush(i + 1)
+			if open := undoable(m); len(open) > 0 && rng.IntN(2) == 0 {
+				mg, err := m.undoMerge(open[rng.IntN(len(open))])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Unmerge(mg); err != nil {
+					t.Fatal(err)
+				}
+			} else if len(m.profiles) > 0 {
+				pids := slices.Sorted(maps.Keys(m.profiles))
+				gone := m.deleteProfile(pids[rng.IntN(len(pids))])
+				for _, id := range gone {
+					s.suppressed[id.Identifier] = true
+				}
+				if err := r.Forget(gone); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := checkIndex(r, m); err != nil {
+				t.Fatalf("after an undo or delete at event %d: %v", i+1, err)
+			}
 		case k == 4:
 			flush(i + 1)
 			// Restart: a new resolver loaded from the store.
@@ -223,6 +257,40 @@ func run(t *testing.T, s stream, rng *rand.Rand) runResult {
 		res.merges += len(o.Merges)
 	}
 	return res
+}
+
+// undoable lists the merges that can still be undone: not undone, not
+// deleted with a profile, and with an identity left to move back (else the
+// store would restore an empty profile).
+func undoable(m *model) []int64 {
+	var out []int64
+	for _, mg := range m.merges {
+		if mg.UndoneAt != nil || mg.deleted {
+			continue
+		}
+		for _, id := range mg.Identities {
+			if _, ok := m.identities[id]; ok {
+				out = append(out, mg.ID)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// TestResolverUndoAndDelete interleaves undone merges and deleted profiles
+// with resolution: the index must always match the store.
+func TestResolverUndoAndDelete(t *testing.T) {
+	t.Parallel()
+	seeds := 30
+	if testing.Short() {
+		seeds = 5
+	}
+	for seed := range seeds {
+		rng := rand.New(rand.NewPCG(uint64(seed), 9))
+		s := genStream(rng, 300+rng.IntN(300), true)
+		runWith(t, s, rand.New(rand.NewPCG(uint64(seed), 10)), true)
+	}
 }
 
 func TestResolverProperties(t *testing.T) {

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// client talks to a running server's admin API; commands that change the
+// engine's in-memory state (delete, unmerge) must go through the server.
+type client struct {
+	base string
+	key  string
+	http *http.Client
+}
+
+func (c *client) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.base, "url", envOr("KILN_URL", "http://127.0.0.1:8080"), "the Kiln server's URL (KILN_URL)")
+	fs.StringVar(&c.key, "key", envOr("KILN_ADMIN_KEY", ""), "an admin key (KILN_ADMIN_KEY)")
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil). A
+// non-2xx answer becomes an error with the server's message.
+func (c *client) do(ctx context.Context, method, path string, q url.Values, body any, out any) error {
+	if c.key == "" {
+		return fmt.Errorf("no admin key: pass -key or set KILN_ADMIN_KEY (create one with: kiln keys create -kind admin)")
+	}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 5 * time.Minute}
+	}
+	u := strings.TrimRight(c.base, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = strings.NewReader(string(b))
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("reaching the server at %s: %w (is `kiln serve` running? set -url or KILN_URL)", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
+			return fmt.Errorf("%s (%s)", e.Error.Message, e.Error.Code)
+		}
+		return fmt.Errorf("server answered %s", resp.Status)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/postgres"
+	"github.com/kiln-cdp/kiln/store/sqlite"
+)
+
+// Config is the server's configuration. Each field has a flag and an
+// environment variable; the flag wins. docs/CONFIG.md lists them.
+type Config struct {
+	Addr      string        // KILN_ADDR
+	DB        string        // KILN_DB: SQLite file
+	Postgres  string        // KILN_POSTGRES: PostgreSQL DSN; when set, used instead of SQLite
+	LogFormat string        // KILN_LOG_FORMAT: text or json
+	LogLevel  string        // KILN_LOG_LEVEL: debug, info, warn, error
+	RateLimit float64       // KILN_RATE_LIMIT: events/s per source, 0 for none
+	Timezone  string        // KILN_TIMEZONE: the workspace's time zone for calendar windows
+	Shutdown  time.Duration // KILN_SHUTDOWN_TIMEOUT: how long a graceful shutdown may take
+	// PhoneRegion is the country calling code assumed for phone numbers
+	// written without one (KILN_PHONE_COUNTRY_CODE, e.g. 44 or 1).
+	PhoneCountryCode string
+	// IdentityBlocklist: identifier values never used to link profiles
+	// (KILN_IDENTITY_BLOCKLIST, comma separated).
+	IdentityBlocklist string
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, ok := os.LookupEnv(name); ok {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+		fmt.Fprintf(os.Stderr, "kiln: ignoring %s=%q: not a number\n", name, v)
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+		fmt.Fprintf(os.Stderr, "kiln: ignoring %s=%q: not a duration such as 30s\n", name, v)
+	}
+	return def
+}
+
+// storeFlags registers the flags that choose the database.
+func (c *Config) storeFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DB, "db", envOr("KILN_DB", "kiln.db"), "SQLite database file (KILN_DB)")
+	fs.StringVar(&c.Postgres, "postgres", envOr("KILN_POSTGRES", ""), "PostgreSQL DSN, e.g. postgres://user@host/db; overrides -db (KILN_POSTGRES)")
+}
+
+// serverFlags registers the server's flags.
+func (c *Config) serverFlags(fs *flag.FlagSet) {
+	c.storeFlags(fs)
+	fs.StringVar(&c.Addr, "addr", envOr("KILN_ADDR", "127.0.0.1:8080"), "HTTP listen address (KILN_ADDR)")
+	fs.StringVar(&c.LogFormat, "log-format", envOr("KILN_LOG_FORMAT", "text"), "log format: text or json (KILN_LOG_FORMAT)")
+	fs.StringVar(&c.LogLevel, "log-level", envOr("KILN_LOG_LEVEL", "info"), "log level: debug, info, warn or error (KILN_LOG_LEVEL)")
+	fs.Float64Var(&c.RateLimit, "rate-limit", envFloat("KILN_RATE_LIMIT", 0), "ingest limit in events/s per source, answered with 429 beyond it; 0 for none (KILN_RATE_LIMIT)")
+	fs.StringVar(&c.Timezone, "timezone", envOr("KILN_TIMEZONE", "UTC"), "workspace time zone for calendar windows and schedules (KILN_TIMEZONE)")
+	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDuration("KILN_SHUTDOWN_TIMEOUT", 30*time.Second), "how long graceful shutdown may drain in-flight requests (KILN_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.PhoneCountryCode, "phone-country-code", envOr("KILN_PHONE_COUNTRY_CODE", "1"), "country calling code for phone numbers written without one (KILN_PHONE_COUNTRY_CODE)")
+	fs.StringVar(&c.IdentityBlocklist, "identity-blocklist", envOr("KILN_IDENTITY_BLOCKLIST", ""), "comma-separated identifier values never used to link profiles, e.g. a shared tablet's anonymous id (KILN_IDENTITY_BLOCKLIST)")
+}
+
+// validate names the field and the rule that is broken.
+func (c *Config) validate() error {
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("-log-format %q: use text or json", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.RateLimit < 0 {
+		return fmt.Errorf("-rate-limit %v: must be 0 (off) or positive", c.RateLimit)
+	}
+	if _, err := time.LoadLocation(c.Timezone); err != nil {
+		return fmt.Errorf("-timezone %q: not a known IANA time zone such as Europe/London", c.Timezone)
+	}
+	if c.Postgres == "" && c.DB == "" {
+		return fmt.Errorf("-db: give a SQLite file path or -postgres")
+	}
+	return nil
+}
+
+func (c *Config) blocklist() []string {
+	var out []string
+	for _, v := range strings.Split(c.IdentityBlocklist, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("-log-level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (c *Config) logger(w io.Writer) *slog.Logger {
+	l, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: l}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openStore opens the configured backend, applying migrations.
+func (c *Config) openStore(ctx context.Context) (store.Store, error) {
+	if c.Postgres != "" {
+		db, err := postgres.Open(ctx, c.Postgres)
+		if err != nil {
+			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
+		}
+		return db, nil
+	}
+	db, err := sqlite.Open(c.DB)
+	if err != nil {
+		return nil, fmt.Errorf("opening SQLite file %s: %w", c.DB, err)
+	}
+	return db, nil
+}

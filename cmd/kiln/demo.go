@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/api"
+	"github.com/kiln-cdp/kiln/demo"
+)
+
+// runDemo runs the server on a local SQLite file, loads generated demo data
+// on first run, prints where everything is and serves until interrupted.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	m := NewMain(stderr)
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	m.Config.serverFlags(fs)
+	var gen demo.Config
+	var end string
+	demoFlags(fs, &gen, &end)
+	reset := fs.Bool("reset", false, "delete the demo database first and load fresh data")
+	exit := fs.Bool("exit", false, "load the data, print the summary and stop instead of serving")
+	fs.Lookup("db").DefValue = "kiln-demo.db"
+	if os.Getenv("KILN_DB") == "" {
+		m.Config.DB = "kiln-demo.db"
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	// The live demo ends today, so "last 90 days" means something now.
+	if gen.End, err = parseEnd(end, time.Now().UTC()); err != nil {
+		return err
+	}
+	if *reset && m.Config.Postgres == "" {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(m.Config.DB + suffix); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
+	}
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+
+	n, err := m.Store.CountEvents(ctx)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		if err := loadDemo(ctx, m, gen, stderr); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stderr, "using the %d events already in %s (-reset to start over)\n", n, m.storeName())
+	}
+	admin, tok, err := api.CreateKey(ctx, m.Store, kiln.AdminKey, "demo", "", time.Now())
+	if err != nil {
+		return err
+	}
+	_, wtok, err := api.CreateKey(ctx, m.Store, kiln.WriteKey, "demo webstore", demo.SourceWebstore, time.Now())
+	if err != nil {
+		return err
+	}
+	evs, _ := m.Store.CountEvents(ctx)
+	profs, _ := m.Store.CountProfiles(ctx)
+	u := m.URL()
+	fmt.Fprintf(stdout, `
+Kiln demo is running on %s (%s)
+  %d events, %d profiles
+
+  API        %s/api/v1/profiles
+  Tracking   %s/v1/batch  (Segment-compatible)
+  Metrics    %s/metrics
+
+  Admin key  %s   (%s)
+  Write key  %s   (source %s)
+
+Try:
+  export KILN_URL=%s KILN_ADMIN_KEY=%s
+  go run ./cmd/kiln profiles list -limit 5
+  curl -s -u %s: %s/v1/track -d '{"userId":"demo-1","event":"Order Completed","properties":{"revenue":42}}'
+
+Ctrl-C stops it.
+`, u, m.storeName(), evs, profs, u, u, u, tok, admin.ID, wtok, demo.SourceWebstore, u, tok, wtok, u)
+	if *exit {
+		return nil
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// loadDemo creates the demo sources and writes the generated events
+// through the journal, then waits until the engine has processed them.
+func loadDemo(ctx context.Context, m *Main, gen demo.Config, stderr io.Writer) error {
+	for _, s := range demo.Sources(gen) {
+		s.CreatedAt = time.Now().UTC()
+		if err := m.Store.CreateSource(ctx, s); err != nil && kiln.ErrorCode(err) != kiln.EConflict {
+			return fmt.Errorf("creating demo source %s: %w", s.ID, err)
+		}
+	}
+	start := time.Now()
+	batch := make([]kiln.Event, 0, 5000)
+	var last int64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if _, err := m.Journal.Write(ctx, batch, nil); err != nil {
+			return err
+		}
+		for _, e := range batch {
+			last = max(last, e.Seq)
+		}
+		batch = make([]kiln.Event, 0, 5000)
+		return nil
+	}
+	sum, err := demo.Generate(gen, func(e kiln.Event) error {
+		batch = append(batch, e)
+		if len(batch) == cap(batch) {
+			return flush()
+		}
+		return ctx.Err()
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("loading demo data: %w", err)
+	}
+	fmt.Fprintf(stderr, "stored %s in %s; processing...\n", sum, time.Since(start).Round(time.Millisecond))
+	if err := m.Engine.WaitFor(ctx, last); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "processed in %s\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}

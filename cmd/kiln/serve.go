@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/api"
+	"github.com/kiln-cdp/kiln/auth"
+	"github.com/kiln-cdp/kiln/engine"
+	"github.com/kiln-cdp/kiln/ingest"
+	"github.com/kiln-cdp/kiln/journal"
+	"github.com/kiln-cdp/kiln/metrics"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	m := NewMain(stderr)
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	m.Config.serverFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "kiln serving on %s (API %s/api/v1, tracking API %s/v1, metrics %s/metrics)\n", m.URL(), m.URL(), m.URL(), m.URL())
+	<-ctx.Done()
+	return m.Close()
+}
+
+// Main is the running server: the same code runs under `kiln serve`,
+// `kiln demo` and the end-to-end tests.
+type Main struct {
+	Config  Config
+	Logger  *slog.Logger
+	Store   store.Store
+	Journal *journal.Journal
+	Engine  *engine.Engine
+	Metrics *metrics.Metrics
+
+	logOut   io.Writer
+	ln       net.Listener
+	http     *http.Server
+	served   chan error
+	stopEng  context.CancelFunc
+	engDone  chan error
+	isClosed bool
+}
+
+// NewMain returns a Main with default configuration, logging to logOut.
+func NewMain(logOut io.Writer) *Main {
+	return &Main{logOut: logOut}
+}
+
+// Open validates the configuration, opens the store (applying migrations),
+// starts the engine and the HTTP server, and returns once it listens.
+func (m *Main) Open(ctx context.Context) error {
+	if err := m.Config.validate(); err != nil {
+		return err
+	}
+	m.Logger = m.Config.logger(m.logOut)
+	m.Metrics = metrics.New()
+	st, err := m.Config.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	m.Store = st
+	if err := ensureDefaultSource(ctx, st); err != nil {
+		st.Close()
+		return err
+	}
+
+	m.Engine = engine.New(engine.Config{
+		Store:            st,
+		Logger:           m.Logger,
+		Metrics:          m.Metrics,
+		Blocklist:        m.Config.blocklist(),
+		PhoneCountryCode: m.Config.PhoneCountryCode,
+	})
+	m.Journal = journal.New(st, journal.Options{OnCommit: func(int64) { m.Engine.Wake() }})
+
+	engCtx, cancel := context.WithCancel(context.Background())
+	m.stopEng = cancel
+	m.engDone = make(chan error, 1)
+	ready := make(chan error, 1)
+	go func() { m.engDone <- m.Engine.Run(engCtx, ready) }()
+	if err := <-ready; err != nil {
+		cancel()
+		m.Journal.Close()
+		st.Close()
+		return fmt.Errorf("starting the engine: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", m.Config.Addr)
+	if err != nil {
+		m.closeEngine()
+		return fmt.Errorf("-addr %s: %w", m.Config.Addr, err)
+	}
+	m.ln = ln
+	m.http = &http.Server{
+		Handler:           m.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
+	m.served = make(chan error, 1)
+	go func() { m.served <- m.http.Serve(ln) }()
+	m.Logger.Info("kiln started", "addr", ln.Addr().String(), "store", m.storeName())
+	return nil
+}
+
+func (m *Main) storeName() string {
+	if m.Config.Postgres != "" {
+		return "postgres"
+	}
+	return "sqlite:" + m.Config.DB
+}
+
+// URL is the server's base URL.
+func (m *Main) URL() string { return "http://" + m.ln.Addr().String() }
+
+// sink counts what the journal stored for the metrics.
+type sink struct {
+	j *journal.Journal
+	m *metrics.Metrics
+}
+
+func (s sink) Write(ctx context.Context, events []kiln.Event, rejects []kiln.Reject) (int, error) {
+	n, err := s.j.Write(ctx, events, rejects)
+	if err == nil {
+		s.m.IngestEvents.WithLabelValues("stored").Add(float64(n))
+		s.m.IngestEvents.WithLabelValues("duplicate").Add(float64(len(events) - n))
+		s.m.IngestEvents.WithLabelValues("rejected").Add(float64(len(rejects)))
+	}
+	return n, err
+}
+
+func (m *Main) routes() http.Handler {
+	mux := http.NewServeMux()
+	seg := ingest.NewSegmentHandler(ingest.SegmentConfig{
+		Sink:        sink{m.Journal, m.Metrics},
+		Auth:        m.Store,
+		Logger:      m.Logger,
+		KeyCacheTTL: 5 * time.Second,
+		RateLimit:   m.Config.RateLimit,
+	})
+	mux.Handle("/v1/", m.Metrics.Instrument("tracking", seg))
+	for _, kind := range ingest.WebhookKinds {
+		h, err := ingest.NewWebhookHandler(kind, ingest.WebhookConfig{Sink: sink{m.Journal, m.Metrics}, Auth: m.Store, Logger: m.Logger})
+		if err != nil {
+			panic(err) // WebhookKinds and NewWebhookHandler disagree: a programming error
+		}
+		mux.Handle("/webhooks/"+kind+"/{source}", m.Metrics.Instrument("webhook_"+kind, h))
+	}
+	admin := &api.Server{Store: m.Store, Ops: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger}
+	mux.Handle("/api/", m.Metrics.Instrument("api", admin.Handler()))
+	mux.Handle("GET /metrics", m.Metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if p, ok := m.Store.(interface{ Ping(context.Context) error }); ok {
+			if err := p.Ping(ctx); err != nil {
+				api.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "database unreachable", "error": err.Error()})
+				return
+			}
+		}
+		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "processorLag": m.Engine.Lag()})
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "Kiln %s\n\nTracking API: /v1/track, /v1/batch, ...\nAdmin API:    /api/v1/profiles, ...\nMetrics:      /metrics\n", version)
+	})
+	return mux
+}
+
+// Close shuts down gracefully: stop accepting connections and wait for
+// in-flight requests (so every event already received is committed and
+// acknowledged), then commit what the journal holds, stop the engine and
+// close the store.
+func (m *Main) Close() error {
+	if m.isClosed || m.http == nil {
+		return nil
+	}
+	m.isClosed = true
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.Shutdown)
+	defer cancel()
+	err := m.http.Shutdown(ctx)
+	if serr := <-m.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return errors.Join(err, m.closeEngine())
+}
+
+func (m *Main) closeEngine() error {
+	jerr := m.Journal.Close()
+	m.stopEng()
+	eerr := <-m.engDone
+	if errors.Is(eerr, context.Canceled) {
+		eerr = nil
+	}
+	return errors.Join(jerr, eerr, m.Store.Close())
+}
+
+// ensureDefaultSource creates the "default" source admin keys ingest into.
+func ensureDefaultSource(ctx context.Context, st store.Store) error {
+	if _, err := st.GetSource(ctx, ingest.DefaultSource); err == nil {
+		return nil
+	} else if !store.IsNotFound(err) {
+		return err
+	}
+	_, err := api.CreateSource(ctx, st, ingest.DefaultSource, "segment", "", "", time.Now())
+	if kiln.ErrorCode(err) == kiln.EConflict {
+		return nil // another node created it at the same moment
+	}
+	return err
+}

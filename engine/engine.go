@@ -1,0 +1,340 @@
+// Package engine is Kiln's running processor. It tails the durable event
+// log from its checkpoint, resolves each event's identity with the
+// in-memory resolver, and writes profiles, identities, merges and consent
+// together with the new checkpoint in one transaction. A crash loses
+// nothing: on restart it reloads the identity index from the store and
+// resumes after the last checkpoint, and resolution of the same events is
+// repeatable.
+//
+// Operations that change identity state from outside the log (deleting a
+// profile, undoing a merge) go through the engine too, so they are
+// serialised with event processing.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/identity"
+	"github.com/kiln-cdp/kiln/metrics"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+// Checkpoint is the name of the resolver's checkpoint in the store.
+const Checkpoint = "resolver"
+
+// Config wires an Engine.
+type Config struct {
+	Store   store.Store
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics // nil: none
+	// Blocklist: identifier values never used to link profiles.
+	Blocklist []string
+	// PhoneCountryCode is assumed for phone numbers written without one.
+	PhoneCountryCode string
+	// BatchSize is how many events one transaction covers (default 2,000).
+	BatchSize int
+	// Poll is how often the log is checked when nothing woke the engine,
+	// e.g. for events another process imported (default 1s).
+	Poll time.Duration
+	Now  func() time.Time
+}
+
+// Engine processes the event log.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+	st  store.Store
+
+	mu   sync.Mutex // serialises batches with Ops
+	res  *identity.Resolver
+	wake chan struct{}
+
+	processed atomic.Int64 // checkpoint: last Seq processed
+	head      atomic.Int64 // last Seq known to be in the log
+	progress  chan struct{}
+	progMu    sync.Mutex
+	suppress  map[kiln.Identifier]bool
+}
+
+// New makes an Engine; Run starts it.
+func New(cfg Config) *Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 2000
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, st: cfg.Store, wake: make(chan struct{}, 1), progress: make(chan struct{})}
+}
+
+// Wake tells the engine new events are in the log.
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Lag is how many stored events are not processed yet, as last seen.
+func (e *Engine) Lag() int64 { return max(0, e.head.Load()-e.processed.Load()) }
+
+// Processed is the Seq of the last event processed.
+func (e *Engine) Processed() int64 { return e.processed.Load() }
+
+// WaitFor blocks until every event up to seq is processed, or ctx ends.
+func (e *Engine) WaitFor(ctx context.Context, seq int64) error {
+	for {
+		e.progMu.Lock()
+		ch := e.progress
+		e.progMu.Unlock()
+		if e.processed.Load() >= seq {
+			return nil
+		}
+		e.Wake()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (e *Engine) advanced(seq int64) {
+	e.processed.Store(seq)
+	e.progMu.Lock()
+	close(e.progress)
+	e.progress = make(chan struct{})
+	e.progMu.Unlock()
+}
+
+func (e *Engine) newResolver(ctx context.Context) (*identity.Resolver, error) {
+	var blocked []string
+	blocked = append(blocked, e.cfg.Blocklist...)
+	r, err := identity.New(identity.Config{
+		Rules:      identity.Rules{CountryCode: e.cfg.PhoneCountryCode, BlockedValues: blocked},
+		Checkpoint: Checkpoint,
+		Suppressed: e.suppressed(ctx),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity rules: %w", err)
+	}
+	start := time.Now()
+	n := 0
+	err = e.st.ScanIdentities(ctx, func(id kiln.Identity) error {
+		n++
+		return r.Load(id)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading the identity index: %w", err)
+	}
+	e.log.Info("identity index loaded", "identities", n, "took", time.Since(start).Round(time.Millisecond))
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.ProfilesResolved.Set(float64(n))
+	}
+	return r, nil
+}
+
+// suppressed answers from a set loaded at start and kept current by
+// DeleteProfile, so the hot path never queries the store.
+func (e *Engine) suppressed(ctx context.Context) func(kiln.Identifier) bool {
+	set := map[kiln.Identifier]bool{}
+	if list, err := e.st.ListSuppressions(ctx); err == nil {
+		for _, s := range list {
+			set[s.Identifier] = true
+		}
+	} else {
+		e.log.Error("loading the suppression list", "err", err)
+	}
+	e.suppress = set
+	return func(id kiln.Identifier) bool { return e.suppress[id] }
+}
+
+// Run processes the log until ctx ends. It signals ready once the identity
+// index is loaded (or with the error that stopped it).
+func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
+	r, err := e.newResolver(ctx)
+	if err == nil {
+		var cp int64
+		cp, err = e.st.GetCheckpoint(ctx, Checkpoint)
+		e.processed.Store(cp)
+	}
+	if ready != nil {
+		ready <- err
+	}
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.res = r
+	e.mu.Unlock()
+
+	tick := time.NewTicker(e.cfg.Poll)
+	defer tick.Stop()
+	backoff := 100 * time.Millisecond
+	for {
+		n, err := e.step(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			e.log.Error("processing the event log failed; retrying", "err", err, "after", backoff)
+			if e.cfg.Metrics != nil {
+				e.cfg.Metrics.ProcessorErrors.Inc()
+			}
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		case n > 0:
+			backoff = 100 * time.Millisecond
+			continue // more may be waiting
+		}
+		select {
+		case <-e.wake:
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// step processes one batch and returns how many events it covered.
+func (e *Engine) step(ctx context.Context) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	after := e.processed.Load()
+	evs, err := e.st.ReadEvents(ctx, after, e.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("reading events after %d: %w", after, err)
+	}
+	if len(evs) == 0 {
+		e.head.Store(after)
+		if e.cfg.Metrics != nil {
+			e.cfg.Metrics.ProcessorLag.Set(0)
+		}
+		return 0, nil
+	}
+	var merges, refused int
+	for i := range evs {
+		out := e.res.Resolve(&evs[i])
+		merges += len(out.Merges)
+		refused += len(out.Refused)
+		for _, rf := range out.Refused {
+			e.log.Debug("identity link refused", "identifier", rf.Identifier.String(), "profile", rf.ProfileID, "into", rf.Into, "reason", rf.Reason, "seq", evs[i].Seq)
+		}
+	}
+	res := e.res.Pending()
+	last := evs[len(evs)-1].Seq
+	res.Checkpoint = store.Checkpoint{Name: Checkpoint, Seq: last}
+	if err := e.st.ApplyResolution(ctx, res); err != nil {
+		e.res.Abort()
+		return 0, fmt.Errorf("writing resolution up to seq %d: %w", last, err)
+	}
+	e.res.Commit()
+	if e.head.Load() < last {
+		e.head.Store(last)
+	}
+	e.advanced(last)
+	if m := e.cfg.Metrics; m != nil {
+		m.ProcessedEvents.Add(float64(len(evs)))
+		m.Merges.Add(float64(merges))
+		m.RefusedLinks.Add(float64(refused))
+		m.ProcessorLag.Set(float64(e.Lag()))
+		m.ProfilesResolved.Set(float64(e.res.Stats().Identifiers))
+	}
+	return len(evs), nil
+}
+
+func (e *Engine) ready() (*identity.Resolver, error) {
+	if e.res == nil {
+		return nil, kiln.Errorf(kiln.EUnavailable, "the engine is still starting")
+	}
+	return e.res, nil
+}
+
+// DeleteProfile deletes a profile with its events, identities and consent,
+// optionally suppressing its identifiers so later events do not recreate it.
+func (e *Engine) DeleteProfile(ctx context.Context, id string, suppress bool) ([]kiln.Identity, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	ids, err := e.st.DeleteProfile(ctx, id, suppress, "profile deleted", e.cfg.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Forget(ids); err != nil {
+		return nil, fmt.Errorf("dropping profile %s from the identity index: %w", id, err)
+	}
+	if suppress {
+		for _, i := range ids {
+			e.suppress[i.Identifier] = true
+		}
+	}
+	return ids, nil
+}
+
+// Unmerge undoes a merge: the identities it moved go back to a restored
+// From profile, and both profiles are recomputed from their own events.
+func (e *Engine) Unmerge(ctx context.Context, mergeID int64) (*kiln.Merge, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, err := e.ready()
+	if err != nil {
+		return nil, err
+	}
+	m, err := e.st.UndoMerge(ctx, mergeID, e.cfg.Now().UTC())
+	if errors.Is(err, store.ErrConflict) {
+		return nil, kiln.Errorf(kiln.EConflict, "merge %d was already undone", mergeID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Unmerge(*m); err != nil {
+		return nil, fmt.Errorf("moving identities back in the index: %w", err)
+	}
+	var res store.Resolution
+	for _, pid := range []string{m.Into, m.From} {
+		p, err := e.st.GetProfile(ctx, pid)
+		if store.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		anchors := make([]string, len(p.Identities))
+		for i, id := range p.Identities {
+			anchors[i] = id.Identifier.String()
+		}
+		evs, err := e.st.EventsByAnchor(ctx, anchors, 0)
+		if err != nil {
+			return nil, err
+		}
+		pc, cs := identity.Fold(pid, evs)
+		pc.At = e.cfg.Now().UTC()
+		res.Profiles = append(res.Profiles, pc)
+		res.Consent = append(res.Consent, cs...)
+	}
+	if err := e.st.ApplyResolution(ctx, res); err != nil {
+		return nil, fmt.Errorf("recomputing profiles after unmerge: %w", err)
+	}
+	return m, nil
+}

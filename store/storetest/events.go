@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"time"
@@ -9,9 +11,10 @@ import (
 )
 
 // Events makes n realistic order events for benchmarks: message ids are
-// prefix-0, prefix-1, ..., spread over 1000 customers, with a payload the
-// size of a real Segment track call (about 1 KiB of JSON). The maps are
-// shared between events; stores only read them.
+// UUIDs (as Segment's libraries send them, so index inserts land at random
+// places) derived from prefix and position, spread over 1000 customers,
+// with a payload the size of a real Segment track call (about 1 KiB of
+// JSON). The maps are shared between events; stores only read them.
 func Events(prefix string, n int, ts time.Time) []kiln.Event {
 	ctx := map[string]any{
 		"ip":        "203.0.113.7",
@@ -27,7 +30,7 @@ func Events(prefix string, n int, ts time.Time) []kiln.Event {
 	for i := range evs {
 		user := strconv.Itoa(i % 1000)
 		evs[i] = kiln.Event{
-			MessageID:   prefix + "-" + strconv.Itoa(i),
+			MessageID:   uuidFor(prefix, i),
 			SourceID:    "src_bench",
 			Type:        kiln.Track,
 			Name:        kiln.OrderCompleted,
@@ -49,4 +52,11 @@ func Events(prefix string, n int, ts time.Time) []kiln.Event {
 		}
 	}
 	return evs
+}
+
+// uuidFor makes a random-looking but reproducible UUID.
+func uuidFor(prefix string, i int) string {
+	h := sha256.Sum256([]byte(prefix + "/" + strconv.Itoa(i)))
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-4" + x[13:16] + "-a" + x[17:20] + "-" + x[20:32]
 }

@@ -1,6 +1,10 @@
 package identity
 
 import (
+	"cmp"
+	"slices"
+	"strings"
+
 	"github.com/kiln-cdp/kiln"
 )
 
@@ -196,7 +200,8 @@ func (r *Resolver) ProfileOf(id kiln.Identifier) (string, bool) {
 	return r.profileID(p), true
 }
 
-// Identities returns the identifiers the index holds for a profile.
+// Identities returns the identifiers the index holds for a profile,
+// strongest kind first.
 func (r *Resolver) Identities(profileID string) []kiln.Identifier {
 	p := r.profs.Find(0, profileID)
 	if p == none {
@@ -206,6 +211,12 @@ func (r *Resolver) Identities(profileID string) []kiln.Identifier {
 	for n := r.prof(p).head; n != none; n = r.ident(n).next {
 		out = append(out, r.identifier(n))
 	}
+	slices.SortFunc(out, func(a, b kiln.Identifier) int {
+		if c := cmp.Compare(kindRank(a.Kind), kindRank(b.Kind)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
 	return out
 }
 

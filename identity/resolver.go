@@ -213,7 +213,8 @@ type cand struct {
 	o  ref // its index entry, none if not in the index
 }
 
-// New makes a Resolver. It fails only on invalid Rules.
+// New makes a Resolver. It fails on invalid Rules or a MaxPerKind entry
+// for an unknown kind.
 func New(cfg Config) (*Resolver, error) {
 	x, err := NewExtractor(cfg.Rules)
 	if err != nil {

@@ -239,7 +239,7 @@ func TestMenu(t *testing.T) {
 		}
 	}
 	// Dates are judged in Los Angeles: 06:00 UTC on 1 September is still
-	// 31 August there.
+	// 31 August there (23:00 PDT).
 	gh := m[slices.IndexFunc(m, func(d Dish) bool { return d.ID == "m-ghapama" })]
 	if gh.Available(time.Date(2025, 9, 1, 6, 0, 0, 0, time.UTC)) || !gh.Available(time.Date(2025, 9, 1, 9, 0, 0, 0, time.UTC)) {
 		t.Error("ghapama's season does not start on 1 September, Los Angeles time")
@@ -456,6 +456,10 @@ func (s *stats) add(e kiln.Event) error {
 		s.unsubscribed++
 	case kiln.VisitCompleted:
 		s.visitsAt[p["location"].(string)]++
+		// Bills close after lunch or dinner, Los Angeles time, all year.
+		if h := e.Timestamp.In(losAngeles).Hour(); h < 12 || h > 23 || h == 16 && p["daypart"] == "dinner" {
+			s.fail("visit %s closed at %s in Los Angeles", e.MessageID, e.Timestamp.In(losAngeles))
+		}
 		s.checkDishes(e, "dishes")
 		party, covers := p["party_size"].(float64), p["covers"].(float64)
 		if party < 1 || covers < 1 || covers > party || party > 12 {
@@ -509,6 +513,10 @@ func (s *stats) shopOrder(e kiln.Event, ctxEmail string) {
 	cust := e.UserID
 	if cust == "" {
 		s.tillOrders++
+		// The York shop opens 9:00 to 18:00, UK time, summer and winter.
+		if h := e.Timestamp.In(london).Hour(); h < 9 || h >= 18 {
+			s.fail("till order %s at %s in London", e.MessageID, e.Timestamp.In(london))
+		}
 		cust = s.emailUser[ctxEmail]
 		if cust == "" {
 			s.fail("till order %s by %q, who never identified", e.MessageID, ctxEmail)
@@ -580,8 +588,18 @@ func (s *stats) shopOrder(e kiln.Event, ctxEmail string) {
 	}
 }
 
+var losAngeles, london = zone("America/Los_Angeles"), zone("Europe/London")
+
+func zone(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
 func (s *stats) checkDishes(e kiln.Event, key string) {
-	local := e.Timestamp.Add(-8 * time.Hour)
+	local := e.Timestamp.In(losAngeles)
 	season := laMonth[local.Month()]
 	ds, _ := e.Properties[key].([]any)
 	if len(ds) == 0 {

@@ -34,9 +34,10 @@
 // megabytes whatever the number of events. The same Config gives the same events, byte for byte: each
 // customer draws from its own random stream seeded from Config.Seed, and
 // message ids are "demo-<seed>-<n>" in stream order. Timestamps are UTC;
-// times of day follow the shop's UK clock (UTC, ignoring summer time) and
-// the restaurants' Pacific Standard Time (UTC-8 all year), so a seasonal
-// dish is judged by its UTC-8 date.
+// times of day, sales and seasons follow the shop's clock (Europe/London)
+// and the restaurants' (America/Los_Angeles), so a seasonal dish is judged
+// by its date in Los Angeles. The time zone rules are compiled in, so the
+// host's zone database does not change the output.
 //
 // # Event catalogue
 //

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	_ "time/tzdata" // fixed zone rules: the same output on every host
 
 	"github.com/kiln-cdp/kiln"
 )
@@ -487,20 +488,37 @@ func days(d float64) int64 {
 
 func toTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
-// midnight returns the start of the local day holding ms, for a zone offset
-// in milliseconds.
-func midnight(ms, offset int64) int64 {
-	local := ms + offset
-	return local - mod(local, day) - offset
+// The businesses' clocks. The time zone database is embedded (time/tzdata)
+// so that output does not depend on the host's.
+var (
+	shopZone       = mustZone("Europe/London")
+	restaurantZone = mustZone("America/Los_Angeles")
+)
+
+func mustZone(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic("demo: time zone " + name + ": " + err.Error()) // cannot happen with time/tzdata linked in
+	}
+	return loc
 }
 
-func mod(a, b int64) int64 {
-	m := a % b
-	if m < 0 {
-		m += b
-	}
-	return m
+// clock returns the instant (Unix ms) at wall-clock time h (hours, with a
+// fraction) in loc, on the day holding ms there plus addDays. Building the
+// wall-clock time (rather than adding hours to midnight) keeps opening
+// hours right on the 23- and 25-hour days of clock changes.
+func clock(ms int64, loc *time.Location, h float64, addDays int) int64 {
+	y, m, d := time.UnixMilli(ms).In(loc).Date()
+	return clockOn(y, m, d+addDays, loc, h)
 }
+
+func clockOn(y int, m time.Month, d int, loc *time.Location, h float64) int64 {
+	ns := int(h * float64(time.Hour))
+	return time.Date(y, m, d, 0, 0, 0, ns, loc).UnixMilli()
+}
+
+// local returns ms as a time in loc.
+func local(ms int64, loc *time.Location) time.Time { return time.UnixMilli(ms).In(loc) }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
 

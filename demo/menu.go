@@ -37,12 +37,8 @@ type Dish struct {
 	Season string `json:"season,omitempty"`
 }
 
-// restaurantZone is the restaurants' clock: Pacific Standard Time all year,
-// so generated data does not depend on the host's time zone database.
-var restaurantZone = time.FixedZone("PST", -8*3600)
-
 // SeasonAt returns the restaurant season at t, judged by t's date in
-// Los Angeles (UTC-8).
+// Los Angeles.
 func SeasonAt(t time.Time) string {
 	switch t.In(restaurantZone).Month() {
 	case time.March, time.April, time.May:

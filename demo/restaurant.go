@@ -11,9 +11,7 @@ import (
 
 const (
 	restDomain = "https://lavashandvine.example"
-	// laOffset is the restaurants' clock (UTC-8) in milliseconds.
-	laOffset = -8 * hour
-	salesTax = 0.095
+	salesTax   = 0.095
 )
 
 // areaCodes are area codes around each location (by index). A guest's
@@ -253,13 +251,14 @@ func (g *guest) visitTime(t int64) int64 {
 	if t == never || t >= g.churnAt {
 		return never
 	}
-	d := midnight(t, laOffset)
+	lt := local(t, restaurantZone)
+	y, m, dd := lt.Date()
 	if g.r.chance(0.35) {
 		for i := 0; i < 3; i++ {
-			if wd := toTime(d - laOffset).Weekday(); wd == time.Friday || wd == time.Saturday {
+			if wd := time.Date(y, m, dd, 12, 0, 0, 0, restaurantZone).Weekday(); wd == time.Friday || wd == time.Saturday {
 				break
 			}
-			d += day
+			dd++
 		}
 	}
 	var h float64
@@ -268,27 +267,24 @@ func (g *guest) visitTime(t int64) int64 {
 	} else {
 		h = g.r.uniform(17.5, 21)
 	}
-	s := d + int64(h*float64(hour))
-	if s <= t {
-		s += day
+	if s := clockOn(y, m, dd, restaurantZone, h); s > t {
+		return s
 	}
-	return s
+	return clockOn(y, m, dd+1, restaurantZone, h)
 }
 
 func (g *guest) takeawayTime(t int64) int64 {
 	if t >= g.churnAt || t >= g.w.end {
 		return never
 	}
-	d := midnight(t, laOffset)
 	h := g.r.uniform(17, 20.5)
 	if g.r.chance(0.3) {
 		h = g.r.uniform(11.5, 13.5)
 	}
-	s := d + int64(h*float64(hour))
-	if s <= t {
-		s += day
+	if s := clock(t, restaurantZone, h, 0); s > t {
+		return s
 	}
-	return s
+	return clock(t, restaurantZone, h, 1)
 }
 
 // birthdayTime is the next birthday dinner (in the days before a birthday)

@@ -24,7 +24,7 @@ const (
 // week and the run-up to Christmas are the year's peak, January and summer
 // are quiet.
 func shopSeason(ms int64) float64 {
-	t := toTime(ms)
+	t := local(ms, shopZone)
 	d := t.Day()
 	switch t.Month() {
 	case time.November:
@@ -59,7 +59,7 @@ func shopSeason(ms int64) float64 {
 
 // giftShare is the chance an order is a gift at ms.
 func giftShare(ms int64) float64 {
-	t := toTime(ms)
+	t := local(ms, shopZone)
 	switch t.Month() {
 	case time.November:
 		return 0.25
@@ -76,7 +76,7 @@ func giftShare(ms int64) float64 {
 
 // coupon returns the promotion running at ms, if any.
 func coupon(ms int64) (code string, pct float64) {
-	t := toTime(ms)
+	t := local(ms, shopZone)
 	switch {
 	case t.Month() == time.November && t.Day() >= 21 || t.Month() == time.December && t.Day() <= 2:
 		return "BLACKFRIDAY25", 0.25
@@ -139,10 +139,10 @@ func shopCampaigns(seed int64, start, end int64) []campaign {
 		if containsVerb(path) {
 			path = fmt.Sprintf(path, slug(pat))
 		}
-		add(name, subject, path, midnight(t, 0)+9*hour+int64(r.IntN(90))*minute, 1)
+		add(name, subject, path, clock(t, shopZone, 9+float64(r.IntN(90))/60, 0), 1)
 	}
 	for y := toTime(start).Year(); y <= toTime(end).Year(); y++ {
-		at := func(m time.Month, d, h int) int64 { return time.Date(y, m, d, h, 0, 0, 0, time.UTC).UnixMilli() }
+		at := func(m time.Month, d, h int) int64 { return time.Date(y, m, d, h, 0, 0, 0, shopZone).UnixMilli() }
 		bf := blackFriday(y)
 		add("Valentine's Gifts", "Gifts for the one who loves tea", "/gifts/valentines", at(2, 5, 8), 1.1)
 		add("Mother's Day Gift Guide", "Gifts Mum will treasure", "/gifts/mothers-day", at(3, 1, 8), 1.2)
@@ -173,7 +173,7 @@ func containsVerb(s string) bool {
 
 // blackFriday returns the day after the fourth Thursday of November.
 func blackFriday(y int) time.Time {
-	t := time.Date(y, time.November, 1, 0, 0, 0, 0, time.UTC)
+	t := time.Date(y, time.November, 1, 0, 0, 0, 0, shopZone)
 	for t.Weekday() != time.Thursday {
 		t = t.AddDate(0, 0, 1)
 	}
@@ -331,9 +331,9 @@ func newShopper(w *world, n int) *shopper {
 				break
 			}
 		}
-		t = midnight(t, 0) + int64(r.hourOf(&webHours)*float64(hour))
-		if t < w.start {
-			t += day
+		h := r.hourOf(&webHours)
+		if t = clock(t, shopZone, h, 0); t < w.start {
+			t = clock(t, shopZone, h, 1)
 		}
 		c.created = t
 		if r.chance(0.08) {
@@ -387,11 +387,11 @@ func (c *shopper) arrival(from int64, perDay float64) int64 {
 			break
 		}
 	}
-	s := midnight(t, 0) + int64(c.r.hourOf(&webHours)*float64(hour))
-	if s <= from {
-		s += day
+	h := c.r.hourOf(&webHours)
+	if s := clock(t, shopZone, h, 0); s > from {
+		return s
 	}
-	return s
+	return clock(t, shopZone, h, 1)
 }
 
 // soon returns a time a day or so after from, at a web-like hour, and
@@ -409,11 +409,11 @@ func (c *shopper) placeOrder(t int64) int64 {
 	if !c.orderAtTill || t == never {
 		return t
 	}
-	s := midnight(t, 0) + int64(c.r.hourOf(&tillHours)*float64(hour))
-	if s < t {
-		s += day
+	h := c.r.hourOf(&tillHours)
+	if s := clock(t, shopZone, h, 0); s >= t {
+		return s
 	}
-	return s
+	return clock(t, shopZone, h, 1)
 }
 
 func (c *shopper) nextCampaign() int64 {
@@ -826,7 +826,7 @@ func (c *shopper) order(at int64, kind sessionKind, cart []cartLine) {
 }
 
 func (c *shopper) refund(after int64, orderID string, cart []cartLine, till bool) {
-	at := midnight(after+days(c.r.uniform(4, 30)), 0) + int64(c.r.uniform(9, 17)*float64(hour))
+	at := clock(after+days(c.r.uniform(4, 30)), shopZone, c.r.uniform(9, 17), 0)
 	lines := cart
 	reason := "customer_return"
 	if !till && c.r.chance(0.5) {

@@ -28,7 +28,7 @@ const (
 
 	keyByHash = `SELECT ` + keyColumns + ` FROM keys WHERE hash = $1`
 
-	listKeys = `SELECT ` + keyColumns + ` FROM keys ORDER BY created_at, id`
+	listKeys = `SELECT ` + keyColumns + ` FROM keys ORDER BY created_at NULLS FIRST, id`
 
 	keysByIDOrPrefix = `SELECT id FROM keys WHERE id = $1 OR prefix = $1 FOR UPDATE`
 

@@ -24,7 +24,7 @@ const (
 
 	putProfileRows = `
 INSERT INTO profiles (id, created_at, updated_at, first_seen, last_seen, event_count, traits)
-SELECT id, created_at, updated_at, first_seen, last_seen, event_count, traits::jsonb
+SELECT id, created_at, updated_at, first_seen, last_seen, event_count, traits::json
 FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
             $6::bigint[], $7::text[])
      AS t(id, created_at, updated_at, first_seen, last_seen, event_count, traits)
@@ -124,7 +124,7 @@ ON CONFLICT (kind, value) DO NOTHING`
 SELECT s.kind, s.value FROM suppressions s
 JOIN unnest($1::text[], $2::text[]) AS q(kind, value) ON s.kind = q.kind AND s.value = q.value`
 
-	listSuppressions = `SELECT kind, value, reason, created_at FROM suppressions ORDER BY created_at, kind, value`
+	listSuppressions = `SELECT kind, value, reason, created_at FROM suppressions ORDER BY created_at NULLS FIRST, kind, value`
 )
 
 var readOnly = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}

@@ -27,7 +27,10 @@ ON CONFLICT (id) DO UPDATE SET
 
 	deleteProfileRow = `DELETE FROM profiles WHERE id = ?`
 
-	renameProfile = `UPDATE profiles SET id = ?, updated_at = max(coalesce(updated_at, 0), coalesce(?, 0)) WHERE id = ?`
+	renameProfile = `
+UPDATE profiles SET id = ?1,
+    updated_at = CASE WHEN ?2 IS NOT NULL AND (updated_at IS NULL OR ?2 > updated_at) THEN ?2 ELSE updated_at END
+WHERE id = ?3`
 
 	countProfiles = `SELECT count(*) FROM profiles`
 

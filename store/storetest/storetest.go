@@ -191,7 +191,7 @@ func testAppendAndRead(t *testing.T, s store.Store) {
 	e2 := event("src_a", "m2", "email:a@example.com", at(1))
 	e2.Type, e2.Name, e2.UserID, e2.AnonymousID = kiln.Identify, "", "", "anon-1"
 	e2.Properties, e2.Context = nil, nil
-	e2.Traits = map[string]any{"email": "a@example.com", "vip": true, "n": 3.0}
+	e2.Traits = map[string]any{"email": "a@example.com", "vip": true, "n": 3.0, "odd": "nul \x00 tab \t é \u2028"}
 	e3 := event("src_a", "m3", "anonymous_id:anon-1", at(2))
 	e3.Type, e3.PreviousID, e3.GroupID = kiln.Alias, "old-id", "g1"
 	e3.Properties, e3.Context = nil, nil
@@ -578,7 +578,7 @@ func testProfileChanges(t *testing.T, s store.Store) {
 	mustApply(t, s, store.Resolution{
 		Profiles: []store.ProfileChange{{
 			ID: "p_1", FirstSeen: at(10), LastSeen: at(20), EventCount: 2,
-			Traits: map[string]any{"name": "Ada", "plan": "free", "gone": nil}, At: at(30),
+			Traits: map[string]any{"name": "Ada", "plan": "free", "gone": nil, "odd": "nul \x00"}, At: at(30),
 		}},
 		Identities: []kiln.Identity{
 			{Identifier: ident(kiln.UserID, "42"), ProfileID: "p_1", SourceID: "src_1", FirstSeen: at(10)},
@@ -588,7 +588,7 @@ func testProfileChanges(t *testing.T, s store.Store) {
 		Checkpoint: store.Checkpoint{Name: "resolver", Seq: 7},
 	})
 	p := mustProfile(t, s, "p_1")
-	if p.EventCount != 2 || !jsonEqual(p.Traits, map[string]any{"name": "Ada", "plan": "free"}) {
+	if p.EventCount != 2 || !jsonEqual(p.Traits, map[string]any{"name": "Ada", "plan": "free", "odd": "nul \x00"}) {
 		t.Errorf("new profile = %+v", p)
 	}
 	wantTime(t, "createdAt", p.CreatedAt, at(30))
@@ -617,7 +617,7 @@ func testProfileChanges(t *testing.T, s store.Store) {
 
 	// Deltas: seen times widen (zero ignored), counts add, traits key by key.
 	mustApply(t, s, store.Resolution{Profiles: []store.ProfileChange{
-		{ID: "p_1", FirstSeen: at(5), EventCount: 3, Traits: map[string]any{"plan": "gold", "name": nil, "ltv": 12.5}, At: at(40)},
+		{ID: "p_1", FirstSeen: at(5), EventCount: 3, Traits: map[string]any{"plan": "gold", "name": nil, "odd": nil, "ltv": 12.5}, At: at(40)},
 		{ID: "p_1", FirstSeen: at(8), LastSeen: at(15), EventCount: 1, At: at(41)},
 		{ID: "p_1", LastSeen: at(25), At: at(42)},
 	}})

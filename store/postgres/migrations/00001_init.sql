@@ -2,7 +2,10 @@
 --
 -- Times are timestamptz (microsecond precision), NULL for "never". Text
 -- keys use the "C" collation so that ordering and prefix ranges are
--- bytewise, as in Go and SQLite.
+-- bytewise, as in Go and SQLite. JSON columns are json, not jsonb: Kiln
+-- reads them whole, json only validates on the way in (cheaper for
+-- ingest), and it keeps strings jsonb refuses (\u0000), which would
+-- otherwise make a customer's odd trait fail every retry of a write.
 
 -- +goose Up
 CREATE TABLE sources (
@@ -43,9 +46,7 @@ CREATE TABLE events (
     ts           timestamptz,
     received_at  timestamptz,
     store        text NOT NULL DEFAULT '',
-    -- {"properties":{...},"traits":{...},"context":{...}}, NULL when all are
-    -- empty. json, not jsonb: it is only validated on the way in (cheaper
-    -- for ingest) and keeps any string jsonb would refuse (\u0000).
+    -- {"properties":{...},"traits":{...},"context":{...}}, NULL when all are empty
     payload      json,
     UNIQUE (source_id, message_id)
 );
@@ -70,7 +71,7 @@ CREATE TABLE profiles (
     first_seen  timestamptz,
     last_seen   timestamptz,
     event_count bigint NOT NULL DEFAULT 0,
-    traits      jsonb
+    traits      json
 );
 
 CREATE TABLE identities (
@@ -98,13 +99,13 @@ CREATE TABLE merges (
     id         bigserial PRIMARY KEY,
     into_id    text COLLATE "C" NOT NULL,
     from_id    text COLLATE "C" NOT NULL,
-    identities jsonb NOT NULL,
+    identities json NOT NULL,
     event_seq  bigint NOT NULL DEFAULT 0,
     rule       text NOT NULL DEFAULT '',
     at         timestamptz,
     undone_at  timestamptz,
     -- From's profile row and consent as they were at merge time, for UndoMerge.
-    snapshot   jsonb NOT NULL
+    snapshot   json NOT NULL
 );
 CREATE INDEX merges_into ON merges (into_id);
 CREATE INDEX merges_from ON merges (from_id);

@@ -34,6 +34,9 @@ type Server struct {
 	Keys   auth.KeyStore // usually an auth.Cache over Store
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Normalize normalises identifiers typed by people (the resolver's
+	// rules), so "email:Ann@Example.com" finds the profile; nil: as typed.
+	Normalize func(kiln.Identifier) (kiln.Identifier, bool)
 }
 
 // Handler returns the API's routes; mount it at the server root.
@@ -164,7 +167,15 @@ func (s *Server) profileID(r *http.Request) (string, error) {
 	if !strings.Contains(id, ":") {
 		return "", kiln.Errorf(kiln.EInvalid, "profile %q: give a profile id (p_...) or an identifier such as email:ann@example.com", id)
 	}
-	pid, err := s.Store.ProfileFor(r.Context(), kiln.ParseIdentifier(id))
+	ident := kiln.ParseIdentifier(id)
+	if s.Normalize != nil {
+		n, ok := s.Normalize(ident)
+		if !ok {
+			return "", kiln.Errorf(kiln.EInvalid, "%s is not a usable %s (it does not normalise, or is on the blocklist)", id, ident.Kind)
+		}
+		ident = n
+	}
+	pid, err := s.Store.ProfileFor(r.Context(), ident)
 	if err != nil {
 		if store.IsNotFound(err) {
 			return "", kiln.Errorf(kiln.ENotFound, "no profile has identifier %s", id)

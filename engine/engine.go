@@ -52,6 +52,9 @@ type Engine struct {
 	log *slog.Logger
 	st  store.Store
 
+	rules identity.Rules
+	x     *identity.Extractor
+
 	mu   sync.Mutex // serialises batches with Ops
 	res  *identity.Resolver
 	wake chan struct{}
@@ -63,8 +66,9 @@ type Engine struct {
 	suppress  map[kiln.Identifier]bool
 }
 
-// New makes an Engine; Run starts it.
-func New(cfg Config) *Engine {
+// New makes an Engine; Run starts it. It fails only on invalid identity
+// rules (a blocklist entry that is not an identifier, say).
+func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -77,8 +81,17 @@ func New(cfg Config) *Engine {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, st: cfg.Store, wake: make(chan struct{}, 1), progress: make(chan struct{})}
+	rules := identity.Rules{CountryCode: cfg.PhoneCountryCode, BlockedValues: cfg.Blocklist}
+	x, err := identity.NewExtractor(rules)
+	if err != nil {
+		return nil, fmt.Errorf("identity rules: %w", err)
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, st: cfg.Store, rules: rules, x: x, wake: make(chan struct{}, 1), progress: make(chan struct{})}, nil
 }
+
+// Extractor decides what counts as an identifier and normalises it. Ingest
+// and look-ups must use the resolver's, so anchors and look-ups agree.
+func (e *Engine) Extractor() *identity.Extractor { return e.x }
 
 // Wake tells the engine new events are in the log.
 func (e *Engine) Wake() {
@@ -121,10 +134,8 @@ func (e *Engine) advanced(seq int64) {
 }
 
 func (e *Engine) newResolver(ctx context.Context) (*identity.Resolver, error) {
-	var blocked []string
-	blocked = append(blocked, e.cfg.Blocklist...)
 	r, err := identity.New(identity.Config{
-		Rules:      identity.Rules{CountryCode: e.cfg.PhoneCountryCode, BlockedValues: blocked},
+		Rules:      e.rules,
 		Checkpoint: Checkpoint,
 		Suppressed: e.suppressed(ctx),
 	})

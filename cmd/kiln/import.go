@@ -15,6 +15,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/api"
+	"github.com/kiln-cdp/kiln/identity"
 	"github.com/kiln-cdp/kiln/ingest/bulk"
 	"github.com/kiln-cdp/kiln/journal"
 	"github.com/kiln-cdp/kiln/store"
@@ -105,6 +106,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	began := time.Now()
 	res, err := bulk.ImportFile(ctx, *file, j, bulk.Options{
 		Mapping:        m,
+		Identity:       identityRules(),
 		SourceID:       src.ID,
 		FileID:         fid,
 		Size:           size,
@@ -219,3 +221,16 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// identityRules are the default identifier rules, as the server uses them
+// unless configured otherwise (KILN_PHONE_COUNTRY_CODE, KILN_IDENTITY_BLOCKLIST).
+func identityRules() *identity.Extractor {
+	var c Config
+	c.PhoneCountryCode = envOr("KILN_PHONE_COUNTRY_CODE", "1")
+	c.IdentityBlocklist = envOr("KILN_IDENTITY_BLOCKLIST", "")
+	x, err := identity.NewExtractor(identity.Rules{CountryCode: c.PhoneCountryCode, BlockedValues: c.blocklist()})
+	if err != nil {
+		return nil // bulk falls back to the default rules; serve reports the bad setting
+	}
+	return x
+}

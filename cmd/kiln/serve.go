@@ -79,13 +79,17 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
-	m.Engine = engine.New(engine.Config{
+	m.Engine, err = engine.New(engine.Config{
 		Store:            st,
 		Logger:           m.Logger,
 		Metrics:          m.Metrics,
 		Blocklist:        m.Config.blocklist(),
 		PhoneCountryCode: m.Config.PhoneCountryCode,
 	})
+	if err != nil {
+		st.Close()
+		return err
+	}
 	m.Journal = journal.New(st, journal.Options{OnCommit: func(int64) { m.Engine.Wake() }})
 
 	engCtx, cancel := context.WithCancel(context.Background())
@@ -153,16 +157,17 @@ func (m *Main) routes() http.Handler {
 		Logger:      m.Logger,
 		KeyCacheTTL: 5 * time.Second,
 		RateLimit:   m.Config.RateLimit,
+		Identity:    m.Engine.Extractor(),
 	})
 	mux.Handle("/v1/", m.Metrics.Instrument("tracking", seg))
 	for _, kind := range ingest.WebhookKinds {
-		h, err := ingest.NewWebhookHandler(kind, ingest.WebhookConfig{Sink: sink{m.Journal, m.Metrics}, Auth: m.Store, Logger: m.Logger})
+		h, err := ingest.NewWebhookHandler(kind, ingest.WebhookConfig{Sink: sink{m.Journal, m.Metrics}, Auth: m.Store, Logger: m.Logger, Identity: m.Engine.Extractor()})
 		if err != nil {
 			panic(err) // WebhookKinds and NewWebhookHandler disagree: a programming error
 		}
 		mux.Handle("/webhooks/"+kind+"/{source}", m.Metrics.Instrument("webhook_"+kind, h))
 	}
-	admin := &api.Server{Store: m.Store, Ops: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger}
+	admin := &api.Server{Store: m.Store, Ops: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger, Normalize: m.Engine.Extractor().Normalize}
 	mux.Handle("/api/", m.Metrics.Instrument("api", admin.Handler()))
 	mux.Handle("GET /metrics", m.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -292,7 +292,7 @@ func (g *guest) takeawayTime(t int64) int64 {
 func (g *guest) birthdayTime(t int64) int64 {
 	lt := toTime(t).In(restaurantZone)
 	for y := lt.Year(); y <= lt.Year()+1; y++ {
-		b := time.Date(y, time.Month(g.bMonth), g.bDay, 19, 0, 0, 0, restaurantZone).AddDate(0, 0, -g.r.IntN(4)).UnixMilli()
+		b := clockOn(y, time.Month(g.bMonth), g.bDay-g.r.IntN(4), restaurantZone, g.r.uniform(18, 20.5))
 		if b > t {
 			return b
 		}
@@ -601,7 +601,7 @@ func (g *guest) takeaway(at int64) {
 	g.tl.push(at+int64(g.r.uniform(2, 8)*float64(minute)), kiln.Event{SourceID: SourceRestaurantWeb, Type: kiln.Track,
 		Name: kiln.OrderCompleted, Store: loc.Store, Context: ctxTraits("email", g.email, "phone", g.phone),
 		Properties: map[string]any{
-			"order_id": fmt.Sprintf("LV%05d-%03d", g.n, g.takes), "affiliation": RestaurantName + " " + loc.Name,
+			"order_id": fmt.Sprintf("TK%05d-%03d", g.n, g.takes), "affiliation": RestaurantName + " " + loc.Name,
 			"location": loc.Name, "fulfillment": fulfillment, "party_size": float64(covers), "products": dishes, "revenue": subtotal, "tax": tax,
 			"shipping": fee, "tip": tip, "total": round2(subtotal + tax + fee + tip), "currency": RestaurantCurrency,
 		}})

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MergeFold", testMergeFold},
 		{"MergeRename", testMergeRename},
 		{"MergeChain", testMergeChain},
+		{"MergeOfUnstoredProfiles", testMergeOfUnstoredProfiles},
 		{"UndoMerge", testUndoMerge},
 		{"UndoMergeRename", testUndoMergeRename},
 		{"DeleteProfile", testDeleteProfile},
@@ -545,12 +546,29 @@ func testKeys(t *testing.T, s store.Store) {
 		}
 		wantTime(t, "key "+k.ID+" revokedAt", *k.RevokedAt, when)
 	}
+	// Revoking again keeps the first time.
+	if err := s.RevokeKey(ctx, "key_1", at(20)); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := s.KeyByHash(ctx, k1.Hash); k == nil || k.RevokedAt == nil || !k.RevokedAt.Equal(at(10)) {
+		t.Errorf("second revoke changed the key to %+v", k)
+	}
 	keys, err := s.ListKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 || keys[0].RevokedAt == nil || keys[1].RevokedAt == nil {
-		t.Errorf("ListKeys = %+v, want both keys revoked", keys)
+	if len(keys) != 2 || keys[0].ID != "key_1" || keys[0].RevokedAt == nil || keys[1].RevokedAt == nil {
+		t.Errorf("ListKeys = %+v, want both keys revoked, oldest first", keys)
+	}
+	// A prefix shared by several keys names none of them.
+	for _, id := range []string{"key_3", "key_4"} {
+		if err := s.CreateKey(ctx, kiln.Key{ID: id, Kind: kiln.WriteKey, Hash: "hash-" + id, Prefix: "kiln_w_dup", CreatedAt: at(30)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErr(t, "revoke by a shared prefix", s.RevokeKey(ctx, "kiln_w_dup", at(31)), store.ErrConflict)
+	if k, _ := s.KeyByHash(ctx, "hash-key_3"); k == nil || k.RevokedAt != nil {
+		t.Errorf("ambiguous revoke changed %+v", k)
 	}
 }
 
@@ -880,6 +898,31 @@ func testMergeChain(t *testing.T, s store.Store) {
 	}
 	if seq, _ := s.GetCheckpoint(ctx, "resolver"); seq != 123 {
 		t.Errorf("checkpoint %d", seq)
+	}
+}
+
+// A merge may name profiles that have identities but no row yet (both
+// created within the run of events being resolved): the identities move
+// and the merge is recorded all the same.
+func testMergeOfUnstoredProfiles(t *testing.T, s store.Store) {
+	mustApply(t, s, store.Resolution{
+		Identities: []kiln.Identity{{Identifier: ident(kiln.AnonymousID, "ghost"), ProfileID: "p_ghost", FirstSeen: at(1)}},
+	})
+	mustApply(t, s, store.Resolution{
+		Merges:   []kiln.Merge{{Into: "p_x", From: "p_ghost", Rule: "alias", At: at(2)}},
+		Profiles: []store.ProfileChange{{ID: "p_x", EventCount: 2, At: at(2)}},
+	})
+	p := mustProfile(t, s, "p_x")
+	if got := identitySet(p); !slices.Equal(got, []string{"anonymous_id:ghost"}) || p.EventCount != 2 {
+		t.Errorf("p_x = %+v, identities %v", p, got)
+	}
+	ms, err := s.Merges(ctx, "p_x")
+	if err != nil || len(ms) != 1 || len(ms[0].Identities) != 1 {
+		t.Fatalf("merges = %+v, %v", ms, err)
+	}
+	err = s.ApplyResolution(ctx, store.Resolution{Merges: []kiln.Merge{{Into: "p_x", From: "p_x", At: at(3)}}})
+	if kiln.ErrorCode(err) != kiln.EInvalid {
+		t.Errorf("merge of a profile into itself: %v, want an invalid error", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -437,5 +438,21 @@ func TestDecodeArchived(t *testing.T) {
 	}
 	if _, _, reason := DecodeArchived([]byte(`{"type":`), opts); !strings.Contains(reason, "invalid JSON") {
 		t.Errorf("broken JSON: %q", reason)
+	}
+}
+
+// Mounted with the prefix stripped, the handler routes the same way.
+func TestStrippedPrefix(t *testing.T) {
+	t.Parallel()
+	b := setupSegment(t, nil)
+	srv := httptest.NewServer(http.StripPrefix("/v1", b.h))
+	defer srv.Close()
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/page", strings.NewReader(`{"anonymousId":"a","name":"Home"}`))
+	req.SetBasicAuth(b.key, "")
+	if r := do(t, req); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if ev := b.sink.unique(); len(ev) != 1 || ev[0].Type != kiln.Page || ev[0].Name != "Home" {
+		t.Errorf("events %+v", ev)
 	}
 }

@@ -382,6 +382,19 @@ func TestMappingValidation(t *testing.T) {
 	if tgt, col, err := ParseField("properties.revenue=dollars:number"); err != nil || tgt != "properties.revenue" || col != "dollars:number" {
 		t.Errorf("ParseField: %q %q %v", tgt, col, err)
 	}
+	var fm Mapping
+	fm.Event = "Visit Completed"
+	for _, f := range []string{"userId=guest", "properties.spend=amount:number"} {
+		if err := fm.SetField(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fm.Validate(); err != nil || fm.Fields["properties.spend"] != "amount:number" {
+		t.Errorf("SetField mapping %+v: %v", fm, err)
+	}
+	if err := fm.SetField("propertys.x=y"); err == nil || !strings.Contains(err.Error(), `unknown target "propertys.x"`) {
+		t.Errorf("SetField with a bad target: %v", err)
+	}
 	if _, _, err := ParseField("revenue"); err == nil {
 		t.Error("ParseField accepted a spec without =")
 	}

@@ -126,6 +126,20 @@ func ParseField(s string) (target, column string, err error) {
 	return target, column, nil
 }
 
+// SetField adds a flag-style field mapping (see ParseField) to m, for
+// command lines like --field userId=CustomerID --field properties.revenue=dollars:number.
+func (m *Mapping) SetField(spec string) error {
+	target, column, err := ParseField(spec)
+	if err != nil {
+		return err
+	}
+	if m.Fields == nil {
+		m.Fields = map[string]string{}
+	}
+	m.Fields[target] = column
+	return nil
+}
+
 func checkTarget(t string, products bool) error {
 	if topTargets[t] {
 		return nil

@@ -41,8 +41,22 @@ func BenchmarkFitCDNOW(b *testing.B) {
 	}
 }
 
+// BenchmarkFit1M fits continuous-time simulated customers: every customer
+// is a distinct (x, t_x, T), the worst case for the likelihood.
 func BenchmarkFit1M(b *testing.B) {
-	cs := millionCustomers(b)
+	benchFit(b, millionCustomers(b))
+}
+
+// BenchmarkFit1MDays fits the same kind of base at day resolution, as
+// Summarize produces from real transactions: customers share (x, t_x, T)
+// and the likelihood sums each distinct one once.
+func BenchmarkFit1MDays(b *testing.B) {
+	cs := Simulate(BGNBD{R: 0.25, Alpha: 4.4, A: 0.8, B: 2.4}, GammaGamma{P: 6.25, Q: 3.74, Gamma: 15.44},
+		SimOptions{N: 1_000_000, AgeMin: 52, AgeMax: 104, Seed: 11, Resolution: 1.0 / 7})
+	benchFit(b, cs)
+}
+
+func benchFit(b *testing.B, cs []Summary) {
 	b.ResetTimer()
 	for b.Loop() {
 		bg, err := FitBGNBD(cs, FitOptions{})

@@ -13,6 +13,10 @@ type SimOptions struct {
 	AgeMax  float64
 	Holdout float64 // length of a holdout period after T (0: none)
 	Seed    uint64  // same seed, same customers
+	// Resolution, if > 0, floors T and t_x to multiples of it (1.0/7 for
+	// days when the unit is weeks), as Summarize's day grouping does with
+	// real data.
+	Resolution float64
 }
 
 // Simulate draws customers from BG/NBD (purchases) and Gamma-Gamma (spend)
@@ -55,6 +59,10 @@ func Simulate(bg BGNBD, gg GammaGamma, o SimOptions) []Summary {
 		}
 		if s.Frequency > 0 {
 			s.Monetary = sum / float64(s.Frequency)
+		}
+		if o.Resolution > 0 {
+			s.Age = math.Floor(s.Age/o.Resolution) * o.Resolution
+			s.Recency = math.Floor(s.Recency/o.Resolution) * o.Resolution
 		}
 		out[i] = s
 	}

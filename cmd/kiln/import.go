@@ -45,6 +45,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	mappingFile := fs.String("mapping", "", "a JSON mapping file (see docs/IMPORT.md)")
 	var fields multiFlag
 	fs.Var(&fields, "field", "a field mapping target=column[:type], e.g. userId=CustomerID (repeatable; adds to the mapping)")
+	eventName := fs.String("event", "", `a constant event name for every row, e.g. "Order Completed" (overrides the mapping's)`)
 	source := fs.String("source", "import", "the source the events are recorded under (created if missing)")
 	report := fs.String("report", "", "write every rejected row to this CSV file (line, field, reason)")
 	restart := fs.Bool("restart", false, "ignore a saved checkpoint and read the file from the start (stored events still dedupe)")
@@ -59,6 +60,9 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	m, err := importMapping(*preset, *mappingFile, fields)
 	if err != nil {
 		return err
+	}
+	if *eventName != "" {
+		m.Event = *eventName
 	}
 	fid, size, err := fileIdentity(*file)
 	if err != nil {

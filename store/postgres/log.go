@@ -15,6 +15,10 @@ import (
 )
 
 const (
+	// An acknowledged append must survive a crash, whatever the server's
+	// default for synchronous_commit.
+	durableCommit = `SET LOCAL synchronous_commit TO on`
+
 	takeAppendLock = `SELECT pg_advisory_xact_lock($1)`
 
 	// One statement for the whole batch. Rows are inserted in batch order
@@ -149,6 +153,9 @@ func (db *DB) Append(ctx context.Context, b store.Batch) (int, error) {
 	added := 0
 	err = db.write(ctx, func(tx pgx.Tx) error {
 		added = 0
+		if _, err := tx.Exec(ctx, durableCommit); err != nil {
+			return err
+		}
 		if len(b.Events) > 0 {
 			if _, err := tx.Exec(ctx, takeAppendLock, appendLock); err != nil {
 				return err

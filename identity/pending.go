@@ -185,6 +185,8 @@ func (r *Resolver) Pending() store.Resolution {
 	p := &r.p
 	var res store.Resolution
 	res.Merges = slices.Clone(p.merges)
+	res.Profiles = make([]store.ProfileChange, 0, len(p.deltas))
+	res.Identities = make([]kiln.Identity, 0, len(p.iorder))
 	for _, prof := range p.porder {
 		d := p.deltas[prof]
 		if d == nil || r.prof(prof).dead {

@@ -204,7 +204,12 @@ func (c *csvReader) next() (record, error) {
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
-			return record{}, &rowError{line: pe.StartLine, reason: pe.Err.Error() + fmt.Sprintf(" (column %d)", pe.Column)}
+			reason := fmt.Sprintf("%v (line %d, column %d)", pe.Err, pe.Line, pe.Column)
+			if pe.Line > pe.StartLine {
+				// A stray quote joins lines into one broken record: say which.
+				reason = fmt.Sprintf("lines %d-%d are one broken record: %v (line %d, column %d)", pe.StartLine, pe.Line, pe.Err, pe.Line, pe.Column)
+			}
+			return record{}, &rowError{line: pe.StartLine, reason: reason}
 		}
 		return record{}, err
 	}

@@ -437,3 +437,20 @@ func TestSegmentArchive(t *testing.T) {
 		t.Error("segment format accepted field mappings")
 	}
 }
+
+// A stray quote makes csv read several lines as one broken record; the
+// reject names them, and the import goes on after it.
+func TestBrokenCSVRecord(t *testing.T) {
+	data := "customer,amount\nc1,1\nc2,\"unterminated\nc3,3\nc4,b\"ad\nc5,5\n"
+	sink := &memSink{}
+	res, err := Import(context.Background(), strings.NewReader(data), sink, Options{Mapping: Mapping{Event: "E", Fields: map[string]string{"userId": "customer", "properties.amount": "amount:number"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 2 || res.Rejects != 1 || sink.events[1].UserID != "c5" || res.LastLine != 6 {
+		t.Fatalf("result %+v events %+v", res, sink.events)
+	}
+	if r := sink.rejects[0]; r.Index != 3 || !strings.Contains(r.Reason, "lines 3-5 are one broken record") {
+		t.Errorf("reject %+v", r)
+	}
+}

@@ -278,6 +278,7 @@ type stats struct {
 	completed      map[string]time.Time // checkout_id -> order time
 	anonFirst      map[string]bool      // anonymous ids seen anchored alone
 	anonLinked     int                  // of those, later identified with a user id
+	anonUsers      map[string]map[string]bool
 	unsubscribed   int
 	opens, clicks  int
 	restOpens      int
@@ -308,7 +309,7 @@ func newStats(t *testing.T) *stats {
 		t: t, msgIDs: map[string]bool{}, sources: map[string]bool{},
 		emailUser: map[string]string{}, custRevenue: map[string]float64{}, custOrders: map[string]int{}, custLast: map[string]time.Time{},
 		monthRevenue: map[string]float64{}, orderIDs: map[string]time.Time{}, checkouts: map[string]time.Time{},
-		completed: map[string]time.Time{}, anonFirst: map[string]bool{}, userIDs: map[string]bool{},
+		completed: map[string]time.Time{}, anonFirst: map[string]bool{}, userIDs: map[string]bool{}, anonUsers: map[string]map[string]bool{},
 		visitsAt: map[string]int{}, seasonalServed: map[string]int{}, guestVisits: map[string][]time.Time{},
 		guestRatings: map[string][]float64{}, loyaltyPhone: map[string]string{}, owner: map[string]string{},
 		rsvps: map[string]int{}, ratings: map[int]int{}, milestones: map[string]bool{},
@@ -408,6 +409,12 @@ func (s *stats) add(e kiln.Event) error {
 	}
 	if l, ok := e.Traits["loyalty_number"].(string); ok && e.Type == kiln.Identify {
 		s.loyaltyPhone[l], _ = e.Traits["phone"].(string)
+	}
+	if e.UserID != "" && e.AnonymousID != "" {
+		if s.anonUsers[e.AnonymousID] == nil {
+			s.anonUsers[e.AnonymousID] = map[string]bool{}
+		}
+		s.anonUsers[e.AnonymousID][e.UserID] = true
 	}
 	if e.Type == kiln.Identify && e.UserID != "" {
 		s.userIDs[e.UserID] = true
@@ -765,6 +772,27 @@ func TestDefaultRun(t *testing.T) {
 	t.Run("identity and email", func(t *testing.T) {
 		t.Logf("%d anonymous ids linked by sign-in, %d never; %d opens, %d clicks, %d unsubscribes",
 			s.anonLinked, len(s.anonFirst), s.opens, s.clicks, s.unsubscribed)
+		// Couples share a computer: a few anonymous ids carry two user
+		// ids. Nobody uses so many devices that resolution would refuse
+		// them (identity.DefaultMaxPerKind allows 100 anonymous ids).
+		shared := 0
+		devices := map[string]int{}
+		for _, users := range s.anonUsers {
+			if len(users) > 1 {
+				shared++
+			}
+			for u := range users {
+				devices[u]++
+			}
+		}
+		most := 0
+		for _, n := range devices {
+			most = max(most, n)
+		}
+		t.Logf("%d devices shared by two customers; at most %d devices per customer", shared, most)
+		if shared < 20 || shared > 100 || most >= identity.DefaultMaxPerKind[kiln.AnonymousID] {
+			t.Errorf("%d devices shared by two customers, at most %d devices per customer", shared, most)
+		}
 		if s.anonLinked < 3000 {
 			t.Errorf("only %d anonymous browsers later identified", s.anonLinked)
 		}

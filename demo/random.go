@@ -18,6 +18,7 @@ const (
 	streamVisitor
 	streamGuest
 	streamSchedule
+	streamHousehold
 )
 
 func newRNG(seed int64, domain uint64, index int) rng {

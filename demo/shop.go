@@ -261,6 +261,14 @@ func newShopper(w *world, n int) *shopper {
 	c.tl = timeline{end: w.end, kind: kindCustomer}
 	c.userID = fmt.Sprintf("C%06d", 100000+n)
 	c.first, c.last = pick(r, ukFirst), pick(r, ukLast)
+	// Customers 50 and 51 of every hundred are a couple sharing a surname,
+	// a town and the home computer: both sign in on it, so one anonymous
+	// id carries two user ids (which identity resolution must not merge).
+	var home rng
+	if h := n % 100; h == 50 || h == 51 {
+		home = newRNG(w.seed, streamHousehold, n-h)
+		c.last = pick(home, ukLast)
+	}
 	domains := []string{"example.com", "example.org", "mail.example.com"}
 	c.email = localPart(c.first, c.last, n, r.IntN(4)) + "@" + domains[r.IntN(len(domains))]
 	c.place = r.IntN(len(ukPlaces))
@@ -302,6 +310,10 @@ func newShopper(w *world, n int) *shopper {
 	c.tillUser = !c.trade && r.chance(0.15)
 	c.tea = r.chance(0.25)
 	c.devices = []string{r.uuid()}
+	if home.Rand != nil {
+		c.place = home.IntN(len(ukPlaces))
+		c.devices[0] = home.uuid()
+	}
 	c.nextIntro, c.nextOrder, c.nextAbandon, c.nextBrowse, c.nextRefill, c.nextRecover = never, never, never, never, never, never
 
 	// The customer base is everyone who ordered in the window, as a shop

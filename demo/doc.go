@@ -14,7 +14,9 @@
 // more in November and December (and gift then), abandon checkouts, open
 // and click emails and sometimes unsubscribe. A few are business buyers
 // (cafés, hotels) ordering 12 to 120 of a piece; tea drinkers come back
-// for loose-leaf tea every couple of months; some orders are refunded.
+// for loose-leaf tea every couple of months; some orders are refunded. One
+// customer in fifty shares the home computer with a partner, so a few
+// anonymous ids are signed in to by two user ids.
 //
 // Lavash & Vine is an Armenian restaurant group in Los Angeles County with
 // three locations (Glendale, Pasadena, Downtown LA; sources "pos-glendale",

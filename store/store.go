@@ -74,7 +74,7 @@ type RejectFilter struct {
 // Resolution is what resolving a run of events changed, written atomically
 // with the checkpoint of the last event it covers. The store applies it in
 // this order: Merges (each in order), then Profiles, Identities, Consent,
-// and last the checkpoint.
+// Transitions, and last the checkpoint.
 type Resolution struct {
 	// Merges fold profile From into Into: if Into exists, From's counts,
 	// first/last seen, traits (Into's keys win) and consent (newest wins)
@@ -89,6 +89,10 @@ type Resolution struct {
 	// Consent sets the latest consent for (profile, channel) unless the
 	// stored one is newer.
 	Consent []ConsentChange
+	// Transitions are segment entries and exits, applied after everything
+	// above: each is appended to the transition log (the store sets its ID
+	// in this slice) and updates the current memberships (see Segments).
+	Transitions []kiln.Transition
 	// Checkpoint names a checkpoint set to Seq in the same transaction
 	// (Name "" for none).
 	Checkpoint Checkpoint

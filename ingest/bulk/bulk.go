@@ -235,10 +235,11 @@ func (l *lineReader) next() (record, error) {
 			// An over-long line: skip the rest of it and reject it.
 			l.line++
 			line := l.line
+			start := append([]byte(nil), b[:min(len(b), 256)]...) // the buffer is reused below
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = l.br.ReadSlice('\n')
 			}
-			return record{}, &rowError{line: line, reason: fmt.Sprintf("line is longer than %d bytes", maxLine), raw: b[:256]}
+			return record{}, &rowError{line: line, reason: fmt.Sprintf("line is longer than %d bytes", maxLine), raw: start}
 		}
 		if len(b) == 0 && err != nil {
 			return record{}, err

@@ -454,3 +454,15 @@ func TestBrokenCSVRecord(t *testing.T) {
 		t.Errorf("reject %+v", r)
 	}
 }
+
+func TestOverlongLine(t *testing.T) {
+	data := `{"u":"a","e":"E"}` + "\n" + `{"u":"b","e":"` + strings.Repeat("x", 3<<20) + `"}` + "\n" + `{"u":"c","e":"E"}` + "\n"
+	sink := &memSink{}
+	res, err := Import(context.Background(), strings.NewReader(data), sink, Options{Mapping: Mapping{Format: FormatNDJSON, Fields: map[string]string{"userId": "u", "event": "e"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 2 || res.Rejects != 1 || sink.rejects[0].Index != 2 || !strings.HasPrefix(string(sink.rejects[0].Payload), `{"u":"b"`) || sink.events[1].UserID != "c" {
+		t.Fatalf("result %+v, rejects %+v", res, sink.rejects)
+	}
+}

@@ -269,6 +269,8 @@ type stats struct {
 	orderFirst     time.Time
 	orderLast      time.Time
 	orders, gifts  int
+	peakOrders     int // in November and December
+	peakGifts      int
 	trade          int
 	tradeBadQty    int
 	refill         int
@@ -576,8 +578,15 @@ func (s *stats) shopOrder(e kiln.Event, ctxEmail string) {
 	if math.Abs(p["total"].(float64)-net-p["shipping"].(float64)-wrap) > 0.02 {
 		s.totalsBad++
 	}
+	peak := e.Timestamp.Month() >= time.November
+	if peak {
+		s.peakOrders++
+	}
 	if p["gift"] == true {
 		s.gifts++
+		if peak {
+			s.peakGifts++
+		}
 		ship, _ := json.Marshal(p["shipping_address"])
 		bill, _ := json.Marshal(p["billing_address"])
 		if string(ship) == string(bill) || p["gift_message"] == nil {
@@ -747,6 +756,11 @@ func TestDefaultRun(t *testing.T) {
 	t.Run("gifts, business buyers, abandoned checkouts", func(t *testing.T) {
 		if g := float64(s.gifts) / float64(s.orders); g < 0.05 || g > 0.4 || s.giftAddrBad > 0 {
 			t.Errorf("%d gift orders of %d (%d without message or another address)", s.gifts, s.orders, s.giftAddrBad)
+		}
+		peak := float64(s.peakGifts) / float64(s.peakOrders)
+		rest := float64(s.gifts-s.peakGifts) / float64(s.orders-s.peakOrders)
+		if peak < 2*rest {
+			t.Errorf("gift share %.2f in November-December, %.2f otherwise; want Christmas gifting", peak, rest)
 		}
 		if s.trade < 100 || s.tradeBadQty > 0 || s.businessTraits < 50 || s.trade != sum.TradeOrders {
 			t.Errorf("%d business orders (summary %d), %d lines outside 12-120 by the dozen, %d business identifies",

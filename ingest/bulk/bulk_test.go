@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -464,5 +466,64 @@ func TestOverlongLine(t *testing.T) {
 	}
 	if res.Events != 2 || res.Rejects != 1 || sink.rejects[0].Index != 2 || !strings.HasPrefix(string(sink.rejects[0].Payload), `{"u":"b"`) || sink.events[1].UserID != "c" {
 		t.Fatalf("result %+v, rejects %+v", res, sink.rejects)
+	}
+}
+
+// genReader produces n CSV order lines on the fly, so the test file never
+// sits in memory.
+type genReader struct {
+	n, i int
+	buf  []byte
+}
+
+func (g *genReader) Read(p []byte) (int, error) {
+	for len(g.buf) < len(p) && g.i <= g.n {
+		if g.i == 0 {
+			g.buf = append(g.buf, "order,customer,date,sku,qty,price\n"...)
+		} else {
+			g.buf = fmt.Appendf(g.buf, "o%d,c%d,2024-02-01 10:00:00,S%d,%d,1.25\n", g.i/3, g.i%5000, g.i%97, 1+g.i%4)
+		}
+		g.i++
+	}
+	if len(g.buf) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, g.buf)
+	g.buf = g.buf[n:]
+	return n, nil
+}
+
+// Memory stays flat however long the file: the heap after a quarter of a
+// long import is about what it is at the end.
+func TestStreamingMemoryIsConstant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads 300,000 generated lines")
+	}
+	const lines = 300000
+	var peakEarly, peakLate uint64
+	var ms runtime.MemStats
+	m := Mapping{
+		Event: kiln.OrderCompleted, TimestampLayout: "2006-01-02 15:04:05",
+		Fields: map[string]string{"userId": "customer", "timestamp": "date", "products[].sku": "sku", "products[].quantity": "qty:int", "products[].price": "price:number"},
+		Order:  &OrderGrouping{IDColumn: "order", Revenue: true},
+	}
+	sink := &countSink{}
+	res, err := Import(context.Background(), &genReader{n: lines}, sink, Options{Mapping: m, Progress: func(p Progress) {
+		runtime.ReadMemStats(&ms)
+		if p.Lines < lines/4 {
+			peakEarly = max(peakEarly, ms.HeapAlloc)
+		} else {
+			peakLate = max(peakLate, ms.HeapAlloc)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != lines/3+1 || sink.events != res.Events {
+		t.Fatalf("result %+v", res)
+	}
+	t.Logf("heap peak %d MB in the first quarter, %d MB after", peakEarly>>20, peakLate>>20)
+	if peakLate > 2*peakEarly+16<<20 {
+		t.Errorf("heap grew with the file: %d MB early, %d MB late", peakEarly>>20, peakLate>>20)
 	}
 }

@@ -994,3 +994,21 @@ func BenchmarkGenerate(b *testing.B) {
 		b.ReportMetric(float64(n), "events/op")
 	}
 }
+
+func TestSummaryString(t *testing.T) {
+	t.Parallel()
+	s := Summary{
+		Events: 293769, Start: time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC), End: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Customers: 5000, Orders: 13593, Revenue: 1132444.49, Guests: 2000, Visits: 27525, RestaurantOrders: 617, RestaurantRevenue: 999.5,
+	}
+	want := "293,769 events from 2024-01-01 to 2025-12-31; shop: 5,000 customers, 13,593 orders, £1,132,444 revenue; " +
+		"restaurants: 2,000 guests, 27,525 visits, 617 online orders, $1,000 revenue"
+	if got := s.String(); got != want {
+		t.Errorf("String() =\n%s\nwant\n%s", got, want)
+	}
+	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", -1234567: "-1,234,567", 100000: "100,000"} {
+		if got := thousands(n); got != want {
+			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -91,14 +91,31 @@ type Summary struct {
 
 // String is the one-line summary the CLI prints.
 func (s Summary) String() string {
-	out := fmt.Sprintf("%d events from %s to %s", s.Events, s.Start.Format("2006-01-02"), s.End.Add(-time.Second).Format("2006-01-02"))
+	out := fmt.Sprintf("%s events from %s to %s", thousands(s.Events), s.Start.Format("2006-01-02"), s.End.Add(-time.Millisecond).Format("2006-01-02"))
 	if s.Customers > 0 {
-		out += fmt.Sprintf("; shop: %d customers, %d orders, £%.0f revenue", s.Customers, s.Orders, s.Revenue)
+		out += fmt.Sprintf("; shop: %s customers, %s orders, £%s revenue", thousands(s.Customers), thousands(s.Orders), thousands(int(math.Round(s.Revenue))))
 	}
 	if s.Guests > 0 {
-		out += fmt.Sprintf("; restaurants: %d guests, %d visits, %d online orders, $%.0f revenue", s.Guests, s.Visits, s.RestaurantOrders, s.RestaurantRevenue)
+		out += fmt.Sprintf("; restaurants: %s guests, %s visits, %s online orders, $%s revenue",
+			thousands(s.Guests), thousands(s.Visits), thousands(s.RestaurantOrders), thousands(int(math.Round(s.RestaurantRevenue))))
 	}
 	return out
+}
+
+// thousands writes n with comma separators: 1,234,567.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := n < 0
+	if neg {
+		s = s[1:]
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
 }
 
 // Sources describes the sources the generated events come from, so a

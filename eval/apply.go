@@ -3,6 +3,7 @@ package eval
 import (
 	"fmt"
 	"math"
+	mbits "math/bits"
 	"slices"
 	"time"
 
@@ -58,31 +59,59 @@ type Evidence struct {
 	Holds     bool   `json:"holds"`
 }
 
-// TraitChange is a computed trait's new value.
+// TraitChange is a computed trait's new value. A fresh state starts from
+// the empty profile's values (0 for count, sum and distinct; null for the
+// others), so its first Result lists only traits that differ from those;
+// TraitValues gives them all.
 type TraitChange struct {
 	Trait    string
-	Old, New any
+	Old, New Value
 }
 
 type work struct {
 	now     int64
-	all     bool // first evaluation
+	init    bool // first evaluation of a fresh state
 	tick    bool // a due instant has passed
 	profile bool // profile traits or static lists may have changed
 	stored  bool // a record was added (a future event schedules a due)
-	dirty   []uint64
-	changed []uint64
-	flipped []uint64
+	dirty   bitset // nodes to recompute
+	changed bitset // nodes whose value changed
+	segs    bitset // segments to re-evaluate
+	traits  [16]TraitChange // backing for Result.Traits until it is copied out
 }
 
-func set(b *[]uint64, n, i int) {
-	if *b == nil {
-		*b = make([]uint64, (n+63)/64)
+// bitset keeps small programs' sets in an array, so that work stays on
+// the stack and Apply allocates nothing for bookkeeping.
+type bitset struct {
+	a   [8]uint64
+	x   []uint64 // programs with more than 512 nodes or segments
+	any bool
+}
+
+func (b *bitset) words(n int) []uint64 {
+	if n > 512 {
+		if b.x == nil {
+			b.x = make([]uint64, (n+63)/64)
+		}
+		return b.x
 	}
-	(*b)[i>>6] |= 1 << (i & 63)
+	return b.a[:(n+63)/64]
 }
 
-func has(b []uint64, i int) bool { return b != nil && b[i>>6]&(1<<(i&63)) != 0 }
+func (b *bitset) set(n, i int) {
+	b.any = true
+	b.words(n)[i>>6] |= 1 << (i & 63)
+}
+
+func (b *bitset) has(i int) bool {
+	if !b.any {
+		return false
+	}
+	if b.x != nil {
+		return b.x[i>>6]&(1<<(i&63)) != 0
+	}
+	return b.a[i>>6]&(1<<(i&63)) != 0
+}
 
 func (p *Program) own(st *State) {
 	if st.fp != p.fp {
@@ -91,20 +120,20 @@ func (p *Program) own(st *State) {
 }
 
 // begin moves the state's clock to now, doing what became due.
-func (p *Program) begin(st *State, now time.Time) *work {
+func (p *Program) begin(st *State, now time.Time, w *work) {
 	p.own(st)
-	w := &work{now: now.UnixMilli()}
+	w.now = now.UnixMilli()
 	if w.now < st.now {
 		w.now = st.now // the clock never runs backwards for a profile
 	}
 	st.now = w.now
 	if !st.inited {
 		st.inited = true
-		w.all = true
-		return w
+		w.init = true
+		return
 	}
 	if st.nextDue == 0 || w.now < st.nextDue {
-		return w
+		return
 	}
 	w.tick = true
 	recs := st.recs
@@ -126,12 +155,17 @@ func (p *Program) begin(st *State, now time.Time) *work {
 			}
 		}
 	}
-	for _, a := range p.aggs {
-		if a.due >= 0 && st.due[a.due] != 0 && st.due[a.due] <= w.now {
-			set(&w.dirty, len(p.aggs), a.idx)
+	for d, due := range st.due {
+		if due == 0 || due > w.now {
+			continue
+		}
+		if a := p.dueAgg[d]; a >= 0 {
+			w.dirty.set(len(p.aggs), a)
+		}
+		for _, sg := range p.dueSegs[d] {
+			w.segs.set(len(p.segs), sg)
 		}
 	}
-	return w
 }
 
 func (p *Program) foldUsers(st *State, w *work, f *feature, t int64, vals []uint64) {
@@ -141,7 +175,7 @@ func (p *Program) foldUsers(st *State, w *work, f *feature, t int64, vals []uint
 			continue
 		}
 		p.fold(st, a, t, vals)
-		set(&w.dirty, len(p.aggs), u)
+		w.dirty.set(len(p.aggs), u)
 	}
 }
 
@@ -245,7 +279,7 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 			if f.win {
 				for _, u := range f.users {
 					if k := p.aggs[u].kind; k == akWin || k == akNotFollowed {
-						set(&w.dirty, len(p.aggs), u)
+						w.dirty.set(len(p.aggs), u)
 					}
 				}
 			}
@@ -269,122 +303,153 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 // now never runs backwards for a state: an earlier now is taken as the
 // state's last one. Times are evaluated at millisecond precision.
 func (p *Program) Apply(st *State, prof *Profile, ev *kiln.Event, now time.Time) Result {
-	w := p.begin(st, now)
+	var w work
+	p.begin(st, now, &w)
 	if ev != nil {
 		if ev.Type == kiln.Identify || len(ev.Traits) > 0 {
 			w.profile = true
 		}
-		p.addEvent(st, ev, w)
+		p.addEvent(st, ev, &w)
 	}
-	return p.finish(st, prof, w)
+	return p.finish(st, prof, &w)
 }
 
 // ApplyProfile re-evaluates everything that reads profile traits or
 // static segment lists, after either changed.
 func (p *Program) ApplyProfile(st *State, prof *Profile, now time.Time) Result {
-	w := p.begin(st, now)
+	var w work
+	p.begin(st, now, &w)
 	w.profile = true
-	return p.finish(st, prof, w)
+	return p.finish(st, prof, &w)
 }
 
 // Advance evaluates what the passage of time changed up to now. The
 // engine calls it at Result.NextDue; calling it earlier or later is
 // harmless (late calls report the state at now, not at each boundary).
 func (p *Program) Advance(st *State, prof *Profile, now time.Time) Result {
-	return p.finish(st, prof, p.begin(st, now))
+	var w work
+	p.begin(st, now, &w)
+	return p.finish(st, prof, &w)
 }
 
 func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 	now := w.now
 	var res Result
-	if w.all || w.tick || w.profile || w.stored || w.dirty != nil {
-		for i, a := range p.aggs {
-			d := w.all || has(w.dirty, i)
-			if !d && a.kind == akDerived && w.changed != nil {
-				for _, dep := range a.deps {
-					if has(w.changed, dep) {
-						d = true
-						break
+	if !(w.init || w.tick || w.profile || w.stored || w.dirty.any) {
+		if st.nextDue != 0 {
+			res.NextDue = time.UnixMilli(st.nextDue)
+		}
+		return res
+	}
+	nseg := len(p.segs)
+	var tc []TraitChange
+	// Nodes, in index order: a node's dependents have higher indexes, so
+	// marking them while iterating reaches them in this same pass.
+	dirty := w.dirty.words(len(p.aggs))
+	for wi := 0; wi < len(dirty); wi++ {
+		for dirty[wi] != 0 {
+			b := bits64(dirty[wi])
+			dirty[wi] &^= 1 << b
+			i := wi*64 + b
+			a := p.aggs[i]
+			nv := p.compute(st, a, now)
+			if nv == st.cache[i] {
+				continue
+			}
+			if a.name != "" {
+				if tc == nil {
+					tc = w.traits[:0]
+				}
+				tc = append(tc, TraitChange{Trait: a.name, Old: Value{st.unbox(st.cache[i])}, New: Value{st.unbox(nv)}})
+			}
+			st.cache[i] = nv
+			w.changed.set(len(p.aggs), i)
+			for _, u := range a.users {
+				w.dirty.set(len(p.aggs), u)
+			}
+			for _, sg := range p.aggSegs[i] {
+				w.segs.set(nseg, sg)
+			}
+		}
+	}
+	if tc != nil {
+		res.Traits = slices.Clone(tc) // one allocation of the exact size
+	}
+	if w.profile {
+		for _, sg := range p.profSegs {
+			w.segs.set(nseg, sg)
+		}
+	}
+	if w.init {
+		// A fresh state starts with the empty profile's memberships.
+		// Segments reading the profile, and those the empty profile is
+		// in (reported as entered), are evaluated now.
+		copy(st.member, p.emptyMember)
+		for _, sg := range p.segs {
+			if sg.profileT || p.emptyMember[sg.idx>>6]&(1<<(sg.idx&63)) != 0 {
+				w.segs.set(nseg, sg.idx)
+			}
+		}
+	}
+	if w.segs.any {
+		env := condEnv{p: p, st: st, traits: prof.traits(), now: now, due: st.due}
+		segs := w.segs.words(nseg)
+		for wi := 0; wi < len(segs); wi++ {
+			for segs[wi] != 0 {
+				b := bits64(segs[wi])
+				segs[wi] &^= 1 << b
+				s := p.segs[wi*64+b]
+				var in bool
+				if s.static {
+					in = prof.inStatic(s.name)
+				} else {
+					in = env.eval(s.cond)
+				}
+				old := st.member[s.idx>>6]&(1<<(s.idx&63)) != 0
+				reported := old
+				if w.init && !s.profileT {
+					reported = false // the template was never reported
+				}
+				if in {
+					st.member[s.idx>>6] |= 1 << (s.idx & 63)
+				} else {
+					st.member[s.idx>>6] &^= 1 << (s.idx & 63)
+				}
+				if in != reported {
+					res.Changed = append(res.Changed, p.change(st, prof, s, in, now))
+				}
+				if in != old {
+					for _, d := range s.dependents {
+						w.segs.set(nseg, d)
 					}
 				}
 			}
-			if !d {
-				continue
-			}
-			nv := p.compute(st, a, now)
-			if nv != st.cache[i] {
-				if a.name != "" {
-					res.Traits = append(res.Traits, TraitChange{Trait: a.name, Old: st.unbox(st.cache[i]).any(), New: st.unbox(nv).any()})
-				}
-				st.cache[i] = nv
-				set(&w.changed, len(p.aggs), i)
-			}
 		}
-		env := condEnv{p: p, st: st, traits: prof.traits(), now: now, due: st.due}
-		for _, s := range p.segs {
-			if !p.segDirty(st, s, w) {
-				continue
-			}
-			var in bool
-			if s.static {
-				in = prof.inStatic(s.name)
-			} else {
-				in = env.eval(s.cond)
-			}
-			was := st.member[s.idx>>6]&(1<<(s.idx&63)) != 0
-			if in == was {
-				continue
-			}
-			st.member[s.idx>>6] ^= 1 << (s.idx & 63)
-			set(&w.flipped, len(p.segs), s.idx)
-			ch := Change{Segment: s.name, Entered: in}
-			if s.cond != nil {
-				ev := condEnv{p: p, st: st, traits: prof.traits(), now: now, evidence: &ch.Evidence}
-				ev.eval(s.cond)
-			} else {
-				ch.Evidence = []Evidence{{Condition: "listed in static segment " + s.name, Value: in, Holds: in}}
-			}
-			res.Changed = append(res.Changed, ch)
-		}
-		if p.horizon > 0 && len(st.recs) > 0 && int64(st.recs[0]) <= now-p.horizon {
-			if st.prune(now - p.horizon) {
-				p.compactStrings(st)
-			}
-		}
-		st.nextDue = p.nextDue(st, now)
 	}
+	if p.horizon > 0 && len(st.recs) > 0 && int64(st.recs[0]) <= now-p.horizon {
+		if st.prune(now - p.horizon) {
+			p.compactStrings(st)
+		}
+	}
+	st.nextDue = p.nextDue(st, now)
 	if st.nextDue != 0 {
 		res.NextDue = time.UnixMilli(st.nextDue)
 	}
 	return res
 }
 
-func (p *Program) segDirty(st *State, s *segNode, w *work) bool {
-	if w.all || (w.profile && s.profileDep) {
-		return true
+func bits64(x uint64) int { return mbits.TrailingZeros64(x) }
+
+// change builds a membership change with its evidence.
+func (p *Program) change(st *State, prof *Profile, s *segNode, in bool, now int64) Change {
+	ch := Change{Segment: s.name, Entered: in}
+	if s.cond != nil {
+		ev := condEnv{p: p, st: st, traits: prof.traits(), now: now, evidence: &ch.Evidence}
+		ev.eval(s.cond)
+	} else {
+		ch.Evidence = []Evidence{{Condition: "listed in static segment " + s.name, Value: in, Holds: in}}
 	}
-	if w.changed != nil {
-		for _, a := range s.aggDeps {
-			if has(w.changed, a) {
-				return true
-			}
-		}
-	}
-	if w.flipped != nil {
-		for _, d := range s.segDeps {
-			if has(w.flipped, d) {
-				return true
-			}
-		}
-	}
-	if w.tick {
-		for _, d := range s.dues {
-			if st.due[d] != 0 && st.due[d] <= w.now {
-				return true
-			}
-		}
-	}
-	return false
+	return ch
 }
 
 func (p *Program) nextDue(st *State, now int64) int64 {

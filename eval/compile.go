@@ -121,6 +121,10 @@ type cnode struct {
 
 type segNode struct {
 	idx        int
+	dependents []int // segments that refer to this one
+	// profileT: the segment reads profile traits or static lists, itself
+	// or through segments it refers to; others start from the template.
+	profileT bool
 	name       string
 	def        *rule.Def
 	static     bool
@@ -152,6 +156,15 @@ type Program struct {
 	nDue      int
 	horizon   int64 // ms: records older than now-horizon can go
 	nStatic   int
+	aggSegs   [][]int // node -> segments reading it directly
+	profSegs  []int   // segments reading profile traits / static lists
+	dueSegs   [][]int // due slot -> segment owning that date condition
+	dueAgg    []int   // due slot -> node, or -1 for a date condition
+	// A fresh state starts from these: every node's value over no events
+	// (0 for counts and sums, null otherwise) and the memberships of
+	// segments that do not read the profile.
+	emptyCache  []uint64
+	emptyMember []uint64
 }
 
 // Compile checks a definition set (rule.Check) and compiles it.
@@ -204,7 +217,58 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 	for _, f := range p.feats {
 		p.byEvent[f.event] = append(p.byEvent[f.event], f.idx)
 	}
+	p.aggSegs = make([][]int, len(p.aggs))
+	p.dueSegs = make([][]int, p.nDue)
+	p.dueAgg = make([]int, p.nDue)
+	for i := range p.dueAgg {
+		p.dueAgg[i] = -1
+	}
+	for _, a := range p.aggs {
+		if a.due >= 0 {
+			p.dueAgg[a.due] = a.idx
+		}
+	}
+	for _, sg := range p.segs {
+		for _, a := range sg.aggDeps {
+			p.aggSegs[a] = append(p.aggSegs[a], sg.idx)
+		}
+		for _, d := range sg.segDeps {
+			p.segs[d].dependents = append(p.segs[d].dependents, sg.idx)
+			sg.profileT = sg.profileT || p.segs[d].profileT
+		}
+		sg.profileT = sg.profileT || sg.profileDep
+		if sg.profileDep {
+			p.profSegs = append(p.profSegs, sg.idx)
+		}
+		for _, d := range sg.dues {
+			p.dueSegs[d] = append(p.dueSegs[d], sg.idx)
+		}
+	}
+	p.templates()
 	return p, nil
+}
+
+// templates evaluates the empty profile once, so new states need not.
+func (p *Program) templates() {
+	st := &State{fp: p.fp}
+	p.initState(st)
+	for i, a := range p.aggs {
+		st.cache[i] = p.compute(st, a, 0)
+	}
+	for i := range st.due {
+		st.due[i] = 0
+	}
+	env := condEnv{p: p, st: st}
+	for _, sg := range p.segs {
+		if sg.profileT {
+			continue
+		}
+		if env.eval(sg.cond) {
+			st.member[sg.idx>>6] |= 1 << (sg.idx & 63)
+		}
+	}
+	p.emptyCache = st.cache
+	p.emptyMember = st.member
 }
 
 func spanMs(s *rule.Span) int64 {

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -225,9 +225,9 @@ func TestIncrementalMatchesNaive(t *testing.T) {
 		t.Fatal(err)
 	}
 	bases := []time.Time{
-		time.Date(2024, 3, 29, 22, 0, 0, 0, london),  // DST starts Mar 31
-		time.Date(2024, 12, 29, 20, 0, 0, 0, london), // year and week boundary
-		time.Date(2024, 2, 26, 12, 0, 0, 0, london),  // Feb 29 birthdays
+		time.Date(2024, 3, 29, 22, 0, 0, 0, london),   // DST starts Mar 31
+		time.Date(2024, 12, 29, 20, 0, 0, 0, london),  // year and week boundary
+		time.Date(2024, 2, 26, 12, 0, 0, 0, london),   // Feb 29 birthdays
 		time.Date(2023, 10, 27, 23, 30, 0, 0, london), // DST ends Oct 29
 	}
 	for seed := 0; seed < seeds; seed++ {
@@ -258,8 +258,35 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 		t.Helper()
 		t.Fatalf("seed %d: %s\ndefinitions:\n%s\nsteps:\n%s", seed, fmt.Sprintf(format, args...), src, strings.Join(log, "\n"))
 	}
+	reportedTraits := p.TraitValues(st) // a fresh state holds the empty profile's values
+	reportedIn := map[string]bool{}
 	compareAt := func(what string, res Result) {
 		t.Helper()
+		// The reported changes, accumulated, must give the current state.
+		for _, c := range res.Changed {
+			if reportedIn[c.Segment] == c.Entered {
+				fail("%s: change %+v repeats the previous report", what, c)
+			}
+			reportedIn[c.Segment] = c.Entered
+			if len(c.Evidence) == 0 {
+				fail("%s: change %+v has no evidence", what, c)
+			}
+		}
+		for _, c := range res.Traits {
+			if !reflect.DeepEqual(reportedTraits[c.Trait], c.Old.Any()) {
+				fail("%s: trait change %s old %v, last reported %v", what, c.Trait, c.Old, reportedTraits[c.Trait])
+			}
+			reportedTraits[c.Trait] = c.New.Any()
+		}
+		if !reflect.DeepEqual(reportedTraits, p.TraitValues(st)) {
+			fail("%s: reported trait changes add up to %v, state has %v", what, reportedTraits, p.TraitValues(st))
+		}
+		for _, s := range p.Segments() {
+			in, _ := p.Member(st, s)
+			if reportedIn[s] != in {
+				fail("%s: reported membership of %s is %v, state says %v", what, s, reportedIn[s], in)
+			}
+		}
 		want := p.Naive(events, prof, now)
 		got := p.TraitValues(st)
 		if !reflect.DeepEqual(got, want.Traits) {

@@ -42,6 +42,9 @@ type State struct {
 func (p *Program) NewState() *State {
 	st := &State{fp: p.fp}
 	p.initState(st)
+	if p.emptyCache != nil {
+		copy(st.cache, p.emptyCache)
+	}
 	return st
 }
 

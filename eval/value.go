@@ -214,3 +214,29 @@ func containsAny(x any, r value) bool {
 	}
 	return compare(toValue(x), "contains", r, nil)
 }
+
+// Value is a computed trait value: a number, a string, a boolean or
+// null. It is a plain struct so results carry values without allocating.
+type Value struct{ v value }
+
+// IsNull reports whether there is no value (avg of nothing, a missing
+// property...).
+func (v Value) IsNull() bool { return v.v.kind == kNull }
+
+// Float returns the number, if the value is one.
+func (v Value) Float() (float64, bool) { return v.v.num, v.v.kind == kNum }
+
+// Str returns the string, if the value is one.
+func (v Value) Str() (string, bool) { return v.v.str, v.v.kind == kStr }
+
+// Bool returns the boolean, if the value is one.
+func (v Value) Bool() (bool, bool) { return v.v.num != 0, v.v.kind == kBool }
+
+// Any returns float64, string, bool or nil.
+func (v Value) Any() any { return v.v.any() }
+
+// String formats the value as the text form writes literals.
+func (v Value) String() string { return v.v.String() }
+
+// MarshalJSON writes the value as its JSON scalar.
+func (v Value) MarshalJSON() ([]byte, error) { return json.Marshal(v.v.any()) }

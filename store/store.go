@@ -31,6 +31,7 @@ type Store interface {
 	Profiles
 	Keys
 	Checkpoints
+	Segments
 	// Close releases the database. Callers stop using the store first.
 	Close() error
 }

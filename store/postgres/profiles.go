@@ -147,6 +147,9 @@ func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 		if err := putConsent(ctx, tx, r.Consent); err != nil {
 			return err
 		}
+		if err := applySegments(ctx, tx, r.Merges, r.Transitions); err != nil {
+			return err
+		}
 		if r.Checkpoint.Name != "" {
 			if _, err := tx.Exec(ctx, setCheckpoint, r.Checkpoint.Name, r.Checkpoint.Seq); err != nil {
 				return fmt.Errorf("checkpoint %q: %w", r.Checkpoint.Name, err)
@@ -696,7 +699,7 @@ func (db *DB) DeleteProfile(ctx context.Context, id string, suppress bool, reaso
 				return err
 			}
 		}
-		return nil
+		return deleteSegmentDataOf(ctx, tx, id)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: delete profile %s: %w", id, err)

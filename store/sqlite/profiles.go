@@ -144,6 +144,9 @@ func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 				return fmt.Errorf("consent %s of %s: %w", c.Channel, c.ProfileID, err)
 			}
 		}
+		if err := applySegments(ctx, tx, r.Merges, r.Transitions); err != nil {
+			return err
+		}
 		if r.Checkpoint.Name != "" {
 			if _, err := tx.ExecContext(ctx, setCheckpoint, r.Checkpoint.Name, r.Checkpoint.Seq); err != nil {
 				return fmt.Errorf("checkpoint %q: %w", r.Checkpoint.Name, err)
@@ -575,7 +578,7 @@ func (db *DB) DeleteProfile(ctx context.Context, id string, suppress bool, reaso
 				return err
 			}
 		}
-		return nil
+		return deleteSegmentDataOf(ctx, tx, id)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: delete profile %s: %w", id, err)

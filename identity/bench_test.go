@@ -136,6 +136,8 @@ func BenchmarkResolveKnown(b *testing.B) {
 	reportRate(b, cpu)
 }
 
+var benchNew int
+
 // BenchmarkResolveNew resolves events of new customers (each creates a
 // profile and links two identifiers), on top of the loaded index.
 func BenchmarkResolveNew(b *testing.B) {
@@ -145,7 +147,8 @@ func BenchmarkResolveNew(b *testing.B) {
 	i := 0
 	cpu := cpuTime()
 	for b.Loop() {
-		n := benchProfiles + 10_000_000 + i
+		benchNew++ // new customers in every run, even with -count
+		n := benchProfiles + 10_000_000 + benchNew
 		e := kiln.Event{Seq: int64(i), Type: kiln.Identify, SourceID: "src_web", Timestamp: at, ReceivedAt: at,
 			UserID: benchIdentity(n, 0).Value, AnonymousID: benchIdentity(n, 2).Value}
 		e.Anchor = "user_id:" + e.UserID

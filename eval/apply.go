@@ -70,13 +70,13 @@ type TraitChange struct {
 
 type work struct {
 	now     int64
-	init    bool // first evaluation of a fresh state
-	tick    bool // a due instant has passed
-	profile bool // profile traits or static lists may have changed
-	stored  bool // a record was added (a future event schedules a due)
-	dirty   bitset // nodes to recompute
-	changed bitset // nodes whose value changed
-	segs    bitset // segments to re-evaluate
+	init    bool            // first evaluation of a fresh state
+	tick    bool            // a due instant has passed
+	profile bool            // profile traits or static lists may have changed
+	stored  bool            // a record was added (a future event schedules a due)
+	dirty   bitset          // nodes to recompute
+	changed bitset          // nodes whose value changed
+	segs    bitset          // segments to re-evaluate
 	traits  [16]TraitChange // backing for Result.Traits until it is copied out
 }
 
@@ -137,6 +137,9 @@ func (p *Program) begin(st *State, now time.Time, w *work) {
 	}
 	w.tick = true
 	recs := st.recs
+	if st.pend == 0 {
+		recs = nil
+	}
 	for i := 0; i < len(recs); i += recLen(recs, i) {
 		t := int64(recs[i])
 		if t > w.now {
@@ -146,6 +149,7 @@ func (p *Program) begin(st *State, now time.Time, w *work) {
 			continue
 		}
 		recs[i+1] &^= pendingBit
+		st.pend--
 		for _, f := range p.feats {
 			if !f.run {
 				continue
@@ -155,7 +159,7 @@ func (p *Program) begin(st *State, now time.Time, w *work) {
 			}
 		}
 	}
-	for d, due := range st.due {
+	for d, due := range p.dueOf(st) {
 		if due == 0 || due > w.now {
 			continue
 		}
@@ -181,7 +185,7 @@ func (p *Program) foldUsers(st *State, w *work, f *feature, t int64, vals []uint
 
 // fold adds one event's values to a running accumulator.
 func (p *Program) fold(st *State, a *aggNode, t int64, vals []uint64) {
-	acc := st.acc[a.acc:]
+	acc := p.accOf(st)[a.acc:]
 	switch a.fn {
 	case rule.FnCount:
 		n := 1.0
@@ -291,6 +295,7 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 	rec[1] = uint64(len(rec))
 	if anyRun {
 		rec[1] |= pendingBit
+		st.pend++
 	}
 	st.insertRec(rec)
 	w.stored = true
@@ -353,16 +358,16 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 			i := wi*64 + b
 			a := p.aggs[i]
 			nv := p.compute(st, a, now)
-			if nv == st.cache[i] {
+			if nv == p.cacheOf(st)[i] {
 				continue
 			}
 			if a.name != "" {
 				if tc == nil {
 					tc = w.traits[:0]
 				}
-				tc = append(tc, TraitChange{Trait: a.name, Old: Value{st.unbox(st.cache[i])}, New: Value{st.unbox(nv)}})
+				tc = append(tc, TraitChange{Trait: a.name, Old: Value{st.unbox(p.cacheOf(st)[i])}, New: Value{st.unbox(nv)}})
 			}
-			st.cache[i] = nv
+			p.cacheOf(st)[i] = nv
 			w.changed.set(len(p.aggs), i)
 			for _, u := range a.users {
 				w.dirty.set(len(p.aggs), u)
@@ -384,7 +389,7 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 		// A fresh state starts with the empty profile's memberships.
 		// Segments reading the profile, and those the empty profile is
 		// in (reported as entered), are evaluated now.
-		copy(st.member, p.emptyMember)
+		copy(p.memberOf(st), p.emptyMember)
 		for _, sg := range p.segs {
 			if sg.profileT || p.emptyMember[sg.idx>>6]&(1<<(sg.idx&63)) != 0 {
 				w.segs.set(nseg, sg.idx)
@@ -392,7 +397,7 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 		}
 	}
 	if w.segs.any {
-		env := condEnv{p: p, st: st, traits: prof.traits(), now: now, due: st.due}
+		env := condEnv{p: p, st: st, traits: prof.traits(), now: now, due: p.dueOf(st)}
 		segs := w.segs.words(nseg)
 		for wi := 0; wi < len(segs); wi++ {
 			for segs[wi] != 0 {
@@ -405,15 +410,15 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 				} else {
 					in = env.eval(s.cond)
 				}
-				old := st.member[s.idx>>6]&(1<<(s.idx&63)) != 0
+				old := p.memberOf(st)[s.idx>>6]&(1<<(s.idx&63)) != 0
 				reported := old
 				if w.init && !s.profileT {
 					reported = false // the template was never reported
 				}
 				if in {
-					st.member[s.idx>>6] |= 1 << (s.idx & 63)
+					p.memberOf(st)[s.idx>>6] |= 1 << (s.idx & 63)
 				} else {
-					st.member[s.idx>>6] &^= 1 << (s.idx & 63)
+					p.memberOf(st)[s.idx>>6] &^= 1 << (s.idx & 63)
 				}
 				if in != reported {
 					res.Changed = append(res.Changed, p.change(st, prof, s, in, now))
@@ -454,12 +459,15 @@ func (p *Program) change(st *State, prof *Profile, s *segNode, in bool, now int6
 
 func (p *Program) nextDue(st *State, now int64) int64 {
 	nd := int64(0)
-	for _, d := range st.due {
+	for _, d := range p.dueOf(st) {
 		if d > now && (nd == 0 || d < nd) {
 			nd = d
 		}
 	}
 	recs := st.recs
+	if st.pend == 0 {
+		recs = nil
+	}
 	for i := 0; i < len(recs); i += recLen(recs, i) {
 		if recs[i+1]&pendingBit != 0 {
 			if t := int64(recs[i]); t > now && (nd == 0 || t < nd) {
@@ -475,7 +483,7 @@ func (p *Program) nextDue(st *State, now int64) int64 {
 func (p *Program) compute(st *State, a *aggNode, now int64) uint64 {
 	switch a.kind {
 	case akRun:
-		acc := st.acc[a.acc:]
+		acc := p.accOf(st)[a.acc:]
 		switch a.fn {
 		case rule.FnAvg:
 			if acc[1] == 0 {
@@ -490,14 +498,14 @@ func (p *Program) compute(st *State, a *aggNode, now int64) uint64 {
 		return acc[0]
 	case akWin:
 		v, due := p.computeWin(st, a, now)
-		st.due[a.due] = due
+		p.dueOf(st)[a.due] = due
 		return v
 	case akNotFollowed:
 		v, due := p.computeNotFollowed(st, a, now)
-		st.due[a.due] = due
+		p.dueOf(st)[a.due] = due
 		return v
 	}
-	f, ok := evalExpr(a.expr, func(i int) value { return st.unbox(st.cache[i]) })
+	f, ok := evalExpr(a.expr, func(i int) value { return st.unbox(p.cacheOf(st)[i]) })
 	if !ok {
 		return boxNull
 	}
@@ -707,14 +715,14 @@ type condEnv struct {
 
 func (e *condEnv) node(i int) value {
 	if e.st != nil {
-		return e.st.unbox(e.st.cache[i])
+		return e.st.unbox(e.p.cacheOf(e.st)[i])
 	}
 	return e.vals[i]
 }
 
 func (e *condEnv) member(i int) bool {
 	if e.st != nil {
-		return e.st.member[i>>6]&(1<<(i&63)) != 0
+		return e.p.memberOf(e.st)[i>>6]&(1<<(i&63)) != 0
 	}
 	return e.members[i]
 }
@@ -795,14 +803,14 @@ func (p *Program) Member(st *State, segment string) (bool, error) {
 	if !ok {
 		return false, fmt.Errorf("eval: unknown segment %q", segment)
 	}
-	return st.member[i>>6]&(1<<(i&63)) != 0, nil
+	return p.memberOf(st)[i>>6]&(1<<(i&63)) != 0, nil
 }
 
 // Memberships lists the segments the profile is in.
 func (p *Program) Memberships(st *State) []string {
 	var out []string
 	for _, s := range p.segs {
-		if st.member[s.idx>>6]&(1<<(s.idx&63)) != 0 {
+		if p.memberOf(st)[s.idx>>6]&(1<<(s.idx&63)) != 0 {
 			out = append(out, s.name)
 		}
 	}
@@ -814,7 +822,7 @@ func (p *Program) Memberships(st *State) []string {
 func (p *Program) TraitValues(st *State) map[string]any {
 	out := make(map[string]any, len(p.traits))
 	for _, i := range p.traits {
-		out[p.aggs[i].name] = st.unbox(st.cache[i]).any()
+		out[p.aggs[i].name] = st.unbox(p.cacheOf(st)[i]).any()
 	}
 	return out
 }

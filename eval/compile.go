@@ -124,7 +124,7 @@ type segNode struct {
 	dependents []int // segments that refer to this one
 	// profileT: the segment reads profile traits or static lists, itself
 	// or through segments it refers to; others start from the template.
-	profileT bool
+	profileT   bool
 	name       string
 	def        *rule.Def
 	static     bool
@@ -165,6 +165,9 @@ type Program struct {
 	// segments that do not read the profile.
 	emptyCache  []uint64
 	emptyMember []uint64
+	// Offsets in State.fix: member bits [0, oCache), node values
+	// [oCache, oDue), due instants [oDue, oAcc), accumulators [oAcc, ...).
+	oCache, oDue, oAcc int
 }
 
 // Compile checks a definition set (rule.Check) and compiles it.
@@ -244,6 +247,9 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 			p.dueSegs[d] = append(p.dueSegs[d], sg.idx)
 		}
 	}
+	p.oCache = (len(p.segs) + 63) / 64
+	p.oDue = p.oCache + len(p.aggs)
+	p.oAcc = p.oDue + p.nDue
 	p.templates()
 	return p, nil
 }
@@ -252,11 +258,12 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 func (p *Program) templates() {
 	st := &State{fp: p.fp}
 	p.initState(st)
+	cache, due, member := p.cacheOf(st), p.dueOf(st), p.memberOf(st)
 	for i, a := range p.aggs {
-		st.cache[i] = p.compute(st, a, 0)
+		cache[i] = p.compute(st, a, 0)
 	}
-	for i := range st.due {
-		st.due[i] = 0
+	for i := range due {
+		due[i] = 0
 	}
 	env := condEnv{p: p, st: st}
 	for _, sg := range p.segs {
@@ -264,11 +271,11 @@ func (p *Program) templates() {
 			continue
 		}
 		if env.eval(sg.cond) {
-			st.member[sg.idx>>6] |= 1 << (sg.idx & 63)
+			member[sg.idx>>6] |= 1 << (sg.idx & 63)
 		}
 	}
-	p.emptyCache = st.cache
-	p.emptyMember = st.member
+	p.emptyCache = cache
+	p.emptyMember = member
 }
 
 func spanMs(s *rule.Span) int64 {

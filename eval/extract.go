@@ -47,6 +47,9 @@ func compileFilter(f *rule.Filter, arr *string) *cfilter {
 }
 
 func lookup(m map[string]any, path []string) any {
+	if len(path) == 1 {
+		return m[path[0]] // the common case: properties.revenue
+	}
 	var cur any = m
 	for _, k := range path {
 		mm, ok := cur.(map[string]any)

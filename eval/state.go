@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"unsafe"
 
 	"github.com/kiln-cdp/kiln/rule"
 )
@@ -29,13 +30,26 @@ type State struct {
 	nextDue int64 // 0: nothing scheduled
 	inited  bool
 	live    int32 // strings alive at the last pool compaction
-	member  []uint64
-	cache   []uint64
-	due     []int64
-	acc     []uint64
-	sets    [][]uint64
-	strs    []string
-	recs    []uint64
+	pend    int32 // records of future events not yet folded
+	// fix holds the fixed-size parts in one allocation (one cache line
+	// run per profile, one slice header): segment membership bits, node
+	// values, due instants, running accumulators; see Program.memberOf etc.
+	fix  []uint64
+	sets [][]uint64
+	strs []string
+	recs []uint64
+}
+
+func (p *Program) memberOf(st *State) []uint64 { return st.fix[:p.oCache] }
+func (p *Program) cacheOf(st *State) []uint64  { return st.fix[p.oCache:p.oDue] }
+func (p *Program) accOf(st *State) []uint64    { return st.fix[p.oAcc:] }
+
+// dueOf views the due words as int64 (the same bits).
+func (p *Program) dueOf(st *State) []int64 {
+	if p.nDue == 0 {
+		return nil
+	}
+	return unsafe.Slice((*int64)(unsafe.Pointer(&st.fix[p.oDue])), p.nDue)
 }
 
 // NewState returns the state of a profile nobody has seen yet.
@@ -43,31 +57,28 @@ func (p *Program) NewState() *State {
 	st := &State{fp: p.fp}
 	p.initState(st)
 	if p.emptyCache != nil {
-		copy(st.cache, p.emptyCache)
+		copy(p.cacheOf(st), p.emptyCache)
 	}
 	return st
 }
 
 func (p *Program) initState(st *State) {
-	st.member = make([]uint64, (len(p.segs)+63)/64)
-	st.cache = make([]uint64, len(p.aggs))
-	for i := range st.cache {
-		st.cache[i] = boxNull
-	}
-	if p.nDue > 0 {
-		st.due = make([]int64, p.nDue)
+	st.fix = make([]uint64, p.oAcc+p.accWords)
+	cache := p.cacheOf(st)
+	for i := range cache {
+		cache[i] = boxNull
 	}
 	if p.accWords > 0 {
-		st.acc = make([]uint64, p.accWords)
+		acc := p.accOf(st)
 		for _, a := range p.aggs {
 			if a.kind != akRun {
 				continue
 			}
 			switch a.fn {
 			case rule.FnMin, rule.FnMax:
-				st.acc[a.acc] = boxNull
+				acc[a.acc] = boxNull
 			case rule.FnFirst, rule.FnLast:
-				st.acc[a.acc+1] = boxNull
+				acc[a.acc+1] = boxNull
 			}
 		}
 	}
@@ -79,8 +90,8 @@ func (p *Program) initState(st *State) {
 // Size is the state's approximate heap footprint in bytes (what
 // benchmarks report per profile).
 func (st *State) Size() int {
-	n := 8*12 + 24*7 // fields and slice headers
-	n += 8 * (cap(st.member) + cap(st.cache) + cap(st.due) + cap(st.acc) + cap(st.recs))
+	n := 8*4 + 24*4 // fields and slice headers
+	n += 8 * (cap(st.fix) + cap(st.recs))
 	for _, s := range st.sets {
 		n += 24 + 8*cap(s)
 	}
@@ -223,16 +234,18 @@ func (p *Program) compactStrings(st *State) {
 		}
 		*b = boxStr | uint64(remap[old])
 	}
-	for i := range st.cache {
-		fix(&st.cache[i])
+	cache := p.cacheOf(st)
+	for i := range cache {
+		fix(&cache[i])
 	}
+	acc := p.accOf(st)
 	for _, a := range p.aggs {
 		if a.kind != akRun {
 			continue
 		}
 		switch a.fn {
 		case rule.FnFirst, rule.FnLast:
-			fix(&st.acc[a.acc+1])
+			fix(&acc[a.acc+1])
 		}
 	}
 	for i := 0; i < len(st.recs); i += recLen(st.recs, i) {
@@ -258,7 +271,7 @@ const stateVersion = 1
 // MarshalBinary encodes the state for a snapshot. The encoding carries
 // the program's fingerprint; a state only loads into the same program.
 func (st *State) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 64+8*(len(st.recs)+len(st.cache)+len(st.acc)+len(st.due)))
+	b := make([]byte, 0, 64+8*(len(st.recs)+len(st.fix)))
 	b = append(b, stateVersion)
 	b = binary.LittleEndian.AppendUint64(b, st.fp)
 	b = binary.AppendVarint(b, st.now)
@@ -269,19 +282,14 @@ func (st *State) MarshalBinary() ([]byte, error) {
 	}
 	b = append(b, flag)
 	b = binary.AppendUvarint(b, uint64(st.live))
+	b = binary.AppendUvarint(b, uint64(st.pend))
 	words := func(ws []uint64) {
 		b = binary.AppendUvarint(b, uint64(len(ws)))
 		for _, w := range ws {
 			b = binary.LittleEndian.AppendUint64(b, w)
 		}
 	}
-	words(st.member)
-	words(st.cache)
-	b = binary.AppendUvarint(b, uint64(len(st.due)))
-	for _, d := range st.due {
-		b = binary.AppendVarint(b, d)
-	}
-	words(st.acc)
+	words(st.fix)
 	b = binary.AppendUvarint(b, uint64(len(st.sets)))
 	for _, s := range st.sets {
 		words(s)
@@ -347,17 +355,8 @@ func (st *State) UnmarshalBinary(b []byte) (err error) {
 	st.inited = b[pos] == 1
 	pos++
 	st.live = int32(uvarint())
-	st.member = words()
-	st.cache = words()
-	if n := int(uvarint()); n > 0 {
-		st.due = make([]int64, n)
-		for i := range st.due {
-			st.due[i] = varint()
-		}
-	} else {
-		st.due = nil
-	}
-	st.acc = words()
+	st.pend = int32(uvarint())
+	st.fix = words()
 	if n := int(uvarint()); n > 0 {
 		st.sets = make([][]uint64, n)
 		for i := range st.sets {
@@ -390,7 +389,7 @@ func (p *Program) Adopt(st *State) error {
 	if st.fp != p.fp {
 		return fmt.Errorf("eval: state was built by another definition set (fingerprint %x, program %x); replay the profile's events", st.fp, p.fp)
 	}
-	if len(st.cache) != len(p.aggs) || len(st.due) != p.nDue || len(st.acc) != p.accWords || len(st.sets) != p.nSets || len(st.member) != (len(p.segs)+63)/64 {
+	if len(st.fix) != p.oAcc+p.accWords || len(st.sets) != p.nSets {
 		return fmt.Errorf("eval: state layout does not match the program")
 	}
 	return nil
@@ -399,10 +398,7 @@ func (p *Program) Adopt(st *State) error {
 // Clone returns an independent copy.
 func (st *State) Clone() *State {
 	c := *st
-	c.member = append([]uint64(nil), st.member...)
-	c.cache = append([]uint64(nil), st.cache...)
-	c.due = append([]int64(nil), st.due...)
-	c.acc = append([]uint64(nil), st.acc...)
+	c.fix = append([]uint64(nil), st.fix...)
 	c.strs = append([]string(nil), st.strs...)
 	c.recs = append([]uint64(nil), st.recs...)
 	if st.sets != nil {

@@ -66,14 +66,15 @@ func (p *Program) anniversary(x any, n int, now int64) (bool, int64) {
 	var dd int
 	switch v := x.(type) {
 	case string:
+		if _, m, d, ok := dateOnly(v); ok {
+			dm, dd = m, d
+			break
+		}
 		t, ok := rule.ParseDate(v, p.loc)
 		if !ok {
 			return false, 0
 		}
-		if len(v) != 10 {
-			t = t.In(p.loc)
-		}
-		_, dm, dd = t.Date()
+		_, dm, dd = t.In(p.loc).Date()
 	case time.Time:
 		_, dm, dd = v.In(p.loc).Date()
 	default:
@@ -94,4 +95,38 @@ func (p *Program) anniversary(x any, n int, now int64) (bool, int64) {
 		return true, time.Date(ay, am, ad+1, 0, 0, 0, 0, p.loc).UnixMilli()
 	}
 	return false, time.Date(ay, am, ad-(n-1), 0, 0, 0, 0, p.loc).UnixMilli()
+}
+
+// dateOnly reads "YYYY-MM-DD" without time.Parse (birthdays are read on
+// every evaluation of an anniversary condition), with the same validity
+// rules.
+func dateOnly(s string) (int, time.Month, int, bool) {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return 0, 0, 0, false
+	}
+	num := func(a string) (int, bool) {
+		n := 0
+		for i := 0; i < len(a); i++ {
+			c := a[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(s[:4])
+	m, ok2 := num(s[5:7])
+	d, ok3 := num(s[8:])
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 {
+		return 0, 0, 0, false
+	}
+	days := [13]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m]
+	if m == 2 && isLeap(y) {
+		days = 29
+	}
+	if d > days {
+		return 0, 0, 0, false
+	}
+	return y, time.Month(m), d, true
 }

@@ -147,17 +147,23 @@ func Check(s *Set, schema *Schema) (*Info, error) {
 	}
 	// Traits: types and trait-to-trait cycles, in dependency order.
 	state := map[string]int{} // 0 new, 1 visiting, 2 done
+	var tstack []string
 	var visitT func(name string, from Pos) Type
 	visitT = func(name string, from Pos) Type {
 		d := c.info.Traits[name]
 		switch state[name] {
 		case 1:
-			c.errf(from, "trait %s refers to itself (cycle through %s)", name, name)
+			i := 0
+			for i < len(tstack) && tstack[i] != name {
+				i++
+			}
+			c.errf(from, "trait cycle: %s -> %s", strings.Join(tstack[i:], " -> "), name)
 			return TAny
 		case 2:
 			return c.info.TraitTypes[name]
 		}
 		state[name] = 1
+		tstack = append(tstack, name)
 		saved := c.cur
 		c.cur = d
 		t := TAny
@@ -165,6 +171,7 @@ func Check(s *Set, schema *Schema) (*Info, error) {
 			t = c.expr(d.Value, false, visitT)
 		}
 		c.cur = saved
+		tstack = tstack[:len(tstack)-1]
 		state[name] = 2
 		c.info.TraitTypes[name] = t
 		c.info.TraitOrder = append(c.info.TraitOrder, name)

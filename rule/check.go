@@ -500,7 +500,7 @@ func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type
 		return visitT(e.Name, e.Pos)
 	case ExprProfile:
 		if !inCond {
-			c.errf(e.Pos, "computed traits cannot read profile trait traits.%s", e.Name)
+			c.errf(e.Pos, "traits.%s: profile traits can only be compared directly in a segment (traits.%s >= 3), not used in computed traits or arithmetic", e.Name, e.Name)
 		}
 		return c.profileType(e.Name, e.Pos)
 	case ExprNum:
@@ -511,7 +511,7 @@ func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type
 			return TNumber
 		}
 		for _, a := range e.Args {
-			if t := c.expr(a, inCond, visitT); t != TNumber && t != TAny {
+			if t := c.expr(a, false, visitT); t != TNumber && t != TAny {
 				c.errf(a.Pos, "wrong type: arithmetic on a %s (%s)", t, FormatExpr(a))
 			}
 		}

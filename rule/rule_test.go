@@ -154,6 +154,7 @@ func TestCheckErrors(t *testing.T) {
 		{"segment s { anniversary of traits.email within next 3 days }", "3:13: wrong type: traits.email is a string, not a date"},
 		{"segment s { traits.created_at > \"last tuesday\" }", `3:13: traits.created_at is a date: "last tuesday" is not YYYY-MM-DD or RFC 3339`},
 		{"segment s { traits.email = true }", "3:13: wrong type: traits.email is a string, compared with a bool (true)"},
+		{"segment s { traits.age + 1 > 30 }", "3:13: traits.age: profile traits can only be compared directly"},
 		{"segment s { spend > 1 and nope = 2 and in segment ghost }", "3:27: unknown trait nope"},
 	}
 	for _, c := range cases {

@@ -13,14 +13,14 @@ type pending struct {
 	events  int
 	lastSeq int64
 	merges  []kiln.Merge
-	deltas  map[uint32]*delta // by live profile
-	porder  []uint32          // profiles in the order their delta was made
-	idents  map[uint32]identNote
-	iorder  []uint32
-	created map[uint32]bool // profiles made in this batch
+	deltas  map[ref]*delta // by live profile
+	porder  []ref          // profiles in the order their delta was made
+	idents  map[ref]identNote
+	iorder  []ref
+	created map[ref]bool // profiles made in this batch
 	// exists overrides "exists in the store" for profiles whose existence
 	// changes while the store applies this batch's merges (renamed, folded).
-	exists map[uint32]bool
+	exists map[ref]bool
 }
 
 type delta struct {
@@ -50,17 +50,17 @@ type identNote struct {
 
 func (p *pending) init() {
 	*p = pending{
-		deltas:  map[uint32]*delta{},
-		idents:  map[uint32]identNote{},
-		created: map[uint32]bool{},
-		exists:  map[uint32]bool{},
+		deltas:  map[ref]*delta{},
+		idents:  map[ref]identNote{},
+		created: map[ref]bool{},
+		exists:  map[ref]bool{},
 		merges:  p.merges[:0],
 		porder:  p.porder[:0],
 		iorder:  p.iorder[:0],
 	}
 }
 
-func (p *pending) touch(n uint32, isNew bool, source string, first time.Time) {
+func (p *pending) touch(n ref, isNew bool, source string, first time.Time) {
 	if _, ok := p.idents[n]; ok {
 		return // a new identifier stays new (with its source) when it moves
 	}
@@ -68,7 +68,7 @@ func (p *pending) touch(n uint32, isNew bool, source string, first time.Time) {
 	p.iorder = append(p.iorder, n)
 }
 
-func (p *pending) delta(prof uint32) *delta {
+func (p *pending) delta(prof ref) *delta {
 	d := p.deltas[prof]
 	if d == nil {
 		d = &delta{}
@@ -80,7 +80,7 @@ func (p *pending) delta(prof uint32) *delta {
 
 // storeHas reports whether profile prof exists in the store at this point
 // of applying the pending merges.
-func (p *pending) storeHas(prof uint32) bool {
+func (p *pending) storeHas(prof ref) bool {
 	if v, ok := p.exists[prof]; ok {
 		return v
 	}
@@ -91,7 +91,7 @@ func (p *pending) storeHas(prof uint32) bool {
 // it has: a From made in this batch is folded here, in the deltas, and no
 // merge is recorded. An Into the store does not have yet is fine: the
 // store renames From to it.
-func (p *pending) merge(into, from uint32, m kiln.Merge) {
+func (p *pending) merge(into, from ref, m kiln.Merge) {
 	if p.storeHas(from) {
 		p.merges = append(p.merges, m)
 		p.exists[into] = true

@@ -442,18 +442,18 @@ func (r *Resolver) profOf(o ref) ref {
 	return le.Uint32(r.ids.rec(o))
 }
 
-func (r *Resolver) identifier(n uint32) kiln.Identifier {
+func (r *Resolver) identifier(n ref) kiln.Identifier {
 	tag, v := r.ids.Key(n)
 	return kiln.Identifier{Kind: kiln.IdentifierKinds[tag], Value: v}
 }
 
-func (r *Resolver) profileID(p uint32) string {
+func (r *Resolver) profileID(p ref) string {
 	_, s := r.profs.Key(p)
 	return s
 }
 
 // refuseAttach says why identifier id may not join profile p, or "".
-func (r *Resolver) refuseAttach(p uint32, id kiln.Identifier, alias bool) string {
+func (r *Resolver) refuseAttach(p ref, id kiln.Identifier, alias bool) string {
 	k := kindRank(id.Kind)
 	have := int(r.prof(p).n[k])
 	if k == 0 && have > 0 && !alias && !r.mergeUserIDs {
@@ -467,7 +467,7 @@ func (r *Resolver) refuseAttach(p uint32, id kiln.Identifier, alias bool) string
 
 // refuseMerge says why profiles a and b may not merge, or "", with the
 // identifier kind at fault.
-func (r *Resolver) refuseMerge(a, b uint32, alias bool) (string, kiln.IdentifierKind) {
+func (r *Resolver) refuseMerge(a, b ref, alias bool) (string, kiln.IdentifierKind) {
 	pa, pb := r.prof(a), r.prof(b)
 	if pa.n[0] > 0 && pb.n[0] > 0 && !alias && !r.mergeUserIDs {
 		return ReasonUserID, kiln.UserID
@@ -529,7 +529,7 @@ func (r *Resolver) attach(p ref, c cand, e *kiln.Event) ref {
 
 // merge folds the younger of profiles a and b into the older and returns
 // the merge; moved identifiers are marked touched.
-func (r *Resolver) merge(a, b uint32, e *kiln.Event, rule string) kiln.Merge {
+func (r *Resolver) merge(a, b ref, e *kiln.Event, rule string) kiln.Merge {
 	into, from := a, b
 	if r.younger(a, b) {
 		into, from = b, a
@@ -564,7 +564,7 @@ func (r *Resolver) merge(a, b uint32, e *kiln.Event, rule string) kiln.Merge {
 
 // younger reports whether profile a is younger than b: first seen later,
 // or at the same second with the greater id.
-func (r *Resolver) younger(a, b uint32) bool {
+func (r *Resolver) younger(a, b ref) bool {
 	fa, fb := r.prof(a).first, r.prof(b).first
 	if fa != fb {
 		return fa > fb

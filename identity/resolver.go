@@ -507,7 +507,7 @@ func (r *Resolver) newProfile(e *kiln.Event) ref {
 	return p
 }
 
-// attach links a candidate identifier to profile p and returns its number.
+// attach links a candidate identifier to profile p and returns its entry.
 func (r *Resolver) attach(p ref, c cand, e *kiln.Event) ref {
 	first := secs(eventTime(e))
 	n := c.o

@@ -1,0 +1,83 @@
+// Package eval evaluates checked definition sets (package rule) for one
+// profile at a time: incrementally, event by event, with exact expiry;
+// and naively, from all of a profile's events, as the reference and for
+// as-of queries. It is pure: no I/O, no goroutines, no clock reads; every
+// call takes now.
+//
+// # Use
+//
+//	set, err := rule.Parse(src)                       // or rule.ParseJSON
+//	prog, err := eval.Compile(set, eval.Options{Location: tz, Schema: schema})
+//	st := prog.NewState()                             // one per profile
+//	res := prog.Apply(st, &eval.Profile{Traits: traits, Static: lists}, &event, now)
+//	res.Changed   // segment entries/exits with evidence (every leaf's value)
+//	res.Traits    // computed traits whose value changed (old, new)
+//	res.NextDue   // when time alone next changes something; zero if never
+//	res = prog.Advance(st, prof, res.NextDue)         // the engine's timer
+//	res = prog.ApplyProfile(st, prof, now)            // traits or static lists changed
+//	node, _ := prog.Explain(st, prof, "high_value", now)
+//	snap := prog.Naive(allEvents, prof, at)           // from scratch, as of at
+//
+// A Program is immutable and safe for concurrent use; a State is not (one
+// goroutine per profile at a time). Compile fails exactly when rule.Check
+// does; evaluation never fails.
+//
+// Apply takes events in any order: an event is placed by its timestamp,
+// so late events update windows and first/last correctly, and an event
+// later than now counts from its own time (NextDue covers it). now never
+// goes backwards for a state (an earlier now is taken as the last one).
+// Times are compared at millisecond precision.
+//
+// # Boundaries
+//
+//   - Rolling windows are (now-N, now]: an event at t leaves "last 90
+//     days" at exactly t+90d, and NextDue is that instant.
+//   - Calendar windows are [period start, now] in Options.Location; they
+//     change at the period boundary (midnight, Monday 00:00, the 1st,
+//     Jan 1) if they held events.
+//   - "A not followed by B within T in last W": true when some A at a in
+//     (now-W, now] has a+T <= now and no B in [a, a+T). It becomes true at
+//     exactly a+T and false at a+W.
+//   - "anniversary of traits.d within next N days": the next anniversary
+//     (today included) is one of the N days starting today, in
+//     Options.Location; Feb 29 falls on Feb 28 in common years. It changes
+//     at local midnight.
+//   - "traits.d more than D ago": d+D <= now; "within last D": now-D < d <= now.
+//     Date-only values are midnight in Options.Location.
+//
+// NextDue is never late: nothing changes strictly between now and NextDue,
+// and Advance at NextDue gives what Naive gives at that instant (the
+// property test checks both over random definitions and streams). It may
+// be early in rare cases (a boundary that turns out not to change the
+// answer); Advance then changes nothing and returns the next one.
+//
+// A fresh State starts as the empty profile: count, sum and distinct 0,
+// other aggregates null, and the memberships that follows; its first
+// Result reports entries into segments an empty profile is in ("did not
+// perform ...") and only the traits that differ from the empty values.
+//
+// # State and speed
+//
+// Each event is matched against features: one (event name, filter, value
+// path) shared by every trait that reads it, so "revenue in 30 days",
+// "in 365 days" and "all time" extract the revenue once. Traits over all
+// time or fixed dates fold into running values (count, sum, min, max,
+// first/last with their time, hash sets for distinct). Traits over rolling
+// and calendar windows read a per-profile list of compact records: event
+// time in Unix ms, a bitmask of matching features and only the values
+// those features need (numbers as float64 bits, strings interned in the
+// state, distinct values as 64-bit hashes), sorted by time and pruned
+// beyond the longest window. An event re-evaluates only the traits whose
+// features it matched and the segments reading those traits (and the
+// segments referring to those); time re-evaluates only the traits whose
+// due instant passed.
+//
+// State.MarshalBinary/UnmarshalBinary snapshot a state; Program.Adopt
+// checks that a decoded state belongs to the program (same definitions
+// and time zone). After a definition edit, states are rebuilt by replaying
+// each profile's events into NewState (see BenchmarkRecompute).
+//
+// Limits: distinct over all time keeps 8 bytes per distinct value; first
+// and last of strings keep the strings; windows are at most ten years, so
+// a profile's records are bounded by its events in the longest window.
+package eval

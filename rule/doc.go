@@ -1,0 +1,113 @@
+// Package rule is Kiln's definition language for computed traits and
+// segments: parsing (text and JSON), checking with line:column errors,
+// and canonical formatting. It does no I/O; package eval compiles and
+// evaluates checked sets.
+//
+// # Text form
+//
+// A file is a list of definitions; # and // start comments. Definitions
+// may come in any order: a set is checked as a whole, so traits may refer
+// to traits and segments to segments (cycles are errors).
+//
+//	trait spend_365d "Spend (365 days)" = sum(properties.revenue) of "Order Completed" in last 365 days
+//	trait teaware_units = sum(products.quantity) of "Order Completed" where products.category = "teaware" all time
+//	trait aov_365d = spend_365d / orders_365d
+//
+//	segment high_value "High-value customers" {
+//	  spend_365d >= 500 and count of "Order Completed" in last 365 days >= 3
+//	}
+//	  description "Spent 500+ over the last year"
+//	  freshness every 15 minutes
+//	  backfill new
+//
+//	segment cart_abandoners { "Checkout Started" not followed by "Order Completed" within 4 hours in last 7 days }
+//	segment birthday_week { anniversary of traits.birthday within next 7 days }
+//	segment press static
+//
+// Definitions:
+//
+//	trait NAME ["Title"] = VALUE OPTIONS
+//	segment NAME ["Title"] { CONDITION } OPTIONS
+//	segment NAME ["Title"] static OPTIONS     members listed by CSV/API
+//
+// Options (any order, each optional): title "...", description "...",
+// freshness realtime | every N minutes|hours|days | cron "0 6 * * *" [tz
+// "Europe/London"] | manual, backfill all | new | none. They are validated
+// here (cron with robfig/cron's standard parser, tz with the IANA
+// database); the engine acts on them.
+//
+// Values (traits, and the left side of comparisons):
+//
+//	FUNC[(PATH)] of "Event" [where FILTER] WINDOW     an aggregate
+//	NAME                                              another computed trait
+//	number, + - * / and parentheses                   arithmetic (null if any operand is null, or on division by zero)
+//
+// FUNC is count, sum, avg, min, max, first, last or distinct (also
+// distinct_count). count needs no PATH (it counts events); count(PATH)
+// counts the values present. sum/avg/min/max read numbers and skip other
+// values; first/last return the value of the earliest/latest event
+// (ties in time: arrival order); distinct counts distinct values by a
+// 64-bit hash.
+//
+// PATH is properties.NAME[.NAME...] (the event's properties) or
+// ARRAY.FIELD for line items: products.quantity reads quantity of every
+// element of properties.products. When the value or the filter reads
+// items, the filter is applied item by item: sum(products.quantity) where
+// products.category = "teaware" adds the teaware lines' quantities, and
+// count where products.category = "teaware" counts orders having at least
+// one teaware line. One aggregate reads at most one array.
+//
+// WINDOW is required: in last N minutes|hours|days (rolling: the window
+// is (now-N, now], so an event at t counts until exactly t+N), all time,
+// today, this week (from Monday), this month, this year (calendar
+// periods in the evaluator's time zone, [period start, now]), or between
+// "YYYY-MM-DD" and "YYYY-MM-DD" (both days included, in the evaluator's
+// time zone). Events later than now do not count until their time comes.
+// Rolling windows are at most 3660 days.
+//
+// Filters: PATH OP VALUE combined with and, or, not and parentheses. OP
+// is = != < <= > >= contains in [v1, v2] exists, not exists. Values are
+// quoted strings, numbers, true, false.
+//
+// Conditions combine with and, or, not, parentheses:
+//
+//	VALUE OP literal                                   spend_365d >= 500, last_city = "Leeds", count of "X" in last 7 days = 0
+//	traits.NAME OP literal                             traits.country in ["GB", "UK"], traits.vip = true, traits.phone exists
+//	in segment NAME                                    any segment, static ones included
+//	performed "Event" [where FILTER] WINDOW            count >= 1
+//	did not perform "Event" [where FILTER] WINDOW      count = 0
+//	"A" [where F] not followed by "B" [where F] within SPAN in last N days
+//	anniversary of traits.NAME within next N days      month-day anniversaries: birthdays
+//	traits.NAME more than SPAN ago                     signed up more than 30 days ago
+//	traits.NAME within last SPAN
+//
+// Comparisons with a missing value are false, except != and not exists
+// (a profile without a country is != "UK"). Values of different types
+// are unequal and unordered.
+//
+// # JSON form
+//
+// The syntax tree (Set, Def, Expr, Agg, Window, Filter, Cond) is the JSON
+// form, for the API and a form builder. Format(ParseJSON(json(Parse(t))))
+// equals Format(Parse(t)). Unknown JSON fields are rejected. Def.Version
+// is the resource version the engine assigns; it is not in the text form.
+//
+// # Errors
+//
+// Parse reports the first syntax error; Check reports every semantic
+// error (unknown trait or segment, wrong type, bad window or span, bad
+// option, cycles, mixing two item arrays), in source order, as an
+// ErrorList of "line:col: message" that unwraps to a kiln.Error with code
+// EInvalid. Definitions from JSON have no positions; their errors start
+// with the definition ("segment vip: unknown trait ghost"). A set that
+// passes Check never fails at evaluation time.
+//
+// Check takes an optional Schema of profile traits: with one, unknown
+// traits.NAME are errors and comparisons are type-checked (date traits
+// accept "YYYY-MM-DD" or RFC 3339 literals).
+//
+// # Library
+//
+// Package rule/library ships ready definition files for a chinaware shop
+// and a restaurant group.
+package rule

@@ -76,6 +76,10 @@
 //
 // The index keeps identifiers and profile ids in pointer-free byte arenas
 // with an open-addressing hash table of integers, so a few million
-// identifiers cost the garbage collector nothing to scan. See the package
-// benchmarks for measured size and throughput.
+// identifiers cost the garbage collector nothing to scan; lower-case UUIDs
+// and hex ids are stored as bytes. Entries of merged-away profiles and
+// forgotten identifiers stay until the next start-up, which loads only live
+// ones. See the package benchmarks for measured size and throughput (about
+// 72 bytes per identifier with 1M profiles of 3 identifiers each, and
+// several hundred thousand events of known customers per CPU second).
 package identity

@@ -1,0 +1,43 @@
+package rule
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/kiln-cdp/kiln/rule/library"
+)
+
+// FuzzParse: no input panics the parser or checker, and anything that
+// checks formats to text that parses and checks to the same text, also
+// through JSON. Run longer with: go test -fuzz FuzzParse ./rule
+func FuzzParse(f *testing.F) {
+	f.Add(sample)
+	f.Add(library.Source("shop.kiln"))
+	f.Add(`segment s { not (a > 1 or b < 2) and ((c = "x")) }`)
+	f.Add(`trait x = (1 + count of "A" in last 2 hours) * -3`)
+	f.Fuzz(func(t *testing.T, src string) {
+		set, err := Parse(src)
+		if err != nil {
+			return
+		}
+		if _, err := Check(set, nil); err != nil {
+			return
+		}
+		text := Format(set)
+		again, err := Parse(text)
+		if err != nil {
+			t.Fatalf("formatted text does not parse: %v\n%s", err, text)
+		}
+		if _, err := Check(again, nil); err != nil {
+			t.Fatalf("formatted text does not check: %v\n%s", err, text)
+		}
+		if Format(again) != text {
+			t.Fatalf("format not stable:\n%s\n%s", text, Format(again))
+		}
+		data, _ := json.Marshal(set)
+		back, err := ParseJSON(data)
+		if err != nil || Format(back) != text {
+			t.Fatalf("JSON round trip: %v\n%s", err, data)
+		}
+	})
+}

@@ -68,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, s)
 		})
 	}
+	t.Run("Segments", func(t *testing.T) { runSegments(t, open) })
 }
 
 var ctx = context.Background()

@@ -29,11 +29,12 @@ type Ops interface {
 
 // Server serves the admin API.
 type Server struct {
-	Store  store.Store
-	Ops    Ops
-	Keys   auth.KeyStore // usually an auth.Cache over Store
-	Logger *slog.Logger
-	Now    func() time.Time
+	Store    store.Store
+	Ops      Ops
+	Segments Segments
+	Keys     auth.KeyStore // usually an auth.Cache over Store
+	Logger   *slog.Logger
+	Now      func() time.Time
 	// Normalize normalises identifiers typed by people (the resolver's
 	// rules), so "email:Ann@Example.com" finds the profile; nil: as typed.
 	Normalize func(kiln.Identifier) (kiln.Identifier, bool)
@@ -66,6 +67,7 @@ func (s *Server) Handler() http.Handler {
 	m.HandleFunc("DELETE /api/v1/keys/{id}", s.revokeKey)
 	m.HandleFunc("GET /api/v1/suppressions", s.listSuppressions)
 	m.HandleFunc("GET /api/v1/stats", s.stats)
+	s.segmentRoutes(m)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, kiln.Errorf(kiln.ENotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})

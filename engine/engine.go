@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,15 @@ type Config struct {
 	// e.g. for events another process imported (default 1s).
 	Poll time.Duration
 	Now  func() time.Time
+	// Location is the workspace's time zone for calendar windows,
+	// anniversaries and schedules (default UTC).
+	Location *time.Location
+	// SizeSample is how often segment sizes are stored for the charts
+	// when they changed (default 1 minute).
+	SizeSample time.Duration
+	// OnTransitions, if set, is called with every batch of transitions
+	// after it is durable (followers, latency measurement).
+	OnTransitions func([]kiln.Transition)
 }
 
 // Engine processes the event log.
@@ -52,8 +62,13 @@ type Engine struct {
 	log *slog.Logger
 	st  store.Store
 
-	rules identity.Rules
-	x     *identity.Extractor
+	rules      identity.Rules
+	x          *identity.Extractor
+	loc        *time.Location
+	segs       *segments // the segment runtime, guarded by mu
+	jobs       jobs
+	clockSaved time.Time
+	segsDirty  bool
 
 	mu   sync.Mutex // serialises batches with Ops
 	res  *identity.Resolver
@@ -81,12 +96,20 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	rules := identity.Rules{CountryCode: cfg.PhoneCountryCode, BlockedValues: cfg.Blocklist}
+	// The configured blocklist adds to the default placeholders
+	// (test@test.com, "null", ...) rather than replacing them.
+	rules := identity.Rules{CountryCode: cfg.PhoneCountryCode, BlockedValues: append(slices.Clone(identity.DefaultBlockedValues), cfg.Blocklist...)}
 	x, err := identity.NewExtractor(rules)
 	if err != nil {
 		return nil, fmt.Errorf("identity rules: %w", err)
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, st: cfg.Store, rules: rules, x: x, wake: make(chan struct{}, 1), progress: make(chan struct{})}, nil
+	if cfg.SizeSample <= 0 {
+		cfg.SizeSample = time.Minute
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, st: cfg.Store, rules: rules, x: x, loc: cfg.Location, wake: make(chan struct{}, 1), progress: make(chan struct{})}, nil
 }
 
 // Extractor decides what counts as an identifier and normalises it. Ingest
@@ -182,20 +205,38 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 		cp, err = e.st.GetCheckpoint(ctx, Checkpoint)
 		e.processed.Store(cp)
 	}
+	if err == nil {
+		e.mu.Lock()
+		e.res = r
+		err = e.loadSegments(ctx)
+		if err == nil {
+			err = e.rebuild(ctx)
+		}
+		e.mu.Unlock()
+	}
 	if ready != nil {
 		ready <- err
 	}
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	e.res = r
-	e.mu.Unlock()
 
 	tick := time.NewTicker(e.cfg.Poll)
 	defer tick.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var sizes map[string]int64
+	lastSample := time.Time{}
 	backoff := 100 * time.Millisecond
 	for {
+		if _, err := e.expire(ctx); err != nil {
+			e.log.Error("recording expiries failed; retrying", "err", err)
+		}
+		e.tickSchedules(ctx)
+		if time.Since(lastSample) >= e.cfg.SizeSample {
+			sizes = e.sampleSizes(ctx, sizes)
+			lastSample = time.Now()
+		}
 		n, err := e.step(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -216,9 +257,18 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 			backoff = 100 * time.Millisecond
 			continue // more may be waiting
 		}
+		e.mu.Lock()
+		due := e.nextDue()
+		e.mu.Unlock()
+		wait := time.Hour
+		if !due.IsZero() {
+			wait = max(0, due.Sub(e.cfg.Now()))
+		}
+		timer.Reset(wait)
 		select {
 		case <-e.wake:
 		case <-tick.C:
+		case <-timer.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -229,6 +279,11 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 func (e *Engine) step(ctx context.Context) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.segsDirty {
+		if err := e.rebuild(ctx); err != nil {
+			return 0, err
+		}
+	}
 	after := e.processed.Load()
 	evs, err := e.st.ReadEvents(ctx, after, e.cfg.BatchSize)
 	if err != nil {
@@ -242,8 +297,17 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	var merges, refused int
+	pids := make([]string, len(evs))
+	var merged map[string]string // absorbed profile -> survivor
 	for i := range evs {
 		out := e.res.Resolve(&evs[i])
+		pids[i] = out.ProfileID
+		for _, mg := range out.Merges {
+			if merged == nil {
+				merged = map[string]string{}
+			}
+			merged[mg.From] = mg.Into
+		}
 		merges += len(out.Merges)
 		refused += len(out.Refused)
 		for _, rf := range out.Refused {
@@ -253,11 +317,26 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	res := e.res.Pending()
 	last := evs[len(evs)-1].Seq
 	res.Checkpoint = store.Checkpoint{Name: Checkpoint, Seq: last}
+	now := e.cfg.Now()
+	// On failure the segment states have moved past what is stored: they
+	// are rebuilt from the log before the next batch (rare, and simpler
+	// than copying every touched state on the hot path).
+	if err := e.evalBatch(ctx, evs, pids, merged, &res, now); err != nil {
+		e.res.Abort()
+		e.segsDirty = true
+		return 0, err
+	}
 	if err := e.st.ApplyResolution(ctx, res); err != nil {
 		e.res.Abort()
+		e.segsDirty = true
 		return 0, fmt.Errorf("writing resolution up to seq %d: %w", last, err)
 	}
 	e.res.Commit()
+	e.saveClock(ctx, now)
+	if m := e.cfg.Metrics; m != nil && len(res.Transitions) > 0 {
+		m.Transitions.WithLabelValues(kiln.ReasonEvent).Add(float64(len(res.Transitions)))
+	}
+	e.notifyTransitions(res.Transitions)
 	if e.head.Load() < last {
 		e.head.Store(last)
 	}
@@ -295,6 +374,10 @@ func (e *Engine) DeleteProfile(ctx context.Context, id string, suppress bool) ([
 	if err := r.Forget(ids); err != nil {
 		return nil, fmt.Errorf("dropping profile %s from the identity index: %w", id, err)
 	}
+	for _, seg := range e.segs.drop(id) {
+		e.segs.sizes[seg]--
+	}
+	delete(e.segs.static, id)
 	if suppress {
 		for _, i := range ids {
 			e.suppress[i.Identifier] = true
@@ -343,9 +426,13 @@ func (e *Engine) Unmerge(ctx context.Context, mergeID int64) (*kiln.Merge, error
 		pc.At = e.cfg.Now().UTC()
 		res.Profiles = append(res.Profiles, pc)
 		res.Consent = append(res.Consent, cs...)
+		now := e.cfg.Now()
+		before, after := e.segs.rebuildProfile(pid, evs, now)
+		res.Transitions = e.segs.diff(pid, before, after, now, kiln.ReasonProfile, always, res.Transitions)
 	}
 	if err := e.st.ApplyResolution(ctx, res); err != nil {
 		return nil, fmt.Errorf("recomputing profiles after unmerge: %w", err)
 	}
+	e.notifyTransitions(res.Transitions)
 	return m, nil
 }

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"text/tabwriter"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/api"
 	"github.com/kiln-cdp/kiln/demo"
+	"github.com/kiln-cdp/kiln/engine"
+	"github.com/kiln-cdp/kiln/rule/library"
 )
 
 // runDemo runs the server on a local SQLite file, loads generated demo data
@@ -60,6 +63,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else {
 		fmt.Fprintf(stderr, "using the %d events already in %s (-reset to start over)\n", n, m.storeName())
 	}
+	if len(m.Engine.Definitions()) == 0 {
+		res, err := m.Engine.ApplyDefinitions(ctx, library.All(), false)
+		if err != nil {
+			return fmt.Errorf("applying the shipped definition library: %w", err)
+		}
+		fmt.Fprintf(stderr, "applied the definition library: %d definitions in %s\n", len(res.Created), res.Took)
+	}
 	admin, tok, err := api.CreateKey(ctx, m.Store, kiln.AdminKey, "demo", "", time.Now())
 	if err != nil {
 		return err
@@ -71,6 +81,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	evs, _ := m.Store.CountEvents(ctx)
 	profs, _ := m.Store.CountProfiles(ctx)
 	u := m.URL()
+	printSegments(stdout, m.Engine.Definitions())
 	fmt.Fprintf(stdout, `
 Kiln demo is running on %s (%s)
   %d events, %d profiles
@@ -85,6 +96,8 @@ Kiln demo is running on %s (%s)
 Try:
   export KILN_URL=%s KILN_ADMIN_KEY=%s
   go run ./cmd/kiln profiles list -limit 5
+  go run ./cmd/kiln segments members high_value -limit 5
+  go run ./cmd/kiln explain high_value PROFILE_ID
   curl -s -u %s: %s/v1/track -d '{"userId":"demo-1","event":"Order Completed","properties":{"revenue":42}}'
 
 Ctrl-C stops it.
@@ -140,4 +153,16 @@ func loadDemo(ctx context.Context, m *Main, gen demo.Config, stderr io.Writer) e
 	}
 	fmt.Fprintf(stderr, "processed in %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// printSegments prints the live segments with their sizes.
+func printSegments(w io.Writer, defs []engine.SegmentInfo) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSEGMENT\tMEMBERS\tTITLE")
+	for _, d := range defs {
+		if d.Kind == "segment" {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", d.Name, d.Size, d.Title)
+		}
+	}
+	tw.Flush()
 }

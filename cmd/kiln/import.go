@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -232,7 +233,7 @@ func identityRules() *identity.Extractor {
 	var c Config
 	c.PhoneCountryCode = envOr("KILN_PHONE_COUNTRY_CODE", "1")
 	c.IdentityBlocklist = envOr("KILN_IDENTITY_BLOCKLIST", "")
-	x, err := identity.NewExtractor(identity.Rules{CountryCode: c.PhoneCountryCode, BlockedValues: c.blocklist()})
+	x, err := identity.NewExtractor(identity.Rules{CountryCode: c.PhoneCountryCode, BlockedValues: append(slices.Clone(identity.DefaultBlockedValues), c.blocklist()...)})
 	if err != nil {
 		return nil // bulk falls back to the default rules; serve reports the bad setting
 	}

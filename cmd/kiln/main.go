@@ -29,6 +29,11 @@ Data:
   import      bulk import a CSV or NDJSON file (resumable)
   rejects     list messages set aside at ingest, with the reason
 
+Segments (talk to a running server):
+  apply       apply definitions from a file: kiln apply -f shop.kiln
+  segments    list, members (also -as-of), transitions, recompute, static, versions, delete
+  explain     why a profile is in or out of a segment: kiln explain SEGMENT PROFILE
+
 Admin:
   keys        create, list or revoke API keys
   sources     create or list event sources
@@ -87,6 +92,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSources(ctx, rest, stdout, stderr)
 	case "profiles":
 		return runProfiles(ctx, rest, stdout, stderr)
+	case "apply":
+		return runApply(ctx, rest, stdout, stderr)
+	case "explain":
+		return runExplain(ctx, rest, stdout, stderr)
+	case "segments":
+		return runSegments(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "version":

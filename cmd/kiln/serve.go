@@ -84,6 +84,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Logger:           m.Logger,
 		Metrics:          m.Metrics,
 		Blocklist:        m.Config.blocklist(),
+		Location:         m.location(),
 		PhoneCountryCode: m.Config.PhoneCountryCode,
 	})
 	if err != nil {
@@ -121,6 +122,14 @@ func (m *Main) Open(ctx context.Context) error {
 	go func() { m.served <- m.http.Serve(ln) }()
 	m.Logger.Info("kiln started", "addr", ln.Addr().String(), "store", m.storeName())
 	return nil
+}
+
+func (m *Main) location() *time.Location {
+	loc, err := time.LoadLocation(m.Config.Timezone)
+	if err != nil {
+		return time.UTC // validate refused it already
+	}
+	return loc
 }
 
 func (m *Main) storeName() string {
@@ -167,7 +176,7 @@ func (m *Main) routes() http.Handler {
 		}
 		mux.Handle("/webhooks/"+kind+"/{source}", m.Metrics.Instrument("webhook_"+kind, h))
 	}
-	admin := &api.Server{Store: m.Store, Ops: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger, Normalize: m.Engine.Extractor().Normalize}
+	admin := &api.Server{Store: m.Store, Ops: m.Engine, Segments: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger, Normalize: m.Engine.Extractor().Normalize}
 	mux.Handle("/api/", m.Metrics.Instrument("api", admin.Handler()))
 	mux.Handle("GET /metrics", m.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,732 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/eval"
+	"github.com/kiln-cdp/kiln/rule"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+// saveClock records the evaluation time at most once a second; a restart
+// replays the log as of it (see rebuild).
+func (e *Engine) saveClock(ctx context.Context, now time.Time) {
+	if now.Sub(e.clockSaved) < time.Second {
+		return
+	}
+	if err := e.st.SetCheckpoint(ctx, store.Checkpoint{Name: ClockCheckpoint, Seq: now.UnixMilli()}); err != nil {
+		e.log.Warn("saving the engine clock", "err", err)
+		return
+	}
+	e.clockSaved = now
+	if e.segs != nil {
+		e.segs.clock = now.UnixMilli()
+	}
+}
+
+// replay builds fresh states for prog from every event in the log up to
+// upTo, evaluated as of now, reporting progress. Events are attributed to
+// profiles by the resolver's current index.
+func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64)) (map[string]*pstate, error) {
+	states := map[string]*pstate{}
+	if prog == nil {
+		return states, nil
+	}
+	const chunk = 20000
+	var done int64
+	for after := int64(0); after < upTo; {
+		evs, err := e.st.ReadEvents(ctx, after, chunk)
+		if err != nil {
+			return nil, fmt.Errorf("replaying the log after seq %d: %w", after, err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for i := range evs {
+			ev := &evs[i]
+			if ev.Seq > upTo {
+				break
+			}
+			pid, ok := e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor))
+			if !ok {
+				continue
+			}
+			ps := states[pid]
+			if ps == nil {
+				ps = &pstate{st: prog.NewState()}
+				ps.prof.Static = static[pid]
+				states[pid] = ps
+			}
+			applyTraits(ps, ev)
+			r := prog.Apply(ps.st, &ps.prof, ev, now)
+			ps.due = dueMs(r.NextDue)
+		}
+		after = evs[len(evs)-1].Seq
+		done += int64(len(evs))
+		if progress != nil {
+			progress(done)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	// Profiles only listed in static segments have no events.
+	for pid, segs := range static {
+		if states[pid] == nil && len(segs) > 0 {
+			ps := &pstate{st: prog.NewState()}
+			ps.prof.Static = segs
+			r := prog.ApplyProfile(ps.st, &ps.prof, now)
+			ps.due = dueMs(r.NextDue)
+			states[pid] = ps
+		}
+	}
+	return states, nil
+}
+
+func dueMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// install makes states the live states and rebuilds the timer heap and sizes.
+func (s *segments) install(states map[string]*pstate) {
+	s.states = states
+	s.due = s.due[:0]
+	s.sizes = map[string]int64{}
+	for pid, ps := range states {
+		if ps.due != 0 {
+			s.due = append(s.due, dueItem{at: ps.due, pid: pid})
+		}
+		for _, seg := range s.prog.Memberships(ps.st) {
+			s.sizes[seg]++
+		}
+	}
+	heapInit(&s.due)
+}
+
+// rebuild replays the log into fresh states at start-up (or after a failed
+// write), as of the saved clock, then reconciles the stored memberships:
+// any difference is recorded with reason "recompute". Expiries since the
+// clock are then due at once and recorded at their exact instants.
+func (e *Engine) rebuild(ctx context.Context) error {
+	start := time.Now()
+	s := e.segs
+	e.segsDirty = false
+	if s.prog == nil {
+		return nil
+	}
+	asOf := e.cfg.Now()
+	if s.clock > 0 && s.clock < asOf.UnixMilli() {
+		asOf = time.UnixMilli(s.clock)
+	}
+	upTo := e.processed.Load()
+	states, err := e.replay(ctx, s.prog, s.static, upTo, asOf, nil)
+	if err != nil {
+		e.segsDirty = true
+		return err
+	}
+	s.install(states)
+	stored := map[string][]string{}
+	err = e.st.ScanMemberships(ctx, func(m kiln.Membership) error {
+		stored[m.ProfileID] = append(stored[m.ProfileID], m.Segment)
+		return nil
+	})
+	if err != nil {
+		e.segsDirty = true
+		return fmt.Errorf("reading stored memberships: %w", err)
+	}
+	var res store.Resolution
+	for _, pid := range unionKeys(stored, states) {
+		var now []string
+		if ps := states[pid]; ps != nil {
+			now = s.prog.Memberships(ps.st)
+		}
+		res.Transitions = s.diffQuiet(pid, stored[pid], now, asOf, kiln.ReasonRecompute, res.Transitions)
+	}
+	if len(res.Transitions) > 0 {
+		if err := e.st.ApplyResolution(ctx, res); err != nil {
+			e.segsDirty = true
+			return fmt.Errorf("reconciling memberships: %w", err)
+		}
+		e.notifyTransitions(res.Transitions)
+	}
+	e.log.Info("segment state rebuilt from the event log", "events", upTo, "profiles", len(states),
+		"reconciled", len(res.Transitions), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// diffQuiet is diff without touching sizes (install counted them already).
+func (s *segments) diffQuiet(pid string, before, after []string, at time.Time, reason string, out []kiln.Transition) []kiln.Transition {
+	sizes := maps.Clone(s.sizes)
+	out = s.diff(pid, before, after, at, reason, always, out)
+	s.sizes = sizes
+	return out
+}
+
+func unionKeys[A, B any](a map[string]A, b map[string]B) []string {
+	keys := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// --- definitions ----------------------------------------------------------
+
+// ApplyResult says what applying definitions did (or would do).
+type ApplyResult struct {
+	Created   []string       `json:"created"`
+	Changed   []string       `json:"changed"`
+	Unchanged []string       `json:"unchanged"`
+	Deleted   []string       `json:"deleted,omitempty"`
+	Entered   map[string]int `json:"entered"` // per segment, by the backfill
+	Exited    map[string]int `json:"exited"`
+	DryRun    bool           `json:"dryRun"`
+	Took      string         `json:"took"`
+}
+
+// ApplyDefinitions applies the definitions in src (the text form): new
+// ones are created, changed ones get a new version, others are left as
+// they are. The whole resulting set is checked first; on any error nothing
+// changes and the error lists every problem with its line and column.
+// Membership is then recomputed from the stored events and every change is
+// recorded as a transition with reason "definition_change", acted on as
+// each segment's backfill policy says. With dryRun nothing is stored.
+func (e *Engine) ApplyDefinitions(ctx context.Context, src string, dryRun bool) (*ApplyResult, error) {
+	set, err := rule.Parse(src)
+	if err != nil {
+		return nil, definitionError(err)
+	}
+	return e.applySet(ctx, set.Defs, nil, dryRun)
+}
+
+// DeleteDefinitions removes definitions by name; members of removed
+// segments exit with reason "definition_change".
+func (e *Engine) DeleteDefinitions(ctx context.Context, names []string) (*ApplyResult, error) {
+	return e.applySet(ctx, nil, names, false)
+}
+
+func definitionError(err error) error {
+	var el rule.ErrorList
+	if errors.As(err, &el) {
+		return &kiln.Error{Code: kiln.EInvalid, Message: el.Error()}
+	}
+	return kiln.Errorf(kiln.EInvalid, "%v", err)
+}
+
+func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []string, dryRun bool) (*ApplyResult, error) {
+	start := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.segs == nil || e.res == nil {
+		return nil, kiln.Errorf(kiln.EUnavailable, "the engine is still starting")
+	}
+	s := e.segs
+	out := &ApplyResult{Entered: map[string]int{}, Exited: map[string]int{}, DryRun: dryRun}
+	now := e.cfg.Now().UTC()
+
+	// The resulting set: stored definitions, replaced or removed.
+	next := map[string]kiln.Definition{}
+	for n, d := range s.defs {
+		next[n] = d
+	}
+	var changed []kiln.Definition
+	seen := map[string]bool{}
+	for _, d := range defs {
+		if seen[d.Name] {
+			return nil, kiln.Errorf(kiln.EInvalid, "line %d:%d: %s %s is defined twice", d.Line, d.Col, d.Kind, d.Name)
+		}
+		seen[d.Name] = true
+		d.Version = 0
+		text := rule.FormatDef(d)
+		old, exists := s.defs[d.Name]
+		if exists && old.Text == text {
+			out.Unchanged = append(out.Unchanged, d.Name)
+			continue
+		}
+		body, err := json.Marshal(d)
+		if err != nil {
+			return nil, err
+		}
+		nd := kiln.Definition{Name: d.Name, Kind: d.Kind, Version: old.Version + 1, Text: text, Body: body, AppliedAt: now}
+		next[d.Name] = nd
+		changed = append(changed, nd)
+		if exists {
+			out.Changed = append(out.Changed, d.Name)
+		} else {
+			out.Created = append(out.Created, d.Name)
+		}
+	}
+	for _, n := range deletes {
+		old, ok := s.defs[n]
+		if !ok {
+			return nil, kiln.Errorf(kiln.ENotFound, "no definition %q", n)
+		}
+		delete(next, n)
+		del := old
+		del.Version++
+		del.AppliedAt = now
+		del.DeletedAt = &now
+		changed = append(changed, del)
+		out.Deleted = append(out.Deleted, n)
+	}
+
+	// Check the whole set with the new definitions' own positions, so
+	// errors point into the applied text.
+	set := &rule.Set{}
+	for _, n := range slices.Sorted(maps.Keys(next)) {
+		if d := findDef(defs, n); d != nil && !slices.Contains(out.Unchanged, n) {
+			set.Defs = append(set.Defs, d)
+			continue
+		}
+		var rd rule.Def
+		if err := json.Unmarshal(next[n].Body, &rd); err != nil {
+			return nil, err
+		}
+		set.Defs = append(set.Defs, &rd)
+	}
+	var prog *eval.Program
+	if len(set.Defs) > 0 {
+		if _, err := rule.Check(set, nil); err != nil {
+			return nil, definitionError(err)
+		}
+		var err error
+		if prog, err = eval.Compile(set, eval.Options{Location: e.loc}); err != nil {
+			return nil, definitionError(err)
+		}
+	}
+	if len(changed) == 0 {
+		out.Took = time.Since(start).Round(time.Millisecond).String()
+		return out, nil
+	}
+
+	states, err := e.replay(ctx, prog, s.static, e.processed.Load(), now, nil)
+	if err != nil {
+		return nil, err
+	}
+	versions := map[string]int64{}
+	backfill := map[string]string{}
+	for n, d := range next {
+		versions[n] = d.Version
+	}
+	if prog != nil {
+		for _, d := range prog.Definitions().Defs {
+			backfill[d.Name] = d.Backfill
+		}
+	}
+	// Transitions: old memberships against new ones.
+	ns := &segments{prog: prog, defs: next, versions: versions, backfill: backfill, states: states, static: s.static, clock: s.clock, sizes: map[string]int64{}}
+	var res store.Resolution
+	for _, pid := range unionKeys(s.states, states) {
+		before := s.memberships(pid)
+		var after []string
+		if prog != nil {
+			if ps := states[pid]; ps != nil {
+				after = prog.Memberships(ps.st)
+			}
+		}
+		res.Transitions = ns.diff(pid, before, after, now, kiln.ReasonDefinitionChange, ns.backfillAct, res.Transitions)
+	}
+	for _, t := range res.Transitions {
+		if t.Entered {
+			out.Entered[t.Segment]++
+		} else {
+			out.Exited[t.Segment]++
+		}
+	}
+	out.Took = time.Since(start).Round(time.Millisecond).String()
+	if dryRun {
+		return out, nil
+	}
+	if err := e.st.SaveDefinitions(ctx, changed); err != nil {
+		return nil, fmt.Errorf("saving definitions: %w", err)
+	}
+	if err := e.st.ApplyResolution(ctx, res); err != nil {
+		// The definitions are saved; the next start reconciles memberships.
+		e.segsDirty = true
+		return nil, fmt.Errorf("recording the backfill's transitions: %w", err)
+	}
+	if prog != nil {
+		ns.install(states)
+	}
+	e.segs = ns
+	e.notifyTransitions(res.Transitions)
+	e.log.Info("definitions applied", "created", len(out.Created), "changed", len(out.Changed), "deleted", len(out.Deleted), "transitions", len(res.Transitions), "took", out.Took)
+	return out, nil
+}
+
+func findDef(defs []*rule.Def, name string) *rule.Def {
+	for _, d := range defs {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// backfillAct applies a segment's backfill policy: "all" acts on every
+// transition of the backfill, "new" only on entries, "none" on nothing.
+// The default is "new".
+func (s *segments) backfillAct(segment string, entered bool) bool {
+	switch s.backfill[segment] {
+	case "all":
+		return true
+	case "none":
+		return false
+	}
+	return entered
+}
+
+// --- queries --------------------------------------------------------------
+
+// Explain evaluates a segment's condition tree for a profile now.
+func (e *Engine) Explain(ctx context.Context, segment, profileID string) (*eval.Node, bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.segs
+	if s == nil || s.prog == nil || !slices.Contains(s.prog.Segments(), segment) {
+		return nil, false, kiln.Errorf(kiln.ENotFound, "no segment %q", segment)
+	}
+	ps := s.states[profileID]
+	if ps == nil {
+		ps = &pstate{st: s.prog.NewState()}
+		ps.prof.Static = s.static[profileID]
+	}
+	n, err := s.prog.Explain(ps.st, &ps.prof, segment, e.cfg.Now())
+	if err != nil {
+		return nil, false, err
+	}
+	in, _ := s.prog.Member(ps.st, segment)
+	return n, in, nil
+}
+
+// ProfileSegments returns a profile's computed trait values and the
+// segments it is in, from the live state.
+func (e *Engine) ProfileSegments(profileID string) (map[string]any, []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.segs
+	if s == nil || s.prog == nil {
+		return nil, nil
+	}
+	ps := s.states[profileID]
+	if ps == nil {
+		return nil, nil
+	}
+	return s.prog.TraitValues(ps.st), s.prog.Memberships(ps.st)
+}
+
+// SegmentInfo describes a live segment or trait.
+type SegmentInfo struct {
+	Name        string          `json:"name"`
+	Kind        string          `json:"kind"`
+	Title       string          `json:"title,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Version     int64           `json:"version"`
+	Size        int64           `json:"size"`
+	Freshness   *rule.Freshness `json:"freshness,omitempty"`
+	Backfill    string          `json:"backfill,omitempty"`
+	Static      bool            `json:"static,omitempty"`
+	Text        string          `json:"text"`
+	AppliedAt   time.Time       `json:"appliedAt"`
+}
+
+// Definitions lists the live definitions with segment sizes.
+func (e *Engine) Definitions() []SegmentInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.segs
+	if s == nil || s.prog == nil {
+		return nil
+	}
+	var out []SegmentInfo
+	for _, d := range s.prog.Definitions().Defs {
+		st := s.defs[d.Name]
+		out = append(out, SegmentInfo{Name: d.Name, Kind: d.Kind, Title: d.Title, Description: d.Description, Version: st.Version,
+			Size: s.sizes[d.Name], Freshness: d.Freshness, Backfill: d.Backfill, Static: d.Static, Text: st.Text, AppliedAt: st.AppliedAt})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind == rule.KindSegment
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// MembersAsOf answers "who was in this segment at instant at" from the
+// stored events with the naive evaluator, without touching live state.
+func (e *Engine) MembersAsOf(ctx context.Context, segment string, at time.Time) ([]string, error) {
+	e.mu.Lock()
+	s := e.segs
+	if s == nil || s.prog == nil || !slices.Contains(s.prog.Segments(), segment) {
+		e.mu.Unlock()
+		return nil, kiln.Errorf(kiln.ENotFound, "no segment %q", segment)
+	}
+	prog := s.prog
+	static := maps.Clone(s.static)
+	upTo := e.processed.Load()
+	// Group the log by profile under the lock (the index must not move);
+	// evaluate after releasing it.
+	byProfile := map[string][]*kiln.Event{}
+	for after := int64(0); after < upTo; {
+		evs, err := e.st.ReadEvents(ctx, after, 20000)
+		if err != nil {
+			e.mu.Unlock()
+			return nil, err
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for i := range evs {
+			if evs[i].Seq > upTo || evs[i].Timestamp.After(at) {
+				continue
+			}
+			if pid, ok := e.res.ProfileOf(kiln.ParseIdentifier(evs[i].Anchor)); ok {
+				byProfile[pid] = append(byProfile[pid], &evs[i])
+			}
+		}
+		after = evs[len(evs)-1].Seq
+	}
+	e.mu.Unlock()
+	var out []string
+	for pid, evs := range byProfile {
+		prof := eval.Profile{Static: static[pid]}
+		for _, ev := range evs { // identify traits as of the instant
+			ps := pstate{prof: prof}
+			applyTraits(&ps, ev)
+			prof = ps.prof
+		}
+		if prog.Naive(evs, &prof, at).Segments[segment] {
+			out = append(out, pid)
+		}
+	}
+	for pid, segs := range static {
+		if _, ok := byProfile[pid]; !ok && slices.Contains(segs, segment) {
+			out = append(out, pid)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// --- recompute jobs ---------------------------------------------------------
+
+// Job is a running or finished recompute.
+type Job struct {
+	ID         int64     `json:"id"`
+	Segment    string    `json:"segment,omitempty"` // "" for all
+	Total      int64     `json:"total"`             // events to replay
+	Done       int64     `json:"done"`
+	State      string    `json:"state"` // running, done, failed
+	Error      string    `json:"error,omitempty"`
+	Entered    int       `json:"entered"`
+	Exited     int       `json:"exited"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}
+
+type jobs struct {
+	mu   sync.Mutex
+	next int64
+	all  map[int64]*Job
+}
+
+// Job returns a copy of a job's current state.
+func (e *Engine) Job(id int64) (Job, bool) {
+	e.jobs.mu.Lock()
+	defer e.jobs.mu.Unlock()
+	j, ok := e.jobs.all[id]
+	if !ok {
+		return Job{}, false
+	}
+	return *j, true
+}
+
+// Recompute rebuilds membership of one segment (or all, segment "") from
+// the stored events and records every difference with reason "recompute".
+// It runs in the background; follow it with Job.
+func (e *Engine) Recompute(ctx context.Context, segment string) (Job, error) {
+	e.mu.Lock()
+	if e.segs == nil || e.segs.prog == nil {
+		e.mu.Unlock()
+		return Job{}, kiln.Errorf(kiln.ENotFound, "no definitions to recompute")
+	}
+	if segment != "" && !slices.Contains(e.segs.prog.Segments(), segment) {
+		e.mu.Unlock()
+		return Job{}, kiln.Errorf(kiln.ENotFound, "no segment %q", segment)
+	}
+	e.mu.Unlock()
+	e.jobs.mu.Lock()
+	if e.jobs.all == nil {
+		e.jobs.all = map[int64]*Job{}
+	}
+	e.jobs.next++
+	j := &Job{ID: e.jobs.next, Segment: segment, Total: e.processed.Load(), State: "running", StartedAt: e.cfg.Now().UTC()}
+	e.jobs.all[j.ID] = j
+	cp := *j
+	e.jobs.mu.Unlock()
+	go func() {
+		err := e.recompute(context.WithoutCancel(ctx), j)
+		e.jobs.mu.Lock()
+		j.FinishedAt = e.cfg.Now().UTC()
+		j.State = "done"
+		if err != nil {
+			j.State, j.Error = "failed", err.Error()
+		}
+		e.jobs.mu.Unlock()
+	}()
+	return cp, nil
+}
+
+func (e *Engine) recompute(ctx context.Context, j *Job) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.segs
+	now := e.cfg.Now().UTC()
+	states, err := e.replay(ctx, s.prog, s.static, e.processed.Load(), now, func(done int64) {
+		e.jobs.mu.Lock()
+		j.Done = done
+		e.jobs.mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
+	var res store.Resolution
+	for _, pid := range unionKeys(s.states, states) {
+		before := s.memberships(pid)
+		var after []string
+		if ps := states[pid]; ps != nil {
+			after = s.prog.Memberships(ps.st)
+		}
+		if j.Segment != "" {
+			before = onlySeg(before, j.Segment)
+			after = onlySeg(after, j.Segment)
+		}
+		res.Transitions = s.diffQuiet(pid, before, after, now, kiln.ReasonRecompute, res.Transitions)
+	}
+	if err := e.st.ApplyResolution(ctx, res); err != nil {
+		return fmt.Errorf("recording the recompute's transitions: %w", err)
+	}
+	if j.Segment == "" {
+		s.install(states)
+	} else {
+		// Only the one segment's published membership moves; the fresh
+		// states agree with the old ones on every other segment anyway.
+		s.install(states)
+	}
+	e.jobs.mu.Lock()
+	for _, t := range res.Transitions {
+		if t.Entered {
+			j.Entered++
+		} else {
+			j.Exited++
+		}
+	}
+	j.Done = j.Total
+	e.jobs.mu.Unlock()
+	e.notifyTransitions(res.Transitions)
+	return nil
+}
+
+func onlySeg(segs []string, seg string) []string {
+	if slices.Contains(segs, seg) {
+		return []string{seg}
+	}
+	return nil
+}
+
+// SetStatic adds and removes profiles on a static segment's list; the
+// changes are recorded as transitions with reason "manual".
+func (e *Engine) SetStatic(ctx context.Context, segment string, add, remove []string) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.segs
+	if s == nil || s.prog == nil {
+		return 0, kiln.Errorf(kiln.ENotFound, "no segment %q", segment)
+	}
+	var static bool
+	for _, d := range s.prog.Definitions().Defs {
+		if d.Name == segment && d.Kind == rule.KindSegment {
+			static = d.Static
+			if !static {
+				return 0, kiln.Errorf(kiln.EInvalid, "segment %s is computed from its condition; only static segments take a member list", segment)
+			}
+		}
+	}
+	if !static {
+		return 0, kiln.Errorf(kiln.ENotFound, "no segment %q", segment)
+	}
+	for _, pid := range append(slices.Clone(add), remove...) {
+		if _, err := e.st.GetProfile(ctx, pid); err != nil {
+			if store.IsNotFound(err) {
+				return 0, kiln.Errorf(kiln.ENotFound, "no profile %s", pid)
+			}
+			return 0, err
+		}
+	}
+	if err := e.st.SetStaticMembers(ctx, segment, add, remove); err != nil {
+		return 0, err
+	}
+	now := e.cfg.Now()
+	var res store.Resolution
+	touch := func(pid string, in bool) {
+		list := slices.DeleteFunc(slices.Clone(s.static[pid]), func(x string) bool { return x == segment })
+		if in {
+			list = append(list, segment)
+		}
+		s.static[pid] = list
+		ps := s.state(pid)
+		ps.prof.Static = list
+		r := s.prog.ApplyProfile(ps.st, &ps.prof, now)
+		res.Transitions = s.transitions(pid, r, now, kiln.ReasonManual, 0, res.Transitions)
+		s.schedule(pid, ps, r.NextDue)
+	}
+	for _, pid := range add {
+		touch(pid, true)
+	}
+	for _, pid := range remove {
+		touch(pid, false)
+	}
+	if err := e.st.ApplyResolution(ctx, res); err != nil {
+		e.segsDirty = true
+		return 0, err
+	}
+	e.notifyTransitions(res.Transitions)
+	return len(res.Transitions), nil
+}
+
+// sampleSizes stores segment sizes for the charts when they changed.
+func (e *Engine) sampleSizes(ctx context.Context, last map[string]int64) map[string]int64 {
+	cur := e.sizesNow()
+	if cur == nil || maps.Equal(cur, last) {
+		return last
+	}
+	now := e.cfg.Now().UTC().Truncate(time.Second)
+	var ss []kiln.SegmentSize
+	for seg, n := range cur {
+		ss = append(ss, kiln.SegmentSize{Segment: seg, At: now, Size: n})
+	}
+	if err := e.st.SaveSegmentSizes(ctx, ss); err != nil {
+		e.log.Warn("saving segment sizes", "err", err)
+		return last
+	}
+	return cur
+}

@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/identity"
+	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/sqlite"
+)
+
+type bundle struct {
+	st    store.Store
+	e     *Engine
+	clock *atomic.Int64 // Unix ms; 0 means the real clock
+	mu    sync.Mutex
+	seen  []kiln.Transition
+	stop  func()
+	seq   int
+}
+
+func (b *bundle) now() time.Time {
+	if ms := b.clock.Load(); ms != 0 {
+		return time.UnixMilli(ms).UTC()
+	}
+	return time.Now()
+}
+
+// setup runs an engine on a fresh SQLite file. With fake true its clock
+// starts at a fixed instant and moves only when the test says.
+func setup(t *testing.T, fake bool) *bundle {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{st: st, clock: new(atomic.Int64)}
+	if fake {
+		b.clock.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
+	}
+	e, err := New(Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: b.now, Poll: 20 * time.Millisecond,
+		OnTransitions: func(ts []kiln.Transition) { b.mu.Lock(); b.seen = append(b.seen, ts...); b.mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.e = e
+	b.start(t)
+	t.Cleanup(func() { b.stop(); st.Close() })
+	return b
+}
+
+func (b *bundle) start(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan error, 1)
+	go func() { done <- b.e.Run(ctx, ready) }()
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	b.stop = func() { cancel(); <-done }
+}
+
+// send appends events for one user and waits until they are processed.
+func (b *bundle) send(t *testing.T, user string, evs ...kiln.Event) {
+	t.Helper()
+	for i := range evs {
+		b.seq++
+		e := &evs[i]
+		e.MessageID = fmt.Sprintf("m%d", b.seq)
+		e.SourceID = "test"
+		if e.Type == "" {
+			e.Type = kiln.Track
+		}
+		e.UserID = user
+		e.Anchor = identity.Anchor(identity.Extract(e))
+		if e.ReceivedAt.IsZero() {
+			e.ReceivedAt = b.now()
+		}
+	}
+	if _, err := b.st.Append(context.Background(), store.Batch{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := b.st.LastSeq(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.e.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func order(at time.Time, revenue float64) kiln.Event {
+	return kiln.Event{Name: kiln.OrderCompleted, Timestamp: at, Properties: map[string]any{"revenue": revenue}}
+}
+
+func (b *bundle) transitions() []kiln.Transition {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]kiln.Transition(nil), b.seen...)
+}
+
+func (b *bundle) member(t *testing.T, seg, user string) bool {
+	t.Helper()
+	pid, err := b.st.ProfileFor(context.Background(), kiln.Identifier{Kind: kiln.UserID, Value: user})
+	if err != nil {
+		t.Fatalf("no profile for %s: %v", user, err)
+	}
+	ms, err := b.st.MembershipsOf(context.Background(), pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Segment == seg {
+			return true
+		}
+	}
+	return false
+}
+
+const recentDefs = `
+trait orders_90d = count of "Order Completed" in last 90 days
+segment recent_buyers "Ordered in the last 90 days" {
+  orders_90d >= 1
+}
+`
+
+func TestEventEntersAndExpiryExitsAtTheExactInstant(t *testing.T) {
+	b := setup(t, true)
+	if _, err := b.e.ApplyDefinitions(context.Background(), recentDefs, false); err != nil {
+		t.Fatal(err)
+	}
+	t0 := b.now()
+	b.send(t, "ann", order(t0.Add(-10*24*time.Hour), 20))
+	if !b.member(t, "recent_buyers", "ann") {
+		t.Fatal("ann did not enter recent_buyers")
+	}
+	ts := b.transitions()
+	if len(ts) != 1 || !ts[0].Entered || ts[0].Reason != kiln.ReasonEvent || ts[0].Version != 1 || ts[0].EventSeq == 0 || len(ts[0].Evidence) == 0 {
+		t.Fatalf("entry transition: %+v", ts)
+	}
+	exit := t0.Add(80 * 24 * time.Hour) // the order leaves the 90-day window exactly then
+	b.clock.Store(exit.Add(-time.Millisecond).UnixMilli())
+	b.e.Wake()
+	time.Sleep(100 * time.Millisecond)
+	if !b.member(t, "recent_buyers", "ann") {
+		t.Fatal("ann left before the window expired")
+	}
+	b.clock.Store(exit.Add(300 * time.Millisecond).UnixMilli())
+	b.e.Wake()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.member(t, "recent_buyers", "ann") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b.member(t, "recent_buyers", "ann") {
+		t.Fatal("ann did not leave when the window expired")
+	}
+	ts = b.transitions()
+	last := ts[len(ts)-1]
+	if last.Entered || last.Reason != kiln.ReasonExpiry || !last.At.Equal(exit) {
+		t.Fatalf("exit transition %+v, want an expiry at exactly %s", last, exit)
+	}
+	stored, err := b.st.Transitions(context.Background(), store.TransitionQuery{Segment: "recent_buyers"})
+	if err != nil || len(stored) != 2 {
+		t.Fatalf("stored transitions: %v %+v", err, stored)
+	}
+}
+
+// With the real clock: an order placed so that it leaves a one-minute
+// window 1.5 s from now is out within a second of that instant.
+func TestRealTimeExpiryLag(t *testing.T) {
+	b := setup(t, false)
+	defs := `segment last_minute { count of "Order Completed" in last 1 minutes >= 1 }`
+	if _, err := b.e.ApplyDefinitions(context.Background(), defs, false); err != nil {
+		t.Fatal(err)
+	}
+	exit := time.Now().Add(1500 * time.Millisecond).Truncate(time.Millisecond)
+	b.send(t, "bob", order(exit.Add(-time.Minute), 5))
+	if !b.member(t, "last_minute", "bob") {
+		t.Fatal("bob did not enter")
+	}
+	for b.member(t, "last_minute", "bob") {
+		if time.Since(exit) > time.Second {
+			t.Fatalf("bob still a member %s after the window expired", time.Since(exit))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	lag := time.Since(exit)
+	ts := b.transitions()
+	if last := ts[len(ts)-1]; !last.At.Equal(exit) || last.Reason != kiln.ReasonExpiry {
+		t.Fatalf("exit %+v, want expiry at %s", last, exit)
+	}
+	t.Logf("exit recorded within %s of the exact instant", lag)
+}
+
+func TestDefinitionChangeBackfillsAndRestartRebuilds(t *testing.T) {
+	b := setup(t, true)
+	now := b.now()
+	b.send(t, "big", order(now.Add(-24*time.Hour), 700), order(now.Add(-48*time.Hour), 400))
+	b.send(t, "small", order(now.Add(-24*time.Hour), 30))
+	defs := `trait spend_365d = sum(properties.revenue) of "Order Completed" in last 365 days
+segment high_value { spend_365d >= 1000 }
+  backfill all`
+	res, err := b.e.ApplyDefinitions(context.Background(), defs, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Entered["high_value"] != 1 || !b.member(t, "high_value", "big") || b.member(t, "high_value", "small") {
+		t.Fatalf("backfill: %+v", res)
+	}
+	ts := b.transitions()
+	if ts[0].Reason != kiln.ReasonDefinitionChange || !ts[0].Act || ts[0].Version != 1 {
+		t.Fatalf("backfill transition: %+v", ts[0])
+	}
+	// Lower the bar: small enters with version 2; applying it again changes nothing.
+	defs2 := `trait spend_365d = sum(properties.revenue) of "Order Completed" in last 365 days
+segment high_value { spend_365d >= 20 }
+  backfill none`
+	res, err = b.e.ApplyDefinitions(context.Background(), defs2, false)
+	if err != nil || len(res.Changed) != 1 || res.Entered["high_value"] != 1 {
+		t.Fatalf("second apply: %+v %v", res, err)
+	}
+	ts = b.transitions()
+	if l := ts[len(ts)-1]; l.Version != 2 || l.Act {
+		t.Fatalf("backfill none should not act: %+v", l)
+	}
+	if res, _ := b.e.ApplyDefinitions(context.Background(), defs2, false); len(res.Unchanged) != 2 || len(res.Changed) != 0 {
+		t.Fatalf("re-apply: %+v", res)
+	}
+	// Errors carry line and column and change nothing.
+	_, err = b.e.ApplyDefinitions(context.Background(), "segment broken {\n  no_such_trait >= 1\n}", false)
+	if err == nil || kiln.ErrorCode(err) != kiln.EInvalid || !containsAll(err.Error(), "2:", "no_such_trait") {
+		t.Fatalf("bad definition: %v", err)
+	}
+	// Restart: state is rebuilt from the log and agrees with the store.
+	b.stop()
+	before := len(b.transitions())
+	b.start(t)
+	if got := len(b.transitions()); got != before {
+		t.Fatalf("restart recorded %d reconciliation transitions, want none", got-before)
+	}
+	_, segs := b.e.ProfileSegments(mustProfile(t, b, "small"))
+	if len(segs) != 1 || segs[0] != "high_value" {
+		t.Fatalf("after restart small is in %v", segs)
+	}
+}
+
+func mustProfile(t *testing.T, b *bundle, user string) string {
+	pid, err := b.st.ProfileFor(context.Background(), kiln.Identifier{Kind: kiln.UserID, Value: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
+}

@@ -432,10 +432,11 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 		}
 	}
 	if p.horizon > 0 && len(st.recs) > 0 && int64(st.recs[0]) <= now-p.horizon {
-		if st.prune(now - p.horizon) {
-			p.compactStrings(st)
-		}
+		st.prune(now - p.horizon)
 	}
+	// Strings of pruned records and replaced first/last values are
+	// garbage; compact when the pool is twice what was alive last time.
+	p.compactStrings(st)
 	st.nextDue = p.nextDue(st, now)
 	if st.nextDue != 0 {
 		res.NextDue = time.UnixMilli(st.nextDue)

@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +352,26 @@ func TestNaiveAsOf(t *testing.T) {
 		if got := p.Naive(events, nil, c.at).Segments["buyers"]; got != c.in {
 			t.Errorf("as of %s: %v, want %v", c.at, got, c.in)
 		}
+	}
+}
+
+// Replaced first/last strings and pruned records' strings do not pile up
+// in a long-lived state.
+func TestStringPoolStaysBounded(t *testing.T) {
+	p := mustCompile(t, `
+trait last_order = last(properties.order_id) of "Order Completed" all time
+trait recent_city = last(properties.city) of "Order Completed" in last 1 days`, nil)
+	st := p.NewState()
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < 1000; i++ {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		p.Apply(st, nil, track("Order Completed", at, map[string]any{"order_id": fmt.Sprintf("O%d", i), "city": fmt.Sprintf("C%d", i)}), at)
+	}
+	v := p.TraitValues(st)
+	if v["last_order"] != "O999" || v["recent_city"] != "C999" {
+		t.Fatalf("values %v", v)
+	}
+	if len(st.strs) > 80 {
+		t.Errorf("string pool holds %d strings for 25 live ones", len(st.strs))
 	}
 }

@@ -175,6 +175,10 @@ func (g *gen) event(now time.Time) *kiln.Event {
 	}
 	if g.r.IntN(5) > 0 {
 		props["s"] = g.pick("x", "y", "z", "xy")
+		if g.r.IntN(3) == 0 {
+			// Many distinct strings, so the state's string pool compacts.
+			props["s"] = fmt.Sprintf("x%d", g.r.IntN(60))
+		}
 	}
 	if g.r.IntN(3) > 0 {
 		props["g"] = g.r.IntN(2) == 0
@@ -286,6 +290,10 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 			if reportedIn[s] != in {
 				fail("%s: reported membership of %s is %v, state says %v", what, s, reportedIn[s], in)
 			}
+			node, err := p.Explain(st, prof, s, now)
+			if err != nil || node.Holds != in {
+				fail("%s: Explain(%s) holds=%v, member=%v (%v)", what, s, node.Holds, in, err)
+			}
 		}
 		want := p.Naive(events, prof, now)
 		got := p.TraitValues(st)
@@ -348,8 +356,15 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 			if g.r.IntN(2) == 0 {
 				prof.Static = []string{"st"}
 			}
-			log = append(log, fmt.Sprintf("profile %v static %v", prof.Traits, prof.Static))
-			res = p.ApplyProfile(st, prof, now)
+			if g.r.IntN(2) == 0 {
+				// An identify call carries the new traits.
+				ev := &kiln.Event{Type: kiln.Identify, Timestamp: now, Traits: prof.Traits}
+				log = append(log, fmt.Sprintf("identify %v static %v", prof.Traits, prof.Static))
+				res = p.Apply(st, prof, ev, now)
+			} else {
+				log = append(log, fmt.Sprintf("profile %v static %v", prof.Traits, prof.Static))
+				res = p.ApplyProfile(st, prof, now)
+			}
 		default:
 			// Snapshot and restore.
 			b, err := st.MarshalBinary()

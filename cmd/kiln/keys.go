@@ -34,7 +34,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kind := fs.String("kind", "write", "write or admin")
 	name := fs.String("name", "", "a label for the key")
 	source := fs.String("source", "", "the source a write key sends for (name or id)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	st, err := cfg.openStore(ctx)

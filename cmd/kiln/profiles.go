@@ -34,7 +34,7 @@ func runProfiles(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	limit := fs.Int("limit", 50, "page size")
 	after := fs.String("after", "", "cursor from the previous page")
 	suppress := fs.Bool("suppress", false, "add the deleted profile's identifiers to the suppression list")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	arg := func(i int, what string) (string, error) {

@@ -20,7 +20,7 @@ func runRejects(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	after := fs.Int64("after", 0, "only rejects with a greater id (paging)")
 	limit := fs.Int("limit", 100, "at most this many")
 	payload := fs.Bool("payload", false, "print each raw payload too")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	st, err := cfg.openStore(ctx)

@@ -25,7 +25,7 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c.flags(fs)
 	file := fs.String("f", "", "definitions file (text form); - for stdin")
 	dry := fs.Bool("dry-run", false, "check and report what would change, without applying")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *file == "" {
@@ -85,7 +85,7 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	c.flags(fs)
 	asJSON := fs.Bool("json", false, "print the tree as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
@@ -155,7 +155,7 @@ func runSegments(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	after := fs.String("after", "", "cursor from the previous page")
 	add := fs.String("add", "", "profile ids to add (comma separated)")
 	remove := fs.String("remove", "", "profile ids to remove (comma separated)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	name := fs.Arg(0)

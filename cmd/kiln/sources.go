@@ -28,7 +28,7 @@ func runSources(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	kind := fs.String("kind", "segment", "what sends its events")
 	storeName := fs.String("store", "", "the store or location its events come from")
 	secret := fs.String("secret", "", "shared secret that signs the vendor's webhooks")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	st, err := cfg.openStore(ctx)

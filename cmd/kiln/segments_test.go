@@ -1,0 +1,78 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseArgsTakesFlagsAnywhere(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	limit := fs.Int("limit", 1, "")
+	v := fs.Bool("v", false, "")
+	if err := parseArgs(fs, []string{"members", "high_value", "-limit", "5", "-v", "extra"}); err != nil {
+		t.Fatal(err)
+	}
+	if *limit != 5 || !*v || strings.Join(fs.Args(), " ") != "members high_value extra" {
+		t.Fatalf("limit %d v %v args %v", *limit, *v, fs.Args())
+	}
+}
+
+// The CLI applies definitions from a file, lists members, explains a
+// membership and answers an as-of question, against a running server.
+func TestSegmentsCLI(t *testing.T) {
+	m, admin, write := testMain(t)
+	t.Setenv("KILN_URL", m.URL())
+	t.Setenv("KILN_ADMIN_KEY", admin)
+	defs := filepath.Join(t.TempDir(), "shop.kiln")
+	os.WriteFile(defs, []byte(`trait spend_365d = sum(properties.revenue) of "Order Completed" in last 365 days
+segment high_value "High-value customers" {
+  spend_365d >= 100
+}
+`), 0o644)
+	day := time.Now().UTC().Add(-48 * time.Hour)
+	postJSON(t, m.URL()+"/v1/batch", write, map[string]any{"batch": []map[string]any{
+		{"type": "track", "userId": "vip", "event": "Order Completed", "messageId": "o1", "timestamp": day.Format(time.RFC3339), "properties": map[string]any{"revenue": 150}},
+		{"type": "track", "userId": "low", "event": "Order Completed", "messageId": "o2", "timestamp": day.Format(time.RFC3339), "properties": map[string]any{"revenue": 15}},
+	}}, false)
+	settle(t, m)
+
+	out, errs, err := kilnCmd(t, "apply", "-f", defs)
+	if err != nil || !strings.Contains(out, "2 created") {
+		t.Fatalf("apply: %v %s %s", err, out, errs)
+	}
+	out, errs, err = kilnCmd(t, "segments", "members", "high_value", "-limit", "10")
+	if err != nil || !strings.Contains(errs, "1 members of high_value") {
+		t.Fatalf("members: %v %s %s", err, out, errs)
+	}
+	out, _, err = kilnCmd(t, "explain", "high_value", "user_id:vip")
+	if err != nil || !strings.Contains(out, "IN high_value") || !strings.Contains(out, "150") {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	out, _, err = kilnCmd(t, "explain", "high_value", "user_id:low")
+	if err != nil || !strings.Contains(out, "OUT of high_value") {
+		t.Fatalf("explain out: %v\n%s", err, out)
+	}
+	// Before the orders, nobody was a member.
+	_, errs, err = kilnCmd(t, "segments", "members", "high_value", "-as-of", day.Add(-time.Hour).Format(time.RFC3339))
+	if err != nil || !strings.Contains(errs, "0 members") {
+		t.Fatalf("as-of: %v %s", err, errs)
+	}
+	_, errs, err = kilnCmd(t, "segments", "members", "high_value", "-as-of", day.Add(time.Hour).Format(time.RFC3339))
+	if err != nil || !strings.Contains(errs, "1 members") {
+		t.Fatalf("as-of after: %v %s", err, errs)
+	}
+	// A bad definition is refused with its line and column.
+	os.WriteFile(defs, []byte("segment broken {\n  nope >= 1\n}\n"), 0o644)
+	_, _, err = kilnCmd(t, "apply", "-f", defs)
+	if err == nil || !strings.Contains(err.Error(), "2:") {
+		t.Fatalf("bad apply: %v", err)
+	}
+	out, _, err = kilnCmd(t, "segments", "recompute")
+	if err != nil || !strings.Contains(out, "0 entered, 0 exited") {
+		t.Fatalf("recompute: %v %s", err, out)
+	}
+}

@@ -239,3 +239,41 @@ func checkCredentials(_ context.Context, in *openapi3filter.AuthenticationInput)
 	}
 	return nil
 }
+
+func (v *OpenAPI) matches(r *http.Request) bool {
+	req := r.Clone(context.Background())
+	u, _ := url.Parse(fakeHost)
+	u.Path, u.RawPath, u.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
+	req.URL = u
+	_, _, err := v.router.FindRoute(req)
+	return err == nil
+}
+
+// Multi validates against whichever of several spec files (one vendor's
+// API split by area, like SendGrid's) has the operation.
+type Multi []*OpenAPI
+
+// Validate implements Validator.
+func (m Multi) Validate(r *http.Request, body []byte) error {
+	var files []string
+	for _, v := range m {
+		if v.matches(r) {
+			return v.Validate(r, body)
+		}
+		files = append(files, v.File)
+	}
+	return fmt.Errorf("%s %s: no such operation in %s", r.Method, r.URL.Path, strings.Join(files, ", "))
+}
+
+// LoadSpecs loads several files of one vendor as a Multi.
+func LoadSpecs(opt SpecOptions, rel ...string) (Multi, error) {
+	var m Multi
+	for _, f := range rel {
+		v, err := LoadSpec(f, opt)
+		if err != nil {
+			return nil, err
+		}
+		m = append(m, v)
+	}
+	return m, nil
+}

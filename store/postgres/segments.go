@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -324,8 +325,6 @@ func applyTransitions(ctx context.Context, tx pgx.Tx, ts []kiln.Transition) erro
 	}
 	n := len(ts)
 	evidence := make([]pgtype.Text, n)
-	type key struct{ segment, profile string }
-	last := make(map[key]int, n)
 	for i := range ts {
 		tr := &ts[i]
 		if tr.Segment == "" || tr.ProfileID == "" {
@@ -336,7 +335,6 @@ func applyTransitions(ctx context.Context, tx pgx.Tx, ts []kiln.Transition) erro
 		if evidence[i], err = jsonText(tr.Evidence, fmt.Sprintf("transition of profile %s in segment %q: evidence", tr.ProfileID, tr.Segment)); err != nil {
 			return err
 		}
-		last[key{tr.Segment, tr.ProfileID}] = i
 	}
 	var lastID int64
 	if err := tx.QueryRow(ctx, reserveTransitionIDs, n).Scan(&lastID); err != nil {
@@ -372,15 +370,13 @@ func applyTransitions(ctx context.Context, tx pgx.Tx, ts []kiln.Transition) erro
 		}
 	}
 	// One statement for the entries and one for the exits, each with at
-	// most one row per (segment, profile): the last transition of each.
+	// most one row per (segment, profile), the last transition of each
+	// (ON CONFLICT cannot touch a row twice), in key order.
 	var inSeg, inProf, outSeg, outProf []string
 	var inSince []pgtype.Timestamptz
 	var inVersion []int64
-	for i := range ts {
+	for _, i := range lastPerKey(ts) {
 		tr := &ts[i]
-		if last[key{tr.Segment, tr.ProfileID}] != i {
-			continue
-		}
 		if tr.Entered {
 			inSeg, inProf = append(inSeg, tr.Segment), append(inProf, tr.ProfileID)
 			inSince, inVersion = append(inSince, tval(tr.At)), append(inVersion, tr.Version)
@@ -402,6 +398,31 @@ func applyTransitions(ctx context.Context, tx pgx.Tx, ts []kiln.Transition) erro
 		ts[i].ID = first + int64(i)
 	}
 	return nil
+}
+
+// lastPerKey returns the index of the last transition of each (segment,
+// profile) in ts, in key order.
+func lastPerKey(ts []kiln.Transition) []int {
+	idx := make([]int, len(ts))
+	for i := range idx {
+		idx[i] = i
+	}
+	cmpKey := func(a, b int) int {
+		if c := strings.Compare(ts[a].Segment, ts[b].Segment); c != 0 {
+			return c
+		}
+		return strings.Compare(ts[a].ProfileID, ts[b].ProfileID)
+	}
+	// Stable: transitions of one key stay in slice order, the last last.
+	slices.SortStableFunc(idx, cmpKey)
+	out := idx[:0]
+	for k, i := range idx {
+		if k+1 < len(idx) && cmpKey(i, idx[k+1]) == 0 {
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
 }
 
 // deleteSegmentDataOf removes a profile's memberships, transitions and

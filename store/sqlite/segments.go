@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -305,8 +307,9 @@ func (db *DB) ScanMemberships(ctx context.Context, fn func(kiln.Membership) erro
 }
 
 // applyTransitions appends ts to the transition log, numbering them (the
-// IDs are set in ts), and applies them to the current memberships, in
-// order: an entry inserts or replaces the membership, an exit deletes it.
+// IDs are set in ts), and applies them to the current memberships: for
+// each (segment, profile) the last transition in ts decides, an entry
+// inserting or replacing the membership, an exit deleting it.
 func applyTransitions(ctx context.Context, tx *sql.Tx, ts []kiln.Transition) error {
 	if len(ts) == 0 {
 		return nil
@@ -357,6 +360,9 @@ func applyTransitions(ctx context.Context, tx *sql.Tx, ts []kiln.Transition) err
 			tr.Reason, tr.EventSeq, enc[i].evidence, tr.Act); err != nil {
 			return fmt.Errorf("transition of profile %s in segment %q: %w", tr.ProfileID, tr.Segment, err)
 		}
+	}
+	for _, i := range lastPerKey(ts) {
+		tr := &ts[i]
 		if tr.Entered {
 			_, err = up.ExecContext(ctx, tr.Segment, tr.ProfileID, enc[i].at, tr.Version)
 		} else {
@@ -374,6 +380,33 @@ func applyTransitions(ctx context.Context, tx *sql.Tx, ts []kiln.Transition) err
 		ts[i].ID = last - int64(len(ts)) + int64(i) + 1
 	}
 	return nil
+}
+
+// lastPerKey returns the index of the last transition of each (segment,
+// profile) in ts, in key order: the memberships follow that one, and
+// writing them in key order walks the memberships index front to back
+// once instead of jumping about it (a burst of 100,000 costs less).
+func lastPerKey(ts []kiln.Transition) []int {
+	idx := make([]int, len(ts))
+	for i := range idx {
+		idx[i] = i
+	}
+	cmpKey := func(a, b int) int {
+		if c := strings.Compare(ts[a].Segment, ts[b].Segment); c != 0 {
+			return c
+		}
+		return strings.Compare(ts[a].ProfileID, ts[b].ProfileID)
+	}
+	// Stable: transitions of one key stay in slice order, the last last.
+	slices.SortStableFunc(idx, cmpKey)
+	out := idx[:0]
+	for k, i := range idx {
+		if k+1 < len(idx) && cmpKey(i, idx[k+1]) == 0 {
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
 }
 
 // deleteSegmentDataOf removes a profile's memberships, transitions and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -777,4 +778,25 @@ func testStaticMembers(t *testing.T, s store.Store) {
 	if got, _ := s.StaticMembers(ctx, "press"); slices.Contains(got, "p7") {
 		t.Errorf("refused call added p7: %v", got)
 	}
+}
+
+// Transitions makes n segment entries for benchmarks: one per profile,
+// profile ids random-looking (derived from prefix and position, so index
+// inserts land at random places, as real ids do), each with a small
+// evidence object, as a definition change applied to a large base makes.
+func Transitions(segment, prefix string, n int, ts time.Time) []kiln.Transition {
+	out := make([]kiln.Transition, n)
+	for i := range out {
+		out[i] = kiln.Transition{
+			Segment:   segment,
+			ProfileID: "p_" + uuidFor(prefix, i),
+			Entered:   true,
+			At:        ts,
+			Version:   2,
+			Reason:    kiln.ReasonDefinitionChange,
+			Evidence:  json.RawMessage(`{"orders_90d":` + strconv.Itoa(3+i%7) + `,"country":"FR"}`),
+			Act:       false,
+		}
+	}
+	return out
 }

@@ -78,6 +78,8 @@ type Engine struct {
 	head      atomic.Int64 // last Seq known to be in the log
 	progress  chan struct{}
 	progMu    sync.Mutex
+	tailMu    sync.Mutex
+	tail      []kiln.Event // events offered by the journal, not yet processed
 	suppress  map[kiln.Identifier]bool
 }
 
@@ -115,6 +117,53 @@ func New(cfg Config) (*Engine, error) {
 // Extractor decides what counts as an identifier and normalises it. Ingest
 // and look-ups must use the resolver's, so anchors and look-ups agree.
 func (e *Engine) Extractor() *identity.Extractor { return e.x }
+
+// tailLimit bounds the events Offer keeps in memory; beyond it the engine
+// reads the log from the store instead (it is falling behind anyway).
+const tailLimit = 200000
+
+// Offer hands the engine events just committed to the log by this
+// process, in Seq order, so it need not read them back from the store. It
+// takes them only while they continue the log without a gap; anything
+// else (an import by another process, a backlog) is read from the store.
+func (e *Engine) Offer(evs []kiln.Event) {
+	e.tailMu.Lock()
+	if len(e.tail)+len(evs) > tailLimit {
+		e.tail = nil // the store has them all; memory stays bounded
+	} else {
+		e.tail = append(e.tail, evs...)
+	}
+	e.tailMu.Unlock()
+	if n := len(evs); n > 0 && e.head.Load() < evs[n-1].Seq {
+		e.head.Store(evs[n-1].Seq)
+	}
+	e.Wake()
+}
+
+// fromTail returns up to n offered events that directly follow after, or
+// nil if the tail does not start there.
+func (e *Engine) fromTail(after int64, n int) []kiln.Event {
+	e.tailMu.Lock()
+	defer e.tailMu.Unlock()
+	i := 0
+	for i < len(e.tail) && e.tail[i].Seq <= after {
+		i++
+	}
+	e.tail = e.tail[i:]
+	if len(e.tail) == 0 || e.tail[0].Seq != after+1 {
+		return nil
+	}
+	k := 1
+	for k < len(e.tail) && k < n && e.tail[k].Seq == e.tail[k-1].Seq+1 {
+		k++
+	}
+	out := e.tail[:k:k]
+	e.tail = e.tail[k:]
+	if len(e.tail) == 0 {
+		e.tail = nil // let the backing array go
+	}
+	return out
+}
 
 // Wake tells the engine new events are in the log.
 func (e *Engine) Wake() {
@@ -285,9 +334,12 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		}
 	}
 	after := e.processed.Load()
-	evs, err := e.st.ReadEvents(ctx, after, e.cfg.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("reading events after %d: %w", after, err)
+	evs := e.fromTail(after, e.cfg.BatchSize)
+	if evs == nil {
+		var err error
+		if evs, err = e.st.ReadEvents(ctx, after, e.cfg.BatchSize); err != nil {
+			return 0, fmt.Errorf("reading events after %d: %w", after, err)
+		}
 	}
 	if len(evs) == 0 {
 		e.head.Store(after)

@@ -31,7 +31,7 @@ type Journal struct {
 	// MaxEvents caps how many events one transaction gathers; a single
 	// larger write still goes through whole.
 	maxEvents int
-	onCommit  func(lastSeq int64)
+	onCommit  func(events []kiln.Event)
 
 	reqs      chan *request
 	mu        sync.RWMutex // guards closed against concurrent Write/Close
@@ -55,9 +55,11 @@ type result struct {
 type Options struct {
 	// MaxEvents per transaction (default 20,000).
 	MaxEvents int
-	// OnCommit, if set, is called after each commit with the highest Seq it
-	// wrote, so consumers of the log can wake up at once instead of polling.
-	OnCommit func(lastSeq int64)
+	// OnCommit, if set, is called after each commit with the events it
+	// stored (duplicates left out), in Seq order, so the engine can take
+	// them from memory instead of reading them back. The slice is the
+	// callee's; the events' maps must not be modified.
+	OnCommit func(events []kiln.Event)
 }
 
 // New starts a journal writing to app. Close it to drain and stop.
@@ -155,7 +157,15 @@ func (j *Journal) commit(group []*request, n int) {
 	if err != nil {
 		err = errors.Join(&kiln.Error{Code: kiln.EUnavailable, Message: "could not store events, retry later"}, err)
 	}
-	var last int64
+	var stored []kiln.Event
+	if err == nil && j.onCommit != nil {
+		stored = make([]kiln.Event, 0, len(b.Events))
+		for i := range b.Events {
+			if b.Events[i].Seq != 0 {
+				stored = append(stored, b.Events[i])
+			}
+		}
+	}
 	off := 0
 	for _, r := range group {
 		res := result{err: err}
@@ -166,16 +176,15 @@ func (j *Journal) commit(group []*request, n int) {
 				}
 			}
 			for i := range r.events {
-				if s := r.events[i].Seq; s != 0 {
+				if r.events[i].Seq != 0 {
 					res.n++
-					last = max(last, s)
 				}
 			}
 		}
 		off += len(r.events)
 		r.done <- res
 	}
-	if last > 0 && j.onCommit != nil {
-		j.onCommit(last)
+	if len(stored) > 0 {
+		j.onCommit(stored)
 	}
 }

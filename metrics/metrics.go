@@ -25,7 +25,9 @@ type Metrics struct {
 	Merges           prometheus.Counter
 	RefusedLinks     prometheus.Counter // identity links refused by limits or blocklist
 	ProcessorErrors  prometheus.Counter
-	ProfilesResolved prometheus.Gauge // identities in the in-memory index
+	ProfilesResolved prometheus.Gauge       // identities in the in-memory index
+	Transitions      *prometheus.CounterVec // segment entries and exits, by reason
+	ExpiryLag        prometheus.Histogram   // seconds from a window's exact expiry to the recorded exit
 }
 
 // New makes a registry with the Go and process collectors and Kiln's own.
@@ -71,6 +73,14 @@ func New() *Metrics {
 			Name: "kiln_identity_index_size", Help: "Identifiers in the in-memory identity index.",
 		}),
 	}
+	m.Transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kiln_segment_transitions_total", Help: "Segment entries and exits recorded, by reason.",
+	}, []string{"reason"})
+	m.ExpiryLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "kiln_segment_expiry_lag_seconds", Help: "Time from a window's exact expiry instant to the durable record of the exit.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	})
+	r.MustRegister(m.Transitions, m.ExpiryLag)
 	r.MustRegister(m.IngestEvents, m.IngestBatchSize, m.CommitDuration, m.HTTPRequests, m.HTTPDuration,
 		m.ProcessedEvents, m.ProcessorLag, m.Merges, m.RefusedLinks, m.ProcessorErrors, m.ProfilesResolved)
 	return m

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	batch := fs.Int("batch", 500, "events per /v1/batch request")
 	clients := fs.Int("clients", 8, "concurrent clients")
 	runs := fs.Int("runs", 3, "runs per row; the table shows the median")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the durable runs to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -82,6 +84,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		name = "durable, PostgreSQL"
 	}
 	dur := row{name: name}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for i := 0; i < *runs; i++ {
 		c := cfg
 		c.DB = filepath.Join(dir, fmt.Sprintf("bench-%d.db", i))

@@ -91,7 +91,7 @@ func (m *Main) Open(ctx context.Context) error {
 		st.Close()
 		return err
 	}
-	m.Journal = journal.New(st, journal.Options{OnCommit: func(int64) { m.Engine.Wake() }})
+	m.Journal = journal.New(st, journal.Options{OnCommit: m.Engine.Offer})
 
 	engCtx, cancel := context.WithCancel(context.Background())
 	m.stopEng = cancel

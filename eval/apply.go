@@ -77,7 +77,12 @@ type work struct {
 	dirty   bitset          // nodes to recompute
 	changed bitset          // nodes whose value changed
 	segs    bitset          // segments to re-evaluate
-	traits  [16]TraitChange // backing for Result.Traits until it is copied out
+	// Named traits that changed, with their old boxed values, until
+	// Result.Traits is built (kept small: work is zeroed on every call).
+	tIdx  [16]int32
+	tOld  [16]uint64
+	nT    int
+	tMore []TraitChange // beyond 16
 }
 
 // bitset keeps small programs' sets in an array, so that work stays on
@@ -136,7 +141,7 @@ func (p *Program) begin(st *State, now time.Time, w *work) {
 		return
 	}
 	w.tick = true
-	recs := st.recs
+	recs := p.recsOf(st)
 	if st.pend == 0 {
 		recs = nil
 	}
@@ -297,7 +302,7 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 		rec[1] |= pendingBit
 		st.pend++
 	}
-	st.insertRec(rec)
+	p.insertRec(st, rec)
 	w.stored = true
 }
 
@@ -347,7 +352,6 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 		return res
 	}
 	nseg := len(p.segs)
-	var tc []TraitChange
 	// Nodes, in index order: a node's dependents have higher indexes, so
 	// marking them while iterating reaches them in this same pass.
 	dirty := w.dirty.words(len(p.aggs))
@@ -362,10 +366,12 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 				continue
 			}
 			if a.name != "" {
-				if tc == nil {
-					tc = w.traits[:0]
+				if w.nT < len(w.tIdx) {
+					w.tIdx[w.nT], w.tOld[w.nT] = int32(i), p.cacheOf(st)[i]
+					w.nT++
+				} else {
+					w.tMore = append(w.tMore, TraitChange{Trait: a.name, Old: Value{st.unbox(p.cacheOf(st)[i])}, New: Value{st.unbox(nv)}})
 				}
-				tc = append(tc, TraitChange{Trait: a.name, Old: Value{st.unbox(p.cacheOf(st)[i])}, New: Value{st.unbox(nv)}})
 			}
 			p.cacheOf(st)[i] = nv
 			w.changed.set(len(p.aggs), i)
@@ -377,8 +383,14 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 			}
 		}
 	}
-	if tc != nil {
-		res.Traits = slices.Clone(tc) // one allocation of the exact size
+	if w.nT > 0 {
+		res.Traits = make([]TraitChange, w.nT, w.nT+len(w.tMore))
+		cache := p.cacheOf(st)
+		for k := 0; k < w.nT; k++ {
+			i := w.tIdx[k]
+			res.Traits[k] = TraitChange{Trait: p.aggs[i].name, Old: Value{st.unbox(w.tOld[k])}, New: Value{st.unbox(cache[i])}}
+		}
+		res.Traits = append(res.Traits, w.tMore...)
 	}
 	if w.profile {
 		for _, sg := range p.profSegs {
@@ -431,8 +443,8 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 			}
 		}
 	}
-	if p.horizon > 0 && len(st.recs) > 0 && int64(st.recs[0]) <= now-p.horizon {
-		st.prune(now - p.horizon)
+	if recs := p.recsOf(st); p.horizon > 0 && len(recs) > 0 && int64(recs[0]) <= now-p.horizon {
+		p.prune(st, now-p.horizon)
 	}
 	// Strings of pruned records and replaced first/last values are
 	// garbage; compact when the pool is twice what was alive last time.
@@ -465,7 +477,7 @@ func (p *Program) nextDue(st *State, now int64) int64 {
 			nd = d
 		}
 	}
-	recs := st.recs
+	recs := p.recsOf(st)
 	if st.pend == 0 {
 		recs = nil
 	}
@@ -545,7 +557,7 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 		due    int64
 		seen   bool
 	)
-	recs := st.recs
+	recs := p.recsOf(st)
 	for i := 0; i < len(recs); i += recLen(recs, i) {
 		t := int64(recs[i])
 		if t <= lo {
@@ -623,7 +635,7 @@ func (p *Program) computeNotFollowed(st *State, a *aggNode, now int64) (uint64, 
 	lo := now - a.span
 	var bbuf [32]int64
 	bs := bbuf[:0]
-	recs := st.recs
+	recs := p.recsOf(st)
 	for i := 0; i < len(recs); i += recLen(recs, i) {
 		t := int64(recs[i])
 		if t <= lo {

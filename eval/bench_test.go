@@ -26,6 +26,8 @@ import (
 // replays every event of M profiles into fresh states and projects the
 // time for 1M profiles / 10M events.
 
+var benchApplyProfiles = 20000
+
 var benchBase = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 
 func libraryProgram(tb testing.TB) *Program {
@@ -169,7 +171,7 @@ type applyItem struct {
 }
 
 var applyFixture = sync.OnceValues(func() ([]benchProfile, []applyItem) {
-	profiles := synthProfiles(20000, 10, 1)
+	profiles := synthProfiles(benchApplyProfiles, 10, 1)
 	var all []applyItem
 	for i, bp := range profiles {
 		for _, ev := range bp.events {

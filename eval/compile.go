@@ -166,8 +166,9 @@ type Program struct {
 	emptyCache  []uint64
 	emptyMember []uint64
 	// Offsets in State.fix: member bits [0, oCache), node values
-	// [oCache, oDue), due instants [oDue, oAcc), accumulators [oAcc, ...).
-	oCache, oDue, oAcc int
+	// [oCache, oDue), due instants [oDue, oAcc), accumulators [oAcc,
+	// oRecs), records [oRecs, ...).
+	oCache, oDue, oAcc, oRecs int
 }
 
 // Compile checks a definition set (rule.Check) and compiles it.
@@ -250,6 +251,7 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 	p.oCache = (len(p.segs) + 63) / 64
 	p.oDue = p.oCache + len(p.aggs)
 	p.oAcc = p.oDue + p.nDue
+	p.oRecs = p.oAcc + p.accWords
 	p.templates()
 	return p, nil
 }

@@ -37,12 +37,12 @@ type State struct {
 	fix  []uint64
 	sets [][]uint64
 	strs []string
-	recs []uint64
 }
 
 func (p *Program) memberOf(st *State) []uint64 { return st.fix[:p.oCache] }
 func (p *Program) cacheOf(st *State) []uint64  { return st.fix[p.oCache:p.oDue] }
-func (p *Program) accOf(st *State) []uint64    { return st.fix[p.oAcc:] }
+func (p *Program) accOf(st *State) []uint64    { return st.fix[p.oAcc:p.oRecs] }
+func (p *Program) recsOf(st *State) []uint64   { return st.fix[p.oRecs:] }
 
 // dueOf views the due words as int64 (the same bits).
 func (p *Program) dueOf(st *State) []int64 {
@@ -90,8 +90,8 @@ func (p *Program) initState(st *State) {
 // Size is the state's approximate heap footprint in bytes (what
 // benchmarks report per profile).
 func (st *State) Size() int {
-	n := 8*4 + 24*4 // fields and slice headers
-	n += 8 * (cap(st.fix) + cap(st.recs))
+	n := 8*4 + 24*3 // fields and slice headers
+	n += 8 * cap(st.fix)
 	for _, s := range st.sets {
 		n += 24 + 8*cap(s)
 	}
@@ -181,36 +181,41 @@ func (p *Program) featVals(recs []uint64, i, f int) (bool, []uint64) {
 
 // insertRec places a record by event time, after records with the same
 // time (so ties keep arrival order, as the naive evaluator does).
-func (st *State) insertRec(rec []uint64) {
+// Records live after the fixed part of st.fix: one allocation per
+// profile.
+func (p *Program) insertRec(st *State, rec []uint64) {
 	t := int64(rec[0])
-	i := 0
-	for i < len(st.recs) && int64(st.recs[i]) <= t {
-		i += recLen(st.recs, i)
+	i := p.oRecs
+	for i < len(st.fix) && int64(st.fix[i]) <= t {
+		i += recLen(st.fix, i)
 	}
-	if i == len(st.recs) {
-		st.recs = append(st.recs, rec...)
-		return
+	n := len(st.fix)
+	if cap(st.fix)-n < len(rec) {
+		// Double the record part (at least 24 words): growing copies
+		// the fixed part too, so growth steps must not be small.
+		grown := make([]uint64, n, n+len(rec)+max(24, n-p.oRecs))
+		copy(grown, st.fix)
+		st.fix = grown
 	}
-	st.recs = append(st.recs, rec...) // grow
-	copy(st.recs[i+len(rec):], st.recs[i:len(st.recs)-len(rec)])
-	copy(st.recs[i:], rec)
+	st.fix = st.fix[:n+len(rec)]
+	copy(st.fix[i+len(rec):], st.fix[i:n])
+	copy(st.fix[i:], rec)
 }
 
 // prune drops records no window can see any more (and that are folded).
-func (st *State) prune(cut int64) bool {
-	i := 0
-	for i < len(st.recs) && int64(st.recs[i]) <= cut && st.recs[i+1]&pendingBit == 0 {
-		i += recLen(st.recs, i)
+func (p *Program) prune(st *State, cut int64) {
+	i := p.oRecs
+	for i < len(st.fix) && int64(st.fix[i]) <= cut && st.fix[i+1]&pendingBit == 0 {
+		i += recLen(st.fix, i)
 	}
-	if i == 0 {
-		return false
+	if i == p.oRecs {
+		return
 	}
-	n := copy(st.recs, st.recs[i:])
-	st.recs = st.recs[:n]
-	if cap(st.recs) > 64 && n < cap(st.recs)/4 {
-		st.recs = append([]uint64(nil), st.recs...)
+	n := p.oRecs + copy(st.fix[p.oRecs:], st.fix[i:])
+	st.fix = st.fix[:n]
+	if cap(st.fix)-n > 64 && cap(st.fix) > 2*n {
+		st.fix = append([]uint64(nil), st.fix...)
 	}
-	return true
 }
 
 // compactStrings drops pool strings no boxed value refers to.
@@ -248,12 +253,13 @@ func (p *Program) compactStrings(st *State) {
 			fix(&acc[a.acc+1])
 		}
 	}
-	for i := 0; i < len(st.recs); i += recLen(st.recs, i) {
+	recs := p.recsOf(st)
+	for i := 0; i < len(recs); i += recLen(recs, i) {
 		for _, f := range p.feats {
 			if f.enc != encBox {
 				continue
 			}
-			if ok, vals := p.featVals(st.recs, i, f.idx); ok {
+			if ok, vals := p.featVals(recs, i, f.idx); ok {
 				for k := range vals {
 					fix(&vals[k])
 				}
@@ -266,12 +272,12 @@ func (p *Program) compactStrings(st *State) {
 
 // Serialisation.
 
-const stateVersion = 1
+const stateVersion = 2
 
 // MarshalBinary encodes the state for a snapshot. The encoding carries
 // the program's fingerprint; a state only loads into the same program.
 func (st *State) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 64+8*(len(st.recs)+len(st.fix)))
+	b := make([]byte, 0, 64+8*len(st.fix))
 	b = append(b, stateVersion)
 	b = binary.LittleEndian.AppendUint64(b, st.fp)
 	b = binary.AppendVarint(b, st.now)
@@ -299,7 +305,6 @@ func (st *State) MarshalBinary() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	words(st.recs)
 	return b, nil
 }
 
@@ -375,7 +380,6 @@ func (st *State) UnmarshalBinary(b []byte) (err error) {
 	} else {
 		st.strs = nil
 	}
-	st.recs = words()
 	if pos != len(b) {
 		return fmt.Errorf("eval: %d trailing bytes in state encoding", len(b)-pos)
 	}
@@ -389,7 +393,7 @@ func (p *Program) Adopt(st *State) error {
 	if st.fp != p.fp {
 		return fmt.Errorf("eval: state was built by another definition set (fingerprint %x, program %x); replay the profile's events", st.fp, p.fp)
 	}
-	if len(st.fix) != p.oAcc+p.accWords || len(st.sets) != p.nSets {
+	if len(st.fix) < p.oRecs || len(st.sets) != p.nSets {
 		return fmt.Errorf("eval: state layout does not match the program")
 	}
 	return nil
@@ -400,7 +404,6 @@ func (st *State) Clone() *State {
 	c := *st
 	c.fix = append([]uint64(nil), st.fix...)
 	c.strs = append([]string(nil), st.strs...)
-	c.recs = append([]uint64(nil), st.recs...)
 	if st.sets != nil {
 		c.sets = make([][]uint64, len(st.sets))
 		for i, s := range st.sets {

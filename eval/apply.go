@@ -70,13 +70,13 @@ type TraitChange struct {
 
 type work struct {
 	now     int64
-	init    bool            // first evaluation of a fresh state
-	tick    bool            // a due instant has passed
-	profile bool            // profile traits or static lists may have changed
-	stored  bool            // a record was added (a future event schedules a due)
-	dirty   bitset          // nodes to recompute
-	changed bitset          // nodes whose value changed
-	segs    bitset          // segments to re-evaluate
+	init    bool   // first evaluation of a fresh state
+	tick    bool   // a due instant has passed
+	profile bool   // profile traits or static lists may have changed
+	stored  bool   // a record was added (a future event schedules a due)
+	dirty   bitset // nodes to recompute
+	changed bitset // nodes whose value changed
+	segs    bitset // segments to re-evaluate
 	// Named traits that changed, with their old boxed values, until
 	// Result.Traits is built (kept small: work is zeroed on every call).
 	tIdx  [16]int32

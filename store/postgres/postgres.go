@@ -72,15 +72,15 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 func migrateUp(ctx context.Context, pool *pgxpool.Pool) error {
 	// The migration lock is per schema, so that databases holding several
 	// Kiln schemas (tests) do not wait on each other.
-	var schema string
+	var schema pgtype.Text
 	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return err
 	}
-	if schema == "" {
-		return errors.New("no schema on the search_path exists")
+	if !schema.Valid {
+		return errors.New("no schema on the search_path exists: create it, or fix search_path")
 	}
 	locker, err := lock.NewPostgresSessionLocker(
-		lock.WithLockID(lockID("kiln migrations "+schema)),
+		lock.WithLockID(lockID("kiln migrations "+schema.String)),
 		lock.WithLockTimeout(1, 300),
 	)
 	if err != nil {

@@ -99,4 +99,8 @@ func TestOpenTwiceAndPing(t *testing.T) {
 	if _, err := postgres.Open(ctx, "postgres://nobody@127.0.0.1:1/none?connect_timeout=2"); err == nil {
 		t.Error("open of an unreachable database succeeded")
 	}
+	_, err := postgres.Open(ctx, withParam(t, testDSN(t), "search_path", "kiln_no_such_schema"))
+	if err == nil || !strings.Contains(err.Error(), "search_path") {
+		t.Errorf("open with a missing schema: %v, want an error about search_path", err)
+	}
 }

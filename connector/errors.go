@@ -177,3 +177,9 @@ func SecondsAfter(h http.Header, name string) time.Duration {
 	}
 	return time.Duration(s * float64(time.Second))
 }
+
+// BadResponse is a 2xx answer the connector cannot use (no id where one
+// must be). Retrying is safe, since every operation is idempotent.
+func BadResponse(vendor, request, msg string) *Error {
+	return &Error{Vendor: vendor, Request: request, Code: kiln.EUnavailable, Retryable: true, Message: msg}
+}

@@ -336,8 +336,7 @@ func (k *klaviyo) importProfile(ctx context.Context, m connector.Member, withTra
 		return "", err
 	}
 	if resp.Data.ID == "" {
-		return "", &connector.Error{Vendor: ID, Request: "POST /api/profile-import", Code: "unavailable", Retryable: true,
-			Message: "the response carries no profile id"}
+		return "", connector.BadResponse(ID, "POST /api/profile-import", "the response carries no profile id")
 	}
 	return resp.Data.ID, nil
 }

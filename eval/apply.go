@@ -55,7 +55,7 @@ type Change struct {
 // Evidence is one condition leaf's value.
 type Evidence struct {
 	Condition string `json:"condition"`
-	Value     any    `json:"value"`
+	Value     Value  `json:"value"`
 	Holds     bool   `json:"holds"`
 }
 
@@ -462,10 +462,11 @@ func bits64(x uint64) int { return mbits.TrailingZeros64(x) }
 func (p *Program) change(st *State, prof *Profile, s *segNode, in bool, now int64) Change {
 	ch := Change{Segment: s.name, Entered: in}
 	if s.cond != nil {
+		ch.Evidence = make([]Evidence, 0, s.leaves)
 		ev := condEnv{p: p, st: st, traits: prof.traits(), now: now, evidence: &ch.Evidence}
 		ev.eval(s.cond)
 	} else {
-		ch.Evidence = []Evidence{{Condition: "listed in static segment " + s.name, Value: in, Holds: in}}
+		ch.Evidence = []Evidence{{Condition: "listed in static segment " + s.name, Value: Value{boolV(in)}, Holds: in}}
 	}
 	return ch
 }
@@ -742,7 +743,7 @@ func (e *condEnv) member(i int) bool {
 
 func (e *condEnv) note(c *cnode, v value, holds bool) bool {
 	if e.evidence != nil {
-		*e.evidence = append(*e.evidence, Evidence{Condition: c.text, Value: v.any(), Holds: holds})
+		*e.evidence = append(*e.evidence, Evidence{Condition: c.text, Value: Value{v}, Holds: holds})
 	}
 	return holds
 }
@@ -754,12 +755,18 @@ func (e *condEnv) eval(c *cnode) bool {
 	case cAnd:
 		r := true
 		for _, k := range c.kids {
+			if !r && !k.timed && e.evidence == nil {
+				continue // decided; k has no due instant to keep current
+			}
 			r = e.eval(k) && r
 		}
 		return r
 	case cOr:
 		r := false
 		for _, k := range c.kids {
+			if r && !k.timed && e.evidence == nil {
+				continue
+			}
 			r = e.eval(k) || r
 		}
 		return r

@@ -117,6 +117,7 @@ type cnode struct {
 	days    int   // anniversary
 	due     int
 	text    string
+	timed   bool // a date condition below keeps a due instant
 }
 
 type segNode struct {
@@ -133,6 +134,7 @@ type segNode struct {
 	segDeps    []int
 	profileDep bool
 	dues       []int
+	leaves     int // condition leaves, for evidence
 }
 
 // Program is a compiled definition set. It is immutable and safe for
@@ -216,6 +218,7 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 			continue
 		}
 		sg.cond = p.cond(d.Cond, sg)
+		sg.leaves = countLeaves(sg.cond)
 	}
 	p.maskWords = (len(p.feats) + 63) / 64
 	for _, f := range p.feats {
@@ -566,6 +569,21 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 		sg.dues = append(sg.dues, n.due)
 	default:
 		panic(fmt.Sprintf("eval: unchecked condition op %q", c.Op))
+	}
+	n.timed = n.due >= 0
+	for _, k := range n.kids {
+		n.timed = n.timed || k.timed
+	}
+	return n
+}
+
+func countLeaves(c *cnode) int {
+	if len(c.kids) == 0 {
+		return 1
+	}
+	n := 0
+	for _, k := range c.kids {
+		n += countLeaves(k)
 	}
 	return n
 }

@@ -80,7 +80,7 @@ func TestRollingWindowExpiresExactly(t *testing.T) {
 	if changed(res, "recent") != "exited" || !res.NextDue.IsZero() {
 		t.Fatalf("at t+90d: %+v", res)
 	}
-	if ev := res.Changed[0].Evidence; len(ev) != 1 || ev[0].Value != 0.0 || ev[0].Holds {
+	if ev := res.Changed[0].Evidence; len(ev) != 1 || ev[0].Value.Any() != 0.0 || ev[0].Holds {
 		t.Errorf("evidence: %+v", ev)
 	}
 }

@@ -77,7 +77,7 @@ func (e *condEnv) explain(c *cnode) *Node {
 	n.Holds = e.eval(c)
 	e.evidence = nil
 	if len(ev) == 1 {
-		n.Value = ev[0].Value
+		n.Value = ev[0].Value.Any()
 	}
 	var v string
 	if n.Value == nil {

@@ -25,7 +25,7 @@ func (p *Pending) OK(idx ...int) {
 	}
 }
 
-// Fail marks changes idx as failed with err.
+// Fail marks changes idx as failed with err; a nil err marks them delivered.
 func (p *Pending) Fail(err error, idx ...int) {
 	for _, i := range idx {
 		p.Results[i], p.done[i] = Result{Err: err}, true

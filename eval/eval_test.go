@@ -375,3 +375,50 @@ trait recent_city = last(properties.city) of "Order Completed" in last 1 days`, 
 		t.Errorf("string pool holds %d strings for 25 live ones", len(st.strs))
 	}
 }
+
+// Large programs: more than 64 features (multi-word record masks) and
+// more than 512 nodes and segments (the heap-backed bitsets).
+func TestLargeProgramMatchesNaive(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 600; i++ {
+		fmt.Fprintf(&b, "trait t%d = sum(properties.v) of \"A\" where properties.k >= %d in last %d minutes\n", i, i%80, 30+i)
+	}
+	for i := 0; i < 520; i++ {
+		fmt.Fprintf(&b, "segment s%d { t%d >= %d or t%d > 0 }\n", i, i, 1+i%5, (i*7)%600)
+	}
+	p := mustCompile(t, b.String(), nil)
+	if s := p.Stats(); s.Features < 80 {
+		t.Fatalf("only %d features", s.Features)
+	}
+	st := p.NewState()
+	var events []*kiln.Event
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	check := func() {
+		t.Helper()
+		want := p.Naive(events, nil, now)
+		got := p.TraitValues(st)
+		for k, v := range want.Traits {
+			if got[k] != v {
+				t.Fatalf("at %s: %s = %v, naive %v", now, k, got[k], v)
+			}
+		}
+		for k, v := range want.Segments {
+			if in, _ := p.Member(st, k); in != v {
+				t.Fatalf("at %s: %s member %v, naive %v", now, k, in, v)
+			}
+		}
+	}
+	for i := 0; i < 40; i++ {
+		now = now.Add(time.Duration(7*i%50) * time.Minute)
+		ev := track("A", now.Add(-time.Duration(i%13)*time.Minute), map[string]any{"v": float64(i%9) / 2, "k": float64(i * 3 % 90)})
+		events = append(events, ev)
+		res := p.Apply(st, nil, ev, now)
+		check()
+		if !res.NextDue.IsZero() && i%3 == 0 {
+			now = res.NextDue
+			p.Advance(st, nil, now)
+			check()
+		}
+	}
+}

@@ -78,6 +78,7 @@
 //	did not perform "Event" [where FILTER] WINDOW      count = 0
 //	"A" [where F] not followed by "B" [where F] within SPAN in last N days
 //	anniversary of traits.NAME within next N days      month-day anniversaries: birthdays
+//	traits.NAME within next N days                     the same (canonical text spells "anniversary of")
 //	traits.NAME more than SPAN ago                     signed up more than 30 days ago
 //	traits.NAME within last SPAN
 //

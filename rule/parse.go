@@ -687,7 +687,12 @@ func (p *parser) primary() *Cond {
 			return &Cond{Op: CAgo, Profile: name, Within: s, Pos: t.pos}
 		}
 		p.next()
-		p.expect("last", "\"last\" (traits.X within last N days)")
+		if p.accept("next") {
+			// "traits.birthday within next 7 days" reads as the
+			// anniversary; canonical text spells it out.
+			return &Cond{Op: CAnniversary, Profile: name, Within: p.span(), Pos: t.pos}
+		}
+		p.expect("last", "\"last\" or \"next\" (traits.X within last N days, traits.X within next N days)")
 		return &Cond{Op: CWithinLast, Profile: name, Within: p.span(), Pos: t.pos}
 	}
 	e := p.expr(true)

@@ -31,6 +31,7 @@ segment cart_abandoners "Abandoned checkout" {
 }
   freshness every 15 minutes
 segment birthday_week { anniversary of traits.birthday within next 7 days }
+segment birthday_soon { traits.birthday within next 3 days }
 segment veterans { traits.created_at more than 30 days ago and not traits.created_at within last 1 days }
 segment lapsed { did not perform "Order Completed" in last 90 days and performed "Order Completed" all time }
 segment uk_vip {
@@ -80,6 +81,9 @@ func TestRoundTrip(t *testing.T) {
 	d := back.Defs[9]
 	if d.Name != "high_value" || d.Title != "High-value customers" || d.Freshness.Mode != FreshCron || d.Freshness.TZ != "Europe/London" || d.Backfill != "new" {
 		t.Errorf("high_value options: %+v %+v", d, d.Freshness)
+	}
+	if !strings.Contains(text, "segment birthday_soon {\n  anniversary of traits.birthday within next 3 days\n}") {
+		t.Errorf("traits.X within next N days is the anniversary:\n%s", text)
 	}
 	if !strings.Contains(text, `sum(products.quantity) of "Order Completed" where products.category = "teaware" all time`) {
 		t.Errorf("item filter not printed as written:\n%s", text)

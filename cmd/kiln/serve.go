@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -19,6 +20,7 @@ import (
 	"github.com/kiln-cdp/kiln/journal"
 	"github.com/kiln-cdp/kiln/metrics"
 	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/ui"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -193,10 +195,9 @@ func (m *Main) routes() http.Handler {
 		}
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "processorLag": m.Engine.Lag()})
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Kiln %s\n\nTracking API: /v1/track, /v1/batch, ...\nAdmin API:    /api/v1/profiles, ...\nMetrics:      /metrics\n", version)
-	})
+	web := ui.New(ui.Config{Store: m.Store, Engine: m.Engine, Keys: auth.NewCache(m.Store), Secret: []byte(os.Getenv("KILN_UI_SECRET")), Logger: m.Logger, Location: m.location()})
+	mux.Handle("/ui/", m.Metrics.Instrument("ui", web.Handler()))
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	return mux
 }
 

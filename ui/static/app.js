@@ -1,0 +1,493 @@
+// Kiln UI: a light touch of script on server-rendered pages. Every page
+// works without it except the form view of the segment builder.
+(function () {
+  'use strict';
+  var csrf = document.body.dataset.csrf || '';
+
+  function post(url, body) {
+    return fetch(url, {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (!r.ok) throw new Error(j.error || ('the server answered ' + r.status));
+        return j;
+      });
+    });
+  }
+
+  function debounce(fn, ms) {
+    var t;
+    return function () { clearTimeout(t); var a = arguments; t = setTimeout(function () { fn.apply(null, a); }, ms); };
+  }
+
+  // Forms that destroy something ask first.
+  document.querySelectorAll('form[data-confirm]').forEach(function (f) {
+    f.addEventListener('submit', function (e) { if (!window.confirm(f.dataset.confirm)) e.preventDefault(); });
+  });
+
+  // Overview: live counters.
+  var rateEl = document.getElementById('stat-rate');
+  if (rateEl) {
+    var refresh = function () {
+      fetch('/ui/stats.json', { credentials: 'same-origin' }).then(function (r) { return r.json(); }).then(function (j) {
+        if (j.rate) rateEl.textContent = j.rate;
+        if (j.events) document.getElementById('stat-events').textContent = j.events;
+        if (j.profiles) document.getElementById('stat-profiles').textContent = j.profiles;
+      }).catch(function () {});
+    };
+    setTimeout(refresh, 5000);
+    setInterval(refresh, 15000);
+  }
+
+  // Segment page: recompute progress.
+  var job = document.getElementById('job');
+  if (job && job.dataset.state === 'running') {
+    var poll = setInterval(function () {
+      fetch('/ui/jobs/' + job.dataset.job, { credentials: 'same-origin' }).then(function (r) { return r.json(); }).then(function (j) {
+        var bar = job.querySelector('progress');
+        bar.max = j.total || 1; bar.value = j.done;
+        var txt = j.done.toLocaleString() + ' of ' + j.total.toLocaleString() + ' events';
+        if (j.state !== 'running') {
+          clearInterval(poll);
+          job.querySelector('label').textContent = 'Recompute ' + j.state;
+          txt += j.state === 'done' ? ' · ' + j.entered + ' entered, ' + j.exited + ' left' : ' · ' + (j.error || '');
+          if (j.state === 'done') setTimeout(function () { window.location.reload(); }, 800);
+        }
+        job.querySelector('.job-text').textContent = txt;
+      }).catch(function () { clearInterval(poll); });
+    }, 500);
+  }
+
+  var builder = document.getElementById('builder');
+  if (builder) initBuilder();
+
+  // --- segment builder -----------------------------------------------------
+
+  function initBuilder() {
+    var text = document.getElementById('def-text');
+    var formEl = document.getElementById('form-builder');
+    var errorsEl = document.getElementById('def-errors');
+    var staleEl = document.getElementById('form-stale');
+    var previewEl = document.getElementById('preview');
+    var saveForm = document.getElementById('save-form');
+    var def = null;
+    var pending = null; // the last format request, awaited before saving
+    var uid = 0;
+
+    function listOf(id) {
+      return Array.prototype.map.call(document.querySelectorAll('#' + id + ' option'), function (o) { return o.value; });
+    }
+    var names = { segments: listOf('dl-segments'), traits: listOf('dl-traits'), events: listOf('dl-events') };
+
+    // h builds an element: h('select', {id: 'x', on: {change: fn}}, kids...).
+    function h(tag, attrs) {
+      var e = document.createElement(tag);
+      attrs = attrs || {};
+      Object.keys(attrs).forEach(function (k) {
+        var v = attrs[k];
+        if (v === undefined || v === null || v === false) return;
+        if (k === 'on') Object.keys(v).forEach(function (ev) { e.addEventListener(ev, v[ev]); });
+        else if (k === 'text') e.textContent = v;
+        else if (k === 'value') e.value = v;
+        else e.setAttribute(k, v === true ? '' : v);
+      });
+      for (var i = 2; i < arguments.length; i++) {
+        var kid = arguments[i];
+        if (kid === null || kid === undefined || kid === false) continue;
+        if (Array.isArray(kid)) kid.forEach(function (k) { if (k) e.append(k); });
+        else e.append(kid);
+      }
+      return e;
+    }
+    function field(label, input, cls) {
+      var id = 'bf' + (++uid);
+      input.id = id;
+      return h('span', { 'class': 'field ' + (cls || '') }, h('label', { 'for': id, text: label }), input);
+    }
+    function select(path, options, value, onchange) {
+      var s = h('select', { 'data-path': path, on: { change: function () { onchange(s.value); } } },
+        options.map(function (o) { return h('option', { value: o[0], text: o[1] }); }));
+      s.value = value === undefined ? '' : value;
+      return s;
+    }
+    function input(path, value, oninput, attrs) {
+      var a = Object.assign({ type: 'text', 'data-path': path, value: value === undefined ? '' : String(value) }, attrs || {});
+      var i = h('input', a);
+      i.addEventListener('input', function () { oninput(i.value); changed(); });
+      return i;
+    }
+    function number(path, value, onset) {
+      return input(path, value, function (v) { onset(parseInt(v, 10) || 0); }, { type: 'number', min: '0', 'class': 'short', inputmode: 'numeric' });
+    }
+    function removeButton(label, fn) {
+      return h('button', { type: 'button', 'class': 'icon', 'aria-label': label, title: label, text: '×', on: { click: fn } });
+    }
+
+    // Literal values read like the text form: "teaware", 5, true, ["a","b"].
+    function showLit(v) { return v === undefined || v === null ? '' : JSON.stringify(v); }
+    function parseLit(s, cmp) {
+      s = s.trim();
+      if (cmp === 'in') {
+        try { var a = JSON.parse(s); if (Array.isArray(a)) return a; } catch (e) { /* a plain list */ }
+        return s === '' ? [] : s.split(',').map(function (x) { return parseLit(x, ''); });
+      }
+      if (s === '') return '';
+      try { return JSON.parse(s); } catch (e) { return s; }
+    }
+
+    var cmps = [['>=', 'at least (>=)'], ['>', 'more than (>)'], ['=', 'equals (=)'], ['!=', 'is not (!=)'], ['<=', 'at most (<=)'], ['<', 'less than (<)'],
+      ['contains', 'contains'], ['in', 'is one of'], ['exists', 'is set'], ['not exists', 'is not set']];
+    var units = [['minutes', 'minutes'], ['hours', 'hours'], ['days', 'days']];
+
+    function spanEditor(sp, path) {
+      return h('span', { 'class': 'inline' },
+        field('Amount', number(path + '.n', sp.n, function (v) { sp.n = v; })),
+        field('Unit', select(path + '.unit', units, sp.unit, function (v) { sp.unit = v; changed(); })));
+    }
+
+    function windowEditor(w, path) {
+      var kinds = [['last', 'in the last…'], ['all', 'all time'], ['today', 'today'], ['week', 'this week'], ['month', 'this month'], ['year', 'this year'], ['between', 'between dates']];
+      var box = h('span', { 'class': 'inline' });
+      function draw() {
+        box.replaceChildren(field('When', select(path + '.kind', kinds, w.kind, function (v) {
+          Object.keys(w).forEach(function (k) { delete w[k]; });
+          w.kind = v;
+          if (v === 'last') { w.n = 30; w.unit = 'days'; }
+          if (v === 'between') { w.from = ''; w.to = ''; }
+          draw(); changed();
+        })));
+        if (w.kind === 'last') box.append(spanEditor(w, path));
+        if (w.kind === 'between') {
+          box.append(field('From', input(path + '.from', w.from, function (v) { w.from = v; }, { type: 'date' })),
+            field('To', input(path + '.to', w.to, function (v) { w.to = v; }, { type: 'date' })));
+        }
+      }
+      draw();
+      return box;
+    }
+
+    function filterEditor(f, path, set) {
+      var ops = [['cmp', 'property compares'], ['and', 'all of'], ['or', 'any of'], ['not', 'not']];
+      var box = h('div', { 'class': 'node filter' });
+      var head = field('Only events where', select(path + '.op', ops, f.op, function (v) {
+        var nf = v === 'cmp' ? { op: 'cmp', property: 'properties.category', cmp: '=', value: '' } : v === 'not' ? { op: 'not', args: [f] } : { op: v, args: [f] };
+        set(nf); rerender();
+      }));
+      box.append(h('div', { 'class': 'node-head' }, head, removeButton('Remove this filter', function () { set(null); rerender(); })));
+      if (f.op === 'cmp') {
+        box.append(h('div', { 'class': 'inline' },
+          field('Property', input(path + '.property', f.property, function (v) { f.property = v; }, { placeholder: 'properties.category', 'class': 'mid' })),
+          field('Comparison', select(path + '.cmp', cmps, f.cmp, function (v) { f.cmp = v; if (v === 'exists' || v === 'not exists') delete f.value; rerender(); changed(); })),
+          f.cmp === 'exists' || f.cmp === 'not exists' ? null :
+            field('Value', input(path + '.value', showLit(f.value), function (v) { f.value = parseLit(v, f.cmp); }, { 'class': 'mid' }))));
+      } else {
+        f.args = f.args || [];
+        f.args.forEach(function (a, i) {
+          box.append(filterEditor(a, path + '.args.' + i, function (n) { if (n) f.args[i] = n; else f.args.splice(i, 1); }));
+        });
+        if (f.op !== 'not') box.append(h('button', { type: 'button', 'class': 'small', text: '+ another filter', on: { click: function () { f.args.push({ op: 'cmp', property: 'properties.category', cmp: '=', value: '' }); rerender(); changed(); } } }));
+      }
+      return box;
+    }
+
+    function whereToggle(holder, path) {
+      if (holder.where) return filterEditor(holder.where, path + '.where', function (n) { if (n) holder.where = n; else delete holder.where; });
+      return h('button', { type: 'button', 'class': 'small', text: '+ only some of these events', on: { click: function () {
+        holder.where = { op: 'cmp', property: 'properties.category', cmp: '=', value: '' }; rerender(); changed();
+      } } });
+    }
+
+    function eventInput(path, holder) {
+      return field('Event', input(path, holder.event, function (v) { holder.event = v; }, { list: 'dl-events', 'class': 'mid', placeholder: 'Order Completed' }));
+    }
+
+    var funcs = [['count', 'number of'], ['sum', 'total of'], ['avg', 'average of'], ['min', 'smallest'], ['max', 'largest'], ['first', 'first'], ['last', 'latest'], ['distinct', 'distinct values of']];
+
+    function aggEditor(a, path) {
+      var box = h('div', { 'class': 'agg' });
+      box.append(h('div', { 'class': 'inline' },
+        field('Measure', select(path + '.func', funcs, a.func, function (v) {
+          a.func = v; if (v === 'count') delete a.property; else if (!a.property) a.property = 'properties.revenue';
+          rerender(); changed();
+        })),
+        a.func === 'count' ? null : field('Property', input(path + '.property', a.property, function (v) { a.property = v; }, { placeholder: 'properties.revenue', 'class': 'mid' })),
+        eventInput(path + '.event', a)));
+      box.append(whereToggle(a, path));
+      a.window = a.window || { kind: 'last', n: 30, unit: 'days' };
+      box.append(windowEditor(a.window, path + '.window'));
+      return box;
+    }
+
+    var exprOps = [['trait', 'a computed trait'], ['profile', 'a profile trait'], ['aggregate', 'events (count, total…)'], ['number', 'a number'],
+      ['+', 'sum of two values (+)'], ['-', 'difference (−)'], ['*', 'product (×)'], ['/', 'ratio (÷)']];
+
+    function defaultExpr(op) {
+      switch (op) {
+        case 'trait': return { op: 'trait', name: names.traits[0] || '' };
+        case 'profile': return { op: 'profile', name: 'created_at' };
+        case 'aggregate': return { op: 'aggregate', aggregate: { func: 'count', event: 'Order Completed', window: { kind: 'last', n: 30, unit: 'days' } } };
+        case 'number': return { op: 'number', num: 0 };
+      }
+      return { op: op, args: [defaultExpr('trait'), defaultExpr('trait')] };
+    }
+
+    function exprEditor(e, path, set, inCond, label) {
+      var ops = inCond ? exprOps : exprOps.filter(function (o) { return o[0] !== 'profile'; });
+      var box = h('div', { 'class': 'expr' });
+      box.append(field(label || 'Value', select(path + '.op', ops, e.op, function (v) {
+        var ne = defaultExpr(v);
+        if (ne.args) ne.args[0] = e;
+        set(ne); rerender(); changed();
+      })));
+      switch (e.op) {
+        case 'trait':
+          box.append(field('Trait', input(path + '.name', e.name, function (v) { e.name = v; }, { list: 'dl-traits', 'class': 'mid' })));
+          break;
+        case 'profile':
+          box.append(field('traits.', input(path + '.name', e.name, function (v) { e.name = v; }, { 'class': 'mid', placeholder: 'birthday' })));
+          break;
+        case 'number':
+          box.append(field('Number', input(path + '.num', e.num || 0, function (v) { e.num = parseFloat(v) || 0; }, { type: 'number', step: 'any', 'class': 'short' })));
+          break;
+        case 'aggregate':
+          box.append(aggEditor(e.aggregate, path + '.aggregate'));
+          break;
+        default:
+          e.args.forEach(function (a, i) {
+            box.append(h('div', { 'class': 'node' }, exprEditor(a, path + '.args.' + i, function (n) { e.args[i] = n; }, inCond, i === 0 ? 'First value' : 'Second value')));
+          });
+      }
+      return box;
+    }
+
+    var condOps = [['cmp', 'a value compares'], ['and', 'all of these hold'], ['or', 'any of these holds'], ['not', 'this does not hold'],
+      ['segment', 'is in another segment'], ['performed', 'did an event'], ['not_performed', 'did not do an event'],
+      ['not_followed', 'did one event without another after it'], ['anniversary', 'has an anniversary coming up'],
+      ['ago', 'a date is more than … ago'], ['within_last', 'a date is within the last …']];
+
+    function defaultCond(op, old) {
+      switch (op) {
+        case 'and': case 'or': return { op: op, args: old ? [old] : [defaultCond('cmp')] };
+        case 'not': return { op: 'not', args: [old || defaultCond('cmp')] };
+        case 'cmp': return { op: 'cmp', left: defaultExpr(names.traits.length ? 'trait' : 'aggregate'), cmp: '>=', value: 1 };
+        case 'segment': return { op: 'segment', segment: names.segments[0] || '' };
+        case 'performed': case 'not_performed':
+          return { op: op, aggregate: { func: 'count', event: 'Order Completed', window: { kind: 'last', n: 30, unit: 'days' } } };
+        case 'not_followed':
+          return { op: op, first: { event: 'Checkout Started' }, then: { event: 'Order Completed' }, within: { n: 4, unit: 'hours' }, window: { kind: 'last', n: 7, unit: 'days' } };
+        case 'anniversary': return { op: op, profileTrait: 'birthday', within: { n: 7, unit: 'days' } };
+        case 'ago': return { op: op, profileTrait: 'created_at', within: { n: 365, unit: 'days' } };
+        case 'within_last': return { op: op, profileTrait: 'created_at', within: { n: 30, unit: 'days' } };
+      }
+    }
+
+    function condEditor(c, path, set, removable) {
+      var box = h('div', { 'class': 'node cond', role: 'group', 'aria-label': 'Condition' });
+      var head = h('div', { 'class': 'node-head' }, field('Profile', select(path + '.op', condOps, c.op, function (v) {
+        var wrap = v === 'and' || v === 'or' || v === 'not';
+        set(defaultCond(v, wrap ? c : null)); rerender(); changed();
+      })));
+      if (removable) head.append(removeButton('Remove this condition', function () { set(null); rerender(); changed(); }));
+      box.append(head);
+      switch (c.op) {
+        case 'and': case 'or': case 'not':
+          c.args = c.args || [];
+          c.args.forEach(function (a, i) {
+            box.append(condEditor(a, path + '.args.' + i, function (n) {
+              if (n) c.args[i] = n; else c.args.splice(i, 1);
+            }, c.op !== 'not'));
+          });
+          if (c.op !== 'not') {
+            box.append(h('button', { type: 'button', 'class': 'small', 'data-path': path + '.add', text: '+ add a condition', on: { click: function () {
+              c.args.push(defaultCond('cmp')); rerender(); changed();
+            } } }));
+          }
+          break;
+        case 'cmp':
+          box.append(exprEditor(c.left, path + '.left', function (n) { c.left = n; }, true));
+          box.append(h('div', { 'class': 'inline' },
+            field('Comparison', select(path + '.cmp', cmps, c.cmp, function (v) { c.cmp = v; if (v === 'exists' || v === 'not exists') delete c.value; rerender(); changed(); })),
+            c.cmp === 'exists' || c.cmp === 'not exists' ? null :
+              field('Value', input(path + '.value', showLit(c.value), function (v) { c.value = parseLit(v, c.cmp); }, { 'class': 'mid' }))));
+          break;
+        case 'segment':
+          box.append(field('Segment', input(path + '.segment', c.segment, function (v) { c.segment = v; }, { list: 'dl-segments', 'class': 'mid' })));
+          break;
+        case 'performed': case 'not_performed':
+          c.aggregate.func = 'count';
+          box.append(h('div', { 'class': 'inline' }, eventInput(path + '.aggregate.event', c.aggregate)));
+          box.append(whereToggle(c.aggregate, path + '.aggregate'));
+          box.append(windowEditor(c.aggregate.window, path + '.aggregate.window'));
+          break;
+        case 'not_followed':
+          box.append(h('div', { 'class': 'inline' }, eventInput(path + '.first.event', c.first)), whereToggle(c.first, path + '.first'));
+          box.append(h('p', { 'class': 'muted small', text: 'not followed by' }));
+          box.append(h('div', { 'class': 'inline' }, eventInput(path + '.then.event', c.then)), whereToggle(c.then, path + '.then'));
+          box.append(h('div', { 'class': 'inline' }, h('span', { 'class': 'muted small', text: 'within' }), spanEditor(c.within, path + '.within')));
+          box.append(windowEditor(c.window, path + '.window'));
+          break;
+        case 'anniversary': case 'ago': case 'within_last':
+          box.append(h('div', { 'class': 'inline' },
+            field('Date trait (traits.)', input(path + '.profileTrait', c.profileTrait, function (v) { c.profileTrait = v; }, { 'class': 'mid' })),
+            h('span', { 'class': 'muted small', text: c.op === 'anniversary' ? 'within the next' : c.op === 'ago' ? 'more than' : 'within the last' }),
+            spanEditor(c.within, path + '.within'),
+            c.op === 'ago' ? h('span', { 'class': 'muted small', text: 'ago' }) : null));
+          break;
+      }
+      return box;
+    }
+
+    function freshnessEditor() {
+      var f = def.freshness || { mode: '' };
+      var modes = [['', 'default (real time)'], ['realtime', 'real time'], ['every', 'every…'], ['cron', 'on a schedule'], ['manual', 'only when recomputed']];
+      var box = h('span', { 'class': 'inline' }, field('Kept fresh', select('freshness.mode', modes, f.mode, function (v) {
+        if (!v) delete def.freshness;
+        else def.freshness = v === 'every' ? { mode: v, every: { n: 1, unit: 'hours' } } : v === 'cron' ? { mode: v, cron: '0 6 * * *' } : { mode: v };
+        rerender(); changed();
+      })));
+      if (f.mode === 'every') box.append(spanEditor(f.every, 'freshness.every'));
+      if (f.mode === 'cron') {
+        box.append(field('Schedule (cron)', input('freshness.cron', f.cron, function (v) { f.cron = v; }, { 'class': 'mid' })),
+          field('Time zone', input('freshness.tz', f.tz, function (v) { if (v) f.tz = v; else delete f.tz; }, { 'class': 'mid', placeholder: 'Europe/London' })));
+      }
+      return box;
+    }
+
+    function renderForm() {
+      uid = 0;
+      var kinds = [['segment', 'Segment (a group of people)'], ['trait', 'Computed trait (a number per person)']];
+      var top = h('div', { 'class': 'top-fields' },
+        field('Kind', select('kind', kinds, def.kind, function (v) {
+          def.kind = v;
+          if (v === 'trait') { delete def.condition; delete def.static; def.value = def.value || defaultExpr('aggregate'); delete def.freshness; delete def.backfill; }
+          else { delete def.value; def.condition = def.condition || defaultCond('cmp'); }
+          rerender(); changed();
+        })),
+        field('Name (used in the API)', input('name', def.name, function (v) { def.name = v; }, { pattern: '[A-Za-z_][A-Za-z0-9_]*', required: true, 'class': 'mid', autocomplete: 'off' })),
+        field('Title', input('title', def.title, function (v) { if (v) def.title = v; else delete def.title; }, { 'class': 'wide' })),
+        field('Description', input('description', def.description, function (v) { if (v) def.description = v; else delete def.description; }, { 'class': 'wide' })));
+      var body = h('div', { 'class': 'def-body' });
+      if (def.kind === 'segment') {
+        top.append(field('Members', select('static', [['', 'match the conditions below'], ['yes', 'are an uploaded list']], def.static ? 'yes' : '', function (v) {
+          if (v) { def.static = true; delete def.condition; } else { delete def.static; def.condition = defaultCond('cmp'); }
+          rerender(); changed();
+        })));
+        if (!def.static) {
+          def.condition = def.condition || defaultCond('cmp');
+          body.append(h('h3', { text: 'Who is in it' }), condEditor(def.condition, 'condition', function (n) { def.condition = n || defaultCond('cmp'); }, false));
+        }
+        body.append(h('div', { 'class': 'inline options' }, freshnessEditor(),
+          field('When first saved, act on', select('backfill', [['', 'default (new entries)'], ['new', 'new entries only'], ['all', 'everyone already in it'], ['none', 'nobody']], def.backfill || '', function (v) {
+            if (v) def.backfill = v; else delete def.backfill; changed();
+          }))));
+      } else {
+        def.value = def.value || defaultExpr('aggregate');
+        body.append(h('h3', { text: 'Its value' }), h('div', { 'class': 'node' }, exprEditor(def.value, 'value', function (n) { def.value = n; }, false)));
+      }
+      formEl.replaceChildren(top, body);
+    }
+
+    function rerender() {
+      var active = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.path : null;
+      renderForm();
+      if (active) {
+        var again = formEl.querySelector('[data-path="' + active + '"]');
+        if (again) again.focus();
+      }
+    }
+
+    function showErrors(errs) {
+      errorsEl.replaceChildren();
+      text.removeAttribute('aria-invalid');
+      if (!errs || !errs.length) return;
+      text.setAttribute('aria-invalid', 'true');
+      var ul = h('ul');
+      errs.forEach(function (e) {
+        var li = h('li');
+        if (e.line) {
+          li.append(h('button', { type: 'button', 'class': 'link', 'data-line': e.line, 'data-col': e.col, text: 'line ' + e.line + ', column ' + e.col }), ': ');
+        }
+        li.append(e.msg);
+        ul.append(li);
+      });
+      errorsEl.append(ul);
+    }
+
+    // Clicking an error puts the cursor where it is.
+    errorsEl.addEventListener('click', function (ev) {
+      var b = ev.target.closest('button[data-line]');
+      if (!b) return;
+      var lines = text.value.split('\n');
+      var line = +b.dataset.line, col = +b.dataset.col, off = 0;
+      for (var i = 0; i < line - 1 && i < lines.length; i++) off += lines[i].length + 1;
+      off += Math.max(0, col - 1);
+      text.focus();
+      text.setSelectionRange(off, Math.min(off + 1, text.value.length));
+    });
+
+    var changed = debounce(function () {
+      if (!def) return;
+      pending = post('/ui/builder/format', { definition: def }).then(function (r) {
+        if (r.text !== undefined) text.value = r.text;
+        showErrors(r.errors);
+        staleEl.hidden = true;
+        previewEl.hidden = true;
+      }).catch(function (e) { showErrors([{ msg: e.message }]); });
+    }, 250);
+
+    function parseText() {
+      pending = post('/ui/builder/parse', { text: text.value }).then(function (r) {
+        if (r.errors) { showErrors(r.errors); staleEl.hidden = !def; return; }
+        showErrors([]);
+        staleEl.hidden = true;
+        def = r.definition;
+        renderForm();
+      }).catch(function (e) { showErrors([{ msg: e.message }]); });
+      previewEl.hidden = true;
+    }
+    text.addEventListener('input', debounce(parseText, 400));
+
+    document.getElementById('preview-btn').addEventListener('click', function () {
+      var btn = this;
+      btn.disabled = true;
+      previewEl.hidden = false;
+      previewEl.replaceChildren(h('p', { 'class': 'muted', text: 'Working it out from all stored events…' }));
+      new Promise(function (ok) { setTimeout(ok, 300); }).then(function () { return pending; }).then(function () {
+        return post('/ui/builder/preview', { text: text.value });
+      }).then(function (p) {
+        previewEl.replaceChildren();
+        if (p.errors && p.errors.length) {
+          showErrors(p.errors);
+          previewEl.append(h('p', { 'class': 'error-box', text: 'Fix the problems above to see a preview.' }));
+          return;
+        }
+        if (p.kind !== 'segment') {
+          previewEl.append(h('p', { text: 'This trait is valid' + (p.new ? '' : ' (it changes the saved one)') + '.' }));
+        } else {
+          previewEl.append(h('p', { 'class': 'preview-num' }, h('span', { id: 'preview-size', text: p.size.toLocaleString() }), ' people would be in ' + p.name));
+          if (!p.new) previewEl.append(h('p', { 'class': 'muted', text: 'Now ' + p.before.toLocaleString() + ': ' + p.entered.toLocaleString() + ' would enter and ' + p.exited.toLocaleString() + ' would leave.' }));
+        }
+        if (p.others && p.others.length) {
+          previewEl.append(h('p', { 'class': 'muted small', text: 'Also changes: ' + p.others.map(function (o) { return o.name + ' (+' + o.entered + ' / −' + o.exited + ')'; }).join(', ') }));
+        }
+        previewEl.append(h('p', { 'class': 'muted small', text: 'Worked out in ' + p.took + '. Nothing is saved until you press Save.' }));
+      }).catch(function (e) {
+        previewEl.replaceChildren(h('p', { 'class': 'error-box', text: 'Preview failed: ' + e.message }));
+      }).then(function () { btn.disabled = false; });
+    });
+
+    // Save only once the text matches the form.
+    var saving = false;
+    saveForm.addEventListener('submit', function (ev) {
+      if (saving) return;
+      ev.preventDefault();
+      setTimeout(function () { // let a pending form change reach the text first
+        Promise.resolve(pending).then(function () { saving = true; saveForm.submit(); });
+      }, 300);
+    });
+
+    parseText();
+  }
+})();

@@ -66,6 +66,9 @@ type Harness struct {
 	Trait string
 	// Spec loads the spec to validate against; nil when the vendor has none.
 	Spec func() (Validator, error)
+	// AnySegment says the connector needs no per-segment mapping (the
+	// forwarder sends every segment's events).
+	AnySegment bool
 	// BatchSize is the batch_size used; 0 means 3.
 	BatchSize int
 }
@@ -429,16 +432,21 @@ func Run(t *testing.T, h Harness) {
 		}
 		seg := segs[0]
 		cs := e.changes(connector.OpAdd, seg, 0, 4)
-		cs[1].Member = connector.Member{ProfileID: "no-identifiers"}
-		cs = append(cs, connector.Change{Op: connector.OpAdd, Member: h.member(0), Segment: "not-configured"})
+		cs[1].Member = connector.Member{}
 		cs = append(cs, connector.Change{Op: "frobnicate", Member: h.member(0), Segment: seg})
+		cs = append(cs, connector.Change{Op: connector.OpRemove, Member: h.member(0)})
+		bad := []int{1, 4, 5}
+		if !h.AnySegment {
+			cs = append(cs, connector.Change{Op: connector.OpAdd, Member: h.member(0), Segment: "not-configured"})
+			bad = append(bad, 6)
+		}
 		res := e.deliver(t, t.Context(), cs)
 		for _, i := range []int{0, 2, 3} {
 			if res[i].Err != nil {
 				t.Errorf("change %d failed beside bad changes: %v", i, res[i].Err)
 			}
 		}
-		for _, i := range []int{1, 4, 5} {
+		for _, i := range bad {
 			if res[i].Err == nil || connector.Retryable(res[i].Err) || kiln.ErrorCode(res[i].Err) != kiln.EInvalid {
 				t.Errorf("bad change %d: got %v, want a permanent invalid error", i, res[i].Err)
 			}

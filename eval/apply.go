@@ -663,16 +663,18 @@ func (p *Program) computeNotFollowed(st *State, a *aggNode, now int64) (uint64, 
 			due = minDue(due, t)
 			break
 		}
-		if t+a.within > now {
-			due = minDue(due, t+a.within) // decided then
-			continue
-		}
 		followed := false
 		for _, b := range bs {
 			if b >= t && b < t+a.within {
 				followed = true
 				break
 			}
+		}
+		if t+a.within > now {
+			if !followed {
+				due = minDue(due, t+a.within) // decided then, unless B comes
+			}
+			continue
 		}
 		if !followed {
 			result = true

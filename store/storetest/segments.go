@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func runSegments(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MergeDropsMemberships", testMergeDropsMemberships},
 		{"SegmentSizes", testSegmentSizes},
 		{"StaticMembers", testStaticMembers},
+		{"ConcurrentTransitions", testConcurrentTransitions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -777,6 +779,129 @@ func testStaticMembers(t *testing.T, s store.Store) {
 	wantCode(t, "empty profile id", s.SetStaticMembers(ctx, "press", []string{"p7", ""}, nil), kiln.EInvalid)
 	if got, _ := s.StaticMembers(ctx, "press"); slices.Contains(got, "p7") {
 		t.Errorf("refused call added p7: %v", got)
+	}
+}
+
+// testConcurrentTransitions runs resolutions with transitions, merges and
+// timer-style transitions-only resolutions from several goroutines while
+// a consumer tails the log by ID: every transition gets its own ID, and
+// the consumer, which never rereads behind its cursor, still sees every
+// one (IDs become visible in increasing order). Merges race with
+// transitions of the profiles they fold away, so that a backend taking
+// its locks in different orders deadlocks.
+func testConcurrentTransitions(t *testing.T, s store.Store) {
+	const workers, rounds = 4, 12
+	var setup []kiln.Transition
+	var profiles []store.ProfileChange
+	for w := range workers {
+		for r := range rounds {
+			id := fmt.Sprintf("x%d_%d", w, r)
+			profiles = append(profiles, store.ProfileChange{ID: id, EventCount: 1, At: at(0)})
+			setup = append(setup, tr("seg", id, true, 0, 1, kiln.ReasonEvent), tr("other", id, true, 0, 1, kiln.ReasonEvent))
+		}
+	}
+	mustApply(t, s, store.Resolution{Profiles: profiles, Transitions: setup})
+	start := setup[len(setup)-1].ID
+
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ids  = map[int64]string{}
+		errs []error
+		done = make(chan struct{})
+	)
+	apply := func(w, r int, what string, res store.Resolution) {
+		err := s.ApplyResolution(ctx, res)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("worker %d round %d, %s: %w", w, r, what, err))
+			return
+		}
+		for i, x := range res.Transitions {
+			if prev, dup := ids[x.ID]; dup || x.ID <= start {
+				errs = append(errs, fmt.Errorf("ID %d given to worker %d round %d %s #%d (before: %q, setup up to %d)", x.ID, w, r, what, i, prev, start))
+			}
+			ids[x.ID] = fmt.Sprintf("w%d r%d %s #%d", w, r, what, i)
+		}
+	}
+	written := 0
+	for w := range workers {
+		written += rounds * 5
+		wg.Go(func() {
+			for r := range rounds {
+				// Worker w merges x{w} into x{w+1}, while worker w+2
+				// writes an expiry of x{w} without touching its profile.
+				from := fmt.Sprintf("x%d_%d", w, r)
+				into := fmt.Sprintf("x%d_%d", (w+1)%workers, r)
+				far := fmt.Sprintf("x%d_%d", (w+2)%workers, r)
+				apply(w, r, "expiry", store.Resolution{Transitions: []kiln.Transition{
+					tr("other", far, false, r+1, 1, kiln.ReasonExpiry),
+					tr("other", far, true, r+1, 2, kiln.ReasonExpiry),
+				}})
+				apply(w, r, "merge", store.Resolution{
+					Merges: []kiln.Merge{{Into: into, From: from, At: at(r + 1)}},
+					Transitions: []kiln.Transition{
+						tr("seg", from, false, r+1, 1, kiln.ReasonProfile),
+						tr("other", from, false, r+1, 1, kiln.ReasonProfile),
+						tr("other", into, r%2 == 0, r+1, 1, kiln.ReasonProfile),
+					},
+					Checkpoint: store.Checkpoint{Name: fmt.Sprintf("w%d", w), Seq: int64(r + 1)},
+				})
+			}
+		})
+	}
+	// The consumer.
+	var tailed []int64
+	var tailErr error
+	tail := func() bool {
+		after := start
+		if len(tailed) > 0 {
+			after = tailed[len(tailed)-1]
+		}
+		page, err := s.Transitions(ctx, store.TransitionQuery{After: after, Limit: 7})
+		if err != nil {
+			tailErr = err
+			return false
+		}
+		tailed = append(tailed, transitionIDs(page)...)
+		return len(page) > 0
+	}
+	consumer := make(chan struct{})
+	go func() {
+		defer close(consumer)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				if !tail() && tailErr != nil {
+					return
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	close(done)
+	<-consumer
+	for tailErr == nil && tail() {
+	}
+	for _, err := range errs {
+		t.Error(err)
+	}
+	if tailErr != nil {
+		t.Fatalf("tailing transitions: %v", tailErr)
+	}
+	if len(ids) != written {
+		t.Errorf("%d transitions got IDs, want %d", len(ids), written)
+	}
+	if len(tailed) != len(ids) {
+		t.Errorf("the consumer saw %d transitions, %d were written: it skipped some that became visible behind its cursor", len(tailed), len(ids))
+	}
+	for _, id := range tailed {
+		if _, ok := ids[id]; !ok {
+			t.Errorf("the consumer saw ID %d, which no writer got", id)
+		}
 	}
 }
 

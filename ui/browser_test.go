@@ -1,0 +1,253 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/kiln-cdp/kiln"
+)
+
+// The browser tests drive the system Chromium (Debian's chromium package)
+// through the DevTools protocol with chromedp. They skip when no Chromium
+// is installed; KILN_CHROMIUM names another binary.
+
+func chromiumPath() string {
+	if p := os.Getenv("KILN_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// newBrowser starts a headless Chromium with a fresh profile directory and
+// returns a context for chromedp actions; it is stopped when the test ends.
+func newBrowser(t testing.TB, width, height int) context.Context {
+	t.Helper()
+	path := chromiumPath()
+	if path == "" {
+		t.Skip("no Chromium found: install it (apt-get install -y chromium) or set KILN_CHROMIUM to run the browser tests")
+	}
+	dir, err := os.MkdirTemp("", "kiln-ui-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(dir),
+		chromedp.WindowSize(width, height),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	// The first run starts the browser; it must not have a timeout.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		cancel()
+		cancelAlloc()
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+		// Chromium's helpers may write to the profile briefly after exit.
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return ctx
+}
+
+// within runs actions with a deadline, failing the test on error.
+func within(t testing.TB, ctx context.Context, d time.Duration, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := chromedp.Do(c, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func evalString(t testing.TB, ctx context.Context, js string) string {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(c, chromedp.Evaluate[string](js))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", js, err)
+	}
+	return s
+}
+
+// typeInto replaces a field's text by typing, as a person would (key
+// events, so the page's input handlers run).
+func typeInto(sel, text string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(%q).select()`, sel)),
+		chromedp.SendKeys(chromedp.CSS(sel), text),
+	)
+}
+
+// choose picks an option in a select and fires its change event.
+func choose(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(function(){var s=document.querySelector(%q); s.value=%q; s.dispatchEvent(new Event('change', {bubbles: true}));})()`, sel, value)),
+	)
+}
+
+func signInBrowser(t testing.TB, ctx context.Context, h *harness) {
+	t.Helper()
+	within(t, ctx, 20*time.Second, "signing in",
+		chromedp.Navigate(h.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.CSS("#key")),
+		chromedp.SendKeys(chromedp.CSS("#key"), h.AdminKey),
+		chromedp.Click(chromedp.CSS(`.login button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`nav a[aria-current="page"][href="/ui/"]`)),
+	)
+}
+
+// TestBrowserBuildSegment is the marketer's path: sign in, build a segment
+// in the form, preview its size, save it, then watch a new customer sent
+// through the tracking API appear in it.
+func TestBrowserBuildSegment(t *testing.T) {
+	h := newHarness(t, "")
+	now := time.Now().UTC().Add(-2 * time.Hour)
+	// Two customers with two recent orders, two with one.
+	h.write(t, []kiln.Event{
+		order("ann@example.com", now, 40, 0), order("ann@example.com", now.Add(time.Minute), 60, 0),
+		order("bob@example.com", now, 25, 0), order("bob@example.com", now.Add(time.Minute), 35, 0),
+		order("cat@example.com", now, 80, 0),
+		order("dan@example.com", now, 15, 0),
+	})
+	ctx := newBrowser(t, 1280, 900)
+	signInBrowser(t, ctx, h)
+
+	// Build: "2 or more orders in 90 days, and ordered in the last 30".
+	within(t, ctx, 30*time.Second, "building the segment in the form",
+		chromedp.Navigate(h.URL+"/ui/segments/new"),
+		typeInto(`[data-path="name"]`, "frequent_buyers"),
+		typeInto(`[data-path="title"]`, "Frequent buyers"),
+		typeInto(`[data-path="condition.value"]`, "2"),
+		choose(`[data-path="condition.op"]`, "and"),
+		chromedp.Click(chromedp.CSS(`[data-path="condition.add"]`)),
+		choose(`[data-path="condition.args.1.op"]`, "performed"),
+		typeInto(`[data-path="condition.args.1.aggregate.window.n"]`, "30"),
+	)
+	want := "segment frequent_buyers \"Frequent buyers\" {\n  count of \"Order Completed\" in last 90 days >= 2\n  and performed \"Order Completed\" in last 30 days\n}\n"
+	pollText := fmt.Sprintf(`document.getElementById('def-text').value === %q`, want)
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := chromedp.Run(c, chromedp.Poll[bool](pollText))
+	cancel()
+	if err != nil {
+		t.Fatalf("the text view did not follow the form: got %q, want %q (%v)", evalString(t, ctx, `document.getElementById('def-text').value`), want, err)
+	}
+
+	// Preview: two people, before anything is saved.
+	within(t, ctx, 30*time.Second, "previewing",
+		chromedp.Click(chromedp.CSS("#preview-btn")),
+		chromedp.WaitVisible(chromedp.CSS("#preview-size")),
+	)
+	if got := evalString(t, ctx, `document.getElementById('preview-size').textContent`); got != "2" {
+		t.Errorf("preview size %q, want 2", got)
+	}
+	if _, ok := h.UI.findSegment("frequent_buyers"); ok {
+		t.Fatal("preview saved the segment")
+	}
+
+	// Save: the segment page opens with its two members.
+	within(t, ctx, 30*time.Second, "saving",
+		chromedp.Click(chromedp.CSS("#save-btn")),
+		chromedp.WaitVisible(chromedp.CSS("#seg-size")),
+	)
+	if loc := evalString(t, ctx, `location.pathname`); loc != "/ui/segments/frequent_buyers" {
+		t.Fatalf("after saving, the browser is at %s", loc)
+	}
+	if got := evalString(t, ctx, `document.getElementById('seg-size').textContent`); got != "2" {
+		t.Errorf("segment size %q, want 2", got)
+	}
+	members := evalString(t, ctx, `document.getElementById('members').textContent`)
+	if !strings.Contains(members, "ann@example.com") || !strings.Contains(members, "bob@example.com") || strings.Contains(members, "cat@example.com") {
+		t.Errorf("members table: %q", members)
+	}
+
+	// A new customer orders twice through the tracking API.
+	for i := range 2 {
+		body := fmt.Sprintf(`{"userId":"new-1","messageId":"m-%d","event":"Order Completed","properties":{"revenue":%d},"context":{"traits":{"email":"eve@example.com","first_name":"Eve"}}}`, i, 20+i)
+		req, _ := http.NewRequest("POST", h.URL+"/v1/track", strings.NewReader(body))
+		req.SetBasicAuth(h.WriteKey, "")
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("/v1/track: %d", res.StatusCode)
+		}
+	}
+	h.settle(t)
+	within(t, ctx, 20*time.Second, "reloading the segment page",
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS("#members")),
+	)
+	members = evalString(t, ctx, `document.getElementById('members').textContent`)
+	if !strings.Contains(members, "eve@example.com") || !strings.Contains(members, "Eve") {
+		t.Errorf("the new customer is not in the members table: %q", members)
+	}
+	if got := evalString(t, ctx, `document.getElementById('seg-size').textContent`); got != "3" {
+		t.Errorf("segment size after the new orders %q, want 3", got)
+	}
+	recent := evalString(t, ctx, `document.querySelector('section[aria-labelledby="recent-h"]').textContent`)
+	if !strings.Contains(recent, "Eve") || !strings.Contains(recent, "new event") {
+		t.Errorf("recent entries do not show Eve entering on a new event: %q", recent)
+	}
+}
+
+// TestBrowserTextErrors types a broken definition: the error appears
+// inline with its line and column, and clicking it puts the cursor there.
+func TestBrowserTextErrors(t *testing.T) {
+	h := newHarness(t, "")
+	ctx := newBrowser(t, 1280, 900)
+	signInBrowser(t, ctx, h)
+	within(t, ctx, 20*time.Second, "typing a broken definition",
+		chromedp.Navigate(h.URL+"/ui/segments/new"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-path="name"]`)),
+		typeInto("#def-text", "segment broken {\n  count of \"Order Completed\" in last 9 weeks >= 1\n}"),
+		chromedp.WaitVisible(chromedp.CSS("#def-errors button[data-line]")),
+	)
+	errText := evalString(t, ctx, `document.getElementById('def-errors').textContent`)
+	if !strings.Contains(errText, "line 2, column 40") || !strings.Contains(errText, "minutes, hours or days") {
+		t.Errorf("inline error: %q", errText)
+	}
+	if !strings.Contains(evalString(t, ctx, `document.getElementById('form-stale').hidden ? 'hidden' : 'shown'`), "shown") {
+		t.Error("the form does not say it shows the last valid version")
+	}
+	within(t, ctx, 10*time.Second, "clicking the error", chromedp.Click(chromedp.CSS("#def-errors button[data-line]")))
+	pos := evalString(t, ctx, `String(document.getElementById('def-text').selectionStart)`)
+	// Line 1 is 17 characters with its newline; column 40 is offset 39.
+	if pos != "56" {
+		t.Errorf("cursor at %s after clicking the error, want 56", pos)
+	}
+}

@@ -264,11 +264,7 @@ func BenchmarkRecompute(b *testing.B) {
 	cpu0 := cpuTime()
 	for k := 0; k < b.N; k++ {
 		for _, bp := range profiles {
-			st := p.NewState()
-			for _, ev := range bp.events {
-				p.Apply(st, bp.prof, ev, ev.Timestamp)
-			}
-			p.Advance(st, bp.prof, benchBase)
+			p.Rebuild(bp.events, bp.prof, benchBase)
 		}
 	}
 	el := time.Since(start) / time.Duration(b.N)

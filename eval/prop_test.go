@@ -384,13 +384,16 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 		}
 		compareAt(log[len(log)-1], res)
 	}
-	// Rebuilding by replay in arrival order gives the same answer.
-	st3 := p.NewState()
-	p.ApplyProfile(st3, prof, g.base)
-	for _, ev := range events {
-		p.Apply(st3, prof, ev, g.base)
+	// Rebuilding by replay in arrival order gives the same answer, and
+	// its Result lists exactly the memberships and non-empty traits.
+	st3, rres := p.Rebuild(events, prof, now)
+	var entered []string
+	for _, c := range rres.Changed {
+		entered = append(entered, c.Segment)
 	}
-	p.Advance(st3, prof, now)
+	if !slices.Equal(entered, p.Memberships(st3)) {
+		fail("Rebuild result lists %v, state has %v", entered, p.Memberships(st3))
+	}
 	if got, want := p.TraitValues(st3), p.TraitValues(st); !reflect.DeepEqual(got, want) {
 		fail("replayed state differs: traits\n got  %v\n want %v", got, want)
 	}

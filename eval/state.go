@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"time"
 	"unsafe"
+
+	"github.com/kiln-cdp/kiln"
 
 	"github.com/kiln-cdp/kiln/rule"
 )
@@ -411,4 +414,60 @@ func (st *State) Clone() *State {
 		}
 	}
 	return &c
+}
+
+// Fingerprint identifies the program's definitions and time zone; a
+// snapshot taken under one fingerprint loads only into a program with
+// the same one (the engine can store it next to snapshots to know when
+// states must be rebuilt).
+func (p *Program) Fingerprint() uint64 { return p.fp }
+
+// Rebuild makes a profile's state from scratch: it applies events in the
+// given order (arrival order, e.g. by log sequence; any time order is
+// fine) and advances to now. This is the recompute after a definition
+// edit; it returns the state and the memberships and traits it holds as
+// one Result relative to the empty profile.
+func (p *Program) Rebuild(events []*kiln.Event, prof *Profile, now time.Time) (*State, Result) {
+	st := p.NewState()
+	var t0 time.Time
+	if len(events) > 0 {
+		t0 = events[0].Timestamp
+		for _, ev := range events[1:] {
+			if ev.Timestamp.Before(t0) {
+				t0 = ev.Timestamp
+			}
+		}
+		if now.Before(t0) {
+			t0 = now
+		}
+	} else {
+		t0 = now
+	}
+	// Replaying at each event's own time keeps the running clock
+	// monotonic and lets windows prune as they go.
+	clock := t0
+	for _, ev := range events {
+		if ev.Timestamp.After(clock) && !ev.Timestamp.After(now) {
+			clock = ev.Timestamp
+		}
+		p.Apply(st, prof, ev, clock)
+	}
+	p.Advance(st, prof, now)
+	var res Result
+	for _, s := range p.segs {
+		if in, _ := p.Member(st, s.name); in {
+			res.Changed = append(res.Changed, p.change(st, prof, s, true, st.now))
+		}
+	}
+	empty := p.emptyCache
+	cache := p.cacheOf(st)
+	for _, i := range p.traits {
+		if cache[i] != empty[i] {
+			res.Traits = append(res.Traits, TraitChange{Trait: p.aggs[i].name, Old: Value{st.unbox(empty[i])}, New: Value{st.unbox(cache[i])}})
+		}
+	}
+	if st.nextDue != 0 {
+		res.NextDue = time.UnixMilli(st.nextDue)
+	}
+	return st, res
 }

@@ -17,6 +17,8 @@
 //	res = prog.ApplyProfile(st, prof, now)            // traits or static lists changed
 //	node, _ := prog.Explain(st, prof, "high_value", now)
 //	snap := prog.Naive(allEvents, prof, at)           // from scratch, as of at
+//	st, res = prog.Rebuild(allEvents, prof, now)      // recompute after a definition edit
+//	b, _ := st.MarshalBinary()                        // snapshot; restore with UnmarshalBinary + prog.Adopt
 //
 // A Program is immutable and safe for concurrent use; a State is not (one
 // goroutine per profile at a time). Compile fails exactly when rule.Check
@@ -74,8 +76,17 @@
 //
 // State.MarshalBinary/UnmarshalBinary snapshot a state; Program.Adopt
 // checks that a decoded state belongs to the program (same definitions
-// and time zone). After a definition edit, states are rebuilt by replaying
-// each profile's events into NewState (see BenchmarkRecompute).
+// and time zone; Program.Fingerprint identifies it). After a definition
+// edit, states are rebuilt with Program.Rebuild from each profile's events
+// (see BenchmarkRecompute); its Result lists the profile's memberships and
+// non-empty traits, so the engine can diff them against the old ones.
+//
+// # Tests
+//
+// testdata/*.txt are customer stories (events at times, expected
+// memberships, traits and due instants) run by TestScripts; every step is
+// also checked against Naive. TestIncrementalMatchesNaive is the property
+// test (KILN_PROP_SEEDS=20000 for a longer hunt).
 //
 // Limits: distinct over all time keeps 8 bytes per distinct value; first
 // and last of strings keep the strings; windows are at most ten years, so

@@ -81,7 +81,7 @@ type aggNode struct {
 	due    int // due slot, -1 if the node never changes by time alone
 	expr   *cexpr
 	deps   []int
-	users  []int // derived nodes and segments reading this node (informational)
+	users  []int // derived nodes reading this node (recomputed after it changes)
 }
 
 type cexpr struct {

@@ -422,3 +422,20 @@ func TestLargeProgramMatchesNaive(t *testing.T) {
 		}
 	}
 }
+
+func TestExplainDates(t *testing.T) {
+	p := mustCompile(t, `segment s { anniversary of traits.birthday within next 7 days or traits.created_at more than 30 days ago }`, nil)
+	st := p.NewState()
+	now := time.Date(2025, 2, 25, 12, 0, 0, 0, time.UTC)
+	prof := &Profile{Traits: map[string]any{"birthday": "2000-02-29", "created_at": "2025-02-15T12:00:00Z"}}
+	p.ApplyProfile(st, prof, now)
+	node, err := p.Explain(st, prof, "s", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := node.Children[0].Why + " | " + node.Children[1].Why
+	want := "next anniversary 2025-02-28, in 3 days; needs fewer than 7 | 2025-02-15T12:00:00Z was 10.0 days ago; needs more than 30.0 days"
+	if got != want || !node.Holds {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}

@@ -97,9 +97,44 @@ func (e *condEnv) explain(c *cnode) *Node {
 	case cSeg:
 		n.Why = fmt.Sprintf("member: %v", n.Holds)
 	default:
-		n.Why = fmt.Sprintf("%s at %s", v, time.UnixMilli(e.now).In(e.p.loc).Format(time.RFC3339))
+		n.Why = e.dateWhy(c, v)
 	}
 	return n
+}
+
+// dateWhy says how far a date condition is from holding.
+func (e *condEnv) dateWhy(c *cnode, v string) string {
+	x := e.traits[c.profile]
+	if c.op == cAnniv {
+		y, m, d, days, ok := e.p.nextAnniversary(x, e.now)
+		if !ok {
+			return v + "; not a date"
+		}
+		return fmt.Sprintf("next anniversary %04d-%02d-%02d, in %d days; needs fewer than %d", y, m, d, days, c.days)
+	}
+	t, ok := e.p.dateValue(x)
+	if !ok {
+		return v + "; not a date"
+	}
+	age := time.Duration(e.now-t) * time.Millisecond
+	span := time.Duration(c.span) * time.Millisecond
+	if c.op == cAgo {
+		return fmt.Sprintf("%s was %s ago; needs more than %s", time.UnixMilli(t).In(e.p.loc).Format(time.RFC3339), roughly(age), roughly(span))
+	}
+	return fmt.Sprintf("%s was %s ago; needs less than %s", time.UnixMilli(t).In(e.p.loc).Format(time.RFC3339), roughly(age), roughly(span))
+}
+
+// roughly prints a duration in days, hours or minutes.
+func roughly(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + roughly(-d)
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%.1f days", d.Hours()/24)
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%.1f hours", d.Hours())
+	}
+	return fmt.Sprintf("%.0f minutes", d.Minutes())
 }
 
 func valuesString(vs []value) string {

@@ -56,12 +56,9 @@ func anniversaryOn(y int, m time.Month, d int) (int, time.Month, int) {
 	return y, m, d
 }
 
-// anniversary evaluates "anniversary of X within next N days" at now:
-// true when the next anniversary (today counts) is fewer than N calendar
-// days away, i.e. it falls on one of the N days starting today. It also
-// returns the next midnight (in the program's zone) at which the answer
-// can change.
-func (p *Program) anniversary(x any, n int, now int64) (bool, int64) {
+// nextAnniversary finds the next anniversary (today included) of a date
+// value, in the program's zone: its date and how many days away it is.
+func (p *Program) nextAnniversary(x any, now int64) (y int, m time.Month, d, days int, ok bool) {
 	var dm time.Month
 	var dd int
 	switch v := x.(type) {
@@ -72,29 +69,40 @@ func (p *Program) anniversary(x any, n int, now int64) (bool, int64) {
 		}
 		t, ok := rule.ParseDate(v, p.loc)
 		if !ok {
-			return false, 0
+			return 0, 0, 0, 0, false
 		}
 		_, dm, dd = t.In(p.loc).Date()
 	case time.Time:
 		_, dm, dd = v.In(p.loc).Date()
 	default:
+		return 0, 0, 0, 0, false
+	}
+	ty, tm, td := time.UnixMilli(now).In(p.loc).Date()
+	todayUTC := time.Date(ty, tm, td, 0, 0, 0, 0, time.UTC)
+	y, m, d = anniversaryOn(ty, dm, dd)
+	ann := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	if ann.Before(todayUTC) {
+		y, m, d = anniversaryOn(ty+1, dm, dd)
+		ann = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	}
+	return y, m, d, int(ann.Sub(todayUTC).Hours()/24 + 0.5), true
+}
+
+// anniversary evaluates "anniversary of X within next N days" at now:
+// true when the next anniversary (today counts) is fewer than N calendar
+// days away, i.e. it falls on one of the N days starting today. It also
+// returns the next midnight (in the program's zone) at which the answer
+// can change.
+func (p *Program) anniversary(x any, n int, now int64) (bool, int64) {
+	y, m, d, days, ok := p.nextAnniversary(x, now)
+	if !ok {
 		return false, 0
 	}
-	today := time.UnixMilli(now).In(p.loc)
-	y, m, d := today.Date()
-	todayUTC := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-	ay, am, ad := anniversaryOn(y, dm, dd)
-	ann := time.Date(ay, am, ad, 0, 0, 0, 0, time.UTC)
-	if ann.Before(todayUTC) {
-		ay, am, ad = anniversaryOn(y+1, dm, dd)
-		ann = time.Date(ay, am, ad, 0, 0, 0, 0, time.UTC)
-	}
-	days := int(ann.Sub(todayUTC).Hours()/24 + 0.5)
 	if days < n {
 		// Stays true through the anniversary day.
-		return true, time.Date(ay, am, ad+1, 0, 0, 0, 0, p.loc).UnixMilli()
+		return true, time.Date(y, m, d+1, 0, 0, 0, 0, p.loc).UnixMilli()
 	}
-	return false, time.Date(ay, am, ad-(n-1), 0, 0, 0, 0, p.loc).UnixMilli()
+	return false, time.Date(y, m, d-(n-1), 0, 0, 0, 0, p.loc).UnixMilli()
 }
 
 // dateOnly reads "YYYY-MM-DD" without time.Parse (birthdays are read on

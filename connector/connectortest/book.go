@@ -154,3 +154,16 @@ func (b *Book) Members(key string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Where returns the first contact match accepts, or nil; match runs under
+// the book's lock and must not call the book.
+func (b *Book) Where(match func(p *Person) bool) *Person {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.people {
+		if match(p) {
+			return p
+		}
+	}
+	return nil
+}

@@ -69,6 +69,9 @@ type Harness struct {
 	// AnySegment says the connector needs no per-segment mapping (the
 	// forwarder sends every segment's events).
 	AnySegment bool
+	// NoRetryAfter says the vendor's 429 carries no wait (Mailchimp), so
+	// RetryAfter must be 0 and the outbox's backoff decides.
+	NoRetryAfter bool
 	// BatchSize is the batch_size used; 0 means 3.
 	BatchSize int
 }
@@ -503,6 +506,9 @@ func Run(t *testing.T, h Harness) {
 		}
 		for _, c := range cases {
 			e.srv.Fail(c.status, c.wait)
+			if h.NoRetryAfter {
+				c.wait = 0
+			}
 			res := e.deliver(t, t.Context(), e.changes(connector.OpAdd, segs[0], 0, 2))
 			for i, r := range res {
 				err := r.Err

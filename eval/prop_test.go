@@ -36,7 +36,7 @@ func (g *gen) filter() string {
 		`properties.g = true`, `properties.g != true`, `properties.s in ["x", "y"]`,
 		`properties.v >= 3`, `items.c = "p"`, `not items.c = "q"`,
 		`properties.s = "x" or items.q > 2`, `properties.s contains "x"`, `properties.v exists`,
-		`items.q <= 2 and properties.v < 10`,
+		`items.q <= 2 and properties.v < 10`, `properties.meta.tier = "gold"`, `properties.meta.tier != "gold"`,
 	)
 }
 
@@ -75,7 +75,7 @@ func (g *gen) agg() (string, string) {
 }
 
 func (g *gen) leaf(segs []string) string {
-	switch g.r.IntN(12) {
+	switch g.r.IntN(13) {
 	case 0, 1, 2:
 		t := g.traits[g.r.IntN(len(g.traits))]
 		if g.kinds[t] == "any" {
@@ -105,6 +105,15 @@ func (g *gen) leaf(segs []string) string {
 			return "in segment " + segs[g.r.IntN(len(segs))]
 		}
 		return "in segment st"
+	case 10:
+		a, b := g.traits[g.r.IntN(len(g.traits))], g.traits[g.r.IntN(len(g.traits))]
+		if g.kinds[a] == "num" && g.kinds[b] == "num" {
+			return fmt.Sprintf("%s - %s * 0.5 %s", a, b, g.pick("> 1", "<= 0", "!= 2"))
+		}
+		if g.kinds[a] == "any" {
+			return a + ` > "x"`
+		}
+		return a + " >= 1"
 	default:
 		t := g.traits[g.r.IntN(len(g.traits))]
 		return t + " >= 1"
@@ -182,6 +191,9 @@ func (g *gen) event(now time.Time) *kiln.Event {
 	}
 	if g.r.IntN(3) > 0 {
 		props["g"] = g.r.IntN(2) == 0
+	}
+	if g.r.IntN(3) == 0 {
+		props["meta"] = map[string]any{"tier": g.pick("gold", "silver")}
 	}
 	var items []any
 	for i := 0; i < g.r.IntN(4); i++ {

@@ -365,12 +365,14 @@ func Run(t *testing.T, h Harness) {
 			}
 		}
 		cfg := h.Config()
+		cfg["base_url"] = "http://127.0.0.1:1" + h.BasePath
 		cfg["no_such_field"] = 1
 		raw, _ := json.Marshal(cfg)
 		if _, err := connector.New(h.ID, raw, h.Secrets, nil); err == nil || !strings.Contains(err.Error(), "no_such_field") {
 			t.Errorf("unknown field: got %v, want an error naming no_such_field", err)
 		}
 		cfg = h.Config()
+		cfg["base_url"] = "http://127.0.0.1:1" + h.BasePath
 		cfg["batch_size"] = doc.MaxBatch + 1
 		raw, _ = json.Marshal(cfg)
 		if _, err := connector.New(h.ID, raw, h.Secrets, nil); err == nil || !strings.Contains(err.Error(), "batch_size") {

@@ -397,8 +397,14 @@ func lastPerKey(ts []kiln.Transition) []int {
 		}
 		return strings.Compare(ts[a].ProfileID, ts[b].ProfileID)
 	}
-	// Stable: transitions of one key stay in slice order, the last last.
-	slices.SortStableFunc(idx, cmpKey)
+	// Ties by position keep the transitions of one key in slice order,
+	// the last last (faster than a stable sort).
+	slices.SortFunc(idx, func(a, b int) int {
+		if c := cmpKey(a, b); c != 0 {
+			return c
+		}
+		return a - b
+	})
 	out := idx[:0]
 	for k, i := range idx {
 		if k+1 < len(idx) && cmpKey(i, idx[k+1]) == 0 {

@@ -131,7 +131,51 @@ func (s *Server) builderParse(w http.ResponseWriter, r *http.Request, _ *session
 		writeJSON(w, http.StatusOK, map[string]any{"errors": []lineError{{Line: 1, Col: 1, Msg: fmt.Sprintf("the builder edits one definition at a time; this text has %d (apply several at once with kiln apply)", len(set.Defs))}}})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"definition": set.Defs[0]})
+	out := map[string]any{"definition": set.Defs[0]}
+	if errs := s.check(in.Text); len(errs) > 0 {
+		out["errors"] = errs
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// check checks text against the live definitions (unknown traits, type
+// errors, cycles) without the cost of a dry run, so mistakes show while
+// typing. The text goes first in the combined source, so positions within
+// it are the user's; problems found only in other definitions are not
+// this text's to fix and are left out.
+func (s *Server) check(text string) []lineError {
+	set, err := rule.Parse(text)
+	if err != nil {
+		return lineErrors(err)
+	}
+	mine := map[string]bool{}
+	for _, d := range set.Defs {
+		mine[d.Name] = true
+	}
+	var b strings.Builder
+	b.WriteString(text)
+	b.WriteString("\n")
+	for _, d := range s.eng.Definitions() {
+		if !mine[d.Name] {
+			b.WriteString(d.Text)
+			b.WriteString("\n")
+		}
+	}
+	all, err := rule.Parse(b.String())
+	if err != nil {
+		return nil // a stored text that no longer parses is not the user's problem here
+	}
+	if _, err := rule.Check(all, nil); err != nil {
+		lines := strings.Count(text, "\n") + 1
+		var out []lineError
+		for _, e := range lineErrors(err) {
+			if e.Line <= lines {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // builderFormat turns the form's JSON into the canonical text.
@@ -155,9 +199,9 @@ func (s *Server) builderFormat(w http.ResponseWriter, r *http.Request, _ *sessio
 	}
 	out := map[string]any{"text": text}
 	// A form that is not finished yet (an empty event name, say) gives
-	// text that does not parse: say where, as for typed text.
-	if _, err := rule.Parse(text); err != nil {
-		out["errors"] = lineErrors(err)
+	// text that does not parse or check: say where, as for typed text.
+	if errs := s.check(text); len(errs) > 0 {
+		out["errors"] = errs
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -184,18 +228,18 @@ func orDefault(s, def string) string {
 }
 
 type preview struct {
-	Name    string          `json:"name"`
-	Kind    string          `json:"kind"`
-	New     bool            `json:"new"`
-	Size    int64           `json:"size"`
-	Before  int64           `json:"before"`
-	Entered int             `json:"entered"`
-	Exited  int             `json:"exited"`
-	Others  []otherChange   `json:"others,omitempty"`
-	Errors  []lineError     `json:"errors,omitempty"`
-	Took    string          `json:"took,omitempty"`
-	Sizes   map[string]int  `json:"-"`
-	Def     json.RawMessage `json:"-"`
+	Name      string        `json:"name"`
+	Title     string        `json:"title"`
+	Kind      string        `json:"kind"`
+	Unchanged bool          `json:"unchanged"`
+	New       bool          `json:"new"`
+	Size      int64         `json:"size"`
+	Before    int64         `json:"before"`
+	Entered   int           `json:"entered"`
+	Exited    int           `json:"exited"`
+	Others    []otherChange `json:"others,omitempty"`
+	Errors    []lineError   `json:"errors,omitempty"`
+	Took      string        `json:"took,omitempty"`
 }
 
 type otherChange struct {
@@ -224,7 +268,7 @@ func (s *Server) builderPreview(w http.ResponseWriter, r *http.Request, _ *sessi
 		return
 	}
 	def := set.Defs[0]
-	p := preview{Name: def.Name, Kind: def.Kind, New: true}
+	p := preview{Name: def.Name, Title: titleOr(def.Title, def.Name), Kind: def.Kind, New: true}
 	for _, d := range s.eng.Definitions() {
 		if d.Name == def.Name {
 			p.New, p.Before = false, d.Size
@@ -240,6 +284,7 @@ func (s *Server) builderPreview(w http.ResponseWriter, r *http.Request, _ *sessi
 		writeJSON(w, http.StatusOK, p)
 		return
 	}
+	p.Unchanged = len(res.Unchanged) > 0
 	p.Entered, p.Exited = res.Entered[def.Name], res.Exited[def.Name]
 	p.Size = p.Before + int64(p.Entered) - int64(p.Exited)
 	for _, n := range sortedKeys(res.Entered) {

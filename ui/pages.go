@@ -38,6 +38,7 @@ type overviewData struct {
 	Entered        int64
 	Exited         int64
 	Partial        bool
+	History        bool // some segment has recorded sizes to draw
 	Profiles       int64
 	Events         int64
 	Rate           float64
@@ -73,7 +74,13 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session)
 		})
 		d.Entered += entered[info.Name]
 		d.Exited += exited[info.Name]
+		if len(pts) > 2 {
+			d.History = true
+		}
 	}
+	sort.SliceStable(d.Segments, func(i, j int) bool {
+		return strings.ToLower(titleOr(d.Segments[i].Title, d.Segments[i].Name)) < strings.ToLower(titleOr(d.Segments[j].Title, d.Segments[j].Name))
+	})
 	if d.Profiles, err = s.st.CountProfiles(ctx); err != nil {
 		s.errorPage(w, r, sess, err)
 		return
@@ -570,6 +577,7 @@ type profileData struct {
 	Ident    string
 	Traits   []traitRow
 	Computed []traitRow
+	Empty    []traitRow // computed traits that are zero or have no value
 	Stored   []traitRow // Computed on the stored profile: predictions and scores
 	Explains []explainRow
 	Timeline []timelineRow
@@ -620,8 +628,23 @@ func (s *Server) profilePage(w http.ResponseWriter, r *http.Request, sess *sessi
 	}
 	computed, _ := s.eng.ProfileSegments(id)
 	for _, k := range sortedKeys(computed) {
-		d.Computed = append(d.Computed, traitRow{Name: k, Title: titles[k], Value: computed[k]})
+		row := traitRow{Name: k, Title: titles[k], Value: computed[k]}
+		if v := computed[k]; v == nil || v == 0.0 || v == 0 || v == "" {
+			d.Empty = append(d.Empty, row)
+		} else {
+			d.Computed = append(d.Computed, row)
+		}
 	}
+	byTitle := func(rows []traitRow) {
+		sort.Slice(rows, func(i, j int) bool {
+			return strings.ToLower(titleOr(rows[i].Title, rows[i].Name)) < strings.ToLower(titleOr(rows[j].Title, rows[j].Name))
+		})
+	}
+	byTitle(d.Computed)
+	byTitle(d.Empty)
+	slices.SortStableFunc(p.Identities, func(a, b kiln.Identity) int {
+		return slices.Index(kiln.IdentifierKinds, a.Kind) - slices.Index(kiln.IdentifierKinds, b.Kind)
+	})
 	for _, def := range defs {
 		if def.Kind != rule.KindSegment {
 			continue
@@ -637,7 +660,13 @@ func (s *Server) profilePage(w http.ResponseWriter, r *http.Request, sess *sessi
 		}
 		d.Explains = append(d.Explains, row)
 	}
-	sort.SliceStable(d.Explains, func(i, j int) bool { return d.Explains[i].In && !d.Explains[j].In })
+	sort.SliceStable(d.Explains, func(i, j int) bool {
+		a, b := d.Explains[i], d.Explains[j]
+		if a.In != b.In {
+			return a.In
+		}
+		return strings.ToLower(titleOr(a.Title, a.Segment)) < strings.ToLower(titleOr(b.Title, b.Segment))
+	})
 
 	anchors := make([]string, len(p.Identities))
 	for i, ident := range p.Identities {

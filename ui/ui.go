@@ -292,11 +292,17 @@ func (s *Server) funcs() template.FuncMap {
 	}
 }
 
+// titleOr gives a definition's title, or its name made readable
+// ("big_spenders" -> "Big spenders").
 func titleOr(title, name string) string {
 	if title != "" {
 		return title
 	}
-	return strings.ReplaceAll(name, "_", " ")
+	t := strings.ReplaceAll(name, "_", " ")
+	if t == "" {
+		return t
+	}
+	return strings.ToUpper(t[:1]) + t[1:]
 }
 
 func (s *Server) formatTime(t time.Time) string {
@@ -395,6 +401,18 @@ func formatValue(v any) string {
 		return x
 	case time.Time:
 		return x.Format("2 Jan 2006 15:04")
+	case map[string]any:
+		parts := make([]string, 0, len(x))
+		for _, k := range sortedKeys(x) {
+			parts = append(parts, k+": "+formatValue(x[k]))
+		}
+		return strings.Join(parts, ", ")
+	case []any:
+		parts := make([]string, len(x))
+		for i, v := range x {
+			parts[i] = formatValue(v)
+		}
+		return strings.Join(parts, ", ")
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -285,7 +285,7 @@
 
     function condEditor(c, path, set, removable) {
       var box = h('div', { 'class': 'node cond', role: 'group', 'aria-label': 'Condition' });
-      var head = h('div', { 'class': 'node-head' }, field('Profile', select(path + '.op', condOps, c.op, function (v) {
+      var head = h('div', { 'class': 'node-head' }, field('Condition', select(path + '.op', condOps, c.op, function (v) {
         var wrap = v === 'and' || v === 'or' || v === 'not';
         set(defaultCond(v, wrap ? c : null)); rerender(); changed();
       })));
@@ -439,8 +439,8 @@
 
     function parseText() {
       pending = post('/ui/builder/parse', { text: text.value }).then(function (r) {
-        if (r.errors) { showErrors(r.errors); staleEl.hidden = !def; return; }
-        showErrors([]);
+        showErrors(r.errors);
+        if (!r.definition) { staleEl.hidden = !def; return; }
         staleEl.hidden = true;
         def = r.definition;
         renderForm();
@@ -466,8 +466,10 @@
         if (p.kind !== 'segment') {
           previewEl.append(h('p', { text: 'This trait is valid' + (p.new ? '' : ' (it changes the saved one)') + '.' }));
         } else {
-          previewEl.append(h('p', { 'class': 'preview-num' }, h('span', { id: 'preview-size', text: p.size.toLocaleString() }), ' people would be in ' + p.name));
-          if (!p.new) previewEl.append(h('p', { 'class': 'muted', text: 'Now ' + p.before.toLocaleString() + ': ' + p.entered.toLocaleString() + ' would enter and ' + p.exited.toLocaleString() + ' would leave.' }));
+          previewEl.append(h('p', { 'class': 'preview-num' }, h('span', { id: 'preview-size', text: p.size.toLocaleString() }),
+            (p.size === 1 ? ' person ' : ' people ') + (p.unchanged ? 'are in ' : 'would be in ') + p.title));
+          if (p.unchanged) previewEl.append(h('p', { 'class': 'muted', text: 'This is the saved definition: nothing would change.' }));
+          else if (!p.new) previewEl.append(h('p', { 'class': 'muted', text: 'Now ' + p.before.toLocaleString() + ': ' + p.entered.toLocaleString() + ' would enter and ' + p.exited.toLocaleString() + ' would leave.' }));
         }
         if (p.others && p.others.length) {
           previewEl.append(h('p', { 'class': 'muted small', text: 'Also changes: ' + p.others.map(function (o) { return o.name + ' (+' + o.entered + ' / −' + o.exited + ')'; }).join(', ') }));

@@ -80,9 +80,14 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz
 
 	deleteTransitionsOf = `DELETE FROM transitions WHERE profile_id = $1`
 
+	// ON CONFLICT cannot touch a row twice in one statement: of several
+	// samples at one instant (as stored, in microseconds) the last wins,
+	// as it would written one by one.
 	upsertSegmentSizes = `
 INSERT INTO segment_sizes (segment, at, size)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[])
+SELECT DISTINCT ON (segment, at) segment, at, size
+FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) WITH ORDINALITY AS s(segment, at, size, ord)
+ORDER BY segment, at, ord DESC
 ON CONFLICT (segment, at) DO UPDATE SET size = excluded.size`
 
 	segmentSizes = `SELECT segment, at, size FROM segment_sizes WHERE segment = $1 AND at >= $2 ORDER BY at`
@@ -524,28 +529,14 @@ func (db *DB) SaveSegmentSizes(ctx context.Context, sizes []kiln.SegmentSize) er
 	if len(sizes) == 0 {
 		return nil
 	}
-	type key struct {
-		segment string
-		at      time.Time
-	}
-	idx := make(map[key]int, len(sizes))
-	var segs []string
-	var ats []pgtype.Timestamptz
-	var ns []int64
-	for _, s := range sizes {
+	n := len(sizes)
+	segs, ats, ns := make([]string, n), make([]pgtype.Timestamptz, n), make([]int64, n)
+	for i, s := range sizes {
 		if s.Segment == "" || s.At.IsZero() {
 			return fmt.Errorf("postgres: save segment sizes: %w", kiln.Errorf(kiln.EInvalid,
 				"segment size needs a segment and a time, got %q and %s", s.Segment, s.At.Format(time.RFC3339)))
 		}
-		// ON CONFLICT cannot touch a row twice in one statement: of two
-		// samples at one instant the last wins, as it would stored apart.
-		k := key{s.Segment, s.At.Truncate(time.Microsecond)}
-		if i, ok := idx[k]; ok {
-			ns[i] = s.Size
-			continue
-		}
-		idx[k] = len(segs)
-		segs, ats, ns = append(segs, s.Segment), append(ats, tval(s.At)), append(ns, s.Size)
+		segs[i], ats[i], ns[i] = s.Segment, tval(s.At), s.Size
 	}
 	if _, err := db.pool.Exec(ctx, upsertSegmentSizes, segs, ats, ns); err != nil {
 		return fmt.Errorf("postgres: save segment sizes: %w", err)

@@ -728,8 +728,9 @@ func testSegmentSizes(t *testing.T, s store.Store) {
 	if got := sizes(at(121)); len(got) != 0 {
 		t.Errorf("vip sizes after the last = %v", got)
 	}
-	// A sample at a stored instant replaces it.
-	if err := s.SaveSegmentSizes(ctx, []kiln.SegmentSize{{Segment: "vip", At: at(60), Size: 13}}); err != nil {
+	// A sample at a stored instant replaces it; of two in one call the
+	// last wins.
+	if err := s.SaveSegmentSizes(ctx, []kiln.SegmentSize{{Segment: "vip", At: at(60), Size: 14}, {Segment: "vip", At: at(60), Size: 13}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sizes(at(60)); !slices.Equal(got, []string{"13@60", "9@120"}) {

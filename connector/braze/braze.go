@@ -13,7 +13,6 @@ package braze
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -34,6 +33,9 @@ var rate = connector.Rate{PerSecond: 1000, Burst: 1000}
 // the workspace's REST endpoint (https://rest.iad-01.braze.com, …).
 type Config struct {
 	connector.Common
+	// BaseURL shadows Common's to make it required: there is no default
+	// endpoint (the workspace's REST endpoint, e.g. https://rest.iad-01.braze.com).
+	BaseURL string `json:"base_url" kiln:"required"`
 	// Attribute is the array custom attribute holding segment names;
 	// default "kiln_segments".
 	Attribute string `json:"attribute,omitempty"`
@@ -68,9 +70,7 @@ func New(raw json.RawMessage, secrets connector.Secrets, hc *http.Client) (conne
 	if err := connector.Decode(ID, raw, &cfg); err != nil {
 		return nil, err
 	}
-	if cfg.BaseURL == "" {
-		return nil, fmt.Errorf("%s config: missing required base_url (the workspace's REST endpoint, e.g. https://rest.iad-01.braze.com)", ID)
-	}
+	cfg.Common.BaseURL = cfg.BaseURL
 	set, err := cfg.Resolve(ID, "", maxBatch, rate)
 	if err != nil {
 		return nil, err

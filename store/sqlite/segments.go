@@ -324,13 +324,19 @@ func applyTransitions(ctx context.Context, tx *sql.Tx, ts []kiln.Transition) err
 			return kiln.Errorf(kiln.EInvalid, "transition %d of %d needs a segment and a profile id, got %q and %q",
 				i+1, len(ts), tr.Segment, tr.ProfileID)
 		}
-		what := fmt.Sprintf("transition of profile %s in segment %q", tr.ProfileID, tr.Segment)
-		var err error
-		if enc[i].at, err = nanos(tr.At, what); err != nil {
-			return err
+		// Messages are made only on failure: a burst is 100,000 of these.
+		if !tr.At.IsZero() {
+			if y := tr.At.Year(); y < 1678 || y > 2261 {
+				return kiln.Errorf(kiln.EInvalid, "transition of profile %s in segment %q: time %s is outside the years 1678-2261",
+					tr.ProfileID, tr.Segment, tr.At.Format(time.RFC3339))
+			}
+			enc[i].at = tr.At.UnixNano()
 		}
-		if enc[i].evidence, err = jsonText(tr.Evidence, what+": evidence"); err != nil {
-			return err
+		if len(tr.Evidence) > 0 {
+			if !json.Valid(tr.Evidence) {
+				return kiln.Errorf(kiln.EInvalid, "transition of profile %s in segment %q: evidence is not valid JSON", tr.ProfileID, tr.Segment)
+			}
+			enc[i].evidence = string(tr.Evidence)
 		}
 	}
 	// This is the only writer, so it can number the transitions itself.

@@ -109,8 +109,13 @@ func (s *segments) install(states map[string]*pstate) {
 			s.due = append(s.due, dueItem{at: ps.due, pid: pid})
 		}
 		for _, seg := range s.prog.Memberships(ps.st) {
-			s.sizes[seg]++
+			if !s.deferred(seg) {
+				s.sizes[seg]++
+			}
 		}
+	}
+	for seg := range s.sched {
+		s.sizes[seg] = int64(len(s.pub[seg]))
 	}
 	heapInit(&s.due)
 }
@@ -136,9 +141,15 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		e.segsDirty = true
 		return err
 	}
-	s.install(states)
 	stored := map[string][]string{}
+	for seg := range s.sched {
+		s.pub[seg] = map[string]bool{}
+	}
 	err = e.st.ScanMemberships(ctx, func(m kiln.Membership) error {
+		if s.deferred(m.Segment) {
+			s.pub[m.Segment][m.ProfileID] = true // published as stored; the schedule moves it
+			return nil
+		}
 		stored[m.ProfileID] = append(stored[m.ProfileID], m.Segment)
 		return nil
 	})
@@ -146,11 +157,16 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		e.segsDirty = true
 		return fmt.Errorf("reading stored memberships: %w", err)
 	}
+	s.install(states)
 	var res store.Resolution
 	for _, pid := range unionKeys(stored, states) {
 		var now []string
 		if ps := states[pid]; ps != nil {
-			now = s.prog.Memberships(ps.st)
+			for _, seg := range s.prog.Memberships(ps.st) {
+				if !s.deferred(seg) {
+					now = append(now, seg)
+				}
+			}
 		}
 		res.Transitions = s.diffQuiet(pid, stored[pid], now, asOf, kiln.ReasonRecompute, res.Transitions)
 	}
@@ -333,6 +349,9 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 	}
 	// Transitions: old memberships against new ones.
 	ns := &segments{prog: prog, defs: next, versions: versions, backfill: backfill, states: states, static: s.static, clock: s.clock, sizes: map[string]int64{}}
+	if err := ns.setSchedules(e.loc, now); err != nil {
+		return nil, definitionError(err)
+	}
 	var res store.Resolution
 	for _, pid := range unionKeys(s.states, states) {
 		before := s.memberships(pid)

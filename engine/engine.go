@@ -369,6 +369,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	res := e.res.Pending()
 	last := evs[len(evs)-1].Seq
 	res.Checkpoint = store.Checkpoint{Name: Checkpoint, Seq: last}
+	res.IndexUpTo = last
 	now := e.cfg.Now()
 	// On failure the segment states have moved past what is stored: they
 	// are rebuilt from the log before the next batch (rare, and simpler

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/eval"
 	"github.com/kiln-cdp/kiln/rule"
@@ -66,6 +68,90 @@ type segments struct {
 	sizes    map[string]int64
 	static   map[string][]string // profile -> static segments listing it
 	clock    int64               // evaluation time of the last batch, Unix ms
+
+	// Segments whose freshness is not real time publish their membership
+	// only when their schedule fires (or on a manual recompute). pub holds
+	// what was last published for each; the evaluator keeps computing in
+	// between, so publishing is a diff, not a recompute.
+	sched map[string]*schedule
+	pub   map[string]map[string]bool
+}
+
+// schedule is when a non-real-time segment publishes next.
+type schedule struct {
+	mode  string        // every, cron or manual
+	every time.Duration // for every
+	cron  cron.Schedule // for cron
+	loc   *time.Location
+	next  time.Time // zero for manual
+}
+
+func (sc *schedule) advance(now time.Time) {
+	switch sc.mode {
+	case rule.FreshEvery:
+		sc.next = now.Add(sc.every)
+	case rule.FreshCron:
+		sc.next = sc.cron.Next(now.In(sc.loc))
+	default:
+		sc.next = time.Time{}
+	}
+}
+
+// deferred reports whether seg publishes on a schedule.
+func (s *segments) deferred(seg string) bool { return s.sched[seg] != nil }
+
+// setSchedules reads the freshness of every segment of the program.
+func (s *segments) setSchedules(loc *time.Location, now time.Time) error {
+	s.sched = map[string]*schedule{}
+	if s.pub == nil {
+		s.pub = map[string]map[string]bool{}
+	}
+	if s.prog == nil {
+		return nil
+	}
+	for _, d := range s.prog.Definitions().Defs {
+		if d.Kind != rule.KindSegment || d.Freshness == nil || d.Freshness.Mode == rule.FreshRealtime || d.Freshness.Mode == "" {
+			continue
+		}
+		sc := &schedule{mode: d.Freshness.Mode, loc: loc}
+		switch d.Freshness.Mode {
+		case rule.FreshEvery:
+			sc.every = spanDuration(d.Freshness.Every)
+		case rule.FreshCron:
+			if d.Freshness.TZ != "" {
+				l, err := time.LoadLocation(d.Freshness.TZ)
+				if err != nil {
+					return fmt.Errorf("segment %s: time zone %q: %w", d.Name, d.Freshness.TZ, err)
+				}
+				sc.loc = l
+			}
+			cs, err := cron.ParseStandard(d.Freshness.Cron)
+			if err != nil {
+				return fmt.Errorf("segment %s: cron %q: %w", d.Name, d.Freshness.Cron, err)
+			}
+			sc.cron = cs
+		}
+		sc.advance(now)
+		s.sched[d.Name] = sc
+		if s.pub[d.Name] == nil {
+			s.pub[d.Name] = map[string]bool{}
+		}
+	}
+	return nil
+}
+
+func spanDuration(sp *rule.Span) time.Duration {
+	if sp == nil {
+		return time.Hour
+	}
+	unit := time.Minute
+	switch sp.Unit {
+	case "hours":
+		unit = time.Hour
+	case "days":
+		unit = 24 * time.Hour
+	}
+	return time.Duration(sp.N) * unit
 }
 
 func newSegments() *segments {
@@ -139,9 +225,13 @@ func applyTraits(ps *pstate, e *kiln.Event) bool {
 	return changed
 }
 
-// transitions turns a Result's changes into transition records.
+// transitions turns a Result's changes into transition records. Changes
+// of scheduled segments wait for their schedule.
 func (s *segments) transitions(pid string, r eval.Result, at time.Time, reason string, seq int64, out []kiln.Transition) []kiln.Transition {
 	for _, c := range r.Changed {
+		if s.deferred(c.Segment) {
+			continue
+		}
 		ev, _ := json.Marshal(c.Evidence)
 		out = append(out, kiln.Transition{
 			Segment: c.Segment, ProfileID: pid, Entered: c.Entered, At: at.UTC(),
@@ -156,13 +246,31 @@ func (s *segments) transitions(pid string, r eval.Result, at time.Time, reason s
 	return out
 }
 
-// memberships lists what pid is in under the current program.
+// memberships lists what pid is in as published: the live membership of
+// real-time segments and the last published one of scheduled segments.
 func (s *segments) memberships(pid string) []string {
-	ps := s.states[pid]
-	if ps == nil || s.prog == nil {
-		return nil
+	var out []string
+	if ps := s.states[pid]; ps != nil && s.prog != nil {
+		for _, seg := range s.prog.Memberships(ps.st) {
+			if !s.deferred(seg) {
+				out = append(out, seg)
+			}
+		}
 	}
-	return s.prog.Memberships(ps.st)
+	for seg := range s.sched {
+		if s.pub[seg][pid] {
+			out = append(out, seg)
+		}
+	}
+	return out
+}
+
+// computed lists what pid is in as evaluated now, scheduled or not.
+func (s *segments) computed(pid string) []string {
+	if ps := s.states[pid]; ps != nil && s.prog != nil {
+		return s.prog.Memberships(ps.st)
+	}
+	return nil
 }
 
 // diff records the transitions between two membership lists of a profile.
@@ -171,9 +279,15 @@ func (s *segments) diff(pid string, before, after []string, at time.Time, reason
 		if !slices.Contains(after, seg) {
 			out = append(out, kiln.Transition{Segment: seg, ProfileID: pid, Entered: false, At: at.UTC(), Version: s.versions[seg], Reason: reason, Act: act(seg, false)})
 			s.sizes[seg]--
+			if s.deferred(seg) {
+				delete(s.pub[seg], pid)
+			}
 		}
 	}
 	for _, seg := range after {
+		if s.deferred(seg) {
+			s.pub[seg][pid] = true
+		}
 		if !slices.Contains(before, seg) {
 			ev := s.evidence(pid, seg, at)
 			out = append(out, kiln.Transition{Segment: seg, ProfileID: pid, Entered: true, At: at.UTC(), Version: s.versions[seg], Reason: reason, Evidence: ev, Act: act(seg, true)})
@@ -219,13 +333,17 @@ func (s *segments) rebuildProfile(pid string, evs []kiln.Event, now time.Time) (
 	}
 	s.states[pid] = ps
 	s.schedule(pid, ps, r.NextDue)
-	return before, s.prog.Memberships(ps.st)
+	return before, s.memberships(pid)
 }
 
-// drop forgets a profile (merged away or deleted) and returns what it was in.
+// drop forgets a profile (merged away or deleted) and returns what it was
+// in, as published.
 func (s *segments) drop(pid string) []string {
 	m := s.memberships(pid)
 	delete(s.states, pid)
+	for seg := range s.sched {
+		delete(s.pub[seg], pid)
+	}
 	return m
 }
 
@@ -258,6 +376,9 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 		return fmt.Errorf("loading static segments: %w", err)
 	}
 	if s.clock, err = e.st.GetCheckpoint(ctx, ClockCheckpoint); err != nil {
+		return err
+	}
+	if err := s.setSchedules(e.loc, e.cfg.Now()); err != nil {
 		return err
 	}
 	e.segs = s
@@ -323,8 +444,21 @@ func (e *Engine) profileEvents(ctx context.Context, pid string, upTo int64) ([]k
 	return evs, nil
 }
 
-// nextDue is the earliest scheduled instant, or zero.
+// nextDue is the earliest instant the engine must wake for: a profile's
+// window boundary or a scheduled segment's publication; zero if none.
 func (e *Engine) nextDue() time.Time {
+	s := e.segs
+	if s == nil {
+		return time.Time{}
+	}
+	t := s.nextSchedule()
+	if d := e.nextProfileDue(); !d.IsZero() && (t.IsZero() || d.Before(t)) {
+		t = d
+	}
+	return t
+}
+
+func (e *Engine) nextProfileDue() time.Time {
 	s := e.segs
 	for s != nil && len(s.due) > 0 {
 		top := s.due[0]
@@ -411,5 +545,70 @@ func (e *Engine) sizesNow() map[string]int64 {
 
 func heapInit(h *dueHeap) { heap.Init(h) }
 
-// tickSchedules is where scheduled (non-real-time) freshness will run.
-func (e *Engine) tickSchedules(ctx context.Context) {}
+// tickSchedules publishes every scheduled segment whose time has come: the
+// differences between its evaluated and its published membership become
+// transitions with reason "recompute".
+func (e *Engine) tickSchedules(ctx context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.segs
+	if s == nil || len(s.sched) == 0 {
+		return
+	}
+	now := e.cfg.Now()
+	var res store.Resolution
+	var fired []string
+	for seg, sc := range s.sched {
+		if sc.next.IsZero() || now.Before(sc.next) {
+			continue
+		}
+		fired = append(fired, seg)
+		res.Transitions = s.publish(seg, now, res.Transitions)
+		sc.advance(now)
+	}
+	if len(res.Transitions) == 0 {
+		return
+	}
+	if err := e.st.ApplyResolution(ctx, res); err != nil {
+		e.log.Error("publishing scheduled segments failed; they are rebuilt from the log", "segments", fired, "err", err)
+		e.segsDirty = true
+		return
+	}
+	if m := e.cfg.Metrics; m != nil {
+		m.Transitions.WithLabelValues(kiln.ReasonRecompute).Add(float64(len(res.Transitions)))
+	}
+	e.notifyTransitions(res.Transitions)
+}
+
+// publish records the difference between seg's evaluated and published
+// membership, and makes the evaluated one published.
+func (s *segments) publish(seg string, now time.Time, out []kiln.Transition) []kiln.Transition {
+	pub := s.pub[seg]
+	for _, pid := range unionKeys(pub, s.states) {
+		was := pub[pid]
+		is := slices.Contains(s.computed(pid), seg)
+		if was == is {
+			continue
+		}
+		var before, after []string
+		if was {
+			before = []string{seg}
+		}
+		if is {
+			after = []string{seg}
+		}
+		out = s.diff(pid, before, after, now, kiln.ReasonRecompute, always, out)
+	}
+	return out
+}
+
+// nextSchedule is the earliest scheduled publication, or zero.
+func (s *segments) nextSchedule() time.Time {
+	var t time.Time
+	for _, sc := range s.sched {
+		if !sc.next.IsZero() && (t.IsZero() || sc.next.Before(t)) {
+			t = sc.next
+		}
+	}
+	return t
+}

@@ -47,7 +47,9 @@ type Batch struct {
 type Log interface {
 	// Append writes b in one transaction and returns once it is durable.
 	// An event whose (SourceID, MessageID) is already stored is a retry and
-	// is skipped. Append sets Seq on every new event (in b.Events order,
+	// is skipped: for all time on PostgreSQL (a unique index), within the
+	// dedup window on SQLite (at least 24 hours of message ids, as
+	// Segment's own service keeps). Append sets Seq on every new event (in b.Events order,
 	// increasing) and leaves it 0 on skipped ones; it returns the number of
 	// new events.
 	Append(ctx context.Context, b Batch) (int, error)
@@ -97,6 +99,11 @@ type Resolution struct {
 	// Checkpoint names a checkpoint set to Seq in the same transaction
 	// (Name "" for none).
 	Checkpoint Checkpoint
+	// IndexUpTo says every event up to this Seq has been processed. A
+	// backend may build secondary indexes of the log here rather than in
+	// Append, off the ingest path (SQLite builds its anchor index); queries
+	// must still see every event either way. 0: nothing to index.
+	IndexUpTo int64
 }
 
 // ProfileChange creates a profile or updates it.

@@ -21,12 +21,11 @@ const (
 
 	setLogLastSeq = `UPDATE log_state SET last_seq = ? WHERE id = 1`
 
-	// A retry (same source and message id) inserts nothing: RowsAffected 0.
+	// Retries are filtered out before the insert (see dedup.go).
 	insertEvent = `
 INSERT INTO events (seq, message_id, source_id, type, name, user_id, anonymous_id, previous_id,
                     group_id, anchor, ts, received_at, store, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (source_id, message_id) DO NOTHING`
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	insertReject = `
 INSERT INTO rejects (source_id, received_at, origin, idx, field, reason, payload)
@@ -37,12 +36,22 @@ VALUES (?, ?, ?, ?, ?, ?, ?)`
 
 	readEvents = `SELECT ` + eventColumns + ` FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
 
-	// limit -1 is "no limit" in SQLite.
+	// The indexed part of the log through event_anchors, and the short
+	// unindexed tail by scanning it. limit -1 is "no limit" in SQLite.
 	eventsByAnchor = `
 SELECT ` + eventColumns + ` FROM events
-WHERE anchor IN (SELECT value FROM json_each(?))
+WHERE seq IN (SELECT seq FROM event_anchors WHERE anchor IN (SELECT value FROM json_each(?1)))
+   OR (seq > (SELECT indexed_seq FROM index_state WHERE id = 1) AND anchor IN (SELECT value FROM json_each(?1)))
 ORDER BY ts DESC, seq DESC
-LIMIT ?`
+LIMIT ?2`
+
+	// indexAnchors extends the anchor index up to a Seq the processor has
+	// reached; see ApplyResolution.
+	indexAnchors = `
+INSERT OR IGNORE INTO event_anchors (anchor, ts, seq)
+SELECT anchor, coalesce(ts, 0), seq FROM events
+WHERE seq > (SELECT indexed_seq FROM index_state WHERE id = 1) AND seq <= ?1 AND anchor != ''`
+	setIndexed = `UPDATE index_state SET indexed_seq = max(indexed_seq, ?1) WHERE id = 1`
 
 	lastSeq     = `SELECT coalesce(max(seq), 0) FROM events`
 	countEvents = `SELECT count(*) FROM events`
@@ -133,38 +142,47 @@ func (db *DB) Append(ctx context.Context, b store.Batch) (int, error) {
 		return 0, fmt.Errorf("sqlite: append: %w", err)
 	}
 	added := 0
+	// The dedup window is checked and extended under one lock with the
+	// transaction, so two appends never both take the same message id.
+	db.amu.Lock()
+	defer db.amu.Unlock()
+	var fresh []dedupEntry
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		added = 0
+		fresh = fresh[:0]
 		if len(b.Events) > 0 {
 			// This is the only writer, so it can number the events itself.
 			var seq int64
 			if err := tx.QueryRowContext(ctx, logLastSeq).Scan(&seq); err != nil {
 				return err
 			}
+			if err := db.dedup.catchUp(ctx, tx, seq); err != nil {
+				return fmt.Errorf("reading recent message ids: %w", err)
+			}
 			stmt, err := tx.PrepareContext(ctx, insertEvent)
 			if err != nil {
 				return err
 			}
 			defer stmt.Close()
+			inBatch := make(map[[16]byte]struct{}, len(b.Events))
 			for i := range b.Events {
 				e := &b.Events[i]
 				a := &args[i]
-				res, err := stmt.ExecContext(ctx, seq+1, e.MessageID, e.SourceID, string(e.Type), e.Name, e.UserID,
-					e.AnonymousID, e.PreviousID, e.GroupID, e.Anchor, a.ts, a.received, e.Store, a.payload)
-				if err != nil {
-					return fmt.Errorf("event %q from source %q: %w", e.MessageID, e.SourceID, err)
-				}
-				n, err := res.RowsAffected()
-				if err != nil {
-					return err
-				}
-				if n == 0 {
-					e.Seq = 0
+				k := dedupKey(e.SourceID, e.MessageID)
+				_, again := inBatch[k]
+				if _, seen := db.dedup.seen[k]; seen || again {
+					e.Seq = 0 // a retry
 					continue
+				}
+				inBatch[k] = struct{}{}
+				if _, err := stmt.ExecContext(ctx, seq+1, e.MessageID, e.SourceID, string(e.Type), e.Name, e.UserID,
+					e.AnonymousID, e.PreviousID, e.GroupID, e.Anchor, a.ts, a.received, e.Store, a.payload); err != nil {
+					return fmt.Errorf("event %q from source %q: %w", e.MessageID, e.SourceID, err)
 				}
 				seq++
 				e.Seq = seq
 				added++
+				fresh = append(fresh, dedupEntry{k, e.ReceivedAt.UnixNano()})
 			}
 			if _, err := tx.ExecContext(ctx, setLogLastSeq, seq); err != nil {
 				return err
@@ -184,6 +202,18 @@ func (db *DB) Append(ctx context.Context, b store.Batch) (int, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		for _, f := range fresh {
+			db.dedup.add(f.key, f.at)
+		}
+		for i := len(b.Events) - 1; i >= 0; i-- {
+			if s := b.Events[i].Seq; s != 0 {
+				db.dedup.lastSeq = max(db.dedup.lastSeq, s)
+				break
+			}
+		}
+		db.dedup.evict()
+	}
 	if err != nil {
 		// Nothing was stored: no event keeps a Seq.
 		for i := range b.Events {

@@ -27,6 +27,21 @@ ON CONFLICT (id) DO UPDATE SET
 
 	deleteProfileRow = `DELETE FROM profiles WHERE id = ?`
 
+	// addProfileDelta applies a ProfileChange without reading the row:
+	// counts add, seen times widen, traits are replaced key by key (the
+	// first patch removes every key being set or deleted, the second sets
+	// the new values, so an object-valued trait is replaced, not merged).
+	addProfileDelta = `
+INSERT INTO profiles (id, created_at, updated_at, first_seen, last_seen, event_count, traits)
+VALUES (?1, ?2, ?2, ?3, ?4, ?5, NULLIF(json_patch('{}', ?7), '{}'))
+ON CONFLICT (id) DO UPDATE SET
+    updated_at  = coalesce(?2, updated_at),
+    first_seen  = CASE WHEN ?3 IS NULL THEN first_seen WHEN first_seen IS NULL OR ?3 < first_seen THEN ?3 ELSE first_seen END,
+    last_seen   = CASE WHEN ?4 IS NULL THEN last_seen WHEN last_seen IS NULL OR ?4 > last_seen THEN ?4 ELSE last_seen END,
+    event_count = event_count + ?5,
+    traits      = CASE WHEN ?6 IS NULL THEN traits
+                       ELSE NULLIF(json_patch(json_patch(coalesce(traits, '{}'), ?6), ?7), '{}') END`
+
 	renameProfile = `
 UPDATE profiles SET id = ?1,
     updated_at = CASE WHEN ?2 IS NOT NULL AND (updated_at IS NULL OR ?2 > updated_at) THEN ?2 ELSE updated_at END
@@ -99,7 +114,11 @@ VALUES (?, ?, ?, ?, ?, ?, ?)`
 
 	deleteMergesOf = `DELETE FROM merges WHERE into_id = ?1 OR from_id = ?1`
 
-	deleteEventsByAnchor = `DELETE FROM events WHERE anchor = ?`
+	deleteEventsByAnchor = `
+DELETE FROM events
+WHERE seq IN (SELECT seq FROM event_anchors WHERE anchor = ?1)
+   OR (seq > (SELECT indexed_seq FROM index_state WHERE id = 1) AND anchor = ?1)`
+	deleteAnchorsOf = `DELETE FROM event_anchors WHERE anchor = ?1`
 
 	insertSuppression = `
 INSERT INTO suppressions (kind, value, reason, created_at) VALUES (?, ?, ?, ?)
@@ -119,8 +138,22 @@ func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 				return fmt.Errorf("merge %s into %s: %w", m.From, m.Into, err)
 			}
 		}
+		var delta *sql.Stmt
 		for _, pc := range r.Profiles {
-			if err := applyProfileChange(ctx, tx, pc); err != nil {
+			if pc.Replace {
+				if err := applyProfileChange(ctx, tx, pc); err != nil {
+					return fmt.Errorf("profile %s: %w", pc.ID, err)
+				}
+				continue
+			}
+			if delta == nil {
+				var err error
+				if delta, err = tx.PrepareContext(ctx, addProfileDelta); err != nil {
+					return err
+				}
+				defer delta.Close()
+			}
+			if err := applyProfileDelta(ctx, delta, pc); err != nil {
 				return fmt.Errorf("profile %s: %w", pc.ID, err)
 			}
 		}
@@ -146,6 +179,14 @@ func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 		}
 		if err := applySegments(ctx, tx, r.Merges, r.Transitions); err != nil {
 			return err
+		}
+		if r.IndexUpTo > 0 {
+			if _, err := tx.ExecContext(ctx, indexAnchors, r.IndexUpTo); err != nil {
+				return fmt.Errorf("indexing events up to seq %d: %w", r.IndexUpTo, err)
+			}
+			if _, err := tx.ExecContext(ctx, setIndexed, r.IndexUpTo); err != nil {
+				return err
+			}
 		}
 		if r.Checkpoint.Name != "" {
 			if _, err := tx.ExecContext(ctx, setCheckpoint, r.Checkpoint.Name, r.Checkpoint.Seq); err != nil {
@@ -289,6 +330,37 @@ func applyProfileChange(ctx context.Context, tx *sql.Tx, pc store.ProfileChange)
 	}
 	changeProfile(p, pc)
 	return putProfile(ctx, tx, p)
+}
+
+// applyProfileDelta runs addProfileDelta for pc (not a Replace).
+func applyProfileDelta(ctx context.Context, stmt *sql.Stmt, pc store.ProfileChange) error {
+	if pc.ID == "" {
+		return kiln.Errorf(kiln.EInvalid, "profile change without a profile id")
+	}
+	var clear, set any
+	if len(pc.Traits) > 0 {
+		nulls := make(map[string]any, len(pc.Traits))
+		vals := make(map[string]any, len(pc.Traits))
+		for k, v := range pc.Traits {
+			nulls[k] = nil
+			if v != nil {
+				vals[k] = v
+			}
+		}
+		c, err := json.Marshal(nulls)
+		if err != nil {
+			return err
+		}
+		v, err := json.Marshal(vals)
+		if err != nil {
+			return fmt.Errorf("traits: %w", err)
+		}
+		clear, set = string(c), string(v)
+	} else {
+		set = "{}"
+	}
+	_, err := stmt.ExecContext(ctx, pc.ID, tval(pc.At), tval(pc.FirstSeen), tval(pc.LastSeen), pc.EventCount, clear, set)
+	return err
 }
 
 // changeProfile applies pc's deltas (or replacement values) to p.
@@ -566,6 +638,9 @@ func (db *DB) DeleteProfile(ctx context.Context, id string, suppress bool, reaso
 		for _, ident := range removed {
 			if _, err := del.ExecContext(ctx, ident.Identifier.String()); err != nil {
 				return fmt.Errorf("events of %s: %w", ident.Identifier, err)
+			}
+			if _, err := tx.ExecContext(ctx, deleteAnchorsOf, ident.Identifier.String()); err != nil {
+				return fmt.Errorf("event index of %s: %w", ident.Identifier, err)
 			}
 			if suppress {
 				if _, err := tx.ExecContext(ctx, insertSuppression, string(ident.Kind), ident.Value, reason, tval(at)); err != nil {

@@ -32,6 +32,7 @@ import (
 	"io/fs"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -47,9 +48,18 @@ var migrations embed.FS
 
 // DB is a Kiln store in one SQLite file. It is safe for concurrent use.
 type DB struct {
-	path string
-	w    *sql.DB // the single writer connection
-	r    *sql.DB // read-only connections
+	path  string
+	w     *sql.DB // the single writer connection
+	r     *sql.DB // read-only connections
+	amu   sync.Mutex
+	dedup *dedup // recent message ids, guarded by amu
+}
+
+// Options tune a database.
+type Options struct {
+	// DedupWindow is how long message ids are remembered to recognise
+	// retries (default DefaultDedupWindow).
+	DedupWindow time.Duration
 }
 
 var _ store.Store = (*DB)(nil)
@@ -71,8 +81,11 @@ const (
 )
 
 // Open opens (creating if needed) the SQLite database at path and brings
-// its schema up to date.
-func Open(path string) (*DB, error) {
+// its schema up to date, with default Options.
+func Open(path string) (*DB, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, o Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: open: empty database path")
 	}
@@ -121,7 +134,18 @@ func Open(path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
 	}
-	return &DB{path: path, w: w, r: r}, nil
+	db := &DB{path: path, w: w, r: r, dedup: newDedup(o.DedupWindow)}
+	var last int64
+	err = w.QueryRowContext(ctx, logLastSeq).Scan(&last)
+	if err == nil {
+		err = db.dedup.catchUp(ctx, r, last)
+	}
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: loading recent message ids: %w", path, err)
+	}
+	return db, nil
 }
 
 // Close checkpoints the whole WAL, so that the file is complete on its

@@ -145,6 +145,10 @@ func MessageOf(body []byte) string {
 			Message, Detail, Title, Code string
 			Field                        any
 		}
+		var text string
+		if json.Unmarshal(v.Errors, &text) == nil && text != "" {
+			return clip(text) // Shopify: {"errors": "[API] Invalid API key …"}
+		}
 		if json.Unmarshal(v.Errors, &items) == nil && len(items) > 0 {
 			var parts []string
 			for _, it := range items {

@@ -207,6 +207,8 @@ func TestMessageOf(t *testing.T) {
 		`{"title":"Resource Not Found","status":404,"detail":"The requested resource could not be found."}`: "Resource Not Found: The requested resource could not be found.",
 		`{"code":"invalid_parameter","message":"listId is invalid"}`:                                        "listId is invalid",
 		`plain text`: "plain text",
+		`{"errors":"[API] Invalid API key or access token"}`: "[API] Invalid API key or access token",
+		`{"meta":{"error":"x"}}`:                             `{"meta":{"error":"x"}}`,
 	}
 	for in, want := range cases {
 		if got := connector.MessageOf([]byte(in)); got != want {

@@ -168,7 +168,7 @@ func (p *Program) begin(st *State, now time.Time, w *work) {
 		if due == 0 || due > w.now {
 			continue
 		}
-		if a := p.dueAgg[d]; a >= 0 {
+		for _, a := range p.dueAggs[d] {
 			w.dirty.set(len(p.aggs), a)
 		}
 		for _, sg := range p.dueSegs[d] {

@@ -161,7 +161,8 @@ type Program struct {
 	aggSegs   [][]int // node -> segments reading it directly
 	profSegs  []int   // segments reading profile traits / static lists
 	dueSegs   [][]int // due slot -> segment owning that date condition
-	dueAgg    []int   // due slot -> node, or -1 for a date condition
+	dueAggs   [][]int // due slot -> nodes (none for a date condition)
+	dueKey    map[string]int
 	// A fresh state starts from these: every node's value over no events
 	// (0 for counts and sums, null otherwise) and the memberships of
 	// segments that do not read the profile.
@@ -185,7 +186,7 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 	}
 	p := &Program{
 		loc: loc, set: s, featKey: map[string]int{}, byEvent: map[string][]int{},
-		aggKey: map[string]int{}, traitIdx: map[string]int{}, segIdx: map[string]int{},
+		aggKey: map[string]int{}, traitIdx: map[string]int{}, segIdx: map[string]int{}, dueKey: map[string]int{},
 	}
 	h := fnv.New64a()
 	h.Write([]byte(rule.Format(s)))
@@ -226,13 +227,10 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 	}
 	p.aggSegs = make([][]int, len(p.aggs))
 	p.dueSegs = make([][]int, p.nDue)
-	p.dueAgg = make([]int, p.nDue)
-	for i := range p.dueAgg {
-		p.dueAgg[i] = -1
-	}
+	p.dueAggs = make([][]int, p.nDue)
 	for _, a := range p.aggs {
 		if a.due >= 0 {
-			p.dueAgg[a.due] = a.idx
+			p.dueAggs[a.due] = append(p.dueAggs[a.due], a.idx)
 		}
 	}
 	for _, sg := range p.segs {
@@ -420,7 +418,16 @@ func (p *Program) aggNodeFor(a *rule.Agg, name string) int {
 	}
 	idx := p.newNode(n, key)
 	if n.kind == akWin {
-		n.due = p.dueSlot()
+		// Aggregates over the same feature and window change at the
+		// same instants (the first record in the window leaves, or the
+		// period ends): they share a due slot.
+		dk := fmt.Sprintf("due:%d:%d:%d", n.feat, n.wk, n.span)
+		if slot, ok := p.dueKey[dk]; ok {
+			n.due = slot
+		} else {
+			n.due = p.dueSlot()
+			p.dueKey[dk] = n.due
+		}
 	}
 	f.users = append(f.users, idx)
 	return idx

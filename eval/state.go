@@ -453,6 +453,10 @@ func (p *Program) Rebuild(events []*kiln.Event, prof *Profile, now time.Time) (*
 		p.Apply(st, prof, ev, clock)
 	}
 	p.Advance(st, prof, now)
+	if cap(st.fix) > len(st.fix) {
+		// Rebuilt states are many and long-lived: drop the growth slack.
+		st.fix = append(make([]uint64, 0, len(st.fix)), st.fix...)
+	}
 	var res Result
 	for _, s := range p.segs {
 		if in, _ := p.Member(st, s.name); in {

@@ -245,6 +245,20 @@ func BenchmarkStateMemory(b *testing.B) {
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "heap-bytes/profile")
 		b.ReportMetric(float64(size)/n, "state-bytes/profile")
 		runtime.KeepAlive(states)
+		states = nil
+
+		// The same profiles rebuilt (the recompute path) keep no growth
+		// slack.
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		rebuilt := make([]*State, n)
+		for i, bp := range profiles {
+			rebuilt[i], _ = p.Rebuild(bp.events, bp.prof, benchBase)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "rebuilt-heap-bytes/profile")
+		runtime.KeepAlive(rebuilt)
 	}
 }
 

@@ -481,6 +481,65 @@ func (s *Server) redirectFlash(w http.ResponseWriter, r *http.Request, to, msg s
 	http.Redirect(w, r, to+sep+"flash="+url.QueryEscape(msg), http.StatusSeeOther)
 }
 
+// editStatic adds and removes people on an uploaded-list segment. Each
+// line names a profile id, an identifier (email:..., user_id:...) or a
+// bare email address.
+func (s *Server) editStatic(w http.ResponseWriter, r *http.Request, sess *session) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	back := "/ui/segments/" + url.PathEscape(name)
+	resolve := func(field string) ([]string, []string, error) {
+		var ids, unknown []string
+		for _, line := range strings.FieldsFunc(r.PostFormValue(field), func(c rune) bool { return c == '\n' || c == ',' || c == '\r' }) {
+			v := strings.TrimSpace(line)
+			if v == "" {
+				continue
+			}
+			if !strings.HasPrefix(v, "p_") && !strings.Contains(v, ":") && strings.Contains(v, "@") {
+				v = "email:" + strings.ToLower(v)
+			}
+			pid, err := s.resolveProfile(ctx, v)
+			if kiln.ErrorCode(err) == kiln.ENotFound {
+				unknown = append(unknown, line)
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			ids = append(ids, pid)
+		}
+		return ids, unknown, nil
+	}
+	add, unknownA, err := resolve("add")
+	if err != nil {
+		s.errorPage(w, r, sess, err)
+		return
+	}
+	remove, unknownR, err := resolve("remove")
+	if err != nil {
+		s.errorPage(w, r, sess, err)
+		return
+	}
+	if unknown := append(unknownA, unknownR...); len(unknown) > 0 {
+		s.redirectFlash(w, r, back, "Nothing changed: no profile found for "+strings.Join(unknown, ", ")+".")
+		return
+	}
+	n, err := s.eng.SetStatic(ctx, name, add, remove)
+	if err != nil {
+		if c := kiln.ErrorCode(err); c == kiln.EInvalid || c == kiln.ENotFound {
+			s.redirectFlash(w, r, back, "Nothing changed: "+kiln.ErrorMessage(err))
+			return
+		}
+		s.errorPage(w, r, sess, err)
+		return
+	}
+	who := "1 person"
+	if n != 1 {
+		who = fmt.Sprintf("%d people", n)
+	}
+	s.redirectFlash(w, r, back, "List updated: "+who+" joined or left.")
+}
+
 func (s *Server) recompute(w http.ResponseWriter, r *http.Request, sess *session) {
 	name := r.PathValue("name")
 	j, err := s.eng.Recompute(r.Context(), name)

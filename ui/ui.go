@@ -147,6 +147,7 @@ func (s *Server) Handler() http.Handler {
 	a("GET /ui/segments/{name}/members.csv", s.membersCSV)
 	a("POST /ui/segments/{name}/freshness", s.setFreshness)
 	a("POST /ui/segments/{name}/recompute", s.recompute)
+	a("POST /ui/segments/{name}/static", s.editStatic)
 	a("GET /ui/jobs/{id}", s.jobJSON)
 	a("GET /ui/profiles", s.profilesPage)
 	a("GET /ui/profiles/{id}", s.profilePage)

@@ -571,3 +571,49 @@ func TestTransitionSearch(t *testing.T) {
 
 func decodeB64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
 func encodeB64(b []byte) string          { return base64.RawURLEncoding.EncodeToString(b) }
+
+func TestStaticList(t *testing.T) {
+	h := newHarness(t, "")
+	seed(t, h, 3)
+	ctx := context.Background()
+	if _, err := h.Engine.ApplyDefinitions(ctx, "segment press \"Press\" static\n", false); err != nil {
+		t.Fatal(err)
+	}
+	c := h.signIn(t)
+	_, body := get(t, c, h.URL+"/ui/segments/press")
+	if !strings.Contains(body, "Update the list") {
+		t.Fatal("static segment page has no list form")
+	}
+	tok := csrfOf(t, body)
+	post := func(add, remove string) string {
+		res, err := c.PostForm(h.URL+"/ui/segments/press/static", url.Values{"csrf": {tok}, "add": {add}, "remove": {remove}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		loc, _ := url.QueryUnescape(res.Header.Get("Location"))
+		return loc
+	}
+	if loc := post("C001@example.com\nemail:c002@example.com", ""); !strings.Contains(loc, "2 people joined or left") {
+		t.Errorf("adding two: %q", loc)
+	}
+	if n, _ := h.DB.CountMembers(ctx, "press"); n != 2 {
+		t.Errorf("press has %d members, want 2", n)
+	}
+	if loc := post("nobody@example.com", "c001@example.com"); !strings.Contains(loc, "no profile found for nobody@example.com") {
+		t.Errorf("unknown address: %q", loc)
+	}
+	if n, _ := h.DB.CountMembers(ctx, "press"); n != 2 {
+		t.Errorf("a refused edit changed the list: %d members", n)
+	}
+	post("", "c001@example.com")
+	if n, _ := h.DB.CountMembers(ctx, "press"); n != 1 {
+		t.Errorf("after removing one: %d members, want 1", n)
+	}
+	// A computed segment takes no list.
+	res, _ := c.PostForm(h.URL+"/ui/segments/buyers/static", url.Values{"csrf": {tok}, "add": {"c003@example.com"}})
+	loc, _ := url.QueryUnescape(res.Header.Get("Location"))
+	if !strings.Contains(loc, "only static segments") {
+		t.Errorf("list edit of a computed segment: %q", loc)
+	}
+}

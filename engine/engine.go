@@ -39,7 +39,10 @@ type Config struct {
 	Blocklist []string
 	// PhoneCountryCode is assumed for phone numbers written without one.
 	PhoneCountryCode string
-	// BatchSize is how many events one transaction covers (default 2,000).
+	// BatchSize is the most events one transaction covers (default
+	// 10,000). A batch takes what is waiting, so at low rates each event
+	// commits on its own at once and under load writes coalesce: a
+	// customer's several events cost one profile write.
 	BatchSize int
 	// Poll is how often the log is checked when nothing woke the engine,
 	// e.g. for events another process imported (default 1s).
@@ -90,7 +93,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 2000
+		cfg.BatchSize = 10000
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second

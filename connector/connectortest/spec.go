@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -122,13 +123,16 @@ func LoadSpec(rel string, opt SpecOptions) (*OpenAPI, error) {
 	return v, nil
 }
 
+// isSwagger2 reads the top-level "swagger" key: it may sit anywhere in a
+// JSON file (Iterable's is at the end).
 func isSwagger2(data []byte) bool {
-	head := data
-	if len(head) > 4096 {
-		head = head[:4096]
+	if json.Valid(data) {
+		var v struct {
+			Swagger string `json:"swagger"`
+		}
+		return json.Unmarshal(data, &v) == nil && strings.HasPrefix(v.Swagger, "2.")
 	}
-	return bytes.Contains(head, []byte(`swagger: "2.0"`)) || bytes.Contains(head, []byte(`"swagger": "2.0"`)) ||
-		bytes.Contains(head, []byte(`swagger: '2.0'`)) || bytes.Contains(head, []byte(`"swagger":"2.0"`))
+	return regexp.MustCompile(`(?m)^swagger:\s*["']?2\.`).Match(data)
 }
 
 // convertSwagger2 converts a Swagger 2.0 document to OpenAPI 3 with

@@ -171,11 +171,10 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		res.Transitions = s.diffQuiet(pid, stored[pid], now, asOf, kiln.ReasonRecompute, res.Transitions)
 	}
 	if len(res.Transitions) > 0 {
-		if err := e.st.ApplyResolution(ctx, res); err != nil {
+		if err := e.write(ctx, &res); err != nil {
 			e.segsDirty = true
 			return fmt.Errorf("reconciling memberships: %w", err)
 		}
-		e.notifyTransitions(res.Transitions)
 	}
 	e.log.Info("segment state rebuilt from the event log", "events", upTo, "profiles", len(states),
 		"reconciled", len(res.Transitions), "took", time.Since(start).Round(time.Millisecond))
@@ -377,7 +376,7 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 	if err := e.st.SaveDefinitions(ctx, changed); err != nil {
 		return nil, fmt.Errorf("saving definitions: %w", err)
 	}
-	if err := e.st.ApplyResolution(ctx, res); err != nil {
+	if err := e.write(ctx, &res); err != nil {
 		// The definitions are saved; the next start reconciles memberships.
 		e.segsDirty = true
 		return nil, fmt.Errorf("recording the backfill's transitions: %w", err)
@@ -386,7 +385,6 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 		ns.install(states)
 	}
 	e.segs = ns
-	e.notifyTransitions(res.Transitions)
 	e.log.Info("definitions applied", "created", len(out.Created), "changed", len(out.Changed), "deleted", len(out.Deleted), "transitions", len(res.Transitions), "took", out.Took)
 	return out, nil
 }
@@ -641,7 +639,7 @@ func (e *Engine) recompute(ctx context.Context, j *Job) error {
 		}
 		res.Transitions = s.diffQuiet(pid, before, after, now, kiln.ReasonRecompute, res.Transitions)
 	}
-	if err := e.st.ApplyResolution(ctx, res); err != nil {
+	if err := e.write(ctx, &res); err != nil {
 		return fmt.Errorf("recording the recompute's transitions: %w", err)
 	}
 	if j.Segment == "" {
@@ -661,7 +659,6 @@ func (e *Engine) recompute(ctx context.Context, j *Job) error {
 	}
 	j.Done = j.Total
 	e.jobs.mu.Unlock()
-	e.notifyTransitions(res.Transitions)
 	return nil
 }
 
@@ -724,11 +721,10 @@ func (e *Engine) SetStatic(ctx context.Context, segment string, add, remove []st
 	for _, pid := range remove {
 		touch(pid, false)
 	}
-	if err := e.st.ApplyResolution(ctx, res); err != nil {
+	if err := e.write(ctx, &res); err != nil {
 		e.segsDirty = true
 		return 0, err
 	}
-	e.notifyTransitions(res.Transitions)
 	return len(res.Transitions), nil
 }
 

@@ -57,6 +57,14 @@ type Config struct {
 	// OnTransitions, if set, is called with every batch of transitions
 	// after it is durable (followers, latency measurement).
 	OnTransitions func([]kiln.Transition)
+	// Planner, if set, adds to each Resolution with transitions the actions
+	// they trigger, before it is written.
+	Planner Planner
+}
+
+// Planner turns transitions into actions written in the same transaction.
+type Planner interface {
+	Plan(ctx context.Context, res *store.Resolution) error
 }
 
 // Engine processes the event log.
@@ -382,7 +390,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		e.segsDirty = true
 		return 0, err
 	}
-	if err := e.st.ApplyResolution(ctx, res); err != nil {
+	if err := e.write(ctx, &res); err != nil {
 		e.res.Abort()
 		e.segsDirty = true
 		return 0, fmt.Errorf("writing resolution up to seq %d: %w", last, err)
@@ -392,7 +400,6 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	if m := e.cfg.Metrics; m != nil && len(res.Transitions) > 0 {
 		m.Transitions.WithLabelValues(kiln.ReasonEvent).Add(float64(len(res.Transitions)))
 	}
-	e.notifyTransitions(res.Transitions)
 	if e.head.Load() < last {
 		e.head.Store(last)
 	}
@@ -486,9 +493,8 @@ func (e *Engine) Unmerge(ctx context.Context, mergeID int64) (*kiln.Merge, error
 		before, after := e.segs.rebuildProfile(pid, evs, now)
 		res.Transitions = e.segs.diff(pid, before, after, now, kiln.ReasonProfile, always, res.Transitions)
 	}
-	if err := e.st.ApplyResolution(ctx, res); err != nil {
+	if err := e.write(ctx, &res); err != nil {
 		return nil, fmt.Errorf("recomputing profiles after unmerge: %w", err)
 	}
-	e.notifyTransitions(res.Transitions)
 	return m, nil
 }

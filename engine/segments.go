@@ -513,7 +513,7 @@ func (e *Engine) expire(ctx context.Context) (int, error) {
 	if len(res.Transitions) == 0 {
 		return n, nil
 	}
-	if err := e.st.ApplyResolution(ctx, res); err != nil {
+	if err := e.write(ctx, &res); err != nil {
 		return n, fmt.Errorf("recording %d expiries: %w", len(res.Transitions), err)
 	}
 	if m := e.cfg.Metrics; m != nil {
@@ -523,14 +523,26 @@ func (e *Engine) expire(ctx context.Context) (int, error) {
 		}
 		m.Transitions.WithLabelValues(kiln.ReasonExpiry).Add(float64(len(res.Transitions)))
 	}
-	e.notifyTransitions(res.Transitions)
 	return n, nil
 }
 
-func (e *Engine) notifyTransitions(ts []kiln.Transition) {
-	if e.cfg.OnTransitions != nil && len(ts) > 0 {
-		e.cfg.OnTransitions(ts)
+// write is the one way the engine commits: the planner (if any) adds the
+// actions the transitions trigger to the same Resolution, so an action is
+// durable exactly when the transition that caused it is (a transactional
+// outbox); then followers are told.
+func (e *Engine) write(ctx context.Context, res *store.Resolution) error {
+	if e.cfg.Planner != nil && len(res.Transitions) > 0 {
+		if err := e.cfg.Planner.Plan(ctx, res); err != nil {
+			return fmt.Errorf("planning actions for %d transitions: %w", len(res.Transitions), err)
+		}
 	}
+	if err := e.st.ApplyResolution(ctx, *res); err != nil {
+		return err
+	}
+	if e.cfg.OnTransitions != nil && len(res.Transitions) > 0 {
+		e.cfg.OnTransitions(res.Transitions)
+	}
+	return nil
 }
 
 // sizes returns the in-memory segment sizes.
@@ -569,7 +581,7 @@ func (e *Engine) tickSchedules(ctx context.Context) {
 	if len(res.Transitions) == 0 {
 		return
 	}
-	if err := e.st.ApplyResolution(ctx, res); err != nil {
+	if err := e.write(ctx, &res); err != nil {
 		e.log.Error("publishing scheduled segments failed; they are rebuilt from the log", "segments", fired, "err", err)
 		e.segsDirty = true
 		return
@@ -577,7 +589,6 @@ func (e *Engine) tickSchedules(ctx context.Context) {
 	if m := e.cfg.Metrics; m != nil {
 		m.Transitions.WithLabelValues(kiln.ReasonRecompute).Add(float64(len(res.Transitions)))
 	}
-	e.notifyTransitions(res.Transitions)
 }
 
 // publish records the difference between seg's evaluated and published

@@ -31,6 +31,9 @@ var ErrNoSpecs = errors.New("vendor specs not found")
 // from the directory holding go.mod (the workspace layout).
 func SpecsDir() (string, error) {
 	if d := os.Getenv("KILN_SPECS"); d != "" {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return "", fmt.Errorf("%w: KILN_SPECS=%s is not a directory", ErrNoSpecs, d)
+		}
 		return d, nil
 	}
 	dir, err := os.Getwd()

@@ -322,7 +322,7 @@ func TestSegmentPage(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("segment page: %d", code)
 	}
-	for _, want := range []string{"Buyers", ">60<", "Recent entries and exits", "c001@example.com", "Export CSV", "Recompute now"} {
+	for _, want := range []string{"Buyers", ">60<", "Recent entries and exits", "@example.com", "Export CSV", "Recompute now"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("segment page lacks %q", want)
 		}
@@ -343,8 +343,8 @@ func TestSegmentPage(t *testing.T) {
 
 	// Search finds one member by the start of their email.
 	_, body = get(t, c, h.URL+"/ui/segments/big_spenders?q=c011")
-	if !strings.Contains(body, "c011@example.com") || strings.Contains(body, "c012@example.com") {
-		t.Errorf("search c011 in big_spenders: wrong rows")
+	if rows := membersTable(body); !strings.Contains(rows, "c011@example.com") || strings.Count(rows, "<tr>") != 2 {
+		t.Errorf("search c011 in big_spenders: want only c011, got %s", rows)
 	}
 	_, body = get(t, c, h.URL+"/ui/segments/big_spenders?q=c009")
 	if !strings.Contains(body, "No members match") {
@@ -616,4 +616,15 @@ func TestStaticList(t *testing.T) {
 	if !strings.Contains(loc, "only static segments") {
 		t.Errorf("list edit of a computed segment: %q", loc)
 	}
+}
+
+// membersTable cuts the members table out of a segment page (the page
+// lists recent entries with emails too).
+func membersTable(page string) string {
+	i := strings.Index(page, `id="members"`)
+	if i < 0 {
+		return ""
+	}
+	j := strings.Index(page[i:], "</table>")
+	return page[i : i+j]
 }

@@ -190,3 +190,29 @@ func TestResolveByExternalIDAndPhone(t *testing.T) {
 	}
 	connectortest.Run(t, h)
 }
+
+// BenchmarkDeliver1000 adds 1,000 existing profiles to a list: 10 lookups
+// and one list call against the fake, without spec validation.
+func BenchmarkDeliver1000(b *testing.B) {
+	h := harness()
+	fk := newFake(nil)
+	srv := connectortest.NewServer(b, fk, nil)
+	c, err := connector.New(klaviyo.ID, h.FullConfig(srv.URL, 0), h.Secrets, srv.Client())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cs []connector.Change
+	for i := range 1000 {
+		m := connectortest.DefaultMember(i)
+		fk.Book().Upsert(m.Email, m.Phone, m.UserID)
+		cs = append(cs, connector.Change{Op: connector.OpAdd, Member: m, Segment: "vip"})
+	}
+	for b.Loop() {
+		for _, r := range c.Deliver(b.Context(), cs) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+	}
+	b.ReportMetric(float64(len(srv.Requests()))/float64(b.N), "requests/op")
+}

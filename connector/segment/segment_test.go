@@ -220,3 +220,22 @@ func TestSizeLimits(t *testing.T) {
 		t.Errorf("60 messages of 20 KB went in %d requests", n)
 	}
 }
+
+// BenchmarkDeliver1000 forwards 1,000 transitions (10 batches of 100).
+func BenchmarkDeliver1000(b *testing.B) {
+	fk := newFake(nil)
+	srv := connectortest.NewServer(b, fk, nil)
+	c, _ := connector.New(segment.ID, harness().FullConfig(srv.URL, 0), connector.Secrets{"write_key": writeKey}, srv.Client())
+	var cs []connector.Change
+	for i := range 1000 {
+		cs = append(cs, connector.Change{Op: connector.OpAdd, Member: connectortest.DefaultMember(i), Segment: "vip", Version: 1,
+			IdempotencyKey: fmt.Sprint("k", i)})
+	}
+	for b.Loop() {
+		for _, r := range c.Deliver(b.Context(), cs) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+	}
+}

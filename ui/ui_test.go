@@ -628,3 +628,42 @@ func membersTable(page string) string {
 	j := strings.Index(page[i:], "</table>")
 	return page[i : i+j]
 }
+
+func TestModels(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.signIn(t)
+	_, body := get(t, c, h.URL+"/ui/models")
+	if !strings.Contains(body, "No report yet") {
+		t.Fatal("models page before any report lacks its empty state")
+	}
+	tok := csrfOf(t, body)
+	build := func() string {
+		res, err := c.PostForm(h.URL+"/ui/models", url.Values{"csrf": {tok}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, b := get(t, c, h.URL+"/ui/models")
+			if !strings.Contains(b, "Building since") {
+				return b
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the report is still building after 20s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// No orders: the page says why there is no report.
+	if b := build(); !strings.Contains(b, "no completed orders") {
+		t.Error("a report over no orders does not say there are none")
+	}
+	seed(t, h, 20)
+	b := build()
+	for _, want := range []string{`<span class="tile-label">Customers</span><span class="tile-num">20</span>`, `<span class="tile-label">Orders read</span><span class="tile-num">20</span>`, "verdict:"} {
+		if !strings.Contains(b, want) {
+			t.Errorf("models page lacks %q", want)
+		}
+	}
+}

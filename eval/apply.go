@@ -19,13 +19,6 @@ type Profile struct {
 	Static []string
 }
 
-func (pr *Profile) traits() map[string]any {
-	if pr == nil {
-		return nil
-	}
-	return pr.Traits
-}
-
 func (pr *Profile) inStatic(name string) bool {
 	return pr != nil && slices.Contains(pr.Static, name)
 }
@@ -409,7 +402,7 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 		}
 	}
 	if w.segs.any {
-		env := condEnv{p: p, st: st, traits: prof.traits(), now: now, due: p.dueOf(st)}
+		env := condEnv{p: p, st: st, prof: prof, now: now, due: p.dueOf(st)}
 		segs := w.segs.words(nseg)
 		for wi := 0; wi < len(segs); wi++ {
 			for segs[wi] != 0 {
@@ -463,7 +456,7 @@ func (p *Program) change(st *State, prof *Profile, s *segNode, in bool, now int6
 	ch := Change{Segment: s.name, Entered: in}
 	if s.cond != nil {
 		ch.Evidence = make([]Evidence, 0, s.leaves)
-		ev := condEnv{p: p, st: st, traits: prof.traits(), now: now, evidence: &ch.Evidence}
+		ev := condEnv{p: p, st: st, prof: prof, now: now, evidence: &ch.Evidence}
 		ev.eval(s.cond)
 	} else {
 		ch.Evidence = []Evidence{{Condition: "listed in static segment " + s.name, Value: Value{boolV(in)}, Holds: in}}
@@ -723,10 +716,17 @@ type condEnv struct {
 	st       *State
 	vals     []value // naive
 	members  []bool  // naive
-	traits   map[string]any
+	prof     *Profile // read only when a condition reads a trait: it is cold memory
 	now      int64
 	due      []int64 // date conditions write their next change here
 	evidence *[]Evidence
+}
+
+func (e *condEnv) trait(name string) any {
+	if e.prof == nil {
+		return nil
+	}
+	return e.prof.Traits[name]
 }
 
 func (e *condEnv) node(i int) value {
@@ -778,7 +778,7 @@ func (e *condEnv) eval(c *cnode) bool {
 		v := e.node(c.node)
 		return e.note(c, v, compare(v, c.cmp, c.lit, c.list))
 	case cProfile:
-		x := e.traits[c.profile]
+		x := e.trait(c.profile)
 		if c.cmp == "contains" {
 			return e.note(c, toValue(x), containsAny(x, c.lit))
 		}
@@ -788,7 +788,7 @@ func (e *condEnv) eval(c *cnode) bool {
 		in := e.member(c.seg)
 		return e.note(c, boolV(in), in)
 	}
-	x := e.traits[c.profile]
+	x := e.trait(c.profile)
 	var holds bool
 	var due int64
 	switch c.op {

@@ -33,7 +33,7 @@ func (p *Program) Explain(st *State, prof *Profile, segment string, now time.Tim
 		}
 		return &Node{Condition: "static segment " + s.name, Holds: in, Why: why}, nil
 	}
-	env := &condEnv{p: p, st: c, traits: prof.traits(), now: c.now}
+	env := &condEnv{p: p, st: c, prof: prof, now: c.now}
 	return env.explain(s.cond), nil
 }
 
@@ -104,7 +104,7 @@ func (e *condEnv) explain(c *cnode) *Node {
 
 // dateWhy says how far a date condition is from holding.
 func (e *condEnv) dateWhy(c *cnode, v string) string {
-	x := e.traits[c.profile]
+	x := e.trait(c.profile)
 	if c.op == cAnniv {
 		y, m, d, days, ok := e.p.nextAnniversary(x, e.now)
 		if !ok {

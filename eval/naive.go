@@ -45,7 +45,7 @@ func (p *Program) Naive(events []*kiln.Event, prof *Profile, at time.Time) Snaps
 		}
 	}
 	members := make([]bool, len(p.segs))
-	env := condEnv{p: p, vals: vals, members: members, traits: prof.traits(), now: now}
+	env := condEnv{p: p, vals: vals, members: members, prof: prof, now: now}
 	snap := Snapshot{Traits: map[string]any{}, Segments: map[string]bool{}}
 	for _, s := range p.segs {
 		if s.static {

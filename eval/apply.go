@@ -714,8 +714,8 @@ func evalExpr(c *cexpr, get func(int) value) (float64, bool) {
 type condEnv struct {
 	p        *Program
 	st       *State
-	vals     []value // naive
-	members  []bool  // naive
+	vals     []value  // naive
+	members  []bool   // naive
 	prof     *Profile // read only when a condition reads a trait: it is cold memory
 	now      int64
 	due      []int64 // date conditions write their next change here

@@ -537,6 +537,38 @@ func Run(t *testing.T, h Harness) {
 		mustOK(t, "after the vendor recovered", e.deliver(t, t.Context(), e.changes(connector.OpAdd, segs[0], 0, 2)))
 	})
 
+	t.Run("concurrent", func(t *testing.T) {
+		// Connectors are shared by the outbox's workers: concurrent
+		// Deliver calls (with -race) must neither race nor lose changes.
+		e := setup(t, h, spec)
+		if h.MustExist {
+			e.seed(0, 8)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, r := range e.conn.Deliver(t.Context(), e.changes(connector.OpAdd, segs[w%len(segs)], 2*w, 2*w+2)) {
+					if r.Err != nil {
+						errs <- r.Err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		for i := range 8 {
+			if key := h.Lists[segs[(i/2)%len(segs)]]; !e.srv.Fake.Book().InList(h.member(i), key) {
+				t.Errorf("member %d is not on %s after concurrent adds", i, key)
+			}
+		}
+	})
+
 	t.Run("network", func(t *testing.T) {
 		e := setup(t, h, nil)
 		e.srv.Close()

@@ -10,6 +10,7 @@
 package klaviyo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -268,9 +269,14 @@ func (k *klaviyo) lookup(ctx context.Context, field string, changes []connector.
 			vals = append(vals, v)
 		}
 	}
-	list, _ := json.Marshal(vals)
+	// Klaviyo's filter strings are JSON-like; do not let json.Marshal turn
+	// & < > (legal in emails) into \u escapes Klaviyo would not read.
+	var list bytes.Buffer
+	enc := json.NewEncoder(&list)
+	enc.SetEscapeHTML(false)
+	enc.Encode(vals)
 	q := url.Values{}
-	q.Set("filter", fmt.Sprintf("any(%s,%s)", field, list))
+	q.Set("filter", fmt.Sprintf("any(%s,%s)", field, bytes.TrimSpace(list.Bytes())))
 	q.Set("page[size]", fmt.Sprint(pageSize))
 	q.Set("fields[profile]", "email,external_id,phone_number")
 	var resp struct {

@@ -187,6 +187,12 @@ const customersQuery = `query KilnCustomers($q: String!, $n: Int!) {
   customers(first: $n, query: $q) { nodes { id defaultEmailAddress { emailAddress } } }
 }`
 
+// quote makes a double-quoted search term, so + @ and spaces stay inside
+// it; only backslash and the quote are escaped.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
 // lookup returns email → customer GID for the members of idx.
 func (s *shopify) lookup(ctx context.Context, changes []connector.Change, idx []int) (map[string]string, error) {
 	var terms []string
@@ -194,8 +200,7 @@ func (s *shopify) lookup(ctx context.Context, changes []connector.Change, idx []
 	for _, i := range idx {
 		if e := email(changes[i].Member); !seen[e] {
 			seen[e] = true
-			q, _ := json.Marshal(e) // a quoted search term survives + and @
-			terms = append(terms, "email:"+string(q))
+			terms = append(terms, "email:"+quote(e))
 		}
 	}
 	data, err := s.graphql(ctx, customersQuery, map[string]any{"q": strings.Join(terms, " OR "), "n": len(terms)})

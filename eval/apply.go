@@ -436,7 +436,7 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 			}
 		}
 	}
-	if recs := p.recsOf(st); p.horizon > 0 && len(recs) > 0 && int64(recs[0]) <= now-p.horizon {
+	if recs := p.recsOf(st); len(recs) > 0 && int64(recs[0]) <= now-p.horizon {
 		p.prune(st, now-p.horizon)
 	}
 	// Strings of pruned records and replaced first/last values are

@@ -439,3 +439,19 @@ func TestExplainDates(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+// A future event in a program without windows is kept until its time
+// comes, then folded and dropped.
+func TestFutureEventWithoutWindows(t *testing.T) {
+	p := mustCompile(t, `trait n = count of "A" all time`, nil)
+	st := p.NewState()
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	res := p.Apply(st, nil, track("A", now.Add(time.Hour), nil), now)
+	if p.TraitValues(st)["n"] != 0.0 || !res.NextDue.Equal(now.Add(time.Hour)) {
+		t.Fatalf("before: %v %v", p.TraitValues(st), res.NextDue)
+	}
+	res = p.Advance(st, nil, res.NextDue)
+	if p.TraitValues(st)["n"] != 1.0 || !res.NextDue.IsZero() || len(p.recsOf(st)) != 0 {
+		t.Fatalf("after: %v %v, %d record words left", p.TraitValues(st), res.NextDue, len(p.recsOf(st)))
+	}
+}

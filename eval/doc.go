@@ -22,7 +22,8 @@
 //
 // A Program is immutable and safe for concurrent use; a State is not (one
 // goroutine per profile at a time). Compile fails exactly when rule.Check
-// does; evaluation never fails.
+// does; evaluation never fails. Passing a State made by another Program
+// panics: that is a wiring bug (decoded snapshots go through Adopt).
 //
 // Apply takes events in any order: an event is placed by its timestamp,
 // so late events update windows and first/last correctly, and an event

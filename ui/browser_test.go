@@ -251,3 +251,37 @@ func TestBrowserTextErrors(t *testing.T) {
 		t.Errorf("cursor at %s after clicking the error, want 56", pos)
 	}
 }
+
+// TestBrowserAccessibility checks every page for what keyboard and
+// screen-reader users need: each visible form control has a label, the
+// first Tab reaches the skip link, and charts carry a text alternative.
+func TestBrowserAccessibility(t *testing.T) {
+	h := newHarness(t, "")
+	seed(t, h, 5)
+	ctx := newBrowser(t, 1280, 900)
+	signInBrowser(t, ctx, h)
+	pid, err := h.DB.ProfileFor(context.Background(), kiln.Identifier{Kind: kiln.Email, Value: "c003@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const unlabelled = `Array.from(document.querySelectorAll('input, select, textarea')).filter(function (e) {
+		if (e.type === 'hidden' || e.offsetParent === null) return false;
+		return !(e.labels && e.labels.length) && !e.getAttribute('aria-label');
+	}).map(function (e) { return e.outerHTML.slice(0, 80); }).join(' | ')`
+	for _, p := range []string{"/ui/", "/ui/segments/new", "/ui/segments/buyers", "/ui/profiles", "/ui/profiles/" + pid, "/ui/automations", "/ui/destinations", "/ui/models"} {
+		within(t, ctx, 20*time.Second, "opening "+p, chromedp.Navigate(h.URL+p), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		if p == "/ui/segments/new" {
+			within(t, ctx, 10*time.Second, "waiting for the form", chromedp.WaitVisible(chromedp.CSS(`[data-path="condition.op"]`)))
+		}
+		if bad := evalString(t, ctx, unlabelled); bad != "" {
+			t.Errorf("%s: controls without a label: %s", p, bad)
+		}
+		within(t, ctx, 10*time.Second, "pressing Tab on "+p, chromedp.KeyEvent("\t"))
+		if got := evalString(t, ctx, `document.activeElement ? document.activeElement.textContent : ''`); got != "Skip to content" {
+			t.Errorf("%s: the first Tab focuses %q, want the skip link", p, got)
+		}
+		if bad := evalString(t, ctx, `Array.from(document.querySelectorAll('svg')).filter(function (s) { return !s.getAttribute('aria-label'); }).length + ''`); bad != "0" {
+			t.Errorf("%s: %s charts without a text alternative", p, bad)
+		}
+	}
+}

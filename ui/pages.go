@@ -397,6 +397,9 @@ func (s *Server) membersCSV(w http.ResponseWriter, r *http.Request, sess *sessio
 				rec[2], _ = profileLabel(p)
 				rec[3], rec[4], rec[5] = identOf(p, kiln.Email), identOf(p, kiln.UserID), identOf(p, kiln.Phone)
 			}
+			for i := range rec {
+				rec[i] = csvSafe(rec[i])
+			}
 			_ = cw.Write(rec)
 		}
 		after = ms[len(ms)-1].ProfileID
@@ -406,6 +409,24 @@ func (s *Server) membersCSV(w http.ResponseWriter, r *http.Request, sess *sessio
 		}
 	}
 	cw.Flush()
+}
+
+// csvSafe keeps a spreadsheet from running a cell as a formula: customer
+// data (a name typed into a sign-up form) can start with "=". Phone
+// numbers keep their "+".
+func csvSafe(v string) string {
+	if v == "" {
+		return v
+	}
+	switch v[0] {
+	case '=', '-', '@', '\t', '\r':
+		return "'" + v
+	case '+':
+		if strings.Trim(v[1:], "0123456789 ") != "" {
+			return "'" + v
+		}
+	}
+	return v
 }
 
 func identOf(p *kiln.Profile, kind kiln.IdentifierKind) string {

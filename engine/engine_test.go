@@ -275,3 +275,50 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// A segment with a schedule publishes membership changes only when its
+// schedule fires; a manual one only on recompute.
+func TestScheduledFreshness(t *testing.T) {
+	b := setup(t, true)
+	defs := `segment buyers_q { count of "Order Completed" in last 30 days >= 1 }
+  freshness every 15 minutes
+segment buyers_manual { count of "Order Completed" in last 30 days >= 1 }
+  freshness manual
+segment buyers_now { count of "Order Completed" in last 30 days >= 1 }`
+	if _, err := b.e.ApplyDefinitions(context.Background(), defs, false); err != nil {
+		t.Fatal(err)
+	}
+	t0 := b.now()
+	b.send(t, "cy", order(t0.Add(-time.Hour), 10))
+	if !b.member(t, "buyers_now", "cy") || b.member(t, "buyers_q", "cy") || b.member(t, "buyers_manual", "cy") {
+		t.Fatal("only the real-time segment should have the new member yet")
+	}
+	b.clock.Store(t0.Add(15*time.Minute + time.Second).UnixMilli())
+	b.e.Wake()
+	deadline := time.Now().Add(5 * time.Second)
+	for !b.member(t, "buyers_q", "cy") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !b.member(t, "buyers_q", "cy") {
+		t.Fatal("the scheduled segment did not publish when its schedule fired")
+	}
+	if b.member(t, "buyers_manual", "cy") {
+		t.Fatal("the manual segment published without a recompute")
+	}
+	j, err := b.e.Recompute(context.Background(), "buyers_manual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if got, _ := b.e.Job(j.ID); got.State != "running" {
+			if got.State != "done" || got.Entered != 1 {
+				t.Fatalf("recompute job: %+v", got)
+			}
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !b.member(t, "buyers_manual", "cy") {
+		t.Fatal("recompute did not publish the manual segment")
+	}
+}

@@ -32,6 +32,7 @@ type Store interface {
 	Keys
 	Checkpoints
 	Segments
+	Outbox
 	// Close releases the database. Callers stop using the store first.
 	Close() error
 }
@@ -96,6 +97,9 @@ type Resolution struct {
 	// above: each is appended to the transition log (the store sets its ID
 	// in this slice) and updates the current memberships (see Segments).
 	Transitions []kiln.Transition
+	// Actions are outbox items for Transitions (see Outbox), written after
+	// them so that each gets the ID of its transition.
+	Actions []OutboxItem
 	// Checkpoint names a checkpoint set to Seq in the same transaction
 	// (Name "" for none).
 	Checkpoint Checkpoint

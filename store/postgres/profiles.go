@@ -150,6 +150,9 @@ func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 		if err := applySegments(ctx, tx, r.Merges, r.Transitions); err != nil {
 			return err
 		}
+		if err := applyActions(ctx, tx, r.Transitions, r.Actions); err != nil {
+			return err
+		}
 		if r.Checkpoint.Name != "" {
 			if _, err := tx.Exec(ctx, setCheckpoint, r.Checkpoint.Name, r.Checkpoint.Seq); err != nil {
 				return fmt.Errorf("checkpoint %q: %w", r.Checkpoint.Name, err)

@@ -180,6 +180,9 @@ func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 		if err := applySegments(ctx, tx, r.Merges, r.Transitions); err != nil {
 			return err
 		}
+		if err := applyActions(ctx, tx, r.Transitions, r.Actions); err != nil {
+			return err
+		}
 		if r.IndexUpTo > 0 {
 			if _, err := tx.ExecContext(ctx, indexAnchors, r.IndexUpTo); err != nil {
 				return fmt.Errorf("indexing events up to seq %d: %w", r.IndexUpTo, err)

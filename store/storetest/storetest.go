@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		})
 	}
 	t.Run("Segments", func(t *testing.T) { runSegments(t, open) })
+	t.Run("Outbox", func(t *testing.T) { runOutbox(t, open) })
 }
 
 var ctx = context.Background()

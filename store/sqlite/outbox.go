@@ -1,0 +1,435 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+var _ store.Outbox = (*DB)(nil)
+
+const (
+	outboxColumns = `id, transition_id, profile_id, destination, automation, key, payload, state, attempts, due, next_at, created_at, finished_at, last_error, capped`
+
+	insertOutbox = `
+INSERT INTO outbox (transition_id, profile_id, destination, automation, key, payload, state, attempts, due, next_at, created_at, capped)
+VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)`
+
+	// A lane's head is its pending item with the lowest (due, id); only
+	// heads are claimed, and only when due and not leased. The literal
+	// 'pending' lets SQLite use the partial indexes.
+	claimOutbox = `
+UPDATE outbox SET claimed_until = ?1
+WHERE id IN (
+    SELECT o.id FROM outbox o
+    WHERE o.state = 'pending' AND o.next_at <= ?2
+      AND (o.claimed_until IS NULL OR o.claimed_until <= ?2)
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox p
+          WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
+            AND (p.due < o.due OR (p.due = o.due AND p.id < o.id)))
+    ORDER BY o.next_at, o.id
+    LIMIT ?3)
+RETURNING ` + outboxColumns
+
+	finishOutbox = `
+UPDATE outbox SET state = ?, attempts = attempts + ?, next_at = coalesce(?, next_at), finished_at = ?,
+    last_error = ?, claimed_until = NULL
+WHERE id = ?`
+
+	nextOutboxDue = `SELECT min(next_at) FROM outbox WHERE state = 'pending' AND next_at > ?`
+
+	listOutbox = `SELECT ` + outboxColumns + ` FROM outbox WHERE id > ? ORDER BY id LIMIT ?`
+
+	listOutboxState = `SELECT ` + outboxColumns + ` FROM outbox WHERE state = ? AND id > ? ORDER BY state, id LIMIT ?`
+
+	replayOutbox = `
+UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, finished_at = NULL, claimed_until = NULL, last_error = ''
+WHERE state = 'dead' AND id = ?`
+
+	replayAllOutbox = `
+UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, finished_at = NULL, claimed_until = NULL, last_error = ''
+WHERE state = 'dead'`
+
+	countDelivered = `
+SELECT count(*) FROM outbox
+WHERE state = 'delivered' AND capped = 1 AND profile_id = ? AND finished_at >= ?`
+
+	destinationColumns = `id, name, kind, config, sealed, rate_limit, created_at`
+
+	insertDestination = `INSERT INTO destinations (` + destinationColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)`
+
+	getDestination = `SELECT ` + destinationColumns + ` FROM destinations WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`
+
+	listDestinations = `SELECT ` + destinationColumns + ` FROM destinations ORDER BY name`
+
+	deleteDestination = `DELETE FROM destinations WHERE id = ?`
+
+	automationColumns = `id, name, segment, on_event, delay, recheck, destination, options, enabled, hook, created_at, updated_at`
+
+	putAutomation = `
+INSERT INTO automations (` + automationColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET name = excluded.name, segment = excluded.segment, on_event = excluded.on_event,
+    delay = excluded.delay, recheck = excluded.recheck, destination = excluded.destination, options = excluded.options,
+    enabled = excluded.enabled, hook = excluded.hook, updated_at = excluded.updated_at`
+
+	getAutomation = `SELECT ` + automationColumns + ` FROM automations WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`
+
+	listAutomations = `SELECT ` + automationColumns + ` FROM automations ORDER BY name`
+
+	deleteAutomation = `DELETE FROM automations WHERE id = ?`
+)
+
+// applyActions is ApplyResolution's outbox step, after the transitions
+// (which it takes its transition IDs from).
+func applyActions(ctx context.Context, tx *sql.Tx, ts []kiln.Transition, items []store.OutboxItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, insertOutbox)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range items {
+		it := &items[i]
+		if it.Transition < 0 || it.Transition >= len(ts) {
+			return kiln.Errorf(kiln.EInvalid, "outbox item %d of %d refers to transition %d of %d", i+1, len(items), it.Transition, len(ts))
+		}
+		if it.ProfileID == "" || it.Destination == "" || it.Key == "" {
+			return kiln.Errorf(kiln.EInvalid, "outbox item %d of %d needs a profile, a destination and a key, got %q, %q and %q", i+1, len(items), it.ProfileID, it.Destination, it.Key)
+		}
+		payload, err := jsonText(it.Payload, "outbox item payload")
+		if err != nil {
+			return err
+		}
+		due, err := nanos(it.Due, "outbox item due time")
+		if err != nil {
+			return err
+		}
+		if due == nil {
+			return kiln.Errorf(kiln.EInvalid, "outbox item %d of %d has no due time", i+1, len(items))
+		}
+		it.TransitionID = ts[it.Transition].ID
+		res, err := stmt.ExecContext(ctx, it.TransitionID, it.ProfileID, it.Destination, it.Automation, it.Key, payload, due, due, tval(it.CreatedAt), b2i(it.Capped))
+		if err != nil {
+			return fmt.Errorf("outbox item for transition %d: %w", it.TransitionID, err)
+		}
+		if it.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		it.State = store.OutboxPending
+		it.NextAt = it.Due
+	}
+	return nil
+}
+
+func scanOutbox(rows *sql.Rows) ([]store.OutboxItem, error) {
+	defer rows.Close()
+	var out []store.OutboxItem
+	for rows.Next() {
+		var (
+			it                         store.OutboxItem
+			payload                    sql.NullString
+			due, next, created, finish sql.NullInt64
+			capped                     int
+		)
+		if err := rows.Scan(&it.ID, &it.TransitionID, &it.ProfileID, &it.Destination, &it.Automation, &it.Key, &payload, &it.State,
+			&it.Attempts, &due, &next, &created, &finish, &it.LastError, &capped); err != nil {
+			return nil, err
+		}
+		it.Payload = jsonGet(payload)
+		it.Due, it.NextAt, it.CreatedAt, it.FinishedAt = tget(due), tget(next), tget(created), tget(finish)
+		it.Capped = capped != 0
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// ClaimOutbox leases due lane heads; see store.Outbox.
+func (db *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.OutboxItem, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []store.OutboxItem
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, claimOutbox, now.Add(lease).UnixNano(), now.UnixNano(), limit)
+		if err != nil {
+			return err
+		}
+		out, err = scanOutbox(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim outbox items: %w", err)
+	}
+	slices.SortFunc(out, func(a, b store.OutboxItem) int {
+		if c := a.NextAt.Compare(b.NextAt); c != 0 {
+			return c
+		}
+		return int(a.ID - b.ID)
+	})
+	return out, nil
+}
+
+// FinishOutbox records outcomes; see store.Outbox.
+func (db *DB) FinishOutbox(ctx context.Context, results []store.OutboxResult) error {
+	if len(results) == 0 {
+		return nil
+	}
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, finishOutbox)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, r := range results {
+			var next, finished any
+			switch r.State {
+			case store.OutboxPending:
+				if next = tval(r.NextAt); next == nil {
+					return kiln.Errorf(kiln.EInvalid, "outbox item %d: a retry needs the time of the next attempt", r.ID)
+				}
+			case store.OutboxDelivered, store.OutboxDead, store.OutboxSkipped:
+				finished = tval(r.At)
+			default:
+				return kiln.Errorf(kiln.EInvalid, "outbox item %d: unknown state %q", r.ID, r.State)
+			}
+			if _, err := stmt.ExecContext(ctx, r.State, b2i(r.Attempted), next, finished, r.Error, r.ID); err != nil {
+				return fmt.Errorf("outbox item %d: %w", r.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: finish outbox items: %w", err)
+	}
+	return nil
+}
+
+// NextOutboxDue returns the earliest future attempt; see store.Outbox.
+func (db *DB) NextOutboxDue(ctx context.Context, after time.Time) (time.Time, error) {
+	var n sql.NullInt64
+	if err := db.r.QueryRowContext(ctx, nextOutboxDue, after.UnixNano()).Scan(&n); err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: next outbox due: %w", err)
+	}
+	return tget(n), nil
+}
+
+// ListOutbox returns outbox items by ID.
+func (db *DB) ListOutbox(ctx context.Context, q store.OutboxQuery) ([]store.OutboxItem, error) {
+	if q.Limit <= 0 {
+		q.Limit = defaultPageLimit
+	}
+	var rows *sql.Rows
+	var err error
+	if q.State == "" {
+		rows, err = db.r.QueryContext(ctx, listOutbox, q.After, q.Limit)
+	} else {
+		rows, err = db.r.QueryContext(ctx, listOutboxState, q.State, q.After, q.Limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list outbox: %w", err)
+	}
+	out, err := scanOutbox(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list outbox: %w", err)
+	}
+	return out, nil
+}
+
+// ReplayOutbox makes dead items pending again; see store.Outbox.
+func (db *DB) ReplayOutbox(ctx context.Context, ids []int64, now time.Time) (int, error) {
+	var n int64
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		if len(ids) == 0 {
+			res, err := tx.ExecContext(ctx, replayAllOutbox, now.UnixNano())
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		}
+		for _, id := range ids {
+			res, err := tx.ExecContext(ctx, replayOutbox, now.UnixNano(), id)
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: replay dead letters: %w", err)
+	}
+	return int(n), nil
+}
+
+// CountDelivered counts capped deliveries to a profile since a time.
+func (db *DB) CountDelivered(ctx context.Context, profileID string, since time.Time) (int, error) {
+	var n int
+	if err := db.r.QueryRowContext(ctx, countDelivered, profileID, since.UnixNano()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count deliveries to %s: %w", profileID, err)
+	}
+	return n, nil
+}
+
+// CreateDestination stores a new destination.
+func (db *DB) CreateDestination(ctx context.Context, d store.Destination) error {
+	if d.ID == "" || d.Name == "" || d.Kind == "" {
+		return kiln.Errorf(kiln.EInvalid, "destination needs an id, a name and a kind, got %q, %q and %q", d.ID, d.Name, d.Kind)
+	}
+	cfg, err := jsonText(d.Config, "destination "+d.Name+": config")
+	if err != nil {
+		return err
+	}
+	_, err = db.w.ExecContext(ctx, insertDestination, d.ID, d.Name, d.Kind, cfg, d.Sealed, d.RateLimit, tval(d.CreatedAt))
+	if isUnique(err) {
+		return fmt.Errorf("destination %q: %w", d.Name, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: create destination %s: %w", d.Name, err)
+	}
+	return nil
+}
+
+func scanDestination(sc interface{ Scan(...any) error }) (*store.Destination, error) {
+	var (
+		d       store.Destination
+		cfg     sql.NullString
+		created sql.NullInt64
+	)
+	if err := sc.Scan(&d.ID, &d.Name, &d.Kind, &cfg, &d.Sealed, &d.RateLimit, &created); err != nil {
+		return nil, err
+	}
+	d.Config, d.CreatedAt = jsonGet(cfg), tget(created)
+	return &d, nil
+}
+
+// GetDestination returns a destination by ID or name.
+func (db *DB) GetDestination(ctx context.Context, idOrName string) (*store.Destination, error) {
+	d, err := scanDestination(db.r.QueryRowContext(ctx, getDestination, idOrName, idOrName, idOrName))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("destination %q: %w", idOrName, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: destination %s: %w", idOrName, err)
+	}
+	return d, nil
+}
+
+// ListDestinations returns every destination by name.
+func (db *DB) ListDestinations(ctx context.Context) ([]store.Destination, error) {
+	rows, err := db.r.QueryContext(ctx, listDestinations)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list destinations: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Destination
+	for rows.Next() {
+		d, err := scanDestination(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list destinations: %w", err)
+		}
+		out = append(out, *d)
+	}
+	return out, rows.Err()
+}
+
+// DeleteDestination removes a destination.
+func (db *DB) DeleteDestination(ctx context.Context, id string) error {
+	return db.deleteByID(ctx, deleteDestination, "destination", id)
+}
+
+func (db *DB) deleteByID(ctx context.Context, query, what, id string) error {
+	res, err := db.w.ExecContext(ctx, query, id)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete %s %s: %w", what, id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%s %q: %w", what, id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// PutAutomation creates or replaces an automation.
+func (db *DB) PutAutomation(ctx context.Context, a store.Automation) error {
+	if a.ID == "" || a.Name == "" || a.Segment == "" || a.Destination == "" {
+		return kiln.Errorf(kiln.EInvalid, "automation needs an id, a name, a segment and a destination, got %q, %q, %q and %q", a.ID, a.Name, a.Segment, a.Destination)
+	}
+	opts, err := jsonText(a.Options, "automation "+a.Name+": options")
+	if err != nil {
+		return err
+	}
+	_, err = db.w.ExecContext(ctx, putAutomation, a.ID, a.Name, a.Segment, a.On, int64(a.Delay), a.Recheck, a.Destination, opts,
+		b2i(a.Enabled), b2i(a.Hook), tval(a.CreatedAt), tval(a.UpdatedAt))
+	if isUnique(err) || err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: automations.name") {
+		return fmt.Errorf("automation %q: %w", a.Name, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: put automation %s: %w", a.Name, err)
+	}
+	return nil
+}
+
+func scanAutomation(sc interface{ Scan(...any) error }) (*store.Automation, error) {
+	var (
+		a                store.Automation
+		opts             sql.NullString
+		delay            int64
+		enabled, hook    int
+		created, updated sql.NullInt64
+	)
+	if err := sc.Scan(&a.ID, &a.Name, &a.Segment, &a.On, &delay, &a.Recheck, &a.Destination, &opts, &enabled, &hook, &created, &updated); err != nil {
+		return nil, err
+	}
+	a.Delay, a.Options, a.Enabled, a.Hook = time.Duration(delay), jsonGet(opts), enabled != 0, hook != 0
+	a.CreatedAt, a.UpdatedAt = tget(created), tget(updated)
+	return &a, nil
+}
+
+// GetAutomation returns an automation by ID or name.
+func (db *DB) GetAutomation(ctx context.Context, idOrName string) (*store.Automation, error) {
+	a, err := scanAutomation(db.r.QueryRowContext(ctx, getAutomation, idOrName, idOrName, idOrName))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("automation %q: %w", idOrName, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: automation %s: %w", idOrName, err)
+	}
+	return a, nil
+}
+
+// ListAutomations returns every automation by name.
+func (db *DB) ListAutomations(ctx context.Context) ([]store.Automation, error) {
+	rows, err := db.r.QueryContext(ctx, listAutomations)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list automations: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Automation
+	for rows.Next() {
+		a, err := scanAutomation(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list automations: %w", err)
+		}
+		out = append(out, *a)
+	}
+	return out, rows.Err()
+}
+
+// DeleteAutomation removes an automation.
+func (db *DB) DeleteAutomation(ctx context.Context, id string) error {
+	return db.deleteByID(ctx, deleteAutomation, "automation", id)
+}

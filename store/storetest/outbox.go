@@ -1,0 +1,327 @@
+package storetest
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+func runOutbox(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"WrittenWithTransitions", testOutboxWritten},
+		{"RefusedAtomically", testOutboxRefused},
+		{"LaneOrder", testOutboxLaneOrder},
+		{"LeaseExpires", testOutboxLease},
+		{"DeadAndReplay", testOutboxDeadReplay},
+		{"CountDelivered", testOutboxCountDelivered},
+		{"Destinations", testDestinations},
+		{"Automations", testAutomations},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			})
+			tc.fn(t, s)
+		})
+	}
+}
+
+// item is an outbox item for transition i, due at minute m.
+func item(i int, profile, dest string, m int) store.OutboxItem {
+	return store.OutboxItem{Transition: i, ProfileID: profile, Destination: dest, Automation: "a_" + dest,
+		Key: kiln.NewID("k_"), Payload: json.RawMessage(`{"n":1}`), Due: at(m), CreatedAt: at(0)}
+}
+
+// plan writes one entry transition per item (in the item's profile) with the items.
+func plan(t *testing.T, s store.Store, items ...store.OutboxItem) []store.OutboxItem {
+	t.Helper()
+	r := store.Resolution{}
+	for i := range items {
+		r.Transitions = append(r.Transitions, tr("vip", items[i].ProfileID, true, 0, 1, kiln.ReasonEvent))
+		items[i].Transition = i
+	}
+	r.Actions = items
+	mustApply(t, s, r)
+	for i, it := range items {
+		if it.ID == 0 || it.TransitionID != r.Transitions[i].ID || it.TransitionID == 0 {
+			t.Fatalf("item %d: ID %d, transition ID %d, want IDs set and transition %d", i, it.ID, it.TransitionID, r.Transitions[i].ID)
+		}
+	}
+	return items
+}
+
+func claim(t *testing.T, s store.Store, now time.Time, limit int) []store.OutboxItem {
+	t.Helper()
+	got, err := s.ClaimOutbox(ctx, now, time.Minute, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func ids(items []store.OutboxItem) []int64 {
+	out := make([]int64, len(items))
+	for i, it := range items {
+		out[i] = it.ID
+	}
+	return out
+}
+
+func wantIDs(t *testing.T, what string, got []store.OutboxItem, want ...int64) {
+	t.Helper()
+	g := ids(got)
+	if len(g) != len(want) {
+		t.Fatalf("%s: got items %v, want %v", what, g, want)
+	}
+	for i := range g {
+		if g[i] != want[i] {
+			t.Fatalf("%s: got items %v, want %v", what, g, want)
+		}
+	}
+}
+
+func finish(t *testing.T, s store.Store, rs ...store.OutboxResult) {
+	t.Helper()
+	if err := s.FinishOutbox(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testOutboxWritten(t *testing.T, s store.Store) {
+	items := plan(t, s, item(0, "p1", "d1", 0), item(1, "p2", "d1", 5))
+	got, err := s.ListOutbox(ctx, store.OutboxQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("listed %d items, want 2", len(got))
+	}
+	for i, g := range got {
+		w := items[i]
+		if g.ID != w.ID || g.TransitionID != w.TransitionID || g.ProfileID != w.ProfileID || g.Destination != w.Destination ||
+			g.Automation != w.Automation || g.Key != w.Key || g.State != store.OutboxPending || g.Attempts != 0 {
+			t.Errorf("item %d: got %+v, want %+v", i, g, w)
+		}
+		wantTime(t, "due", g.Due, w.Due)
+		wantTime(t, "next attempt", g.NextAt, w.Due)
+		if !jsonEqual(decodeMap(t, g.Payload), map[string]any{"n": 1.0}) {
+			t.Errorf("payload %s", g.Payload)
+		}
+	}
+	trs, err := s.Transitions(ctx, store.TransitionQuery{})
+	if err != nil || len(trs) != 2 || trs[0].ID != got[0].TransitionID {
+		t.Fatalf("transitions %v (err %v) do not match the items", trs, err)
+	}
+}
+
+func decodeMap(t *testing.T, raw json.RawMessage) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	return m
+}
+
+func testOutboxRefused(t *testing.T, s store.Store) {
+	r := store.Resolution{
+		Transitions: []kiln.Transition{tr("vip", "p1", true, 0, 1, kiln.ReasonEvent)},
+		Actions:     []store.OutboxItem{item(0, "p1", "d1", 0), item(3, "p1", "d1", 0)},
+		Checkpoint:  store.Checkpoint{Name: "resolver", Seq: 7},
+	}
+	if err := s.ApplyResolution(ctx, r); kiln.ErrorCode(err) != kiln.EInvalid {
+		t.Fatalf("an item referring to a missing transition: got %v, want an invalid error", err)
+	}
+	got, _ := s.ListOutbox(ctx, store.OutboxQuery{})
+	trs, _ := s.Transitions(ctx, store.TransitionQuery{})
+	cp, _ := s.GetCheckpoint(ctx, "resolver")
+	if len(got) != 0 || len(trs) != 0 || cp != 0 {
+		t.Fatalf("a refused resolution left %d items, %d transitions, checkpoint %d", len(got), len(trs), cp)
+	}
+}
+
+func testOutboxLaneOrder(t *testing.T, s store.Store) {
+	// p1->d1 has three items; p1->d2 and p2->d1 are other lanes.
+	it := plan(t, s, item(0, "p1", "d1", 0), item(1, "p1", "d1", 1), item(2, "p1", "d2", 2), item(3, "p2", "d1", 3), item(4, "p1", "d1", 4))
+	now := at(10)
+	got := claim(t, s, now, 10)
+	wantIDs(t, "first claim: one head per lane", got, it[0].ID, it[2].ID, it[3].ID)
+	wantIDs(t, "claimed items are leased", claim(t, s, now, 10))
+	// The head fails and retries at minute 12: its lane waits for it.
+	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxPending, Attempted: true, NextAt: at(12), At: now, Error: "HTTP 503"},
+		store.OutboxResult{ID: it[2].ID, State: store.OutboxDelivered, Attempted: true, At: now},
+		store.OutboxResult{ID: it[3].ID, State: store.OutboxDelivered, Attempted: true, At: now})
+	wantIDs(t, "lane held by a retry", claim(t, s, at(11), 10))
+	next, err := s.NextOutboxDue(ctx, at(11))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTime(t, "next due", next, at(12))
+	got = claim(t, s, at(12), 10)
+	wantIDs(t, "retry due", got, it[0].ID)
+	if got[0].Attempts != 1 || got[0].State != store.OutboxPending {
+		t.Fatalf("retried item: %+v, want 1 attempt, pending", got[0])
+	}
+	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(12)})
+	wantIDs(t, "next in lane", claim(t, s, at(12), 10), it[1].ID)
+	finish(t, s, store.OutboxResult{ID: it[1].ID, State: store.OutboxSkipped, At: at(12), Error: "no consent"})
+	wantIDs(t, "last in lane", claim(t, s, at(12), 10), it[4].ID)
+	list, _ := s.ListOutbox(ctx, store.OutboxQuery{State: store.OutboxDelivered})
+	wantIDs(t, "delivered", list, it[0].ID, it[2].ID, it[3].ID)
+	if list[0].Attempts != 2 || list[0].LastError != "" {
+		t.Errorf("delivered after a retry: %+v, want 2 attempts", list[0])
+	}
+	wantTime(t, "finished", list[0].FinishedAt, at(12))
+	if next, _ := s.NextOutboxDue(ctx, at(12)); !next.IsZero() {
+		t.Errorf("nothing is due later, got %v", next)
+	}
+}
+
+func testOutboxLease(t *testing.T, s store.Store) {
+	it := plan(t, s, item(0, "p1", "d1", 0))
+	wantIDs(t, "claim", claim(t, s, at(1), 5), it[0].ID)
+	wantIDs(t, "within the lease", claim(t, s, at(1).Add(59*time.Second), 5))
+	wantIDs(t, "after the lease", claim(t, s, at(2).Add(time.Second), 5), it[0].ID)
+	if err := s.FinishOutbox(ctx, []store.OutboxResult{{ID: it[0].ID, State: "lost"}}); kiln.ErrorCode(err) != kiln.EInvalid {
+		t.Errorf("unknown state: got %v, want invalid", err)
+	}
+}
+
+func testOutboxDeadReplay(t *testing.T, s store.Store) {
+	it := plan(t, s, item(0, "p1", "d1", 0), item(1, "p1", "d1", 1), item(2, "p2", "d1", 2))
+	claim(t, s, at(5), 10)
+	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDead, Attempted: true, At: at(5), Error: "HTTP 400: bad"},
+		store.OutboxResult{ID: it[2].ID, State: store.OutboxDead, Attempted: true, At: at(5), Error: "HTTP 404"})
+	dead, err := s.ListOutbox(ctx, store.OutboxQuery{State: store.OutboxDead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "dead letters", dead, it[0].ID, it[2].ID)
+	if dead[0].LastError != "HTTP 400: bad" || dead[0].Attempts != 1 {
+		t.Errorf("dead letter %+v", dead[0])
+	}
+	// A dead item does not hold its lane.
+	wantIDs(t, "lane after a dead letter", claim(t, s, at(5), 10), it[1].ID)
+	n, err := s.ReplayOutbox(ctx, []int64{it[0].ID, it[1].ID}, at(6))
+	if err != nil || n != 1 {
+		t.Fatalf("replay: %d, %v; want 1 (only dead items replay)", n, err)
+	}
+	finish(t, s, store.OutboxResult{ID: it[1].ID, State: store.OutboxDelivered, Attempted: true, At: at(6)})
+	got := claim(t, s, at(6), 10)
+	wantIDs(t, "replayed", got, it[0].ID)
+	if got[0].Attempts != 0 || got[0].LastError != "" {
+		t.Errorf("replayed item starts afresh, got %+v", got[0])
+	}
+	if n, err := s.ReplayOutbox(ctx, nil, at(7)); err != nil || n != 1 {
+		t.Fatalf("replay all: %d, %v; want 1", n, err)
+	}
+}
+
+func testOutboxCountDelivered(t *testing.T, s store.Store) {
+	a, b, c := item(0, "p1", "d1", 0), item(1, "p1", "d2", 0), item(2, "p1", "d3", 0)
+	a.Capped, b.Capped = true, true
+	it := plan(t, s, a, b, c)
+	claim(t, s, at(1), 10)
+	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(1)},
+		store.OutboxResult{ID: it[1].ID, State: store.OutboxDelivered, Attempted: true, At: at(30)},
+		store.OutboxResult{ID: it[2].ID, State: store.OutboxDelivered, Attempted: true, At: at(30)})
+	for _, tc := range []struct {
+		profile string
+		since   int
+		want    int
+	}{{"p1", 0, 2}, {"p1", 10, 1}, {"p1", 31, 0}, {"p2", 0, 0}} {
+		n, err := s.CountDelivered(ctx, tc.profile, at(tc.since))
+		if err != nil || n != tc.want {
+			t.Errorf("CountDelivered(%s, minute %d) = %d, %v; want %d", tc.profile, tc.since, n, err, tc.want)
+		}
+	}
+}
+
+func testDestinations(t *testing.T, s store.Store) {
+	d := store.Destination{ID: "d_1", Name: "crm", Kind: "webhook", Config: json.RawMessage(`{"url":"http://x"}`), Sealed: []byte{1, 2, 3}, RateLimit: 5, CreatedAt: at(0)}
+	if err := s.CreateDestination(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	dup := d
+	dup.ID = "d_2"
+	wantErr(t, "same name", s.CreateDestination(ctx, dup), store.ErrConflict)
+	for _, key := range []string{"d_1", "crm"} {
+		got, err := s.GetDestination(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != d.ID || got.Kind != d.Kind || string(got.Sealed) != string(d.Sealed) || got.RateLimit != 5 ||
+			!jsonEqual(decodeMap(t, got.Config), map[string]any{"url": "http://x"}) {
+			t.Errorf("GetDestination(%s) = %+v", key, got)
+		}
+		wantTime(t, "created", got.CreatedAt, at(0))
+	}
+	_, err := s.GetDestination(ctx, "nope")
+	wantErr(t, "missing", err, store.ErrNotFound)
+	if err := s.CreateDestination(ctx, store.Destination{ID: "d_3", Name: "a", Kind: "smtp"}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListDestinations(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "a" || list[1].Name != "crm" {
+		t.Fatalf("list %+v, %v", list, err)
+	}
+	if err := s.DeleteDestination(ctx, "d_3"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "delete twice", s.DeleteDestination(ctx, "d_3"), store.ErrNotFound)
+}
+
+func testAutomations(t *testing.T, s store.Store) {
+	a := store.Automation{ID: "a_1", Name: "welcome", Segment: "new", On: "enter", Delay: 90 * time.Second, Recheck: "new",
+		Destination: "d_1", Options: json.RawMessage(`{"traits":["name"]}`), Enabled: true, CreatedAt: at(0), UpdatedAt: at(0)}
+	if err := s.PutAutomation(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetAutomation(ctx, "welcome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != "a_1" || got.Segment != "new" || got.On != "enter" || got.Delay != a.Delay || got.Recheck != "new" ||
+		got.Destination != "d_1" || !got.Enabled || got.Hook || !jsonEqual(decodeMap(t, got.Options), map[string]any{"traits": []any{"name"}}) {
+		t.Errorf("GetAutomation = %+v", got)
+	}
+	a.Enabled, a.UpdatedAt = false, at(5)
+	if err := s.PutAutomation(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.GetAutomation(ctx, "a_1")
+	if got.Enabled {
+		t.Error("disable did not stick")
+	}
+	wantTime(t, "created kept", got.CreatedAt, at(0))
+	wantTime(t, "updated", got.UpdatedAt, at(5))
+	other := store.Automation{ID: "a_2", Name: "welcome", Segment: "x", On: "exit", Destination: "d_1", Hook: true}
+	if err := s.PutAutomation(ctx, other); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("same name: got %v, want conflict", err)
+	}
+	other.Name = "bye"
+	if err := s.PutAutomation(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListAutomations(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "bye" || !list[0].Hook {
+		t.Fatalf("list %+v, %v", list, err)
+	}
+	if err := s.DeleteAutomation(ctx, "a_2"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "delete twice", s.DeleteAutomation(ctx, "a_2"), store.ErrNotFound)
+	_, err = s.GetAutomation(ctx, "bye")
+	wantErr(t, "deleted", err, store.ErrNotFound)
+}

@@ -61,6 +61,11 @@ type Validator interface {
 	Validate(r *http.Request, body []byte) error
 }
 
+// ResponseValidator is a Validator that also checks the fake's answers.
+type ResponseValidator interface {
+	ValidateResponse(r *http.Request, reqBody []byte, status int, h http.Header, body []byte) error
+}
+
 // OpenAPI validates requests against an OpenAPI 3 document with
 // kin-openapi's openapi3filter. Requests are matched on method and path
 // only: the document's servers are replaced by one fake server.
@@ -192,14 +197,41 @@ func convertSwagger2(data []byte, ops []string) (*openapi3.T, error) {
 	return openapi2conv.ToV3(&doc2)
 }
 
-// Validate checks method, path, parameters, body and the presence of the
-// credentials the operation's security scheme names.
-func (v *OpenAPI) Validate(r *http.Request, body []byte) error {
+// rebase points a copy of r at the fake host the router knows.
+func rebase(r *http.Request, body []byte) *http.Request {
 	req := r.Clone(context.Background())
 	u, _ := url.Parse(fakeHost)
 	u.Path, u.RawPath, u.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
 	req.URL, req.Host, req.RequestURI = u, u.Host, ""
 	req.Body = io.NopCloser(bytes.NewReader(body))
+	return req
+}
+
+// ValidateResponse checks a fake's answer against the responses the
+// operation documents (status, headers, body), so the fakes are held to the
+// vendor's spec too. Undocumented statuses pass: most specs document only
+// some error codes. Requests that match no operation are reported by
+// Validate, not here.
+func (v *OpenAPI) ValidateResponse(r *http.Request, reqBody []byte, status int, h http.Header, body []byte) error {
+	req := rebase(r, reqBody)
+	route, params, err := v.router.FindRoute(req)
+	if err != nil {
+		return nil
+	}
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: checkCredentials}}
+	rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: h,
+		Body: io.NopCloser(bytes.NewReader(body)), Options: &openapi3filter.Options{MultiError: true}}
+	if err := openapi3filter.ValidateResponse(context.Background(), rin); err != nil {
+		return fmt.Errorf("%s %s answered %d (%s in %s): %v", r.Method, r.URL.Path, status, route.Operation.OperationID, v.File, err)
+	}
+	return nil
+}
+
+// Validate checks method, path, parameters, body and the presence of the
+// credentials the operation's security scheme names.
+func (v *OpenAPI) Validate(r *http.Request, body []byte) error {
+	req := rebase(r, body)
 	route, params, err := v.router.FindRoute(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: no such operation in %s: %v", r.Method, r.URL.Path, v.File, err)
@@ -270,6 +302,16 @@ func (m Multi) Validate(r *http.Request, body []byte) error {
 		files = append(files, v.File)
 	}
 	return fmt.Errorf("%s %s: no such operation in %s", r.Method, r.URL.Path, strings.Join(files, ", "))
+}
+
+// ValidateResponse implements ResponseValidator.
+func (m Multi) ValidateResponse(r *http.Request, reqBody []byte, status int, h http.Header, body []byte) error {
+	for _, v := range m {
+		if v.matches(r) {
+			return v.ValidateResponse(r, reqBody, status, h, body)
+		}
+	}
+	return nil
 }
 
 // LoadSpecs loads several files of one vendor as a Multi.

@@ -104,3 +104,23 @@ func BenchmarkValidateKlaviyo(b *testing.B) {
 		}
 	}
 }
+
+// The fakes are held to the spec too: an answer missing what the vendor
+// documents is reported.
+func TestValidateResponse(t *testing.T) {
+	v := loadOrSkip(t, "klaviyo/openapi/stable.json", SpecOptions{})
+	body := `{"data":{"type":"profile","attributes":{"email":"a@example.com"}}}`
+	r, _ := http.NewRequest(http.MethodPost, "http://x/api/profile-import", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/vnd.api+json")
+	r.Header.Set("Authorization", "Klaviyo-API-Key pk_x")
+	r.Header.Set("revision", "2026-07-15")
+	h := http.Header{"Content-Type": {"application/vnd.api+json"}}
+	good := `{"data":{"type":"profile","id":"01K","attributes":{"email":"a@example.com"},"links":{"self":"https://a.klaviyo.com/api/profiles/01K/"}}}`
+	if err := v.ValidateResponse(r, []byte(body), 201, h, []byte(good)); err != nil {
+		t.Fatalf("a documented answer was rejected: %v", err)
+	}
+	bad := `{"data":{"type":"profile","id":"01K","attributes":{"email":"a@example.com"}}}`
+	if err := v.ValidateResponse(r, []byte(body), 201, h, []byte(bad)); err == nil || !strings.Contains(err.Error(), "links") {
+		t.Errorf("an answer without links: %v", err)
+	}
+}

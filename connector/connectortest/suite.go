@@ -92,12 +92,15 @@ type Server struct {
 	t    testing.TB
 	spec Validator
 
-	mu        sync.Mutex
-	reqs      []Recorded
-	invalid   []string
-	validated int
-	fault     int // HTTP status to answer with; -1 hangs until the client gives up
-	retry     time.Duration
+	mu      sync.Mutex
+	reqs    []Recorded
+	invalid []string
+	// badAnswers are fake responses that break the spec: a bug in the
+	// fake, which would make the suite test against the wrong behaviour.
+	badAnswers []string
+	validated  int
+	fault      int // HTTP status to answer with; -1 hangs until the client gives up
+	retry      time.Duration
 }
 
 // NewServer starts fake behind a recording, validating server.
@@ -126,16 +129,36 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	fault, retry := s.fault, s.retry
 	s.mu.Unlock()
-	switch {
-	case fault < 0:
+	if fault < 0 {
 		<-r.Context().Done()
 		return
-	case fault > 0:
-		s.Fake.WriteError(w, r, fault, retry)
-		return
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	s.Fake.ServeHTTP(w, r)
+	ans := httptest.NewRecorder()
+	if fault > 0 {
+		s.Fake.WriteError(ans, r, fault, retry)
+	} else {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		s.Fake.ServeHTTP(ans, r)
+	}
+	res := ans.Result()
+	for k, v := range res.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(res.StatusCode)
+	w.Write(ans.Body.Bytes())
+	if rv, ok := s.spec.(ResponseValidator); ok {
+		if err := rv.ValidateResponse(r, body, res.StatusCode, res.Header, ans.Body.Bytes()); err != nil {
+			s.mu.Lock()
+			s.badAnswers = append(s.badAnswers, fmt.Sprintf("%s\n    answer: %s", firstLine(err), clip(ans.Body.Bytes())))
+			s.mu.Unlock()
+		}
+	}
+}
+
+// firstLine keeps kin-openapi's reason and drops the schema dump after it.
+func firstLine(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return msg
 }
 
 func clip(b []byte) string {
@@ -172,6 +195,13 @@ func (s *Server) Invalid() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.invalid...)
+}
+
+// BadAnswers returns the fake's responses that broke the spec.
+func (s *Server) BadAnswers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.badAnswers...)
 }
 
 // Validated is how many requests were checked against the spec.
@@ -242,6 +272,9 @@ func setup(t *testing.T, h Harness, spec Validator) *env {
 	t.Cleanup(func() {
 		for _, msg := range e.srv.Invalid() {
 			t.Errorf("request does not match the vendor spec: %s", msg)
+		}
+		for _, msg := range e.srv.BadAnswers() {
+			t.Errorf("the fake answered unlike the vendor spec: %s", msg)
 		}
 	})
 	return e

@@ -66,7 +66,8 @@ func (f *fake) WriteError(w http.ResponseWriter, _ *http.Request, status int, re
 
 func (f *fake) profileJSON(p *connectortest.Person) map[string]any {
 	return map[string]any{"type": "profile", "id": p.ID, "attributes": map[string]any{
-		"email": p.Email, "external_id": p.UserID, "phone_number": p.Phone, "properties": p.Traits}}
+		"email": p.Email, "external_id": p.UserID, "phone_number": p.Phone, "properties": p.Traits},
+		"links": map[string]string{"self": "https://a.klaviyo.com/api/profiles/" + p.ID + "/"}}
 }
 
 func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +107,7 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				data = append(data, f.profileJSON(p))
 			}
 		}
-		json.NewEncoder(w).Encode(map[string]any{"data": data, "links": map[string]any{"next": nil}})
+		json.NewEncoder(w).Encode(map[string]any{"data": data, "links": map[string]any{"self": "https://a.klaviyo.com/api/profiles/"}})
 	case r.Method == http.MethodPost && r.URL.Path == "/api/profile-import":
 		var q struct {
 			Data struct {

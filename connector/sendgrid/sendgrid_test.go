@@ -121,7 +121,14 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for _, e := range q.Emails {
 			if p := f.book.Find(e, "", ""); p != nil {
 				found++
-				result[e] = map[string]any{"contact": map[string]any{"id": p.ID, "email": p.Email}}
+				var lists []string
+				f.book.Set(p, func(p *connectortest.Person) {
+					for l := range p.Lists {
+						lists = append(lists, l)
+					}
+				})
+				result[e] = map[string]any{"contact": map[string]any{"id": p.ID, "email": p.Email, "list_ids": append([]string{}, lists...),
+					"segment_ids": []string{}, "created_at": "2026-11-02T10:00:00Z", "updated_at": "2026-11-02T10:00:00Z"}}
 			} else {
 				result[e] = map[string]any{"error": "contact not found"}
 			}

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/rule"
+	"github.com/kiln-cdp/kiln/rule/library"
 )
 
 // The browser tests drive the system Chromium (Debian's chromium package)
@@ -284,4 +287,111 @@ func TestBrowserAccessibility(t *testing.T) {
 			t.Errorf("%s: %s charts without a text alternative", p, bad)
 		}
 	}
+}
+
+// vocabularyExtra uses the parts of the language the shipped library does
+// not: between, in lists, not and or in filters, arithmetic with numbers,
+// the other aggregate functions, calendar windows, cron freshness.
+const vocabularyExtra = `trait rt_extra = (max(properties.revenue) of "Order Completed" where properties.gift = true or not properties.category in ["teaware", "glassware"] between "2025-01-01" and "2025-12-31") / 2 + first(properties.revenue) of "Order Completed" this week
+segment rt_extra_seg "Extra" {
+  (last(properties.revenue) of "Order Completed" today > 10 or distinct(products.sku) of "Order Completed" this month >= 3)
+  and traits.vip not exists
+  and not traits.closed exists
+  and traits.city contains "Lon"
+  and performed "Product Viewed" where properties.category != "x" and properties.price <= 5 this year
+}
+  freshness cron "0 6 * * *" tz "Europe/London"
+  backfill all
+`
+
+// coverage lists the language features a definition's JSON form uses.
+func coverage(v any, out map[string]bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range []string{"op", "func", "cmp", "mode", "backfill"} {
+			if s, ok := x[k].(string); ok {
+				out[k+":"+s] = true
+			}
+		}
+		if s, ok := x["kind"].(string); ok && x["name"] == nil {
+			out["window:"+s] = true
+		}
+		for _, y := range x {
+			coverage(y, out)
+		}
+	case []any:
+		for _, y := range x {
+			coverage(y, out)
+		}
+	}
+}
+
+// TestBrowserVocabulary loads definitions using every part of the
+// language into the text view, lets the form render them, edits the form
+// and checks that the text it writes back is the canonical text of the
+// same definition: the form neither loses nor invents anything.
+func TestBrowserVocabulary(t *testing.T) {
+	set, err := rule.Parse(library.All() + "\n" + vocabularyExtra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Greedy cover: keep taking the definition that adds the most
+	// features not seen yet, so a few definitions cover the language.
+	covs := make([]map[string]bool, len(set.Defs))
+	for i, d := range set.Defs {
+		b, _ := json.Marshal(d)
+		var v any
+		json.Unmarshal(b, &v)
+		covs[i] = map[string]bool{}
+		coverage(v, covs[i])
+	}
+	seen := map[string]bool{}
+	var picked []*rule.Def
+	for {
+		best, gain := -1, 0
+		for i, cov := range covs {
+			g := 0
+			for k := range cov {
+				if !seen[k] {
+					g++
+				}
+			}
+			if g > gain {
+				best, gain = i, g
+			}
+		}
+		if best < 0 {
+			break
+		}
+		for k := range covs[best] {
+			seen[k] = true
+		}
+		picked = append(picked, set.Defs[best])
+	}
+	for _, want := range []string{"op:not_followed", "op:anniversary", "op:ago", "op:within_last", "op:segment", "op:not_performed", "op:/", "window:between", "cmp:in", "cmp:not exists", "mode:cron", "fn:distinct"} {
+		if !seen[strings.Replace(want, "fn:", "func:", 1)] {
+			t.Errorf("the vocabulary sample lacks %s", want)
+		}
+	}
+	h := newHarness(t, "")
+	ctx := newBrowser(t, 1280, 900)
+	signInBrowser(t, ctx, h)
+	within(t, ctx, 20*time.Second, "opening the builder", chromedp.Navigate(h.URL+"/ui/segments/new"), chromedp.WaitVisible(chromedp.CSS(`[data-path="name"]`)))
+	for _, d := range picked {
+		text := rule.FormatDef(d)
+		d.Title = "Round trip"
+		want := rule.FormatDef(d)
+		within(t, ctx, 20*time.Second, "loading "+d.Name,
+			chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(function(){var t=document.getElementById('def-text'); t.value=%q; t.dispatchEvent(new Event('input', {bubbles: true}));})()`, text)),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector('[data-path="name"]').value === %q`, d.Name), chromedp.WithPollingTimeout(10*time.Second)),
+			chromedp.Evaluate[chromedp.Void](`(function(){var t=document.querySelector('[data-path="title"]'); t.value='Round trip'; t.dispatchEvent(new Event('input', {bubbles: true}));})()`),
+		)
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := chromedp.Run(c, chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById('def-text').value === %q`, want)))
+		cancel()
+		if err != nil {
+			t.Errorf("%s: the form wrote back\n%s\nwant\n%s", d.Name, evalString(t, ctx, `document.getElementById('def-text').value`), want)
+		}
+	}
+	t.Logf("%d definitions covered %d language features", len(picked), len(seen))
 }

@@ -435,7 +435,7 @@
         staleEl.hidden = true;
         previewEl.hidden = true;
       }).catch(function (e) { showErrors([{ msg: e.message }]); });
-    }, 250);
+    }, 150);
 
     function parseText() {
       pending = post('/ui/builder/parse', { text: text.value }).then(function (r) {
@@ -447,7 +447,7 @@
       }).catch(function (e) { showErrors([{ msg: e.message }]); });
       previewEl.hidden = true;
     }
-    text.addEventListener('input', debounce(parseText, 400));
+    text.addEventListener('input', debounce(parseText, 300));
 
     document.getElementById('preview-btn').addEventListener('click', function () {
       var btn = this;

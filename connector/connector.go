@@ -185,7 +185,9 @@ func IDs() []string {
 	return ids
 }
 
-// New makes a connector of the registered kind id.
+// New makes a connector of the registered kind id. Factories do no I/O,
+// so New also validates a destination's config and secrets before they are
+// saved.
 func New(id string, cfg json.RawMessage, secrets Secrets, httpClient *http.Client) (Connector, error) {
 	f, _, ok := Lookup(id)
 	if !ok {

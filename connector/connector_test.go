@@ -273,3 +273,19 @@ func TestRegister(t *testing.T) {
 		t.Errorf("unknown id: %v (should list the known ids)", err)
 	}
 }
+
+func TestNewSealed(t *testing.T) {
+	k, _ := newKey(t)
+	var got connector.Secrets
+	connector.Register("test_sealed", func(_ json.RawMessage, s connector.Secrets, _ *http.Client) (connector.Connector, error) {
+		got = s
+		return nil, nil
+	}, connector.Doc{Name: "sealed"})
+	blob, _ := connector.SealSecrets(k, connector.Secrets{"api_key": "abc"}, []byte("dest-7"))
+	if _, err := connector.NewSealed(k, "test_sealed", nil, blob, "dest-7", nil); err != nil || got["api_key"] != "abc" {
+		t.Fatalf("%v %v", err, got)
+	}
+	if _, err := connector.NewSealed(k, "test_sealed", nil, blob, "dest-8", nil); !errors.Is(err, connector.ErrTampered) || !strings.Contains(err.Error(), "dest-8") {
+		t.Errorf("secrets of another destination: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 )
@@ -156,4 +157,14 @@ func OpenSecrets(k *Key, sealed, associated []byte) (Secrets, error) {
 		return nil, fmt.Errorf("open: secrets are not a JSON object: %w", err)
 	}
 	return s, nil
+}
+
+// NewSealed makes a connector from a stored destination: its registry id,
+// config and secrets sealed with SealSecrets under destinationID.
+func NewSealed(k *Key, id string, cfg json.RawMessage, sealed []byte, destinationID string, httpClient *http.Client) (Connector, error) {
+	secrets, err := OpenSecrets(k, sealed, []byte(destinationID))
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: secrets: %w", destinationID, err)
+	}
+	return New(id, cfg, secrets, httpClient)
 }

@@ -501,29 +501,27 @@ func Run(t *testing.T, h Harness) {
 	})
 
 	if _, doc, _ := connector.Lookup(h.ID); doc.Supports(connector.OpUpsert) {
-		{
-			t.Run("upsert", func(t *testing.T) {
-				env := setup(t, h, spec)
-				if h.MustExist {
-					env.seed(0, 2)
+		t.Run("upsert", func(t *testing.T) {
+			env := setup(t, h, spec)
+			if h.MustExist {
+				env.seed(0, 2)
+			}
+			cs := env.changes(connector.OpUpsert, "", 0, 2)
+			for i := range cs {
+				cs[i].Member.Traits = map[string]any{"plan": fmt.Sprintf("gold-%d", i)}
+			}
+			mustOK(t, "upsert", env.deliver(t, t.Context(), cs))
+			name := h.Trait
+			if name == "" {
+				name = "plan"
+			}
+			for i := range cs {
+				v, ok := env.srv.Fake.Book().Trait(cs[i].Member, name)
+				if !ok || v != fmt.Sprintf("gold-%d", i) {
+					t.Errorf("member %d: trait %s = %v (%v), want gold-%d", i, name, v, ok, i)
 				}
-				cs := env.changes(connector.OpUpsert, "", 0, 2)
-				for i := range cs {
-					cs[i].Member.Traits = map[string]any{"plan": fmt.Sprintf("gold-%d", i)}
-				}
-				mustOK(t, "upsert", env.deliver(t, t.Context(), cs))
-				name := h.Trait
-				if name == "" {
-					name = "plan"
-				}
-				for i := range cs {
-					v, ok := env.srv.Fake.Book().Trait(cs[i].Member, name)
-					if !ok || v != fmt.Sprintf("gold-%d", i) {
-						t.Errorf("member %d: trait %s = %v (%v), want gold-%d", i, name, v, ok, i)
-					}
-				}
-			})
-		}
+			}
+		})
 	}
 
 	t.Run("errors", func(t *testing.T) {

@@ -466,6 +466,47 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("vendor-max", func(t *testing.T) {
+		// Without batch_size, requests are filled up to the vendor's limit
+		// and never beyond it.
+		_, doc, _ := connector.Lookup(h.ID)
+		if doc.MaxBatch > 1000 {
+			t.Skipf("vendor limit %d is too large to fill in a unit test", doc.MaxBatch)
+		}
+		srv := NewServer(t, h.NewFake(t), spec)
+		c, err := connector.New(h.ID, h.FullConfig(srv.URL, 0), h.Secrets, srv.Client())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &env{h: h, doc: doc, srv: srv, conn: c, batch: doc.MaxBatch}
+		n := doc.MaxBatch + 1
+		if h.MustExist {
+			e.seed(0, n)
+		}
+		mustOK(t, "add", e.deliver(t, t.Context(), e.changes(connector.OpAdd, segs[0], 0, n)))
+		maxItems := 0
+		for _, r := range srv.Requests() {
+			maxItems = max(maxItems, r.Items)
+		}
+		switch {
+		case maxItems > doc.MaxBatch:
+			t.Errorf("a request carried %d members, over the vendor's limit %d", maxItems, doc.MaxBatch)
+		case maxItems < doc.MaxBatch && h.Member == nil:
+			// Uniform members fill a request; mixed identifier kinds may
+			// split into smaller ones.
+			t.Errorf("the fullest request carried %d members, want the vendor's limit %d", maxItems, doc.MaxBatch)
+		}
+		book := srv.Fake.Book()
+		for _, i := range []int{0, n / 2, n - 1} {
+			if !book.InList(h.member(i), h.Lists[segs[0]]) {
+				t.Errorf("member %d of %d is not on the list", i, n)
+			}
+		}
+		for _, msg := range srv.Invalid() {
+			t.Errorf("request does not match the vendor spec: %s", msg)
+		}
+	})
+
 	t.Run("mixed", func(t *testing.T) {
 		e := setup(t, h, spec)
 		if h.MustExist {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -37,10 +38,22 @@ func (e *Engine) saveClock(ctx context.Context, now time.Time) {
 // upTo, evaluated as of now, reporting progress. Events are attributed to
 // profiles by the resolver's current index.
 func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64)) (map[string]*pstate, error) {
-	states := map[string]*pstate{}
 	if prog == nil {
-		return states, nil
+		return map[string]*pstate{}, nil
 	}
+	// Profiles are independent, so evaluation is sharded across CPUs by
+	// profile: each shard owns its states and sees its profiles' events in
+	// log order. The Program is immutable and safe to share.
+	nshard := runtime.GOMAXPROCS(0)
+	shards := make([]map[string]*pstate, nshard)
+	for i := range shards {
+		shards[i] = map[string]*pstate{}
+	}
+	type item struct {
+		pid string
+		ev  *kiln.Event
+	}
+	work := make([][]item, nshard)
 	const chunk = 20000
 	var done int64
 	for after := int64(0); after < upTo; {
@@ -51,6 +64,9 @@ func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[stri
 		if len(evs) == 0 {
 			break
 		}
+		for i := range work {
+			work[i] = work[i][:0]
+		}
 		for i := range evs {
 			ev := &evs[i]
 			if ev.Seq > upTo {
@@ -60,16 +76,27 @@ func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[stri
 			if !ok {
 				continue
 			}
-			ps := states[pid]
-			if ps == nil {
-				ps = &pstate{st: prog.NewState()}
-				ps.prof.Static = static[pid]
-				states[pid] = ps
-			}
-			applyTraits(ps, ev)
-			r := prog.Apply(ps.st, &ps.prof, ev, now)
-			ps.due = dueMs(r.NextDue)
+			k := shardOf(pid, nshard)
+			work[k] = append(work[k], item{pid, ev})
 		}
+		var wg sync.WaitGroup
+		for k := range nshard {
+			wg.Go(func() {
+				states := shards[k]
+				for _, it := range work[k] {
+					ps := states[it.pid]
+					if ps == nil {
+						ps = &pstate{st: prog.NewState()}
+						ps.prof.Static = static[it.pid]
+						states[it.pid] = ps
+					}
+					applyTraits(ps, it.ev)
+					r := prog.Apply(ps.st, &ps.prof, it.ev, now)
+					ps.due = dueMs(r.NextDue)
+				}
+			})
+		}
+		wg.Wait()
 		after = evs[len(evs)-1].Seq
 		done += int64(len(evs))
 		if progress != nil {
@@ -78,6 +105,10 @@ func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[stri
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+	}
+	states := shards[0]
+	for _, sh := range shards[1:] {
+		maps.Copy(states, sh)
 	}
 	// Profiles only listed in static segments have no events.
 	for pid, segs := range static {
@@ -90,6 +121,15 @@ func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[stri
 		}
 	}
 	return states, nil
+}
+
+// shardOf spreads profile ids over n shards (FNV-1a).
+func shardOf(pid string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(pid); i++ {
+		h = (h ^ uint32(pid[i])) * 16777619
+	}
+	return int(h % uint32(n))
 }
 
 func dueMs(t time.Time) int64 {

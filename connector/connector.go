@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kiln-cdp/kiln"
 )
 
 // Op is what a change asks the destination to do.
@@ -197,4 +199,20 @@ func New(id string, cfg json.RawMessage, secrets Secrets, httpClient *http.Clien
 		httpClient = http.DefaultClient
 	}
 	return f(cfg, secrets, httpClient)
+}
+
+// FromTransition makes the change a segment transition asks for: add on
+// entry, remove on exit, with the transition's segment, version and time,
+// and an idempotency key derived from the transition's id, so every
+// redelivery of the same transition carries the same key.
+func FromTransition(tr kiln.Transition, m Member) Change {
+	op := OpRemove
+	if tr.Entered {
+		op = OpAdd
+	}
+	if m.ProfileID == "" {
+		m.ProfileID = tr.ProfileID
+	}
+	return Change{Op: op, Member: m, Segment: tr.Segment, Version: tr.Version, At: tr.At,
+		IdempotencyKey: fmt.Sprintf("kiln-transition-%d", tr.ID)}
 }

@@ -289,3 +289,17 @@ func TestNewSealed(t *testing.T) {
 		t.Errorf("secrets of another destination: %v", err)
 	}
 }
+
+func TestFromTransition(t *testing.T) {
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	tr := kiln.Transition{ID: 42, Segment: "vip", ProfileID: "p1", Entered: true, At: at, Version: 3}
+	c := connector.FromTransition(tr, connector.Member{Email: "a@example.com"})
+	if c.Op != connector.OpAdd || c.Segment != "vip" || c.Version != 3 || !c.At.Equal(at) ||
+		c.Member.ProfileID != "p1" || c.IdempotencyKey != "kiln-transition-42" {
+		t.Errorf("entry: %+v", c)
+	}
+	tr.Entered = false
+	if c := connector.FromTransition(tr, connector.Member{}); c.Op != connector.OpRemove {
+		t.Errorf("exit: %+v", c)
+	}
+}

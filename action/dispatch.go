@@ -1,0 +1,483 @@
+package action
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/connector"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+// FrequencyCap limits how many automation actions one profile receives in
+// a sliding window, across all automations (REST Hooks subscriptions do
+// not count: they feed other systems, not the customer).
+type FrequencyCap struct {
+	Max int           // 0: no cap
+	Per time.Duration // the window
+}
+
+// Config wires a Dispatcher.
+type Config struct {
+	Store  store.Store
+	Key    *connector.Key // opens destination secrets; nil: destinations with secrets fail
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Location is the store's time zone, for quiet hours (default UTC).
+	Location *time.Location
+	// Workers is how many deliveries run at once (default 32).
+	Workers int
+	// Lease is how long a claimed item is reserved for its worker; after
+	// a crash it is delivered again once the lease ends (default 1m; keep
+	// it well above Timeout).
+	Lease time.Duration
+	// Poll is how often the outbox is checked when nothing woke the
+	// dispatcher, e.g. for items another process wrote (default 1s).
+	Poll time.Duration
+	// MaxAttempts is how many failed attempts make a dead letter (default
+	// 20: with the default backoff, about four hours of trying, so a
+	// destination down for an hour loses nothing).
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the exponential backoff (defaults
+	// 1s and 1h). The wait before attempt n+1 is uniform in [0,
+	// min(MaxBackoff, MinBackoff·2^(n-1))] ("full jitter"), at least what
+	// a Retry-After header asked.
+	MinBackoff, MaxBackoff time.Duration
+	// Timeout bounds one attempt (default 10s).
+	Timeout time.Duration
+	Cap     FrequencyCap
+	// HTTPClient sends webhooks and connector requests (default: a client
+	// keeping connections open).
+	HTTPClient *http.Client
+}
+
+// Dispatcher delivers the outbox. It is safe for concurrent use; Run
+// runs its loop.
+type Dispatcher struct {
+	cfg  Config
+	st   store.Store
+	log  *slog.Logger
+	wake chan struct{}
+
+	autos atomic.Pointer[map[string]store.Automation] // by ID
+
+	mu    sync.Mutex
+	dests map[string]*destState // by destination ID
+
+	// onUnsubscribe ends a REST Hooks subscription whose target answered 410.
+	onUnsubscribe func(ctx context.Context, automationID string) error
+}
+
+type destState struct {
+	d   *store.Destination
+	s   sender
+	lim *connector.Limiter
+}
+
+// NewDispatcher returns a dispatcher; call Reload, then Run.
+func NewDispatcher(cfg Config) *Dispatcher {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 32
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = time.Minute
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 20
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = time.Hour
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = cfg.Workers
+		cfg.HTTPClient = &http.Client{Transport: tr}
+	}
+	d := &Dispatcher{cfg: cfg, st: cfg.Store, log: cfg.Logger, wake: make(chan struct{}, 1), dests: map[string]*destState{}}
+	d.autos.Store(&map[string]store.Automation{})
+	return d
+}
+
+// Wake tells the dispatcher new items may be due.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Reload reads the automations and forgets the cached destinations.
+func (d *Dispatcher) Reload(ctx context.Context) error {
+	list, err := d.st.ListAutomations(ctx)
+	if err != nil {
+		return fmt.Errorf("loading automations: %w", err)
+	}
+	m := make(map[string]store.Automation, len(list))
+	for _, a := range list {
+		m[a.ID] = a
+	}
+	d.autos.Store(&m)
+	d.mu.Lock()
+	clear(d.dests)
+	d.mu.Unlock()
+	return nil
+}
+
+// Run delivers due items until ctx ends. Items in flight when it ends are
+// released to be delivered again (at least once).
+func (d *Dispatcher) Run(ctx context.Context) error {
+	results := make(chan store.OutboxResult, 4*d.cfg.Workers)
+	finished := make(chan struct{})
+	go d.finisher(results, finished)
+	sendCtx, cancelSend := context.WithCancel(context.Background())
+	sem := make(chan struct{}, d.cfg.Workers)
+	var inflight sync.WaitGroup
+	defer func() {
+		cancelSend()
+		inflight.Wait()
+		close(results)
+		<-finished
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	backoff := 100 * time.Millisecond
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		now := d.cfg.Now()
+		free := cap(sem) - len(sem)
+		var items []store.OutboxItem
+		if free > 0 {
+			var err error
+			items, err = d.st.ClaimOutbox(ctx, now, d.cfg.Lease, free)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				d.log.Error("claiming outbox items failed; retrying", "err", err, "after", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				backoff = min(2*backoff, 30*time.Second)
+				continue
+			}
+			backoff = 100 * time.Millisecond
+		}
+		for _, it := range items {
+			sem <- struct{}{}
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				r := d.deliver(sendCtx, it)
+				<-sem
+				results <- r
+			}()
+		}
+		if free > 0 && len(items) == free {
+			continue // more may be due
+		}
+		wait := d.cfg.Poll
+		if next, err := d.st.NextOutboxDue(ctx, now); err == nil && !next.IsZero() && next.Sub(now) < wait {
+			wait = max(time.Millisecond, next.Sub(now))
+		}
+		timer.Reset(wait)
+		select {
+		case <-d.wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// finisher records outcomes in batches (one transaction for whatever has
+// accumulated), then wakes the loop: a finished item frees its lane.
+func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- struct{}) {
+	defer close(done)
+	for r := range results {
+		batch := []store.OutboxResult{r}
+	drain:
+		for len(batch) < 1000 {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		for try := 0; ; try++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := d.st.FinishOutbox(ctx, batch)
+			cancel()
+			if err == nil {
+				break
+			}
+			if try == 4 {
+				// The leases run out and the items are delivered again.
+				d.log.Error("recording delivery outcomes failed; the items will be retried when their leases end", "items", len(batch), "err", err)
+				break
+			}
+			time.Sleep(time.Duration(100<<try) * time.Millisecond)
+		}
+		d.Wake()
+	}
+}
+
+func (d *Dispatcher) automation(id string) (store.Automation, bool) {
+	a, ok := (*d.autos.Load())[id]
+	return a, ok
+}
+
+// destination returns the destination's sender, building it on first use.
+func (d *Dispatcher) destination(ctx context.Context, id string) (*destState, error) {
+	d.mu.Lock()
+	ds := d.dests[id]
+	d.mu.Unlock()
+	if ds != nil {
+		return ds, nil
+	}
+	dest, err := d.st.GetDestination(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	secrets := connector.Secrets{}
+	if len(dest.Sealed) > 0 {
+		if secrets, err = connector.OpenSecrets(d.cfg.Key, dest.Sealed, []byte(dest.ID)); err != nil {
+			return nil, fmt.Errorf("destination %s: secrets: %w", dest.Name, err)
+		}
+	}
+	s, rate, err := newSender(dest, secrets, d.cfg.HTTPClient, d.cfg.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: %w", dest.Name, err)
+	}
+	ds = &destState{d: dest, s: s, lim: connector.NewLimiter(connector.Rate{PerSecond: rate, Burst: max(1, int(rate))})}
+	d.mu.Lock()
+	d.dests[id] = ds
+	d.mu.Unlock()
+	return ds, nil
+}
+
+// deliver makes one attempt at an item and says what became of it.
+func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) store.OutboxResult {
+	now := d.cfg.Now()
+	res := store.OutboxResult{ID: it.ID, At: now}
+	skip := func(format string, args ...any) store.OutboxResult {
+		res.State, res.Error = store.OutboxSkipped, fmt.Sprintf(format, args...)
+		return res
+	}
+	// retry is for our own failures before sending (the store, a secret
+	// that does not open): they count as attempts so they end as dead
+	// letters if they persist.
+	retry := func(err error) store.OutboxResult {
+		res.Attempted = true
+		return d.failed(it, res, err)
+	}
+	auto, ok := d.automation(it.Automation)
+	if !ok {
+		return skip("automation %s was deleted", it.Automation)
+	}
+	if !auto.Enabled {
+		return skip("automation %s is disabled", auto.Name)
+	}
+	var p Payload
+	if err := json.Unmarshal(it.Payload, &p); err != nil {
+		res.State, res.Error = store.OutboxDead, "payload: "+err.Error()
+		return res
+	}
+	opts, err := ParseOptions(auto.Options)
+	if err != nil {
+		res.State, res.Error = store.OutboxDead, err.Error()
+		return res
+	}
+	ds, err := d.destination(ctx, it.Destination)
+	if store.IsNotFound(err) {
+		return skip("destination %s was deleted", it.Destination)
+	}
+	if err != nil {
+		return retry(err)
+	}
+	if auto.Recheck != "" {
+		ms, err := d.st.MembershipsOf(ctx, it.ProfileID)
+		if err != nil {
+			return retry(err)
+		}
+		if !slices.ContainsFunc(ms, func(m kiln.Membership) bool { return m.Segment == auto.Recheck }) {
+			return skip("recheck: profile is no longer in segment %s", auto.Recheck)
+		}
+	}
+	prof, err := d.st.GetProfile(ctx, it.ProfileID)
+	if store.IsNotFound(err) {
+		return skip("profile %s was deleted", it.ProfileID)
+	}
+	if err != nil {
+		return retry(err)
+	}
+	if len(prof.Identities) > 0 {
+		ids := make([]kiln.Identifier, len(prof.Identities))
+		for i, id := range prof.Identities {
+			ids[i] = id.Identifier
+		}
+		sup, err := d.st.Suppressed(ctx, ids)
+		if err != nil {
+			return retry(err)
+		}
+		if len(sup) > 0 {
+			return skip("suppressed identifier %s", sup[0])
+		}
+	}
+	channel := opts.Channel
+	if ds.d.Kind == KindSMTP {
+		channel = kiln.ChannelEmail
+	}
+	if channel != "" && !consented(prof, channel) {
+		return skip("no consent on channel %s", channel)
+	}
+	if opts.Quiet != "" {
+		q, _ := parseQuiet(opts.Quiet) // checked when the automation was saved
+		if until := q.until(now.In(d.cfg.Location)); !until.IsZero() {
+			res.State, res.NextAt, res.Error = store.OutboxPending, until.UTC(), "quiet hours "+opts.Quiet
+			return res
+		}
+	}
+	if !auto.Hook && d.cfg.Cap.Max > 0 {
+		n, err := d.st.CountDelivered(ctx, it.ProfileID, now.Add(-d.cfg.Cap.Per))
+		if err != nil {
+			return retry(err)
+		}
+		if n >= d.cfg.Cap.Max {
+			return skip("frequency cap: %d actions in %s", n, d.cfg.Cap.Per)
+		}
+	}
+	if err := ds.lim.Wait(ctx); err != nil {
+		return d.released(res)
+	}
+	dl := &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
+	err = ds.s.send(ctx, dl)
+	res.At = d.cfg.Now()
+	if err == nil {
+		res.State, res.Attempted = store.OutboxDelivered, true
+		return res
+	}
+	if ctx.Err() != nil {
+		return d.released(res) // shutting down: not the destination's fault
+	}
+	res.Attempted = true
+	if auto.Hook && connector.StatusOf(err) == http.StatusGone && d.onUnsubscribe != nil {
+		if uerr := d.onUnsubscribe(context.Background(), auto.ID); uerr != nil {
+			d.log.Error("ending a REST Hooks subscription after 410 Gone", "hook", auto.ID, "err", uerr)
+		}
+		res.State, res.Error = store.OutboxSkipped, "subscription ended: the target answered 410 Gone"
+		return res
+	}
+	return d.failed(it, res, err)
+}
+
+// released puts an item back without counting an attempt.
+func (d *Dispatcher) released(res store.OutboxResult) store.OutboxResult {
+	res.State, res.NextAt, res.Attempted, res.Error = store.OutboxPending, res.At, false, "released at shutdown"
+	return res
+}
+
+// failed schedules a retry with backoff, or makes a dead letter.
+func (d *Dispatcher) failed(it store.OutboxItem, res store.OutboxResult, err error) store.OutboxResult {
+	res.Error = clip(err.Error())
+	attempts := it.Attempts + 1
+	if !connector.Retryable(err) || attempts >= d.cfg.MaxAttempts {
+		res.State = store.OutboxDead
+		if connector.Retryable(err) {
+			res.Error = fmt.Sprintf("gave up after %d attempts: %s", attempts, res.Error)
+		}
+		d.log.Warn("dead letter", "item", it.ID, "destination", it.Destination, "profile", it.ProfileID, "err", res.Error)
+		return res
+	}
+	res.State = store.OutboxPending
+	res.NextAt = res.At.Add(max(d.backoff(attempts), connector.RetryAfter(err)))
+	return res
+}
+
+// backoff is the full-jitter wait after the n-th failed attempt.
+func (d *Dispatcher) backoff(n int) time.Duration {
+	ceil := d.cfg.MaxBackoff
+	if n < 40 {
+		ceil = min(ceil, d.cfg.MinBackoff<<(n-1))
+	}
+	// A floor of a tenth of the minimum keeps a zero draw from retrying at once.
+	return max(d.cfg.MinBackoff/10, time.Duration(rand.Int64N(int64(ceil)+1)))
+}
+
+func clip(s string) string {
+	if len(s) > 1000 {
+		return s[:1000] + "..."
+	}
+	return s
+}
+
+// consented reports whether the profile's latest consent on ch is granted.
+func consented(p *kiln.Profile, ch kiln.Channel) bool {
+	var latest *kiln.Consent
+	for i := range p.Consent {
+		c := &p.Consent[i]
+		if c.Channel == ch && (latest == nil || c.At.After(latest.At)) {
+			latest = c
+		}
+	}
+	return latest != nil && latest.Granted
+}
+
+// chooseTraits picks the named traits; "*" takes them all.
+func chooseTraits(all map[string]any, names []string) map[string]any {
+	if len(names) == 0 || len(all) == 0 {
+		return nil
+	}
+	out := map[string]any{}
+	for _, n := range names {
+		if n == "*" {
+			for k, v := range all {
+				out[k] = v
+			}
+			continue
+		}
+		if v, ok := all[n]; ok {
+			out[n] = v
+		}
+	}
+	return out
+}

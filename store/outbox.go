@@ -91,12 +91,12 @@ type OutboxItem struct {
 	Attempts int             `json:"attempts"`
 	// Due orders the lane and never changes; NextAt is when the next
 	// attempt may run (Due at first, later after a backoff).
-	Due         time.Time `json:"due"`
-	NextAt      time.Time `json:"nextAt"`
-	CreatedAt   time.Time `json:"createdAt"`
-	FinishedAt  time.Time `json:"finishedAt,omitzero"`
-	LastError   string    `json:"lastError,omitempty"`
-	Capped      bool      `json:"capped,omitempty"` // counts toward the frequency cap
+	Due        time.Time `json:"due"`
+	NextAt     time.Time `json:"nextAt"`
+	CreatedAt  time.Time `json:"createdAt"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	LastError  string    `json:"lastError,omitempty"`
+	Capped     bool      `json:"capped,omitempty"` // counts toward the frequency cap
 }
 
 // OutboxResult is the outcome of one attempt at a claimed item.

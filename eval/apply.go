@@ -13,7 +13,9 @@ import (
 
 // Profile is what the evaluator needs to know about a profile besides
 // its events: its traits (identify calls, last write wins) and the static
-// segments it is listed in.
+// segments it is listed in. Conditions on it are re-read only when told
+// it may have changed: an identify event (or any event with traits) given
+// to Apply, or ApplyProfile; otherwise their last values are reused.
 type Profile struct {
 	Traits map[string]any
 	Static []string
@@ -402,7 +404,7 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 		}
 	}
 	if w.segs.any {
-		env := condEnv{p: p, st: st, prof: prof, now: now, due: p.dueOf(st)}
+		env := condEnv{p: p, st: st, prof: prof, now: now, due: p.dueOf(st), pbits: p.pbitsOf(st), fresh: w.init || w.profile}
 		segs := w.segs.words(nseg)
 		for wi := 0; wi < len(segs); wi++ {
 			for segs[wi] != 0 {
@@ -720,6 +722,34 @@ type condEnv struct {
 	now      int64
 	due      []int64 // date conditions write their next change here
 	evidence *[]Evidence
+	// pbits holds the last values of profile-reading leaves; unless
+	// fresh (the profile may have changed), a leaf whose due instant has
+	// not come reuses its value instead of reading and parsing traits.
+	pbits []uint64
+	fresh bool
+}
+
+func (e *condEnv) cached(c *cnode) (bool, bool) {
+	if e.pbits == nil || e.fresh || e.evidence != nil {
+		return false, false
+	}
+	if c.due >= 0 {
+		if d := e.due[c.due]; d != 0 && d <= e.now {
+			return false, false
+		}
+	}
+	return e.pbits[c.pbit>>6]&(1<<(c.pbit&63)) != 0, true
+}
+
+func (e *condEnv) keep(c *cnode, holds bool) bool {
+	if e.pbits != nil {
+		if holds {
+			e.pbits[c.pbit>>6] |= 1 << (c.pbit & 63)
+		} else {
+			e.pbits[c.pbit>>6] &^= 1 << (c.pbit & 63)
+		}
+	}
+	return holds
 }
 
 func (e *condEnv) trait(name string) any {
@@ -778,15 +808,21 @@ func (e *condEnv) eval(c *cnode) bool {
 		v := e.node(c.node)
 		return e.note(c, v, compare(v, c.cmp, c.lit, c.list))
 	case cProfile:
+		if holds, ok := e.cached(c); ok {
+			return holds
+		}
 		x := e.trait(c.profile)
 		if c.cmp == "contains" {
-			return e.note(c, toValue(x), containsAny(x, c.lit))
+			return e.keep(c, e.note(c, toValue(x), containsAny(x, c.lit)))
 		}
 		v := toValue(x)
-		return e.note(c, v, compare(v, c.cmp, c.lit, c.list))
+		return e.keep(c, e.note(c, v, compare(v, c.cmp, c.lit, c.list)))
 	case cSeg:
 		in := e.member(c.seg)
 		return e.note(c, boolV(in), in)
+	}
+	if holds, ok := e.cached(c); ok {
+		return holds
 	}
 	x := e.trait(c.profile)
 	var holds bool
@@ -815,7 +851,7 @@ func (e *condEnv) eval(c *cnode) bool {
 	if e.due != nil {
 		e.due[c.due] = due
 	}
-	return e.note(c, toValue(x), holds)
+	return e.keep(c, e.note(c, toValue(x), holds))
 }
 
 // Member reports whether the state's profile is in the segment (as of

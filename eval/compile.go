@@ -117,7 +117,11 @@ type cnode struct {
 	days    int   // anniversary
 	due     int
 	text    string
-	timed   bool // a date condition below keeps a due instant
+	timed   bool // a leaf below keeps state (a due instant or a cached profile value)
+	// pbit numbers leaves that read profile traits: their last value is
+	// kept in the state, since it changes only with the profile (or, for
+	// dates, at the leaf's due instant).
+	pbit int
 }
 
 type segNode struct {
@@ -170,8 +174,9 @@ type Program struct {
 	emptyMember []uint64
 	// Offsets in State.fix: member bits [0, oCache), node values
 	// [oCache, oDue), due instants [oDue, oAcc), accumulators [oAcc,
-	// oRecs), records [oRecs, ...).
-	oCache, oDue, oAcc, oRecs int
+	// oPBits), profile-leaf values [oPBits, oRecs), records [oRecs, ...).
+	oCache, oDue, oAcc, oPBits, oRecs int
+	nPBits                            int // condition leaves reading profile traits
 }
 
 // Compile checks a definition set (rule.Check) and compiles it.
@@ -252,7 +257,8 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 	p.oCache = (len(p.segs) + 63) / 64
 	p.oDue = p.oCache + len(p.aggs)
 	p.oAcc = p.oDue + p.nDue
-	p.oRecs = p.oAcc + p.accWords
+	p.oPBits = p.oAcc + p.accWords
+	p.oRecs = p.oPBits + (p.nPBits+63)/64
 	p.templates()
 	return p, nil
 }
@@ -519,7 +525,7 @@ func addDep(list []int, i int) []int {
 }
 
 func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
-	n := &cnode{text: rule.FormatCond(c), due: -1}
+	n := &cnode{text: rule.FormatCond(c), due: -1, pbit: -1}
 	switch c.Op {
 	case rule.CAnd, rule.COr, rule.CNot:
 		n.op = map[string]uint8{rule.CAnd: cAnd, rule.COr: cOr, rule.CNot: cNot}[c.Op]
@@ -534,6 +540,8 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 			n.op = cProfile
 			n.profile = c.Left.Name
 			sg.profileDep = true
+			n.pbit = p.nPBits
+			p.nPBits++
 		case rule.ExprAgg:
 			n.op = cAgg
 			n.node = p.aggNodeFor(c.Left.Agg, "")
@@ -574,10 +582,14 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 		n.due = p.dueSlot()
 		sg.profileDep = true
 		sg.dues = append(sg.dues, n.due)
+		n.pbit = p.nPBits
+		p.nPBits++
 	default:
 		panic(fmt.Sprintf("eval: unchecked condition op %q", c.Op))
 	}
-	n.timed = n.due >= 0
+	// Leaves that keep state (a due instant, a cached profile value) are
+	// never skipped by short-circuiting, so that state stays current.
+	n.timed = n.due >= 0 || n.pbit >= 0
 	for _, k := range n.kids {
 		n.timed = n.timed || k.timed
 	}

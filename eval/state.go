@@ -44,7 +44,8 @@ type State struct {
 
 func (p *Program) memberOf(st *State) []uint64 { return st.fix[:p.oCache] }
 func (p *Program) cacheOf(st *State) []uint64  { return st.fix[p.oCache:p.oDue] }
-func (p *Program) accOf(st *State) []uint64    { return st.fix[p.oAcc:p.oRecs] }
+func (p *Program) accOf(st *State) []uint64    { return st.fix[p.oAcc:p.oPBits] }
+func (p *Program) pbitsOf(st *State) []uint64  { return st.fix[p.oPBits:p.oRecs] }
 func (p *Program) recsOf(st *State) []uint64   { return st.fix[p.oRecs:] }
 
 // dueOf views the due words as int64 (the same bits).
@@ -66,7 +67,7 @@ func (p *Program) NewState() *State {
 }
 
 func (p *Program) initState(st *State) {
-	st.fix = make([]uint64, p.oAcc+p.accWords)
+	st.fix = make([]uint64, p.oRecs)
 	cache := p.cacheOf(st)
 	for i := range cache {
 		cache[i] = boxNull

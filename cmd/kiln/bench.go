@@ -34,9 +34,12 @@ The baseline is the same HTTP path into a sink that keeps nothing, measured
 in the same run, so the table shows what durability costs.`
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "engine" {
+		return runBenchEngine(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
 		fmt.Fprintln(stderr, benchUsage)
-		return fmt.Errorf("bench: say what to measure: ingest")
+		return fmt.Errorf("bench: say what to measure: ingest or engine")
 	}
 	var cfg Config
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)

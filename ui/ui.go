@@ -13,6 +13,13 @@
 // interface, for what lives in memory (definitions with sizes, explain
 // trees, computed traits) or must go through it (applying definitions,
 // recompute, unmerge, delete).
+//
+// Tests run against a real server (SQLite, the engine, the tracking API)
+// and, when Chromium is installed, in a real headless browser. Two extra
+// commands:
+//
+//	go test ./ui -run TestScreenshots -screenshots "$PWD/screenshots"   # every page, laptop and phone
+//	go test ./ui -run '^$' -bench Pages -benchtime 10x                  # page times at 100,000 profiles
 package ui
 
 import (

@@ -15,16 +15,22 @@ import (
 	"github.com/kiln-cdp/kiln/rule/library"
 )
 
-// Benchmarks run the shipped library (shop + restaurant) over synthetic
-// events shaped like the demo generator's. Figures:
+// Benchmarks run the shipped library (shop + restaurant: 36 segments, 47
+// windowed aggregates) over synthetic events shaped like the demo
+// generator's, and over the demo generator's own data (demo_test.go).
 //
-//	go test ./eval -run '^$' -bench . -benchtime 1x   (quick)
-//	go test ./eval -run '^$' -bench Apply -benchtime 2000000x
+//	go test ./eval -run '^$' -bench . -benchtime 1x            quick smoke run
+//	go test ./eval -run '^$' -bench 'Apply' -benchtime 1000000x -cpu 1
+//	go test ./eval -run '^$' -bench 'StateMemory|Recompute' -benchtime 2x -cpu 1
 //
-// BenchmarkApply reports events/s through Apply; BenchmarkStateMemory
-// reports resident bytes/profile at 10 events per profile; BenchmarkRecompute
-// replays every event of M profiles into fresh states and projects the
-// time for 1M profiles / 10M events.
+// events/cpu-s is events per second of process CPU time, GC included: the
+// per-core figure, which other load on a shared machine distorts less
+// than wall time. BenchmarkApply interleaves 20,000 profiles in time order
+// (every Apply touches a cold state, and does the timer work that passed
+// since the profile's last event); BenchmarkStateMemory reports live heap
+// per profile at 10 events each, for states built event by event and for
+// rebuilt ones; BenchmarkRecompute rebuilds 20,000 profiles from their
+// events and projects the time for 1M profiles / 10M events on one core.
 
 var benchApplyProfiles = 20000
 

@@ -10,6 +10,7 @@
 // to traits and segments to segments (cycles are errors).
 //
 //	trait spend_365d "Spend (365 days)" = sum(properties.revenue) of "Order Completed" in last 365 days
+//	trait orders_365d = count of "Order Completed" in last 365 days
 //	trait teaware_units = sum(products.quantity) of "Order Completed" where products.category = "teaware" all time
 //	trait aov_365d = spend_365d / orders_365d
 //

@@ -43,6 +43,8 @@ type overviewData struct {
 	Events         int64
 	Rate           float64
 	RateOK         bool
+	Lag            int64 // events received but not processed yet
+	LagKnown       bool
 	Destinations   []any // none until the destinations API exists
 	DefinitionsURL string
 }
@@ -88,6 +90,9 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session)
 	if d.Rate, d.Events, d.RateOK, err = s.ingestRate(ctx); err != nil {
 		s.errorPage(w, r, sess, err)
 		return
+	}
+	if l, ok := s.eng.(interface{ Lag() int64 }); ok {
+		d.Lag, d.LagKnown = l.Lag(), true
 	}
 	s.render(w, r, sess, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: d})
 }

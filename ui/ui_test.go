@@ -429,7 +429,7 @@ func TestOverviewAndProfile(t *testing.T) {
 		t.Fatalf("overview: %d", code)
 	}
 	// Today: 15 entered buyers, 6 entered big_spenders (spends 100..150).
-	for _, want := range []string{"Buyers", "Big spenders", `<span class="tile-num up">21</span>`, "+15", "+6", "No destinations yet", `class="spark"`} {
+	for _, want := range []string{"Buyers", "Big spenders", `<span class="tile-num up">21</span>`, "+15", "+6", "No destinations yet", `class="spark"`, "Segments are up to date"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("overview lacks %q", want)
 		}
@@ -673,5 +673,60 @@ func TestCSVSafe(t *testing.T) {
 		if got := csvSafe(in); got != want {
 			t.Errorf("csvSafe(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestIngestRate(t *testing.T) {
+	h := newHarness(t, "")
+	now := time.Now()
+	h.UI.now = func() time.Time { return now }
+	c := h.signIn(t)
+	var st map[string]any
+	_, b := get(t, c, h.URL+"/ui/stats.json")
+	json.Unmarshal([]byte(b), &st)
+	if st["rate"] != nil {
+		t.Errorf("rate from a single sample: %v", st["rate"])
+	}
+	seed(t, h, 40) // 40 events
+	now = now.Add(20 * time.Second)
+	_, b = get(t, c, h.URL+"/ui/stats.json")
+	json.Unmarshal([]byte(b), &st)
+	if st["rate"] != "2.0 / s" || st["events"] != "40" || st["profiles"] != "40" {
+		t.Errorf("after 40 events in 20 s: %v, want 2.0 / s", st)
+	}
+}
+
+func TestSizeHistory(t *testing.T) {
+	h := newHarness(t, "")
+	seed(t, h, 8)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	var ss []kiln.SegmentSize
+	for d := 10; d > 0; d-- {
+		ss = append(ss, kiln.SegmentSize{Segment: "buyers", At: now.Add(-time.Duration(d) * 24 * time.Hour), Size: int64(10 - d)})
+	}
+	if err := h.DB.SaveSegmentSizes(ctx, ss); err != nil {
+		t.Fatal(err)
+	}
+	c := h.signIn(t)
+	_, body := get(t, c, h.URL+"/ui/")
+	// 0 ten days ago, 9 yesterday, and the live size (8) now.
+	since := now.Add(-10 * 24 * time.Hour).Format("2 Jan")
+	if !strings.Contains(body, `aria-label="up from 0 to 8 since `+since+`"`) {
+		t.Errorf("overview sparkline for buyers lacks its trend label")
+	}
+	// Samples older than the window are not drawn; later samples are read
+	// incrementally and appended.
+	h.DB.SaveSegmentSizes(ctx, []kiln.SegmentSize{{Segment: "buyers", At: now.Add(-40 * 24 * time.Hour), Size: 99}, {Segment: "buyers", At: now.Add(-time.Hour), Size: 3}})
+	pts, err := h.UI.sizeSeries(ctx, "buyers", 30*24*time.Hour, 6*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 11 || pts[0].Size != 0 || pts[len(pts)-1].Size != 3 {
+		t.Errorf("series: %+v, want 11 points from 0 to 3", pts)
+	}
+	_, body = get(t, c, h.URL+"/ui/segments/buyers")
+	if !strings.Contains(body, `<svg class="chart"`) || !strings.Contains(body, "<polyline") {
+		t.Error("segment page has no size chart")
 	}
 }

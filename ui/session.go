@@ -83,11 +83,22 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *session)) ht
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess := s.currentSession(r)
 		if sess == nil {
-			if r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, ".json") && !strings.HasPrefix(r.URL.Path, "/ui/jobs/") {
-				http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			// Scripts get a JSON error they can show; a person following a
+			// link or submitting a form goes to the sign-in page.
+			script := strings.HasSuffix(r.URL.Path, ".json") || strings.HasPrefix(r.URL.Path, "/ui/jobs/") ||
+				strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") || r.Header.Get("X-CSRF-Token") != ""
+			if script {
+				jsonError(w, kiln.Errorf(kiln.EUnauthorized, "you are signed out: sign in again (reload the page)"))
 				return
 			}
-			jsonError(w, kiln.Errorf(kiln.EUnauthorized, "you are signed out: sign in again"))
+			next := r.URL.RequestURI()
+			if r.Method != http.MethodGet {
+				next = r.Referer() // come back to the form, not to its action
+				if u, err := url.Parse(next); err == nil {
+					next = u.RequestURI()
+				}
+			}
+			http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(next), http.StatusSeeOther)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

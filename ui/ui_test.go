@@ -70,9 +70,13 @@ func TestSignIn(t *testing.T) {
 			t.Errorf("GET %s signed out: %d %q, want a redirect to the sign-in page", p, res.StatusCode, res.Header.Get("Location"))
 		}
 	}
-	// JSON endpoints answer 401 instead of redirecting.
+	// JSON endpoints answer 401 instead of redirecting; a form post goes to
+	// the sign-in page.
 	if code, _ := get(t, c, h.URL+"/ui/stats.json"); code != http.StatusUnauthorized {
 		t.Errorf("stats.json signed out: %d, want 401", code)
+	}
+	if res, err := c.PostForm(h.URL+"/ui/segments", url.Values{"text": {"x"}}); err != nil || res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), "/ui/login") {
+		t.Errorf("form post signed out: %v %v, want a redirect to sign in", res.StatusCode, err)
 	}
 
 	for _, tc := range []struct{ key, want string }{

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/auth"
 	"github.com/kiln-cdp/kiln/store"
 )
@@ -32,12 +33,15 @@ type Server struct {
 	Store    store.Store
 	Ops      Ops
 	Segments Segments
+	Models   Models
 	Keys     auth.KeyStore // usually an auth.Cache over Store
 	Logger   *slog.Logger
 	Now      func() time.Time
 	// Normalize normalises identifiers typed by people (the resolver's
 	// rules), so "email:Ann@Example.com" finds the profile; nil: as typed.
 	Normalize func(kiln.Identifier) (kiln.Identifier, bool)
+	// Actions runs automations and destinations; nil: those routes answer 503.
+	Actions *action.Service
 }
 
 // Handler returns the API's routes; mount it at the server root.
@@ -68,6 +72,8 @@ func (s *Server) Handler() http.Handler {
 	m.HandleFunc("GET /api/v1/suppressions", s.listSuppressions)
 	m.HandleFunc("GET /api/v1/stats", s.stats)
 	s.segmentRoutes(m)
+	s.actionRoutes(m)
+	s.modelRoutes(m)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, kiln.Errorf(kiln.ENotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})

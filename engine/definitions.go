@@ -487,7 +487,13 @@ func (e *Engine) ProfileSegments(profileID string) (map[string]any, []string) {
 	if ps == nil {
 		return nil, nil
 	}
-	return s.prog.TraitValues(ps.st), s.prog.Memberships(ps.st)
+	vals := s.prog.TraitValues(ps.st)
+	for _, k := range modelTraits {
+		if v, ok := ps.prof.Traits[k]; ok {
+			vals[k] = v
+		}
+	}
+	return vals, s.memberships(profileID)
 }
 
 // SegmentInfo describes a live segment or trait.

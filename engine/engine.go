@@ -57,9 +57,34 @@ type Config struct {
 	// OnTransitions, if set, is called with every batch of transitions
 	// after it is durable (followers, latency measurement).
 	OnTransitions func([]kiln.Transition)
+	// Refit is how often the customer models are refitted (default 24h;
+	// negative: never automatically).
+	Refit time.Duration
 	// Planner, if set, adds to each Resolution with transitions the actions
 	// they trigger, before it is written.
 	Planner Planner
+}
+
+// refitLoop fits the customer models once the engine runs, then every
+// cfg.Refit.
+func (e *Engine) refitLoop(ctx context.Context) {
+	if e.cfg.Refit < 0 {
+		return
+	}
+	every := e.cfg.Refit
+	if every == 0 {
+		every = 24 * time.Hour
+	}
+	for {
+		if _, err := e.RefitModels(ctx, ModelOptions{}); err != nil && ctx.Err() == nil {
+			e.log.Warn("fitting the customer models", "err", err)
+		}
+		select {
+		case <-time.After(every):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Planner turns transitions into actions written in the same transaction.
@@ -77,6 +102,7 @@ type Engine struct {
 	x          *identity.Extractor
 	loc        *time.Location
 	segs       *segments // the segment runtime, guarded by mu
+	models     *models   // fitted customer models, guarded by mu
 	jobs       jobs
 	clockSaved time.Time
 	segsDirty  bool
@@ -281,6 +307,8 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 		return err
 	}
 
+	// Fit the customer models in the background now, and daily.
+	go e.refitLoop(ctx)
 	tick := time.NewTicker(e.cfg.Poll)
 	defer tick.Stop()
 	timer := time.NewTimer(time.Hour)

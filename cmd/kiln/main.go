@@ -34,6 +34,9 @@ Segments (talk to a running server):
   segments    list, members (also -as-of), transitions, recompute, static, versions, delete
   explain     why a profile is in or out of a segment: kiln explain SEGMENT PROFILE
 
+Customer intelligence (talks to a running server):
+  models      report or refit the customer models (BG/NBD, Gamma-Gamma, CLV, RFM, clusters)
+
 Admin:
   keys        create, list or revoke API keys
   sources     create or list event sources
@@ -98,6 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runExplain(ctx, rest, stdout, stderr)
 	case "segments":
 		return runSegments(ctx, rest, stdout, stderr)
+	case "models":
+		return runModels(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "version":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +75,36 @@ segment high_value "High-value customers" {
 	out, _, err = kilnCmd(t, "segments", "recompute")
 	if err != nil || !strings.Contains(out, "0 entered, 0 exited") {
 		t.Fatalf("recompute: %v %s", err, out)
+	}
+}
+
+// The models report reaches the CLI through the API.
+func TestModelsCLI(t *testing.T) {
+	m, admin, write := testMain(t)
+	t.Setenv("KILN_URL", m.URL())
+	t.Setenv("KILN_ADMIN_KEY", admin)
+	var msgs []map[string]any
+	for c := 0; c < 60; c++ {
+		for k := 0; k < 1+c%4; k++ {
+			day := time.Now().UTC().Add(-time.Duration(300-c*3-k*20) * 24 * time.Hour)
+			msgs = append(msgs, map[string]any{"type": "track", "userId": fmt.Sprintf("c%d", c), "event": "Order Completed",
+				"messageId": fmt.Sprintf("o%d-%d", c, k), "timestamp": day.Format(time.RFC3339), "properties": map[string]any{"revenue": 20 + c}})
+		}
+	}
+	if s := postJSON(t, m.URL()+"/v1/batch", write, map[string]any{"batch": msgs}, false); s != 200 {
+		t.Fatal(s)
+	}
+	settle(t, m)
+	out, errs, err := kilnCmd(t, "models", "refit")
+	if err != nil {
+		t.Fatalf("refit: %v %s", err, errs)
+	}
+	for _, want := range []string{"Customer models fitted", "RFM groups", "60 customers carry the model traits"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if _, _, err := kilnCmd(t, "models", "report"); err != nil {
+		t.Fatal(err)
 	}
 }

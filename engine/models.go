@@ -1,0 +1,392 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/intel"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+// Customer intelligence: the models of package intel, fitted on the
+// purchases in the log and kept current. A refit (on start, daily, or on
+// demand) summarises every customer's purchases, fits BG/NBD and
+// Gamma-Gamma, scores RFM quintiles and k-means clusters over the whole
+// base, and sets the results as profile traits that segment definitions
+// read like any other (traits.churn_risk > 0.7, traits.rfm_segment =
+// "At Risk"). Between refits each purchase rescores its customer with the
+// fitted parameters; the population-relative scores (RFM, clusters) move
+// only at refits.
+
+// Model traits set on profiles.
+const (
+	TraitProbAlive      = "p_alive"              // BG/NBD probability the customer is still active
+	TraitChurnRisk      = "churn_risk"           // 1 - p_alive
+	TraitExpectedOrders = "expected_orders_90d"  // BG/NBD expected purchase days in the next 90 days
+	TraitExpectedValue  = "expected_order_value" // Gamma-Gamma expected spend per purchase
+	TraitCLV            = "clv_12m"              // discounted 12-month value (1% a month)
+	TraitNextOrder      = "next_order_date"      // median next purchase date if active, YYYY-MM-DD
+	TraitRFMScore       = "rfm_score"            // "R F M" quintiles, e.g. "545"
+	TraitRFMSegment     = "rfm_segment"          // Champions, Loyal, At Risk, ...
+	TraitCluster        = "cluster"              // k-means cluster, in plain words
+)
+
+// modelTraits lists them, for showing with the computed traits.
+var modelTraits = []string{TraitProbAlive, TraitChurnRisk, TraitExpectedOrders, TraitExpectedValue, TraitCLV,
+	TraitNextOrder, TraitRFMScore, TraitRFMSegment, TraitCluster}
+
+// PurchaseEvents are the event names that count as purchases, and the
+// properties read as their amount, in order.
+var (
+	PurchaseEvents  = []string{kiln.OrderCompleted, kiln.VisitCompleted}
+	PurchaseAmounts = []string{"revenue", "total", "spend"}
+)
+
+// ModelOptions configure a refit.
+type ModelOptions struct {
+	// CalibrationEnd is the end of the history used (default now).
+	CalibrationEnd time.Time
+	// Unit is the models' time unit (default a week).
+	Unit time.Duration
+	// Holdout is the length of the holdout check in the report: the models
+	// are also fitted on the history up to CalibrationEnd-Holdout and their
+	// predictions compared with what customers did in the holdout
+	// (default a quarter of the history, at least 4 weeks; negative: none).
+	Holdout time.Duration
+	// HoldoutEnd, if set, ends the holdout check instead of CalibrationEnd
+	// (for a fit on a fixed calibration period, as the published CDNOW
+	// analyses use).
+	HoldoutEnd time.Time
+	// MinRepeaters below which the models say the data is too thin (default intel's).
+	MinRepeaters int
+}
+
+// ModelReport is what `kiln models report` shows.
+type ModelReport struct {
+	FittedAt       time.Time       `json:"fittedAt"`
+	CalibrationEnd time.Time       `json:"calibrationEnd"`
+	Unit           string          `json:"unit"`
+	Purchases      int             `json:"purchases"`
+	Fit            intel.Report    `json:"fit"`             // on the whole history: the parameters in use
+	Check          *intel.Report   `json:"check,omitempty"` // fitted before the holdout, checked against it
+	HoldoutFrom    time.Time       `json:"holdoutFrom,omitzero"`
+	RFM            map[string]int  `json:"rfm"` // customers per named group
+	Clusters       []intel.Cluster `json:"clusters,omitempty"`
+	Scored         int             `json:"scored"` // customers with model traits
+	Took           string          `json:"took"`
+}
+
+// purchases is one customer's purchase history in the models' terms,
+// kept so each new purchase can rescore the customer.
+type purchases struct {
+	first, last int32   // purchase days (Unix days, UTC)
+	x           int32   // distinct purchase days after the first
+	total       float64 // all purchases
+	repeat      float64 // purchases after the first day
+}
+
+type models struct {
+	bg     *intel.BGNBD
+	gg     *intel.GammaGamma
+	unit   time.Duration
+	report *ModelReport
+	cust   map[string]*purchases
+}
+
+func unixDay(t time.Time) int32 { return int32(t.UTC().Unix() / 86400) }
+
+// purchaseAmount reads an event's amount, or reports it is no purchase.
+func purchaseAmount(ev *kiln.Event) (float64, bool) {
+	isPurchase := false
+	for _, n := range PurchaseEvents {
+		if ev.Name == n {
+			isPurchase = true
+		}
+	}
+	if !isPurchase || ev.Type != kiln.Track {
+		return 0, false
+	}
+	for _, k := range PurchaseAmounts {
+		if v, ok := ev.Properties[k].(float64); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			return v, true
+		}
+	}
+	return 0, true
+}
+
+func (p *purchases) add(day int32, amount float64) {
+	switch {
+	case p.x == 0 && p.total == 0 && p.first == 0:
+		p.first, p.last = day, day
+	case day > p.last:
+		p.last = day
+		p.x++
+		p.repeat += amount
+	case day < p.first:
+		p.first = day // an older purchase arrived late: it becomes the first
+		p.x++
+		p.repeat += amount
+	}
+	p.total += amount
+}
+
+// summary is the customer's history as of asOf, in the models' unit.
+func (p *purchases) summary(asOf time.Time, unit time.Duration) intel.Summary {
+	day := float64(24*time.Hour) / float64(unit)
+	s := intel.Summary{Frequency: int(p.x), Recency: float64(p.last-p.first) * day, Total: p.total}
+	s.Age = max(s.Recency, float64(unixDay(asOf)-p.first)*day)
+	if p.x > 0 {
+		s.Monetary = p.repeat / float64(p.x)
+	}
+	return s
+}
+
+// scoreTraits computes a customer's model traits with fitted models.
+func (m *models) scoreTraits(p *purchases, asOf time.Time) map[string]any {
+	out := map[string]any{}
+	if m.bg == nil {
+		return out
+	}
+	s := m.summary(p, asOf)
+	pa := m.bg.ProbAlive(s)
+	out[TraitProbAlive] = round4(pa)
+	out[TraitChurnRisk] = round4(1 - pa)
+	out[TraitExpectedOrders] = round4(m.bg.ConditionalExpectedPurchases(s, 90*float64(24*time.Hour)/float64(m.unit)))
+	if next := m.bg.NextPurchaseDate(s, asOf, m.unit); !next.IsZero() {
+		out[TraitNextOrder] = next.Format(time.DateOnly)
+	}
+	if m.gg != nil && s.Frequency > 0 {
+		ev := m.gg.ExpectedSpend(s)
+		if !math.IsNaN(ev) && !math.IsInf(ev, 0) {
+			out[TraitExpectedValue] = round2(ev)
+			clv := intel.CLV(*m.bg, *m.gg, s, clvOptions(m.unit))
+			if !math.IsNaN(clv) && !math.IsInf(clv, 0) {
+				out[TraitCLV] = round2(clv)
+			}
+		}
+	}
+	return out
+}
+
+func (m *models) summary(p *purchases, asOf time.Time) intel.Summary { return p.summary(asOf, m.unit) }
+
+func clvOptions(unit time.Duration) intel.CLVOptions {
+	return intel.CLVOptions{Periods: 12, PeriodLength: float64(30.4375*24*float64(time.Hour)) / float64(unit), DiscountRate: 0.01}
+}
+
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
+// ModelReport returns the last refit's report, or nil.
+func (e *Engine) ModelReport() *ModelReport {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.models == nil {
+		return nil
+	}
+	return e.models.report
+}
+
+// RefitModels summarises every customer's purchases from the log, fits
+// the models, scores everyone and sets their model traits (recording any
+// segment changes that follow, with reason "recompute").
+func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport, error) {
+	start := time.Now()
+	if o.CalibrationEnd.IsZero() {
+		o.CalibrationEnd = e.cfg.Now()
+	}
+	if o.Unit <= 0 {
+		o.Unit = 7 * 24 * time.Hour
+	}
+	// Gather purchases, resolving profiles a chunk at a time so event
+	// processing is held up only briefly.
+	var txns []intel.Txn
+	cust := map[string]*purchases{}
+	upTo := e.processed.Load()
+	for after := int64(0); after < upTo; {
+		evs, err := e.st.ReadEvents(ctx, after, 20000)
+		if err != nil {
+			return nil, fmt.Errorf("reading purchases after seq %d: %w", after, err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		e.mu.Lock()
+		for i := range evs {
+			ev := &evs[i]
+			if ev.Seq > upTo {
+				break
+			}
+			amount, ok := purchaseAmount(ev)
+			if !ok || ev.Timestamp.After(o.CalibrationEnd) && o.HoldoutEnd.IsZero() {
+				continue
+			}
+			pid, found := e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor))
+			if !found {
+				continue
+			}
+			txns = append(txns, intel.Txn{Customer: pid, Time: ev.Timestamp, Amount: amount})
+			if !ev.Timestamp.After(o.CalibrationEnd) {
+				p := cust[pid]
+				if p == nil {
+					p = &purchases{}
+					cust[pid] = p
+				}
+				p.add(unixDay(ev.Timestamp), amount)
+			}
+		}
+		e.mu.Unlock()
+		after = evs[len(evs)-1].Seq
+	}
+	rep := &ModelReport{FittedAt: e.cfg.Now().UTC(), CalibrationEnd: o.CalibrationEnd.UTC(), Unit: o.Unit.String(), Purchases: len(txns), RFM: map[string]int{}}
+	fitOpts := intel.FitOptions{MinRepeaters: o.MinRepeaters}
+	calTxns := txns
+	if !o.HoldoutEnd.IsZero() {
+		calTxns = nil
+		for _, t := range txns {
+			if !t.Time.After(o.CalibrationEnd) {
+				calTxns = append(calTxns, t)
+			}
+		}
+	}
+	sums, err := intel.Summarize(calTxns, o.CalibrationEnd, o.Unit)
+	if err != nil {
+		return nil, fmt.Errorf("summarising purchases: %w", err)
+	}
+	rep.Fit = intel.BuildReport(sums, fitOpts)
+	// The holdout check: fit before the holdout, compare with it.
+	if o.Holdout >= 0 && len(txns) > 0 {
+		holdEnd, holdStart := o.CalibrationEnd, time.Time{}
+		if !o.HoldoutEnd.IsZero() {
+			holdEnd, holdStart = o.HoldoutEnd, o.CalibrationEnd
+		} else {
+			first := txns[0].Time
+			for _, t := range txns {
+				if t.Time.Before(first) {
+					first = t.Time
+				}
+			}
+			h := o.Holdout
+			if h == 0 {
+				h = max(4*7*24*time.Hour, o.CalibrationEnd.Sub(first)/4)
+			}
+			holdStart = o.CalibrationEnd.Add(-h)
+		}
+		if hs, err := intel.SummarizeHoldout(txns, holdStart, holdEnd, o.Unit); err == nil {
+			check := intel.BuildReport(hs, fitOpts)
+			rep.Check, rep.HoldoutFrom = &check, holdStart.UTC()
+		}
+	}
+	m := &models{unit: o.Unit, report: rep, cust: cust}
+	if rep.Fit.BGNBD != nil {
+		bg := rep.Fit.BGNBD.Params
+		m.bg = &bg
+	}
+	if rep.Fit.Spend != nil {
+		gg := rep.Fit.Spend.Params
+		m.gg = &gg
+	}
+
+	// Population-relative scores: RFM quintiles and clusters.
+	ids := make([]string, 0, len(cust))
+	for id := range cust {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	rfmIn := make([]intel.RFMInput, len(ids))
+	clIn := make([]intel.ClusterInput, len(ids))
+	calDay := unixDay(o.CalibrationEnd)
+	for i, id := range ids {
+		p := cust[id]
+		rfmIn[i] = intel.RFMInput{Recency: float64(calDay - p.last), Frequency: float64(p.x + 1), Monetary: p.total}
+		clIn[i] = intel.ClusterInput{Recency: rfmIn[i].Recency, Frequency: rfmIn[i].Frequency, Monetary: max(0, p.total)}
+	}
+	traits := make(map[string]map[string]any, len(ids))
+	for _, id := range ids {
+		traits[id] = m.scoreTraits(cust[id], o.CalibrationEnd)
+	}
+	if len(ids) > 0 {
+		if scores, err := intel.ScoreRFM(rfmIn, intel.DefaultRFMConfig()); err == nil {
+			for i, s := range scores {
+				traits[ids[i]][TraitRFMScore] = fmt.Sprintf("%d%d%d", s.R, s.F, s.M)
+				traits[ids[i]][TraitRFMSegment] = s.Segment
+				rep.RFM[s.Segment]++
+			}
+		}
+	}
+	if len(ids) >= 20 {
+		if cl, err := intel.ClusterCustomers(clIn, intel.ClusterOptions{Seed: 1}); err == nil {
+			rep.Clusters = cl.Clusters
+			for i, a := range cl.Assignments {
+				traits[ids[i]][TraitCluster] = cl.Clusters[a].Description
+			}
+		} else {
+			rep.Fit.Warnings = append(rep.Fit.Warnings, "clustering: "+err.Error())
+		}
+	}
+	rep.Scored = len(traits)
+
+	// Install: set the traits on live states and record what changes.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.models = m
+	s := e.segs
+	now := e.cfg.Now()
+	var res store.Resolution
+	if s != nil && s.prog != nil {
+		for _, id := range ids {
+			ps := s.state(id)
+			setTraits(ps, traits[id])
+			r := s.prog.ApplyProfile(ps.st, &ps.prof, now)
+			res.Transitions = s.transitions(id, r, now, kiln.ReasonRecompute, 0, res.Transitions)
+			s.schedule(id, ps, r.NextDue)
+		}
+	}
+	if len(res.Transitions) > 0 {
+		if err := e.write(ctx, &res); err != nil {
+			e.segsDirty = true
+			return nil, fmt.Errorf("recording segment changes from the models: %w", err)
+		}
+	}
+	rep.Took = time.Since(start).Round(time.Millisecond).String()
+	e.log.Info("customer models refitted", "customers", len(ids), "purchases", len(txns), "verdict", rep.Fit.Verdict, "took", rep.Took)
+	return rep, nil
+}
+
+func setTraits(ps *pstate, t map[string]any) {
+	if ps.prof.Traits == nil {
+		ps.prof.Traits = make(map[string]any, len(t))
+	}
+	for k, v := range t {
+		ps.prof.Traits[k] = v
+	}
+}
+
+// rescore updates a customer's purchase history with a new purchase and,
+// if the models are fitted, their model traits (not RFM or cluster, which
+// are relative to the whole base). It returns whether traits changed.
+func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) bool {
+	m := e.models
+	if m == nil {
+		return false
+	}
+	amount, ok := purchaseAmount(ev)
+	if !ok {
+		return false
+	}
+	p := m.cust[pid]
+	if p == nil {
+		p = &purchases{}
+		m.cust[pid] = p
+	}
+	p.add(unixDay(ev.Timestamp), amount)
+	if m.bg == nil {
+		return false
+	}
+	setTraits(ps, m.scoreTraits(p, now))
+	return true
+}

@@ -1,0 +1,84 @@
+package engine
+
+import (
+	"context"
+	"math"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/kiln-cdp/kiln/ingest/bulk"
+	"github.com/kiln-cdp/kiln/journal"
+)
+
+// The CDNOW sample goes in through Kiln's own bulk import; the models the
+// engine fits from the stored purchases reproduce the published BG/NBD and
+// Gamma-Gamma parameters (Fader, Hardie and Lee 2005).
+func TestModelsReproduceCDNOW(t *testing.T) {
+	path := "../../shared/data/CDNOW_sample.txt"
+	if _, err := os.Stat(path); err != nil {
+		t.Skip("../shared/data/CDNOW_sample.txt is absent (the shared data folder sits beside the project root)")
+	}
+	b := setup(t, true)
+	ctx := context.Background()
+	j := journal.New(b.st, journal.Options{})
+	m, err := bulk.Preset("cdnow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bulk.ImportFile(ctx, path, j, bulk.Options{Mapping: m, SourceID: "cdnow"}); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	last, _ := b.st.LastSeq(ctx)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := b.e.WaitFor(wctx, last); err != nil {
+		t.Fatal(err)
+	}
+	// A segment over a model trait, to see the traits reach definitions.
+	if _, err := b.e.ApplyDefinitions(ctx, `segment likely_lost { traits.churn_risk > 0.7 }`, false); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.e.RefitModels(ctx, ModelOptions{
+		CalibrationEnd: time.Date(1997, 9, 30, 0, 0, 0, 0, time.UTC),
+		HoldoutEnd:     time.Date(1998, 6, 30, 0, 0, 0, 0, time.UTC),
+		Unit:           7 * 24 * time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Fit.BGNBD == nil || rep.Fit.Spend == nil {
+		t.Fatalf("models not fitted: %+v", rep.Fit.Errors)
+	}
+	within := func(name string, got, want, tol float64) {
+		if math.Abs(got-want)/math.Abs(want) > tol {
+			t.Errorf("%s = %.4f, want %.4f within %.1f%%", name, got, want, tol*100)
+		}
+	}
+	bg := rep.Fit.BGNBD.Params
+	within("r", bg.R, 0.2426, 0.005)
+	within("alpha", bg.Alpha, 4.4136, 0.005)
+	within("a", bg.A, 0.7929, 0.005)
+	within("b", bg.B, 2.4259, 0.005)
+	within("BG/NBD log-likelihood", rep.Fit.BGNBD.LogLikelihood, -9582.43, 0.005)
+	gg := rep.Fit.Spend.Params
+	within("p", gg.P, 6.25, 0.01)
+	within("q", gg.Q, 3.74, 0.01)
+	within("gamma", gg.Gamma, 15.44, 0.01)
+	if rep.Fit.Customers != 2357 || rep.Fit.Repeaters != 946 {
+		t.Errorf("customers %d, repeaters %d; want 2357 and 946", rep.Fit.Customers, rep.Fit.Repeaters)
+	}
+	if rep.Check == nil || rep.Check.Holdout == nil {
+		t.Fatal("no holdout check")
+	}
+	t.Logf("holdout: %+v", rep.Check.Holdout)
+	// Every customer has model traits, and the segment over them has members.
+	if rep.Scored != 2357 || len(rep.RFM) == 0 {
+		t.Errorf("scored %d, rfm %v", rep.Scored, rep.RFM)
+	}
+	n, _ := b.st.CountMembers(ctx, "likely_lost")
+	if n == 0 || n == 2357 {
+		t.Errorf("likely_lost has %d members; want some but not all", n)
+	}
+}

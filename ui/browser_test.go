@@ -178,6 +178,9 @@ func TestBrowserBuildSegment(t *testing.T) {
 	if _, ok := h.UI.findSegment("frequent_buyers"); ok {
 		t.Fatal("preview saved the segment")
 	}
+	if s := evalString(t, ctx, `document.getElementById('preview-sample').textContent`); !strings.Contains(s, "ann@example.com") || !strings.Contains(s, "bob@example.com") || strings.Contains(s, "cat@") {
+		t.Errorf("preview sample members: %q, want Ann and Bob", s)
+	}
 
 	// Save: the segment page opens with its two members.
 	within(t, ctx, 30*time.Second, "saving",

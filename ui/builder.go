@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/rule"
@@ -240,6 +241,10 @@ type preview struct {
 	Others    []otherChange `json:"others,omitempty"`
 	Errors    []lineError   `json:"errors,omitempty"`
 	Took      string        `json:"took,omitempty"`
+	// Sample is some of the profiles the segment would hold, found by
+	// evaluating profiles from a random point (Scanned of them).
+	Sample  []sampleRow `json:"sample,omitempty"`
+	Scanned int         `json:"scanned,omitempty"`
 }
 
 type otherChange struct {
@@ -298,6 +303,13 @@ func (s *Server) builderPreview(w http.ResponseWriter, r *http.Request, _ *sessi
 		}
 	}
 	p.Took = res.Took
+	if def.Kind == rule.KindSegment && p.Size > 0 {
+		rows, scanned, err := s.sampleMembers(r.Context(), in.Text, def.Name, 5, 400*time.Millisecond)
+		if err != nil {
+			s.log.Warn("ui: sampling preview members", "segment", def.Name, "err", err)
+		}
+		p.Sample, p.Scanned = rows, scanned
+	}
 	writeJSON(w, http.StatusOK, p)
 }
 

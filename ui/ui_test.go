@@ -283,6 +283,15 @@ func TestBuilder(t *testing.T) {
 	if _, ok := h.UI.findSegment("modest"); ok {
 		t.Fatal("preview saved the segment")
 	}
+	// With 12 profiles the sample scans them all: it is the 5 members.
+	var sample []string
+	for _, m := range pv.Sample {
+		sample = append(sample, m.Ident)
+	}
+	slices.Sort(sample)
+	if want := []string{"c003@example.com", "c004@example.com", "c005@example.com", "c006@example.com", "c007@example.com"}; !slices.Equal(sample, want) {
+		t.Errorf("preview sample %v, want %v", sample, want)
+	}
 	res, err := c.PostForm(h.URL+"/ui/segments", url.Values{"text": {text}, "csrf": {tok}})
 	if err != nil {
 		t.Fatal(err)

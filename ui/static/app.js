@@ -471,6 +471,14 @@
           if (p.unchanged) previewEl.append(h('p', { 'class': 'muted', text: 'This is the saved definition: nothing would change.' }));
           else if (!p.new) previewEl.append(h('p', { 'class': 'muted', text: 'Now ' + p.before.toLocaleString() + ': ' + p.entered.toLocaleString() + ' would enter and ' + p.exited.toLocaleString() + ' would leave.' }));
         }
+        if (p.sample && p.sample.length) {
+          var ul = h('ul', { 'class': 'sample', id: 'preview-sample' });
+          p.sample.forEach(function (m) {
+            ul.append(h('li', {}, h('a', { href: '/ui/profiles/' + encodeURIComponent(m.id), target: '_blank', rel: 'noopener', text: m.name || m.ident || m.id }),
+              m.name && m.ident ? h('span', { 'class': 'muted small', text: ' ' + m.ident }) : null));
+          });
+          previewEl.append(h('p', { 'class': 'small', text: 'For example:' }), ul);
+        }
         if (p.others && p.others.length) {
           previewEl.append(h('p', { 'class': 'muted small', text: 'Also changes: ' + p.others.map(function (o) { return o.name + ' (+' + o.entered + ' / −' + o.exited + ')'; }).join(', ') }));
         }

@@ -33,6 +33,9 @@ type Config struct {
 	// IdentityBlocklist: identifier values never used to link profiles
 	// (KILN_IDENTITY_BLOCKLIST, comma separated).
 	IdentityBlocklist string
+	// DedupWindow is how long SQLite remembers message ids to recognise
+	// retries (KILN_DEDUP_WINDOW).
+	DedupWindow time.Duration
 }
 
 func envOr(name, def string) string {
@@ -66,6 +69,7 @@ func envDuration(name string, def time.Duration) time.Duration {
 func (c *Config) storeFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DB, "db", envOr("KILN_DB", "kiln.db"), "SQLite database file (KILN_DB)")
 	fs.StringVar(&c.Postgres, "postgres", envOr("KILN_POSTGRES", ""), "PostgreSQL DSN, e.g. postgres://user@host/db; overrides -db (KILN_POSTGRES)")
+	fs.DurationVar(&c.DedupWindow, "dedup-window", envDuration("KILN_DEDUP_WINDOW", sqlite.DefaultDedupWindow), "SQLite: how long message ids are remembered to recognise client retries (KILN_DEDUP_WINDOW; PostgreSQL dedupes for all time)")
 }
 
 // serverFlags registers the server's flags.
@@ -137,7 +141,7 @@ func (c *Config) openStore(ctx context.Context) (store.Store, error) {
 		}
 		return db, nil
 	}
-	db, err := sqlite.Open(c.DB)
+	db, err := sqlite.OpenWith(c.DB, sqlite.Options{DedupWindow: c.DedupWindow})
 	if err != nil {
 		return nil, fmt.Errorf("opening SQLite file %s: %w", c.DB, err)
 	}

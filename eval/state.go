@@ -67,7 +67,9 @@ func (p *Program) NewState() *State {
 }
 
 func (p *Program) initState(st *State) {
-	st.fix = make([]uint64, p.oRecs)
+	// Room for a few records up front: most profiles have events, and
+	// growing copies the fixed part.
+	st.fix = make([]uint64, p.oRecs, p.oRecs+32)
 	cache := p.cacheOf(st)
 	for i := range cache {
 		cache[i] = boxNull

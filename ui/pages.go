@@ -35,6 +35,7 @@ type segRow struct {
 type overviewData struct {
 	Segments       []segRow
 	Traits         int
+	TraitList      []engine.SegmentInfo
 	Entered        int64
 	Exited         int64
 	Partial        bool
@@ -61,6 +62,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session)
 	for _, info := range s.eng.Definitions() {
 		if info.Kind != rule.KindSegment {
 			d.Traits++
+			d.TraitList = append(d.TraitList, info)
 			continue
 		}
 		pts, err := s.sizeSeries(ctx, info.Name, 30*24*time.Hour, 6*time.Hour)

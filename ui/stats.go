@@ -39,11 +39,12 @@ func newStats() *stats {
 }
 
 // countBudget bounds how long one page view spends catching up on the
-// transition log; the rest is counted on the next view.
-const countBudget = 60 * time.Millisecond
+// transition log; the rest is counted in the background.
+var countBudget = 40 * time.Millisecond
 
 // today returns entries and exits per segment since midnight, and whether
-// the count is still catching up.
+// the count is still catching up (a definition applied today can have
+// written hundreds of thousands of transitions).
 func (s *Server) today(ctx context.Context) (entered, exited map[string]int64, partial bool, err error) {
 	t := s.stats
 	t.mu.Lock()
@@ -58,32 +59,71 @@ func (s *Server) today(ctx context.Context) (entered, exited map[string]int64, p
 		t.day, t.cursor = day, start
 		t.entered, t.exited = map[string]int64{}, map[string]int64{}
 	}
-	deadline := time.Now().Add(countBudget)
-	t.partial = false
-	for {
-		ts, err := s.st.Transitions(ctx, store.TransitionQuery{After: t.cursor, Limit: 5000})
-		if err != nil {
-			return nil, nil, false, err
-		}
-		for _, tr := range ts {
-			if !tr.At.Before(day) {
-				if tr.Entered {
-					t.entered[tr.Segment]++
-				} else {
-					t.exited[tr.Segment]++
-				}
+	if !t.partial { // a background catch-up is not running
+		deadline := time.Now().Add(countBudget)
+		for {
+			done, err := s.countChunk(ctx)
+			if err != nil {
+				return nil, nil, false, err
 			}
-			t.cursor = tr.ID
-		}
-		if len(ts) < 5000 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.partial = true
-			break
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.partial = true
+				go s.catchUp(day)
+				break
+			}
 		}
 	}
 	return clone(t.entered), clone(t.exited), t.partial, nil
+}
+
+// countChunk counts the next transitions after the cursor; t.mu is held.
+// It reports whether the log is read to its end.
+func (s *Server) countChunk(ctx context.Context) (bool, error) {
+	t := s.stats
+	const chunk = 2000
+	ts, err := s.st.Transitions(ctx, store.TransitionQuery{After: t.cursor, Limit: chunk})
+	if err != nil {
+		return false, err
+	}
+	for _, tr := range ts {
+		if !tr.At.Before(t.day) {
+			if tr.Entered {
+				t.entered[tr.Segment]++
+			} else {
+				t.exited[tr.Segment]++
+			}
+		}
+		t.cursor = tr.ID
+	}
+	return len(ts) < chunk, nil
+}
+
+// catchUp counts the rest of the day's transitions, a chunk at a time so
+// page views are not held up for long.
+func (s *Server) catchUp(day time.Time) {
+	t := s.stats
+	ctx := context.Background()
+	for {
+		t.mu.Lock()
+		if !t.day.Equal(day) { // a new day started over
+			t.mu.Unlock()
+			return
+		}
+		done, err := s.countChunk(ctx)
+		if err != nil || done {
+			t.partial = false
+			if err != nil {
+				s.log.Warn("ui: counting today's transitions", "err", err)
+				t.day = time.Time{} // start over on the next view
+			}
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
+	}
 }
 
 func clone(m map[string]int64) map[string]int64 {

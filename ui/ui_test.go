@@ -743,3 +743,36 @@ func TestSizeHistory(t *testing.T) {
 		t.Error("segment page has no size chart")
 	}
 }
+
+// TestTodayCatchUp: when today's transitions are too many to count within
+// a page view, the overview shows a partial count and the rest is
+// counted in the background.
+func TestTodayCatchUp(t *testing.T) {
+	h := newHarness(t, "")
+	seed(t, h, 1100) // 1,100 buyers + 1,091 big spenders: more than one chunk
+	old := countBudget
+	countBudget = 0
+	defer func() { countBudget = old }()
+	ctx := context.Background()
+	in, _, partial, err := h.UI.today(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !partial || in["buyers"]+in["big_spenders"] >= 2191 {
+		t.Fatalf("first count: partial %v, %v; want a partial count", partial, in)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for partial {
+		if time.Now().After(deadline) {
+			t.Fatal("the background count did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+		in, _, partial, err = h.UI.today(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if in["buyers"] != 1100 || in["big_spenders"] != 1091 {
+		t.Errorf("caught-up count %v, want 1100 buyers and 1091 big spenders", in)
+	}
+}

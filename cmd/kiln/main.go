@@ -37,6 +37,11 @@ Segments (talk to a running server):
 Customer intelligence (talks to a running server):
   models      report or refit the customer models (BG/NBD, Gamma-Gamma, CLV, RFM, clusters)
 
+Actions (talk to a running server):
+  destinations  create, list or delete webhook, SMTP and vendor destinations
+  automations   create, list, enable, disable or delete segment automations
+  deadletters   list or replay actions that could not be delivered
+
 Admin:
   keys        create, list or revoke API keys
   sources     create or list event sources
@@ -103,6 +108,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSegments(ctx, rest, stdout, stderr)
 	case "models":
 		return runModels(ctx, rest, stdout, stderr)
+	case "destinations":
+		return runDestinations(ctx, rest, stdout, stderr)
+	case "automations":
+		return runAutomations(ctx, rest, stdout, stderr)
+	case "deadletters":
+		return runDeadLetters(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "version":

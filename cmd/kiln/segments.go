@@ -139,12 +139,16 @@ const segmentsUsage = `Usage (talks to a running server):
   kiln segments recompute [NAME]                      recompute one segment or all, showing progress
   kiln segments static NAME [-add ID,ID] [-remove ID,ID]
   kiln segments delete NAME                           delete a definition (members exit)
-  kiln segments versions NAME                         every version of a definition`
+  kiln segments versions NAME                         every version of a definition
+  kiln segments export NAME [-format csv|ndjson] [-o FILE]   every current member with identifiers and traits`
 
 func runSegments(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, segmentsUsage)
 		return fmt.Errorf("segments: give a subcommand")
+	}
+	if args[0] == "export" {
+		return runSegmentExport(ctx, args[1:], stdout, stderr)
 	}
 	var c client
 	fs := flag.NewFlagSet("segments "+args[0], flag.ContinueOnError)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/api"
 	"github.com/kiln-cdp/kiln/auth"
 	"github.com/kiln-cdp/kiln/engine"
@@ -48,6 +49,7 @@ type Main struct {
 	Journal *journal.Journal
 	Engine  *engine.Engine
 	Metrics *metrics.Metrics
+	Actions *action.Service // automations, destinations and the outbox
 
 	logOut   io.Writer
 	ln       net.Listener
@@ -56,6 +58,7 @@ type Main struct {
 	stopEng  context.CancelFunc
 	engDone  chan error
 	isClosed bool
+	stopAct  func()
 }
 
 // NewMain returns a Main with default configuration, logging to logOut.
@@ -81,6 +84,10 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
+	if err := m.openActions(ctx); err != nil {
+		st.Close()
+		return err
+	}
 	m.Engine, err = engine.New(engine.Config{
 		Store:            st,
 		Logger:           m.Logger,
@@ -88,6 +95,8 @@ func (m *Main) Open(ctx context.Context) error {
 		Blocklist:        m.Config.blocklist(),
 		Location:         m.location(),
 		PhoneCountryCode: m.Config.PhoneCountryCode,
+		Planner:          m.Actions.Planner,
+		OnTransitions:    m.Actions.OnTransitions,
 	})
 	if err != nil {
 		st.Close()
@@ -106,6 +115,7 @@ func (m *Main) Open(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("starting the engine: %w", err)
 	}
+	m.startActions()
 
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
@@ -178,7 +188,7 @@ func (m *Main) routes() http.Handler {
 		}
 		mux.Handle("/webhooks/"+kind+"/{source}", m.Metrics.Instrument("webhook_"+kind, h))
 	}
-	admin := &api.Server{Store: m.Store, Ops: m.Engine, Segments: m.Engine, Models: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger, Normalize: m.Engine.Extractor().Normalize}
+	admin := &api.Server{Store: m.Store, Ops: m.Engine, Segments: m.Engine, Models: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger, Normalize: m.Engine.Extractor().Normalize, Actions: m.Actions}
 	mux.Handle("/api/", m.Metrics.Instrument("api", admin.Handler()))
 	mux.Handle("GET /metrics", m.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -225,6 +235,9 @@ func (m *Main) closeEngine() error {
 	eerr := <-m.engDone
 	if errors.Is(eerr, context.Canceled) {
 		eerr = nil
+	}
+	if m.stopAct != nil {
+		m.stopAct()
 	}
 	return errors.Join(jerr, eerr, m.Store.Close())
 }

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kiln-cdp/kiln/action"
+	"github.com/kiln-cdp/kiln/connector"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+func setSecretKey(t *testing.T) {
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	t.Setenv(connector.KeyEnv, base64.StdEncoding.EncodeToString(raw))
+}
+
+// Events in, segment entry, a signed webhook out; the CLI manages the
+// destination and automation, lists and replays dead letters and exports
+// the segment; REST Hooks subscribe and unsubscribe through the API.
+func TestActionsEndToEnd(t *testing.T) {
+	setSecretKey(t)
+	m, admin, write := testMain(t)
+	t.Setenv("KILN_URL", m.URL())
+	t.Setenv("KILN_ADMIN_KEY", admin)
+
+	var mu sync.Mutex
+	var bodies [][]byte
+	var headers []http.Header
+	fail := true
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if fail && !strings.Contains(string(b), `"Ann"`) {
+			w.WriteHeader(http.StatusUnprocessableEntity) // permanent: a dead letter
+			return
+		}
+		bodies, headers = append(bodies, b), append(headers, r.Header.Clone())
+	}))
+	defer recv.Close()
+	got := func() int { mu.Lock(); defer mu.Unlock(); return len(bodies) }
+
+	defs := filepath.Join(t.TempDir(), "d.kiln")
+	os.WriteFile(defs, []byte(`trait orders_30d = count of "Order Completed" in last 30 days
+segment buyers "Bought something" {
+  orders_30d >= 1
+}
+`), 0o644)
+	if out, errs, err := kilnCmd(t, "apply", "-f", defs); err != nil {
+		t.Fatalf("apply: %v %s %s", err, out, errs)
+	}
+	out, errs, err := kilnCmd(t, "destinations", "create", "-name", "crm", "-kind", "webhook", "-config", `{"url":"`+recv.URL+`"}`)
+	if err != nil || !strings.Contains(out, "signing secret") {
+		t.Fatalf("destinations create: %v %s %s", err, out, errs)
+	}
+	secret := strings.TrimSpace(out[strings.Index(out, "whsec_"):])
+	if _, errs, err := kilnCmd(t, "automations", "create", "-name", "thanks", "-segment", "nobody", "-destination", "crm"); err == nil || !strings.Contains(err.Error(), "no segment") {
+		t.Fatalf("automation on an unknown segment: %v %s", err, errs)
+	}
+	out, errs, err = kilnCmd(t, "automations", "create", "-name", "thanks", "-segment", "buyers", "-on", "enter", "-destination", "crm", "-options", `{"traits":["name"]}`)
+	if err != nil {
+		t.Fatalf("automations create: %v %s %s", err, out, errs)
+	}
+	if out, _, _ := kilnCmd(t, "automations", "list"); !strings.Contains(out, "thanks") || !strings.Contains(out, "true") {
+		t.Fatalf("automations list:\n%s", out)
+	}
+	if out, _, _ := kilnCmd(t, "destinations", "list"); !strings.Contains(out, "crm") || strings.Contains(out, "whsec_") {
+		t.Fatalf("destinations list shows no crm, or a secret:\n%s", out)
+	}
+	var hook action.Hook
+	if status := call(t, "POST", m.URL()+"/api/v1/hooks", admin, map[string]string{"target_url": recv.URL, "event": "segment.entered", "segment": "buyers", "zap": "extra"}, &hook); status != 201 || hook.ID == "" {
+		t.Fatalf("subscribe: %d %+v", status, hook)
+	}
+
+	now := time.Now().UTC().Format(time.RFC3339)
+	postJSON(t, m.URL()+"/v1/batch", write, map[string]any{"batch": []map[string]any{
+		{"type": "identify", "userId": "ann", "messageId": "i1", "timestamp": now, "traits": map[string]any{"name": "Ann", "email": "ann@example.com"}},
+		{"type": "track", "userId": "ann", "event": "Order Completed", "messageId": "o1", "timestamp": now, "properties": map[string]any{"revenue": 20}},
+		{"type": "track", "userId": "bad", "event": "Order Completed", "messageId": "o2", "timestamp": now},
+	}}, false)
+	settle(t, m)
+	deadline := time.Now().Add(10 * time.Second)
+	for got() < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	n := len(bodies)
+	var ann *action.Message
+	for i, b := range bodies {
+		var msg action.Message
+		json.Unmarshal(b, &msg)
+		if msg.Data.Automation == "thanks" {
+			if err := action.Verify(secret, headers[i], b, time.Now()); err != nil {
+				t.Errorf("signature: %v", err)
+			}
+			ann = &msg
+		}
+	}
+	mu.Unlock()
+	if n != 2 || ann == nil || ann.Type != "segment.entered" || ann.Data.Segment != "buyers" || ann.Data.Traits["name"] != "Ann" || ann.Data.TransitionID == 0 {
+		t.Fatalf("received %d webhooks (want ann's for the automation and the hook); automation message %+v", n, ann)
+	}
+
+	for time.Now().Before(deadline) {
+		if dead, _ := m.Store.ListOutbox(context.Background(), store.OutboxQuery{State: store.OutboxDead}); len(dead) == 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, _, err = kilnCmd(t, "deadletters", "list")
+	if err != nil || !strings.Contains(out, "HTTP 422") || strings.Count(out, "\n") != 3 {
+		t.Fatalf("deadletters list: %v\n%s", err, out)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	out, _, err = kilnCmd(t, "deadletters", "replay")
+	if err != nil || !strings.Contains(out, "replayed 2") {
+		t.Fatalf("deadletters replay: %v %s", err, out)
+	}
+	for got() < 4 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got() != 4 {
+		t.Fatalf("after replay: %d webhooks, want 4", got())
+	}
+
+	out, _, err = kilnCmd(t, "segments", "export", "buyers", "-format", "csv")
+	if err != nil || strings.Count(out, "\n") != 3 || !strings.Contains(out, "ann@example.com") {
+		t.Fatalf("export csv: %v\n%s", err, out)
+	}
+	out, _, err = kilnCmd(t, "segments", "export", "buyers", "-format", "ndjson")
+	if err != nil || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"traits":{"email":"ann@example.com","name":"Ann"}`) {
+		t.Fatalf("export ndjson: %v\n%s", err, out)
+	}
+	if status := call(t, "DELETE", m.URL()+"/api/v1/hooks/"+hook.ID, admin, nil, nil); status != 204 {
+		t.Fatalf("unsubscribe: %d", status)
+	}
+	if status := call(t, "DELETE", m.URL()+"/api/v1/hooks/"+hook.ID, admin, nil, nil); status != 404 {
+		t.Fatalf("unsubscribe twice: %d", status)
+	}
+	if _, _, err := kilnCmd(t, "automations", "disable", "thanks"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := kilnCmd(t, "automations", "list"); !strings.Contains(out, "false") || strings.Contains(out, "REST hook") {
+		t.Fatalf("after disable and unsubscribe:\n%s", out)
+	}
+}

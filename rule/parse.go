@@ -142,6 +142,7 @@ func isLetter(s string) bool {
 // error with its line and column; semantic errors (unknown names, types,
 // cycles) are Check's job.
 func Parse(src string) (*Set, error) {
+	src = strings.TrimPrefix(src, "\ufeff") // a byte-order mark some editors write
 	toks, err := lex(src)
 	if err != nil {
 		return nil, ErrorList{err.(*Error)}

@@ -111,6 +111,8 @@ func TestParseErrors(t *testing.T) {
 		{`segment s { x >= 1 } backfill most`, `1:31: backfill must be all, new or none`},
 		{`trait x = traits.age + 1`, `1:11: a computed trait cannot read profile trait traits.age`},
 		{`segment s { x ~ 1 }`, `1:15: unexpected character '~'`},
+		{"\ufeffsegment s { x >= 1 }\r\nsegment t { y >= 1 }\r\n", ``}, // BOM and CRLF are fine
+		{"\ufeffsegment s { x >= 1 }\r\nsegment t { y >=  }\r\n", `2:19: expected a value`},
 	}
 	for _, c := range cases {
 		_, err := Parse(c.src)

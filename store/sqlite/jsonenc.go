@@ -10,6 +10,10 @@ import (
 	"github.com/kiln-cdp/kiln"
 )
 
+// appendPayload is how payloads were written before the binary form
+// (payload.go); rows it wrote are still read, and the tests hold the binary
+// form to reading back exactly what this JSON reads back as.
+//
 // Encoding the event payloads is the largest CPU cost of Append after
 // SQLite itself, and encoding/json spends much of it on reflection and on
 // sorting map keys. appendPayload writes the same JSON by hand for the

@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"unsafe"
-
-	fastjson "github.com/goccy/go-json"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/store"
@@ -124,13 +121,13 @@ func encodeRange(evs []kiln.Event, args []eventArgs) error {
 			buf = make([]byte, 0, max(64<<10, 2*cap(buf)))
 		}
 		start := len(buf)
-		if buf, err = appendPayload(buf, e); err != nil {
-			return kiln.Errorf(kiln.EInvalid, "event %q from source %q: payload cannot be stored as JSON: %v", e.MessageID, e.SourceID, err)
+		if buf, err = appendBinaryPayload(buf, e); err != nil {
+			return kiln.Errorf(kiln.EInvalid, "event %q from source %q: payload cannot be stored: %v", e.MessageID, e.SourceID, err)
 		}
 		// The bytes are never written again (later events append after
-		// them, or into a new buffer), so the string can share them; the
-		// driver copies it when binding.
-		a.payload = unsafe.String(&buf[start], len(buf)-start)
+		// them, or into a new buffer), so the slice can share them; the
+		// driver copies it when binding. A []byte is stored as a BLOB.
+		a.payload = buf[start:len(buf):len(buf)]
 	}
 	return nil
 }
@@ -312,21 +309,17 @@ func scanEvents(rows *sql.Rows) ([]kiln.Event, error) {
 	return evs, decodePayloads(evs, raw)
 }
 
-// decodePayloads fills each event's maps from its stored JSON. Decoding
-// is most of the cost of reading the log (a recompute reads all of it), so
-// large reads are split across CPUs, with a decoder about twice as fast
-// as encoding/json for free-form maps.
+// decodePayloads fills each event's maps from its stored payload (binary,
+// or JSON in older rows; see payload.go). Decoding is much of the cost of
+// reading the log (a recompute reads all of it), so large reads are split
+// across CPUs.
 func decodePayloads(evs []kiln.Event, raw [][]byte) error {
 	decode := func(lo, hi int) error {
+		d := newPayloadDecoder()
 		for i := lo; i < hi; i++ {
-			if len(raw[i]) == 0 {
-				continue
-			}
-			var pl payload
-			if err := fastjson.Unmarshal(raw[i], &pl); err != nil {
+			if err := d.decodeInto(raw[i], &evs[i]); err != nil {
 				return fmt.Errorf("event %d: payload: %w", evs[i].Seq, err)
 			}
-			evs[i].Properties, evs[i].Traits, evs[i].Context = pl.Properties, pl.Traits, pl.Context
 		}
 		return nil
 	}

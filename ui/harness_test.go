@@ -83,7 +83,7 @@ func newHarness(t testing.TB, path string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.UI = New(Config{Store: db, Engine: eng, Logger: log})
+	h.UI = New(Config{Store: db, Engine: eng, Logger: log, Normalize: eng.Extractor().Normalize})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", ingest.NewSegmentHandler(ingest.SegmentConfig{Sink: wakeSink{j, eng}, Auth: db, Logger: log, Identity: eng.Extractor()}))
 	mux.Handle("/ui/", h.UI.Handler())

@@ -524,10 +524,10 @@ func (s *Server) editStatic(w http.ResponseWriter, r *http.Request, sess *sessio
 				continue
 			}
 			if !strings.HasPrefix(v, "p_") && !strings.Contains(v, ":") && strings.Contains(v, "@") {
-				v = "email:" + strings.ToLower(v)
+				v = "email:" + v
 			}
 			pid, err := s.resolveProfile(ctx, v)
-			if kiln.ErrorCode(err) == kiln.ENotFound {
+			if c := kiln.ErrorCode(err); c == kiln.ENotFound || c == kiln.EInvalid {
 				unknown = append(unknown, line)
 				continue
 			}
@@ -677,7 +677,15 @@ func (s *Server) resolveProfile(ctx context.Context, id string) (string, error) 
 	if strings.HasPrefix(id, "p_") || !strings.Contains(id, ":") {
 		return id, nil
 	}
-	pid, err := s.st.ProfileFor(ctx, kiln.ParseIdentifier(id))
+	ident := kiln.ParseIdentifier(id)
+	if s.cfg.Normalize != nil {
+		n, ok := s.cfg.Normalize(ident)
+		if !ok {
+			return "", kiln.Errorf(kiln.EInvalid, "%s is not a usable %s (it does not normalise, or is on the blocklist)", id, ident.Kind)
+		}
+		ident = n
+	}
+	pid, err := s.st.ProfileFor(ctx, ident)
 	if store.IsNotFound(err) {
 		return "", kiln.Errorf(kiln.ENotFound, "no profile has identifier %s", id)
 	}

@@ -76,6 +76,9 @@ type Config struct {
 	// Location is the workspace time zone: "today" on the overview and
 	// the times shown (default UTC).
 	Location *time.Location
+	// Normalize normalises identifiers people type (the resolver's rules,
+	// so "email:Ann@Example.com" finds the profile); nil: as typed.
+	Normalize func(kiln.Identifier) (kiln.Identifier, bool)
 }
 
 // Server serves the UI. Make it with New.

@@ -462,7 +462,7 @@ func TestOverviewAndProfile(t *testing.T) {
 		}
 	}
 	// An identifier works as the address too.
-	if code, b := get(t, c, h.URL+"/ui/profiles/email:c012@example.com"); code != 200 || !strings.Contains(b, pid) {
+	if code, b := get(t, c, h.URL+"/ui/profiles/email:C012@Example.com"); code != 200 || !strings.Contains(b, pid) {
 		t.Errorf("profile by email: %d", code)
 	}
 	_, body = get(t, c, h.URL+"/ui/profiles?q=c01")

@@ -403,9 +403,14 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 		}
 		ps := s.state(pid)
 		applyTraits(ps, &evs[i])
-		e.rescore(pid, ps, &evs[i], now) // model traits move with the purchase
+		rescored := e.rescore(pid, ps, &evs[i], now) // model traits move with the purchase
 		r := s.prog.Apply(ps.st, &ps.prof, &evs[i], now)
 		res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)
+		if rescored {
+			// Conditions on profile traits re-read them only when told.
+			r = s.prog.ApplyProfile(ps.st, &ps.prof, now)
+			res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)
+		}
 		s.schedule(pid, ps, r.NextDue)
 	}
 	// Merges: the absorbed profile leaves everything; the survivor is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -80,5 +81,22 @@ func TestModelsReproduceCDNOW(t *testing.T) {
 	n, _ := b.st.CountMembers(ctx, "likely_lost")
 	if n == 0 || n == 2357 {
 		t.Errorf("likely_lost has %d members; want some but not all", n)
+	}
+	// A purchase rescores its customer at once: someone likely lost who
+	// buys again is no longer.
+	ms, err := b.st.Members(ctx, "likely_lost", "", 1)
+	if err != nil || len(ms) != 1 {
+		t.Fatal(err)
+	}
+	lost := ms[0].ProfileID
+	user := ""
+	for _, id := range b.e.res.Identities(lost) {
+		user = id.Value
+	}
+	b.clock.Store(time.Date(1997, 10, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
+	b.send(t, user, order(time.Date(1997, 10, 1, 10, 0, 0, 0, time.UTC), 30))
+	traits, segs := b.e.ProfileSegments(lost)
+	if risk, _ := traits[TraitChurnRisk].(float64); risk >= 0.7 || slices.Contains(segs, "likely_lost") {
+		t.Errorf("after a new purchase: churn_risk %v, segments %v", traits[TraitChurnRisk], segs)
 	}
 }

@@ -33,21 +33,20 @@ type segRow struct {
 }
 
 type overviewData struct {
-	Segments       []segRow
-	Traits         int
-	TraitList      []engine.SegmentInfo
-	Entered        int64
-	Exited         int64
-	Partial        bool
-	History        bool // some segment has recorded sizes to draw
-	Profiles       int64
-	Events         int64
-	Rate           float64
-	RateOK         bool
-	Lag            int64 // events received but not processed yet
-	LagKnown       bool
-	Destinations   []any // none until the destinations API exists
-	DefinitionsURL string
+	Segments     []segRow
+	Traits       int
+	TraitList    []engine.SegmentInfo
+	Entered      int64
+	Exited       int64
+	Partial      bool
+	History      bool // some segment has recorded sizes to draw
+	Profiles     int64
+	Events       int64
+	Rate         float64
+	RateOK       bool
+	Lag          int64 // events received but not processed yet
+	LagKnown     bool
+	Destinations []any // none until the destinations API exists
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -163,18 +162,17 @@ type transitionRow struct {
 }
 
 type segmentData struct {
-	Info        engine.SegmentInfo
-	Chart       template.HTML
-	Recent      []transitionRow
-	Members     []memberRow
-	Query       string
-	Next        string
-	Scanned     int
-	Searched    bool
-	More        bool
-	Job         *engine.Job
-	Fresh       freshForm
-	Automations []any // none until the automations API exists
+	Info     engine.SegmentInfo
+	Chart    template.HTML
+	Recent   []transitionRow
+	Members  []memberRow
+	Query    string
+	Next     string
+	Scanned  int
+	Searched bool
+	More     bool
+	Job      *engine.Job
+	Fresh    freshForm
 }
 
 // freshForm is the freshness setting as form fields.

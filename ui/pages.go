@@ -173,6 +173,7 @@ type segmentData struct {
 	More     bool
 	Job      *engine.Job
 	Fresh    freshForm
+	Versions []kiln.Definition // newest first, at most 10
 }
 
 // freshForm is the freshness setting as form fields.
@@ -242,6 +243,12 @@ func (s *Server) segmentPage(w http.ResponseWriter, r *http.Request, sess *sessi
 			return
 		}
 	}
+	vs, err := s.st.DefinitionVersions(ctx, name)
+	if err != nil && !store.IsNotFound(err) {
+		s.errorPage(w, r, sess, err)
+		return
+	}
+	d.Versions = vs[:min(len(vs), 10)]
 	if id := r.URL.Query().Get("job"); id != "" {
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
 			if j, ok := s.eng.Job(n); ok {
@@ -564,6 +571,23 @@ func (s *Server) editStatic(w http.ResponseWriter, r *http.Request, sess *sessio
 		who = fmt.Sprintf("%d people", n)
 	}
 	s.redirectFlash(w, r, back, "List updated: "+who+" joined or left.")
+}
+
+// deleteSegment removes a definition (segment or trait); its members
+// exit. Definitions that use it must go or change first: the engine
+// refuses, and the message names them.
+func (s *Server) deleteSegment(w http.ResponseWriter, r *http.Request, sess *session) {
+	name := r.PathValue("name")
+	res, err := s.eng.DeleteDefinitions(r.Context(), []string{name})
+	if err != nil {
+		if c := kiln.ErrorCode(err); c == kiln.EInvalid || c == kiln.ENotFound || c == kiln.EConflict {
+			s.redirectFlash(w, r, "/ui/segments/"+url.PathEscape(name), "Not deleted: "+kiln.ErrorMessage(err))
+			return
+		}
+		s.errorPage(w, r, sess, err)
+		return
+	}
+	s.redirectFlash(w, r, "/ui/", fmt.Sprintf("Deleted %s; %s left it.", name, plural(res.Exited[name], "member")))
 }
 
 func (s *Server) recompute(w http.ResponseWriter, r *http.Request, sess *session) {

@@ -50,6 +50,7 @@ import (
 type Engine interface {
 	Definitions() []engine.SegmentInfo
 	ApplyDefinitions(ctx context.Context, src string, dryRun bool) (*engine.ApplyResult, error)
+	DeleteDefinitions(ctx context.Context, names []string) (*engine.ApplyResult, error)
 	Explain(ctx context.Context, segment, profileID string) (*eval.Node, bool, error)
 	ProfileSegments(profileID string) (map[string]any, []string)
 	Recompute(ctx context.Context, segment string) (engine.Job, error)
@@ -158,6 +159,7 @@ func (s *Server) Handler() http.Handler {
 	a("POST /ui/segments/{name}/freshness", s.setFreshness)
 	a("POST /ui/segments/{name}/recompute", s.recompute)
 	a("POST /ui/segments/{name}/static", s.editStatic)
+	a("POST /ui/segments/{name}/delete", s.deleteSegment)
 	a("GET /ui/jobs/{id}", s.jobJSON)
 	a("GET /ui/profiles", s.profilesPage)
 	a("GET /ui/profiles/{id}", s.profilePage)

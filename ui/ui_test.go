@@ -776,3 +776,43 @@ func TestTodayCatchUp(t *testing.T) {
 		t.Errorf("caught-up count %v, want 1100 buyers and 1091 big spenders", in)
 	}
 }
+
+func TestDeleteSegment(t *testing.T) {
+	h := newHarness(t, "")
+	seed(t, h, 4)
+	ctx := context.Background()
+	if _, err := h.Engine.ApplyDefinitions(ctx, "segment loyal {\n  in segment buyers and orders_all >= 1\n}\n", false); err != nil {
+		t.Fatal(err)
+	}
+	c := h.signIn(t)
+	_, body := get(t, c, h.URL+"/ui/segments/buyers")
+	if !strings.Contains(body, "Version 1") {
+		t.Error("segment page lists no versions")
+	}
+	tok := csrfOf(t, body)
+	del := func(name string) string {
+		res, err := c.PostForm(h.URL+"/ui/segments/"+name+"/delete", url.Values{"csrf": {tok}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		loc, _ := url.QueryUnescape(res.Header.Get("Location"))
+		return loc
+	}
+	// buyers is used by loyal: refused, with the reason.
+	if loc := del("buyers"); !strings.Contains(loc, "Not deleted") || !strings.Contains(loc, "buyers") {
+		t.Errorf("deleting a segment another uses: %q", loc)
+	}
+	if _, ok := h.UI.findSegment("buyers"); !ok {
+		t.Fatal("buyers was deleted although loyal uses it")
+	}
+	if loc := del("loyal"); !strings.HasPrefix(loc, "/ui/?flash=Deleted loyal; 4 members left it.") {
+		t.Errorf("deleting loyal: %q", loc)
+	}
+	if _, ok := h.UI.findSegment("loyal"); ok {
+		t.Error("loyal still there")
+	}
+	if n, _ := h.DB.CountMembers(ctx, "loyal"); n != 0 {
+		t.Errorf("loyal still has %d members", n)
+	}
+}

@@ -99,7 +99,7 @@ type TraitOptions struct {
 	SeasonalShare float64
 	// StapleShare: a dish or course on at least this share of all
 	// restaurant purchases (the bread basket) says nothing about a guest's
-	// taste and is not a favourite (default 0.5).
+	// taste and is not a favourite (default 0.8).
 	StapleShare float64
 }
 
@@ -108,7 +108,7 @@ func DefaultTraitOptions() TraitOptions {
 	return TraitOptions{
 		Zone: time.UTC, MinBulkQuantity: 12, BulkPercentile: 0.99, MinRepeaters: 20, MinRepeatShare: 0.1,
 		MinOwnIntervals: 3, LapseRatio: 2.5, MinBaselineVisits: 4, MinRatings: 4, MinDishOrders: 30,
-		SeasonalShare: 0.9, StapleShare: 0.5,
+		SeasonalShare: 0.9, StapleShare: 0.8,
 	}
 }
 
@@ -354,7 +354,17 @@ func LearnPopulationOptions(hs []CustomerHistory, asOf time.Time, o TraitOptions
 			}
 			if share := float64(best) / float64(d.orders); share >= o.SeasonalShare {
 				sd := SeasonalDish{Name: d.name, Share: share, Orders: d.orders, ByMonth: d.months}
-				for k := 0; k < 4; k++ {
+				// The window's edge months with under 5% of the orders
+				// are spill-over (a late dinner dated the next month in
+				// zone), not the season.
+				lo, hi := 0, 3
+				for lo < hi && float64(d.months[(bestAt+lo)%12]) < 0.05*float64(d.orders) {
+					lo++
+				}
+				for hi > lo && float64(d.months[(bestAt+hi)%12]) < 0.05*float64(d.orders) {
+					hi--
+				}
+				for k := lo; k <= hi; k++ {
 					sd.Months = append(sd.Months, time.Month((bestAt+k)%12+1))
 				}
 				pop.SeasonalDishes[sku] = sd

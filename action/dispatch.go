@@ -151,16 +151,34 @@ func (d *Dispatcher) Reload(ctx context.Context) error {
 
 // Run delivers due items until ctx ends. Items in flight when it ends are
 // released to be delivered again (at least once).
+//
+// Claims and outcomes are write transactions, so both are batched: the
+// loop claims when a quarter of its window of claimed-but-unfinished
+// items is free (or all of it: at low rates every new item is claimed at
+// once), Workers goroutines deliver, and the finisher records whatever
+// outcomes have accumulated in one transaction.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	results := make(chan store.OutboxResult, 4*d.cfg.Workers)
+	window := d.cfg.Workers * 8
+	var outstanding atomic.Int64 // claimed, outcome not yet recorded
+	results := make(chan store.OutboxResult, window)
 	finished := make(chan struct{})
-	go d.finisher(results, finished)
+	go d.finisher(results, finished, &outstanding)
 	sendCtx, cancelSend := context.WithCancel(context.Background())
-	sem := make(chan struct{}, d.cfg.Workers)
-	var inflight sync.WaitGroup
+	work := make(chan store.OutboxItem, window)
+	var workers sync.WaitGroup
+	for range d.cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for it := range work {
+				results <- d.deliver(sendCtx, it)
+			}
+		}()
+	}
 	defer func() {
-		cancelSend()
-		inflight.Wait()
+		cancelSend() // queued items are released without being sent
+		close(work)
+		workers.Wait()
 		close(results)
 		<-finished
 	}()
@@ -172,11 +190,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		now := d.cfg.Now()
-		free := cap(sem) - len(sem)
-		var items []store.OutboxItem
-		if free > 0 {
-			var err error
-			items, err = d.st.ClaimOutbox(ctx, now, d.cfg.Lease, free)
+		out := int(outstanding.Load())
+		free := window - out
+		claimed := 0
+		if free > 0 && (out == 0 || free >= window/4) {
+			items, err := d.st.ClaimOutbox(ctx, now, d.cfg.Lease, free)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -191,19 +209,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				continue
 			}
 			backoff = 100 * time.Millisecond
-		}
-		for _, it := range items {
-			sem <- struct{}{}
-			inflight.Add(1)
-			go func() {
-				defer inflight.Done()
-				r := d.deliver(sendCtx, it)
-				<-sem
-				results <- r
-			}()
-		}
-		if free > 0 && len(items) == free {
-			continue // more may be due
+			claimed = len(items)
+			outstanding.Add(int64(claimed))
+			for _, it := range items {
+				work <- it // never blocks: work holds a whole window
+			}
+			if claimed == free {
+				continue // more may be due
+			}
 		}
 		wait := d.cfg.Poll
 		if next, err := d.st.NextOutboxDue(ctx, now); err == nil && !next.IsZero() && next.Sub(now) < wait {
@@ -227,7 +240,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 // finisher records outcomes in batches (one transaction for whatever has
 // accumulated), then wakes the loop: a finished item frees its lane.
-func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- struct{}) {
+func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- struct{}, outstanding *atomic.Int64) {
 	defer close(done)
 	for r := range results {
 		batch := []store.OutboxResult{r}
@@ -257,6 +270,7 @@ func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- str
 			}
 			time.Sleep(time.Duration(100<<try) * time.Millisecond)
 		}
+		outstanding.Add(-int64(len(batch)))
 		d.Wake()
 	}
 }
@@ -266,12 +280,12 @@ func (d *Dispatcher) automation(id string) (store.Automation, bool) {
 	return a, ok
 }
 
-// destination returns the destination's sender, building it on first use.
+// destination returns the destination's sender, building it on first use
+// (under the lock, so that concurrent first deliveries share one limiter).
 func (d *Dispatcher) destination(ctx context.Context, id string) (*destState, error) {
 	d.mu.Lock()
-	ds := d.dests[id]
-	d.mu.Unlock()
-	if ds != nil {
+	defer d.mu.Unlock()
+	if ds := d.dests[id]; ds != nil {
 		return ds, nil
 	}
 	dest, err := d.st.GetDestination(ctx, id)
@@ -288,10 +302,8 @@ func (d *Dispatcher) destination(ctx context.Context, id string) (*destState, er
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: %w", dest.Name, err)
 	}
-	ds = &destState{d: dest, s: s, lim: connector.NewLimiter(connector.Rate{PerSecond: rate, Burst: max(1, int(rate))})}
-	d.mu.Lock()
+	ds := &destState{d: dest, s: s, lim: connector.NewLimiter(connector.Rate{PerSecond: rate, Burst: max(1, int(rate))})}
 	d.dests[id] = ds
-	d.mu.Unlock()
 	return ds, nil
 }
 

@@ -196,6 +196,9 @@ func (r *rig) items(state string) []store.OutboxItem {
 	return it
 }
 
+// settled reports whether no item is pending.
+func (r *rig) settled() bool { return len(r.items(store.OutboxPending)) == 0 }
+
 // waitFor polls cond until it holds or 10 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -57,6 +57,12 @@ type Config struct {
 	// OnTransitions, if set, is called with every batch of transitions
 	// after it is durable (followers, latency measurement).
 	OnTransitions func([]kiln.Transition)
+	// Yield, if set, reports that acknowledgements are waiting for the
+	// database; the engine then holds its own write back for a moment
+	// (at most YieldFor, default 50ms), since ingest latency is what
+	// clients wait on and processing catches up when ingest pauses.
+	Yield    func() bool
+	YieldFor time.Duration
 	// Refit is how often the customer models are refitted (default 24h;
 	// negative: never automatically).
 	Refit time.Duration
@@ -84,6 +90,22 @@ func (e *Engine) refitLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// giveWay waits, briefly, while acknowledgements are waiting for the
+// database's single writer.
+func (e *Engine) giveWay() {
+	if e.cfg.Yield == nil {
+		return
+	}
+	wait := e.cfg.YieldFor
+	if wait <= 0 {
+		wait = 50 * time.Millisecond
+	}
+	deadline := time.Now().Add(wait)
+	for e.cfg.Yield() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -418,6 +440,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		e.segsDirty = true
 		return 0, err
 	}
+	e.giveWay()
 	if err := e.write(ctx, &res); err != nil {
 		e.res.Abort()
 		e.segsDirty = true

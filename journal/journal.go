@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/store"
@@ -34,6 +35,7 @@ type Journal struct {
 	onCommit  func(events []kiln.Event)
 
 	reqs      chan *request
+	pending   atomic.Int64 // writes handed in and not yet committed
 	mu        sync.RWMutex // guards closed against concurrent Write/Close
 	closed    bool
 	loopDone  chan struct{}
@@ -87,6 +89,8 @@ func (j *Journal) Write(ctx context.Context, events []kiln.Event, rejects []kiln
 		return 0, nil
 	}
 	r := &request{events: events, rejects: rejects, done: make(chan result, 1)}
+	j.pending.Add(1)
+	defer j.pending.Add(-1)
 	j.mu.RLock()
 	if j.closed {
 		j.mu.RUnlock()
@@ -102,6 +106,11 @@ func (j *Journal) Write(ctx context.Context, events []kiln.Event, rejects []kiln
 	res := <-r.done
 	return res.n, res.err
 }
+
+// Busy reports whether writes are waiting to be committed. Background
+// writers to the same database (the engine) can give way to it, so that
+// acknowledging events is not held up behind them.
+func (j *Journal) Busy() bool { return j.pending.Load() > 0 }
 
 // Close stops accepting writes, commits everything already accepted and
 // waits for it. It is safe to call more than once.

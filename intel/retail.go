@@ -234,60 +234,30 @@ func retailTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Po
 		out[TraitTopCategoryShare] = v / total
 	}
 
-	// Replenishment.
-	sc.itemDays(ps, o.Zone)
-	today := dayNumber(asOf, o.Zone)
-	type due struct {
-		day      int
-		item     string
-		interval float64
-	}
-	best := func(days map[string][]int, learned map[string]Interval) (due, bool) {
-		var b due
-		found := false
-		for item, ds := range days {
-			iv, ok := learned[item]
-			if !ok || !iv.Replenished {
-				continue
-			}
-			gap := iv.Median
-			if len(ds)-1 >= o.MinOwnIntervals {
-				gap = medianGap(ds, sc.gaps[:0])
-			}
-			if gap < 1 {
-				gap = 1
-			}
-			d := ds[len(ds)-1] + int(math.Round(gap))
-			// Overdue by more than a whole interval: they have stopped or
-			// buy it elsewhere; a due date would only be noise.
-			if float64(today-d) > gap {
-				continue
-			}
-			if !found || d < b.day || d == b.day && item < b.item {
-				b, found = due{d, item, gap}, true
-			}
+	// Replenishment: the earliest due date overall and per level.
+	dues := replenishment(ps, pop, o, asOf, sc)
+	var firstSKU, firstCat *Due
+	for i := range dues {
+		switch {
+		case dues[i].Level == LevelSKU && firstSKU == nil:
+			firstSKU = &dues[i]
+		case dues[i].Level == LevelCategory && firstCat == nil:
+			firstCat = &dues[i]
 		}
-		return b, found
 	}
-	sku, okS := best(sc.skuDays, pop.SKUIntervals)
-	cat, okC := best(sc.catDays, pop.CategoryIntervals)
-	if okS {
-		out[TraitReplenishSKUDue] = dayDate(sku.day)
-		out[TraitReplenishSKU] = sku.item
+	if firstSKU != nil {
+		out[TraitReplenishSKUDue] = firstSKU.Due
+		out[TraitReplenishSKU] = firstSKU.Item
 	}
-	if okC {
-		out[TraitReplenishCatDue] = dayDate(cat.day)
-		out[TraitReplenishCategory] = cat.item
+	if firstCat != nil {
+		out[TraitReplenishCatDue] = firstCat.Due
+		out[TraitReplenishCategory] = firstCat.Item
 	}
-	if okS || okC {
-		b, level := sku, "sku"
-		if !okS || okC && cat.day < sku.day {
-			b, level = cat, "category"
-		}
-		out[TraitReplenishDue] = dayDate(b.day)
-		out[TraitReplenishItem] = b.item
-		out[TraitReplenishLevel] = level
-		out[TraitReplenishInterval] = b.interval
+	if len(dues) > 0 {
+		out[TraitReplenishDue] = dues[0].Due
+		out[TraitReplenishItem] = dues[0].Item
+		out[TraitReplenishLevel] = dues[0].Level
+		out[TraitReplenishInterval] = dues[0].IntervalDays
 	}
 
 	// Collections: distinct pieces owned per pattern, gifts aside.
@@ -331,4 +301,70 @@ func retailTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Po
 		out[TraitCollectionOwned] = float64(bestOwned)
 		out[TraitCollectionMissing] = float64(bestPieces - bestOwned)
 	}
+}
+
+// Replenishment levels.
+const (
+	LevelSKU      = "sku"
+	LevelCategory = "category"
+)
+
+// Due is when a customer is due to buy an item again.
+type Due struct {
+	Level string // LevelSKU or LevelCategory
+	Item  string // the SKU or category
+	Last  string // the last purchase day of the item, YYYY-MM-DD
+	Due   string // Last plus IntervalDays, YYYY-MM-DD
+	// IntervalDays is the customer's own median interval when they have
+	// MinOwnIntervals of them, else the population's (Own tells which).
+	IntervalDays float64
+	Own          bool
+}
+
+// ReplenishmentDue lists the customer's due dates as of asOf for every
+// item (SKU or category) with a learned, replenished interval that they
+// bought outside gift orders, earliest first (ties by level, then item).
+// Items overdue by more than their interval are left out: the customer has
+// stopped buying them, or buys them elsewhere.
+func ReplenishmentDue(h CustomerHistory, pop Population, asOf time.Time) []Due {
+	return replenishment(upTo(h.Purchases, asOf), &pop, pop.Options.withDefaults(), asOf, newScratch())
+}
+
+func replenishment(ps []Purchase, pop *Population, o TraitOptions, asOf time.Time, sc *scratch) []Due {
+	sc.itemDays(ps, o.Zone)
+	today := dayNumber(asOf, o.Zone)
+	var out []Due
+	for _, lv := range []struct {
+		level   string
+		days    map[string][]int
+		learned map[string]Interval
+	}{{LevelSKU, sc.skuDays, pop.SKUIntervals}, {LevelCategory, sc.catDays, pop.CategoryIntervals}} {
+		for item, ds := range lv.days {
+			iv, ok := lv.learned[item]
+			if !ok || !iv.Replenished {
+				continue
+			}
+			gap, own := iv.Median, false
+			if len(ds)-1 >= o.MinOwnIntervals {
+				gap, own = medianGap(ds, sc.gaps[:0]), true
+			}
+			gap = math.Max(1, gap)
+			last := ds[len(ds)-1]
+			d := last + int(math.Round(gap))
+			if float64(today-d) > gap {
+				continue
+			}
+			out = append(out, Due{Level: lv.level, Item: item, Last: dayDate(last), Due: dayDate(d), IntervalDays: gap, Own: own})
+		}
+	}
+	slices.SortFunc(out, func(a, b Due) int {
+		if c := strings.Compare(a.Due, b.Due); c != 0 {
+			return c
+		}
+		if c := strings.Compare(b.Level, a.Level); c != 0 {
+			return c // sku before category
+		}
+		return strings.Compare(a.Item, b.Item)
+	})
+	return out
 }

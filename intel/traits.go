@@ -70,8 +70,9 @@ type TraitOptions struct {
 	// MinBulkQuantity is the least line quantity that can count as bulk,
 	// whatever the data (default 12, a dozen).
 	MinBulkQuantity float64
-	// BulkPercentile of shop line quantities above which a line is bulk
-	// (default 0.99).
+	// BulkPercentile of shop line quantities from which a line is bulk
+	// (default 0.95: above what nearly all lines are, yet reached by a
+	// wholesaler's ordinary orders, not only their largest).
 	BulkPercentile float64
 	// MinRepeaters is how many customers must have bought an item (SKU or
 	// category) again on a later day before its interval is learned
@@ -106,7 +107,7 @@ type TraitOptions struct {
 // DefaultTraitOptions returns the default thresholds.
 func DefaultTraitOptions() TraitOptions {
 	return TraitOptions{
-		Zone: time.UTC, MinBulkQuantity: 12, BulkPercentile: 0.99, MinRepeaters: 20, MinRepeatShare: 0.1,
+		Zone: time.UTC, MinBulkQuantity: 12, BulkPercentile: 0.95, MinRepeaters: 20, MinRepeatShare: 0.1,
 		MinOwnIntervals: 3, LapseRatio: 2.5, MinBaselineVisits: 4, MinRatings: 4, MinDishOrders: 30,
 		SeasonalShare: 0.9, StapleShare: 0.8,
 	}

@@ -179,7 +179,7 @@ func TestDemoGiftAndBusinessBuyers(t *testing.T) {
 		// Gift flags gone: the shipping address still differs from billing.
 		// Business traits gone: only the quantities are left.
 		{"addresses and quantities only", without([]string{"gift", "gift_message", "gift_wrap", "customer_type", "company", "vat_id"},
-			[]string{"customer_type", "company", "vat_id", "name"}), 0.99, 0.99, 0.9, 0.5},
+			[]string{"customer_type", "company", "vat_id", "name"}), 0.99, 0.99, 0.95, 0.95},
 	}
 	for _, r := range runs {
 		hs := d.histories(r.edit)

@@ -12,6 +12,7 @@ import (
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/engine"
 	"github.com/kiln-cdp/kiln/eval"
+	"github.com/kiln-cdp/kiln/rule"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -57,14 +58,30 @@ func (s *Server) applyDefinitions(w http.ResponseWriter, r *http.Request) {
 	}
 	src := string(body)
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		var b struct {
-			Text string `json:"text"`
+		// Either {"text": "..."} or the JSON form {"definitions": [...]},
+		// which is turned into the canonical text form.
+		var probe struct {
+			Text        *string         `json:"text"`
+			Definitions json.RawMessage `json:"definitions"`
 		}
-		if err := json.Unmarshal(body, &b); err != nil {
-			s.fail(w, r, kiln.Errorf(kiln.EInvalid, "request body: %v (send {\"text\": \"...\"} or the text itself as text/plain)", err))
+		if err := json.Unmarshal(body, &probe); err != nil {
+			s.fail(w, r, kiln.Errorf(kiln.EInvalid, "request body: %v (send {\"text\": \"...\"}, {\"definitions\": [...]}, or the text itself as text/plain)", err))
 			return
 		}
-		src = b.Text
+		switch {
+		case probe.Text != nil:
+			src = *probe.Text
+		case probe.Definitions != nil:
+			set, err := rule.ParseJSON(body)
+			if err != nil {
+				s.fail(w, r, kiln.Errorf(kiln.EInvalid, "definitions JSON: %v", err))
+				return
+			}
+			src = rule.Format(set)
+		default:
+			s.fail(w, r, kiln.Errorf(kiln.EInvalid, "request body: give \"text\" (the text form) or \"definitions\" (the JSON form)"))
+			return
+		}
 	}
 	res, err := s.Segments.ApplyDefinitions(r.Context(), src, r.URL.Query().Get("dry_run") == "true")
 	if err != nil {

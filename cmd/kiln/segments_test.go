@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/kiln-cdp/kiln/rule"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,5 +107,24 @@ func TestModelsCLI(t *testing.T) {
 	}
 	if _, _, err := kilnCmd(t, "models", "report"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The API takes the JSON form of definitions too (what a form builder sends).
+func TestApplyDefinitionsJSONForm(t *testing.T) {
+	m, admin, _ := testMain(t)
+	set, err := rule.Parse(`segment buyers { count of "Order Completed" in last 30 days >= 1 }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Created []string
+	}
+	if status := call(t, "POST", m.URL()+"/api/v1/definitions", admin, set, &res); status != 200 || len(res.Created) != 1 || res.Created[0] != "buyers" {
+		t.Fatalf("JSON form: status %d, %+v", status, res)
+	}
+	var bad struct{ Error struct{ Message string } }
+	if status := call(t, "POST", m.URL()+"/api/v1/definitions", admin, map[string]any{"definitions": []map[string]any{{"kind": "segment", "name": "x", "nonsense": 1}}}, &bad); status != 400 || bad.Error.Message == "" {
+		t.Fatalf("bad JSON form: status %d, %+v", status, bad)
 	}
 }

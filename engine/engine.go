@@ -23,6 +23,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/identity"
+	"github.com/kiln-cdp/kiln/intel"
 	"github.com/kiln-cdp/kiln/metrics"
 	"github.com/kiln-cdp/kiln/store"
 )
@@ -63,6 +64,9 @@ type Config struct {
 	// clients wait on and processing catches up when ingest pauses.
 	Yield    func() bool
 	YieldFor time.Duration
+	// RFM names the RFM groups by score ranges (default
+	// intel.DefaultRFMConfig: Champions, Loyal, At Risk, ...).
+	RFM intel.RFMConfig
 	// Refit is how often the customer models are refitted (default 24h;
 	// negative: never automatically).
 	Refit time.Duration

@@ -310,7 +310,13 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		traits[id] = m.scoreTraits(cust[id], o.CalibrationEnd)
 	}
 	if len(ids) > 0 {
-		if scores, err := intel.ScoreRFM(rfmIn, intel.DefaultRFMConfig()); err == nil {
+		cfg := intel.DefaultRFMConfig()
+		if len(e.cfg.RFM.Segments) > 0 {
+			cfg = e.cfg.RFM
+		}
+		if scores, err := intel.ScoreRFM(rfmIn, cfg); err != nil {
+			rep.Fit.Warnings = append(rep.Fit.Warnings, "RFM: "+err.Error())
+		} else {
 			for i, s := range scores {
 				traits[ids[i]][TraitRFMScore] = fmt.Sprintf("%d%d%d", s.R, s.F, s.M)
 				traits[ids[i]][TraitRFMSegment] = s.Segment

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-cdp/kiln/intel"
 	"github.com/kiln-cdp/kiln/store"
 	"github.com/kiln-cdp/kiln/store/postgres"
 	"github.com/kiln-cdp/kiln/store/sqlite"
@@ -36,6 +39,30 @@ type Config struct {
 	// DedupWindow is how long SQLite remembers message ids to recognise
 	// retries (KILN_DEDUP_WINDOW).
 	DedupWindow time.Duration
+	// RFMConfig is a JSON file naming RFM groups by score ranges
+	// (KILN_RFM_CONFIG); "" for the usual groups.
+	RFMConfig string
+}
+
+// rfm reads the RFM group thresholds, if configured.
+func (c *Config) rfm() (intel.RFMConfig, error) {
+	if c.RFMConfig == "" {
+		return intel.RFMConfig{}, nil
+	}
+	b, err := os.ReadFile(c.RFMConfig)
+	if err != nil {
+		return intel.RFMConfig{}, fmt.Errorf("-rfm-config: %w", err)
+	}
+	var rc intel.RFMConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rc); err != nil {
+		return rc, fmt.Errorf("-rfm-config %s: %v (want {\"Segments\": [{\"Name\": \"Champions\", \"R\": [4,5], \"F\": [4,5], \"M\": [4,5]}, ...]})", c.RFMConfig, err)
+	}
+	if err := rc.Validate(); err != nil {
+		return rc, fmt.Errorf("-rfm-config %s: %w", c.RFMConfig, err)
+	}
+	return rc, nil
 }
 
 func envOr(name, def string) string {
@@ -82,6 +109,7 @@ func (c *Config) serverFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Timezone, "timezone", envOr("KILN_TIMEZONE", "UTC"), "workspace time zone for calendar windows and schedules (KILN_TIMEZONE)")
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDuration("KILN_SHUTDOWN_TIMEOUT", 30*time.Second), "how long graceful shutdown may drain in-flight requests (KILN_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.PhoneCountryCode, "phone-country-code", envOr("KILN_PHONE_COUNTRY_CODE", "1"), "country calling code for phone numbers written without one (KILN_PHONE_COUNTRY_CODE)")
+	fs.StringVar(&c.RFMConfig, "rfm-config", envOr("KILN_RFM_CONFIG", ""), "JSON file naming RFM groups by score ranges, first match wins; default: Champions, Loyal, Potential Loyalist, ... (KILN_RFM_CONFIG)")
 	fs.StringVar(&c.IdentityBlocklist, "identity-blocklist", envOr("KILN_IDENTITY_BLOCKLIST", ""), "comma-separated identifier values never used to link profiles, e.g. a shared tablet's anonymous id (KILN_IDENTITY_BLOCKLIST)")
 }
 
@@ -98,6 +126,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := time.LoadLocation(c.Timezone); err != nil {
 		return fmt.Errorf("-timezone %q: not a known IANA time zone such as Europe/London", c.Timezone)
+	}
+	if _, err := c.rfm(); err != nil {
+		return err
 	}
 	if c.Postgres == "" && c.DB == "" {
 		return fmt.Errorf("-db: give a SQLite file path or -postgres")

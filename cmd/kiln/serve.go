@@ -88,6 +88,7 @@ func (m *Main) Open(ctx context.Context) error {
 		st.Close()
 		return err
 	}
+	rfm, _ := m.Config.rfm() // validate checked it
 	m.Engine, err = engine.New(engine.Config{
 		Store:            st,
 		Logger:           m.Logger,
@@ -97,6 +98,9 @@ func (m *Main) Open(ctx context.Context) error {
 		PhoneCountryCode: m.Config.PhoneCountryCode,
 		Planner:          m.Actions.Planner,
 		OnTransitions:    m.Actions.OnTransitions,
+		RFM:              rfm,
+		// Acknowledging events comes first; processing gives way briefly.
+		Yield: func() bool { return m.Journal != nil && m.Journal.Busy() },
 	})
 	if err != nil {
 		st.Close()

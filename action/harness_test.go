@@ -252,6 +252,12 @@ func newReceiver(t *testing.T, status func(n int64) int) *receiver {
 	return rc
 }
 
+func (rc *receiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.got)
+}
+
 func (rc *receiver) received() []received {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()

@@ -95,14 +95,11 @@ type Milestone struct {
 // numeric strings, as sources send them. Events with equal timestamps keep
 // the order they were given in.
 func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
-	sorted := slices.Clone(evs)
+	sorted := slices.DeleteFunc(slices.Clone(evs), func(ev *kiln.Event) bool { return ev == nil })
 	slices.SortStableFunc(sorted, func(a, b *kiln.Event) int { return a.Timestamp.Compare(b.Timestamp) })
 	h := CustomerHistory{Customer: customer, Traits: map[string]any{}}
 	var group map[string]any
 	for _, ev := range sorted {
-		if ev == nil {
-			continue
-		}
 		p := ev.Properties
 		switch ev.Type {
 		case kiln.Identify:

@@ -134,6 +134,16 @@ func (d *Dispatcher) Wake() {
 
 // Reload reads the automations and forgets the cached destinations.
 func (d *Dispatcher) Reload(ctx context.Context) error {
+	if err := d.loadAutomations(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	clear(d.dests)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Dispatcher) loadAutomations(ctx context.Context) error {
 	list, err := d.st.ListAutomations(ctx)
 	if err != nil {
 		return fmt.Errorf("loading automations: %w", err)
@@ -143,9 +153,6 @@ func (d *Dispatcher) Reload(ctx context.Context) error {
 		m[a.ID] = a
 	}
 	d.autos.Store(&m)
-	d.mu.Lock()
-	clear(d.dests)
-	d.mu.Unlock()
 	return nil
 }
 

@@ -41,8 +41,29 @@ func (s *Service) Reload(ctx context.Context) error {
 	return s.Dispatcher.Reload(ctx)
 }
 
-// Run delivers the outbox until ctx ends.
-func (s *Service) Run(ctx context.Context) error { return s.Dispatcher.Run(ctx) }
+// Run delivers the outbox until ctx ends. It also rereads the automations
+// every RefreshEvery, so changes made through another server sharing the
+// database take effect here too.
+func (s *Service) Run(ctx context.Context) error {
+	go func() {
+		t := time.NewTicker(RefreshEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.Planner.Reload(ctx); err == nil {
+					s.Dispatcher.loadAutomations(ctx)
+				}
+			}
+		}
+	}()
+	return s.Dispatcher.Run(ctx)
+}
+
+// RefreshEvery is how often Run rereads the automations.
+const RefreshEvery = 10 * time.Second
 
 // OnTransitions is for engine.Config.OnTransitions: once transitions are
 // durable, their items are too, and the dispatcher is woken at once.

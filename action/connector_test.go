@@ -55,7 +55,7 @@ func (r *recording) Deliver(ctx context.Context, cs []connector.Change) []connec
 	return out
 }
 
-func (r *recording) MaxBatch() int              { return 100 }
+func (r *recording) MaxBatch() int             { return 100 }
 func (r *recording) RateLimit() connector.Rate { return connector.Rate{PerSecond: 100, Burst: 10} }
 
 func TestConnectorDestination(t *testing.T) {

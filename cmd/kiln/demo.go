@@ -63,12 +63,21 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else {
 		fmt.Fprintf(stderr, "using the %d events already in %s (-reset to start over)\n", n, m.storeName())
 	}
+	loaded := n == 0
 	if len(m.Engine.Definitions()) == 0 {
 		res, err := m.Engine.ApplyDefinitions(ctx, library.All(), false)
 		if err != nil {
 			return fmt.Errorf("applying the shipped definition library: %w", err)
 		}
 		fmt.Fprintf(stderr, "applied the definition library: %d definitions in %s\n", len(res.Created), res.Took)
+	}
+	if loaded {
+		// The models fit on start and daily; fit them now on the new data.
+		rep, err := m.Engine.RefitModels(ctx, engine.ModelOptions{})
+		if err != nil {
+			return fmt.Errorf("fitting the customer models: %w", err)
+		}
+		fmt.Fprintf(stderr, "fitted the customer models on %d customers (%s) in %s\n", rep.Scored, rep.Fit.Verdict, rep.Took)
 	}
 	admin, tok, err := api.CreateKey(ctx, m.Store, kiln.AdminKey, "demo", "", time.Now())
 	if err != nil {
@@ -86,6 +95,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 Kiln demo is running on %s (%s)
   %d events, %d profiles
 
+  Web UI     %s/ui/  (sign in with the admin key)
   API        %s/api/v1/profiles
   Tracking   %s/v1/batch  (Segment-compatible)
   Metrics    %s/metrics
@@ -101,7 +111,7 @@ Try:
   curl -s -u %s: %s/v1/track -d '{"userId":"demo-1","event":"Order Completed","properties":{"revenue":42}}'
 
 Ctrl-C stops it.
-`, u, m.storeName(), evs, profs, u, u, u, tok, admin.ID, wtok, demo.SourceWebstore, u, tok, wtok, u)
+`, u, m.storeName(), evs, profs, u, u, u, u, tok, admin.ID, wtok, demo.SourceWebstore, u, tok, wtok, u)
 	if *exit {
 		return nil
 	}

@@ -85,78 +85,80 @@ func TestWebhookPayloadAndSignature(t *testing.T) {
 // A receiver that is down for a while: every action arrives once it
 // recovers, and each profile's arrive in the order of their transitions.
 func TestReceiverDownThenRecoversLosesNothingAndKeepsOrder(t *testing.T) {
-	r := newRig(t, nil)
-	up := time.Now().Add(400 * time.Millisecond)
-	rc := newReceiver(t, func(int64) int {
-		if time.Now().Before(up) {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
-	})
-	r.webhook("crm", rc.URL, 0)
-	r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "crm"})
-	r.automation(action.AutomationSpec{Name: "out", Segment: "vip", On: action.OnExit, Destination: "crm"})
-	profiles := []string{"p_a", "p_b", "p_c"}
-	want := map[string][]int64{}
-	for round := range 4 {
-		for _, p := range profiles {
-			tr := enter(p, "vip")
-			if round%2 == 1 {
-				tr = exit(p, "vip")
+	onBackends(t, nil, func(t *testing.T, r *rig) {
+		up := time.Now().Add(400 * time.Millisecond)
+		rc := newReceiver(t, func(int64) int {
+			if time.Now().Before(up) {
+				return http.StatusServiceUnavailable
 			}
-			ts := r.transition(tr)
-			want[p] = append(want[p], ts[0].ID)
+			return http.StatusOK
+		})
+		r.webhook("crm", rc.URL, 0)
+		r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "crm"})
+		r.automation(action.AutomationSpec{Name: "out", Segment: "vip", On: action.OnExit, Destination: "crm"})
+		profiles := []string{"p_a", "p_b", "p_c"}
+		want := map[string][]int64{}
+		for round := range 4 {
+			for _, p := range profiles {
+				tr := enter(p, "vip")
+				if round%2 == 1 {
+					tr = exit(p, "vip")
+				}
+				ts := r.transition(tr)
+				want[p] = append(want[p], ts[0].ID)
+			}
 		}
-	}
-	waitFor(t, "all 12 webhooks", func() bool { return len(rc.received()) >= 12 })
-	waitFor(t, "the outcomes recorded", r.settled)
-	if rc.requests.Load() <= 12 {
-		t.Fatalf("the receiver was down, yet only %d requests were made", rc.requests.Load())
-	}
-	got := map[string][]int64{}
-	for _, g := range rc.received() {
-		got[g.msg.Data.ProfileID] = append(got[g.msg.Data.ProfileID], g.msg.Data.TransitionID)
-	}
-	for _, p := range profiles {
-		if !slices.Equal(got[p], want[p]) {
-			t.Errorf("%s: received transitions %v, want %v in that order", p, got[p], want[p])
+		waitFor(t, "all 12 webhooks", func() bool { return len(rc.received()) >= 12 })
+		waitFor(t, "the outcomes recorded", r.settled)
+		if rc.requests.Load() <= 12 {
+			t.Fatalf("the receiver was down, yet only %d requests were made", rc.requests.Load())
 		}
-	}
-	for _, it := range r.items("") {
-		if it.State != store.OutboxDelivered {
-			t.Errorf("item %d is %s", it.ID, it.State)
+		got := map[string][]int64{}
+		for _, g := range rc.received() {
+			got[g.msg.Data.ProfileID] = append(got[g.msg.Data.ProfileID], g.msg.Data.TransitionID)
 		}
-	}
+		for _, p := range profiles {
+			if !slices.Equal(got[p], want[p]) {
+				t.Errorf("%s: received transitions %v, want %v in that order", p, got[p], want[p])
+			}
+		}
+		for _, it := range r.items("") {
+			if it.State != store.OutboxDelivered {
+				t.Errorf("item %d is %s", it.ID, it.State)
+			}
+		}
+	})
 }
 
 // A restart in the middle of a delivery loses nothing: the item in flight
 // is released at shutdown and delivered by the next process.
 func TestRestartMidDeliveryLosesNothing(t *testing.T) {
-	r := newRig(t, nil)
-	release := make(chan struct{})
-	var hung atomic.Bool
-	rc := newReceiver(t, func(n int64) int {
-		if n == 1 {
-			hung.Store(true)
-			<-release // hold the first request until the dispatcher is stopped
-			return http.StatusServiceUnavailable
+	onBackends(t, nil, func(t *testing.T, r *rig) {
+		release := make(chan struct{})
+		var hung atomic.Bool
+		rc := newReceiver(t, func(n int64) int {
+			if n == 1 {
+				hung.Store(true)
+				<-release // hold the first request until the dispatcher is stopped
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusOK
+		})
+		r.webhook("crm", rc.URL, 0)
+		r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "crm"})
+		r.profile("p_1", "a@example.com", nil, nil)
+		r.transition(enter("p_1", "vip"), enter("p_2", "vip"))
+		waitFor(t, "the first request", hung.Load)
+		go func() { time.Sleep(100 * time.Millisecond); close(release) }()
+		r.restart()
+		waitFor(t, "both webhooks after the restart", func() bool { return len(rc.received()) == 2 })
+		waitFor(t, "the outcomes recorded", r.settled)
+		for _, it := range r.items("") {
+			if it.State != store.OutboxDelivered {
+				t.Errorf("item %d is %s (%s)", it.ID, it.State, it.LastError)
+			}
 		}
-		return http.StatusOK
 	})
-	r.webhook("crm", rc.URL, 0)
-	r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "crm"})
-	r.profile("p_1", "a@example.com", nil, nil)
-	r.transition(enter("p_1", "vip"), enter("p_2", "vip"))
-	waitFor(t, "the first request", hung.Load)
-	go func() { time.Sleep(100 * time.Millisecond); close(release) }()
-	r.restart()
-	waitFor(t, "both webhooks after the restart", func() bool { return len(rc.received()) == 2 })
-	waitFor(t, "the outcomes recorded", r.settled)
-	for _, it := range r.items("") {
-		if it.State != store.OutboxDelivered {
-			t.Errorf("item %d is %s (%s)", it.ID, it.State, it.LastError)
-		}
-	}
 }
 
 // A worker that died holding a claim: the item is delivered when the lease ends.
@@ -182,34 +184,35 @@ func TestExpiredLeaseIsDeliveredAgain(t *testing.T) {
 }
 
 func TestDeadLetterAndReplay(t *testing.T) {
-	r := newRig(t, func(c *action.Config) { c.MaxAttempts = 3 })
-	var mode atomic.Int64
-	mode.Store(http.StatusBadRequest)
-	rc := newReceiver(t, func(int64) int { return int(mode.Load()) })
-	r.webhook("crm", rc.URL, 0)
-	r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "crm"})
-	r.transition(enter("p_1", "vip"))
-	waitFor(t, "a dead letter", func() bool { return len(r.items(store.OutboxDead)) == 1 })
-	dead, err := r.svc.DeadLetters(ctx, 0, 10)
-	if err != nil || len(dead) != 1 || dead[0].Attempts != 1 || !strings.Contains(dead[0].LastError, "HTTP 400") {
-		t.Fatalf("a 400 is permanent: dead letters %+v, %v", dead, err)
-	}
-	mode.Store(http.StatusServiceUnavailable)
-	r.transition(enter("p_2", "vip"))
-	waitFor(t, "a second dead letter", func() bool { return len(r.items(store.OutboxDead)) == 2 })
-	dead, _ = r.svc.DeadLetters(ctx, dead[0].ID, 10)
-	if len(dead) != 1 || dead[0].Attempts != 3 || !strings.Contains(dead[0].LastError, "gave up after 3 attempts") {
-		t.Fatalf("retryable failures end after MaxAttempts: %+v", dead)
-	}
-	mode.Store(http.StatusOK)
-	n, err := r.svc.Replay(ctx, nil)
-	if err != nil || n != 2 {
-		t.Fatalf("replay: %d, %v", n, err)
-	}
-	waitFor(t, "the replayed webhooks", func() bool { return len(rc.received()) == 2 })
-	if d := r.items(store.OutboxDead); len(d) != 0 {
-		t.Errorf("dead letters left after replay: %+v", d)
-	}
+	onBackends(t, func(c *action.Config) { c.MaxAttempts = 3 }, func(t *testing.T, r *rig) {
+		var mode atomic.Int64
+		mode.Store(http.StatusBadRequest)
+		rc := newReceiver(t, func(int64) int { return int(mode.Load()) })
+		r.webhook("crm", rc.URL, 0)
+		r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "crm"})
+		r.transition(enter("p_1", "vip"))
+		waitFor(t, "a dead letter", func() bool { return len(r.items(store.OutboxDead)) == 1 })
+		dead, err := r.svc.DeadLetters(ctx, 0, 10)
+		if err != nil || len(dead) != 1 || dead[0].Attempts != 1 || !strings.Contains(dead[0].LastError, "HTTP 400") {
+			t.Fatalf("a 400 is permanent: dead letters %+v, %v", dead, err)
+		}
+		mode.Store(http.StatusServiceUnavailable)
+		r.transition(enter("p_2", "vip"))
+		waitFor(t, "a second dead letter", func() bool { return len(r.items(store.OutboxDead)) == 2 })
+		dead, _ = r.svc.DeadLetters(ctx, dead[0].ID, 10)
+		if len(dead) != 1 || dead[0].Attempts != 3 || !strings.Contains(dead[0].LastError, "gave up after 3 attempts") {
+			t.Fatalf("retryable failures end after MaxAttempts: %+v", dead)
+		}
+		mode.Store(http.StatusOK)
+		n, err := r.svc.Replay(ctx, nil)
+		if err != nil || n != 2 {
+			t.Fatalf("replay: %d, %v", n, err)
+		}
+		waitFor(t, "the replayed webhooks", func() bool { return len(rc.received()) == 2 })
+		if d := r.items(store.OutboxDead); len(d) != 0 {
+			t.Errorf("dead letters left after replay: %+v", d)
+		}
+	})
 }
 
 func TestEmailConsentAndSuppression(t *testing.T) {
@@ -307,31 +310,32 @@ func TestQuietHoursWaitInTheStoreTimeZone(t *testing.T) {
 }
 
 func TestDelayAndRecheck(t *testing.T) {
-	r := newRig(t, nil)
-	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	r.clock.set(t0)
-	rc := newReceiver(t, nil)
-	r.webhook("crm", rc.URL, 0)
-	r.automation(action.AutomationSpec{Name: "nudge", Segment: "cart", Delay: "1h", Recheck: "cart", Destination: "crm"})
-	// p_1 stays in the segment; p_2 leaves it before the hour is up.
-	r.transition(enter("p_1", "cart"), enter("p_2", "cart"))
-	if err := r.st.ApplyResolution(ctx, store.Resolution{Transitions: []kiln.Transition{{Segment: "cart", ProfileID: "p_2", Entered: false, At: t0.Add(time.Minute), Version: 1, Reason: kiln.ReasonEvent}}}); err != nil {
-		t.Fatal(err)
-	}
-	r.clock.set(t0.Add(59 * time.Minute))
-	time.Sleep(150 * time.Millisecond)
-	if len(rc.received()) != 0 {
-		t.Fatal("sent before the delay")
-	}
-	r.clock.set(t0.Add(61 * time.Minute))
-	waitFor(t, "every item finished", func() bool { return len(r.items(store.OutboxPending)) == 0 })
-	got := rc.received()
-	if len(got) != 1 || got[0].msg.Data.ProfileID != "p_1" {
-		t.Fatalf("received %d webhooks; want only p_1's", len(got))
-	}
-	if sk := r.items(store.OutboxSkipped); len(sk) != 1 || sk[0].ProfileID != "p_2" || !strings.Contains(sk[0].LastError, "recheck") {
-		t.Fatalf("skipped %+v", sk)
-	}
+	onBackends(t, nil, func(t *testing.T, r *rig) {
+		t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		r.clock.set(t0)
+		rc := newReceiver(t, nil)
+		r.webhook("crm", rc.URL, 0)
+		r.automation(action.AutomationSpec{Name: "nudge", Segment: "cart", Delay: "1h", Recheck: "cart", Destination: "crm"})
+		// p_1 stays in the segment; p_2 leaves it before the hour is up.
+		r.transition(enter("p_1", "cart"), enter("p_2", "cart"))
+		if err := r.st.ApplyResolution(ctx, store.Resolution{Transitions: []kiln.Transition{{Segment: "cart", ProfileID: "p_2", Entered: false, At: t0.Add(time.Minute), Version: 1, Reason: kiln.ReasonEvent}}}); err != nil {
+			t.Fatal(err)
+		}
+		r.clock.set(t0.Add(59 * time.Minute))
+		time.Sleep(150 * time.Millisecond)
+		if len(rc.received()) != 0 {
+			t.Fatal("sent before the delay")
+		}
+		r.clock.set(t0.Add(61 * time.Minute))
+		waitFor(t, "every item finished", func() bool { return len(r.items(store.OutboxPending)) == 0 })
+		got := rc.received()
+		if len(got) != 1 || got[0].msg.Data.ProfileID != "p_1" {
+			t.Fatalf("received %d webhooks; want only p_1's", len(got))
+		}
+		if sk := r.items(store.OutboxSkipped); len(sk) != 1 || sk[0].ProfileID != "p_2" || !strings.Contains(sk[0].LastError, "recheck") {
+			t.Fatalf("skipped %+v", sk)
+		}
+	})
 }
 
 func TestBackfillTransitionsDoNotAct(t *testing.T) {

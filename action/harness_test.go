@@ -41,14 +41,15 @@ func (c *clock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
 
 // rig is a Service on a fresh SQLite file with its dispatcher running.
 type rig struct {
-	t     *testing.T
-	path  string
-	st    store.Store
-	key   *connector.Key
-	clock *clock
-	svc   *action.Service
-	stop  func()
-	cfg   action.Config
+	t      *testing.T
+	path   string
+	st     store.Store
+	key    *connector.Key
+	clock  *clock
+	svc    *action.Service
+	stop   func()
+	cfg    action.Config
+	opener func() (store.Store, error) // nil: SQLite at path
 }
 
 func newKey(t *testing.T) *connector.Key {
@@ -65,7 +66,13 @@ func newKey(t *testing.T) *connector.Key {
 // edit tweaks the configuration first.
 func newRig(t *testing.T, edit func(*action.Config)) *rig {
 	t.Helper()
-	r := &rig{t: t, path: filepath.Join(t.TempDir(), "k.db"), key: newKey(t), clock: &clock{}}
+	return newRigWith(t, edit, nil)
+}
+
+// newRigWith is newRig on the store opener returns (nil: SQLite).
+func newRigWith(t *testing.T, edit func(*action.Config), opener func() (store.Store, error)) *rig {
+	t.Helper()
+	r := &rig{t: t, path: filepath.Join(t.TempDir(), "k.db"), key: newKey(t), clock: &clock{}, opener: opener}
 	r.cfg = action.Config{Key: r.key, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: r.clock.now,
 		Poll: 50 * time.Millisecond, Lease: 2 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Timeout: 2 * time.Second, Workers: 8}
@@ -78,7 +85,13 @@ func newRig(t *testing.T, edit func(*action.Config)) *rig {
 }
 
 func (r *rig) open() {
-	st, err := sqlite.Open(r.path)
+	var st store.Store
+	var err error
+	if r.opener != nil {
+		st, err = r.opener()
+	} else {
+		st, err = sqlite.Open(r.path)
+	}
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -488,9 +488,11 @@ func (e *Engine) ProfileSegments(profileID string) (map[string]any, []string) {
 		return nil, nil
 	}
 	vals := s.prog.TraitValues(ps.st)
-	for _, k := range modelTraits {
-		if v, ok := ps.prof.Traits[k]; ok {
-			vals[k] = v
+	if e.models != nil {
+		for k := range e.models.keys {
+			if v, ok := ps.prof.Traits[k]; ok {
+				vals[k] = v
+			}
 		}
 	}
 	return vals, s.memberships(profileID)

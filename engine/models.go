@@ -90,6 +90,7 @@ type purchases struct {
 }
 
 type models struct {
+	keys   map[string]bool // every trait name the models set
 	bg     *intel.BGNBD
 	gg     *intel.GammaGamma
 	unit   time.Duration
@@ -98,6 +99,18 @@ type models struct {
 }
 
 func unixDay(t time.Time) int32 { return int32(t.UTC().Unix() / 86400) }
+
+// historyEvent reports whether the retail and restaurant traits read ev.
+func historyEvent(ev *kiln.Event) bool {
+	if ev.Type == kiln.Identify {
+		return true
+	}
+	switch ev.Name {
+	case kiln.OrderCompleted, kiln.VisitCompleted, kiln.FeedbackGiven, kiln.EventRSVPed, kiln.LoyaltyMilestone:
+		return true
+	}
+	return false
+}
 
 // purchaseAmount reads an event's amount, or reports it is no purchase.
 func purchaseAmount(ev *kiln.Event) (float64, bool) {
@@ -206,6 +219,7 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	// processing is held up only briefly.
 	var txns []intel.Txn
 	cust := map[string]*purchases{}
+	histEvents := map[string][]*kiln.Event{} // for the retail and restaurant traits
 	upTo := e.processed.Load()
 	for after := int64(0); after < upTo; {
 		evs, err := e.st.ReadEvents(ctx, after, 20000)
@@ -220,6 +234,11 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 			ev := &evs[i]
 			if ev.Seq > upTo {
 				break
+			}
+			if historyEvent(ev) && !ev.Timestamp.After(o.CalibrationEnd) {
+				if pid, found := e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor)); found {
+					histEvents[pid] = append(histEvents[pid], ev)
+				}
 			}
 			amount, ok := purchaseAmount(ev)
 			if !ok || ev.Timestamp.After(o.CalibrationEnd) && o.HoldoutEnd.IsZero() {
@@ -308,6 +327,28 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	traits := make(map[string]map[string]any, len(ids))
 	for _, id := range ids {
 		traits[id] = m.scoreTraits(cust[id], o.CalibrationEnd)
+	}
+	// Retail and restaurant traits, learned across the whole base.
+	hs := make([]intel.CustomerHistory, 0, len(histEvents))
+	for pid, evs := range histEvents {
+		hs = append(hs, intel.FromEvents(pid, evs))
+	}
+	pop := intel.LearnPopulation(hs, o.CalibrationEnd)
+	m.keys = map[string]bool{}
+	for _, k := range modelTraits {
+		m.keys[k] = true
+	}
+	for _, h := range hs {
+		t := traits[h.Customer]
+		if t == nil {
+			t = map[string]any{}
+			traits[h.Customer] = t
+			ids = append(ids, h.Customer)
+		}
+		for k, v := range intel.CustomerTraits(h, pop, o.CalibrationEnd) {
+			t[k] = v
+			m.keys[k] = true
+		}
 	}
 	if len(ids) > 0 {
 		cfg := intel.DefaultRFMConfig()

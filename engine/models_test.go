@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/demo"
 	"github.com/kiln-cdp/kiln/ingest/bulk"
 	"github.com/kiln-cdp/kiln/journal"
+	"github.com/kiln-cdp/kiln/store"
 )
 
 // The CDNOW sample goes in through Kiln's own bulk import; the models the
@@ -98,5 +101,45 @@ func TestModelsReproduceCDNOW(t *testing.T) {
 	traits, segs := b.e.ProfileSegments(lost)
 	if risk, _ := traits[TraitChurnRisk].(float64); risk >= 0.7 || slices.Contains(segs, "likely_lost") {
 		t.Errorf("after a new purchase: churn_risk %v, segments %v", traits[TraitChurnRisk], segs)
+	}
+}
+
+// On the demo data, the refit sets the retail and restaurant traits, and
+// definitions can use them.
+func TestRetailAndRestaurantTraitsOnDemoData(t *testing.T) {
+	b := setup(t, true)
+	ctx := context.Background()
+	var evs []kiln.Event
+	_, err := demo.Generate(demo.Config{Seed: 2, Customers: 400, Guests: 150, End: b.now()}, func(e kiln.Event) error {
+		evs = append(evs, e)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(evs); i += 5000 {
+		if _, err := b.st.Append(ctx, store.Batch{Events: evs[i:min(i+5000, len(evs))]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, _ := b.st.LastSeq(ctx)
+	if err := b.e.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.e.ApplyDefinitions(ctx, `segment gifting { traits.gift_buyer = true }
+segment lapsing_guests { traits.lapsed = true }`, false); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.e.RefitModels(ctx, ModelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Scored < 500 {
+		t.Errorf("only %d customers scored", rep.Scored)
+	}
+	for _, seg := range []string{"gifting", "lapsing_guests"} {
+		if n, _ := b.st.CountMembers(ctx, seg); n == 0 {
+			t.Errorf("segment %s over model traits has no members", seg)
+		}
 	}
 }

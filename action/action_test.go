@@ -461,3 +461,32 @@ func TestExportCSVAndNDJSON(t *testing.T) {
 		t.Errorf("xml: %v", err)
 	}
 }
+
+// A recheck condition over identified and computed traits is evaluated at
+// send time.
+func TestRecheckCondition(t *testing.T) {
+	computed := map[string]map[string]any{"p_1": {"cart_value": 80.0}, "p_2": {"cart_value": int64(20)}, "p_3": {"cart_value": 90.0}}
+	r := newRig(t, func(c *action.Config) {
+		c.TraitValues = func(pid string) map[string]any { return computed[pid] }
+	})
+	rc := newReceiver(t, nil)
+	r.webhook("crm", rc.URL, 0)
+	for _, bad := range []string{"cart_value >= lots", "plan = pro", "x > true"} {
+		if _, err := r.svc.CreateAutomation(ctx, action.AutomationSpec{Name: "bad", Segment: "cart", Recheck: bad, Destination: "crm"}); kiln.ErrorCode(err) != kiln.EInvalid {
+			t.Errorf("recheck %q: got %v, want invalid", bad, err)
+		}
+	}
+	r.automation(action.AutomationSpec{Name: "nudge", Segment: "cart", Recheck: `cart_value >= 50 and plan = "pro"`, Destination: "crm"})
+	r.profile("p_1", "a@example.com", nil, map[string]any{"plan": "pro"})
+	r.profile("p_2", "b@example.com", nil, map[string]any{"plan": "pro"})
+	r.profile("p_3", "c@example.com", nil, map[string]any{"plan": "free"})
+	r.transition(enter("p_1", "cart"), enter("p_2", "cart"), enter("p_3", "cart"))
+	waitFor(t, "every item finished", r.settled)
+	got := rc.received()
+	if len(got) != 1 || got[0].msg.Data.ProfileID != "p_1" {
+		t.Fatalf("received %d webhooks; want only p_1's", len(got))
+	}
+	if sk := r.items(store.OutboxSkipped); len(sk) != 2 || !strings.Contains(sk[0].LastError, "no longer holds") {
+		t.Fatalf("skipped %+v", sk)
+	}
+}

@@ -54,6 +54,9 @@ type Config struct {
 	// Timeout bounds one attempt (default 10s).
 	Timeout time.Duration
 	Cap     FrequencyCap
+	// TraitValues returns a profile's computed trait values now (the
+	// engine's), for recheck conditions; nil: only identified traits.
+	TraitValues func(profileID string) map[string]any
 	// HTTPClient sends webhooks and connector requests (default: a client
 	// keeping connections open).
 	HTTPClient *http.Client
@@ -353,7 +356,7 @@ func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) store.Out
 	if err != nil {
 		return retry(err)
 	}
-	if auto.Recheck != "" {
+	if auto.Recheck != "" && !isCondition(auto.Recheck) {
 		ms, err := d.st.MembershipsOf(ctx, it.ProfileID)
 		if err != nil {
 			return retry(err)
@@ -368,6 +371,25 @@ func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) store.Out
 	}
 	if err != nil {
 		return retry(err)
+	}
+	if auto.Recheck != "" && isCondition(auto.Recheck) {
+		c, err := parseCondition(auto.Recheck)
+		if err != nil {
+			res.State, res.Error = store.OutboxDead, err.Error()
+			return res
+		}
+		vals := map[string]any{}
+		for k, v := range prof.Traits {
+			vals[k] = v
+		}
+		if d.cfg.TraitValues != nil {
+			for k, v := range d.cfg.TraitValues(it.ProfileID) {
+				vals[k] = v
+			}
+		}
+		if !c.holds(vals) {
+			return skip("recheck: %s no longer holds", auto.Recheck)
+		}
 	}
 	if len(prof.Identities) > 0 {
 		ids := make([]kiln.Identifier, len(prof.Identities))

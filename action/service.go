@@ -202,7 +202,11 @@ func (s *Service) automation(ctx context.Context, spec AutomationSpec) (*store.A
 	if s.SegmentExists != nil && !s.SegmentExists(spec.Segment) {
 		return nil, kiln.Errorf(kiln.EInvalid, "automation %s: no segment %q", name, spec.Segment)
 	}
-	if spec.Recheck != "" && s.SegmentExists != nil && !s.SegmentExists(spec.Recheck) {
+	if isCondition(spec.Recheck) {
+		if _, err := parseCondition(spec.Recheck); err != nil {
+			return nil, kiln.Errorf(kiln.EInvalid, "automation %s: %s", name, kiln.ErrorMessage(err))
+		}
+	} else if spec.Recheck != "" && s.SegmentExists != nil && !s.SegmentExists(spec.Recheck) {
 		return nil, kiln.Errorf(kiln.EInvalid, "automation %s: recheck: no segment %q", name, spec.Recheck)
 	}
 	if spec.On != OnEnter && spec.On != OnExit {

@@ -138,7 +138,7 @@ type Automation struct {
 	Segment     string        `json:"segment"`
 	On          string        `json:"on"` // "enter" or "exit"
 	Delay       time.Duration `json:"delay,omitempty"`
-	Recheck     string        `json:"recheck,omitempty"` // a segment the profile must still be in at send time
+	Recheck     string        `json:"recheck,omitempty"` // a segment the profile must still be in at send time, or a condition (package action)
 	Destination string        `json:"destination"`       // destination ID
 	// Options are the action's settings (traits to include, email
 	// subject and body, connector operation, quiet hours, channel).

@@ -41,7 +41,11 @@ func (m *Main) openActions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.Actions = action.New(action.Config{Store: m.Store, Key: key, Logger: m.Logger.With("component", "outbox"), Location: m.location(), Cap: fcap})
+	m.Actions = action.New(action.Config{Store: m.Store, Key: key, Logger: m.Logger.With("component", "outbox"), Location: m.location(), Cap: fcap,
+		TraitValues: func(profileID string) map[string]any {
+			vals, _ := m.Engine.ProfileSegments(profileID)
+			return vals
+		}})
 	m.Actions.SegmentExists = func(name string) bool {
 		if m.Engine == nil {
 			return true

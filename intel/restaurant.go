@@ -10,12 +10,12 @@ import (
 
 // restaurantTraits sets the restaurant traits from visits and restaurant
 // orders, ratings, RSVPs and milestones up to asOf.
-func restaurantTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Population, o TraitOptions, asOf time.Time) {
+func restaurantTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Population, o TraitOptions, asOf time.Time, sc *scratch) {
 	var rest []*Purchase
 	var visitDays []int
 	var firstVisit, lastVisit time.Time
 	visits, party, partyN := 0, 0.0, 0
-	locVisits := map[string]int{}
+	var locVisits map[string]int
 	for i := range ps {
 		p := &ps[i]
 		if !p.Restaurant() {
@@ -36,8 +36,14 @@ func restaurantTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop
 			partyN++
 		}
 		if p.Location != "" {
+			if locVisits == nil {
+				locVisits = map[string]int{}
+			}
 			locVisits[p.Location]++
 		}
+	}
+	if len(rest) == 0 && len(h.Ratings) == 0 && len(h.RSVPs) == 0 && len(h.Milestones) == 0 && h.Traits["home_location"] == nil {
+		return // not a restaurant guest
 	}
 
 	if visits > 0 {
@@ -47,7 +53,8 @@ func restaurantTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop
 		since := math.Max(0, asOf.Sub(lastVisit).Hours()/24)
 		out[TraitDaysSinceVisit] = math.Floor(since)
 		if len(visitDays) >= o.MinBaselineVisits {
-			base := medianGap(visitDays, nil)
+			sc.gaps = gaps(visitDays, sc.gaps[:0])
+			base := median(sc.gaps)
 			ratio := since / base
 			out[TraitVisitInterval] = base
 			out[TraitLapseRatio] = ratio

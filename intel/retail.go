@@ -188,8 +188,12 @@ func retailTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Po
 	out[TraitBulkOrders] = float64(bulkOrders)
 
 	// Gifts.
+	type occasion struct {
+		season string
+		year   int
+	}
 	gifts, inSeason := 0, 0
-	occasions := map[[2]any]bool{}
+	var occasions []occasion
 	for _, i := range shop {
 		p := &ps[i]
 		if p.Gift {
@@ -197,7 +201,9 @@ func retailTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Po
 		}
 		if s, y := GiftSeason(p.Time, o.Zone); s != "" {
 			inSeason++
-			occasions[[2]any{s, y}] = true
+			if !slices.Contains(occasions, occasion{s, y}) {
+				occasions = append(occasions, occasion{s, y})
+			}
 		}
 	}
 	n := float64(len(shop))
@@ -209,7 +215,11 @@ func retailTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Po
 	out[TraitGiftBuyer] = gifts > 0 || seasonal
 
 	// Category affinity, gifts aside: by value, or quantity without prices.
-	value := map[string]float64{}
+	type catValue struct {
+		cat   string
+		value float64
+	}
+	var value []catValue
 	total := 0.0
 	for _, i := range shop {
 		p := &ps[i]
@@ -224,70 +234,81 @@ func retailTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Po
 			if l.Price > 0 {
 				w *= l.Price
 			}
-			value[l.Category] += w
+			k := slices.IndexFunc(value, func(c catValue) bool { return c.cat == l.Category })
+			if k < 0 {
+				k = len(value)
+				value = append(value, catValue{cat: l.Category})
+			}
+			value[k].value += w
 			total += w
 		}
 	}
 	if total > 0 {
-		c, v := top(value)
-		out[TraitTopCategory] = c
-		out[TraitTopCategoryShare] = v / total
+		best := value[0]
+		for _, c := range value[1:] {
+			if c.value > best.value || c.value == best.value && c.cat < best.cat {
+				best = c
+			}
+		}
+		out[TraitTopCategory] = best.cat
+		out[TraitTopCategoryShare] = best.value / total
 	}
 
 	// Replenishment: the earliest due date overall and per level.
-	dues := replenishment(ps, pop, o, asOf, sc)
-	var firstSKU, firstCat *Due
-	for i := range dues {
+	var firstSKU, firstCat *dueDay
+	for _, d := range replenishment(ps, pop, o, asOf, sc) {
 		switch {
-		case dues[i].Level == LevelSKU && firstSKU == nil:
-			firstSKU = &dues[i]
-		case dues[i].Level == LevelCategory && firstCat == nil:
-			firstCat = &dues[i]
+		case d.level == 0 && (firstSKU == nil || d.before(firstSKU)):
+			firstSKU = &d
+		case d.level == 1 && (firstCat == nil || d.before(firstCat)):
+			firstCat = &d
 		}
 	}
 	if firstSKU != nil {
-		out[TraitReplenishSKUDue] = firstSKU.Due
-		out[TraitReplenishSKU] = firstSKU.Item
+		out[TraitReplenishSKUDue] = dayDate(firstSKU.due)
+		out[TraitReplenishSKU] = firstSKU.item
 	}
 	if firstCat != nil {
-		out[TraitReplenishCatDue] = firstCat.Due
-		out[TraitReplenishCategory] = firstCat.Item
+		out[TraitReplenishCatDue] = dayDate(firstCat.due)
+		out[TraitReplenishCategory] = firstCat.item
 	}
-	if len(dues) > 0 {
-		out[TraitReplenishDue] = dues[0].Due
-		out[TraitReplenishItem] = dues[0].Item
-		out[TraitReplenishLevel] = dues[0].Level
-		out[TraitReplenishInterval] = dues[0].IntervalDays
+	if first := firstSKU; first != nil || firstCat != nil {
+		if first == nil || firstCat != nil && firstCat.due < first.due {
+			first = firstCat
+		}
+		out[TraitReplenishDue] = dayDate(first.due)
+		out[TraitReplenishItem] = first.item
+		out[TraitReplenishLevel] = first.levelName()
+		out[TraitReplenishInterval] = first.gap
 	}
 
 	// Collections: distinct pieces owned per pattern, gifts aside.
-	owned := map[string]map[string]struct{}{}
+	sc.pairs = sc.pairs[:0]
 	for _, i := range shop {
 		p := &ps[i]
 		if p.Gift {
 			continue
 		}
 		for _, l := range p.Lines {
-			if l.Pattern == "" || l.SKU == "" || l.Quantity <= 0 {
-				continue
+			if l.Pattern != "" && l.SKU != "" && l.Quantity > 0 {
+				sc.pairs = append(sc.pairs, [2]string{l.Pattern, l.SKU})
 			}
-			m := owned[l.Pattern]
-			if m == nil {
-				m = map[string]struct{}{}
-				owned[l.Pattern] = m
-			}
-			m[l.SKU] = struct{}{}
 		}
 	}
-	pats := make([]string, 0, len(owned))
-	for p := range owned {
-		pats = append(pats, p)
-	}
-	slices.Sort(pats)
+	slices.SortFunc(sc.pairs, func(a, b [2]string) int {
+		if c := strings.Compare(a[0], b[0]); c != 0 {
+			return c
+		}
+		return strings.Compare(a[1], b[1])
+	})
+	sc.pairs = slices.Compact(sc.pairs)
 	bestPat, bestDone, bestOwned, bestPieces := "", -1.0, 0, 0
-	for _, pat := range pats {
+	for i := 0; i < len(sc.pairs); {
+		pat, k := sc.pairs[i][0], 0
+		for ; i < len(sc.pairs) && sc.pairs[i][0] == pat; i++ {
+			k++
+		}
 		pieces := pop.PatternPieces[pat]
-		k := len(owned[pat])
 		if pieces < 2 || k >= pieces {
 			continue
 		}
@@ -327,44 +348,74 @@ type Due struct {
 // Items overdue by more than their interval are left out: the customer has
 // stopped buying them, or buys them elsewhere.
 func ReplenishmentDue(h CustomerHistory, pop Population, asOf time.Time) []Due {
-	return replenishment(upTo(h.Purchases, asOf), &pop, pop.Options.withDefaults(), asOf, newScratch())
+	sc := newScratch()
+	defer sc.release()
+	ds := replenishment(upTo(h.Purchases, asOf), &pop, pop.Options.withDefaults(), asOf, sc)
+	slices.SortFunc(ds, func(a, b dueDay) int {
+		if a.before(&b) {
+			return -1
+		}
+		if b.before(&a) {
+			return 1
+		}
+		return 0
+	})
+	out := make([]Due, len(ds))
+	for i, d := range ds {
+		out[i] = Due{Level: d.levelName(), Item: d.item, Last: dayDate(d.last), Due: dayDate(d.due), IntervalDays: d.gap, Own: d.own}
+	}
+	return out
 }
 
-func replenishment(ps []Purchase, pop *Population, o TraitOptions, asOf time.Time, sc *scratch) []Due {
-	sc.itemDays(ps, o.Zone)
-	today := dayNumber(asOf, o.Zone)
-	var out []Due
-	for _, lv := range []struct {
-		level   string
-		days    map[string][]int
-		learned map[string]Interval
-	}{{LevelSKU, sc.skuDays, pop.SKUIntervals}, {LevelCategory, sc.catDays, pop.CategoryIntervals}} {
-		for item, ds := range lv.days {
-			iv, ok := lv.learned[item]
-			if !ok || !iv.Replenished {
-				continue
-			}
-			gap, own := iv.Median, false
-			if len(ds)-1 >= o.MinOwnIntervals {
-				gap, own = medianGap(ds, sc.gaps[:0]), true
-			}
-			gap = math.Max(1, gap)
-			last := ds[len(ds)-1]
-			d := last + int(math.Round(gap))
-			if float64(today-d) > gap {
-				continue
-			}
-			out = append(out, Due{Level: lv.level, Item: item, Last: dayDate(last), Due: dayDate(d), IntervalDays: gap, Own: own})
-		}
+// dueDay is a Due with days as numbers.
+type dueDay struct {
+	level     uint8
+	item      string
+	last, due int
+	gap       float64
+	own       bool
+}
+
+// before orders by due day, then SKU before category, then item.
+func (d *dueDay) before(e *dueDay) bool {
+	if d.due != e.due {
+		return d.due < e.due
 	}
-	slices.SortFunc(out, func(a, b Due) int {
-		if c := strings.Compare(a.Due, b.Due); c != 0 {
-			return c
+	if d.level != e.level {
+		return d.level < e.level
+	}
+	return d.item < e.item
+}
+
+func (d *dueDay) levelName() string {
+	if d.level == 1 {
+		return LevelCategory
+	}
+	return LevelSKU
+}
+
+// replenishment returns the customer's due items, in no order.
+func replenishment(ps []Purchase, pop *Population, o TraitOptions, asOf time.Time, sc *scratch) []dueDay {
+	today := dayNumber(asOf, o.Zone)
+	var out []dueDay
+	x := pop.items()
+	sc.itemDays(ps, o.Zone, x.id, func(id int32, ds []int) {
+		it := &x.items[id]
+		level, item, iv := it.level, it.name, it.iv
+		gap, own := iv.Median, false
+		if len(ds)-1 >= o.MinOwnIntervals {
+			sc.gaps = gaps(ds, sc.gaps[:0])
+			gap, own = median(sc.gaps), true
 		}
-		if c := strings.Compare(b.Level, a.Level); c != 0 {
-			return c // sku before category
+		gap = math.Max(1, gap)
+		last := ds[len(ds)-1]
+		d := last + int(math.Round(gap))
+		// Overdue by more than a whole interval: they have stopped buying
+		// it, or buy it elsewhere; a due date would only be noise.
+		if float64(today-d) > gap {
+			return
 		}
-		return strings.Compare(a.Item, b.Item)
+		out = append(out, dueDay{level, item, last, d, gap, own})
 	})
 	return out
 }

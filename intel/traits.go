@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -214,6 +215,17 @@ type Population struct {
 	StapleCourses map[string]float64 `json:"stapleCourses"`
 	// RestaurantPurchases counts the visits and restaurant orders seen.
 	RestaurantPurchases int `json:"restaurantPurchases"`
+
+	index *itemIndex // built from the intervals on first use
+}
+
+// items returns the population's item index, building it when the
+// Population did not come from LearnPopulation (e.g. it was decoded).
+func (pop *Population) items() *itemIndex {
+	if pop.index != nil {
+		return pop.index
+	}
+	return newItemIndex(pop)
 }
 
 // LearnPopulation learns the population figures the customer traits use
@@ -231,10 +243,22 @@ func LearnPopulationOptions(hs []CustomerHistory, asOf time.Time, o TraitOptions
 
 	var qtys []float64
 	type acc struct {
+		level                        uint8
+		name                         string
 		buyers, repeaters, intervals int
 		medians                      []float64
 	}
-	skuAcc, catAcc := map[string]*acc{}, map[string]*acc{}
+	var accs []acc
+	accIDs := [2]map[string]int32{{}, {}}
+	accID := func(level uint8, name string) int32 {
+		k, ok := accIDs[level][name]
+		if !ok {
+			k = int32(len(accs))
+			accIDs[level][name] = k
+			accs = append(accs, acc{level: level, name: name})
+		}
+		return k
+	}
 	patternSKUs := map[string]map[string]struct{}{}
 	type dishAcc struct {
 		name   string
@@ -286,46 +310,39 @@ func LearnPopulationOptions(hs []CustomerHistory, asOf time.Time, o TraitOptions
 				}
 			}
 		}
-		sc.itemDays(ps, o.Zone)
-		for _, lv := range []struct {
-			days map[string][]int
-			to   map[string]*acc
-		}{{sc.skuDays, skuAcc}, {sc.catDays, catAcc}} {
-			for item, ds := range lv.days {
-				a := lv.to[item]
-				if a == nil {
-					a = &acc{}
-					lv.to[item] = a
-				}
-				a.buyers++
-				if len(ds) < 2 {
-					continue
-				}
-				a.repeaters++
-				a.intervals += len(ds) - 1
-				a.medians = append(a.medians, medianGap(ds, sc.gaps[:0]))
+		sc.itemDays(ps, o.Zone, accID, func(id int32, ds []int) {
+			a := &accs[id]
+			a.buyers++
+			if len(ds) < 2 {
+				return
 			}
-		}
+			a.repeaters++
+			a.intervals += len(ds) - 1
+			sc.gaps = gaps(ds, sc.gaps[:0])
+			a.medians = append(a.medians, median(sc.gaps))
+		})
 	}
+	sc.release()
 
 	pop.ShopLines = len(qtys)
 	if len(qtys) > 0 {
 		pop.LineQuantityPercentile = quantile(qtys, o.BulkPercentile)
 	}
 	pop.BulkQuantity = math.Max(o.MinBulkQuantity, pop.LineQuantityPercentile)
-	for _, lv := range []struct {
-		from map[string]*acc
-		to   map[string]Interval
-	}{{skuAcc, pop.SKUIntervals}, {catAcc, pop.CategoryIntervals}} {
-		for item, a := range lv.from {
-			if a.repeaters < o.MinRepeaters {
-				continue
-			}
-			iv := Interval{Median: median(a.medians), Buyers: a.buyers, Repeaters: a.repeaters, Intervals: a.intervals}
-			iv.Replenished = iv.RepeatShare() >= o.MinRepeatShare
-			lv.to[item] = iv
+	for i := range accs {
+		a := &accs[i]
+		if a.repeaters < o.MinRepeaters {
+			continue
+		}
+		iv := Interval{Median: median(a.medians), Buyers: a.buyers, Repeaters: a.repeaters, Intervals: a.intervals}
+		iv.Replenished = iv.RepeatShare() >= o.MinRepeatShare
+		if a.level == skuLevel {
+			pop.SKUIntervals[a.name] = iv
+		} else {
+			pop.CategoryIntervals[a.name] = iv
 		}
 	}
+	pop.index = newItemIndex(&pop)
 	for pat, m := range patternSKUs {
 		pop.PatternPieces[pat] = len(m)
 	}
@@ -385,10 +402,12 @@ func LearnPopulationOptions(hs []CustomerHistory, asOf time.Time, o TraitOptions
 // are left out rather than set to a default.
 func CustomerTraits(h CustomerHistory, pop Population, asOf time.Time) map[string]any {
 	o := pop.Options.withDefaults()
-	out := map[string]any{}
+	out := make(map[string]any, 32)
 	ps := upTo(h.Purchases, asOf)
-	retailTraits(out, &h, ps, &pop, o, asOf, newScratch())
-	restaurantTraits(out, &h, ps, &pop, o, asOf)
+	sc := newScratch()
+	retailTraits(out, &h, ps, &pop, o, asOf, sc)
+	restaurantTraits(out, &h, ps, &pop, o, asOf, sc)
+	sc.release()
 	return out
 }
 
@@ -403,41 +422,107 @@ func upTo(ps []Purchase, asOf time.Time) []Purchase {
 	return ps[:n]
 }
 
-// scratch holds per-customer working maps, reused across customers.
+// scratch holds per-customer working buffers, reused across customers
+// (a refit computes traits for every profile; maps per customer would
+// dominate its time).
 type scratch struct {
-	skuDays, catDays map[string][]int
-	seen, seenCat    map[string]struct{}
-	gaps             []float64
+	seen, seenCat map[string]struct{}
+	keys          []int64
+	pairs         [][2]string
+	days          []int
+	gaps          []float64
 }
 
-func newScratch() *scratch {
-	return &scratch{skuDays: map[string][]int{}, catDays: map[string][]int{}, seen: map[string]struct{}{}, seenCat: map[string]struct{}{}}
-}
+var scratchPool = sync.Pool{New: func() any {
+	return &scratch{seen: map[string]struct{}{}, seenCat: map[string]struct{}{}}
+}}
 
-// itemDays fills skuDays and catDays with the distinct purchase days
-// (in zone) of each SKU and category of the customer's shop purchases
-// outside gift orders, ascending.
-func (sc *scratch) itemDays(ps []Purchase, zone *time.Location) {
-	clear(sc.skuDays)
-	clear(sc.catDays)
+func newScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func (sc *scratch) release() { scratchPool.Put(sc) }
+
+// Item levels, for itemDays.
+const (
+	skuLevel uint8 = iota
+	categoryLevel
+)
+
+// itemDays collects the distinct purchase days (in zone) of each SKU and
+// category of the customer's shop purchases outside gift orders, and calls
+// fn for each item with its days ascending (fn must not keep days). Items
+// are numbered by id (a negative id skips the item), so that sorting them
+// compares numbers, not strings.
+func (sc *scratch) itemDays(ps []Purchase, zone *time.Location, id func(level uint8, name string) int32, fn func(id int32, days []int)) {
+	sc.keys = sc.keys[:0]
 	for i := range ps {
 		p := &ps[i]
 		if p.Gift || p.Restaurant() {
 			continue
 		}
-		d := dayNumber(p.Time, zone)
+		d := int64(dayNumber(p.Time, zone)) & 0xffffffff
 		for _, l := range p.Lines {
 			if l.Quantity <= 0 {
 				continue
 			}
 			if l.SKU != "" {
-				sc.skuDays[l.SKU] = appendDay(sc.skuDays[l.SKU], d)
+				if k := id(skuLevel, l.SKU); k >= 0 {
+					sc.keys = append(sc.keys, int64(k)<<32|d)
+				}
 			}
 			if l.Category != "" {
-				sc.catDays[l.Category] = appendDay(sc.catDays[l.Category], d)
+				if k := id(categoryLevel, l.Category); k >= 0 {
+					sc.keys = append(sc.keys, int64(k)<<32|d)
+				}
 			}
 		}
 	}
+	slices.Sort(sc.keys)
+	for i := 0; i < len(sc.keys); {
+		k := sc.keys[i] >> 32
+		sc.days = sc.days[:0]
+		for ; i < len(sc.keys) && sc.keys[i]>>32 == k; i++ {
+			sc.days = appendDay(sc.days, int(int32(sc.keys[i]&0xffffffff)))
+		}
+		fn(int32(k), sc.days)
+	}
+}
+
+// itemIndex numbers the items with a replenished interval, for
+// CustomerTraits.
+type itemIndex struct {
+	ids   [2]map[string]int32 // by level
+	items []indexedItem
+}
+
+type indexedItem struct {
+	level uint8
+	name  string
+	iv    Interval
+}
+
+func newItemIndex(pop *Population) *itemIndex {
+	x := &itemIndex{ids: [2]map[string]int32{{}, {}}}
+	for level, m := range []map[string]Interval{pop.SKUIntervals, pop.CategoryIntervals} {
+		names := make([]string, 0, len(m))
+		for name, iv := range m {
+			if iv.Replenished {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			x.ids[level][name] = int32(len(x.items))
+			x.items = append(x.items, indexedItem{uint8(level), name, m[name]})
+		}
+	}
+	return x
+}
+
+func (x *itemIndex) id(level uint8, name string) int32 {
+	if k, ok := x.ids[level][name]; ok {
+		return k
+	}
+	return -1
 }
 
 func appendDay(ds []int, d int) []int {
@@ -455,12 +540,12 @@ func dayNumber(t time.Time, zone *time.Location) int {
 
 func dayDate(n int) string { return time.Unix(int64(n)*86400, 0).UTC().Format(time.DateOnly) }
 
-// medianGap is the median gap between consecutive ascending days.
-func medianGap(ds []int, buf []float64) float64 {
+// gaps appends the gaps between consecutive ascending days to buf.
+func gaps(ds []int, buf []float64) []float64 {
 	for i := 1; i < len(ds); i++ {
 		buf = append(buf, float64(ds[i]-ds[i-1]))
 	}
-	return median(buf)
+	return buf
 }
 
 // median of xs (reordered in place); 0 for none.

@@ -45,6 +45,14 @@ UPDATE outbox SET state = ?, attempts = attempts + ?, next_at = coalesce(?, next
     last_error = ?, claimed_until = NULL
 WHERE id = ?`
 
+	// anyClaimable looks, on the read pool, for an item ClaimOutbox could
+	// take (ignoring lanes), so that a worker woken for nothing does not
+	// queue for the write lock behind the event log.
+	anyClaimable = `
+SELECT 1 FROM outbox
+WHERE state = 'pending' AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1)
+LIMIT 1`
+
 	nextOutboxDue = `SELECT min(next_at) FROM outbox WHERE state = 'pending' AND next_at > ?`
 
 	listOutbox = `SELECT ` + outboxColumns + ` FROM outbox WHERE id > ? ORDER BY id LIMIT ?`
@@ -193,6 +201,13 @@ func scanOutbox(rows *sql.Rows) ([]store.OutboxItem, error) {
 func (db *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.OutboxItem, error) {
 	if limit <= 0 {
 		return nil, nil
+	}
+	var one int
+	switch err := db.r.QueryRowContext(ctx, anyClaimable, now.UnixNano()).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: claim outbox items: %w", err)
 	}
 	var out []store.OutboxItem
 	err := db.writeRelaxed(ctx, func(tx *sql.Tx) error {

@@ -1,7 +1,9 @@
 // Package intel holds Kiln's customer-intelligence models: BG/NBD purchase
 // and churn prediction, Gamma-Gamma spend, customer lifetime value, RFM
-// scores with named groups, and k-means clustering with plain-word
-// cluster descriptions.
+// scores with named groups, k-means clustering with plain-word cluster
+// descriptions, and retail and restaurant customer traits (gift and
+// business buyers, category affinity, replenishment due dates, pattern
+// collections, visit rhythm and lapse, favourite dishes, rating trends).
 //
 // The package is pure: it takes slices, returns values, reads no clock and
 // does no I/O. The engine feeds it transactions from the store and keeps
@@ -203,4 +205,140 @@
 // 0.5 away earns a word ("recent"/"lapsed", "frequent"/"infrequent", "high
 // spend"/"low spend", "very …" from 1.5), plus the most over-represented
 // category ("frequent, low spend, teaware"); "typical customers" if none.
+//
+// # Customer traits
+//
+// Retail and restaurant traits describe what a customer buys and how they
+// come back. The engine builds a CustomerHistory per profile from its
+// events (FromEvents), learns a Population across all of them, and sets
+// CustomerTraits' values as profile traits:
+//
+//	hs := make([]intel.CustomerHistory, 0, len(profiles))
+//	for id, evs := range eventsByProfile {
+//		hs = append(hs, intel.FromEvents(id, evs))
+//	}
+//	pop := intel.LearnPopulation(hs, asOf) // or LearnPopulationOptions
+//	for _, h := range hs {
+//		traits := intel.CustomerTraits(h, pop, asOf) // map[string]any
+//	}
+//
+// Everything is computed from the data up to asOf, so a refit as of a past
+// date sees the past only. Dates are "YYYY-MM-DD" in TraitOptions.Zone
+// (default UTC), counts and measures float64. A trait the data cannot
+// support is left out, not set to a default (no visits: no visit traits;
+// three visits: no lapse).
+//
+// Shop purchases are orders without a party_size or location; restaurant
+// purchases are visits (Visit Completed) and orders with either (takeaway,
+// delivery). A gift order is one with gift set, a gift_message, gift_wrap,
+// or a shipping address differing from the billing address in a field both
+// carry (names and phones aside).
+//
+// Learned across the population (Population, for reports):
+//
+//   - BulkQuantity: the TraitOptions.BulkPercentile (0.95) quantile of shop
+//     line quantities, at least MinBulkQuantity (12). On the UK gift
+//     wholesaler's log it is 36 (about half the customers buy like
+//     wholesalers); on the demo shop 12 (households buy 1-6 of a piece).
+//   - SKUIntervals and CategoryIntervals: for each SKU and category, from
+//     the shop purchases outside gift orders, each customer's distinct
+//     purchase days of the item, their median gap in days, and the median
+//     of those medians over the customers who bought it on two or more
+//     days (Repeaters). Learned only with MinRepeaters (20) repeaters;
+//     Replenished when Repeaters/Buyers >= MinRepeatShare (0.1).
+//   - PatternPieces: the number of distinct SKUs bought in each pattern
+//     (products[].pattern), gift orders included.
+//   - SeasonalDishes: dishes (restaurant lines by SKU) on at least
+//     MinDishOrders (30) restaurant purchases of which at least
+//     SeasonalShare (90%) fall in four consecutive calendar months; judged
+//     only when the restaurant data covers all twelve months. Lines the
+//     source marks (properties season or seasonal) count as seasonal too.
+//   - StapleDishes and StapleCourses: on at least StapleShare (80%) of
+//     restaurant purchases (the bread basket); they are never favourites.
+//
+// Retail traits (from shop purchases):
+//
+//   - gift_orders, gift_order_share: gift orders, and their share of orders.
+//   - gift_season_share: share of orders placed in a gifting season
+//     (GiftSeason, by date in Zone): Christmas 15 November-24 December,
+//     Valentine's 1-14 February, and the 14 days up to and including
+//     Mothering Sunday (UK: Easter - 21 days), Mother's Day (US and most
+//     countries: second Sunday of May) and Father's Day (third Sunday of
+//     June).
+//   - seasonal_gifter: at least two orders, all in gifting seasons, in at
+//     least two different season occurrences (two Christmases, or Christmas
+//     and Valentine's).
+//   - gift_buyer: gift_orders > 0 or seasonal_gifter.
+//   - business_buyer: any business signal, listed in business_signals
+//     (comma-separated): customer_type "business" in traits; company or
+//     vat_id in traits (group calls' name and vat_id fill them); an order
+//     with customer_type business, company or vat_id ("business_order");
+//     "bulk": orders with a line of at least BulkQuantity, two or more of
+//     them or at least half the orders; "business_email": an email at a
+//     domain that is neither free mail (FreemailDomains) nor reserved for
+//     examples (RFC 2606) together with a line of at least
+//     MinBulkQuantity. business_email (the domain test alone) and
+//     bulk_orders are set too.
+//   - top_category, top_category_share: the category with the largest
+//     value (price × quantity, or quantity without prices) over the lines
+//     of non-gift orders, and its share of that value.
+//   - replenishment_due, replenishment_item, replenishment_level ("sku" or
+//     "category"), replenishment_interval_days: the earliest due date over
+//     the customer's replenished items (ReplenishmentDue lists all): last
+//     purchase day of the item (outside gift orders) plus the interval,
+//     which is the customer's own median gap when they have
+//     MinOwnIntervals (3) gaps of the item, else the population's median,
+//     at least a day. An item overdue by more than its interval is left
+//     out (the customer stopped, or buys it elsewhere), so the due date
+//     may lie in the past by less than one interval.
+//     replenishment_sku_due/replenishment_sku and
+//     replenishment_category_due/replenishment_category are the earliest
+//     per level.
+//   - collection_pattern, collection_completion, collection_owned,
+//     collection_missing: among the patterns of which the customer owns
+//     (bought outside gift orders) some but not all PatternPieces, the one
+//     with the highest share owned; completion = owned / pieces (4 of 6 is
+//     0.67), missing = pieces - owned. Ties go to the pattern first by name.
+//
+// Restaurant traits (visits are dine-in purchases only):
+//
+//   - visits; visit_frequency_30d = 30 × visits / max(30, days from the
+//     first to the last visit).
+//   - days_since_last_visit (whole days to asOf); with MinBaselineVisits
+//     (4) distinct visit days: visit_interval_days, the guest's own median
+//     gap between visit days; lapse_ratio = days since the last visit (with
+//     the fraction) / that median; lapsed = lapse_ratio > LapseRatio (2.5).
+//   - favourite_dish, favourite_dish_count: the dish on the most of the
+//     guest's restaurant purchases, staples aside (ties to the smaller
+//     SKU); favourite_dishes: the top three as "Name (count), ...";
+//     favourite_cuisine, favourite_cuisine_count: the same for categories
+//     (courses or cuisines, as the menu names them). If everything the
+//     guest had is a staple, staples count.
+//   - seasonal_dish_share: seasonal dish quantity / all dish quantity;
+//     seasonal_dishes: lines with a seasonal dish.
+//   - event_rsvps: "Event RSVP" answered yes or maybe.
+//   - avg_party_size: mean party_size (else covers) of visits carrying one.
+//   - rating_avg, rating_count; with MinRatings (4) ratings:
+//     rating_change = mean of the later half - mean of the earlier half
+//     (the middle rating of an odd count left out), and, when the ratings
+//     span 30 days or more, rating_trend = the least-squares slope of
+//     rating against time, in points per year.
+//   - home_location: the most visited location (ties to the declared
+//     traits.home_location, else the latest visited), else the declared one.
+//   - loyalty_milestone: the latest milestone (as sent, "25");
+//     loyalty_milestones: how many were reached.
+//
+// Checked on the demo generator (5,000 customers, 2,000 guests): customers
+// with gift orders are found exactly, from the flags or from the addresses
+// alone; business buyers exactly, and from quantities alone too; the
+// teaware interval is 57 days (the generator refills tea every 55); all 14
+// patterns get the catalog's piece count; the 12 seasonal dishes are found
+// with no false ones; guests flagged lapsed half a year before the end came
+// back in that half year at 42% against 93% for the others (a fixed
+// 60-days-absent rule: 68%). On the UK gift wholesaler's log (4,338
+// customers): 46% flagged bulk buyers; intervals learned for 837 StockCodes
+// (medians p10/p50/p90 39/70/97 days; the log spans one year, which caps
+// them); in a 3-month holdout, SKUs due within 30 days were re-ordered
+// within 60 days at 24% (61% when the customer's own interval was used)
+// against 17% for SKUs due later.
 package intel

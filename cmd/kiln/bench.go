@@ -34,6 +34,9 @@ The baseline is the same HTTP path into a sink that keeps nothing, measured
 in the same run, so the table shows what durability costs.`
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "latency" {
+		return runBenchLatency(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "engine" {
 		return runBenchEngine(ctx, args[1:], stdout, stderr)
 	}

@@ -38,8 +38,24 @@ func (e *Engine) saveClock(ctx context.Context, now time.Time) {
 // upTo, evaluated as of now, reporting progress. Events are attributed to
 // profiles by the resolver's current index.
 func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64)) (map[string]*pstate, error) {
+	return e.replayLocked(ctx, prog, static, upTo, now, progress, false)
+}
+
+// replayLocked is replay; the caller holds e.mu. With release, e.mu is
+// let go while the log is read and evaluated, and held only to attribute
+// events to profiles, so a long preview does not stop event processing.
+// Only a replay whose states are thrown away (a dry run) may release: the
+// log moves on meanwhile.
+func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64), release bool) (map[string]*pstate, error) {
 	if prog == nil {
 		return map[string]*pstate{}, nil
+	}
+	if release {
+		static = maps.Clone(static) // SetStatic may change it while we are unlocked
+	}
+	unlock, lock := func() {}, func() {}
+	if release {
+		unlock, lock = e.mu.Unlock, e.mu.Lock
 	}
 	// Profiles are independent, so evaluation is sharded across CPUs by
 	// profile: each shard owns its states and sees its profiles' events in
@@ -57,7 +73,9 @@ func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[stri
 	const chunk = 20000
 	var done int64
 	for after := int64(0); after < upTo; {
+		unlock()
 		evs, err := e.st.ReadEvents(ctx, after, chunk)
+		lock()
 		if err != nil {
 			return nil, fmt.Errorf("replaying the log after seq %d: %w", after, err)
 		}
@@ -79,6 +97,7 @@ func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[stri
 			k := shardOf(pid, nshard)
 			work[k] = append(work[k], item{pid, ev})
 		}
+		unlock()
 		var wg sync.WaitGroup
 		for k := range nshard {
 			wg.Go(func() {
@@ -97,6 +116,7 @@ func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[stri
 			})
 		}
 		wg.Wait()
+		lock()
 		after = evs[len(evs)-1].Seq
 		done += int64(len(evs))
 		if progress != nil {
@@ -372,10 +392,12 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 		return out, nil
 	}
 
-	states, err := e.replay(ctx, prog, s.static, e.processed.Load(), now, nil)
+	// A dry run lets event processing go on while it replays.
+	states, err := e.replayLocked(ctx, prog, s.static, e.processed.Load(), now, nil, dryRun)
 	if err != nil {
 		return nil, err
 	}
+	s = e.segs // the same unless a dry run let something change it
 	versions := map[string]int64{}
 	backfill := map[string]string{}
 	for n, d := range next {

@@ -322,3 +322,31 @@ segment buyers_now { count of "Order Completed" in last 30 days >= 1 }`
 		t.Fatal("recompute did not publish the manual segment")
 	}
 }
+
+// A dry run reports what applying would change, stores nothing, and lets
+// events be processed meanwhile (run with -race).
+func TestDryRunWhileEventsFlow(t *testing.T) {
+	b := setup(t, true)
+	now := b.now()
+	for i := 0; i < 20; i++ {
+		b.send(t, fmt.Sprintf("u%d", i), order(now.Add(-time.Hour), float64(10*i)))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 20; i < 40; i++ {
+			b.send(t, fmt.Sprintf("u%d", i), order(now.Add(-time.Hour), 1))
+		}
+	}()
+	res, err := b.e.ApplyDefinitions(context.Background(), `segment big { sum(properties.revenue) of "Order Completed" all time >= 100 }`, true)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.DryRun || res.Entered["big"] != 10 {
+		t.Fatalf("dry run: %+v", res)
+	}
+	if len(b.e.Definitions()) != 0 {
+		t.Fatal("a dry run stored definitions")
+	}
+}

@@ -490,3 +490,39 @@ func TestRecheckCondition(t *testing.T) {
 		t.Fatalf("skipped %+v", sk)
 	}
 }
+
+// With the default retry policy, a destination down for an hour loses
+// nothing: the item is still being retried when it comes back. The clock
+// is moved from each retry to the next.
+func TestDownForAnHourLosesNothing(t *testing.T) {
+	r := newRig(t, func(c *action.Config) { c.MinBackoff, c.MaxBackoff, c.MaxAttempts = 0, 0, 0 }) // the defaults
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r.clock.set(t0)
+	var up atomic.Bool
+	rc := newReceiver(t, func(int64) int {
+		if up.Load() {
+			return http.StatusOK
+		}
+		return http.StatusBadGateway
+	})
+	r.webhook("crm", rc.URL, 0)
+	r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "crm"})
+	r.transition(enter("p_1", "vip"))
+	attempts := 0
+	for r.clock.now().Before(t0.Add(time.Hour)) {
+		var it store.OutboxItem
+		waitFor(t, "the next attempt recorded", func() bool {
+			items := r.items("")
+			it = items[0]
+			return it.Attempts > attempts || it.State != store.OutboxPending
+		})
+		if it.State != store.OutboxPending {
+			t.Fatalf("after %s of outage the item is %s: %s", r.clock.now().Sub(t0), it.State, it.LastError)
+		}
+		attempts = it.Attempts
+		r.clock.set(it.NextAt)
+	}
+	up.Store(true)
+	waitFor(t, "the webhook after the outage", func() bool { return len(rc.received()) == 1 })
+	t.Logf("delivered on attempt %d, %s after the first", attempts+1, r.clock.now().Sub(t0))
+}

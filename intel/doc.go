@@ -341,4 +341,9 @@
 // them); in a 3-month holdout, SKUs due within 30 days were re-ordered
 // within 60 days at 24% (61% when the customer's own interval was used)
 // against 17% for SKUs due later.
+//
+// Cost: for 100,000 customers of about ten purchases (30 lines) each,
+// LearnPopulation takes about 0.7 s and CustomerTraits for everyone 1.4 s
+// on one core (BenchmarkCustomerTraits100k). CustomerTraits only reads the
+// Population, so callers may run it for several customers at once.
 package intel

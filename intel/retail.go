@@ -130,12 +130,13 @@ func BusinessEmail(email string) (business, ok bool) {
 // retailTraits sets the shop traits from the purchases that are not a
 // restaurant's.
 func retailTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Population, o TraitOptions, asOf time.Time, sc *scratch) {
-	var shop []int // positions of shop purchases in ps
+	shop := sc.idx[:0] // positions of shop purchases in ps
 	for i := range ps {
 		if !ps[i].Restaurant() {
 			shop = append(shop, i)
 		}
 	}
+	sc.idx = shop
 
 	// Business buyer: what the customer says they are, or how they buy.
 	var signals []string

@@ -1,7 +1,6 @@
 package intel
 
 import (
-	"cmp"
 	"math"
 	"slices"
 	"sort"
@@ -241,7 +240,13 @@ func LearnPopulationOptions(hs []CustomerHistory, asOf time.Time, o TraitOptions
 		SKUIntervals: map[string]Interval{}, CategoryIntervals: map[string]Interval{}, PatternPieces: map[string]int{},
 		SeasonalDishes: map[string]SeasonalDish{}, StapleDishes: map[string]float64{}, StapleCourses: map[string]float64{}}
 
-	var qtys []float64
+	nLines := 0
+	for i := range hs {
+		for j := range hs[i].Purchases {
+			nLines += len(hs[i].Purchases[j].Lines)
+		}
+	}
+	qtys := make([]float64, 0, nLines)
 	type acc struct {
 		level                        uint8
 		name                         string
@@ -428,6 +433,7 @@ func upTo(ps []Purchase, asOf time.Time) []Purchase {
 type scratch struct {
 	seen, seenCat map[string]struct{}
 	keys          []int64
+	idx           []int
 	pairs         [][2]string
 	days          []int
 	gaps          []float64
@@ -571,17 +577,4 @@ func quantile(xs []float64, q float64) float64 {
 		return xs[len(xs)-1]
 	}
 	return xs[lo] + (h-float64(lo))*(xs[lo+1]-xs[lo])
-}
-
-// top returns the key with the largest value, ties to the smaller key.
-func top[V cmp.Ordered](m map[string]V) (string, V) {
-	var bk string
-	var bv V
-	first := true
-	for k, v := range m {
-		if first || v > bv || v == bv && k < bk {
-			bk, bv, first = k, v, false
-		}
-	}
-	return bk, bv
 }

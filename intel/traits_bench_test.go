@@ -72,14 +72,25 @@ func BenchmarkCustomerTraits100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(purchases)/float64(len(hs)), "purchases/customer")
 	b.ResetTimer()
+	cpu := cpuTime()
+	var learn, score time.Duration
 	for b.Loop() {
+		t0 := time.Now()
 		pop := LearnPopulation(hs, asOf)
+		t1 := time.Now()
+		learn += t1.Sub(t0)
 		n := 0
 		for _, h := range hs {
 			n += len(CustomerTraits(h, pop, asOf))
 		}
+		score += time.Since(t1)
 		if n == 0 {
 			b.Fatal("no traits")
 		}
+	}
+	b.ReportMetric(learn.Seconds()/float64(b.N), "learn-s/op")
+	b.ReportMetric(score.Seconds()/float64(b.N), "traits-s/op")
+	if c := cpuTime() - cpu; c > 0 {
+		b.ReportMetric(c.Seconds()/float64(b.N), "cpu-s/op")
 	}
 }

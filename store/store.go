@@ -56,6 +56,9 @@ type Log interface {
 	Append(ctx context.Context, b Batch) (int, error)
 	// ReadEvents returns up to limit events with Seq > after, by Seq.
 	ReadEvents(ctx context.Context, after int64, limit int) ([]kiln.Event, error)
+	// ScanLog calls fn with consecutive chunks of events with after < Seq <= upTo, in Seq order.
+	// fn must not keep the slice after it returns. An error from fn stops the scan.
+	ScanLog(ctx context.Context, after, upTo int64, fn func([]kiln.Event) error) error
 	// LastSeq returns the highest Seq in the log, 0 when empty.
 	LastSeq(ctx context.Context) (int64, error)
 	// EventsByAnchor returns the events whose Anchor is one of anchors,

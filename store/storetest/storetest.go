@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AppendEmpty", testAppendEmpty},
 		{"AppendUnencodable", testAppendUnencodable},
 		{"ReadEventsPaging", testReadEventsPaging},
+		{"ScanLog", testScanLog},
 		{"EventsByAnchor", testEventsByAnchor},
 		{"SeqNeverReused", testSeqNeverReused},
 		{"Rejects", testRejects},

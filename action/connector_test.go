@@ -59,6 +59,9 @@ func (r *recording) MaxBatch() int             { return 100 }
 func (r *recording) RateLimit() connector.Rate { return connector.Rate{PerSecond: 100, Burst: 10} }
 
 func TestConnectorDestination(t *testing.T) {
+	rec.mu.Lock()
+	rec.changes, rec.secrets = nil, nil
+	rec.mu.Unlock()
 	r := newRig(t, nil)
 	if _, err := r.svc.CreateDestination(ctx, action.DestinationSpec{Name: "vendor", Kind: "kilntest", Config: json.RawMessage(`{"list":"L1"}`)}); kiln.ErrorCode(err) != kiln.EInvalid {
 		t.Fatalf("missing api_key: %v", err)

@@ -1,8 +1,11 @@
 package intel
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 )
@@ -299,5 +302,43 @@ func TestSeasonalDishesLearned(t *testing.T) {
 	tr := CustomerTraits(hs[300], pop, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	if tr[TraitSeasonalDishShare] != 0.5 {
 		t.Errorf("a guest with lamb and ghapama: seasonal share %v, want 0.5", tr[TraitSeasonalDishShare])
+	}
+}
+
+// CustomerTraits only reads the Population: concurrent calls give the
+// sequential results, and a Population decoded from JSON (without the
+// item index LearnPopulation builds) gives the same traits.
+func TestCustomerTraitsConcurrentAndDecoded(t *testing.T) {
+	hs := retailPopulation()
+	asOf := day(80)
+	pop := LearnPopulation(hs, asOf)
+	want := make([]map[string]any, len(hs))
+	for i, h := range hs {
+		want[i] = CustomerTraits(h, pop, asOf)
+	}
+	b, err := json.Marshal(pop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decoded Population
+	if err := json.Unmarshal(b, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]map[string]any, len(hs))
+	var wg sync.WaitGroup
+	for i := range hs {
+		wg.Go(func() { got[i] = CustomerTraits(hs[i], pop, asOf) })
+	}
+	wg.Wait()
+	for i := range hs {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Errorf("%s: concurrent %v, sequential %v", hs[i].Customer, got[i], want[i])
+		}
+		if d := CustomerTraits(hs[i], decoded, asOf); !reflect.DeepEqual(d, want[i]) {
+			t.Errorf("%s: from the decoded population %v, want %v", hs[i].Customer, d, want[i])
+		}
+	}
+	if want[0][TraitReplenishDue] == nil {
+		t.Errorf("the tea drinkers have no due date: %v", want[0])
 	}
 }

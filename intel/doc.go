@@ -230,9 +230,9 @@
 //
 // Shop purchases are orders without a party_size or location; restaurant
 // purchases are visits (Visit Completed) and orders with either (takeaway,
-// delivery). A gift order is one with gift set, a gift_message, gift_wrap,
-// or a shipping address differing from the billing address in a field both
-// carry (names and phones aside).
+// delivery). A gift order is one with gift set, a gift_message, gift_wrap
+// or ship_to_other, or a shipping address differing from the billing
+// address in a field both carry (names and phones aside).
 //
 // Learned across the population (Population, for reports):
 //

@@ -31,7 +31,8 @@ type Purchase struct {
 	Time    time.Time
 	Amount  float64
 	OrderID string
-	// Gift: the order set gift, a gift_message or gift_wrap, or was shipped
+	// Gift: the order set gift, a gift_message, gift_wrap or ship_to_other
+	// (as Kiln's Shopify and WooCommerce webhooks map them), or was shipped
 	// to an address other than its billing address.
 	Gift bool
 	// Business: the order says customer_type "business" or carries a
@@ -118,7 +119,7 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 		case kiln.OrderCompleted:
 			pu := Purchase{Time: ev.Timestamp, OrderID: str(p["order_id"]), Lines: lines(p["products"])}
 			pu.Amount, _ = firstNumber(p, "revenue", "total", "subtotal")
-			pu.Gift = truthy(p["gift"]) || str(p["gift_message"]) != "" || truthy(p["gift_wrap"]) ||
+			pu.Gift = truthy(p["gift"]) || str(p["gift_message"]) != "" || truthy(p["gift_wrap"]) || truthy(p["ship_to_other"]) ||
 				addressesDiffer(p["billing_address"], p["shipping_address"])
 			pu.Business = strings.EqualFold(str(p["customer_type"]), "business") || str(p["company"]) != "" || str(p["vat_id"]) != ""
 			if n, ok := number(p["party_size"]); ok && n > 0 {

@@ -46,6 +46,7 @@ func TestFromEvents(t *testing.T) {
 			"dishes": []any{map[string]any{"product_id": "m-ghapama", "sku": "m-ghapama", "name": "Ghapama", "category": "mains", "price": 29.0, "quantity": 1.0, "season": "autumn"}},
 		}),
 		track("2025-03-05T19:00:00Z", kiln.OrderCompleted, map[string]any{"order_id": "t1", "total": 30.0, "party_size": 2.0, "location": "Pasadena"}),
+		track("2025-03-05T20:00:00Z", kiln.OrderCompleted, map[string]any{"order_id": "s1", "total": 5.0, "gift": false, "ship_to_other": true}),
 		track("2025-03-06T10:00:00Z", kiln.FeedbackGiven, map[string]any{"rating": 6.0}),
 		track("2025-03-06T11:00:00Z", kiln.FeedbackGiven, map[string]any{"rating": "4"}),
 		track("2025-03-07T10:00:00Z", kiln.EventRSVPed, map[string]any{"response": "no"}),
@@ -74,6 +75,7 @@ func TestFromEvents(t *testing.T) {
 		{Time: at("2025-03-04T19:00:00Z"), Amount: 54.75, OrderID: "v1", Visit: true, PartySize: 3, Location: "glendale",
 			Lines: []Line{{SKU: "m-ghapama", Name: "Ghapama", Category: "mains", Season: "autumn", Quantity: 1, Price: 29}}},
 		{Time: at("2025-03-05T19:00:00Z"), Amount: 30, OrderID: "t1", PartySize: 2, Location: "Pasadena"},
+		{Time: at("2025-03-05T20:00:00Z"), Amount: 5, OrderID: "s1", Gift: true},
 	}
 	if !reflect.DeepEqual(h.Purchases, want) {
 		t.Errorf("purchases\n got %+v\nwant %+v", h.Purchases, want)

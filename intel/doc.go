@@ -323,8 +323,10 @@
 //     (the middle rating of an odd count left out), and, when the ratings
 //     span 30 days or more, rating_trend = the least-squares slope of
 //     rating against time, in points per year.
-//   - home_location: the most visited location (ties to the declared
-//     traits.home_location, else the latest visited), else the declared one.
+//   - usual_location: the guest's home location: the most visited location
+//     (ties to the declared traits.home_location, else the latest visited),
+//     else the declared one. Named apart from home_location so that setting
+//     it never overwrites what the guest declared.
 //   - loyalty_milestone: the latest milestone (as sent, "25");
 //     loyalty_milestones: how many were reached.
 //

@@ -56,7 +56,7 @@ const (
 	TraitRatingCount        = "rating_count"
 	TraitRatingTrend        = "rating_trend"
 	TraitRatingChange       = "rating_change"
-	TraitHomeLocation       = "home_location"
+	TraitHomeLocation       = "usual_location" // not home_location: a refit must not overwrite what the guest declared
 	TraitLoyaltyMilestone   = "loyalty_milestone"
 	TraitLoyaltyMilestones  = "loyalty_milestones"
 )

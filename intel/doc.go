@@ -232,7 +232,9 @@
 // purchases are visits (Visit Completed) and orders with either (takeaway,
 // delivery). A gift order is one with gift set, a gift_message, gift_wrap
 // or ship_to_other, or a shipping address differing from the billing
-// address in a field both carry (names and phones aside).
+// address in a field both carry (names and phones aside). Refunded goods
+// (Order Refunded with products[]) are taken out of their orders, and an
+// order refunded in full without products is dropped.
 //
 // Learned across the population (Population, for reports):
 //

@@ -90,7 +90,9 @@ type Milestone struct {
 //     location, else the event's store;
 //   - Feedback Given: rating 1 to 5 (others ignored);
 //   - Event RSVP: unless response is "no" or "declined";
-//   - Loyalty Milestone Reached: milestone, else milestone_name.
+//   - Loyalty Milestone Reached: milestone, else milestone_name;
+//   - Order Refunded: takes the refunded goods out of their order (see
+//     applyRefunds).
 //
 // Other events are ignored. Numbers may be JSON numbers, Go numbers or
 // numeric strings, as sources send them. Events with equal timestamps keep
@@ -100,6 +102,7 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 	slices.SortStableFunc(sorted, func(a, b *kiln.Event) int { return a.Timestamp.Compare(b.Timestamp) })
 	h := CustomerHistory{Customer: customer, Traits: map[string]any{}}
 	var group map[string]any
+	var refunds []refund
 	for _, ev := range sorted {
 		p := ev.Properties
 		switch ev.Type {
@@ -127,6 +130,12 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 			}
 			pu.Location = str(p["location"])
 			h.Purchases = append(h.Purchases, pu)
+		case kiln.OrderRefunded:
+			r := refund{order: str(p["order_id"]), lines: lines(p["products"])}
+			r.amount, r.hasAmount = firstNumber(p, "revenue", "total", "subtotal")
+			if r.order != "" {
+				refunds = append(refunds, r)
+			}
 		case kiln.VisitCompleted:
 			pu := Purchase{Time: ev.Timestamp, OrderID: str(p["visit_id"]), Visit: true, Location: str(p["location"])}
 			pu.Amount, _ = firstNumber(p, "spend", "revenue", "total")
@@ -161,6 +170,7 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 			}
 		}
 	}
+	h.Purchases = applyRefunds(h.Purchases, refunds)
 	if group != nil {
 		if _, ok := h.Traits["vat_id"]; !ok && str(group["vat_id"]) != "" {
 			h.Traits["vat_id"] = group["vat_id"]
@@ -170,6 +180,70 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 		}
 	}
 	return h
+}
+
+// refund is an "Order Refunded": the refunded lines, or an amount.
+type refund struct {
+	order     string
+	lines     []Line
+	amount    float64
+	hasAmount bool
+}
+
+// applyRefunds takes refunded goods out of their orders: a refund with
+// products[] lowers the quantities of the order's lines with the same SKU
+// (lines left with none are dropped); a refund without products removes
+// the order when its amount is at least the order's (a partial refund of
+// money alone says nothing about which goods went back). An order left
+// with no lines is removed. Returned goods are neither bought for a
+// collection nor replenished.
+func applyRefunds(ps []Purchase, refunds []refund) []Purchase {
+	if len(refunds) == 0 {
+		return ps
+	}
+	byOrder := map[string]int{}
+	for i := range ps {
+		if !ps[i].Visit && ps[i].OrderID != "" {
+			byOrder[ps[i].OrderID] = i
+		}
+	}
+	drop := map[int]bool{}
+	for _, r := range refunds {
+		i, ok := byOrder[r.order]
+		if !ok {
+			continue
+		}
+		p := &ps[i]
+		if len(r.lines) == 0 {
+			if r.hasAmount && r.amount >= p.Amount {
+				drop[i] = true
+			}
+			continue
+		}
+		p.Lines = slices.Clone(p.Lines) // the caller's events are not ours to change
+		for _, rl := range r.lines {
+			for k := range p.Lines {
+				if p.Lines[k].SKU == rl.SKU && p.Lines[k].Quantity > 0 {
+					p.Lines[k].Quantity -= rl.Quantity
+					break
+				}
+			}
+		}
+		p.Lines = slices.DeleteFunc(p.Lines, func(l Line) bool { return l.Quantity <= 0 })
+		if r.hasAmount {
+			p.Amount = math.Max(0, p.Amount-r.amount)
+		}
+		if len(p.Lines) == 0 {
+			drop[i] = true
+		}
+	}
+	out := ps[:0]
+	for i := range ps {
+		if !drop[i] {
+			out = append(out, ps[i])
+		}
+	}
+	return out
 }
 
 // lines reads products[] or dishes[].

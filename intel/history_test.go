@@ -2,6 +2,7 @@ package intel
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -53,7 +54,8 @@ func TestFromEvents(t *testing.T) {
 		track("2025-03-07T11:00:00Z", kiln.EventRSVPed, map[string]any{"response": "maybe"}),
 		track("2025-03-08T10:00:00Z", kiln.LoyaltyMilestone, map[string]any{"milestone": 25.0, "milestone_name": "25th visit"}),
 		track("2025-03-09T10:00:00Z", kiln.LoyaltyMilestone, map[string]any{"milestone_name": "Gold"}),
-		track("2025-03-10T10:00:00Z", kiln.OrderRefunded, map[string]any{"order_id": "o1", "total": 48.0}),
+		// A partial refund of money alone leaves o1 as it is.
+		track("2025-03-10T10:00:00Z", kiln.OrderRefunded, map[string]any{"order_id": "o1", "revenue": 5.0}),
 		nil,
 	}
 	evs[0].Store = "york"
@@ -111,5 +113,28 @@ func TestAddressesDiffer(t *testing.T) {
 		if got := addressesDiffer(c.bill, c.ship); got != c.want {
 			t.Errorf("addressesDiffer(%v, %v) = %v, want %v", c.bill, c.ship, got, c.want)
 		}
+	}
+}
+
+func TestFromEventsRefunds(t *testing.T) {
+	prod := func(sku string, q float64) any { return map[string]any{"sku": sku, "quantity": q, "price": 10.0} }
+	evs := []*kiln.Event{
+		track("2025-03-01T10:00:00Z", kiln.OrderCompleted, map[string]any{"order_id": "a", "revenue": 50.0, "products": []any{prod("X", 2), prod("Y", 3)}}),
+		track("2025-03-02T10:00:00Z", kiln.OrderCompleted, map[string]any{"order_id": "b", "revenue": 20.0, "products": []any{prod("Z", 2)}}),
+		track("2025-03-03T10:00:00Z", kiln.OrderCompleted, map[string]any{"order_id": "c", "revenue": 30.0, "products": []any{prod("W", 1)}}),
+		track("2025-03-04T10:00:00Z", kiln.OrderRefunded, map[string]any{"order_id": "a", "revenue": 20.0, "products": []any{prod("X", 2)}}),
+		track("2025-03-05T10:00:00Z", kiln.OrderRefunded, map[string]any{"order_id": "a", "revenue": 10.0, "products": []any{prod("Y", 1)}}),
+		track("2025-03-06T10:00:00Z", kiln.OrderRefunded, map[string]any{"order_id": "b", "revenue": 20.0, "products": []any{prod("Z", 2)}}),
+		track("2025-03-07T10:00:00Z", kiln.OrderRefunded, map[string]any{"order_id": "c", "revenue": 30.0}),
+		track("2025-03-07T11:00:00Z", kiln.OrderRefunded, map[string]any{"order_id": "nope", "revenue": 30.0}),
+	}
+	before := fmt.Sprint(evs[0].Properties)
+	h := FromEvents("c", evs)
+	want := []Purchase{{Time: at("2025-03-01T10:00:00Z"), OrderID: "a", Amount: 20, Lines: []Line{{SKU: "Y", Quantity: 2, Price: 10}}}}
+	if !reflect.DeepEqual(h.Purchases, want) {
+		t.Errorf("after refunds\n got %+v\nwant %+v", h.Purchases, want)
+	}
+	if fmt.Sprint(evs[0].Properties) != before {
+		t.Errorf("FromEvents changed the order's event")
 	}
 }

@@ -234,7 +234,8 @@
 // or ship_to_other, or a shipping address differing from the billing
 // address in a field both carry (names and phones aside). Refunded goods
 // (Order Refunded with products[]) are taken out of their orders, and an
-// order refunded in full without products is dropped.
+// order refunded in full without products loses all its lines; the orders
+// stay (a returned gift was still bought as a gift).
 //
 // Learned across the population (Population, for reports):
 //

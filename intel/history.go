@@ -192,11 +192,11 @@ type refund struct {
 
 // applyRefunds takes refunded goods out of their orders: a refund with
 // products[] lowers the quantities of the order's lines with the same SKU
-// (lines left with none are dropped); a refund without products removes
+// (lines left with none are dropped); a refund without products empties
 // the order when its amount is at least the order's (a partial refund of
-// money alone says nothing about which goods went back). An order left
-// with no lines is removed. Returned goods are neither bought for a
-// collection nor replenished.
+// money alone says nothing about which goods went back). The order itself
+// stays: a returned gift was still bought as a gift. Returned goods are
+// neither collected nor replenished.
 func applyRefunds(ps []Purchase, refunds []refund) []Purchase {
 	if len(refunds) == 0 {
 		return ps
@@ -207,7 +207,6 @@ func applyRefunds(ps []Purchase, refunds []refund) []Purchase {
 			byOrder[ps[i].OrderID] = i
 		}
 	}
-	drop := map[int]bool{}
 	for _, r := range refunds {
 		i, ok := byOrder[r.order]
 		if !ok {
@@ -216,7 +215,7 @@ func applyRefunds(ps []Purchase, refunds []refund) []Purchase {
 		p := &ps[i]
 		if len(r.lines) == 0 {
 			if r.hasAmount && r.amount >= p.Amount {
-				drop[i] = true
+				p.Lines, p.Amount = nil, 0
 			}
 			continue
 		}
@@ -230,20 +229,14 @@ func applyRefunds(ps []Purchase, refunds []refund) []Purchase {
 			}
 		}
 		p.Lines = slices.DeleteFunc(p.Lines, func(l Line) bool { return l.Quantity <= 0 })
+		if len(p.Lines) == 0 {
+			p.Lines = nil
+		}
 		if r.hasAmount {
 			p.Amount = math.Max(0, p.Amount-r.amount)
 		}
-		if len(p.Lines) == 0 {
-			drop[i] = true
-		}
 	}
-	out := ps[:0]
-	for i := range ps {
-		if !drop[i] {
-			out = append(out, ps[i])
-		}
-	}
-	return out
+	return ps
 }
 
 // lines reads products[] or dishes[].

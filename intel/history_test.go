@@ -130,7 +130,11 @@ func TestFromEventsRefunds(t *testing.T) {
 	}
 	before := fmt.Sprint(evs[0].Properties)
 	h := FromEvents("c", evs)
-	want := []Purchase{{Time: at("2025-03-01T10:00:00Z"), OrderID: "a", Amount: 20, Lines: []Line{{SKU: "Y", Quantity: 2, Price: 10}}}}
+	want := []Purchase{
+		{Time: at("2025-03-01T10:00:00Z"), OrderID: "a", Amount: 20, Lines: []Line{{SKU: "Y", Quantity: 2, Price: 10}}},
+		{Time: at("2025-03-02T10:00:00Z"), OrderID: "b"},
+		{Time: at("2025-03-03T10:00:00Z"), OrderID: "c"},
+	}
 	if !reflect.DeepEqual(h.Purchases, want) {
 		t.Errorf("after refunds\n got %+v\nwant %+v", h.Purchases, want)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -545,15 +547,57 @@ func TestStoredPayloadBothForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(read) != 2 || len(byAnchor) != 2 {
-		t.Fatalf("read %d and %d events, want 2", len(read), len(byAnchor))
+	var scanned []kiln.Event
+	if err := db.ScanLog(ctx, 0, 2, func(evs []kiln.Event) error {
+		scanned = append(scanned, evs...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
-	for _, got := range append(read, byAnchor...) {
+	if len(read) != 2 || len(byAnchor) != 2 || len(scanned) != 2 {
+		t.Fatalf("read %d, %d and %d events, want 2", len(read), len(byAnchor), len(scanned))
+	}
+	for _, got := range slices.Concat(read, byAnchor, scanned) {
 		if !reflect.DeepEqual(got.Properties, want) {
 			t.Errorf("event %d (%s): properties %#v, want %#v", got.Seq, got.MessageID, got.Properties, want)
 		}
 		if !reflect.DeepEqual(got.Traits, e.Traits) || !reflect.DeepEqual(got.Context, e.Context) {
 			t.Errorf("event %d (%s): traits %#v context %#v", got.Seq, got.MessageID, got.Traits, got.Context)
 		}
+	}
+}
+
+// A damaged payload stops a scan with an error naming the event; it does
+// not panic or skip the event.
+func TestScanLogCorruptPayload(t *testing.T) {
+	db, _ := openTemp(t)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var evs []kiln.Event
+	for i := range 5000 {
+		evs = append(evs, kiln.Event{MessageID: fmt.Sprint("m", i), SourceID: "web", Type: kiln.Track, Anchor: "user_id:1",
+			Timestamp: at, ReceivedAt: at, Properties: map[string]any{"i": float64(i)}})
+	}
+	if _, err := db.Append(ctx, store.Batch{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.w.ExecContext(ctx, "UPDATE events SET payload = ? WHERE seq = 4500", []byte{payloadV1, flagProperties, 9}); err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	err := db.ScanLog(ctx, 0, 5000, func(evs []kiln.Event) error {
+		for _, e := range evs {
+			if e.Properties["i"] != float64(e.Seq-1) {
+				t.Errorf("event %d: properties %v", e.Seq, e.Properties)
+			}
+		}
+		seen += len(evs)
+		return nil
+	})
+	if !errors.Is(err, errPayloadCorrupt) || !strings.Contains(err.Error(), "event 4500") {
+		t.Fatalf("error %v, want a corrupt payload error naming event 4500", err)
+	}
+	if seen >= 4500 {
+		t.Errorf("fn saw %d events, including the damaged one", seen)
 	}
 }

@@ -146,12 +146,13 @@ func retailTraits(out map[string]any, h *CustomerHistory, ps []Purchase, pop *Po
 	}
 	company, vat := str(tr["company"]) != "", str(tr["vat_id"]) != ""
 	orderBusiness, bulkOrders, dozen := false, 0, false
+	bulkQty := math.Max(pop.BulkQuantity, o.MinBulkQuantity) // also for a Population not learned
 	for _, i := range shop {
 		p := &ps[i]
 		orderBusiness = orderBusiness || p.Business
 		bulk := false
 		for _, l := range p.Lines {
-			bulk = bulk || l.Quantity >= pop.BulkQuantity
+			bulk = bulk || l.Quantity >= bulkQty
 			dozen = dozen || l.Quantity >= o.MinBulkQuantity
 		}
 		if bulk {

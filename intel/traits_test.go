@@ -342,3 +342,16 @@ func TestCustomerTraitsConcurrentAndDecoded(t *testing.T) {
 		t.Errorf("the tea drinkers have no due date: %v", want[0])
 	}
 }
+
+// Without a learned population the thresholds' floors still hold: a
+// household order is not bulk, and nothing is due.
+func TestCustomerTraitsZeroPopulation(t *testing.T) {
+	h := CustomerHistory{Purchases: []Purchase{order(1, item("A", "c", "", 2, 5)), order(2, item("A", "c", "", 3, 5))}}
+	tr := CustomerTraits(h, Population{}, day(10))
+	if tr[TraitBusinessBuyer] != false || tr[TraitBulkOrders] != 0.0 {
+		t.Errorf("zero population: %v", tr)
+	}
+	if _, ok := tr[TraitReplenishDue]; ok {
+		t.Errorf("a due date without learned intervals: %v", tr)
+	}
+}

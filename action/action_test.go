@@ -526,3 +526,26 @@ func TestDownForAnHourLosesNothing(t *testing.T) {
 	waitFor(t, "the webhook after the outage", func() bool { return len(rc.received()) == 1 })
 	t.Logf("delivered on attempt %d, %s after the first", attempts+1, r.clock.now().Sub(t0))
 }
+
+// A slow rate limit does not hold claimed items past their lease: they go
+// back and are claimed again, and nothing is sent twice.
+func TestRateLimitNeverOutlivesTheLease(t *testing.T) {
+	r := newRig(t, func(c *action.Config) { c.Lease = 400 * time.Millisecond })
+	rc := newReceiver(t, nil)
+	r.webhook("slow", rc.URL, 4)
+	r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "slow"})
+	var ts []kiln.Transition
+	for i := range 8 {
+		ts = append(ts, enter("p_"+string(rune('a'+i)), "vip"))
+	}
+	r.transition(ts...)
+	waitFor(t, "8 webhooks", func() bool { return len(rc.received()) >= 8 })
+	time.Sleep(300 * time.Millisecond) // room for a duplicate to show up
+	seen := map[string]int{}
+	for _, g := range rc.received() {
+		seen[g.header.Get(action.HeaderID)]++
+	}
+	if len(seen) != 8 || len(rc.received()) != 8 {
+		t.Fatalf("%d webhooks for %d items: %v", len(rc.received()), len(seen), seen)
+	}
+}

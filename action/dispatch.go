@@ -174,14 +174,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	finished := make(chan struct{})
 	go d.finisher(results, finished, &outstanding)
 	sendCtx, cancelSend := context.WithCancel(context.Background())
-	work := make(chan store.OutboxItem, window)
+	work := make(chan claimed, window)
 	var workers sync.WaitGroup
 	for range d.cfg.Workers {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
 			for it := range work {
-				results <- d.deliver(sendCtx, it)
+				results <- d.deliver(sendCtx, it.item, it.at)
 			}
 		}()
 	}
@@ -202,7 +202,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		now := d.cfg.Now()
 		out := int(outstanding.Load())
 		free := window - out
-		claimed := 0
 		if free > 0 && (out == 0 || free >= window/4) {
 			items, err := d.st.ClaimOutbox(ctx, now, d.cfg.Lease, free)
 			if err != nil {
@@ -219,12 +218,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				continue
 			}
 			backoff = 100 * time.Millisecond
-			claimed = len(items)
-			outstanding.Add(int64(claimed))
+			outstanding.Add(int64(len(items)))
 			for _, it := range items {
-				work <- it // never blocks: work holds a whole window
+				work <- claimed{it, time.Now()} // never blocks: work holds a whole window
 			}
-			if claimed == free {
+			if len(items) == free {
 				continue // more may be due
 			}
 		}
@@ -318,7 +316,14 @@ func (d *Dispatcher) destination(ctx context.Context, id string) (*destState, er
 }
 
 // deliver makes one attempt at an item and says what became of it.
-func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) store.OutboxResult {
+// claimed is an item with the time (this process's clock, monotonic) its
+// lease began.
+type claimed struct {
+	item store.OutboxItem
+	at   time.Time
+}
+
+func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem, claimedAt time.Time) store.OutboxResult {
 	now := d.cfg.Now()
 	res := store.OutboxResult{ID: it.ID, At: now}
 	skip := func(format string, args ...any) store.OutboxResult {
@@ -329,6 +334,9 @@ func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) store.Out
 	// that does not open): they count as attempts so they end as dead
 	// letters if they persist.
 	retry := func(err error) store.OutboxResult {
+		if ctx.Err() != nil {
+			return d.released(res) // shutting down
+		}
 		res.Attempted = true
 		return d.failed(it, res, err)
 	}
@@ -427,7 +435,17 @@ func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) store.Out
 			return skip("frequency cap: %d actions in %s", n, d.cfg.Cap.Per)
 		}
 	}
-	if err := ds.lim.Wait(ctx); err != nil {
+	// The rate limit may hold an item long; it must not outlive its lease
+	// (another claim would send it twice), so past half the lease it goes
+	// back to be claimed again, in lane order.
+	wctx, cancel := context.WithDeadline(ctx, claimedAt.Add(d.cfg.Lease/2))
+	err = ds.lim.Wait(wctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			res.State, res.NextAt, res.Error = store.OutboxPending, d.cfg.Now().Add(d.cfg.MinBackoff/10), "waited for the rate limit past half the lease"
+			return res
+		}
 		return d.released(res)
 	}
 	dl := &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}

@@ -349,7 +349,7 @@
 // against 17% for SKUs due later.
 //
 // Cost: for 100,000 customers of about ten purchases (30 lines) each,
-// LearnPopulation takes about 0.7 s and CustomerTraits for everyone 1.4 s
-// on one core (BenchmarkCustomerTraits100k). CustomerTraits only reads the
+// LearnPopulation takes 0.7-0.8 s and CustomerTraits for everyone 1.4-1.7 s
+// on one core of a busy shared machine (BenchmarkCustomerTraits100k). CustomerTraits only reads the
 // Population, so callers may run it for several customers at once.
 package intel

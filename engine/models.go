@@ -333,7 +333,9 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	for pid, evs := range histEvents {
 		hs = append(hs, intel.FromEvents(pid, evs))
 	}
-	pop := intel.LearnPopulation(hs, o.CalibrationEnd)
+	topts := intel.DefaultTraitOptions()
+	topts.Zone = e.loc // days, gifting seasons and due dates in the workspace's time zone
+	pop := intel.LearnPopulationOptions(hs, o.CalibrationEnd, topts)
 	m.keys = map[string]bool{}
 	for _, k := range modelTraits {
 		m.keys[k] = true

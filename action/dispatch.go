@@ -77,6 +77,34 @@ type Dispatcher struct {
 
 	// onUnsubscribe ends a REST Hooks subscription whose target answered 410.
 	onUnsubscribe func(ctx context.Context, automationID string) error
+
+	running atomic.Bool // Run is delivering: the planner may lease items to it
+	freshMu sync.Mutex
+	fresh   []claimed // leased at planning, handed over in memory
+}
+
+// offer takes items the planner leased to this process, now durable.
+func (d *Dispatcher) offer(items []store.OutboxItem) {
+	now := time.Now()
+	d.freshMu.Lock()
+	for _, it := range items {
+		d.fresh = append(d.fresh, claimed{item: it, at: now, fresh: true})
+	}
+	d.freshMu.Unlock()
+	d.Wake()
+}
+
+// takeFresh returns up to n offered items.
+func (d *Dispatcher) takeFresh(n int) []claimed {
+	d.freshMu.Lock()
+	defer d.freshMu.Unlock()
+	k := min(n, len(d.fresh))
+	out := d.fresh[:k:k]
+	d.fresh = d.fresh[k:]
+	if len(d.fresh) == 0 {
+		d.fresh = nil
+	}
+	return out
 }
 
 type destState struct {
@@ -181,12 +209,28 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for it := range work {
+				if it.fresh {
+					// Leased without a claim: it may go only if nothing is
+					// ahead of it in its lane, else it is handed back.
+					if head, err := d.st.LaneHead(sendCtx, it.item.ID); err != nil || !head {
+						r := d.released(store.OutboxResult{ID: it.item.ID, At: d.cfg.Now()})
+						r.Error = "handed back: an earlier item of its lane is pending"
+						results <- r
+						continue
+					}
+				}
 				results <- d.deliver(sendCtx, it.item, it.at)
 			}
 		}()
 	}
+	d.running.Store(true)
 	defer func() {
+		d.running.Store(false)
 		cancelSend() // queued items are released without being sent
+		// Offered items not started yet give their leases back.
+		for _, c := range d.takeFresh(1 << 30) {
+			results <- d.released(store.OutboxResult{ID: c.item.ID, At: d.cfg.Now()})
+		}
 		close(work)
 		workers.Wait()
 		close(results)
@@ -202,6 +246,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		now := d.cfg.Now()
 		out := int(outstanding.Load())
 		free := window - out
+		if free > 0 {
+			fresh := d.takeFresh(free)
+			outstanding.Add(int64(len(fresh)))
+			for _, c := range fresh {
+				work <- c
+			}
+			out += len(fresh)
+			free -= len(fresh)
+		}
 		if free > 0 && (out == 0 || free >= window/4) {
 			items, err := d.st.ClaimOutbox(ctx, now, d.cfg.Lease, free)
 			if err != nil {
@@ -220,7 +273,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			backoff = 100 * time.Millisecond
 			outstanding.Add(int64(len(items)))
 			for _, it := range items {
-				work <- claimed{it, time.Now()} // never blocks: work holds a whole window
+				work <- claimed{item: it, at: time.Now()} // never blocks: work holds a whole window
 			}
 			if len(items) == free {
 				continue // more may be due
@@ -319,8 +372,9 @@ func (d *Dispatcher) destination(ctx context.Context, id string) (*destState, er
 // claimed is an item with the time (this process's clock, monotonic) its
 // lease began.
 type claimed struct {
-	item store.OutboxItem
-	at   time.Time
+	item  store.OutboxItem
+	at    time.Time
+	fresh bool // leased at planning: check the lane before sending
 }
 
 func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem, claimedAt time.Time) store.OutboxResult {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,20 @@ type Planner struct {
 	now     func() time.Time
 	autos   atomic.Pointer[map[string][]store.Automation] // by segment, enabled only
 	planned atomic.Bool                                   // items planned since the last Planned call
+
+	// Items due at once are written leased to this process when its
+	// dispatcher runs (preclaim), and handed to it from memory when they
+	// commit: no claim transaction on the way to delivery. fresh holds
+	// them by their resolution's first transition until then.
+	lease    time.Duration
+	preclaim func() bool
+	mu       sync.Mutex
+	fresh    map[*kiln.Transition]freshBatch
+}
+
+type freshBatch struct {
+	items []store.OutboxItem // shares the Resolution's array: the store sets IDs in it
+	at    time.Time
 }
 
 // NewPlanner returns a planner over the automations in st; call Reload
@@ -27,7 +42,7 @@ func NewPlanner(st store.Outbox, now func() time.Time) *Planner {
 	if now == nil {
 		now = time.Now
 	}
-	p := &Planner{st: st, now: now}
+	p := &Planner{st: st, now: now, fresh: map[*kiln.Transition]freshBatch{}}
 	p.autos.Store(&map[string][]store.Automation{})
 	return p
 }
@@ -64,6 +79,8 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 	}
 	now := p.now().UTC()
 	n := len(res.Actions)
+	pre := p.preclaim != nil && p.lease > 0 && p.preclaim()
+	var leased bool
 	for i := range res.Transitions {
 		tr := &res.Transitions[i]
 		if !tr.Act {
@@ -86,14 +103,49 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 					return fmt.Errorf("transition of %s in %s: %w", tr.ProfileID, tr.Segment, err)
 				}
 			}
-			res.Actions = append(res.Actions, store.OutboxItem{
+			it := store.OutboxItem{
 				Transition: i, ProfileID: tr.ProfileID, Destination: a.Destination, Automation: a.ID,
 				Key: kiln.NewID("msg_"), Payload: payload, Due: now.Add(a.Delay), CreatedAt: now, Capped: !a.Hook,
-			})
+			}
+			if pre && a.Delay == 0 {
+				it.ClaimedUntil, leased = now.Add(p.lease), true
+			}
+			res.Actions = append(res.Actions, it)
 		}
 	}
 	if len(res.Actions) > n {
 		p.planned.Store(true)
 	}
+	if leased {
+		p.mu.Lock()
+		for k, b := range p.fresh {
+			if now.Sub(b.at) > p.lease { // its resolution never committed
+				delete(p.fresh, k)
+			}
+		}
+		p.fresh[&res.Transitions[0]] = freshBatch{items: res.Actions[n:], at: now}
+		p.mu.Unlock()
+	}
 	return nil
+}
+
+// committed returns the leased items planned with ts, once ts is durable.
+func (p *Planner) committed(ts []kiln.Transition) []store.OutboxItem {
+	if len(ts) == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	b, ok := p.fresh[&ts[0]]
+	delete(p.fresh, &ts[0])
+	p.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	var out []store.OutboxItem
+	for _, it := range b.items {
+		if !it.ClaimedUntil.IsZero() && it.ID != 0 {
+			out = append(out, it)
+		}
+	}
+	return out
 }

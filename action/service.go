@@ -29,6 +29,7 @@ func New(cfg Config) *Service {
 	d := NewDispatcher(cfg)
 	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
 	d.onUnsubscribe = s.Unsubscribe
+	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.running.Load
 	return s
 }
 
@@ -67,7 +68,10 @@ const RefreshEvery = 10 * time.Second
 
 // OnTransitions is for engine.Config.OnTransitions: once transitions are
 // durable, their items are too, and the dispatcher is woken at once.
-func (s *Service) OnTransitions([]kiln.Transition) {
+func (s *Service) OnTransitions(ts []kiln.Transition) {
+	if items := s.Planner.committed(ts); len(items) > 0 {
+		s.Dispatcher.offer(items)
+	}
 	if s.Planner.Planned() {
 		s.Dispatcher.Wake()
 	}

@@ -37,6 +37,10 @@ type Outbox interface {
 	// ReplayOutbox makes dead items pending again, due at now with no
 	// attempts, and returns how many it changed. Empty ids: every dead item.
 	ReplayOutbox(ctx context.Context, ids []int64, now time.Time) (int, error)
+	// LaneHead reports whether the item is the first unfinished item of
+	// its lane (false also when it is finished or unknown): a worker that
+	// got an item without ClaimOutbox checks this before sending it.
+	LaneHead(ctx context.Context, id int64) (bool, error)
 	// CountDelivered returns how many items of automations counted by the
 	// frequency cap (Capped) were delivered to the profile at or after since.
 	CountDelivered(ctx context.Context, profileID string, since time.Time) (int, error)
@@ -95,8 +99,12 @@ type OutboxItem struct {
 	NextAt     time.Time `json:"nextAt"`
 	CreatedAt  time.Time `json:"createdAt"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
-	LastError  string    `json:"lastError,omitempty"`
-	Capped     bool      `json:"capped,omitempty"` // counts toward the frequency cap
+	// ClaimedUntil, when set on an item written through a Resolution,
+	// writes it already leased to the process that planned it, which then
+	// delivers it without claiming it (see LaneHead).
+	ClaimedUntil time.Time `json:"-"`
+	LastError    string    `json:"lastError,omitempty"`
+	Capped       bool      `json:"capped,omitempty"` // counts toward the frequency cap
 }
 
 // OutboxResult is the outcome of one attempt at a claimed item.

@@ -101,7 +101,7 @@ type Resolution struct {
 	// in this slice) and updates the current memberships (see Segments).
 	Transitions []kiln.Transition
 	// Actions are outbox items for Transitions (see Outbox), written after
-	// them so that each gets the ID of its transition.
+	// them; the store sets each one's ID and TransitionID in this slice.
 	Actions []OutboxItem
 	// Checkpoint names a checkpoint set to Seq in the same transaction
 	// (Name "" for none).

@@ -18,9 +18,16 @@ const (
 	outboxColumns = `id, transition_id, profile_id, destination, automation, key, payload::text, state, attempts, due, next_at, created_at, finished_at, last_error, capped`
 
 	insertOutbox = `
-INSERT INTO outbox (transition_id, profile_id, destination, automation, key, payload, state, attempts, due, next_at, created_at, capped)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'pending', 0, $7, $7, $8, $9)
+INSERT INTO outbox (transition_id, profile_id, destination, automation, key, payload, state, attempts, due, next_at, created_at, capped, claimed_until)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'pending', 0, $7, $7, $8, $9, $10)
 RETURNING id`
+
+	laneHead = `
+SELECT count(*) FROM outbox o
+WHERE o.id = $1 AND o.state = 'pending' AND NOT EXISTS (
+    SELECT 1 FROM outbox p
+    WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
+      AND (p.due, p.id) < (o.due, o.id))`
 
 	// A lane's head is its pending item with the lowest (due, id); only
 	// heads are claimed, and only when due and not leased. SKIP LOCKED lets
@@ -112,7 +119,7 @@ func applyActions(ctx context.Context, tx pgx.Tx, ts []kiln.Transition, items []
 			return err
 		}
 		it.TransitionID = ts[it.Transition].ID
-		b.Queue(insertOutbox, it.TransitionID, it.ProfileID, it.Destination, it.Automation, it.Key, payload, tval(it.Due), tval(it.CreatedAt), it.Capped)
+		b.Queue(insertOutbox, it.TransitionID, it.ProfileID, it.Destination, it.Automation, it.Key, payload, tval(it.Due), tval(it.CreatedAt), it.Capped, tval(it.ClaimedUntil))
 	}
 	br := tx.SendBatch(ctx, b)
 	for i := range items {
@@ -246,6 +253,15 @@ func (db *DB) ReplayOutbox(ctx context.Context, ids []int64, now time.Time) (int
 		return 0, fmt.Errorf("postgres: replay dead letters: %w", err)
 	}
 	return int(n), nil
+}
+
+// LaneHead reports whether the item heads its lane; see store.Outbox.
+func (db *DB) LaneHead(ctx context.Context, id int64) (bool, error) {
+	var n int
+	if err := db.pool.QueryRow(ctx, laneHead, id).Scan(&n); err != nil {
+		return false, fmt.Errorf("postgres: outbox item %d: lane head: %w", id, err)
+	}
+	return n == 1, nil
 }
 
 // CountDelivered counts capped deliveries to a profile since a time.

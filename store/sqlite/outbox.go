@@ -20,8 +20,15 @@ const (
 	outboxColumns = `id, transition_id, profile_id, destination, automation, key, payload, state, attempts, due, next_at, created_at, finished_at, last_error, capped`
 
 	insertOutbox = `
-INSERT INTO outbox (transition_id, profile_id, destination, automation, key, payload, state, attempts, due, next_at, created_at, capped)
-VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)`
+INSERT INTO outbox (transition_id, profile_id, destination, automation, key, payload, state, attempts, due, next_at, created_at, capped, claimed_until)
+VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`
+
+	laneHead = `
+SELECT count(*) FROM outbox o
+WHERE o.id = ? AND o.state = 'pending' AND NOT EXISTS (
+    SELECT 1 FROM outbox p
+    WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
+      AND (p.due < o.due OR (p.due = o.due AND p.id < o.id)))`
 
 	// A lane's head is its pending item with the lowest (due, id); only
 	// heads are claimed, and only when due and not leased. The literal
@@ -162,7 +169,7 @@ func applyActions(ctx context.Context, tx *sql.Tx, ts []kiln.Transition, items [
 			return kiln.Errorf(kiln.EInvalid, "outbox item %d of %d has no due time", i+1, len(items))
 		}
 		it.TransitionID = ts[it.Transition].ID
-		res, err := stmt.ExecContext(ctx, it.TransitionID, it.ProfileID, it.Destination, it.Automation, it.Key, payload, due, due, tval(it.CreatedAt), b2i(it.Capped))
+		res, err := stmt.ExecContext(ctx, it.TransitionID, it.ProfileID, it.Destination, it.Automation, it.Key, payload, due, due, tval(it.CreatedAt), b2i(it.Capped), tval(it.ClaimedUntil))
 		if err != nil {
 			return fmt.Errorf("outbox item for transition %d: %w", it.TransitionID, err)
 		}
@@ -325,6 +332,15 @@ func (db *DB) ReplayOutbox(ctx context.Context, ids []int64, now time.Time) (int
 		return 0, fmt.Errorf("sqlite: replay dead letters: %w", err)
 	}
 	return int(n), nil
+}
+
+// LaneHead reports whether the item heads its lane; see store.Outbox.
+func (db *DB) LaneHead(ctx context.Context, id int64) (bool, error) {
+	var n int
+	if err := db.r.QueryRowContext(ctx, laneHead, id).Scan(&n); err != nil {
+		return false, fmt.Errorf("sqlite: outbox item %d: lane head: %w", id, err)
+	}
+	return n == 1, nil
 }
 
 // CountDelivered counts capped deliveries to a profile since a time.

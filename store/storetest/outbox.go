@@ -19,6 +19,7 @@ func runOutbox(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RefusedAtomically", testOutboxRefused},
 		{"LaneOrder", testOutboxLaneOrder},
 		{"LeaseExpires", testOutboxLease},
+		{"WrittenClaimed", testOutboxWrittenClaimed},
 		{"DeadAndReplay", testOutboxDeadReplay},
 		{"CountDelivered", testOutboxCountDelivered},
 		{"Destinations", testDestinations},
@@ -196,6 +197,32 @@ func testOutboxLease(t *testing.T, s store.Store) {
 	if err := s.FinishOutbox(ctx, []store.OutboxResult{{ID: it[0].ID, State: "lost"}}); kiln.ErrorCode(err) != kiln.EInvalid {
 		t.Errorf("unknown state: got %v, want invalid", err)
 	}
+}
+
+func laneHead(t *testing.T, s store.Store, id int64) bool {
+	t.Helper()
+	ok, err := s.LaneHead(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// An item written with ClaimedUntil is leased from the start; LaneHead says
+// whether it may go before the items ahead of it in its lane.
+func testOutboxWrittenClaimed(t *testing.T, s store.Store) {
+	a, b, c := item(0, "p1", "d1", 0), item(1, "p1", "d1", 0), item(2, "p2", "d1", 0)
+	b.ClaimedUntil, c.ClaimedUntil = at(2), at(2)
+	it := plan(t, s, a, b, c)
+	wantIDs(t, "pre-claimed items are not claimed again", claim(t, s, at(1), 10), it[0].ID)
+	if !laneHead(t, s, it[2].ID) || laneHead(t, s, it[1].ID) || !laneHead(t, s, it[0].ID) || laneHead(t, s, 999) {
+		t.Fatalf("lane heads: %v %v %v", laneHead(t, s, it[0].ID), laneHead(t, s, it[1].ID), laneHead(t, s, it[2].ID))
+	}
+	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(1)})
+	if !laneHead(t, s, it[1].ID) || laneHead(t, s, it[0].ID) {
+		t.Fatal("after the first is delivered the second heads the lane, and a finished item heads nothing")
+	}
+	wantIDs(t, "after the lease", claim(t, s, at(2), 10), it[1].ID, it[2].ID)
 }
 
 func testOutboxDeadReplay(t *testing.T, s store.Store) {

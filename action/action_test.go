@@ -549,3 +549,26 @@ func TestRateLimitNeverOutlivesTheLease(t *testing.T) {
 		t.Fatalf("%d webhooks for %d items: %v", len(rc.received()), len(seen), seen)
 	}
 }
+
+// Items that wait for a busy worker longer than half their lease go back
+// to be claimed again rather than risk a second claim: nothing is sent twice.
+func TestSlowDestinationNeverOutlivesTheLease(t *testing.T) {
+	r := newRig(t, func(c *action.Config) { c.Lease, c.Workers = 400*time.Millisecond, 1 })
+	rc := newReceiver(t, func(int64) int { time.Sleep(60 * time.Millisecond); return http.StatusOK })
+	r.webhook("slow", rc.URL, 0)
+	r.automation(action.AutomationSpec{Name: "in", Segment: "vip", Destination: "slow"})
+	var ts []kiln.Transition
+	for i := range 20 {
+		ts = append(ts, enter("p_"+string(rune('a'+i)), "vip"))
+	}
+	r.transition(ts...)
+	waitFor(t, "20 webhooks", func() bool { return len(rc.received()) >= 20 })
+	time.Sleep(300 * time.Millisecond) // room for a duplicate to show up
+	seen := map[string]int{}
+	for _, g := range rc.received() {
+		seen[g.header.Get(action.HeaderID)]++
+	}
+	if len(seen) != 20 || len(rc.received()) != 20 {
+		t.Fatalf("%d webhooks for %d items", len(rc.received()), len(seen))
+	}
+}

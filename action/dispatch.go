@@ -209,6 +209,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for it := range work {
+				if time.Since(it.at) > d.cfg.Lease/2 {
+					// Queued too long under load: its lease could end while
+					// it is sent, and another claim send it twice. Hand it
+					// back to be claimed again, in lane order.
+					r := d.released(store.OutboxResult{ID: it.item.ID, At: d.cfg.Now()})
+					r.Error = "handed back: waited too long for a worker"
+					results <- r
+					continue
+				}
 				if it.fresh {
 					// Leased without a claim: it may go only if nothing is
 					// ahead of it in its lane, else it is handed back.

@@ -5,6 +5,13 @@
 // retries, dead letters and the consent, suppression, frequency-cap,
 // quiet-hours and recheck rules checked at send time.
 //
+// Latency: items due at once are written already leased to the running
+// dispatcher and handed to it in memory when their transaction commits,
+// so the way from transition to delivery has no claim transaction; the
+// dispatcher checks only that nothing is ahead of the item in its lane.
+// Other items (delays, retries, replays, a crash's leftovers) are claimed
+// from the store, polled as a fallback.
+//
 // Destinations are webhooks signed as Standard Webhooks define
 // (docs/WEBHOOKS.md), SMTP servers, or vendor connectors (package
 // connector). REST Hooks subscriptions are automations with a webhook

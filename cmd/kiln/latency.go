@@ -33,7 +33,8 @@ const latencyUsage = `Usage: kiln bench latency [-rates 1000,10000] [-duration 5
 Measures the action path end to end on loopback: a real server on a fresh
 SQLite file, a local webhook receiver, and an automation on a segment that
 every event enters (each event is a new customer's first order). Events are
-posted to /v1/batch at a steady rate, in a request every 5 ms; for each
+posted to /v1/batch at a steady rate, in a request every 5 ms (after a
+warm-up at the same rate that is not counted); for each
 event it reports, from the moment its request was sent, when the server
 acknowledged it (durable), when its transition was recorded with its
 outbox item, and when the signed webhook reached the receiver: p50, p99
@@ -46,6 +47,7 @@ func runBenchLatency(ctx context.Context, args []string, stdout, stderr io.Write
 	rates := fs.String("rates", "1000,10000", "event rates to measure, events per second, comma separated")
 	duration := fs.Duration("duration", 5*time.Second, "how long to send at each rate")
 	actions := fs.Bool("actions", true, "create the automation (false: a baseline without the outbox)")
+	warmup := fs.Duration("warmup", time.Second, "send at the rate this long first, left out of the figures (connections, caches)")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintln(stderr, latencyUsage)
 		return err
@@ -67,7 +69,7 @@ func runBenchLatency(ctx context.Context, args []string, stdout, stderr io.Write
 			return fmt.Errorf("-rates: %q is not a positive whole number", r)
 		}
 		fmt.Fprintf(stderr, "measuring %d events/s for %s...\n", rate, *duration)
-		res, err := latencyRun(ctx, rate, *duration, *actions)
+		res, err := latencyRun(ctx, rate, *duration, *warmup, *actions)
 		if err != nil {
 			return err
 		}
@@ -93,7 +95,7 @@ func pct(ds []time.Duration, p float64) string {
 }
 
 // latencyRun runs one server at one rate.
-func latencyRun(ctx context.Context, rate int, duration time.Duration, actions bool) (*latencyResult, error) {
+func latencyRun(ctx context.Context, rate int, duration, warmup time.Duration, actions bool) (*latencyResult, error) {
 	dir, err := os.MkdirTemp("", "kiln-latency-")
 	if err != nil {
 		return nil, err
@@ -152,7 +154,8 @@ segment bench_buyers "Bench buyers" {
 
 	const tick = 5 * time.Millisecond
 	per := max(1, rate*int(tick)/int(time.Second))
-	ticks := int(duration / tick)
+	skip := int(warmup/tick) * per // events of the warm-up, not counted
+	ticks := int((warmup + duration) / tick)
 	sent := make([]time.Time, ticks*per)
 	acked := make([]time.Time, ticks*per)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: time.Minute}
@@ -233,10 +236,10 @@ segment bench_buyers "Bench buyers" {
 		}
 		after = items[len(items)-1].ID
 	}
-	res := &latencyResult{events: n}
+	res := &latencyResult{events: n - skip}
 	mu.Lock()
 	defer mu.Unlock()
-	for i := range n {
+	for i := skip; i < n; i++ {
 		pid, err := m.Store.ProfileFor(ctx, kiln.Identifier{Kind: kiln.UserID, Value: "u" + strconv.Itoa(i)})
 		if err != nil {
 			continue

@@ -70,26 +70,17 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 		ev  *kiln.Event
 	}
 	work := make([][]item, nshard)
-	const chunk = 20000
 	var done int64
-	for after := int64(0); after < upTo; {
-		unlock()
-		evs, err := e.st.ReadEvents(ctx, after, chunk)
-		lock()
-		if err != nil {
-			return nil, fmt.Errorf("replaying the log after seq %d: %w", after, err)
-		}
-		if len(evs) == 0 {
-			break
-		}
+	// ScanLog reads the next chunk while this one is evaluated. With
+	// release the lock is held only while events are attributed.
+	unlock()
+	err := e.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
 		for i := range work {
 			work[i] = work[i][:0]
 		}
+		lock()
 		for i := range evs {
 			ev := &evs[i]
-			if ev.Seq > upTo {
-				break
-			}
 			pid, ok := e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor))
 			if !ok {
 				continue
@@ -116,15 +107,15 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 			})
 		}
 		wg.Wait()
-		lock()
-		after = evs[len(evs)-1].Seq
 		done += int64(len(evs))
 		if progress != nil {
 			progress(done)
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+		return ctx.Err()
+	})
+	lock()
+	if err != nil {
+		return nil, fmt.Errorf("replaying the log: %w", err)
 	}
 	states := shards[0]
 	for _, sh := range shards[1:] {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -104,8 +105,8 @@ type ApplyBenchResult struct {
 	Events, Profiles int
 	Segments, Traits int     // in the program
 	Windowed         int     // traits over a rolling or calendar window
-	EventsPerSec     float64 // through Apply, in this process, all CPUs
-	PerCore          float64 // EventsPerSec / GOMAXPROCS
+	EventsPerSec     float64 // through Apply, in this process, all CPUs, wall clock
+	PerCore          float64 // events per CPU-second the process used (so other load on the machine does not count)
 	BaselinePerSec   float64 // the same loop with a one-trait program
 	BytesPerProfile  float64 // heap held by the states, per profile
 }
@@ -126,6 +127,8 @@ func ApplyBench(prog, baseline *eval.Program, events []kiln.Event, profileOf fun
 		}
 		states := make([]map[string]*pstate, nshard)
 		now := time.Now()
+		runtime.GC()
+		cpu0 := cpuTime()
 		start := time.Now()
 		var wg sync.WaitGroup
 		for k := range nshard {
@@ -145,6 +148,7 @@ func ApplyBench(prog, baseline *eval.Program, events []kiln.Event, profileOf fun
 		}
 		wg.Wait()
 		rate := float64(len(events)) / time.Since(start).Seconds()
+		lastCPURate = float64(len(events)) / (cpuTime() - cpu0).Seconds()
 		all := map[string]*pstate{}
 		for _, st := range states {
 			for k, v := range st {
@@ -154,8 +158,7 @@ func ApplyBench(prog, baseline *eval.Program, events []kiln.Event, profileOf fun
 		return rate, all
 	}
 	rate, states := run(prog)
-	res := &ApplyBenchResult{Events: len(events), Profiles: len(states), EventsPerSec: rate}
-	res.PerCore = rate / float64(runtime.GOMAXPROCS(0))
+	res := &ApplyBenchResult{Events: len(events), Profiles: len(states), EventsPerSec: rate, PerCore: lastCPURate}
 	// The states alone, without the traits maps the engine also keeps.
 	var stateBytes int
 	for _, ps := range states {
@@ -173,4 +176,15 @@ func ApplyBench(prog, baseline *eval.Program, events []kiln.Event, profileOf fun
 		}
 	}
 	return res
+}
+
+var lastCPURate float64
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -90,7 +90,7 @@ func runBenchEngine(ctx context.Context, args []string, stdout, stderr io.Writer
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tresult\tfloor\tnotes")
-	fmt.Fprintf(tw, "events/s through the evaluator, in process\t%.0f (%.0f per core)\t200,000 per core\t%d segments, %d traits (%d windowed), %d events, %d profiles; baseline one-trait program %.0f/s (%.2fx)\n",
+	fmt.Fprintf(tw, "events/s through the evaluator, in process\t%.0f (%.0f per CPU-second)\t200,000 per core\t%d segments, %d traits (%d windowed), %d events, %d profiles; baseline one-trait program %.0f/s (%.2fx)\n",
 		ap.EventsPerSec, ap.PerCore, ap.Segments, ap.Traits, ap.Windowed, ap.Events, ap.Profiles, ap.BaselinePerSec, ap.EventsPerSec/ap.BaselinePerSec)
 	fmt.Fprintf(tw, "state per profile\t%.0f bytes\t2 KiB\tevaluation state of the same run\n", ap.BytesPerProfile)
 	fmt.Fprintf(tw, "expiry lag p50 / p99 / max\t%s / %s / %s\tp99 1 s\t%d resident profiles, %d exits at %.0f/s, recorded durably in SQLite\n",

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"strconv"
 	"unicode/utf8"
@@ -283,17 +282,36 @@ type payloadDecoder struct {
 	data  []byte
 	pos   int
 	depth int
-	seed  maphash.Seed
 	cache *[stringCacheSize]cachedString
 }
 
-// stringCacheSize is the number of slots of the direct-mapped cache (a
-// power of two); a slot holds the last string that hashed to it.
+// stringCacheSize is the number of slots of the direct-mapped cache; a
+// slot holds the last string that went to it.
 const (
-	stringCacheSize = 4096
+	stringCacheBits = 12
+	stringCacheSize = 1 << stringCacheBits
 	// Longer strings are rarely repeated (descriptions, urls with ids).
 	stringCacheMaxLen = 64
 )
+
+// cacheSlot picks b's slot from its length and its first and last eight
+// bytes: a few instructions, where a hash of every byte cost a third of
+// the decoding. Strings that differ only in the middle share a slot and
+// take turns in it, which costs an allocation, never a wrong string (the
+// slot's string is compared in full), so crafted collisions are harmless.
+func cacheSlot(b []byte) int {
+	n := len(b)
+	var lo, hi uint64
+	if n >= 8 {
+		lo, hi = binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[n-8:])
+	} else {
+		for _, c := range b {
+			lo = lo<<8 | uint64(c)
+		}
+	}
+	h := (lo*0x9e3779b97f4a7c15 ^ hi*0xc2b2ae3d27d4eb4f ^ uint64(n)) * 0x165667b19e3779f9
+	return int(h >> (64 - stringCacheBits))
+}
 
 type cachedString struct {
 	s   string
@@ -301,7 +319,7 @@ type cachedString struct {
 }
 
 func newPayloadDecoder() *payloadDecoder {
-	return &payloadDecoder{seed: maphash.MakeSeed(), cache: new([stringCacheSize]cachedString)}
+	return &payloadDecoder{cache: new([stringCacheSize]cachedString)}
 }
 
 // smallInts are the boxed float64 values of the one-byte integers, so
@@ -414,7 +432,7 @@ func (d *payloadDecoder) str(b []byte) string {
 	if len(b) > stringCacheMaxLen {
 		return string(b)
 	}
-	c := &d.cache[maphash.Bytes(d.seed, b)&(stringCacheSize-1)]
+	c := &d.cache[cacheSlot(b)]
 	if c.s != string(b) { // compiles to a compare, without allocating
 		c.s = string(b)
 		c.box = nil
@@ -430,7 +448,7 @@ func (d *payloadDecoder) strValue(b []byte) any {
 	if len(b) > stringCacheMaxLen {
 		return string(b)
 	}
-	c := &d.cache[maphash.Bytes(d.seed, b)&(stringCacheSize-1)]
+	c := &d.cache[cacheSlot(b)]
 	if c.s != string(b) {
 		c.s = string(b)
 		c.box = c.s

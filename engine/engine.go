@@ -60,7 +60,7 @@ type Config struct {
 	OnTransitions func([]kiln.Transition)
 	// Yield, if set, reports that acknowledgements are waiting for the
 	// database; the engine then holds its own write back for a moment
-	// (at most YieldFor, default 50ms), since ingest latency is what
+	// (at most YieldFor, default 250ms), since ingest latency is what
 	// clients wait on and processing catches up when ingest pauses.
 	Yield    func() bool
 	YieldFor time.Duration
@@ -105,7 +105,7 @@ func (e *Engine) giveWay() {
 	}
 	wait := e.cfg.YieldFor
 	if wait <= 0 {
-		wait = 50 * time.Millisecond
+		wait = 250 * time.Millisecond
 	}
 	deadline := time.Now().Add(wait)
 	for e.cfg.Yield() && time.Now().Before(deadline) {

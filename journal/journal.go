@@ -13,6 +13,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/store"
@@ -33,6 +34,7 @@ type Journal struct {
 	// larger write still goes through whole.
 	maxEvents int
 	onCommit  func(events []kiln.Event)
+	observe   func(int, time.Duration)
 
 	reqs      chan *request
 	pending   atomic.Int64 // writes handed in and not yet committed
@@ -62,6 +64,9 @@ type Options struct {
 	// them from memory instead of reading them back. The slice is the
 	// callee's; the events' maps must not be modified.
 	OnCommit func(events []kiln.Event)
+	// Observe, if set, is told the size and duration of every commit
+	// (for metrics).
+	Observe func(events int, took time.Duration)
 }
 
 // New starts a journal writing to app. Close it to drain and stop.
@@ -73,6 +78,7 @@ func New(app Appender, o Options) *Journal {
 		app:       app,
 		maxEvents: o.MaxEvents,
 		onCommit:  o.OnCommit,
+		observe:   o.Observe,
 		reqs:      make(chan *request, 1024),
 		loopDone:  make(chan struct{}),
 	}
@@ -162,7 +168,11 @@ func (j *Journal) commit(group []*request, n int) {
 	}
 	// The store must not see a cancelled context half-way: a commit that
 	// started is finished.
+	start := time.Now()
 	_, err := j.app.Append(context.Background(), b)
+	if j.observe != nil {
+		j.observe(len(b.Events), time.Since(start))
+	}
 	if err != nil {
 		err = errors.Join(&kiln.Error{Code: kiln.EUnavailable, Message: "could not store events, retry later"}, err)
 	}

@@ -302,9 +302,29 @@ func benchDurable(ctx context.Context, cfg Config, batches [][]kiln.Event, c, ru
 		return 0, err
 	}
 	benchProcessed = append(benchProcessed, float64(n)/time.Since(start).Seconds())
+	if os.Getenv("KILN_BENCH_DEBUG") != "" {
+		fmt.Fprintln(os.Stderr, benchCommitStats(m))
+	}
 	return rate, nil
 }
 
 // benchProcessed collects, per durable run, events/s from the first
 // request until the engine had processed every event.
 var benchProcessed []float64
+
+// benchCommitStats summarises the journal's commits from the metrics.
+func benchCommitStats(m *Main) string {
+	mfs, err := m.Metrics.Registry.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	out := ""
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "kiln_ingest_commit_seconds", "kiln_ingest_commit_events":
+			h := mf.GetMetric()[0].GetHistogram()
+			out += fmt.Sprintf("%s: %d commits, mean %.4g\n", mf.GetName(), h.GetSampleCount(), h.GetSampleSum()/float64(max(1, h.GetSampleCount())))
+		}
+	}
+	return out
+}

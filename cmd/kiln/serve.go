@@ -106,7 +106,10 @@ func (m *Main) Open(ctx context.Context) error {
 		st.Close()
 		return err
 	}
-	m.Journal = journal.New(st, journal.Options{OnCommit: m.Engine.Offer})
+	m.Journal = journal.New(st, journal.Options{OnCommit: m.Engine.Offer, Observe: func(n int, d time.Duration) {
+		m.Metrics.IngestBatchSize.Observe(float64(n))
+		m.Metrics.CommitDuration.Observe(d.Seconds())
+	}})
 
 	engCtx, cancel := context.WithCancel(context.Background())
 	m.stopEng = cancel

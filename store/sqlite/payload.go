@@ -17,8 +17,9 @@ import (
 // An event's Properties, Traits and Context are stored in one column, the
 // payload. A full recompute decodes every payload in the log, and decoding
 // JSON into map[string]any was most of its cost, so payloads are written
-// in a compact tagged binary form that decodes several times faster and
-// allocates only the maps, slices and distinct strings it returns.
+// in a compact tagged binary form (about 80% of the JSON's size) that
+// decodes about twice as fast as goccy/go-json with a fifth of the
+// allocations: only the maps, slices and strings not seen lately.
 //
 // Rows written before this form are JSON ({"properties":...}); a JSON text
 // never starts with the byte 0x01, so the first byte tells them apart and

@@ -308,12 +308,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
+// finishLinger is how long an outcome may wait for others to be recorded with.
+const finishLinger = 20 * time.Millisecond
+
 // finisher records outcomes in batches (one transaction for whatever has
 // accumulated), then wakes the loop: a finished item frees its lane.
 func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- struct{}, outstanding *atomic.Int64) {
 	defer close(done)
+	linger := time.NewTimer(time.Hour)
+	defer linger.Stop()
 	for r := range results {
+		// Outcomes wait up to finishLinger for company: the webhook is out
+		// already, and fewer, larger transactions keep the database's one
+		// writer free for the event log, whose commits acknowledge events.
 		batch := []store.OutboxResult{r}
+		linger.Reset(finishLinger)
 	drain:
 		for len(batch) < 1000 {
 			select {
@@ -322,8 +331,14 @@ func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- str
 					break drain
 				}
 				batch = append(batch, r)
-			default:
+			case <-linger.C:
 				break drain
+			}
+		}
+		if !linger.Stop() {
+			select {
+			case <-linger.C:
+			default:
 			}
 		}
 		for try := 0; ; try++ {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,9 +49,21 @@ func runBenchLatency(ctx context.Context, args []string, stdout, stderr io.Write
 	duration := fs.Duration("duration", 5*time.Second, "how long to send at each rate")
 	actions := fs.Bool("actions", true, "create the automation (false: a baseline without the outbox)")
 	warmup := fs.Duration("warmup", time.Second, "send at the rate this long first, left out of the figures (connections, caches)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintln(stderr, latencyUsage)
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if os.Getenv(connector.KeyEnv) == "" {
 		raw := make([]byte, 32)

@@ -78,9 +78,25 @@ type Dispatcher struct {
 	// onUnsubscribe ends a REST Hooks subscription whose target answered 410.
 	onUnsubscribe func(ctx context.Context, automationID string) error
 
-	running atomic.Bool // Run is delivering: the planner may lease items to it
+	running atomic.Bool  // Run is delivering: the planner may lease items to it
+	nextDue atomic.Int64 // Unix ns of the earliest future attempt known, 0 if none
 	freshMu sync.Mutex
 	fresh   []claimed // leased at planning, handed over in memory
+}
+
+// noteDue records that an attempt is due at t, so the loop wakes then
+// without asking the store.
+func (d *Dispatcher) noteDue(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	n := t.UnixNano()
+	for {
+		cur := d.nextDue.Load()
+		if cur != 0 && cur <= n || d.nextDue.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // offer takes items the planner leased to this process, now durable.
@@ -248,6 +264,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	backoff := 100 * time.Millisecond
+	var lastScan time.Time
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -288,9 +305,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				continue // more may be due
 			}
 		}
+		// The next due time is known from what this process planned and
+		// scheduled (noteDue); the store is asked once per Poll for what
+		// others wrote, not on every wake.
+		if time.Since(lastScan) >= d.cfg.Poll {
+			if next, err := d.st.NextOutboxDue(ctx, now); err == nil {
+				d.noteDue(next)
+			}
+			lastScan = time.Now()
+		}
 		wait := d.cfg.Poll
-		if next, err := d.st.NextOutboxDue(ctx, now); err == nil && !next.IsZero() && next.Sub(now) < wait {
-			wait = max(time.Millisecond, next.Sub(now))
+		if nd := d.nextDue.Load(); nd != 0 {
+			if until := time.Unix(0, nd).Sub(now); until <= 0 {
+				d.nextDue.CompareAndSwap(nd, 0) // due now: the next claim takes it
+				wait = time.Millisecond
+			} else {
+				wait = min(wait, until)
+			}
 		}
 		timer.Reset(wait)
 		select {
@@ -354,6 +385,11 @@ func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- str
 				break
 			}
 			time.Sleep(time.Duration(100<<try) * time.Millisecond)
+		}
+		for _, r := range batch {
+			if r.State == store.OutboxPending {
+				d.noteDue(r.NextAt)
+			}
 		}
 		outstanding.Add(-int64(len(batch)))
 		d.Wake()

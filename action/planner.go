@@ -20,6 +20,7 @@ type Planner struct {
 	now     func() time.Time
 	autos   atomic.Pointer[map[string][]store.Automation] // by segment, enabled only
 	planned atomic.Bool                                   // items planned since the last Planned call
+	delayed atomic.Int64                                  // Unix ns of the earliest delayed item planned since taken
 
 	// Items due at once are written leased to this process when its
 	// dispatcher runs (preclaim), and handed to it from memory when they
@@ -110,6 +111,11 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 			if pre && a.Delay == 0 {
 				it.ClaimedUntil, leased = now.Add(p.lease), true
 			}
+			if a.Delay > 0 {
+				due := it.Due.UnixNano()
+				for cur := p.delayed.Load(); (cur == 0 || due < cur) && !p.delayed.CompareAndSwap(cur, due); cur = p.delayed.Load() {
+				}
+			}
 			res.Actions = append(res.Actions, it)
 		}
 	}
@@ -127,6 +133,15 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 		p.mu.Unlock()
 	}
 	return nil
+}
+
+// takeDelayed returns the earliest due time of the delayed items planned
+// since it was last called (zero if none).
+func (p *Planner) takeDelayed() time.Time {
+	if n := p.delayed.Swap(0); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // committed returns the leased items planned with ts, once ts is durable.

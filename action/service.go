@@ -72,6 +72,7 @@ func (s *Service) OnTransitions(ts []kiln.Transition) {
 	if items := s.Planner.committed(ts); len(items) > 0 {
 		s.Dispatcher.offer(items)
 	}
+	s.Dispatcher.noteDue(s.Planner.takeDelayed())
 	if s.Planner.Planned() {
 		s.Dispatcher.Wake()
 	}

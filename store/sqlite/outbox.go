@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -334,10 +335,49 @@ func (db *DB) ReplayOutbox(ctx context.Context, ids []int64, now time.Time) (int
 	return int(n), nil
 }
 
+// hotStmts are the read statements run for every delivery, prepared once
+// per database (parsing them costs more than running them). Kept beside
+// DB, by pointer, to leave its struct alone; Close does not need them
+// closed (closing the pool closes them).
+var hotStmts sync.Map // *DB -> map[string]*sql.Stmt, filled under hotMu
+
+var hotMu sync.Mutex
+
+func (db *DB) hot(ctx context.Context, query string) (*sql.Stmt, error) {
+	if m, ok := hotStmts.Load(db); ok {
+		if st := m.(map[string]*sql.Stmt)[query]; st != nil {
+			return st, nil
+		}
+	}
+	hotMu.Lock()
+	defer hotMu.Unlock()
+	old, _ := hotStmts.Load(db)
+	m := map[string]*sql.Stmt{}
+	if old != nil {
+		for k, v := range old.(map[string]*sql.Stmt) {
+			m[k] = v
+		}
+	}
+	if st := m[query]; st != nil {
+		return st, nil
+	}
+	st, err := db.r.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	m[query] = st
+	hotStmts.Store(db, m)
+	return st, nil
+}
+
 // LaneHead reports whether the item heads its lane; see store.Outbox.
 func (db *DB) LaneHead(ctx context.Context, id int64) (bool, error) {
 	var n int
-	if err := db.r.QueryRowContext(ctx, laneHead, id).Scan(&n); err != nil {
+	st, err := db.hot(ctx, laneHead)
+	if err == nil {
+		err = st.QueryRowContext(ctx, id).Scan(&n)
+	}
+	if err != nil {
 		return false, fmt.Errorf("sqlite: outbox item %d: lane head: %w", id, err)
 	}
 	return n == 1, nil

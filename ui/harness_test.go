@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/api"
+	"github.com/kiln-cdp/kiln/connector"
 	"github.com/kiln-cdp/kiln/engine"
 	"github.com/kiln-cdp/kiln/ingest"
 	"github.com/kiln-cdp/kiln/journal"
@@ -29,6 +32,7 @@ type harness struct {
 	Engine   *engine.Engine
 	Journal  *journal.Journal
 	UI       *Server
+	Actions  *action.Service
 	AdminKey string
 	WriteKey string
 	srv      *httptest.Server
@@ -57,11 +61,32 @@ func newHarness(t testing.TB, path string) *harness {
 	}
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eng, err := engine.New(engine.Config{Store: db, Logger: log, Poll: 50 * time.Millisecond})
+	// The action runtime as serve wires it, with fast retries and few
+	// attempts so a failing receiver makes a dead letter quickly.
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	key, err := connector.NewKey(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
+	acts := action.New(action.Config{Store: db, Key: key, Logger: log, Poll: 50 * time.Millisecond,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, MaxAttempts: 2, Timeout: 2 * time.Second})
+	eng, err := engine.New(engine.Config{Store: db, Logger: log, Poll: 50 * time.Millisecond, Planner: acts.Planner, OnTransitions: acts.OnTransitions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts.SegmentExists = func(name string) bool {
+		_, ok := (&Server{eng: eng}).findSegment(name)
+		return ok
+	}
+	if err := acts.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
 	engCtx, cancel := context.WithCancel(ctx)
+	actsDone := make(chan error, 1)
+	go func() { actsDone <- acts.Run(engCtx) }()
 	ready := make(chan error, 1)
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(engCtx, ready) }()
@@ -69,7 +94,7 @@ func newHarness(t testing.TB, path string) *harness {
 		t.Fatal(err)
 	}
 	j := journal.New(db, journal.Options{})
-	h := &harness{DB: db, Engine: eng, Journal: j}
+	h := &harness{DB: db, Engine: eng, Journal: j, Actions: acts}
 	if _, err := db.GetSource(ctx, "web"); err != nil {
 		if _, err := api.CreateSource(ctx, db, "web", "segment", "", "", time.Now()); err != nil {
 			t.Fatal(err)
@@ -83,7 +108,7 @@ func newHarness(t testing.TB, path string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.UI = New(Config{Store: db, Engine: eng, Logger: log, Normalize: eng.Extractor().Normalize})
+	h.UI = New(Config{Store: db, Engine: eng, Logger: log, Normalize: eng.Extractor().Normalize, Actions: acts})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", ingest.NewSegmentHandler(ingest.SegmentConfig{Sink: wakeSink{j, eng}, Auth: db, Logger: log, Identity: eng.Extractor()}))
 	mux.Handle("/ui/", h.UI.Handler())
@@ -94,6 +119,7 @@ func newHarness(t testing.TB, path string) *harness {
 		j.Close()
 		cancel()
 		<-done
+		<-actsDone
 		db.Close()
 	})
 	return h

@@ -46,7 +46,7 @@ type overviewData struct {
 	RateOK       bool
 	Lag          int64 // events received but not processed yet
 	LagKnown     bool
-	Destinations []any // none until the destinations API exists
+	Destinations *destSummary // nil: the server runs no automations
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -89,6 +89,10 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session)
 		return
 	}
 	if d.Rate, d.Events, d.RateOK, err = s.ingestRate(ctx); err != nil {
+		s.errorPage(w, r, sess, err)
+		return
+	}
+	if d.Destinations, err = s.destSummary(ctx); err != nil {
 		s.errorPage(w, r, sess, err)
 		return
 	}
@@ -174,6 +178,9 @@ type segmentData struct {
 	Job      *engine.Job
 	Fresh    freshForm
 	Versions []kiln.Definition // newest first, at most 10
+	// Automations on this segment; ActionsOn says the server runs them.
+	Automations []autoRow
+	ActionsOn   bool
 }
 
 // freshForm is the freshness setting as form fields.
@@ -249,6 +256,13 @@ func (s *Server) segmentPage(w http.ResponseWriter, r *http.Request, sess *sessi
 		return
 	}
 	d.Versions = vs[:min(len(vs), 10)]
+	if s.acts != nil {
+		d.ActionsOn = true
+		if d.Automations, _, err = s.automationRows(ctx, name); err != nil {
+			s.errorPage(w, r, sess, err)
+			return
+		}
+	}
 	if id := r.URL.Query().Get("job"); id != "" {
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
 			if j, ok := s.eng.Job(n); ok {
@@ -920,14 +934,4 @@ func (s *Server) deleteProfile(w http.ResponseWriter, r *http.Request, sess *ses
 		msg += " Its identifiers are suppressed: new events with them are not stored."
 	}
 	s.redirectFlash(w, r, "/ui/profiles", msg)
-}
-
-// --- shells for what other parts will provide ---------------------------------
-
-func (s *Server) automationsPage(w http.ResponseWriter, r *http.Request, sess *session) {
-	s.render(w, r, sess, http.StatusOK, "automations", page{Title: "Automations", Nav: "automations"})
-}
-
-func (s *Server) destinationsPage(w http.ResponseWriter, r *http.Request, sess *session) {
-	s.render(w, r, sess, http.StatusOK, "destinations", page{Title: "Destinations", Nav: "destinations"})
 }

@@ -80,6 +80,9 @@ type Config struct {
 	// Normalize normalises identifiers people type (the resolver's rules,
 	// so "email:Ann@Example.com" finds the profile); nil: as typed.
 	Normalize func(kiln.Identifier) (kiln.Identifier, bool)
+	// Actions manages destinations, automations and deliveries (pass the
+	// *action.Service); nil: those pages say the server does not run them.
+	Actions Actions
 }
 
 // Server serves the UI. Make it with New.
@@ -87,6 +90,7 @@ type Server struct {
 	cfg   Config
 	st    store.Store
 	eng   Engine
+	acts  Actions
 	keys  auth.KeyStore
 	log   *slog.Logger
 	now   func() time.Time
@@ -127,7 +131,7 @@ func New(cfg Config) *Server {
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
-	s := &Server{cfg: cfg, st: cfg.Store, eng: cfg.Engine, keys: cfg.Keys, log: cfg.Logger, now: cfg.Now, loc: cfg.Location}
+	s := &Server{cfg: cfg, st: cfg.Store, eng: cfg.Engine, acts: cfg.Actions, keys: cfg.Keys, log: cfg.Logger, now: cfg.Now, loc: cfg.Location}
 	s.stats = newStats()
 	s.intel = &intelState{}
 	s.pages = parsePages(s.funcs())
@@ -167,6 +171,14 @@ func (s *Server) Handler() http.Handler {
 	a("POST /ui/profiles/{id}/delete", s.deleteProfile)
 	a("GET /ui/automations", s.automationsPage)
 	a("GET /ui/destinations", s.destinationsPage)
+	a("POST /ui/destinations", s.createDestination)
+	a("POST /ui/destinations/{id}/delete", s.deleteDestination)
+	a("POST /ui/automations", s.createAutomation)
+	a("POST /ui/automations/{id}/enable", s.setAutomation(true))
+	a("POST /ui/automations/{id}/disable", s.setAutomation(false))
+	a("POST /ui/automations/{id}/delete", s.deleteAutomation)
+	a("GET /ui/deliveries", s.deliveriesPage)
+	a("POST /ui/deliveries/replay", s.replay)
 	a("GET /ui/models", s.modelsPage)
 	a("POST /ui/models", s.buildModels)
 	a("/ui/", func(w http.ResponseWriter, r *http.Request, sess *session) {

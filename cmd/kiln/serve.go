@@ -212,7 +212,7 @@ func (m *Main) routes() http.Handler {
 		}
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "processorLag": m.Engine.Lag()})
 	})
-	web := ui.New(ui.Config{Store: m.Store, Engine: m.Engine, Keys: auth.NewCache(m.Store), Secret: []byte(os.Getenv("KILN_UI_SECRET")), Logger: m.Logger, Location: m.location(), Normalize: m.Engine.Extractor().Normalize})
+	web := ui.New(ui.Config{Store: m.Store, Engine: m.Engine, Keys: auth.NewCache(m.Store), Secret: []byte(os.Getenv("KILN_UI_SECRET")), Logger: m.Logger, Location: m.location(), Normalize: m.Engine.Extractor().Normalize, Actions: m.Actions})
 	mux.Handle("/ui/", m.Metrics.Instrument("ui", web.Handler()))
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	return mux

@@ -405,6 +405,7 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 		return nil, definitionError(err)
 	}
 	var res store.Resolution
+	ns.lazyEvidence = true
 	for _, pid := range unionKeys(s.states, states) {
 		before := s.memberships(pid)
 		var after []string
@@ -414,6 +415,10 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 			}
 		}
 		res.Transitions = ns.diff(pid, before, after, now, kiln.ReasonDefinitionChange, ns.backfillAct, res.Transitions)
+	}
+	ns.lazyEvidence = false
+	if prog != nil {
+		ns.fillEvidence(res.Transitions, now)
 	}
 	for _, t := range res.Transitions {
 		if t.Entered {
@@ -687,28 +692,43 @@ func (e *Engine) recompute(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
+	// What was published before, then the fresh states go live, then the
+	// differences (whose evidence needs the fresh states).
+	pids := unionKeys(s.states, states)
+	befores := make([][]string, len(pids))
+	for i, pid := range pids {
+		befores[i] = s.memberships(pid)
+	}
+	pubs := map[string]map[string]bool{}
+	for seg, m := range s.pub {
+		pubs[seg] = maps.Clone(m)
+	}
+	s.install(states)
+	s.pub = pubs
+	s.lazyEvidence = true
 	var res store.Resolution
-	for _, pid := range unionKeys(s.states, states) {
-		before := s.memberships(pid)
+	for i, pid := range pids {
+		before := befores[i]
 		var after []string
 		if ps := states[pid]; ps != nil {
 			after = s.prog.Memberships(ps.st)
 		}
 		if j.Segment != "" {
+			// Only this segment's published membership moves; the fresh
+			// states agree with the old ones on every other segment.
 			before = onlySeg(before, j.Segment)
 			after = onlySeg(after, j.Segment)
 		}
 		res.Transitions = s.diffQuiet(pid, before, after, now, kiln.ReasonRecompute, res.Transitions)
 	}
-	if err := e.write(ctx, &res); err != nil {
-		return fmt.Errorf("recording the recompute's transitions: %w", err)
+	s.lazyEvidence = false
+	s.fillEvidence(res.Transitions, now)
+	for seg := range s.sched {
+		s.sizes[seg] = int64(len(s.pub[seg]))
 	}
-	if j.Segment == "" {
-		s.install(states)
-	} else {
-		// Only the one segment's published membership moves; the fresh
-		// states agree with the old ones on every other segment anyway.
-		s.install(states)
+	if err := e.write(ctx, &res); err != nil {
+		e.segsDirty = true // live states moved ahead of the store: rebuild
+		return fmt.Errorf("recording the recompute's transitions: %w", err)
 	}
 	e.jobs.mu.Lock()
 	for _, t := range res.Transitions {

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -75,6 +77,9 @@ type segments struct {
 	// between, so publishing is a diff, not a recompute.
 	sched map[string]*schedule
 	pub   map[string]map[string]bool
+
+	// lazyEvidence makes diff leave entries' evidence for fillEvidence.
+	lazyEvidence bool
 }
 
 // schedule is when a non-real-time segment publishes next.
@@ -289,7 +294,10 @@ func (s *segments) diff(pid string, before, after []string, at time.Time, reason
 			s.pub[seg][pid] = true
 		}
 		if !slices.Contains(before, seg) {
-			ev := s.evidence(pid, seg, at)
+			var ev json.RawMessage
+			if !s.lazyEvidence {
+				ev = s.evidence(pid, seg, at)
+			}
 			out = append(out, kiln.Transition{Segment: seg, ProfileID: pid, Entered: true, At: at.UTC(), Version: s.versions[seg], Reason: reason, Evidence: ev, Act: act(seg, true)})
 			s.sizes[seg]++
 		}
@@ -312,6 +320,29 @@ func (s *segments) evidence(pid, seg string, at time.Time) json.RawMessage {
 }
 
 func always(string, bool) bool { return true }
+
+// fillEvidence computes the evidence of the entries in ts that lack it, on
+// every CPU: a backfill can enter hundreds of thousands of profiles, and
+// explaining each is independent (Explain works on a copy of the state).
+func (s *segments) fillEvidence(ts []kiln.Transition, at time.Time) {
+	var idx []int
+	for i := range ts {
+		if ts[i].Entered && ts[i].Evidence == nil {
+			idx = append(idx, i)
+		}
+	}
+	n := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for k := w; k < len(idx); k += n {
+				t := &ts[idx[k]]
+				t.Evidence = s.evidence(t.ProfileID, t.Segment, at)
+			}
+		})
+	}
+	wg.Wait()
+}
 
 // rebuildProfile recomputes one profile's state from its events (after a
 // merge or an unmerge) and returns its memberships before and after.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/action"
+	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/sqlite"
 )
 
 // receiver is a webhook endpoint that records what it accepts and
@@ -280,5 +284,69 @@ func TestAutomationsDeliver(t *testing.T) {
 	ds, _ = h.Actions.ListDestinations(ctx)
 	if len(as) != 0 || len(ds) != 0 {
 		t.Errorf("after deleting: %d automations, %d destinations left", len(as), len(ds))
+	}
+}
+
+// TestRecentOutbox checks the newest-first listing the store does not
+// offer: after every write, the bisected last ID is the true one and the
+// newest items come first.
+func TestRecentOutbox(t *testing.T) {
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if err := db.ApplyResolution(ctx, store.Resolution{Profiles: []store.ProfileChange{{ID: "p1", EventCount: 1, At: now}}}); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{st: db}
+	if id, err := s.lastOutboxID(ctx); err != nil || id != 0 {
+		t.Fatalf("empty outbox: last ID %d, %v; want 0", id, err)
+	}
+	for i := 1; i <= 70; i++ {
+		res := store.Resolution{
+			Transitions: []kiln.Transition{{Segment: "s", ProfileID: "p1", Entered: i%2 == 1, At: now, Version: 1, Reason: kiln.ReasonEvent}},
+			Actions:     []store.OutboxItem{{ProfileID: "p1", Destination: "d", Automation: "a", Key: fmt.Sprint("k", i), State: store.OutboxPending, Due: now, NextAt: now, CreatedAt: now}},
+		}
+		if err := db.ApplyResolution(ctx, res); err != nil {
+			t.Fatal(err)
+		}
+		all, err := db.ListOutbox(ctx, store.OutboxQuery{Limit: 1000})
+		if err != nil || len(all) != i {
+			t.Fatalf("after %d writes the outbox has %d items (%v)", i, len(all), err)
+		}
+		want := all[len(all)-1].ID
+		if got, err := s.lastOutboxID(ctx); err != nil || got != want {
+			t.Fatalf("after %d writes: last ID %d, %v; want %d", i, got, err, want)
+		}
+		recent, err := s.recentOutbox(ctx, 5)
+		if err != nil || len(recent) != min(i, 5) || recent[0].ID != want || recent[len(recent)-1].ID > recent[0].ID {
+			t.Fatalf("after %d writes: recent %d items starting at %d (%v); want %d newest first from %d", i, len(recent), recent[0].ID, err, min(i, 5), want)
+		}
+	}
+}
+
+// TestActionsOff: a server without the action runtime says so on every
+// page instead of failing, and refuses changes with 503.
+func TestActionsOff(t *testing.T) {
+	h := newHarness(t, "")
+	off := New(Config{Store: h.DB, Engine: h.Engine, Normalize: h.Engine.Extractor().Normalize})
+	srv := httptest.NewServer(off.Handler())
+	defer srv.Close()
+	hh := *h
+	hh.URL = srv.URL
+	c := hh.signIn(t)
+	for _, p := range []string{"/ui/automations", "/ui/destinations", "/ui/deliveries", "/ui/"} {
+		code, body := get(t, c, srv.URL+p)
+		if code != http.StatusOK || !strings.Contains(body, "does not run automations") {
+			t.Errorf("GET %s without actions: %d, want 200 saying the server does not run automations", p, code)
+		}
+	}
+	_, page := get(t, c, srv.URL+"/ui/destinations")
+	res, _ := postForm(t, c, srv.URL+"/ui/destinations", url.Values{"csrf": {csrfOf(t, page)}, "name": {"x"}, "url": {"http://127.0.0.1/"}})
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("create destination without actions: %d, want 503", res.StatusCode)
 	}
 }

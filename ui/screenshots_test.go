@@ -91,6 +91,7 @@ func TestScreenshots(t *testing.T) {
 		{"profile", profile},
 		{"automations", "/ui/automations"},
 		{"destinations", "/ui/destinations"},
+		{"deliveries", "/ui/deliveries"},
 		{"models", "/ui/models"},
 	}
 	for _, p := range pages {

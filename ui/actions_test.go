@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/store"
@@ -117,7 +118,7 @@ func eventually(t *testing.T, c *http.Client, u, what string, cond func(string) 
 	return ""
 }
 
-// section returns the HTML of the element with the id, up to its </table>.
+// tableOf returns the HTML from the element with the id up to its </table>.
 func tableOf(body, id string) string {
 	i := strings.Index(body, `id="`+id+`"`)
 	if i < 0 {
@@ -348,5 +349,68 @@ func TestActionsOff(t *testing.T) {
 	res, _ := postForm(t, c, srv.URL+"/ui/destinations", url.Values{"csrf": {csrfOf(t, page)}, "name": {"x"}, "url": {"http://127.0.0.1/"}})
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("create destination without actions: %d, want 503", res.StatusCode)
+	}
+}
+
+// TestBrowserAutomation is the marketer's path to a first automation in
+// a real browser: add a webhook, note its secret, add an automation on a
+// segment, and see a customer's entry delivered.
+func TestBrowserAutomation(t *testing.T) {
+	h := newHarness(t, "")
+	if _, err := h.Engine.ApplyDefinitions(context.Background(), testDefs, false); err != nil {
+		t.Fatal(err)
+	}
+	rc := newReceiver(t)
+	ctx := newBrowser(t, 1280, 900)
+	signInBrowser(t, ctx, h)
+	within(t, ctx, 20*time.Second, "adding a webhook",
+		chromedp.Navigate(h.URL+"/ui/destinations"),
+		typeInto("#d-name", "crm"),
+		typeInto("#d-url", rc.srv.URL+"/hook"),
+		chromedp.Click(chromedp.CSS(`#new-destination button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#new-secret")),
+	)
+	secret, err := h.Actions.Secret(context.Background(), "crm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := evalString(t, ctx, `document.querySelector('#new-secret pre').textContent`); got != secret {
+		t.Errorf("secret shown %q, want the destination's", got)
+	}
+	within(t, ctx, 20*time.Second, "adding an automation",
+		chromedp.Navigate(h.URL+"/ui/automations"),
+		choose("#a-segment", "big_spenders"),
+		chromedp.Click(chromedp.CSS(`#new-automation button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#automations")),
+	)
+	if got := evalString(t, ctx, `document.getElementById('automations').textContent`); !strings.Contains(got, "big_spenders") || !strings.Contains(got, "crm") || !strings.Contains(got, "enabled") {
+		t.Errorf("automations table: %q", got)
+	}
+	// An order of 20 is not enough for big_spenders; another of 120 is.
+	track(t, h, "u-9", "zed@example.com")
+	body := `{"userId":"u-9","messageId":"m-big","event":"Order Completed","properties":{"revenue":120},"context":{"traits":{"email":"zed@example.com"}}}`
+	req, _ := http.NewRequest("POST", h.URL+"/v1/track", strings.NewReader(body))
+	req.SetBasicAuth(h.WriteKey, "")
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("/v1/track: %v %v", res, err)
+	}
+	res.Body.Close()
+	h.settle(t)
+	d := rc.wait(t, 1)
+	if !strings.Contains(string(d.Body), "big_spenders") {
+		t.Errorf("delivery: %s", d.Body)
+	}
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		if err := chromedp.Do(c, chromedp.Navigate(h.URL+"/ui/deliveries"), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+			t.Fatalf("the delivery never showed as delivered: %v", err)
+		}
+		if evalString(t, ctx, `document.querySelector('#recent .state-delivered') ? 'yes' : 'no'`) == "yes" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/rule"
 	"github.com/kiln-cdp/kiln/rule/library"
 )
@@ -274,7 +275,11 @@ func TestBrowserAccessibility(t *testing.T) {
 		if (e.type === 'hidden' || e.offsetParent === null) return false;
 		return !(e.labels && e.labels.length) && !e.getAttribute('aria-label');
 	}).map(function (e) { return e.outerHTML.slice(0, 80); }).join(' | ')`
-	for _, p := range []string{"/ui/", "/ui/segments/new", "/ui/segments/buyers", "/ui/profiles", "/ui/profiles/" + pid, "/ui/automations", "/ui/destinations", "/ui/models"} {
+	// A destination, so the automation form shows too.
+	if _, err := h.Actions.CreateDestination(context.Background(), action.DestinationSpec{Name: "hook", Kind: action.KindWebhook, Config: json.RawMessage(`{"url":"http://127.0.0.1:9/"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/ui/", "/ui/segments/new", "/ui/segments/buyers", "/ui/profiles", "/ui/profiles/" + pid, "/ui/automations", "/ui/destinations", "/ui/deliveries", "/ui/models"} {
 		within(t, ctx, 20*time.Second, "opening "+p, chromedp.Navigate(h.URL+p), chromedp.WaitVisible(chromedp.CSS("main h1")))
 		if p == "/ui/segments/new" {
 			within(t, ctx, 10*time.Second, "waiting for the form", chromedp.WaitVisible(chromedp.CSS(`[data-path="condition.op"]`)))

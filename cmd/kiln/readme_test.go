@@ -17,7 +17,7 @@ func TestReadmeDefinitionsParse(t *testing.T) {
 	blocks := strings.Split(string(b), "```")
 	found := false
 	for i := 1; i < len(blocks); i += 2 {
-		if strings.Contains(blocks[i], "segment high_value") {
+		if strings.Contains(blocks[i], "segment high_value \"") {
 			found = true
 			if _, _, err := rule.Load(blocks[i], nil); err != nil {
 				t.Errorf("README definitions do not parse: %v\n%s", err, blocks[i])

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -46,6 +49,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				return err
 			}
 		}
+	}
+	if err := demoSecretKey(m.Config, stderr); err != nil {
+		return err
 	}
 	if err := m.Open(ctx); err != nil {
 		return err
@@ -175,4 +181,33 @@ func printSegments(w io.Writer, defs []engine.SegmentInfo) {
 		}
 	}
 	tw.Flush()
+}
+
+// demoSecretKey gives the demo a key for sealing destination credentials
+// when KILN_SECRET_KEY is not set: random, kept beside the demo database
+// (readable only by its owner) so a restart can still open what it sealed.
+// A real deployment sets KILN_SECRET_KEY itself.
+func demoSecretKey(cfg Config, stderr io.Writer) error {
+	if os.Getenv("KILN_SECRET_KEY") != "" {
+		return nil
+	}
+	path := cfg.DB + ".key"
+	if cfg.Postgres != "" {
+		path = "kiln-demo.key"
+	}
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return err
+		}
+		b = []byte(base64.StdEncoding.EncodeToString(raw))
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return fmt.Errorf("writing the demo's secret key: %w", err)
+		}
+		fmt.Fprintf(stderr, "demo: generated a secret key for destination credentials in %s\n", path)
+	} else if err != nil {
+		return err
+	}
+	return os.Setenv("KILN_SECRET_KEY", strings.TrimSpace(string(b)))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/internal/payloadjson"
 )
 
 const (
@@ -128,7 +129,7 @@ func encodePayloads(evs []kiln.Event, out []pgtype.Text) error {
 		}
 		buf = buf[:0]
 		var err error
-		if buf, err = appendPayload(buf, e); err != nil {
+		if buf, err = payloadjson.Append(buf, e); err != nil {
 			return kiln.Errorf(kiln.EInvalid, "event %q from source %q: payload cannot be stored as JSON: %v", e.MessageID, e.SourceID, err)
 		}
 		out[i] = pgtype.Text{String: string(buf), Valid: true}

@@ -19,13 +19,14 @@ import (
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/demo"
 	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/internal/payloadjson"
 )
 
 // viaJSON is what an event's maps read back as when stored as JSON, the
 // form before the binary one: the reference the binary form must match.
 func viaJSON(t testing.TB, e *kiln.Event) (kiln.Event, error) {
 	t.Helper()
-	j, err := appendPayload(nil, e)
+	j, err := payloadjson.Append(nil, e)
 	if err != nil {
 		return kiln.Event{}, err
 	}
@@ -388,7 +389,7 @@ func demoPayloads(tb testing.TB, n int, names ...string) (bin, js [][]byte) {
 		if err != nil {
 			return err
 		}
-		j, err := appendPayload(nil, &e)
+		j, err := payloadjson.Append(nil, &e)
 		if err != nil {
 			return err
 		}
@@ -509,7 +510,7 @@ func BenchmarkPayloadEncode(b *testing.B) {
 		var buf []byte
 		i := 0
 		for b.Loop() {
-			buf, _ = appendPayload(buf[:0], &evs[i%len(evs)])
+			buf, _ = payloadjson.Append(buf[:0], &evs[i%len(evs)])
 			i++
 		}
 	})
@@ -533,7 +534,7 @@ func TestStoredPayloadBothForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The same event as the JSON form stored it, with the next seq.
-	j, err := appendPayload(nil, &e)
+	j, err := payloadjson.Append(nil, &e)
 	if err != nil {
 		t.Fatal(err)
 	}

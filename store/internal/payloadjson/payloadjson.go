@@ -1,4 +1,8 @@
-package postgres
+// Package payloadjson writes an event's free-form maps
+// ({"properties":...,"traits":...,"context":...}) as JSON by hand, for the
+// store backends: PostgreSQL stores payloads this way, and SQLite reads rows
+// written this way before its binary form.
+package payloadjson
 
 import (
 	"encoding/json"
@@ -12,14 +16,14 @@ import (
 
 // Encoding the event payloads is the largest CPU cost of Append after
 // SQLite itself, and encoding/json spends much of it on reflection and on
-// sorting map keys. appendPayload writes the same JSON by hand for the
+// sorting map keys. Append writes the same JSON by hand for the
 // types decoded JSON holds (maps, slices, strings, float64, bool, nil) and
 // the common Go scalars, and falls back to encoding/json for anything else.
 // Keys come out in map order: stored JSON needs no canonical order.
 
-// appendPayload appends {"properties":...,"traits":...,"context":...},
+// Append appends {"properties":...,"traits":...,"context":...},
 // leaving out empty maps.
-func appendPayload(b []byte, e *kiln.Event) ([]byte, error) {
+func Append(b []byte, e *kiln.Event) ([]byte, error) {
 	b = append(b, '{')
 	first := true
 	var err error

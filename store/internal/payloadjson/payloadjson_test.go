@@ -1,4 +1,4 @@
-package sqlite
+package payloadjson
 
 import (
 	"encoding/json"
@@ -28,7 +28,7 @@ func TestAppendPayloadMatchesEncodingJSON(t *testing.T) {
 		Traits:  map[string]any{"": "empty key", "k\"q": map[string]any{}},
 		Context: nil,
 	}
-	got, err := appendPayload(nil, &e)
+	got, err := Append(nil, &e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +58,15 @@ func TestAppendPayloadMatchesEncodingJSON(t *testing.T) {
 	}
 	for _, bad := range []any{math.NaN(), math.Inf(1), json.Number("1x"), make(chan int)} {
 		e := kiln.Event{Properties: map[string]any{"v": bad}}
-		if _, err := appendPayload(nil, &e); err == nil {
+		if _, err := Append(nil, &e); err == nil {
 			t.Errorf("encoding %v succeeded, want an error", bad)
 		}
 	}
+}
+
+// payload is the shape Append writes, for comparing with encoding/json.
+type payload struct {
+	Properties map[string]any `json:"properties,omitempty"`
+	Traits     map[string]any `json:"traits,omitempty"`
+	Context    map[string]any `json:"context,omitempty"`
 }

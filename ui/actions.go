@@ -444,6 +444,7 @@ func (s *Server) deleteAutomation(w http.ResponseWriter, r *http.Request, sess *
 type itemRow struct {
 	store.OutboxItem
 	AutoName, DestName string
+	Who                string // the profile's name or identifier
 }
 
 type deliveriesData struct {
@@ -454,9 +455,13 @@ type deliveriesData struct {
 	Automation string // filter
 }
 
-// deadShown bounds the dead letters listed on the page; "replay all"
-// still replays every one.
-const deadShown = 200
+// deadShown bounds the dead letters listed on the page ("replay all"
+// still replays every one) and recentShown the recent deliveries: each
+// row reads its profile for a readable name.
+const (
+	deadShown   = 100
+	recentShown = 50
+)
 
 func (s *Server) deliveriesPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	d := deliveriesData{}
@@ -483,10 +488,12 @@ func (s *Server) deliveriesPage(w http.ResponseWriter, r *http.Request, sess *se
 	for _, x := range ds {
 		dests[x.ID] = x.Name
 	}
+	labels := map[string]string{}
 	row := func(it store.OutboxItem) itemRow {
-		return itemRow{OutboxItem: it, AutoName: or(autos[it.Automation], it.Automation), DestName: or(dests[it.Destination], it.Destination)}
+		return itemRow{OutboxItem: it, AutoName: or(autos[it.Automation], it.Automation), DestName: or(dests[it.Destination], it.Destination),
+			Who: s.label(ctx, it.ProfileID, labels)}
 	}
-	recent, err := s.recentOutbox(ctx, 100)
+	recent, err := s.recentOutbox(ctx, recentShown)
 	if err != nil {
 		s.errorPage(w, r, sess, err)
 		return

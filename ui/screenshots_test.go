@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -10,8 +11,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/demo"
 	"github.com/kiln-cdp/kiln/rule/library"
+	"github.com/kiln-cdp/kiln/store"
 )
 
 // Screenshots of every page, on a laptop and on a phone, over a small demo
@@ -55,9 +58,35 @@ func TestScreenshots(t *testing.T) {
 	}
 	h := newHarness(t, "")
 	ctx := newBrowser(t, 1280, 900)
-	loadDemo(t, h, 1200, 400)
-	h.UI.runModels(context.Background())
+	// Two webhooks, one that accepts and one that refuses, with
+	// automations on the segments the demo fills, so the automation,
+	// destination and delivery pages have something to show.
+	ok, bad := newReceiver(t), newReceiver(t)
+	bad.fail.Store(true)
 	bg := context.Background()
+	if _, err := h.Engine.ApplyDefinitions(bg, library.All(), false); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		dest, url, seg, on string
+	}{{"crm", ok.srv.URL, "high_value", action.OnEnter}, {"support-desk", bad.srv.URL, "repeat_customers", action.OnEnter}} {
+		cfg, _ := json.Marshal(action.WebhookConfig{URL: x.url})
+		d, err := h.Actions.CreateDestination(bg, action.DestinationSpec{Name: x.dest, Kind: action.KindWebhook, Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Actions.CreateAutomation(bg, action.AutomationSpec{Name: x.seg + "_to_" + x.dest, Segment: x.seg, On: x.on, Destination: d.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loadDemo(t, h, 1200, 400)
+	// Let the deliveries finish (the refused ones die after two attempts).
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if its, err := h.DB.ListOutbox(bg, store.OutboxQuery{State: store.OutboxPending, Limit: 1}); err == nil && len(its) == 0 {
+			break
+		}
+	}
+	h.UI.runModels(context.Background())
 	ms, err := h.DB.Members(bg, "high_value", "", 1)
 	if err != nil || len(ms) == 0 {
 		t.Fatalf("no high_value member to show: %v", err)

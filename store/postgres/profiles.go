@@ -195,7 +195,7 @@ func applyMerge(ctx context.Context, tx pgx.Tx, m kiln.Merge) error {
 	}
 	switch {
 	case fromExists && intoExists:
-		foldProfile(into, from, m.At)
+		store.FoldProfile(into, from, m.At)
 		if err := putProfiles(ctx, tx, []*kiln.Profile{into}); err != nil {
 			return err
 		}
@@ -246,40 +246,6 @@ func applyMerge(ctx context.Context, tx pgx.Tx, m kiln.Merge) error {
 	return err
 }
 
-// foldProfile adds from to into: counts add up, seen times widen, into's
-// traits win over from's.
-func foldProfile(into, from *kiln.Profile, at time.Time) {
-	into.EventCount += from.EventCount
-	into.FirstSeen = minTime(into.FirstSeen, from.FirstSeen)
-	into.LastSeen = maxTime(into.LastSeen, from.LastSeen)
-	into.CreatedAt = minTime(into.CreatedAt, from.CreatedAt)
-	into.UpdatedAt = maxTime(into.UpdatedAt, at)
-	for k, v := range from.Traits {
-		if _, ok := into.Traits[k]; !ok {
-			if into.Traits == nil {
-				into.Traits = map[string]any{}
-			}
-			into.Traits[k] = v
-		}
-	}
-}
-
-// minTime is the earlier of a and b, ignoring zero times.
-func minTime(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
-}
-
-// maxTime is the later of a and b.
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
 // applyProfileChanges reads every profile the changes touch in one query,
 // applies the changes in order and writes the results in one statement.
 func applyProfileChanges(ctx context.Context, tx pgx.Tx, changes []store.ProfileChange) error {
@@ -318,7 +284,7 @@ func applyProfileChanges(ctx context.Context, tx pgx.Tx, changes []store.Profile
 			p = &kiln.Profile{ID: pc.ID, CreatedAt: pc.At}
 			byID[pc.ID] = p
 		}
-		changeProfile(p, pc)
+		pc.Change(p)
 		if !seen[pc.ID] {
 			seen[pc.ID] = true
 			touched = append(touched, p)
@@ -328,31 +294,6 @@ func applyProfileChanges(ctx context.Context, tx pgx.Tx, changes []store.Profile
 		return fmt.Errorf("profiles: %w", err)
 	}
 	return nil
-}
-
-// changeProfile applies pc's deltas (or replacement values) to p.
-func changeProfile(p *kiln.Profile, pc store.ProfileChange) {
-	if pc.Replace {
-		p.FirstSeen, p.LastSeen, p.EventCount = pc.FirstSeen, pc.LastSeen, pc.EventCount
-		p.Traits = nil
-	} else {
-		p.FirstSeen = minTime(p.FirstSeen, pc.FirstSeen)
-		p.LastSeen = maxTime(p.LastSeen, pc.LastSeen)
-		p.EventCount += pc.EventCount
-	}
-	for k, v := range pc.Traits {
-		if v == nil {
-			delete(p.Traits, k)
-			continue
-		}
-		if p.Traits == nil {
-			p.Traits = map[string]any{}
-		}
-		p.Traits[k] = v
-	}
-	if !pc.At.IsZero() {
-		p.UpdatedAt = pc.At
-	}
 }
 
 func scanProfile(sc pgx.Row) (*kiln.Profile, error) {
@@ -429,7 +370,7 @@ func putIdentities(ctx context.Context, q querier, ids []kiln.Identity) error {
 		if m.SourceID == "" {
 			m.SourceID = id.SourceID
 		}
-		m.FirstSeen = minTime(m.FirstSeen, id.FirstSeen)
+		m.FirstSeen = store.MinTime(m.FirstSeen, id.FirstSeen)
 	}
 	n := len(merged)
 	kinds, values, profiles, sources := make([]string, n), make([]string, n), make([]string, n), make([]string, n)

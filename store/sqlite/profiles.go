@@ -233,7 +233,7 @@ func applyMerge(ctx context.Context, tx *sql.Tx, m kiln.Merge) error {
 	}
 	switch {
 	case fromExists && intoExists:
-		foldProfile(into, from, m.At)
+		store.FoldProfile(into, from, m.At)
 		if err := putProfile(ctx, tx, into); err != nil {
 			return err
 		}
@@ -286,40 +286,6 @@ func nonNil(ids []kiln.Identifier) []kiln.Identifier {
 	return ids
 }
 
-// foldProfile adds from to into: counts add up, seen times widen, into's
-// traits win over from's.
-func foldProfile(into, from *kiln.Profile, at time.Time) {
-	into.EventCount += from.EventCount
-	into.FirstSeen = minTime(into.FirstSeen, from.FirstSeen)
-	into.LastSeen = maxTime(into.LastSeen, from.LastSeen)
-	into.CreatedAt = minTime(into.CreatedAt, from.CreatedAt)
-	into.UpdatedAt = maxTime(into.UpdatedAt, at)
-	for k, v := range from.Traits {
-		if _, ok := into.Traits[k]; !ok {
-			if into.Traits == nil {
-				into.Traits = map[string]any{}
-			}
-			into.Traits[k] = v
-		}
-	}
-}
-
-// minTime is the earlier of a and b, ignoring zero times.
-func minTime(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
-}
-
-// maxTime is the later of a and b.
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
 func applyProfileChange(ctx context.Context, tx *sql.Tx, pc store.ProfileChange) error {
 	if pc.ID == "" {
 		return kiln.Errorf(kiln.EInvalid, "profile change without a profile id")
@@ -331,7 +297,7 @@ func applyProfileChange(ctx context.Context, tx *sql.Tx, pc store.ProfileChange)
 	if err != nil {
 		return err
 	}
-	changeProfile(p, pc)
+	pc.Change(p)
 	return putProfile(ctx, tx, p)
 }
 
@@ -364,31 +330,6 @@ func applyProfileDelta(ctx context.Context, stmt *sql.Stmt, pc store.ProfileChan
 	}
 	_, err := stmt.ExecContext(ctx, pc.ID, tval(pc.At), tval(pc.FirstSeen), tval(pc.LastSeen), pc.EventCount, clear, set)
 	return err
-}
-
-// changeProfile applies pc's deltas (or replacement values) to p.
-func changeProfile(p *kiln.Profile, pc store.ProfileChange) {
-	if pc.Replace {
-		p.FirstSeen, p.LastSeen, p.EventCount = pc.FirstSeen, pc.LastSeen, pc.EventCount
-		p.Traits = nil
-	} else {
-		p.FirstSeen = minTime(p.FirstSeen, pc.FirstSeen)
-		p.LastSeen = maxTime(p.LastSeen, pc.LastSeen)
-		p.EventCount += pc.EventCount
-	}
-	for k, v := range pc.Traits {
-		if v == nil {
-			delete(p.Traits, k)
-			continue
-		}
-		if p.Traits == nil {
-			p.Traits = map[string]any{}
-		}
-		p.Traits[k] = v
-	}
-	if !pc.At.IsZero() {
-		p.UpdatedAt = pc.At
-	}
 }
 
 func scanProfile(sc interface{ Scan(...any) error }) (*kiln.Profile, error) {

@@ -306,6 +306,9 @@ func (s *Server) automationRows(ctx context.Context, segment string) ([]autoRow,
 	for _, d := range ds {
 		names[d.ID] = d.Name
 	}
+	if !slices.ContainsFunc(as, func(a store.Automation) bool { return segment == "" || a.Segment == segment }) {
+		return nil, ds, nil // nothing to read the outbox for
+	}
 	recent, err := s.recentOutbox(ctx, recentWindow)
 	if err != nil {
 		return nil, nil, err

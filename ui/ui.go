@@ -12,7 +12,9 @@
 // transitions, size samples) and to the engine, through the small Engine
 // interface, for what lives in memory (definitions with sizes, explain
 // trees, computed traits) or must go through it (applying definitions,
-// recompute, unmerge, delete).
+// recompute, unmerge, delete). Destinations, automations and deliveries
+// go through the action runtime (the small Actions interface), the same
+// operations the admin API uses.
 //
 // Tests run against a real server (SQLite, the engine, the tracking API)
 // and, when Chromium is installed, in a real headless browser. Two extra
@@ -58,6 +60,10 @@ type Engine interface {
 	SetStatic(ctx context.Context, segment string, add, remove []string) (int, error)
 	DeleteProfile(ctx context.Context, id string, suppress bool) ([]kiln.Identity, error)
 	Unmerge(ctx context.Context, mergeID int64) (*kiln.Merge, error)
+	// ModelReport is the last customer-model refit's report (nil before
+	// the first); RefitModels refits them.
+	ModelReport() *engine.ModelReport
+	RefitModels(ctx context.Context, o engine.ModelOptions) (*engine.ModelReport, error)
 }
 
 // Config wires a Server.

@@ -3,52 +3,94 @@ package ui
 import (
 	"context"
 	"fmt"
+	"html/template"
+	"math"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/engine"
 	"github.com/kiln-cdp/kiln/intel"
-	"github.com/kiln-cdp/kiln/store"
 )
 
-// The models page shows the customer-intelligence report (BG/NBD and
-// Gamma-Gamma fits) built from the stored orders. Reading the whole log
-// is not a page view's job, so a button builds it in the background and
-// the page shows the last one. When the engine keeps the models itself,
-// this page should read its results instead.
+// The models page shows the engine's customer-intelligence report (the
+// BG/NBD and Gamma-Gamma fits, the holdout check, RFM groups and
+// clusters). The engine fits and keeps the models; a page view only
+// reads its last report and draws it, so GET stays fast however large
+// the shop. "Refit now" asks the engine to refit in the background.
 
 type intelState struct {
 	mu      sync.Mutex
 	running bool
 	started time.Time
-	built   time.Time
-	took    time.Duration
-	report  *intel.Report
-	text    string
-	orders  int
 	err     string
 }
 
 type modelsData struct {
 	Running bool
 	Started time.Time
-	Built   time.Time
-	Took    string
-	Report  *intel.Report
-	Text    string
-	Orders  int
 	Err     string
+	R       *engine.ModelReport
+
+	Verdict      string // in plain words
+	VerdictClass string
+	BGParams     []paramRow
+	GGParams     []paramRow
+	BGLogLik     string
+	GGLogLik     string
+
+	Holdout      template.HTML
+	HoldoutRows  []holdoutRow
+	HoldoutFrom  time.Time
+	HoldoutPred  string
+	HoldoutAct   int
+	HoldoutErr   string // relative error in words, "" if not computable
+	HoldoutUnits string
+
+	RFM      template.HTML
+	RFMRows  []barRow
+	Clusters []clusterRow
+}
+
+type paramRow struct{ Name, Value, Meaning string }
+
+type holdoutRow struct {
+	Label     string
+	Customers int
+	Predicted string
+	Actual    int
+}
+
+type barRow struct {
+	Label string
+	N     int
+	Share string
+}
+
+type clusterRow struct {
+	Description string
+	Size        int
+	Share       string
+	Bar         template.HTML
+	Typical     string
 }
 
 func (s *Server) modelsPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	st := s.intel
 	st.mu.Lock()
-	d := modelsData{Running: st.running, Started: st.started, Built: st.built, Took: st.took.Round(time.Millisecond).String(), Report: st.report, Text: st.text, Orders: st.orders, Err: st.err}
+	d := modelsData{Running: st.running, Started: st.started, Err: st.err}
 	st.mu.Unlock()
+	if rep := s.eng.ModelReport(); rep != nil {
+		fillModels(&d, rep)
+	}
 	s.render(w, r, sess, http.StatusOK, "models", page{Title: "Models", Nav: "models", Data: d})
 }
 
+// buildModels starts a refit unless one is running. The refit reads the
+// whole log, so it runs after the response and the page polls.
 func (s *Server) buildModels(w http.ResponseWriter, r *http.Request, sess *session) {
 	st := s.intel
 	st.mu.Lock()
@@ -61,83 +103,218 @@ func (s *Server) buildModels(w http.ResponseWriter, r *http.Request, sess *sessi
 }
 
 func (s *Server) runModels(ctx context.Context) {
-	start := time.Now()
-	rep, text, orders, err := s.buildReport(ctx)
+	_, err := s.eng.RefitModels(ctx, engine.ModelOptions{})
 	st := s.intel
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.running = false
 	if err != nil {
-		s.log.Error("ui: building the models report", "err", err)
+		s.log.Error("ui: refitting the customer models", "err", err)
 		st.err = kiln.ErrorMessage(err)
 		if kiln.ErrorCode(err) == kiln.EInternal {
-			st.err = "the report could not be built: " + err.Error()
+			st.err = "the models could not be refitted: " + err.Error()
 		}
-		return
 	}
-	st.report, st.text, st.orders, st.built, st.took = rep, text, orders, s.now(), time.Since(start)
 }
 
-// buildReport reads every completed order from the log, attributes it to
-// its profile and fits the models with weeks as the time unit.
-func (s *Server) buildReport(ctx context.Context) (*intel.Report, string, int, error) {
-	owner := map[string]string{} // anchor -> profile
-	var txns []intel.Txn
-	for after := int64(0); ; {
-		evs, err := s.st.ReadEvents(ctx, after, 20000)
-		if err != nil {
-			return nil, "", 0, err
-		}
-		if len(evs) == 0 {
-			break
-		}
-		after = evs[len(evs)-1].Seq
-		for _, e := range evs {
-			if e.Type != kiln.Track || (e.Name != kiln.OrderCompleted && e.Name != kiln.OrderRefunded) {
-				continue
-			}
-			amt, ok := number(e.Properties["revenue"])
-			if !ok {
-				if amt, ok = number(e.Properties["total"]); !ok {
-					continue
-				}
-			}
-			if e.Name == kiln.OrderRefunded {
-				amt = -amt
-			}
-			pid, seen := owner[e.Anchor]
-			if !seen {
-				pid, err = s.st.ProfileFor(ctx, kiln.ParseIdentifier(e.Anchor))
-				if err != nil && !store.IsNotFound(err) {
-					return nil, "", 0, err
-				}
-				owner[e.Anchor] = pid
-			}
-			if pid == "" {
-				continue // deleted profile
-			}
-			txns = append(txns, intel.Txn{Customer: pid, Time: e.Timestamp, Amount: amt})
-		}
-	}
-	if len(txns) == 0 {
-		return nil, "", 0, kiln.Errorf(kiln.EInvalid, "there are no completed orders in the log yet, so there is nothing to fit")
-	}
-	cs, err := intel.Summarize(txns, s.now().UTC(), 7*24*time.Hour)
-	if err != nil {
-		return nil, "", 0, fmt.Errorf("summarising %d orders: %w", len(txns), err)
-	}
-	rep := intel.BuildReport(cs, intel.FitOptions{})
-	return &rep, rep.String(), len(txns), nil
+var verdictWords = map[intel.Verdict]string{
+	intel.VerdictOK:           "Both models fitted cleanly: their predictions can be used.",
+	intel.VerdictBoundary:     "A fit ran to the edge of its parameter range: use the predictions with care (see the warnings).",
+	intel.VerdictNotConverged: "A fit did not converge: do not rely on the predictions until a refit succeeds.",
+	intel.VerdictTooThin:      "Too few customers have bought more than once to fit the models yet.",
+	intel.VerdictFailed:       "The models could not be fitted (see the reasons below).",
 }
 
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
+func fillModels(d *modelsData, rep *engine.ModelReport) {
+	d.R = rep
+	v := rep.Fit.Verdict
+	d.Verdict = verdictWords[v]
+	if d.Verdict == "" {
+		d.Verdict = string(v)
 	}
-	return 0, false
+	d.VerdictClass = "verdict-bad"
+	switch v {
+	case intel.VerdictOK:
+		d.VerdictClass = "verdict-ok"
+	case intel.VerdictBoundary:
+		d.VerdictClass = "verdict-warn"
+	}
+	if f := rep.Fit.BGNBD; f != nil {
+		p := f.Params
+		d.BGParams = []paramRow{
+			{"r", num4(p.R), "shape of how purchase rates vary between customers"},
+			{"α (alpha)", num4(p.Alpha), "scale of the purchase rates (in " + rep.Unit + " units)"},
+			{"a", num4(p.A), "with b, how likely customers are to drop out"},
+			{"b", num4(p.B), "with a, how likely customers are to drop out"},
+		}
+		d.BGLogLik = num2(f.LogLikelihood)
+	}
+	if f := rep.Fit.Spend; f != nil {
+		p := f.Params
+		d.GGParams = []paramRow{
+			{"p", num4(p.P), "shape of spend per purchase"},
+			{"q", num4(p.Q), "shape of how average spend varies between customers"},
+			{"γ (gamma)", num4(p.Gamma), "scale of how average spend varies between customers"},
+		}
+		d.GGLogLik = num2(f.LogLikelihood)
+	}
+	if rep.Check != nil && rep.Check.Holdout != nil {
+		h := rep.Check.Holdout
+		d.HoldoutFrom = rep.HoldoutFrom
+		d.HoldoutPred = num1(h.Predicted)
+		d.HoldoutAct = h.Actual
+		if h.RelativeError != nil {
+			e := *h.RelativeError
+			dir := "more"
+			if e < 0 {
+				dir = "fewer"
+			}
+			d.HoldoutErr = fmt.Sprintf("%.1f%% %s than actual", math.Abs(e)*100, dir)
+		}
+		for i, row := range h.ByFrequency {
+			label := fmt.Sprint(row.Frequency)
+			if i == len(h.ByFrequency)-1 {
+				label += "+"
+			}
+			d.HoldoutRows = append(d.HoldoutRows, holdoutRow{Label: label, Customers: row.Customers, Predicted: num1(row.Predicted), Actual: row.Actual})
+		}
+		d.Holdout = holdoutChart(h)
+	}
+	total := 0
+	for _, n := range rep.RFM {
+		total += n
+	}
+	for name, n := range rep.RFM {
+		d.RFMRows = append(d.RFMRows, barRow{Label: name, N: n, Share: pct(float64(n), float64(total))})
+	}
+	sort.Slice(d.RFMRows, func(i, j int) bool {
+		a, b := d.RFMRows[i], d.RFMRows[j]
+		return a.N > b.N || a.N == b.N && a.Label < b.Label
+	})
+	if len(d.RFMRows) > 0 {
+		d.RFM = hbarChart(d.RFMRows, total, "Customers per RFM group")
+	}
+	for _, c := range rep.Clusters {
+		d.Clusters = append(d.Clusters, clusterRow{
+			Description: c.Description, Size: c.Size, Share: pct(c.Share, 1),
+			Bar: shareBar(c.Share, c.Description),
+			Typical: fmt.Sprintf("%s, last %s ago, %s spent", plural(int(math.Round(c.Typical.Frequency)), "purchase"),
+				plural(int(math.Round(c.Typical.Recency)), "day"), num2(c.Typical.Monetary)),
+		})
+	}
+}
+
+func num1(v float64) string { return fmt.Sprintf("%.1f", v) }
+func num2(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+// num4 shows a parameter to four significant figures, without exponents
+// for large values (fits running to a boundary reach millions).
+func num4(v float64) string {
+	if math.Abs(v) >= 1e4 && math.Abs(v) < 1e15 {
+		return formatInt(math.Round(v))
+	}
+	return fmt.Sprintf("%.4g", v)
+}
+
+func pct(n, of float64) string {
+	if of <= 0 {
+		return "0%"
+	}
+	return fmt.Sprintf("%.1f%%", 100*n/of)
+}
+
+// holdoutChart draws predicted against actual holdout repeat purchases as
+// grouped bars, one group per calibration frequency (FHL 2005, figure 4).
+// The label sums it up; the page also has the numbers as a table.
+func holdoutChart(h *intel.HoldoutCheck) template.HTML {
+	const w, ht, left, bottom, top, right = 640, 220, 52, 40, 14, 8
+	hi := 1.0
+	for _, r := range h.ByFrequency {
+		hi = max(hi, r.Predicted, float64(r.Actual))
+	}
+	hi = niceCeil(hi)
+	pw, ph := float64(w-left-right), float64(ht-bottom-top)
+	y := func(v float64) float64 { return float64(top) + ph*(1-v/hi) }
+	var b strings.Builder
+	label := fmt.Sprintf("Holdout check: %s repeat purchases predicted, %d actual", num1(h.Predicted), h.Actual)
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s"><title>%s</title>`, w, ht, template.HTMLEscapeString(label), template.HTMLEscapeString(label))
+	for _, v := range []float64{0, hi / 2, hi} {
+		fmt.Fprintf(&b, `<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#e3e5ea"/><text class="axis" x="%d" y="%.1f" text-anchor="end" font-size="11" fill="#5b6272">%s</text>`,
+			left, w-right, y(v), y(v), left-6, y(v)+4, trimNum(v))
+	}
+	n := len(h.ByFrequency)
+	group := pw / float64(max(n, 1))
+	bw := group * 0.34
+	for i, r := range h.ByFrequency {
+		x0 := float64(left) + group*float64(i) + group*0.14
+		lab := fmt.Sprint(r.Frequency)
+		if i == n-1 {
+			lab += "+"
+		}
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#93b4f5"><title>%s repeats before: %s predicted</title></rect>`,
+			x0, y(r.Predicted), bw, float64(top)+ph-y(r.Predicted), lab, num1(r.Predicted))
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#1d4ed8"><title>%s repeats before: %d actual</title></rect>`,
+			x0+bw, y(float64(r.Actual)), bw, float64(top)+ph-y(float64(r.Actual)), lab, r.Actual)
+		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%d" text-anchor="middle" font-size="11" fill="#5b6272">%s</text>`, x0+bw, ht-bottom+15, lab)
+	}
+	fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%d" text-anchor="middle" font-size="11" fill="#5b6272">repeat purchases before the holdout</text>`, float64(left)+pw/2, ht-6)
+	// Legend.
+	fmt.Fprintf(&b, `<rect x="%d" y="2" width="10" height="10" fill="#93b4f5"/><text x="%d" y="11" font-size="11" fill="#5b6272">predicted</text>`, w-170, w-156)
+	fmt.Fprintf(&b, `<rect x="%d" y="2" width="10" height="10" fill="#1d4ed8"/><text x="%d" y="11" font-size="11" fill="#5b6272">actual</text>`, w-86, w-72)
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// hbarChart draws counts as labelled horizontal bars, largest first.
+func hbarChart(rows []barRow, total int, title string) template.HTML {
+	const w, left, right, rowH = 640, 170, 110, 26
+	ht := rowH*len(rows) + 8
+	hi := 1
+	parts := make([]string, 0, len(rows))
+	for _, r := range rows {
+		hi = max(hi, r.N)
+		parts = append(parts, fmt.Sprintf("%s %d", r.Label, r.N))
+	}
+	label := fmt.Sprintf("%s (%d in all): %s", title, total, strings.Join(parts, ", "))
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s"><title>%s</title>`, w, ht, template.HTMLEscapeString(label), template.HTMLEscapeString(label))
+	pw := float64(w - left - right)
+	for i, r := range rows {
+		y := 4 + rowH*i
+		bw := max(pw*float64(r.N)/float64(hi), 1)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" font-size="12" fill="#1f2430">%s</text>`, left-8, y+16, template.HTMLEscapeString(r.Label))
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" rx="2" fill="#1d4ed8"/>`, left, y+3, bw, rowH-8)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="12" fill="#5b6272">%s (%s)</text>`, float64(left)+bw+6, y+16, formatInt(r.N), r.Share)
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// shareBar is a small bar for one cluster's share of the customers.
+func shareBar(share float64, what string) template.HTML {
+	const w, h = 160, 12
+	label := fmt.Sprintf("%s of customers are %s", pct(share, 1), what)
+	return template.HTML(fmt.Sprintf(`<svg width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s"><rect width="%d" height="%d" rx="2" fill="#e8eefc"/><rect width="%.1f" height="%d" rx="2" fill="#1d4ed8"/></svg>`,
+		w, h, w, h, template.HTMLEscapeString(label), w, h, max(0, min(1, share))*w, h))
+}
+
+// niceCeil rounds v up to 1, 2 or 5 times a power of ten, for an axis.
+func niceCeil(v float64) float64 {
+	if v <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= v {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func trimNum(v float64) string {
+	if v == math.Trunc(v) {
+		return formatInt(int64(v))
+	}
+	return fmt.Sprintf("%.1f", v)
 }

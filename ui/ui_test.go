@@ -7,6 +7,8 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"html/template"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -646,39 +648,130 @@ func TestModels(t *testing.T) {
 	h := newHarness(t, "")
 	c := h.signIn(t)
 	_, body := get(t, c, h.URL+"/ui/models")
-	if !strings.Contains(body, "No report yet") {
-		t.Fatal("models page before any report lacks its empty state")
+	// The engine fits on start, so the page shows either that it has not
+	// yet or that there was nothing to fit; either way it offers a refit.
+	if !strings.Contains(body, "have not been fitted yet") && !strings.Contains(body, "No purchases in the log yet") || !strings.Contains(body, ">Refit now</button>") {
+		t.Fatalf("models page before any fit lacks its empty state and refit button:\n%s", body)
 	}
 	tok := csrfOf(t, body)
-	build := func() string {
+	refit := func() string {
+		t.Helper()
 		res, err := c.PostForm(h.URL+"/ui/models", url.Values{"csrf": {tok}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		res.Body.Close()
+		if res.StatusCode != http.StatusSeeOther {
+			t.Fatalf("POST /ui/models: %d, want a redirect", res.StatusCode)
+		}
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			_, b := get(t, c, h.URL+"/ui/models")
-			if !strings.Contains(b, "Building since") {
+			if !strings.Contains(b, "Refitting since") {
 				return b
 			}
 			if time.Now().After(deadline) {
-				t.Fatal("the report is still building after 20s")
+				t.Fatal("the models are still refitting after 20s")
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	// No orders: the page says why there is no report.
-	if b := build(); !strings.Contains(b, "no completed orders") {
-		t.Error("a report over no orders does not say there are none")
+	// No purchases: the page says so rather than drawing empty charts.
+	if b := refit(); !strings.Contains(b, "No purchases in the log yet") {
+		t.Error("a refit over no purchases does not say there are none")
 	}
-	seed(t, h, 20)
-	b := build()
-	for _, want := range []string{`<span class="tile-label">Customers</span><span class="tile-num">20</span>`, `<span class="tile-label">Orders read</span><span class="tile-num">20</span>`, "verdict:"} {
-		if !strings.Contains(b, want) {
-			t.Errorf("models page lacks %q", want)
+
+	// 120 customers over 40 weeks: most buy every few weeks, some stop
+	// partway, so the fit has repeaters and the holdout has purchases.
+	now := time.Now().UTC().Add(-time.Hour)
+	start := now.Add(-40 * 7 * 24 * time.Hour)
+	var evs []kiln.Event
+	for i := 0; i < 120; i++ {
+		email := fmt.Sprintf("m%03d@example.com", i)
+		every := time.Duration(2+i%6) * 7 * 24 * time.Hour
+		stop := now
+		if i%3 == 0 {
+			stop = start.Add(time.Duration(5+i%20) * 7 * 24 * time.Hour)
+		}
+		for at := start.Add(time.Duration(i%9) * 24 * time.Hour); at.Before(stop); at = at.Add(every) {
+			evs = append(evs, order(email, at, float64(20+i%7*15), 0))
 		}
 	}
+	h.write(t, evs)
+	b := refit()
+	rep := h.Engine.ModelReport()
+	if rep == nil || rep.Fit.BGNBD == nil || rep.Fit.Spend == nil || rep.Check == nil || rep.Check.Holdout == nil {
+		t.Fatalf("the engine's refit lacks a fit or holdout check: %+v", rep)
+	}
+	if rep.Purchases != len(evs) {
+		t.Errorf("the refit read %d purchases, want %d", rep.Purchases, len(evs))
+	}
+	hold := rep.Check.Holdout
+	want := []string{
+		`<span class="tile-label">Customers</span><span class="tile-num">120</span>`,
+		`<span class="tile-label">Purchases read</span><span class="tile-num">` + formatInt(len(evs)) + `</span>`,
+		"Verdict: " + string(rep.Fit.Verdict),
+		verdictWords[rep.Fit.Verdict],
+		// Parameters, both models, with their log-likelihoods.
+		`<th scope="row">r</th><td class="num">` + num4(rep.Fit.BGNBD.Params.R) + `</td>`,
+		`<th scope="row">α (alpha)</th><td class="num">` + num4(rep.Fit.BGNBD.Params.Alpha) + `</td>`,
+		`<th scope="row">a</th><td class="num">` + num4(rep.Fit.BGNBD.Params.A) + `</td>`,
+		`<th scope="row">b</th><td class="num">` + num4(rep.Fit.BGNBD.Params.B) + `</td>`,
+		`<th scope="row">p</th><td class="num">` + num4(rep.Fit.Spend.Params.P) + `</td>`,
+		`<th scope="row">q</th><td class="num">` + num4(rep.Fit.Spend.Params.Q) + `</td>`,
+		`<th scope="row">γ (gamma)</th><td class="num">` + num4(rep.Fit.Spend.Params.Gamma) + `</td>`,
+		`<th scope="row">log-likelihood</th><td class="num">` + num2(rep.Fit.BGNBD.LogLikelihood) + `</td>`,
+		`<th scope="row">log-likelihood</th><td class="num">` + num2(rep.Fit.Spend.LogLikelihood) + `</td>`,
+		// The holdout plot, its text alternative and totals.
+		`role="img" aria-label="Holdout check: ` + num1(hold.Predicted) + ` repeat purchases predicted, ` + fmt.Sprint(hold.Actual) + ` actual"`,
+		`<strong id="holdout-predicted">` + num1(hold.Predicted) + `</strong>`,
+		`<strong id="holdout-actual">` + formatInt(hold.Actual) + `</strong>`,
+		// The RFM plot.
+		`aria-label="Customers per RFM group (120 in all): `,
+	}
+	if hold.RelativeError != nil {
+		want = append(want, fmt.Sprintf("%.1f%%", math.Abs(*hold.RelativeError)*100))
+	}
+	for _, w := range rep.Fit.Warnings {
+		// html/template also escapes "+" in text.
+		want = append(want, strings.ReplaceAll(template.HTMLEscapeString(w), "+", "&#43;"))
+	}
+	for _, row := range hold.ByFrequency {
+		want = append(want, fmt.Sprintf(`repeats before: %s predicted</title>`, num1(row.Predicted)), fmt.Sprintf(`repeats before: %d actual</title>`, row.Actual))
+	}
+	total := 0
+	for name, n := range rep.RFM {
+		total += n
+		want = append(want, fmt.Sprintf(`>%s (%s)</text>`, formatInt(n), pct(float64(n), 120)), template.HTMLEscapeString(name)+" "+fmt.Sprint(n))
+	}
+	if total != 120 {
+		t.Errorf("RFM groups hold %d customers, want 120", total)
+	}
+	if len(rep.Clusters) < 2 {
+		t.Fatalf("the refit made %d clusters", len(rep.Clusters))
+	}
+	for _, cl := range rep.Clusters {
+		want = append(want, fmt.Sprintf(`<tr><th scope="row">%s</th><td class="num">%d</td>`, template.HTMLEscapeString(cl.Description), cl.Size),
+			`aria-label="`+pct(cl.Share, 1)+` of customers are `+template.HTMLEscapeString(cl.Description)+`"`)
+	}
+	for _, w := range want {
+		if !strings.Contains(b, w) {
+			t.Errorf("models page lacks %q", w)
+		}
+	}
+	if n := strings.Count(b, "<svg class=\"chart\""); n != 2 {
+		t.Errorf("models page has %d charts, want the holdout and RFM ones", n)
+	}
+
+	// A page view reads the kept report: it must not refit.
+	fitted := rep.FittedAt
+	t0 := time.Now()
+	get(t, c, h.URL+"/ui/models")
+	took := time.Since(t0)
+	if h.Engine.ModelReport().FittedAt != fitted {
+		t.Error("viewing the models page refitted the models")
+	}
+	t.Logf("GET /ui/models after a fit of %d customers: %v", rep.Fit.Customers, took)
 }
 
 func TestCSVSafe(t *testing.T) {

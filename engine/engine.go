@@ -98,9 +98,12 @@ func (e *Engine) refitLoop(ctx context.Context) {
 }
 
 // giveWay waits, briefly, while acknowledgements are waiting for the
-// database's single writer.
-func (e *Engine) giveWay() {
-	if e.cfg.Yield == nil {
+// database's single writer. Only big batches wait: they mean ingest is
+// running ahead (a burst), when acknowledging matters most and processing
+// can catch up after; small ones are the normal flow, where waiting would
+// only add latency to every transition.
+func (e *Engine) giveWay(batch int) {
+	if e.cfg.Yield == nil || batch < yieldBatch {
 		return
 	}
 	wait := e.cfg.YieldFor
@@ -180,6 +183,10 @@ func New(cfg Config) (*Engine, error) {
 // Extractor decides what counts as an identifier and normalises it. Ingest
 // and look-ups must use the resolver's, so anchors and look-ups agree.
 func (e *Engine) Extractor() *identity.Extractor { return e.x }
+
+// yieldBatch is the batch size from which processing gives way to
+// acknowledgements (see giveWay).
+const yieldBatch = 2000
 
 // tailLimit bounds the events Offer keeps in memory; beyond it the engine
 // reads the log from the store instead (it is falling behind anyway).
@@ -444,7 +451,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		e.segsDirty = true
 		return 0, err
 	}
-	e.giveWay()
+	e.giveWay(len(evs))
 	if err := e.write(ctx, &res); err != nil {
 		e.res.Abort()
 		e.segsDirty = true

@@ -35,6 +35,7 @@ type modelsData struct {
 	Err     string
 	R       *engine.ModelReport
 
+	Unit         string // the models' time unit in words
 	Verdict      string // in plain words
 	VerdictClass string
 	BGParams     []paramRow
@@ -127,6 +128,7 @@ var verdictWords = map[intel.Verdict]string{
 
 func fillModels(d *modelsData, rep *engine.ModelReport) {
 	d.R = rep
+	d.Unit = unitWords(rep.Unit)
 	v := rep.Fit.Verdict
 	d.Verdict = verdictWords[v]
 	if d.Verdict == "" {
@@ -143,7 +145,7 @@ func fillModels(d *modelsData, rep *engine.ModelReport) {
 		p := f.Params
 		d.BGParams = []paramRow{
 			{"r", num4(p.R), "shape of how purchase rates vary between customers"},
-			{"α (alpha)", num4(p.Alpha), "scale of the purchase rates (in " + rep.Unit + " units)"},
+			{"α (alpha)", num4(p.Alpha), "scale of the purchase rates (time in " + d.Unit + "s)"},
 			{"a", num4(p.A), "with b, how likely customers are to drop out"},
 			{"b", num4(p.B), "with a, how likely customers are to drop out"},
 		}
@@ -317,4 +319,21 @@ func trimNum(v float64) string {
 		return formatInt(int64(v))
 	}
 	return fmt.Sprintf("%.1f", v)
+}
+
+// unitWords names the models' time unit ("168h0m0s" is a week).
+func unitWords(u string) string {
+	d, err := time.ParseDuration(u)
+	if err != nil {
+		return u
+	}
+	switch d {
+	case 7 * 24 * time.Hour:
+		return "week"
+	case 24 * time.Hour:
+		return "day"
+	case time.Hour:
+		return "hour"
+	}
+	return u
 }

@@ -710,6 +710,7 @@ func TestModels(t *testing.T) {
 	want := []string{
 		`<span class="tile-label">Customers</span><span class="tile-num">120</span>`,
 		`<span class="tile-label">Purchases read</span><span class="tile-num">` + formatInt(len(evs)) + `</span>`,
+		"time unit: a week.",
 		"Verdict: " + string(rep.Fit.Verdict),
 		verdictWords[rep.Fit.Verdict],
 		// Parameters, both models, with their log-likelihoods.

@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/engine"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -773,6 +775,29 @@ func TestModels(t *testing.T) {
 		t.Error("viewing the models page refitted the models")
 	}
 	t.Logf("GET /ui/models after a fit of %d customers: %v", rep.Fit.Customers, took)
+}
+
+// TestModelsNotFitted views the page through an engine that has not run,
+// so it has no report at all: the empty state with the refit button.
+func TestModelsNotFitted(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.signIn(t)
+	eng, err := engine.New(engine.Config{Store: h.DB, Logger: h.UI.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eng.ModelReport() != nil {
+		t.Fatal("an engine that has not run has a model report")
+	}
+	srv := httptest.NewServer(New(Config{Store: h.DB, Engine: eng, Logger: h.UI.log, Secret: h.UI.cfg.Secret}).Handler())
+	defer srv.Close()
+	u, _ := url.Parse(h.URL)
+	su, _ := url.Parse(srv.URL)
+	c.Jar.SetCookies(su, c.Jar.Cookies(u))
+	code, body := get(t, c, srv.URL+"/ui/models")
+	if code != http.StatusOK || !strings.Contains(body, "have not been fitted yet") || !strings.Contains(body, ">Refit now</button>") || strings.Contains(body, "<svg class=\"chart\"") {
+		t.Errorf("models page without a report: %d, want the empty state with a refit button and no charts:\n%s", code, body)
+	}
 }
 
 func TestCSVSafe(t *testing.T) {

@@ -431,6 +431,14 @@ func (s *Server) deleteAutomation(w http.ResponseWriter, r *http.Request, sess *
 		return
 	}
 	id := r.PathValue("id")
+	name := id
+	if as, err := s.acts.ListAutomations(r.Context()); err == nil {
+		for _, a := range as {
+			if a.ID == id {
+				name = a.Name // the flash names what people recognise
+			}
+		}
+	}
 	if err := s.acts.DeleteAutomation(r.Context(), id); err != nil {
 		if kiln.ErrorCode(err) == kiln.ENotFound {
 			s.redirectFlash(w, r, "/ui/automations", kiln.ErrorMessage(err))
@@ -439,7 +447,7 @@ func (s *Server) deleteAutomation(w http.ResponseWriter, r *http.Request, sess *
 		s.errorPage(w, r, sess, err)
 		return
 	}
-	s.redirectFlash(w, r, "/ui/automations", "Deleted automation "+id+".")
+	s.redirectFlash(w, r, "/ui/automations", "Deleted automation "+name+".")
 }
 
 // --- deliveries -----------------------------------------------------------------

@@ -267,7 +267,7 @@ func TestAutomationsDeliver(t *testing.T) {
 		{"/ui/automations/" + as[0].ID + "/disable", "Disabled automation welcome"},
 		{"/ui/destinations/crm/delete", "used by automation welcome"},
 		{"/ui/automations/" + as[0].ID + "/enable", "Enabled automation welcome"},
-		{"/ui/automations/" + as[0].ID + "/delete", "Deleted automation"},
+		{"/ui/automations/" + as[0].ID + "/delete", "Deleted automation welcome"},
 		{"/ui/destinations/crm/delete", "Deleted destination crm"},
 	} {
 		res, _ := postForm(t, c, h.URL+step.path, url.Values{"csrf": {tok}})
@@ -412,5 +412,32 @@ func TestBrowserAutomation(t *testing.T) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRESTHookShown: a REST Hooks subscription shows as an automation its
+// subscriber manages, and its private destination is not listed.
+func TestRESTHookShown(t *testing.T) {
+	h := newHarness(t, "")
+	ctx := context.Background()
+	if _, err := h.Engine.ApplyDefinitions(ctx, testDefs, false); err != nil {
+		t.Fatal(err)
+	}
+	hook, err := h.Actions.Subscribe(ctx, "http://127.0.0.1:9/zap", action.EventEntered, "buyers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := h.signIn(t)
+	_, page := get(t, c, h.URL+"/ui/automations")
+	if tb := tableOf(page, "automations"); !strings.Contains(tb, hook.ID) || !strings.Contains(tb, "REST Hook") || !strings.Contains(tb, "its subscriber removes it") || strings.Contains(tb, "/delete") {
+		t.Errorf("automations table: %s", tb)
+	}
+	_, page = get(t, c, h.URL+"/ui/destinations")
+	if strings.Contains(page, hook.ID) || !strings.Contains(page, "No destinations yet") {
+		t.Error("the subscription's own destination is listed")
+	}
+	_, page = get(t, c, h.URL+"/ui/segments/buyers")
+	if !strings.Contains(tableOf(page, "automations"), hook.ID) {
+		t.Error("segment page does not list the subscription")
 	}
 }

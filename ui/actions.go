@@ -254,8 +254,16 @@ func (s *Server) deleteDestination(w http.ResponseWriter, r *http.Request, sess 
 		s.errorPage(w, r, sess, errActionsOff)
 		return
 	}
-	name := r.PathValue("id")
-	if err := s.acts.DeleteDestination(r.Context(), name); err != nil {
+	id := r.PathValue("id")
+	name := id
+	if ds, err := s.acts.ListDestinations(r.Context()); err == nil {
+		for _, d := range ds {
+			if d.ID == id {
+				name = d.Name // the flash names what people recognise
+			}
+		}
+	}
+	if err := s.acts.DeleteDestination(r.Context(), id); err != nil {
 		if c := kiln.ErrorCode(err); c == kiln.EConflict || c == kiln.ENotFound {
 			s.redirectFlash(w, r, "/ui/destinations", "Not deleted: "+kiln.ErrorMessage(err))
 			return

@@ -265,10 +265,10 @@ func TestAutomationsDeliver(t *testing.T) {
 	// Disable, enable, delete; a destination in use is not deleted.
 	for _, step := range []struct{ path, flash string }{
 		{"/ui/automations/" + as[0].ID + "/disable", "Disabled automation welcome"},
-		{"/ui/destinations/crm/delete", "used by automation welcome"},
+		{"/ui/destinations/" + ds[0].ID + "/delete", "used by automation welcome"},
 		{"/ui/automations/" + as[0].ID + "/enable", "Enabled automation welcome"},
 		{"/ui/automations/" + as[0].ID + "/delete", "Deleted automation welcome"},
-		{"/ui/destinations/crm/delete", "Deleted destination crm"},
+		{"/ui/destinations/" + ds[0].ID + "/delete", "Deleted destination crm"},
 	} {
 		res, _ := postForm(t, c, h.URL+step.path, url.Values{"csrf": {tok}})
 		loc, _ := url.QueryUnescape(res.Header.Get("Location"))

@@ -195,8 +195,8 @@ func importMapping(preset, file string, fields []string) (bulk.Mapping, error) {
 		}
 		m.Fields[target] = col
 	}
-	if len(m.Fields) == 0 {
-		return m, fmt.Errorf("import: say how columns map to events: -preset, -mapping or -field")
+	if len(m.Fields) == 0 && m.Format != bulk.FormatSegment {
+		return m, fmt.Errorf("import: say how columns map to events: -preset, -mapping or -field (or a mapping with \"format\": \"segment\" for a Segment or RudderStack export)")
 	}
 	return m, nil
 }

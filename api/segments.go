@@ -23,6 +23,7 @@ type Segments interface {
 	Definitions() []engine.SegmentInfo
 	Explain(ctx context.Context, segment, profileID string) (*eval.Node, bool, error)
 	ProfileSegments(profileID string) (map[string]any, []string)
+	ProfileModelTraits(profileID string) map[string]any
 	MembersAsOf(ctx context.Context, segment string, at time.Time) ([]string, error)
 	Recompute(ctx context.Context, segment string) (engine.Job, error)
 	Job(id int64) (engine.Job, bool)
@@ -287,10 +288,11 @@ func (s *Server) profileSegments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	traits, _ := s.Segments.ProfileSegments(id)
+	model := s.Segments.ProfileModelTraits(id)
 	if ms == nil {
 		ms = []kiln.Membership{}
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"profileId": id, "memberships": ms, "computed": traits})
+	WriteJSON(w, http.StatusOK, map[string]any{"profileId": id, "memberships": ms, "computed": traits, "model": model})
 }
 
 func (s *Server) recompute(w http.ResponseWriter, r *http.Request) {

@@ -505,15 +505,18 @@ func (e *Engine) ProfileSegments(profileID string) (map[string]any, []string) {
 	if ps == nil {
 		return nil, nil
 	}
-	vals := s.prog.TraitValues(ps.st)
-	if e.models != nil {
-		for k := range e.models.keys {
-			if v, ok := ps.prof.Traits[k]; ok {
-				vals[k] = v
-			}
-		}
+	return s.prog.TraitValues(ps.st), s.memberships(profileID)
+}
+
+// ProfileModelTraits returns the traits the customer models set on a
+// profile (predictions, RFM, cluster, retail and restaurant traits), or nil.
+func (e *Engine) ProfileModelTraits(profileID string) map[string]any {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.models == nil {
+		return nil
 	}
-	return vals, s.memberships(profileID)
+	return maps.Clone(e.models.traits[profileID])
 }
 
 // SegmentInfo describes a live segment or trait.

@@ -90,7 +90,8 @@ type purchases struct {
 }
 
 type models struct {
-	keys   map[string]bool // every trait name the models set
+	keys   map[string]bool           // every trait name the models set
+	traits map[string]map[string]any // per profile, for showing them (with or without definitions)
 	bg     *intel.BGNBD
 	gg     *intel.GammaGamma
 	unit   time.Duration
@@ -378,6 +379,7 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		}
 	}
 	rep.Scored = len(traits)
+	m.traits = traits
 
 	// Install: set the traits on live states and record what changes.
 	e.mu.Lock()
@@ -436,6 +438,13 @@ func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) 
 	if m.bg == nil {
 		return false
 	}
-	setTraits(ps, m.scoreTraits(p, now))
+	t := m.scoreTraits(p, now)
+	setTraits(ps, t)
+	if m.traits[pid] == nil {
+		m.traits[pid] = map[string]any{}
+	}
+	for k, v := range t {
+		m.traits[pid][k] = v
+	}
 	return true
 }

@@ -98,8 +98,9 @@ func TestModelsReproduceCDNOW(t *testing.T) {
 	}
 	b.clock.Store(time.Date(1997, 10, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
 	b.send(t, user, order(time.Date(1997, 10, 1, 10, 0, 0, 0, time.UTC), 30))
-	traits, segs := b.e.ProfileSegments(lost)
-	if risk, _ := traits[TraitChurnRisk].(float64); risk >= 0.7 || slices.Contains(segs, "likely_lost") {
+	traits := b.e.ProfileModelTraits(lost)
+	_, segs := b.e.ProfileSegments(lost)
+	if risk, ok := traits[TraitChurnRisk].(float64); !ok || risk >= 0.7 || slices.Contains(segs, "likely_lost") {
 		t.Errorf("after a new purchase: churn_risk %v, segments %v", traits[TraitChurnRisk], segs)
 	}
 }

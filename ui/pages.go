@@ -752,6 +752,10 @@ func (s *Server) profilePage(w http.ResponseWriter, r *http.Request, sess *sessi
 	for _, k := range sortedKeys(p.Computed) {
 		d.Stored = append(d.Stored, traitRow{Name: k, Value: p.Computed[k]})
 	}
+	model := s.eng.ProfileModelTraits(id)
+	for _, k := range sortedKeys(model) {
+		d.Stored = append(d.Stored, traitRow{Name: k, Value: model[k]})
+	}
 	defs := s.eng.Definitions()
 	titles := map[string]string{}
 	for _, def := range defs {

@@ -55,6 +55,7 @@ type Engine interface {
 	DeleteDefinitions(ctx context.Context, names []string) (*engine.ApplyResult, error)
 	Explain(ctx context.Context, segment, profileID string) (*eval.Node, bool, error)
 	ProfileSegments(profileID string) (map[string]any, []string)
+	ProfileModelTraits(profileID string) map[string]any
 	Recompute(ctx context.Context, segment string) (engine.Job, error)
 	Job(id int64) (engine.Job, bool)
 	SetStatic(ctx context.Context, segment string, add, remove []string) (int, error)

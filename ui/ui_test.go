@@ -708,6 +708,15 @@ func TestModels(t *testing.T) {
 	if rep.Purchases != len(evs) {
 		t.Errorf("the refit read %d purchases, want %d", rep.Purchases, len(evs))
 	}
+	// A scored customer's profile page shows the predictions.
+	ps, _, err := h.DB.ListProfiles(t.Context(), store.ProfileQuery{Limit: 1})
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("profiles: %v %d", err, len(ps))
+	}
+	_, page := get(t, c, h.URL+"/ui/profiles/"+ps[0].ID)
+	if !strings.Contains(page, "churn_risk") || !strings.Contains(page, "rfm_segment") || strings.Contains(page, "No predictions yet") {
+		t.Errorf("profile page of a scored customer shows no predictions")
+	}
 	hold := rep.Check.Holdout
 	want := []string{
 		`<span class="tile-label">Customers</span><span class="tile-num">120</span>`,

@@ -569,29 +569,27 @@ func (e *Engine) MembersAsOf(ctx context.Context, segment string, at time.Time) 
 	prog := s.prog
 	static := maps.Clone(s.static)
 	upTo := e.processed.Load()
-	// Group the log by profile under the lock (the index must not move);
-	// evaluate after releasing it.
+	e.mu.Unlock()
+	// Group the log by profile, holding the lock only to attribute each
+	// chunk (the identity index must not move meanwhile); evaluate after.
 	byProfile := map[string][]*kiln.Event{}
-	for after := int64(0); after < upTo; {
-		evs, err := e.st.ReadEvents(ctx, after, 20000)
-		if err != nil {
-			e.mu.Unlock()
-			return nil, err
-		}
-		if len(evs) == 0 {
-			break
-		}
+	err := e.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
 		for i := range evs {
-			if evs[i].Seq > upTo || evs[i].Timestamp.After(at) {
+			if evs[i].Timestamp.After(at) {
 				continue
 			}
 			if pid, ok := e.res.ProfileOf(kiln.ParseIdentifier(evs[i].Anchor)); ok {
-				byProfile[pid] = append(byProfile[pid], &evs[i])
+				ev := evs[i] // ScanLog reuses its chunk: keep a copy
+				byProfile[pid] = append(byProfile[pid], &ev)
 			}
 		}
-		after = evs[len(evs)-1].Seq
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the log for %s as of %s: %w", segment, at.Format(time.RFC3339), err)
 	}
-	e.mu.Unlock()
 	var out []string
 	for pid, evs := range byProfile {
 		prof := eval.Profile{Static: static[pid]}

@@ -20,13 +20,18 @@ import (
 // a fresh schema when KILN_TEST_POSTGRES is set and pg is true) and returns
 // it with an admin token and a write token for source "web".
 func testMain(t *testing.T) (*Main, string, string) {
+	return testMainOn(t, "")
+}
+
+// testMainOn starts the server on PostgreSQL when dsn is set, else on SQLite.
+func testMainOn(t *testing.T, dsn string) (*Main, string, string) {
 	t.Helper()
 	m := NewMain(io.Discard)
 	if testing.Verbose() {
 		m.logOut = os.Stderr
 	}
 	m.Config = Config{
-		Addr: "127.0.0.1:0", DB: filepath.Join(t.TempDir(), "kiln.db"),
+		Addr: "127.0.0.1:0", DB: filepath.Join(t.TempDir(), "kiln.db"), Postgres: dsn,
 		LogFormat: "text", LogLevel: "warn", Timezone: "UTC", Shutdown: 10 * time.Second,
 	}
 	ctx := context.Background()
@@ -42,7 +47,8 @@ func testMain(t *testing.T) (*Main, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.CreateSource(ctx, m.Store, "web", "segment", "", "", time.Now()); err != nil {
+	// A restarted server in a test finds its source there already.
+	if _, err := api.CreateSource(ctx, m.Store, "web", "segment", "", "", time.Now()); err != nil && kiln.ErrorCode(err) != kiln.EConflict {
 		t.Fatal(err)
 	}
 	_, write, err := api.CreateKey(ctx, m.Store, kiln.WriteKey, "web", "web", time.Now())

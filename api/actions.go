@@ -231,6 +231,7 @@ func (s *Server) exportSegment(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// nonNil makes a nil slice empty, so lists encode as [] rather than null.
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}

@@ -204,9 +204,7 @@ func (s *Server) listProfiles(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if ps == nil {
-		ps = []kiln.Profile{}
-	}
+	ps = nonNil(ps)
 	WriteJSON(w, http.StatusOK, map[string]any{"profiles": ps, "next": next})
 }
 
@@ -232,9 +230,7 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if evs == nil {
-		evs = []kiln.Event{}
-	}
+	evs = nonNil(evs)
 	WriteJSON(w, http.StatusOK, ProfileView{Profile: p, RecentEvents: evs})
 }
 
@@ -259,9 +255,7 @@ func (s *Server) profileEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if evs == nil {
-		evs = []kiln.Event{}
-	}
+	evs = nonNil(evs)
 	WriteJSON(w, http.StatusOK, map[string]any{"events": evs})
 }
 
@@ -335,9 +329,7 @@ func (s *Server) profileMerges(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if ms == nil {
-		ms = []kiln.Merge{}
-	}
+	ms = nonNil(ms)
 	WriteJSON(w, http.StatusOK, map[string]any{"merges": ms})
 }
 
@@ -377,9 +369,7 @@ func (s *Server) listRejects(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if rs == nil {
-		rs = []kiln.Reject{}
-	}
+	rs = nonNil(rs)
 	next := int64(0)
 	if len(rs) > 0 {
 		next = rs[len(rs)-1].ID
@@ -393,9 +383,7 @@ func (s *Server) listSources(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if ss == nil {
-		ss = []kiln.Source{}
-	}
+	ss = nonNil(ss)
 	WriteJSON(w, http.StatusOK, map[string]any{"sources": ss})
 }
 
@@ -469,9 +457,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if ks == nil {
-		ks = []kiln.Key{}
-	}
+	ks = nonNil(ks)
 	WriteJSON(w, http.StatusOK, map[string]any{"keys": ks})
 }
 
@@ -508,9 +494,7 @@ func (s *Server) listSuppressions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if ss == nil {
-		ss = []kiln.Suppression{}
-	}
+	ss = nonNil(ss)
 	WriteJSON(w, http.StatusOK, map[string]any{"suppressions": ss})
 }
 

@@ -94,9 +94,7 @@ func (s *Server) applyDefinitions(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listDefinitions(w http.ResponseWriter, r *http.Request) {
 	defs := s.Segments.Definitions()
-	if defs == nil {
-		defs = []engine.SegmentInfo{}
-	}
+	defs = nonNil(defs)
 	WriteJSON(w, http.StatusOK, map[string]any{"definitions": defs})
 }
 
@@ -181,9 +179,7 @@ func (s *Server) segmentMembers(w http.ResponseWriter, r *http.Request) {
 	if len(ms) > 0 && len(ms) == min(limit, 10000) {
 		next = ms[len(ms)-1].ProfileID
 	}
-	if ms == nil {
-		ms = []kiln.Membership{}
-	}
+	ms = nonNil(ms)
 	WriteJSON(w, http.StatusOK, map[string]any{"segment": name, "size": n, "members": ms, "next": next})
 }
 
@@ -202,9 +198,7 @@ func (s *Server) segmentSizes(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if ss == nil {
-		ss = []kiln.SegmentSize{}
-	}
+	ss = nonNil(ss)
 	WriteJSON(w, http.StatusOK, map[string]any{"sizes": ss})
 }
 
@@ -229,9 +223,7 @@ func (s *Server) transitions(w http.ResponseWriter, r *http.Request, q store.Tra
 	if len(ts) > 0 {
 		next = ts[len(ts)-1].ID
 	}
-	if ts == nil {
-		ts = []kiln.Transition{}
-	}
+	ts = nonNil(ts)
 	WriteJSON(w, http.StatusOK, map[string]any{"transitions": ts, "next": next})
 }
 
@@ -289,9 +281,7 @@ func (s *Server) profileSegments(w http.ResponseWriter, r *http.Request) {
 	}
 	traits, _ := s.Segments.ProfileSegments(id)
 	model := s.Segments.ProfileModelTraits(id)
-	if ms == nil {
-		ms = []kiln.Membership{}
-	}
+	ms = nonNil(ms)
 	WriteJSON(w, http.StatusOK, map[string]any{"profileId": id, "memberships": ms, "computed": traits, "model": model})
 }
 

@@ -222,31 +222,28 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	cust := map[string]*purchases{}
 	histEvents := map[string][]*kiln.Event{} // for the retail and restaurant traits
 	upTo := e.processed.Load()
-	for after := int64(0); after < upTo; {
-		evs, err := e.st.ReadEvents(ctx, after, 20000)
-		if err != nil {
-			return nil, fmt.Errorf("reading purchases after seq %d: %w", after, err)
-		}
-		if len(evs) == 0 {
-			break
-		}
+	err := e.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		for i := range evs {
 			ev := &evs[i]
-			if ev.Seq > upTo {
-				break
+			hist := historyEvent(ev) && !ev.Timestamp.After(o.CalibrationEnd)
+			amount, purchase := purchaseAmount(ev)
+			if purchase && ev.Timestamp.After(o.CalibrationEnd) && o.HoldoutEnd.IsZero() {
+				purchase = false
 			}
-			if historyEvent(ev) && !ev.Timestamp.After(o.CalibrationEnd) {
-				if pid, found := e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor)); found {
-					histEvents[pid] = append(histEvents[pid], ev)
-				}
-			}
-			amount, ok := purchaseAmount(ev)
-			if !ok || ev.Timestamp.After(o.CalibrationEnd) && o.HoldoutEnd.IsZero() {
+			if !hist && !purchase {
 				continue
 			}
 			pid, found := e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor))
 			if !found {
+				continue
+			}
+			if hist {
+				kept := *ev // ScanLog reuses its chunk: keep a copy
+				histEvents[pid] = append(histEvents[pid], &kept)
+			}
+			if !purchase {
 				continue
 			}
 			txns = append(txns, intel.Txn{Customer: pid, Time: ev.Timestamp, Amount: amount})
@@ -259,8 +256,10 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 				p.add(unixDay(ev.Timestamp), amount)
 			}
 		}
-		e.mu.Unlock()
-		after = evs[len(evs)-1].Seq
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading purchases: %w", err)
 	}
 	rep := &ModelReport{FittedAt: e.cfg.Now().UTC(), CalibrationEnd: o.CalibrationEnd.UTC(), Unit: o.Unit.String(), Purchases: len(txns), RFM: map[string]int{}}
 	fitOpts := intel.FitOptions{MinRepeaters: o.MinRepeaters}

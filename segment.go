@@ -28,6 +28,7 @@ const (
 	ReasonRecompute        = "recompute"         // a scheduled or manual recompute
 	ReasonManual           = "manual"            // a static segment was edited
 	ReasonProfile          = "profile"           // a profile trait changed, or profiles merged or split
+	ReasonModelRefit       = "model_refit"       // a refit of the customer models moved a model trait across a condition
 )
 
 // Transition is one entry into or exit from a segment, with what caused it.

@@ -33,6 +33,7 @@ type Store interface {
 	Checkpoints
 	Segments
 	Outbox
+	EngineState
 	// Close releases the database. Callers stop using the store first.
 	Close() error
 }
@@ -106,6 +107,16 @@ type Resolution struct {
 	// Checkpoint names a checkpoint set to Seq in the same transaction
 	// (Name "" for none).
 	Checkpoint Checkpoint
+	// Checkpoints are further positions set in the same transaction (the
+	// engine's clock, which must move exactly with what it recorded).
+	Checkpoints []Checkpoint
+	// Definitions are new definition versions (see SaveDefinitions),
+	// saved with the transitions their change caused.
+	Definitions []kiln.Definition
+	// ModelTraits replace profiles' model traits, and Blobs named blobs
+	// (the fitted models, the snapshot header), with what they caused.
+	ModelTraits []ModelTraits
+	Blobs       []Blob
 	// IndexUpTo says every event up to this Seq has been processed. A
 	// backend may build secondary indexes of the log here rather than in
 	// Append, off the ingest path (SQLite builds its anchor index); queries

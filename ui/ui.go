@@ -474,6 +474,8 @@ func reasonText(r string) string {
 		return "edited by hand"
 	case kiln.ReasonProfile:
 		return "profile changed"
+	case kiln.ReasonModelRefit:
+		return "models refitted"
 	}
 	return r
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/store"
@@ -155,6 +156,18 @@ func jsonGet(b []byte) json.RawMessage {
 
 // SaveDefinitions stores new definition versions in one statement.
 func (db *DB) SaveDefinitions(ctx context.Context, defs []kiln.Definition) error {
+	if err := saveDefinitions(ctx, db.pool, defs); err != nil {
+		return fmt.Errorf("postgres: save definitions: %w", err)
+	}
+	return nil
+}
+
+// execer is a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func saveDefinitions(ctx context.Context, db execer, defs []kiln.Definition) error {
 	if len(defs) == 0 {
 		return nil
 	}
@@ -167,30 +180,29 @@ func (db *DB) SaveDefinitions(ctx context.Context, defs []kiln.Definition) error
 	for i, d := range defs {
 		what := fmt.Sprintf("definition %q version %d", d.Name, d.Version)
 		if d.Name == "" {
-			return fmt.Errorf("postgres: save definitions: %w",
-				kiln.Errorf(kiln.EInvalid, "definition without a name (kind %q, version %d)", d.Kind, d.Version))
+			return kiln.Errorf(kiln.EInvalid, "definition without a name (kind %q, version %d)", d.Kind, d.Version)
 		}
 		// A duplicate within the batch would be a unique violation too;
 		// naming it here says which one.
 		key := fmt.Sprintf("%s\x00%d", d.Name, d.Version)
 		if seen[key] {
-			return fmt.Errorf("postgres: save definitions: %s appears twice: %w", what, store.ErrConflict)
+			return fmt.Errorf("%s appears twice: %w", what, store.ErrConflict)
 		}
 		seen[key] = true
 		var err error
 		if bodies[i], err = jsonText(d.Body, what+": body"); err != nil {
-			return fmt.Errorf("postgres: save definitions: %w", err)
+			return err
 		}
 		names[i], kinds[i], versions[i], texts[i], applied[i] = d.Name, d.Kind, d.Version, d.Text, tval(d.AppliedAt)
 		if d.DeletedAt != nil {
 			deleted[i] = tval(*d.DeletedAt)
 		}
 	}
-	if _, err := db.pool.Exec(ctx, insertDefinitions, names, kinds, versions, texts, bodies, applied, deleted); err != nil {
+	if _, err := db.Exec(ctx, insertDefinitions, names, kinds, versions, texts, bodies, applied, deleted); err != nil {
 		if isUnique(err) {
-			return fmt.Errorf("postgres: save definitions: a version is stored already: %w", store.ErrConflict)
+			return fmt.Errorf("a version is stored already: %w", store.ErrConflict)
 		}
-		return fmt.Errorf("postgres: save definitions: %w", err)
+		return err
 	}
 	return nil
 }

@@ -196,7 +196,7 @@ func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 				return fmt.Errorf("checkpoint %q: %w", r.Checkpoint.Name, err)
 			}
 		}
-		return nil
+		return applyState(ctx, tx, &r)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: apply resolution: %w", err)
@@ -592,7 +592,7 @@ func (db *DB) DeleteProfile(ctx context.Context, id string, suppress bool, reaso
 				}
 			}
 		}
-		for _, q := range []string{deleteIdentitiesOf, deleteConsentOf, deleteMergesOf, deleteProfileRow} {
+		for _, q := range []string{deleteIdentitiesOf, deleteConsentOf, deleteMergesOf, deleteModelTrait, deleteProfileRow} {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return err
 			}

@@ -136,42 +136,46 @@ func (db *DB) SaveDefinitions(ctx context.Context, defs []kiln.Definition) error
 	if len(defs) == 0 {
 		return nil
 	}
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, insertDefinition)
+	if err := db.write(ctx, func(tx *sql.Tx) error { return saveDefinitions(ctx, tx, defs) }); err != nil {
+		return fmt.Errorf("sqlite: save definitions: %w", err)
+	}
+	return nil
+}
+
+func saveDefinitions(ctx context.Context, tx *sql.Tx, defs []kiln.Definition) error {
+	if len(defs) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, insertDefinition)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, d := range defs {
+		what := fmt.Sprintf("definition %q version %d", d.Name, d.Version)
+		if d.Name == "" {
+			return kiln.Errorf(kiln.EInvalid, "definition without a name (kind %q, version %d)", d.Kind, d.Version)
+		}
+		body, err := jsonText(d.Body, what+": body")
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for _, d := range defs {
-			what := fmt.Sprintf("definition %q version %d", d.Name, d.Version)
-			if d.Name == "" {
-				return kiln.Errorf(kiln.EInvalid, "definition without a name (kind %q, version %d)", d.Kind, d.Version)
-			}
-			body, err := jsonText(d.Body, what+": body")
-			if err != nil {
+		applied, err := nanos(d.AppliedAt, what+": appliedAt")
+		if err != nil {
+			return err
+		}
+		var deleted any
+		if d.DeletedAt != nil {
+			if deleted, err = nanos(*d.DeletedAt, what+": deletedAt"); err != nil {
 				return err
-			}
-			applied, err := nanos(d.AppliedAt, what+": appliedAt")
-			if err != nil {
-				return err
-			}
-			var deleted any
-			if d.DeletedAt != nil {
-				if deleted, err = nanos(*d.DeletedAt, what+": deletedAt"); err != nil {
-					return err
-				}
-			}
-			if _, err := stmt.ExecContext(ctx, d.Name, d.Kind, d.Version, d.Text, body, applied, deleted); err != nil {
-				if isUnique(err) {
-					return fmt.Errorf("%s: %w", what, store.ErrConflict)
-				}
-				return fmt.Errorf("%s: %w", what, err)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("sqlite: save definitions: %w", err)
+		if _, err := stmt.ExecContext(ctx, d.Name, d.Kind, d.Version, d.Text, body, applied, deleted); err != nil {
+			if isUnique(err) {
+				return fmt.Errorf("%s: %w", what, store.ErrConflict)
+			}
+			return fmt.Errorf("%s: %w", what, err)
+		}
 	}
 	return nil
 }

@@ -57,6 +57,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ScanIdentities", testScanIdentities},
 		{"ResolutionAtomic", testResolutionAtomic},
 		{"ConcurrentAppend", testConcurrentAppend},
+		{"EngineState", testEngineState},
+		{"Snapshots", testSnapshots},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

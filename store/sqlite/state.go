@@ -1,0 +1,147 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/kiln-cdp/kiln/store"
+)
+
+const (
+	getBlob = `SELECT data FROM engine_blobs WHERE name = ?`
+	putBlob = `
+INSERT INTO engine_blobs (name, data) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET data = excluded.data`
+
+	scanModelTraits  = `SELECT profile_id, traits FROM model_traits`
+	putModelTraits   = `INSERT INTO model_traits (profile_id, traits) VALUES (?, ?) ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits`
+	deleteModelTrait = `DELETE FROM model_traits WHERE profile_id = ?`
+
+	putSnapshotPart = `INSERT OR REPLACE INTO snapshot_parts (generation, part, data) VALUES (?, ?, ?)`
+	scanSnapshot    = `SELECT data FROM snapshot_parts WHERE generation = ? ORDER BY part`
+	dropSnapshots   = `DELETE FROM snapshot_parts WHERE generation <> ?`
+)
+
+// GetBlob returns the named blob, nil if none.
+func (db *DB) GetBlob(ctx context.Context, name string) ([]byte, error) {
+	var data []byte
+	err := db.r.QueryRowContext(ctx, getBlob, name).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: blob %q: %w", name, err)
+	}
+	return data, nil
+}
+
+// ScanModelTraits calls fn with every profile's model traits.
+func (db *DB) ScanModelTraits(ctx context.Context, fn func(string, map[string]any) error) error {
+	rows, err := db.r.QueryContext(ctx, scanModelTraits)
+	if err != nil {
+		return fmt.Errorf("sqlite: model traits: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid string
+		var raw []byte
+		if err := rows.Scan(&pid, &raw); err != nil {
+			return fmt.Errorf("sqlite: model traits: %w", err)
+		}
+		var t map[string]any
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return fmt.Errorf("sqlite: model traits of %s: %w", pid, err)
+		}
+		if err := fn(pid, t); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// PutSnapshotPart stores one part of a snapshot generation. It is
+// written relaxed (no fsync of its own): a generation is only read once
+// the header naming it commits, which syncs the WAL before it.
+func (db *DB) PutSnapshotPart(ctx context.Context, gen, part int64, data []byte) error {
+	err := db.writeRelaxed(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, putSnapshotPart, gen, part, data)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: snapshot %d part %d: %w", gen, part, err)
+	}
+	return nil
+}
+
+// ScanSnapshot calls fn with every part of generation gen in order.
+func (db *DB) ScanSnapshot(ctx context.Context, gen int64, fn func([]byte) error) error {
+	rows, err := db.r.QueryContext(ctx, scanSnapshot, gen)
+	if err != nil {
+		return fmt.Errorf("sqlite: snapshot %d: %w", gen, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return fmt.Errorf("sqlite: snapshot %d: %w", gen, err)
+		}
+		if err := fn(data); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// DropSnapshots deletes the parts of every generation but keep.
+func (db *DB) DropSnapshots(ctx context.Context, keep int64) error {
+	if _, err := db.w.ExecContext(ctx, dropSnapshots, keep); err != nil {
+		return fmt.Errorf("sqlite: dropping old snapshots: %w", err)
+	}
+	return nil
+}
+
+// applyState writes the engine state parts of a Resolution.
+func applyState(ctx context.Context, tx *sql.Tx, r *store.Resolution) error {
+	if err := saveDefinitions(ctx, tx, r.Definitions); err != nil {
+		return err
+	}
+	for _, m := range r.Merges { // the survivor is rescored; From is gone
+		if _, err := tx.ExecContext(ctx, deleteModelTrait, m.From); err != nil {
+			return fmt.Errorf("model traits of %s: %w", m.From, err)
+		}
+	}
+	for _, b := range r.Blobs {
+		if _, err := tx.ExecContext(ctx, putBlob, b.Name, b.Data); err != nil {
+			return fmt.Errorf("blob %q: %w", b.Name, err)
+		}
+	}
+	if len(r.ModelTraits) > 0 {
+		put, err := tx.PrepareContext(ctx, putModelTraits)
+		if err != nil {
+			return err
+		}
+		defer put.Close()
+		for _, mt := range r.ModelTraits {
+			if mt.Traits == nil {
+				_, err = tx.ExecContext(ctx, deleteModelTrait, mt.ProfileID)
+			} else {
+				var raw []byte
+				if raw, err = json.Marshal(mt.Traits); err == nil {
+					_, err = put.ExecContext(ctx, mt.ProfileID, raw)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("model traits of %s: %w", mt.ProfileID, err)
+			}
+		}
+	}
+	for _, c := range r.Checkpoints {
+		if _, err := tx.ExecContext(ctx, setCheckpoint, c.Name, c.Seq); err != nil {
+			return fmt.Errorf("checkpoint %q: %w", c.Name, err)
+		}
+	}
+	return nil
+}

@@ -2,6 +2,8 @@ package action
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -106,7 +108,7 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 			}
 			it := store.OutboxItem{
 				Transition: i, ProfileID: tr.ProfileID, Destination: a.Destination, Automation: a.ID,
-				Key: kiln.NewID("msg_"), Payload: payload, Due: now.Add(a.Delay), CreatedAt: now, Capped: !a.Hook,
+				Key: actionKey(a.ID, tr), Payload: payload, Due: now.Add(a.Delay), CreatedAt: now, Capped: !a.Hook,
 			}
 			if pre && a.Delay == 0 {
 				it.ClaimedUntil, leased = now.Add(p.lease), true
@@ -163,4 +165,15 @@ func (p *Planner) committed(ts []kiln.Transition) []store.OutboxItem {
 		}
 	}
 	return out
+}
+
+// actionKey is an action's idempotency key (the webhook-id, the
+// connector's key): derived from the automation and the transition's
+// content (profile, segment, direction, instant, version), so that however
+// often a change were recorded, a receiver that drops repeated ids acts on
+// it once.
+func actionKey(automation string, tr *kiln.Transition) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%t\x00%d\x00%d", automation, tr.ProfileID, tr.Segment, tr.Entered, tr.At.UnixMilli(), tr.Version)
+	return "msg_" + hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -18,37 +18,24 @@ import (
 	"github.com/kiln-cdp/kiln/store"
 )
 
-// saveClock records the evaluation time at most once a second; a restart
-// replays the log as of it (see rebuild).
-func (e *Engine) saveClock(ctx context.Context, now time.Time) {
-	if now.Sub(e.clockSaved) < time.Second {
-		return
-	}
-	if err := e.st.SetCheckpoint(ctx, store.Checkpoint{Name: ClockCheckpoint, Seq: now.UnixMilli()}); err != nil {
-		e.log.Warn("saving the engine clock", "err", err)
-		return
-	}
-	e.clockSaved = now
-	if e.segs != nil {
-		e.segs.clock = now.UnixMilli()
-	}
-}
-
 // replay builds fresh states for prog from every event in the log up to
 // upTo, evaluated as of now, reporting progress. Events are attributed to
-// profiles by the resolver's current index.
+// profiles by the resolver's current index; model traits are set as the
+// models hold them (see settle).
 func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64)) (map[string]*pstate, error) {
-	return e.replayLocked(ctx, prog, static, upTo, now, progress, false)
+	states, _, err := e.replayLocked(ctx, prog, static, upTo, now, progress, false, false)
+	return states, err
 }
 
 // replayLocked is replay; the caller holds e.mu. With release, e.mu is
 // let go while the log is read and evaluated, and held only to attribute
 // events to profiles, so a long preview does not stop event processing.
 // Only a replay whose states are thrown away (a dry run) may release: the
-// log moves on meanwhile.
-func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64), release bool) (map[string]*pstate, error) {
-	if prog == nil {
-		return map[string]*pstate{}, nil
+// log moves on meanwhile. With withPurchases it also returns every profile's
+// purchase history, for the models (at start).
+func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64), release, withPurchases bool) (map[string]*pstate, map[string]*purchases, error) {
+	if prog == nil && !withPurchases {
+		return map[string]*pstate{}, nil, nil
 	}
 	if release {
 		static = maps.Clone(static) // SetStatic may change it while we are unlocked
@@ -62,8 +49,10 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 	// log order. The Program is immutable and safe to share.
 	nshard := runtime.GOMAXPROCS(0)
 	shards := make([]map[string]*pstate, nshard)
+	custs := make([]*models, nshard)
 	for i := range shards {
 		shards[i] = map[string]*pstate{}
+		custs[i] = &models{cust: map[string]*purchases{}}
 	}
 	type item struct {
 		pid string
@@ -94,6 +83,12 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 			wg.Go(func() {
 				states := shards[k]
 				for _, it := range work[k] {
+					if withPurchases {
+						custs[k].record(it.pid, it.ev)
+					}
+					if prog == nil {
+						continue
+					}
 					ps := states[it.pid]
 					if ps == nil {
 						ps = &pstate{st: prog.NewState()}
@@ -101,8 +96,7 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 						states[it.pid] = ps
 					}
 					applyTraits(ps, it.ev)
-					r := prog.Apply(ps.st, &ps.prof, it.ev, now)
-					ps.due = dueMs(r.NextDue)
+					prog.Apply(ps.st, &ps.prof, it.ev, now)
 				}
 			})
 		}
@@ -115,23 +109,49 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 	})
 	lock()
 	if err != nil {
-		return nil, fmt.Errorf("replaying the log: %w", err)
+		return nil, nil, fmt.Errorf("replaying the log: %w", err)
 	}
 	states := shards[0]
-	for _, sh := range shards[1:] {
-		maps.Copy(states, sh)
+	cust := custs[0].cust
+	for k := 1; k < nshard; k++ {
+		maps.Copy(states, shards[k])
+		maps.Copy(cust, custs[k].cust)
 	}
-	// Profiles only listed in static segments have no events.
+	if prog == nil {
+		return states, cust, nil
+	}
+	// Profiles only listed in static segments, or only known to the
+	// models, have no events.
 	for pid, segs := range static {
 		if states[pid] == nil && len(segs) > 0 {
 			ps := &pstate{st: prog.NewState()}
 			ps.prof.Static = segs
-			r := prog.ApplyProfile(ps.st, &ps.prof, now)
-			ps.due = dueMs(r.NextDue)
 			states[pid] = ps
 		}
 	}
-	return states, nil
+	if e.models != nil {
+		for pid := range e.models.traits {
+			if states[pid] == nil {
+				ps := &pstate{st: prog.NewState()}
+				ps.prof.Static = static[pid]
+				states[pid] = ps
+			}
+		}
+	}
+	// Every state is evaluated once more at now with its model traits, on
+	// every CPU.
+	pids := slices.Collect(maps.Keys(states))
+	var wg sync.WaitGroup
+	for k := range nshard {
+		wg.Go(func() {
+			for i := k; i < len(pids); i += nshard {
+				ps := states[pids[i]]
+				ps.due = dueMs(e.settle(prog, pids[i], ps, now).NextDue)
+			}
+		})
+	}
+	wg.Wait()
+	return states, cust, nil
 }
 
 // shardOf spreads profile ids over n shards (FNV-1a).
@@ -171,26 +191,35 @@ func (s *segments) install(states map[string]*pstate) {
 	heapInit(&s.due)
 }
 
-// rebuild replays the log into fresh states at start-up (or after a failed
-// write), as of the saved clock, then reconciles the stored memberships:
-// any difference is recorded with reason "recompute". Expiries since the
-// clock are then due at once and recorded at their exact instants.
+// rebuild replays the log into fresh states at start-up (or after a
+// failed write), as of the engine clock: the instant up to which every
+// transition is recorded (see catchUp). The states then agree with the
+// stored memberships; expiries and publications since the clock are due
+// at once and catchUp records them at their exact instants, as an
+// uninterrupted run would have. Should the stored memberships still
+// differ (the log was edited, or the time zone changed), the difference
+// is recorded with reason "recompute" and acted on by no automation: it
+// is a correction, not something a customer did.
 func (e *Engine) rebuild(ctx context.Context) error {
 	start := time.Now()
 	s := e.segs
 	e.segsDirty = false
-	if s.prog == nil {
-		return nil
-	}
-	asOf := e.cfg.Now()
-	if s.clock > 0 && s.clock < asOf.UnixMilli() {
+	asOf := e.cfg.Now().Truncate(time.Millisecond)
+	if s.clock > 0 {
 		asOf = time.UnixMilli(s.clock)
 	}
 	upTo := e.processed.Load()
-	states, err := e.replay(ctx, s.prog, s.static, upTo, asOf, nil)
+	withPurchases := e.models != nil && len(e.models.cust) == 0
+	states, cust, err := e.replayLocked(ctx, s.prog, s.static, upTo, asOf, nil, false, withPurchases)
 	if err != nil {
 		e.segsDirty = true
 		return err
+	}
+	if withPurchases {
+		e.models.cust = cust
+	}
+	if s.prog == nil {
+		return nil
 	}
 	stored := map[string][]string{}
 	for seg := range s.sched {
@@ -222,6 +251,11 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		res.Transitions = s.diffQuiet(pid, stored[pid], now, asOf, kiln.ReasonRecompute, res.Transitions)
 	}
 	if len(res.Transitions) > 0 {
+		e.log.Warn("stored memberships differ from the log replayed as of the engine clock; recording the difference without acting on it",
+			"transitions", len(res.Transitions), "clock", asOf.UTC())
+		for i := range res.Transitions {
+			res.Transitions[i].Act = false
+		}
 		if err := e.write(ctx, &res); err != nil {
 			e.segsDirty = true
 			return fmt.Errorf("reconciling memberships: %w", err)
@@ -383,8 +417,16 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 		return out, nil
 	}
 
+	// What time did before the edit is recorded first, so the edit's
+	// transitions are the only ones at its instant.
+	if !dryRun {
+		now = e.evalNow()
+		if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+			return nil, err
+		}
+	}
 	// A dry run lets event processing go on while it replays.
-	states, err := e.replayLocked(ctx, prog, s.static, e.processed.Load(), now, nil, dryRun)
+	states, _, err := e.replayLocked(ctx, prog, s.static, e.processed.Load(), now, nil, dryRun, false)
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +442,7 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 		}
 	}
 	// Transitions: old memberships against new ones.
-	ns := &segments{prog: prog, defs: next, versions: versions, backfill: backfill, states: states, static: s.static, clock: s.clock, sizes: map[string]int64{}}
+	ns := &segments{prog: prog, defs: next, versions: versions, backfill: backfill, states: states, static: s.static, clock: s.clock, sizes: map[string]int64{}, pub: clonePub(s.pub)}
 	if err := ns.setSchedules(e.loc, now); err != nil {
 		return nil, definitionError(err)
 	}
@@ -431,20 +473,29 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 	if dryRun {
 		return out, nil
 	}
-	if err := e.st.SaveDefinitions(ctx, changed); err != nil {
-		return nil, fmt.Errorf("saving definitions: %w", err)
-	}
+	// The definitions are saved with the transitions they cause: a crash
+	// leaves both or neither.
+	res.Definitions = changed
+	res.Checkpoints = clockAt(now.UnixMilli())
 	if err := e.write(ctx, &res); err != nil {
-		// The definitions are saved; the next start reconciles memberships.
-		e.segsDirty = true
-		return nil, fmt.Errorf("recording the backfill's transitions: %w", err)
+		return nil, fmt.Errorf("saving the definitions and their backfill's transitions: %w", err)
 	}
 	if prog != nil {
 		ns.install(states)
 	}
 	e.segs = ns
+	e.moveClock(now)
 	e.log.Info("definitions applied", "created", len(out.Created), "changed", len(out.Changed), "deleted", len(out.Deleted), "transitions", len(res.Transitions), "took", out.Took)
 	return out, nil
+}
+
+// clonePub copies what scheduled segments last published.
+func clonePub(pub map[string]map[string]bool) map[string]map[string]bool {
+	out := make(map[string]map[string]bool, len(pub))
+	for seg, m := range pub {
+		out[seg] = maps.Clone(m)
+	}
+	return out
 }
 
 func findDef(defs []*rule.Def, name string) *rule.Def {
@@ -683,8 +734,11 @@ func (e *Engine) Recompute(ctx context.Context, segment string) (Job, error) {
 func (e *Engine) recompute(ctx context.Context, j *Job) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	now := e.evalNow()
+	if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+		return err
+	}
 	s := e.segs
-	now := e.cfg.Now().UTC()
 	states, err := e.replay(ctx, s.prog, s.static, e.processed.Load(), now, func(done int64) {
 		e.jobs.mu.Lock()
 		j.Done = done
@@ -700,10 +754,7 @@ func (e *Engine) recompute(ctx context.Context, j *Job) error {
 	for i, pid := range pids {
 		befores[i] = s.memberships(pid)
 	}
-	pubs := map[string]map[string]bool{}
-	for seg, m := range s.pub {
-		pubs[seg] = maps.Clone(m)
-	}
+	pubs := clonePub(s.pub)
 	s.install(states)
 	s.pub = pubs
 	s.lazyEvidence = true
@@ -727,10 +778,12 @@ func (e *Engine) recompute(ctx context.Context, j *Job) error {
 	for seg := range s.sched {
 		s.sizes[seg] = int64(len(s.pub[seg]))
 	}
+	res.Checkpoints = clockAt(now.UnixMilli())
 	if err := e.write(ctx, &res); err != nil {
 		e.segsDirty = true // live states moved ahead of the store: rebuild
 		return fmt.Errorf("recording the recompute's transitions: %w", err)
 	}
+	e.moveClock(now)
 	e.jobs.mu.Lock()
 	for _, t := range res.Transitions {
 		if t.Entered {
@@ -780,11 +833,15 @@ func (e *Engine) SetStatic(ctx context.Context, segment string, add, remove []st
 			return 0, err
 		}
 	}
+	now := e.evalNow()
+	if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+		return 0, err
+	}
 	if err := e.st.SetStaticMembers(ctx, segment, add, remove); err != nil {
 		return 0, err
 	}
-	now := e.cfg.Now()
 	var res store.Resolution
+	res.Checkpoints = clockAt(now.UnixMilli())
 	touch := func(pid string, in bool) {
 		list := slices.DeleteFunc(slices.Clone(s.static[pid]), func(x string) bool { return x == segment })
 		if in {
@@ -807,6 +864,7 @@ func (e *Engine) SetStatic(ctx context.Context, segment string, add, remove []st
 		e.segsDirty = true
 		return 0, err
 	}
+	e.moveClock(now)
 	return len(res.Transitions), nil
 }
 

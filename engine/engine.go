@@ -85,15 +85,24 @@ func (e *Engine) refitLoop(ctx context.Context) {
 	if every == 0 {
 		every = 24 * time.Hour
 	}
+	// The fitted models are stored: a restart refits only when the last
+	// fit is due again, as an uninterrupted run would.
+	wait := time.Duration(0)
+	e.mu.Lock()
+	if m := e.models; m != nil && m.report != nil {
+		wait = max(0, m.report.FittedAt.Add(every).Sub(e.cfg.Now()))
+	}
+	e.mu.Unlock()
 	for {
-		if _, err := e.RefitModels(ctx, ModelOptions{}); err != nil && ctx.Err() == nil {
-			e.log.Warn("fitting the customer models", "err", err)
-		}
 		select {
-		case <-time.After(every):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return
 		}
+		if _, err := e.RefitModels(ctx, ModelOptions{}); err != nil && ctx.Err() == nil {
+			e.log.Warn("fitting the customer models", "err", err)
+		}
+		wait = every
 	}
 }
 
@@ -329,6 +338,9 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 		e.res = r
 		err = e.loadSegments(ctx)
 		if err == nil {
+			err = e.loadModels(ctx)
+		}
+		if err == nil {
 			err = e.rebuild(ctx)
 		}
 		e.mu.Unlock()
@@ -350,10 +362,9 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 	lastSample := time.Time{}
 	backoff := 100 * time.Millisecond
 	for {
-		if _, err := e.expire(ctx); err != nil {
+		if err := e.tick(ctx); err != nil {
 			e.log.Error("recording expiries failed; retrying", "err", err)
 		}
-		e.tickSchedules(ctx)
 		if time.Since(lastSample) >= e.cfg.SizeSample {
 			sizes = e.sampleSizes(ctx, sizes)
 			lastSample = time.Now()
@@ -405,6 +416,12 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
+	// Everything time does before this batch is recorded first, so the
+	// batch's clock covers it (see catchUp).
+	now := e.evalNow()
+	if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+		return 0, err
+	}
 	after := e.processed.Load()
 	evs := e.fromTail(after, e.cfg.BatchSize)
 	if evs == nil {
@@ -442,7 +459,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	last := evs[len(evs)-1].Seq
 	res.Checkpoint = store.Checkpoint{Name: Checkpoint, Seq: last}
 	res.IndexUpTo = last
-	now := e.cfg.Now()
+	res.Checkpoints = clockAt(now.UnixMilli())
 	// On failure the segment states have moved past what is stored: they
 	// are rebuilt from the log before the next batch (rare, and simpler
 	// than copying every touched state on the hot path).
@@ -458,7 +475,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("writing resolution up to seq %d: %w", last, err)
 	}
 	e.res.Commit()
-	e.saveClock(ctx, now)
+	e.moveClock(now)
 	if m := e.cfg.Metrics; m != nil && len(res.Transitions) > 0 {
 		m.Transitions.WithLabelValues(kiln.ReasonEvent).Add(float64(len(res.Transitions)))
 	}
@@ -474,6 +491,36 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		m.ProfilesResolved.Set(float64(e.res.Stats().Identifiers))
 	}
 	return len(evs), nil
+}
+
+// evalNow is the instant at which what happens now is evaluated and
+// recorded: the clock in whole milliseconds (the evaluator's unit), never
+// before what the engine already recorded, even if the system clock steps
+// back.
+func (e *Engine) evalNow() time.Time {
+	now := e.cfg.Now().Truncate(time.Millisecond)
+	if s := e.segs; s != nil && now.UnixMilli() < s.clock {
+		return time.UnixMilli(s.clock)
+	}
+	return now
+}
+
+// moveClock notes that a write recorded everything up to now.
+func (e *Engine) moveClock(now time.Time) {
+	if s := e.segs; s != nil {
+		s.clock = max(s.clock, now.UnixMilli())
+	}
+}
+
+// tick records what time alone did up to now (expiries, scheduled
+// publications).
+func (e *Engine) tick(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.segsDirty {
+		return nil // step rebuilds first
+	}
+	return e.catchUp(ctx, e.evalNow().UnixMilli())
 }
 
 func (e *Engine) ready() (*identity.Resolver, error) {
@@ -530,7 +577,13 @@ func (e *Engine) Unmerge(ctx context.Context, mergeID int64) (*kiln.Merge, error
 	if err := r.Unmerge(*m); err != nil {
 		return nil, fmt.Errorf("moving identities back in the index: %w", err)
 	}
+	now := e.evalNow()
+	if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+		return nil, err
+	}
 	var res store.Resolution
+	res.Checkpoints = clockAt(now.UnixMilli())
+	var rescored []string
 	for _, pid := range []string{m.Into, m.From} {
 		p, err := e.st.GetProfile(ctx, pid)
 		if store.IsNotFound(err) {
@@ -548,15 +601,20 @@ func (e *Engine) Unmerge(ctx context.Context, mergeID int64) (*kiln.Merge, error
 			return nil, err
 		}
 		pc, cs := identity.Fold(pid, evs)
-		pc.At = e.cfg.Now().UTC()
+		pc.At = now.UTC()
 		res.Profiles = append(res.Profiles, pc)
 		res.Consent = append(res.Consent, cs...)
-		now := e.cfg.Now()
-		before, after := e.segs.rebuildProfile(pid, evs, now)
+		if e.recountPurchases(pid, evs, now) {
+			rescored = append(rescored, pid)
+		}
+		before, after := e.rebuildProfile(pid, evs, now)
 		res.Transitions = e.segs.diff(pid, before, after, now, kiln.ReasonProfile, always, res.Transitions)
 	}
+	res.ModelTraits = e.modelTraitChanges(rescored, nil)
 	if err := e.write(ctx, &res); err != nil {
+		e.segsDirty = true
 		return nil, fmt.Errorf("recomputing profiles after unmerge: %w", err)
 	}
+	e.moveClock(now)
 	return m, nil
 }

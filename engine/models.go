@@ -2,8 +2,12 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"reflect"
+	"slices"
 	"sort"
 	"time"
 
@@ -380,31 +384,63 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	rep.Scored = len(traits)
 	m.traits = traits
 
-	// Install: set the traits on live states and record what changes.
+	// Install: set the traits on live states and record what changes, in
+	// one write with the traits and the fitted models, so a restart finds
+	// them as they were installed.
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.models = m
-	s := e.segs
-	now := e.cfg.Now()
+	now := e.evalNow()
+	if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+		return nil, err
+	}
 	var res store.Resolution
-	if s != nil && s.prog != nil {
-		for _, id := range ids {
-			ps := s.state(id)
-			setTraits(ps, traits[id])
-			r := s.prog.ApplyProfile(ps.st, &ps.prof, now)
-			res.Transitions = s.transitions(id, r, now, kiln.ReasonRecompute, 0, res.Transitions)
-			s.schedule(id, ps, r.NextDue)
-		}
+	saved, err := m.save()
+	if err != nil {
+		return nil, err
 	}
-	if len(res.Transitions) > 0 {
-		if err := e.write(ctx, &res); err != nil {
-			e.segsDirty = true
-			return nil, fmt.Errorf("recording segment changes from the models: %w", err)
-		}
+	res.Blobs = []store.Blob{{Name: modelsBlob, Data: saved}}
+	res.Checkpoints = clockAt(now.UnixMilli())
+	var old map[string]map[string]any
+	if e.models != nil {
+		old = e.models.traits
 	}
+	s := e.segs
+	for _, id := range unionKeys(old, traits) {
+		t := traits[id]
+		if reflect.DeepEqual(old[id], t) {
+			continue
+		}
+		res.ModelTraits = append(res.ModelTraits, store.ModelTraits{ProfileID: id, Traits: t})
+		if s == nil || s.prog == nil {
+			continue
+		}
+		ps := s.state(id)
+		replaceTraits(ps, old[id], t)
+		r := s.prog.ApplyProfile(ps.st, &ps.prof, now)
+		res.Transitions = s.transitions(id, r, now, kiln.ReasonModelRefit, 0, res.Transitions)
+		s.schedule(id, ps, r.NextDue)
+	}
+	if err := e.write(ctx, &res); err != nil {
+		e.segsDirty = true
+		return nil, fmt.Errorf("recording the refitted models and the segment changes they cause: %w", err)
+	}
+	e.models = m
+	e.moveClock(now)
 	rep.Took = time.Since(start).Round(time.Millisecond).String()
-	e.log.Info("customer models refitted", "customers", len(ids), "purchases", len(txns), "verdict", rep.Fit.Verdict, "took", rep.Took)
+	e.log.Info("customer models refitted", "customers", len(ids), "purchases", len(txns), "verdict", rep.Fit.Verdict,
+		"traits changed", len(res.ModelTraits), "transitions", len(res.Transitions), "took", rep.Took)
 	return rep, nil
+}
+
+// replaceTraits sets a profile's model traits to t, removing those of old
+// that t no longer has.
+func replaceTraits(ps *pstate, old, t map[string]any) {
+	for k := range old {
+		if _, ok := t[k]; !ok {
+			delete(ps.prof.Traits, k)
+		}
+	}
+	setTraits(ps, t)
 }
 
 func setTraits(ps *pstate, t map[string]any) {
@@ -418,12 +454,36 @@ func setTraits(ps *pstate, t map[string]any) {
 
 // rescore updates a customer's purchase history with a new purchase and,
 // if the models are fitted, their model traits (not RFM or cluster, which
-// are relative to the whole base). It returns whether traits changed.
-func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) bool {
+// are relative to the whole base). It returns the profile's new model
+// traits when they changed, to be stored with the batch, or nil.
+func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) map[string]any {
 	m := e.models
 	if m == nil {
-		return false
+		return nil
 	}
+	if !m.record(pid, ev) || m.bg == nil {
+		return nil
+	}
+	t := m.rescoreTraits(pid, now)
+	setTraits(ps, t)
+	return t
+}
+
+// rescoreTraits scores pid's purchase history with the fitted models and
+// returns its model traits with the new scores.
+func (m *models) rescoreTraits(pid string, now time.Time) map[string]any {
+	cur := maps.Clone(m.traits[pid])
+	if cur == nil {
+		cur = map[string]any{}
+	}
+	maps.Copy(cur, m.scoreTraits(m.cust[pid], now))
+	m.traits[pid] = cur
+	return cur
+}
+
+// record adds ev to pid's purchase history if it is a purchase, and
+// reports whether it was.
+func (m *models) record(pid string, ev *kiln.Event) bool {
 	amount, ok := purchaseAmount(ev)
 	if !ok {
 		return false
@@ -434,16 +494,101 @@ func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) 
 		m.cust[pid] = p
 	}
 	p.add(unixDay(ev.Timestamp), amount)
-	if m.bg == nil {
+	return true
+}
+
+// forgetModels drops what the models know of a profile merged away.
+func (e *Engine) forgetModels(pid string) {
+	if m := e.models; m != nil {
+		delete(m.traits, pid)
+		delete(m.cust, pid)
+	}
+}
+
+// recountPurchases rebuilds a profile's purchase history from its events
+// (after a merge or an unmerge) and rescores it; it reports whether its
+// model traits moved.
+func (e *Engine) recountPurchases(pid string, evs []kiln.Event, now time.Time) bool {
+	m := e.models
+	if m == nil {
 		return false
 	}
-	t := m.scoreTraits(p, now)
-	setTraits(ps, t)
-	if m.traits[pid] == nil {
-		m.traits[pid] = map[string]any{}
+	delete(m.cust, pid)
+	slices.SortFunc(evs, func(a, b kiln.Event) int { return int(a.Seq - b.Seq) })
+	var last *kiln.Event
+	for i := range evs {
+		if m.record(pid, &evs[i]) {
+			last = &evs[i]
+		}
 	}
-	for k, v := range t {
-		m.traits[pid][k] = v
+	if last == nil || m.bg == nil {
+		return false
 	}
+	m.rescoreTraits(pid, now)
 	return true
+}
+
+// modelTraitChanges appends the stored form of the model traits of pids
+// (once each) to out.
+func (e *Engine) modelTraitChanges(pids []string, out []store.ModelTraits) []store.ModelTraits {
+	if e.models == nil || len(pids) == 0 {
+		return out
+	}
+	seen := make(map[string]bool, len(pids))
+	for _, pid := range pids {
+		if !seen[pid] {
+			seen[pid] = true
+			out = append(out, store.ModelTraits{ProfileID: pid, Traits: e.models.traits[pid]})
+		}
+	}
+	return out
+}
+
+// modelsBlob names the stored fitted models.
+const modelsBlob = "models"
+
+// savedModels is what a refit stores besides the traits: enough to
+// rescore customers after a restart without refitting.
+type savedModels struct {
+	Unit   time.Duration     `json:"unit"`
+	BG     *intel.BGNBD      `json:"bg,omitempty"`
+	GG     *intel.GammaGamma `json:"gg,omitempty"`
+	Keys   []string          `json:"keys"`
+	Report *ModelReport      `json:"report"`
+}
+
+func (m *models) save() ([]byte, error) {
+	b, err := json.Marshal(savedModels{Unit: m.unit, BG: m.bg, GG: m.gg, Keys: slices.Sorted(maps.Keys(m.keys)), Report: m.report})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the fitted models: %w", err)
+	}
+	return b, nil
+}
+
+// loadModels reads the models and traits the last refit stored (with the
+// rescores since), or leaves e.models nil if there are none. Purchase
+// histories are rebuilt with the segment state (see rebuild).
+func (e *Engine) loadModels(ctx context.Context) error {
+	b, err := e.st.GetBlob(ctx, modelsBlob)
+	if err != nil || b == nil {
+		return err
+	}
+	var sm savedModels
+	if err := json.Unmarshal(b, &sm); err != nil {
+		return fmt.Errorf("reading the stored customer models: %w", err)
+	}
+	m := &models{unit: sm.Unit, bg: sm.BG, gg: sm.GG, report: sm.Report, keys: map[string]bool{},
+		traits: map[string]map[string]any{}, cust: map[string]*purchases{}}
+	for _, k := range sm.Keys {
+		m.keys[k] = true
+	}
+	err = e.st.ScanModelTraits(ctx, func(pid string, t map[string]any) error {
+		m.traits[pid] = t
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.models = m
+	return nil
 }

@@ -91,10 +91,13 @@ type schedule struct {
 	next  time.Time // zero for manual
 }
 
+// advance sets the first publication after now. "every N" publishes on
+// fixed multiples of N (every hour on the hour), so the instants do not
+// depend on when the server started.
 func (sc *schedule) advance(now time.Time) {
 	switch sc.mode {
 	case rule.FreshEvery:
-		sc.next = now.Add(sc.every)
+		sc.next = now.Truncate(sc.every).Add(sc.every)
 	case rule.FreshCron:
 		sc.next = sc.cron.Next(now.In(sc.loc))
 	default:
@@ -346,7 +349,8 @@ func (s *segments) fillEvidence(ts []kiln.Transition, at time.Time) {
 
 // rebuildProfile recomputes one profile's state from its events (after a
 // merge or an unmerge) and returns its memberships before and after.
-func (s *segments) rebuildProfile(pid string, evs []kiln.Event, now time.Time) (before, after []string) {
+func (e *Engine) rebuildProfile(pid string, evs []kiln.Event, now time.Time) (before, after []string) {
+	s := e.segs
 	before = s.memberships(pid)
 	if s.prog == nil {
 		return before, nil
@@ -354,17 +358,24 @@ func (s *segments) rebuildProfile(pid string, evs []kiln.Event, now time.Time) (
 	ps := &pstate{st: s.prog.NewState()}
 	ps.prof.Static = s.static[pid]
 	slices.SortFunc(evs, func(a, b kiln.Event) int { return int(a.Seq - b.Seq) })
-	var r eval.Result
 	for i := range evs {
 		applyTraits(ps, &evs[i])
-		r = s.prog.Apply(ps.st, &ps.prof, &evs[i], now)
+		s.prog.Apply(ps.st, &ps.prof, &evs[i], now)
 	}
-	if len(evs) == 0 {
-		r = s.prog.ApplyProfile(ps.st, &ps.prof, now)
-	}
+	r := e.settle(s.prog, pid, ps, now)
 	s.states[pid] = ps
 	s.schedule(pid, ps, r.NextDue)
 	return before, s.memberships(pid)
+}
+
+// settle sets a profile's model traits on a state built from its events
+// and evaluates it at now: model traits are state of their own, not
+// derived from the events (see RefitModels).
+func (e *Engine) settle(prog *eval.Program, pid string, ps *pstate, now time.Time) eval.Result {
+	if m := e.models; m != nil && m.traits[pid] != nil {
+		setTraits(ps, m.traits[pid])
+	}
+	return prog.ApplyProfile(ps.st, &ps.prof, now)
 }
 
 // drop forgets a profile (merged away or deleted) and returns what it was
@@ -409,7 +420,12 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 	if s.clock, err = e.st.GetCheckpoint(ctx, ClockCheckpoint); err != nil {
 		return err
 	}
-	if err := s.setSchedules(e.loc, e.cfg.Now()); err != nil {
+	// Publications since the clock are due at once (see catchUp).
+	from := e.cfg.Now()
+	if s.clock > 0 {
+		from = time.UnixMilli(s.clock)
+	}
+	if err := s.setSchedules(e.loc, from); err != nil {
 		return err
 	}
 	e.segs = s
@@ -421,9 +437,7 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 // transitions are appended to res so they commit with the checkpoint.
 func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string, merged map[string]string, res *store.Resolution, now time.Time) error {
 	s := e.segs
-	if s.prog == nil {
-		return nil
-	}
+	var rescored []string // profiles whose model traits moved, in order
 	for i := range evs {
 		pid := pids[i]
 		if pid == "" || merged[pid] != "" {
@@ -432,12 +446,20 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 		if _, gone := merged[pid]; gone {
 			continue // rebuilt below
 		}
+		if s.prog == nil {
+			// No definitions: the model traits still move with purchases.
+			if e.rescore(pid, &pstate{}, &evs[i], now) != nil {
+				rescored = append(rescored, pid)
+			}
+			continue
+		}
 		ps := s.state(pid)
 		applyTraits(ps, &evs[i])
-		rescored := e.rescore(pid, ps, &evs[i], now) // model traits move with the purchase
+		moved := e.rescore(pid, ps, &evs[i], now) != nil // model traits move with the purchase
 		r := s.prog.Apply(ps.st, &ps.prof, &evs[i], now)
 		res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)
-		if rescored {
+		if moved {
+			rescored = append(rescored, pid)
 			// Conditions on profile traits re-read them only when told.
 			r = s.prog.ApplyProfile(ps.st, &ps.prof, now)
 			res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)
@@ -448,18 +470,28 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 	// recomputed from all its events (those of this batch included: the
 	// log holds them already).
 	last := evs[len(evs)-1].Seq
-	for from, into := range merged {
+	for _, from := range slices.Sorted(maps.Keys(merged)) {
+		into := merged[from]
 		if into == "" {
 			continue
 		}
-		res.Transitions = s.diff(from, s.drop(from), nil, now, kiln.ReasonProfile, always, res.Transitions)
+		e.forgetModels(from)
+		if s.prog != nil {
+			res.Transitions = s.diff(from, s.drop(from), nil, now, kiln.ReasonProfile, always, res.Transitions)
+		}
 		evs, err := e.profileEvents(ctx, into, last)
 		if err != nil {
 			return err
 		}
-		before, after := s.rebuildProfile(into, evs, now)
-		res.Transitions = s.diff(into, before, after, now, kiln.ReasonProfile, always, res.Transitions)
+		if e.recountPurchases(into, evs, now) {
+			rescored = append(rescored, into)
+		}
+		if s.prog != nil {
+			before, after := e.rebuildProfile(into, evs, now)
+			res.Transitions = s.diff(into, before, after, now, kiln.ReasonProfile, always, res.Transitions)
+		}
 	}
+	res.ModelTraits = e.modelTraitChanges(rescored, res.ModelTraits)
 	return nil
 }
 
@@ -488,79 +520,117 @@ func (e *Engine) nextDue() time.Time {
 	if s == nil {
 		return time.Time{}
 	}
-	t := s.nextSchedule()
-	if d := e.nextProfileDue(); !d.IsZero() && (t.IsZero() || d.Before(t)) {
-		t = d
+	t := s.nextProfileDue()
+	if st, _ := s.nextSchedule(); st != 0 && (t == 0 || st < t) {
+		t = st
 	}
-	return t
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(t)
 }
 
-func (e *Engine) nextProfileDue() time.Time {
-	s := e.segs
-	for s != nil && len(s.due) > 0 {
+// nextProfileDue is the earliest profile due instant (Unix ms), 0 if
+// none; stale heap entries are dropped on the way.
+func (s *segments) nextProfileDue() int64 {
+	for len(s.due) > 0 {
 		top := s.due[0]
 		if ps := s.states[top.pid]; ps == nil || ps.due != top.at {
 			heap.Pop(&s.due) // stale: rescheduled or dropped since
 			continue
 		}
-		return time.UnixMilli(top.at)
+		return top.at
 	}
-	return time.Time{}
+	return 0
 }
 
-// expire advances every profile whose due instant has passed, each at its
-// exact instant, and writes the transitions. It returns how many profiles
-// it advanced.
-func (e *Engine) expire(ctx context.Context) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// dueChunk bounds the transitions one catch-up write carries, so a
+// restart after a long stop records its expiries in bounded transactions.
+const dueChunk = 10000
+
+// catchUp records everything that time alone does up to until (Unix ms):
+// window expiries of every profile and publications of scheduled
+// segments, in time order, each at its exact instant. Every write moves
+// the durable clock to the instant up to which all of it is recorded, so
+// a restart replays the log as of that instant and finds the stored
+// memberships exactly (see rebuild). The caller holds e.mu.
+func (e *Engine) catchUp(ctx context.Context, until int64) error {
 	s := e.segs
 	if s == nil || s.prog == nil {
-		return 0, nil
+		return nil
 	}
-	now := e.cfg.Now().UnixMilli()
-	var res store.Resolution
-	n := 0
-	for len(s.due) > 0 && s.due[0].at <= now && n < 10000 {
-		it := heap.Pop(&s.due).(dueItem)
-		ps := s.states[it.pid]
-		if ps == nil || ps.due != it.at {
-			continue
+	for {
+		var res store.Resolution
+		w, more := s.collectDue(until, dueChunk, &res)
+		if len(res.Transitions) > 0 {
+			res.Checkpoints = clockAt(w)
+			if err := e.write(ctx, &res); err != nil {
+				e.segsDirty = true // states moved past what is stored
+				return fmt.Errorf("recording %d expiries and publications up to %s: %w", len(res.Transitions), time.UnixMilli(w).UTC().Format(time.RFC3339Nano), err)
+			}
+			s.clock = max(s.clock, w)
+			e.observeDue(res.Transitions)
 		}
-		n++
-		// Advance due by due, so each transition carries its own instant.
-		for ps.due != 0 && ps.due <= now {
-			at := time.UnixMilli(ps.due)
+		if !more {
+			return nil
+		}
+	}
+}
+
+func (e *Engine) observeDue(ts []kiln.Transition) {
+	m := e.cfg.Metrics
+	if m == nil {
+		return
+	}
+	wrote := e.cfg.Now()
+	for _, t := range ts {
+		m.ExpiryLag.Observe(wrote.Sub(t.At).Seconds())
+		m.Transitions.WithLabelValues(t.Reason).Inc()
+	}
+}
+
+// clockAt is the engine clock checkpoint at ms.
+func clockAt(ms int64) []store.Checkpoint {
+	return []store.Checkpoint{{Name: ClockCheckpoint, Seq: ms}}
+}
+
+// collectDue advances profiles and publishes scheduled segments in the
+// order of their due instants up to until, adding the transitions to res.
+// After limit transitions it stops at the next instant boundary. It
+// returns the instant w up to which everything due is done, and whether
+// more is due before until.
+func (s *segments) collectDue(until int64, limit int, res *store.Resolution) (w int64, more bool) {
+	for {
+		pt := s.nextProfileDue()
+		st, seg := s.nextSchedule()
+		t := pt
+		if t == 0 || (st != 0 && st < t) {
+			t = st
+		}
+		if t == 0 || t > until {
+			return until, false
+		}
+		if len(res.Transitions) >= limit && t > w {
+			return w, true
+		}
+		w = t
+		// At one instant, profiles move first, so a publication sees them.
+		if pt == t {
+			it := heap.Pop(&s.due).(dueItem)
+			ps := s.states[it.pid]
+			at := time.UnixMilli(t)
 			r := s.prog.Advance(ps.st, &ps.prof, at)
 			res.Transitions = s.transitions(it.pid, r, at, kiln.ReasonExpiry, 0, res.Transitions)
-			next := r.NextDue.UnixMilli()
-			if r.NextDue.IsZero() || next <= ps.due {
-				ps.due = 0
-				if !r.NextDue.IsZero() {
-					s.schedule(it.pid, ps, r.NextDue)
-				}
-				break
+			ps.due = 0
+			if next := dueMs(r.NextDue); next > t {
+				s.schedule(it.pid, ps, r.NextDue)
 			}
-			ps.due = next
+			continue
 		}
-		if ps.due != 0 {
-			heap.Push(&s.due, dueItem{at: ps.due, pid: it.pid})
-		}
+		sc := s.sched[seg]
+		res.Transitions = s.publish(seg, time.UnixMilli(t), res.Transitions)
+		sc.advance(time.UnixMilli(t))
 	}
-	if len(res.Transitions) == 0 {
-		return n, nil
-	}
-	if err := e.write(ctx, &res); err != nil {
-		return n, fmt.Errorf("recording %d expiries: %w", len(res.Transitions), err)
-	}
-	if m := e.cfg.Metrics; m != nil {
-		wrote := e.cfg.Now()
-		for _, t := range res.Transitions {
-			m.ExpiryLag.Observe(wrote.Sub(t.At).Seconds())
-		}
-		m.Transitions.WithLabelValues(kiln.ReasonExpiry).Add(float64(len(res.Transitions)))
-	}
-	return n, nil
 }
 
 // write is the one way the engine commits: the planner (if any) adds the
@@ -594,40 +664,6 @@ func (e *Engine) sizesNow() map[string]int64 {
 
 func heapInit(h *dueHeap) { heap.Init(h) }
 
-// tickSchedules publishes every scheduled segment whose time has come: the
-// differences between its evaluated and its published membership become
-// transitions with reason "recompute".
-func (e *Engine) tickSchedules(ctx context.Context) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s := e.segs
-	if s == nil || len(s.sched) == 0 {
-		return
-	}
-	now := e.cfg.Now()
-	var res store.Resolution
-	var fired []string
-	for seg, sc := range s.sched {
-		if sc.next.IsZero() || now.Before(sc.next) {
-			continue
-		}
-		fired = append(fired, seg)
-		res.Transitions = s.publish(seg, now, res.Transitions)
-		sc.advance(now)
-	}
-	if len(res.Transitions) == 0 {
-		return
-	}
-	if err := e.write(ctx, &res); err != nil {
-		e.log.Error("publishing scheduled segments failed; they are rebuilt from the log", "segments", fired, "err", err)
-		e.segsDirty = true
-		return
-	}
-	if m := e.cfg.Metrics; m != nil {
-		m.Transitions.WithLabelValues(kiln.ReasonRecompute).Add(float64(len(res.Transitions)))
-	}
-}
-
 // publish records the difference between seg's evaluated and published
 // membership, and makes the evaluated one published.
 func (s *segments) publish(seg string, now time.Time, out []kiln.Transition) []kiln.Transition {
@@ -650,13 +686,20 @@ func (s *segments) publish(seg string, now time.Time, out []kiln.Transition) []k
 	return out
 }
 
-// nextSchedule is the earliest scheduled publication, or zero.
-func (s *segments) nextSchedule() time.Time {
-	var t time.Time
-	for _, sc := range s.sched {
-		if !sc.next.IsZero() && (t.IsZero() || sc.next.Before(t)) {
-			t = sc.next
+// nextSchedule is the earliest scheduled publication (Unix ms) and its
+// segment, or zero. Ties go to the first segment by name, so the order
+// is the same in every run.
+func (s *segments) nextSchedule() (int64, string) {
+	var t int64
+	var seg string
+	for name, sc := range s.sched {
+		if sc.next.IsZero() {
+			continue
+		}
+		at := sc.next.UnixMilli()
+		if t == 0 || at < t || (at == t && name < seg) {
+			t, seg = at, name
 		}
 	}
-	return t
+	return t, seg
 }

@@ -73,6 +73,9 @@ type Config struct {
 	// Planner, if set, adds to each Resolution with transitions the actions
 	// they trigger, before it is written.
 	Planner Planner
+	// ProfileID, if set, makes the id of the profile an event creates
+	// (default random): for tests that compare runs.
+	ProfileID func(e *kiln.Event) string
 }
 
 // refitLoop fits the customer models once the engine runs, then every
@@ -289,6 +292,7 @@ func (e *Engine) newResolver(ctx context.Context) (*identity.Resolver, error) {
 		Rules:      e.rules,
 		Checkpoint: Checkpoint,
 		Suppressed: e.suppressed(ctx),
+		NewIDFor:   e.cfg.ProfileID,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity rules: %w", err)

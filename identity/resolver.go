@@ -53,6 +53,10 @@ type Config struct {
 	Suppressed func(kiln.Identifier) bool
 	// NewID makes profile ids; default kiln.NewID("p_").
 	NewID func() string
+	// NewIDFor, if set, makes the id of the profile an event creates
+	// instead (tests that compare runs want ids that do not depend on
+	// chance).
+	NewIDFor func(e *kiln.Event) string
 	// Checkpoint, if set, names the checkpoint Pending sets to the Seq of
 	// the last event resolved, so the caller persists it atomically.
 	Checkpoint string
@@ -182,6 +186,7 @@ type Resolver struct {
 	mergeUserIDs bool
 	suppressed   func(kiln.Identifier) bool
 	newID        func() string
+	newIDFor     func(e *kiln.Event) string
 	checkpoint   string
 
 	ids   *table // key: kind rank, value; record: identRec
@@ -225,6 +230,7 @@ func New(cfg Config) (*Resolver, error) {
 		mergeUserIDs: cfg.MergeUserIDs,
 		suppressed:   cfg.Suppressed,
 		newID:        cfg.NewID,
+		newIDFor:     cfg.NewIDFor,
 		checkpoint:   cfg.Checkpoint,
 		ids:          newTable(identRecSize),
 		profs:        newTable(profRecSize),
@@ -496,7 +502,12 @@ func (r *Resolver) setProf(p ref, rec profRec) {
 }
 
 func (r *Resolver) newProfile(e *kiln.Event) ref {
-	id := r.newID()
+	var id string
+	if r.newIDFor != nil {
+		id = r.newIDFor(e)
+	} else {
+		id = r.newID()
+	}
 	if r.profs.Find(0, id) != none {
 		panic("identity: NewID returned a profile id already in use: " + id)
 	}

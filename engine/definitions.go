@@ -23,19 +23,40 @@ import (
 // profiles by the resolver's current index; model traits are set as the
 // models hold them (see settle).
 func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64)) (map[string]*pstate, error) {
-	states, _, err := e.replayLocked(ctx, prog, static, upTo, now, progress, false, false)
-	return states, err
+	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: static}, upTo, now, progress, false)
+	return r.states, err
+}
+
+// replayFrom is where a replay starts: from nothing (after 0), or from a
+// snapshot's states and purchase histories taken after event seq after.
+type replayFrom struct {
+	prog   *eval.Program
+	static map[string][]string
+	after  int64
+	states map[string]*pstate
+	cust   map[string]*purchases
+	// purchases: also rebuild the models' purchase histories (at start).
+	purchases bool
+}
+
+// replayed is what a replay built; touched lists the profiles that had
+// events after the starting point.
+type replayed struct {
+	states  map[string]*pstate
+	cust    map[string]*purchases
+	touched map[string]bool
 }
 
 // replayLocked is replay; the caller holds e.mu. With release, e.mu is
 // let go while the log is read and evaluated, and held only to attribute
 // events to profiles, so a long preview does not stop event processing.
 // Only a replay whose states are thrown away (a dry run) may release: the
-// log moves on meanwhile. With withPurchases it also returns every profile's
-// purchase history, for the models (at start).
-func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64), release, withPurchases bool) (map[string]*pstate, map[string]*purchases, error) {
-	if prog == nil && !withPurchases {
-		return map[string]*pstate{}, nil, nil
+// log moves on meanwhile. Profiles replayed from nothing are settled at
+// now with their model traits; from a snapshot, only those with events.
+func (e *Engine) replayLocked(ctx context.Context, from replayFrom, upTo int64, now time.Time, progress func(done int64), release bool) (replayed, error) {
+	prog, static := from.prog, from.static
+	if prog == nil && !from.purchases {
+		return replayed{states: map[string]*pstate{}}, nil
 	}
 	if release {
 		static = maps.Clone(static) // SetStatic may change it while we are unlocked
@@ -48,11 +69,20 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 	// profile: each shard owns its states and sees its profiles' events in
 	// log order. The Program is immutable and safe to share.
 	nshard := runtime.GOMAXPROCS(0)
-	shards := make([]map[string]*pstate, nshard)
-	custs := make([]*models, nshard)
+	type shard struct {
+		states  map[string]*pstate
+		m       *models // its purchase histories
+		touched map[string]bool
+	}
+	shards := make([]shard, nshard)
 	for i := range shards {
-		shards[i] = map[string]*pstate{}
-		custs[i] = &models{cust: map[string]*purchases{}}
+		shards[i] = shard{states: map[string]*pstate{}, m: &models{cust: map[string]*purchases{}}, touched: map[string]bool{}}
+	}
+	for pid, ps := range from.states {
+		shards[shardOf(pid, nshard)].states[pid] = ps
+	}
+	for pid, p := range from.cust {
+		shards[shardOf(pid, nshard)].m.cust[pid] = p
 	}
 	type item struct {
 		pid string
@@ -63,7 +93,7 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 	// ScanLog reads the next chunk while this one is evaluated. With
 	// release the lock is held only while events are attributed.
 	unlock()
-	err := e.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
+	err := e.st.ScanLog(ctx, from.after, upTo, func(evs []kiln.Event) error {
 		for i := range work {
 			work[i] = work[i][:0]
 		}
@@ -81,19 +111,20 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 		var wg sync.WaitGroup
 		for k := range nshard {
 			wg.Go(func() {
-				states := shards[k]
+				sh := shards[k]
 				for _, it := range work[k] {
-					if withPurchases {
-						custs[k].record(it.pid, it.ev)
+					sh.touched[it.pid] = true
+					if from.purchases {
+						sh.m.record(it.pid, it.ev)
 					}
 					if prog == nil {
 						continue
 					}
-					ps := states[it.pid]
+					ps := sh.states[it.pid]
 					if ps == nil {
 						ps = &pstate{st: prog.NewState()}
 						ps.prof.Static = static[it.pid]
-						states[it.pid] = ps
+						sh.states[it.pid] = ps
 					}
 					applyTraits(ps, it.ev)
 					prog.Apply(ps.st, &ps.prof, it.ev, now)
@@ -109,49 +140,55 @@ func (e *Engine) replayLocked(ctx context.Context, prog *eval.Program, static ma
 	})
 	lock()
 	if err != nil {
-		return nil, nil, fmt.Errorf("replaying the log: %w", err)
+		return replayed{}, fmt.Errorf("replaying the log: %w", err)
 	}
-	states := shards[0]
-	cust := custs[0].cust
+	out := replayed{states: shards[0].states, cust: shards[0].m.cust, touched: shards[0].touched}
 	for k := 1; k < nshard; k++ {
-		maps.Copy(states, shards[k])
-		maps.Copy(cust, custs[k].cust)
+		maps.Copy(out.states, shards[k].states)
+		maps.Copy(out.cust, shards[k].m.cust)
+		maps.Copy(out.touched, shards[k].touched)
 	}
 	if prog == nil {
-		return states, cust, nil
+		return out, nil
 	}
-	// Profiles only listed in static segments, or only known to the
-	// models, have no events.
-	for pid, segs := range static {
-		if states[pid] == nil && len(segs) > 0 {
-			ps := &pstate{st: prog.NewState()}
-			ps.prof.Static = segs
-			states[pid] = ps
+	if from.states == nil {
+		// Profiles only listed in static segments, or only known to the
+		// models, have no events.
+		for pid, segs := range static {
+			if out.states[pid] == nil && len(segs) > 0 {
+				out.states[pid] = &pstate{st: prog.NewState(), prof: eval.Profile{Static: segs}}
+				out.touched[pid] = true
+			}
 		}
-	}
-	if e.models != nil {
-		for pid := range e.models.traits {
-			if states[pid] == nil {
-				ps := &pstate{st: prog.NewState()}
-				ps.prof.Static = static[pid]
-				states[pid] = ps
+		if e.models != nil {
+			for pid := range e.models.traits {
+				if out.states[pid] == nil {
+					out.states[pid] = &pstate{st: prog.NewState(), prof: eval.Profile{Static: static[pid]}}
+					out.touched[pid] = true
+				}
 			}
 		}
 	}
-	// Every state is evaluated once more at now with its model traits, on
-	// every CPU.
-	pids := slices.Collect(maps.Keys(states))
+	e.settleAll(prog, out.states, out.touched, now)
+	return out, nil
+}
+
+// settleAll settles the profiles of pids (see settle) at now, on every
+// CPU, and notes when each is next due.
+func (e *Engine) settleAll(prog *eval.Program, states map[string]*pstate, pids map[string]bool, now time.Time) {
+	list := slices.Collect(maps.Keys(pids))
+	n := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
-	for k := range nshard {
+	for k := range n {
 		wg.Go(func() {
-			for i := k; i < len(pids); i += nshard {
-				ps := states[pids[i]]
-				ps.due = dueMs(e.settle(prog, pids[i], ps, now).NextDue)
+			for i := k; i < len(list); i += n {
+				if ps := states[list[i]]; ps != nil {
+					ps.due = dueMs(e.settle(prog, list[i], ps, now).NextDue)
+				}
 			}
 		})
 	}
 	wg.Wait()
-	return states, cust, nil
 }
 
 // shardOf spreads profile ids over n shards (FNV-1a).
@@ -209,15 +246,30 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		asOf = time.UnixMilli(s.clock)
 	}
 	upTo := e.processed.Load()
-	withPurchases := e.models != nil && len(e.models.cust) == 0
-	states, cust, err := e.replayLocked(ctx, s.prog, s.static, upTo, asOf, nil, false, withPurchases)
+	h, from, snapped, err := e.loadSnapshot(ctx, s.prog, s.static)
 	if err != nil {
 		e.segsDirty = true
 		return err
 	}
-	if withPurchases {
-		e.models.cust = cust
+	if !snapped {
+		from = replayFrom{prog: s.prog, static: s.static}
 	}
+	from.purchases = e.models != nil
+	r, err := e.replayLocked(ctx, from, upTo, asOf, nil, false)
+	if err == nil && snapped {
+		err = e.restoreSnapshotted(ctx, h, &r, s.prog, s.static, upTo, asOf)
+	}
+	if err != nil {
+		e.segsDirty = true
+		return err
+	}
+	if e.models != nil {
+		e.models.cust = r.cust
+	}
+	if snapped {
+		e.snapGen, e.snapSeq = h.Gen, h.Seq
+	}
+	states := r.states
 	if s.prog == nil {
 		return nil
 	}
@@ -261,7 +313,7 @@ func (e *Engine) rebuild(ctx context.Context) error {
 			return fmt.Errorf("reconciling memberships: %w", err)
 		}
 	}
-	e.log.Info("segment state rebuilt from the event log", "events", upTo, "profiles", len(states),
+	e.log.Info("segment state rebuilt", "events", upTo, "from snapshot", snapped, "replayed", upTo-from.after, "profiles", len(states),
 		"reconciled", len(res.Transitions), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -426,7 +478,8 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 		}
 	}
 	// A dry run lets event processing go on while it replays.
-	states, _, err := e.replayLocked(ctx, prog, s.static, e.processed.Load(), now, nil, dryRun, false)
+	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: s.static}, e.processed.Load(), now, nil, dryRun)
+	states := r.states
 	if err != nil {
 		return nil, err
 	}
@@ -835,6 +888,9 @@ func (e *Engine) SetStatic(ctx context.Context, segment string, add, remove []st
 	}
 	now := e.evalNow()
 	if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+		return 0, err
+	}
+	if err := e.invalidateSnapshot(ctx); err != nil {
 		return 0, err
 	}
 	if err := e.st.SetStaticMembers(ctx, segment, add, remove); err != nil {

@@ -73,6 +73,13 @@ type Config struct {
 	// Planner, if set, adds to each Resolution with transitions the actions
 	// they trigger, before it is written.
 	Planner Planner
+	// SnapshotEvery is how many processed events make a snapshot of the
+	// engine's state due (default 1,000,000; negative: only on request),
+	// SnapshotAfter how long after the last one a snapshot is taken if
+	// any event was processed since (default 15 minutes). A restart
+	// replays only the log after the last snapshot.
+	SnapshotEvery int64
+	SnapshotAfter time.Duration
 	// ProfileID, if set, makes the id of the profile an event creates
 	// (default random): for tests that compare runs.
 	ProfileID func(e *kiln.Event) string
@@ -145,8 +152,10 @@ type Engine struct {
 	segs       *segments // the segment runtime, guarded by mu
 	models     *models   // fitted customer models, guarded by mu
 	jobs       jobs
-	clockSaved time.Time
 	segsDirty  bool
+	// The current snapshot (see Snapshot); 0: none.
+	snapGen, snapSeq int64
+	snapAt           time.Time
 
 	mu   sync.Mutex // serialises batches with Ops
 	res  *identity.Resolver
@@ -182,6 +191,12 @@ func New(cfg Config) (*Engine, error) {
 	x, err := identity.NewExtractor(rules)
 	if err != nil {
 		return nil, fmt.Errorf("identity rules: %w", err)
+	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = 1_000_000
+	}
+	if cfg.SnapshotAfter <= 0 {
+		cfg.SnapshotAfter = 15 * time.Minute
 	}
 	if cfg.SizeSample <= 0 {
 		cfg.SizeSample = time.Minute
@@ -374,6 +389,11 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 			lastSample = time.Now()
 		}
 		n, err := e.step(ctx)
+		if err == nil && e.snapshotDue() {
+			if err := e.Snapshot(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("writing the engine snapshot", "err", err)
+			}
+		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -497,6 +517,19 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	return len(evs), nil
 }
 
+// snapshotDue reports whether enough was processed since the last
+// snapshot to take another.
+func (e *Engine) snapshotDue() bool {
+	if e.cfg.SnapshotEvery < 0 {
+		return false
+	}
+	since := e.processed.Load() - e.snapSeq
+	if e.snapAt.IsZero() {
+		e.snapAt = time.Now()
+	}
+	return since >= e.cfg.SnapshotEvery || (since > 0 && time.Since(e.snapAt) >= e.cfg.SnapshotAfter)
+}
+
 // evalNow is the instant at which what happens now is evaluated and
 // recorded: the clock in whole milliseconds (the evaluator's unit), never
 // before what the engine already recorded, even if the system clock steps
@@ -543,6 +576,9 @@ func (e *Engine) DeleteProfile(ctx context.Context, id string, suppress bool) ([
 	if err != nil {
 		return nil, err
 	}
+	if err := e.invalidateSnapshot(ctx); err != nil {
+		return nil, err
+	}
 	ids, err := e.st.DeleteProfile(ctx, id, suppress, "profile deleted", e.cfg.Now().UTC())
 	if err != nil {
 		return nil, err
@@ -569,6 +605,9 @@ func (e *Engine) Unmerge(ctx context.Context, mergeID int64) (*kiln.Merge, error
 	defer e.mu.Unlock()
 	r, err := e.ready()
 	if err != nil {
+		return nil, err
+	}
+	if err := e.invalidateSnapshot(ctx); err != nil {
 		return nil, err
 	}
 	m, err := e.st.UndoMerge(ctx, mergeID, e.cfg.Now().UTC())

@@ -123,6 +123,8 @@ type lifeRun struct {
 	stop  func()
 	seq   int
 	kills int
+	// restarts that began from a snapshot rather than the whole log
+	snapped int
 }
 
 func newLifeRun(t *testing.T) *lifeRun {
@@ -158,7 +160,7 @@ func (r *lifeRun) start() {
 		t.Fatal(err)
 	}
 	e, err := New(Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: r.now, Poll: 5 * time.Millisecond,
-		Refit: -1, Planner: planner,
+		Refit: -1, Planner: planner, SnapshotEvery: 25,
 		ProfileID: func(ev *kiln.Event) string { return fmt.Sprintf("p_%s_%d", ev.Anchor, ev.Seq) }})
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +172,9 @@ func (r *lifeRun) start() {
 		t.Fatal(err)
 	}
 	r.st, r.e = st, e
+	if e.snapGen != 0 {
+		r.snapped++
+	}
 	r.stop = func() {
 		cancel()
 		<-done
@@ -183,6 +188,8 @@ func (r *lifeRun) start() {
 func (r *lifeRun) restart(crash bool) {
 	if crash {
 		r.kills++
+	} else if err := r.e.Snapshot(context.Background()); err != nil {
+		r.t.Fatal(err)
 	}
 	r.stop()
 	r.start()
@@ -321,6 +328,12 @@ func TestLifecycleMatchesUninterruptedRun(t *testing.T) {
 	if testing.Short() {
 		seeds = 2
 	}
+	snapped := 0
+	defer func() {
+		if snapped == 0 && !t.Failed() {
+			t.Error("no restart began from a snapshot: the snapshot path was not tested")
+		}
+	}()
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			script := lifeScript(seed, steps)
@@ -357,7 +370,8 @@ func TestLifecycleMatchesUninterruptedRun(t *testing.T) {
 			if d := lineDiff(wantActs, gotActs); d != "" {
 				t.Errorf("actions differ from the uninterrupted run:\n%s", d)
 			}
-			t.Logf("%d transitions, %d actions, %d kills", len(want), len(wantActs), rough.kills)
+			snapped += rough.snapped
+			t.Logf("%d transitions, %d actions, %d kills, %d restarts from a snapshot", len(want), len(wantActs), rough.kills, rough.snapped)
 			calm.stop()
 			rough.stop()
 		})

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -150,6 +151,33 @@ func (p *purchases) add(day int32, amount float64) {
 		p.repeat += amount
 	}
 	p.total += amount
+}
+
+// appendBinary encodes the history for a snapshot.
+func (p *purchases) appendBinary(b []byte) []byte {
+	b = binary.AppendVarint(b, int64(p.first))
+	b = binary.AppendVarint(b, int64(p.last))
+	b = binary.AppendVarint(b, int64(p.x))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.total))
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(p.repeat))
+}
+
+func (p *purchases) unmarshalBinary(b []byte) error {
+	var v [3]int64
+	for i := range v {
+		n := 0
+		if v[i], n = binary.Varint(b); n <= 0 {
+			return errShortRecord
+		}
+		b = b[n:]
+	}
+	if len(b) != 16 {
+		return errShortRecord
+	}
+	p.first, p.last, p.x = int32(v[0]), int32(v[1]), int32(v[2])
+	p.total = math.Float64frombits(binary.LittleEndian.Uint64(b))
+	p.repeat = math.Float64frombits(binary.LittleEndian.Uint64(b[8:]))
+	return nil
 }
 
 // summary is the customer's history as of asOf, in the models' unit.

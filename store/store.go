@@ -194,6 +194,8 @@ type Profiles interface {
 	SetConsent(ctx context.Context, c ConsentChange) error
 	// Merges returns the merges into or from the profile, newest first.
 	Merges(ctx context.Context, profileID string) ([]kiln.Merge, error)
+	// MergesAfter returns every merge with ID > after, by ID.
+	MergesAfter(ctx context.Context, after int64) ([]kiln.Merge, error)
 	// GetMerge returns one merge, or ErrNotFound.
 	GetMerge(ctx context.Context, id int64) (*kiln.Merge, error)
 	// UndoMerge moves the merge's identities back to its From profile,

@@ -105,6 +105,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)`
 
 	mergesOf = `SELECT ` + mergeColumns + ` FROM merges WHERE into_id = $1 OR from_id = $1 ORDER BY at DESC NULLS LAST, id DESC`
 
+	mergesAfter = `SELECT ` + mergeColumns + ` FROM merges WHERE id > $1 ORDER BY id`
+
 	getMerge = `SELECT ` + mergeColumns + `, snapshot FROM merges WHERE id = $1`
 
 	lockMerge = getMerge + ` FOR UPDATE`
@@ -690,23 +692,37 @@ func scanMerge(sc pgx.Row, extra ...any) (*kiln.Merge, error) {
 
 // Merges returns the merges into or from the profile, newest first.
 func (db *DB) Merges(ctx context.Context, profileID string) ([]kiln.Merge, error) {
-	rows, err := db.pool.Query(ctx, mergesOf, profileID)
+	out, err := db.merges(ctx, mergesOf, profileID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: merges of %s: %w", profileID, err)
+	}
+	return out, nil
+}
+
+// MergesAfter returns the merges with ID > after, by ID.
+func (db *DB) MergesAfter(ctx context.Context, after int64) ([]kiln.Merge, error) {
+	out, err := db.merges(ctx, mergesAfter, after)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: merges after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+func (db *DB) merges(ctx context.Context, query string, arg any) ([]kiln.Merge, error) {
+	rows, err := db.pool.Query(ctx, query, arg)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []kiln.Merge
 	for rows.Next() {
 		m, err := scanMerge(rows)
 		if err != nil {
-			return nil, fmt.Errorf("postgres: merges of %s: %w", profileID, err)
+			return nil, err
 		}
 		out = append(out, *m)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: merges of %s: %w", profileID, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 func getMergeSnap(ctx context.Context, q querier, query string, id int64) (*kiln.Merge, *snapshot, error) {

@@ -108,6 +108,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?)`
 
 	mergesOf = `SELECT ` + mergeColumns + ` FROM merges WHERE into_id = ?1 OR from_id = ?1 ORDER BY at DESC, id DESC`
 
+	mergesAfter = `SELECT ` + mergeColumns + ` FROM merges WHERE id > ?1 ORDER BY id`
+
 	getMerge = `SELECT ` + mergeColumns + `, snapshot FROM merges WHERE id = ?`
 
 	markMergeUndone = `UPDATE merges SET undone_at = ? WHERE id = ?`
@@ -638,23 +640,37 @@ func scanMerge(sc interface{ Scan(...any) error }, extra ...any) (*kiln.Merge, e
 
 // Merges returns the merges into or from the profile, newest first.
 func (db *DB) Merges(ctx context.Context, profileID string) ([]kiln.Merge, error) {
-	rows, err := db.r.QueryContext(ctx, mergesOf, profileID)
+	out, err := db.merges(ctx, mergesOf, profileID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: merges of %s: %w", profileID, err)
+	}
+	return out, nil
+}
+
+// MergesAfter returns the merges with ID > after, by ID.
+func (db *DB) MergesAfter(ctx context.Context, after int64) ([]kiln.Merge, error) {
+	out, err := db.merges(ctx, mergesAfter, after)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: merges after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+func (db *DB) merges(ctx context.Context, query string, arg any) ([]kiln.Merge, error) {
+	rows, err := db.r.QueryContext(ctx, query, arg)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []kiln.Merge
 	for rows.Next() {
 		m, err := scanMerge(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: merges of %s: %w", profileID, err)
+			return nil, err
 		}
 		out = append(out, *m)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: merges of %s: %w", profileID, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 func getMergeSnap(ctx context.Context, q querier, id int64) (*kiln.Merge, *snapshot, error) {

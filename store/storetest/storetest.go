@@ -828,6 +828,12 @@ func testMergeFold(t *testing.T, s store.Store) {
 	}
 	_, err = s.GetMerge(ctx, m.ID+1000)
 	wantErr(t, "unknown merge", err, store.ErrNotFound)
+	if after, err := s.MergesAfter(ctx, 0); err != nil || len(after) != 1 || after[0].ID != m.ID {
+		t.Errorf("MergesAfter(0) = %+v, %v", after, err)
+	}
+	if after, err := s.MergesAfter(ctx, m.ID); err != nil || len(after) != 0 {
+		t.Errorf("MergesAfter(last id) = %+v, %v", after, err)
+	}
 }
 
 func testMergeRename(t *testing.T, s store.Store) {

@@ -1,0 +1,389 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/eval"
+	"github.com/kiln-cdp/kiln/store"
+)
+
+// Snapshots make a restart's cost independent of the log's length: the
+// engine's in-memory state (each profile's evaluation state and traits,
+// the models' purchase histories) is written at a checkpoint, and a
+// restart loads it and replays only the events after it. A snapshot is
+// written in parts and made current by a header committed with the
+// engine clock in one transaction, so a half-written one is never read.
+//
+// A snapshot is used only when it still describes the store: the same
+// definitions (the program's fingerprint), no unmerge, deletion or static
+// list edit since (those clear the header in their own transaction before
+// they change anything). Merges since it are replayed like live ones: the
+// absorbed profile is dropped and the survivor rebuilt from its events.
+// When the models were refitted since, every profile is settled with its
+// stored model traits. Otherwise the log is replayed from the start, as
+// before snapshots existed: slower, never wrong.
+
+// snapshotBlob names the current snapshot's header.
+const snapshotBlob = "snapshot"
+
+// snapshotPart is the size at which a part is written.
+const snapshotPart = 4 << 20
+
+type snapshotHeader struct {
+	Gen         int64     `json:"gen"`         // 0: none ever written
+	Invalid     bool      `json:"invalid"`     // cleared: the store moved outside the log since
+	Seq         int64     `json:"seq"`         // events processed
+	Clock       int64     `json:"clock"`       // engine clock, Unix ms
+	Fingerprint uint64    `json:"fingerprint"` // of the program; 0 without definitions
+	Merges      int64     `json:"merges"`      // the highest merge id reflected
+	Models      time.Time `json:"models"`      // FittedAt of the models the traits came from
+	Purchases   bool      `json:"purchases"`   // the models' purchase histories are in it
+	Parts       int64     `json:"parts"`
+	Profiles    int       `json:"profiles"`
+}
+
+// Record kinds in a part.
+const (
+	recState     = 1 // pid, due, state, traits
+	recPurchases = 2 // pid, purchase history
+)
+
+// Snapshot writes the engine's state as of now: what time did up to now
+// is recorded first, so the snapshot and the clock agree. A graceful stop
+// takes one, so the next start replays nothing.
+func (e *Engine) Snapshot(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.segs
+	if s == nil || e.segsDirty || e.res == nil {
+		return nil // not started, or about to rebuild: nothing trustworthy to write
+	}
+	start := time.Now()
+	now := e.evalNow()
+	if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+		return err
+	}
+	old, err := e.snapshotHeader(ctx)
+	if err != nil {
+		return err
+	}
+	ms, err := e.st.MergesAfter(ctx, old.Merges)
+	if err != nil {
+		return err
+	}
+	h := snapshotHeader{Gen: old.Gen + 1, Seq: e.processed.Load(), Clock: now.UnixMilli(), Merges: old.Merges, Profiles: len(s.states)}
+	if len(ms) > 0 {
+		h.Merges = ms[len(ms)-1].ID
+	}
+	if s.prog != nil {
+		h.Fingerprint = s.prog.Fingerprint()
+	}
+	if e.models != nil {
+		h.Purchases = true
+		if e.models.report != nil {
+			h.Models = e.models.report.FittedAt
+		}
+	}
+	w := partWriter{ctx: ctx, st: e.st, gen: h.Gen}
+	for pid, ps := range s.states {
+		st, err := ps.st.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		var traits []byte
+		if len(ps.prof.Traits) > 0 {
+			if traits, err = json.Marshal(ps.prof.Traits); err != nil {
+				return fmt.Errorf("snapshot of %s: traits: %w", pid, err)
+			}
+		}
+		w.record(recState, pid, func(b []byte) []byte {
+			b = binary.AppendVarint(b, ps.due)
+			b = appendBytes(b, st)
+			return appendBytes(b, traits)
+		})
+		if err := w.flush(false); err != nil {
+			return err
+		}
+	}
+	if e.models != nil {
+		for pid, p := range e.models.cust {
+			w.record(recPurchases, pid, p.appendBinary)
+			if err := w.flush(false); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.flush(true); err != nil {
+		return err
+	}
+	h.Parts = w.part
+	raw, _ := json.Marshal(h)
+	if err := e.st.ApplyResolution(ctx, store.Resolution{Blobs: []store.Blob{{Name: snapshotBlob, Data: raw}}, Checkpoints: clockAt(h.Clock)}); err != nil {
+		return fmt.Errorf("recording snapshot %d: %w", h.Gen, err)
+	}
+	e.snapGen, e.snapSeq, e.snapAt = h.Gen, h.Seq, time.Now()
+	e.moveClock(now)
+	if err := e.st.DropSnapshots(ctx, h.Gen); err != nil {
+		e.log.Warn("dropping old snapshots", "err", err)
+	}
+	e.log.Info("engine state snapshot written", "generation", h.Gen, "seq", h.Seq, "profiles", h.Profiles,
+		"bytes", w.bytes, "parts", h.Parts, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// invalidateSnapshot clears the snapshot header before an operation that
+// changes profiles outside the log (unmerge, deletion, static lists): if
+// it then commits, the snapshot no longer describes the store.
+func (e *Engine) invalidateSnapshot(ctx context.Context) error {
+	if e.snapGen == 0 {
+		return nil
+	}
+	h, err := e.snapshotHeader(ctx)
+	if err != nil {
+		return err
+	}
+	h.Invalid = true
+	raw, _ := json.Marshal(h)
+	if err := e.st.ApplyResolution(ctx, store.Resolution{Blobs: []store.Blob{{Name: snapshotBlob, Data: raw}}}); err != nil {
+		return fmt.Errorf("clearing the engine snapshot: %w", err)
+	}
+	e.snapGen = 0
+	return nil
+}
+
+func (e *Engine) snapshotHeader(ctx context.Context) (snapshotHeader, error) {
+	var h snapshotHeader
+	raw, err := e.st.GetBlob(ctx, snapshotBlob)
+	if err != nil || raw == nil {
+		return h, err
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return snapshotHeader{}, fmt.Errorf("reading the snapshot header: %w", err)
+	}
+	return h, nil
+}
+
+// loadSnapshot reads the current snapshot if it describes the store (see
+// above): states for prog, the purchase histories, and the header. ok is
+// false when the log must be replayed from the start instead.
+func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static map[string][]string) (h snapshotHeader, from replayFrom, ok bool, err error) {
+	if h, err = e.snapshotHeader(ctx); err != nil || h.Gen == 0 || h.Invalid {
+		return h, from, false, err
+	}
+	why := ""
+	var fp uint64
+	if prog != nil {
+		fp = prog.Fingerprint()
+	}
+	switch {
+	case h.Fingerprint != fp:
+		why = "the definitions changed since"
+	case h.Seq > e.processed.Load():
+		why = "it is ahead of the processed log"
+	case e.models != nil && !h.Purchases:
+		why = "it was taken before the customer models were fitted"
+	}
+	if why != "" {
+		e.log.Info("not using the engine snapshot; replaying the whole log", "generation", h.Gen, "why", why)
+		return h, from, false, nil
+	}
+	from = replayFrom{prog: prog, static: static, after: h.Seq, states: map[string]*pstate{}, cust: map[string]*purchases{}}
+	err = e.st.ScanSnapshot(ctx, h.Gen, func(part []byte) error {
+		return readRecords(part, func(kind byte, pid string, b []byte) error {
+			switch kind {
+			case recState:
+				if prog == nil {
+					return nil
+				}
+				ps, err := decodeState(prog, b)
+				if err != nil {
+					return fmt.Errorf("profile %s: %w", pid, err)
+				}
+				ps.prof.Static = static[pid]
+				from.states[pid] = ps
+			case recPurchases:
+				p := &purchases{}
+				if err := p.unmarshalBinary(b); err != nil {
+					return fmt.Errorf("purchases of %s: %w", pid, err)
+				}
+				from.cust[pid] = p
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		e.log.Warn("the engine snapshot cannot be read; replaying the whole log", "generation", h.Gen, "err", err)
+		return h, replayFrom{}, false, nil
+	}
+	return h, from, true, nil
+}
+
+func decodeState(prog *eval.Program, b []byte) (*pstate, error) {
+	due, n := binary.Varint(b)
+	if n <= 0 {
+		return nil, errShortRecord
+	}
+	b = b[n:]
+	stb, b, err := readBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	traits, _, err := readBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	ps := &pstate{st: &eval.State{}, due: due}
+	if err := ps.st.UnmarshalBinary(stb); err != nil {
+		return nil, err
+	}
+	if err := prog.Adopt(ps.st); err != nil {
+		return nil, err
+	}
+	if len(traits) > 0 {
+		if err := json.Unmarshal(traits, &ps.prof.Traits); err != nil {
+			return nil, err
+		}
+	}
+	return ps, nil
+}
+
+// restoreSnapshotted finishes a start from a snapshot after its tail was
+// replayed: merges since the snapshot are applied as live ones were, and
+// profiles whose model traits may have moved are settled.
+func (e *Engine) restoreSnapshotted(ctx context.Context, h snapshotHeader, r *replayed, prog *eval.Program, static map[string][]string, upTo int64, now time.Time) error {
+	ms, err := e.st.MergesAfter(ctx, h.Merges)
+	if err != nil {
+		return err
+	}
+	gone := map[string]bool{}
+	for _, m := range ms {
+		gone[m.From] = true
+	}
+	var rebuild []string
+	for _, m := range ms {
+		if !gone[m.Into] && !slices.Contains(rebuild, m.Into) {
+			rebuild = append(rebuild, m.Into)
+		}
+	}
+	for pid := range gone {
+		delete(r.states, pid)
+		delete(r.cust, pid)
+		delete(r.touched, pid)
+	}
+	for _, pid := range rebuild {
+		evs, err := e.profileEvents(ctx, pid, upTo)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(evs, func(a, b kiln.Event) int { return int(a.Seq - b.Seq) })
+		m := &models{cust: r.cust}
+		delete(r.cust, pid)
+		for i := range evs {
+			m.record(pid, &evs[i])
+		}
+		if prog == nil {
+			continue
+		}
+		ps := &pstate{st: prog.NewState()}
+		ps.prof.Static = static[pid]
+		for i := range evs {
+			applyTraits(ps, &evs[i])
+			prog.Apply(ps.st, &ps.prof, &evs[i], now)
+		}
+		r.states[pid] = ps
+		r.touched[pid] = true
+	}
+	if prog == nil {
+		return nil
+	}
+	// Untouched profiles are as of the snapshot: those with a window
+	// boundary since are moved to now (their transitions are recorded
+	// already), and all of them if the models were refitted since.
+	settle := r.touched
+	refitted := e.models != nil && e.models.report != nil && !e.models.report.FittedAt.Equal(h.Models)
+	for pid, ps := range r.states {
+		if refitted || (ps.due != 0 && ps.due <= now.UnixMilli()) {
+			settle[pid] = true
+		}
+	}
+	e.settleAll(prog, r.states, settle, now)
+	return nil
+}
+
+// partWriter gathers records into parts of about snapshotPart bytes.
+type partWriter struct {
+	ctx   context.Context
+	st    store.Store
+	gen   int64
+	part  int64
+	buf   []byte
+	bytes int64
+}
+
+func (w *partWriter) record(kind byte, pid string, body func([]byte) []byte) {
+	w.buf = append(w.buf, kind)
+	w.buf = appendBytes(w.buf, []byte(pid))
+	// The body's length is not known before it is written: reserve a
+	// fixed four bytes for it.
+	at := len(w.buf)
+	w.buf = append(w.buf, 0, 0, 0, 0)
+	w.buf = body(w.buf)
+	binary.LittleEndian.PutUint32(w.buf[at:], uint32(len(w.buf)-at-4))
+}
+
+func (w *partWriter) flush(final bool) error {
+	if len(w.buf) == 0 || (!final && len(w.buf) < snapshotPart) {
+		return nil
+	}
+	if err := w.st.PutSnapshotPart(w.ctx, w.gen, w.part, w.buf); err != nil {
+		return err
+	}
+	w.part++
+	w.bytes += int64(len(w.buf))
+	w.buf = w.buf[:0]
+	return nil
+}
+
+var errShortRecord = errors.New("truncated snapshot record")
+
+func readRecords(b []byte, fn func(kind byte, pid string, body []byte) error) error {
+	for len(b) > 0 {
+		kind := b[0]
+		pid, rest, err := readBytes(b[1:])
+		if err != nil {
+			return err
+		}
+		if len(rest) < 4 {
+			return errShortRecord
+		}
+		n := int(binary.LittleEndian.Uint32(rest))
+		if len(rest) < 4+n {
+			return errShortRecord
+		}
+		if err := fn(kind, string(pid), rest[4:4+n]); err != nil {
+			return err
+		}
+		b = rest[4+n:]
+	}
+	return nil
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func readBytes(b []byte) (v, rest []byte, err error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return nil, nil, errShortRecord
+	}
+	return b[k : k+int(n)], b[k+int(n):], nil
+}

@@ -146,13 +146,13 @@ type Engine struct {
 	log *slog.Logger
 	st  store.Store
 
-	rules      identity.Rules
-	x          *identity.Extractor
-	loc        *time.Location
-	segs       *segments // the segment runtime, guarded by mu
-	models     *models   // fitted customer models, guarded by mu
-	jobs       jobs
-	segsDirty  bool
+	rules     identity.Rules
+	x         *identity.Extractor
+	loc       *time.Location
+	segs      *segments // the segment runtime, guarded by mu
+	models    *models   // fitted customer models, guarded by mu
+	jobs      jobs
+	segsDirty bool
 	// The current snapshot (see Snapshot); 0: none.
 	snapGen, snapSeq int64
 	snapAt           time.Time

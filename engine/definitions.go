@@ -255,7 +255,8 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		from = replayFrom{prog: s.prog, static: s.static}
 	}
 	from.purchases = e.models != nil
-	r, err := e.replayLocked(ctx, from, upTo, asOf, nil, false)
+	e.toLoad.Store(upTo - from.after)
+	r, err := e.replayLocked(ctx, from, upTo, asOf, func(done int64) { e.loaded.Store(done) }, false)
 	if err == nil && snapped {
 		err = e.restoreSnapshotted(ctx, h, &r, s.prog, s.static, upTo, asOf)
 	}
@@ -268,6 +269,7 @@ func (e *Engine) rebuild(ctx context.Context) error {
 	}
 	if snapped {
 		e.snapGen, e.snapSeq = h.Gen, h.Seq
+		e.startSnap.Store(h.Gen)
 	}
 	states := r.states
 	if s.prog == nil {

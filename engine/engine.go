@@ -73,6 +73,9 @@ type Config struct {
 	// Planner, if set, adds to each Resolution with transitions the actions
 	// they trigger, before it is written.
 	Planner Planner
+	// Loading, if set, is called as the engine starts loading segment
+	// state (tests hold start-up there to see what is served meanwhile).
+	Loading func()
 	// SnapshotEvery is how many processed events make a snapshot of the
 	// engine's state due (default 1,000,000; negative: only on request),
 	// SnapshotAfter how long after the last one a snapshot is taken if
@@ -153,6 +156,10 @@ type Engine struct {
 	models    *models   // fitted customer models, guarded by mu
 	jobs      jobs
 	segsDirty bool
+	// What start-up is doing, for readiness (see Status).
+	phase          atomic.Pointer[string]
+	loaded, toLoad atomic.Int64
+	startSnap      atomic.Int64
 	// The current snapshot (see Snapshot); 0: none.
 	snapGen, snapSeq int64
 	snapAt           time.Time
@@ -353,6 +360,10 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 		e.processed.Store(cp)
 	}
 	if err == nil {
+		e.setPhase(PhaseState)
+		if e.cfg.Loading != nil {
+			e.cfg.Loading()
+		}
 		e.mu.Lock()
 		e.res = r
 		err = e.loadSegments(ctx)
@@ -363,6 +374,9 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 			err = e.rebuild(ctx)
 		}
 		e.mu.Unlock()
+	}
+	if err == nil {
+		e.setPhase(PhaseReady)
 	}
 	if ready != nil {
 		ready <- err
@@ -516,6 +530,38 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	}
 	return len(evs), nil
 }
+
+// Starting-up phases (Status).
+const (
+	PhaseIdentities = "loading the identity index"
+	PhaseState      = "rebuilding segment state"
+	PhaseReady      = "ready"
+)
+
+// Status says what the engine is doing while it starts and how far along
+// it is: events replayed of those to replay.
+type Status struct {
+	Phase string `json:"phase"`
+	Done  int64  `json:"done,omitempty"`
+	Total int64  `json:"total,omitempty"`
+	// Snapshot is the generation of the snapshot start-up began from (0:
+	// the whole log was replayed); Total counts the events after it.
+	Snapshot int64 `json:"snapshot,omitempty"`
+}
+
+// Status reports the start-up phase; Phase is PhaseReady once the engine
+// processes events.
+func (e *Engine) Status() Status {
+	st := Status{Phase: PhaseIdentities}
+	if p := e.phase.Load(); p != nil {
+		st.Phase = *p
+	}
+	st.Done, st.Total = e.loaded.Load(), e.toLoad.Load()
+	st.Snapshot = e.startSnap.Load()
+	return st
+}
+
+func (e *Engine) setPhase(p string) { e.phase.Store(&p) }
 
 // snapshotDue reports whether enough was processed since the last
 // snapshot to take another.

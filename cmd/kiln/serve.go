@@ -59,6 +59,7 @@ type Main struct {
 	engDone  chan error
 	isClosed bool
 	stopAct  func()
+	loading  func() // tests: called while the engine loads its state
 }
 
 // NewMain returns a Main with default configuration, logging to logOut.
@@ -99,6 +100,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Planner:          m.Actions.Planner,
 		OnTransitions:    m.Actions.OnTransitions,
 		RFM:              rfm,
+		Loading:          m.loading,
 		// Acknowledging events comes first; processing gives way briefly.
 		Yield: func() bool { return m.Journal != nil && m.Journal.Busy() },
 	})
@@ -111,24 +113,20 @@ func (m *Main) Open(ctx context.Context) error {
 		m.Metrics.CommitDuration.Observe(d.Seconds())
 	}})
 
+	// The port opens while the engine loads its state, so ingest is up
+	// (events are durable and acknowledged) from the first second; /readyz
+	// says what is still loading. Open returns once the engine is ready.
+	ln, err := net.Listen("tcp", m.Config.Addr)
+	if err != nil {
+		m.Journal.Close()
+		st.Close()
+		return fmt.Errorf("-addr %s: %w", m.Config.Addr, err)
+	}
 	engCtx, cancel := context.WithCancel(context.Background())
 	m.stopEng = cancel
 	m.engDone = make(chan error, 1)
 	ready := make(chan error, 1)
 	go func() { m.engDone <- m.Engine.Run(engCtx, ready) }()
-	if err := <-ready; err != nil {
-		cancel()
-		m.Journal.Close()
-		st.Close()
-		return fmt.Errorf("starting the engine: %w", err)
-	}
-	m.startActions()
-
-	ln, err := net.Listen("tcp", m.Config.Addr)
-	if err != nil {
-		m.closeEngine()
-		return fmt.Errorf("-addr %s: %w", m.Config.Addr, err)
-	}
 	m.ln = ln
 	m.http = &http.Server{
 		Handler:           m.routes(),
@@ -139,6 +137,15 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.http.Serve(ln) }()
+	m.Logger.Info("kiln listening; loading engine state", "addr", ln.Addr().String(), "store", m.storeName())
+	if err := <-ready; err != nil {
+		m.http.Close()
+		<-m.served
+		m.isClosed = true
+		m.closeEngine()
+		return fmt.Errorf("starting the engine: %w", err)
+	}
+	m.startActions()
 	m.Logger.Info("kiln started", "addr", ln.Addr().String(), "store", m.storeName())
 	return nil
 }
@@ -210,6 +217,10 @@ func (m *Main) routes() http.Handler {
 				return
 			}
 		}
+		if st := m.Engine.Status(); st.Phase != engine.PhaseReady {
+			api.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "loading": st})
+			return
+		}
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "processorLag": m.Engine.Lag()})
 	})
 	web := ui.New(ui.Config{Store: m.Store, Engine: m.Engine, Keys: auth.NewCache(m.Store), Secret: []byte(os.Getenv("KILN_UI_SECRET")), Logger: m.Logger, Location: m.location(), Normalize: m.Engine.Extractor().Normalize, Actions: m.Actions})
@@ -238,6 +249,12 @@ func (m *Main) Close() error {
 
 func (m *Main) closeEngine() error {
 	jerr := m.Journal.Close()
+	// A snapshot now means the next start replays nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.Shutdown)
+	if err := m.Engine.Snapshot(ctx); err != nil {
+		m.Logger.Warn("writing the engine snapshot on shutdown; the next start replays the log", "err", err)
+	}
+	cancel()
 	m.stopEng()
 	eerr := <-m.engDone
 	if errors.Is(eerr, context.Canceled) {

@@ -59,6 +59,12 @@ func (s *Server) applyDefinitions(w http.ResponseWriter, r *http.Request) {
 	}
 	src := string(body)
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		// Bound nesting before decoding anything, so a deeply nested body
+		// gets the definitions' nesting error, with its line and column.
+		if err := rule.CheckJSONDepth(body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		// Either {"text": "..."} or the JSON form {"definitions": [...]},
 		// which is turned into the canonical text form.
 		var probe struct {
@@ -75,7 +81,7 @@ func (s *Server) applyDefinitions(w http.ResponseWriter, r *http.Request) {
 		case probe.Definitions != nil:
 			set, err := rule.ParseJSON(body)
 			if err != nil {
-				s.fail(w, r, kiln.Errorf(kiln.EInvalid, "definitions JSON: %v", err))
+				s.fail(w, r, err) // an ErrorList: 400, naming the JSON or the definition
 				return
 			}
 			src = rule.Format(set)

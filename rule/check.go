@@ -60,12 +60,19 @@ type Info struct {
 
 // ParseJSON reads the JSON form of a definition set (unknown fields are
 // rejected, so a typo in a form builder is an error, not a silent no-op).
+// Nesting is bounded as in the text form (see MaxDepth).
 func ParseJSON(data []byte) (*Set, error) {
+	if err := CheckJSONDepth(data); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var s Set
 	if err := dec.Decode(&s); err != nil {
 		return nil, ErrorList{{Msg: "definitions JSON: " + err.Error()}}
+	}
+	if err := checkDepth(&s); err != nil {
+		return nil, ErrorList{err}
 	}
 	return &s, nil
 }
@@ -107,6 +114,11 @@ func (c *checker) errf(p Pos, format string, args ...any) {
 // reported (as an ErrorList, in source order), so evaluation never meets
 // an invalid definition.
 func Check(s *Set, schema *Schema) (*Info, error) {
+	// Parse and ParseJSON bound nesting already; a set built in code or
+	// read back from the store is bounded here, before the walks below.
+	if err := checkDepth(s); err != nil {
+		return nil, ErrorList{err}
+	}
 	c := &checker{schema: schema, info: &Info{
 		TraitTypes: map[string]Type{}, Traits: map[string]*Def{}, Segments: map[string]*Def{},
 	}}

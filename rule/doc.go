@@ -104,6 +104,14 @@
 // with the definition ("segment vip: unknown trait ghost"). A set that
 // passes Check never fails at evaluation time.
 //
+// Definitions nest at most MaxDepth (200) levels: parentheses and not in
+// the text form, operands of and, or, not and arithmetic in the tree.
+// Deeper ones are an error at the first level too deep ("1:213: definition
+// nested too deeply: more than 200 levels ..."); JSON nested deeper than
+// any definition within the limit is rejected with its line and column
+// in the JSON before it is decoded (CheckJSONDepth). Every recursive walk
+// over a definition relies on the bound.
+//
 // Check takes an optional Schema of profile traits: with one, unknown
 // traits.NAME are errors and comparisons are type-checked (date traits
 // accept "YYYY-MM-DD" or RFC 3339 literals).

@@ -152,16 +152,37 @@ func Parse(src string) (*Set, error) {
 	if perr != nil {
 		return nil, ErrorList{perr}
 	}
+	// The parser bounds its own recursion; a long arithmetic chain
+	// (1 + 1 + ...) nests the tree without recursing, so check the tree.
+	if derr := checkDepth(set); derr != nil {
+		return nil, ErrorList{derr}
+	}
 	return set, nil
 }
 
 type parser struct {
-	toks []token
-	i    int
+	toks  []token
+	i     int
+	depth int // nesting of parentheses and not, bounded by MaxDepth
 }
 
 // bail aborts parsing with a positioned error; file() recovers it.
-type bail struct{ err *Error }
+// tryParenCond recovers it too, to reparse a parenthesis as arithmetic,
+// unless it is final: nesting too deep is too deep either way.
+type bail struct {
+	err   *Error
+	final bool
+}
+
+// nest enters one level of nesting at t, failing past MaxDepth before
+// the recursion can exhaust the stack; defer the function it returns.
+func (p *parser) nest(t token) func() {
+	p.depth++
+	if p.depth > MaxDepth {
+		panic(bail{err: tooDeep(t.pos), final: true})
+	}
+	return func() { p.depth-- }
+}
 
 func (p *parser) peek() token       { return p.toks[p.i] }
 func (p *parser) peekN(n int) token { return p.toks[min(p.i+n, len(p.toks)-1)] }
@@ -174,7 +195,7 @@ func (p *parser) next() token {
 }
 
 func (p *parser) failAt(t token, format string, args ...any) {
-	panic(bail{&Error{Pos: t.pos, Msg: fmt.Sprintf(format, args...)}})
+	panic(bail{err: &Error{Pos: t.pos, Msg: fmt.Sprintf(format, args...)}})
 }
 
 // is reports whether the next token is the keyword or punctuation s.
@@ -462,9 +483,11 @@ func (p *parser) filterAnd() *Filter {
 func (p *parser) filterNot() *Filter {
 	t := p.peek()
 	if p.accept("not") {
+		defer p.nest(t)()
 		return &Filter{Op: FNot, Args: []*Filter{p.filterNot()}, Pos: t.pos}
 	}
 	if p.accept("(") {
+		defer p.nest(t)()
 		f := p.filter()
 		p.expect(")", "\")\"")
 		return f
@@ -570,6 +593,7 @@ func (p *parser) factor(inCond bool) *Expr {
 		return &Expr{Op: ExprNum, Num: p.number(p.next(), -1), Pos: t.pos}
 	case p.is("("):
 		p.next()
+		defer p.nest(t)()
 		e := p.expr(inCond)
 		p.expect(")", "\")\"")
 		return e
@@ -622,10 +646,12 @@ func (p *parser) condNot() *Cond {
 	t := p.peek()
 	if p.is("not") && !(p.isAt(1, "in") && p.isAt(2, "segment")) {
 		p.next()
+		defer p.nest(t)()
 		return &Cond{Op: CNot, Args: []*Cond{p.condNot()}, Pos: t.pos}
 	}
 	if p.is("not") {
 		p.next()
+		defer p.nest(t)()
 		return &Cond{Op: CNot, Args: []*Cond{p.primary()}, Pos: t.pos}
 	}
 	return p.primary()
@@ -705,13 +731,13 @@ func (p *parser) primary() *Cond {
 func (p *parser) tryParenCond() (c *Cond, ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			if _, isBail := r.(bail); !isBail {
+			if b, isBail := r.(bail); !isBail || b.final {
 				panic(r)
 			}
 			c, ok = nil, false
 		}
 	}()
-	p.next()
+	defer p.nest(p.next())()
 	c = p.cond()
 	p.expect(")", "\")\"")
 	n := p.peek()

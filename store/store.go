@@ -25,6 +25,19 @@ var (
 // IsNotFound reports whether err is or wraps ErrNotFound.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
+// LockedError is Lock's error when another process holds the store.
+type LockedError struct {
+	Store  string // what is held: the SQLite file, or the PostgreSQL database and schema
+	Holder string // who holds it, when known: "pid 1234", "pid 1234 on web1"
+}
+
+func (e *LockedError) Error() string {
+	if e.Holder == "" {
+		return e.Store + " is in use by another kiln process"
+	}
+	return e.Store + " is in use by another kiln process (" + e.Holder + ")"
+}
+
 // Store is everything Kiln keeps. Implementations are safe for concurrent use.
 type Store interface {
 	Log
@@ -34,6 +47,16 @@ type Store interface {
 	Segments
 	Outbox
 	EngineState
+	// Lock takes the store for this process alone, until release is called
+	// or the process ends, however it ends: the operating system or the
+	// database server drops the lock with the process or its connection.
+	// It excludes only other callers of Lock; short-lived admin commands
+	// read and write beside the holder. If another process holds the store,
+	// Lock fails at once with a *LockedError. A process that runs the
+	// engine or delivers actions takes it before anything writes (see
+	// cmd/kiln); cluster mode (issue 19) will replace it with its own
+	// coordination. Call it once per store; release is idempotent.
+	Lock(ctx context.Context) (release func(), err error)
 	// Close releases the database. Callers stop using the store first.
 	Close() error
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -107,8 +108,18 @@ func (s *Server) builderPage(w http.ResponseWriter, r *http.Request, sess *sessi
 	s.render(w, r, sess, http.StatusOK, "builder", page{Title: title, Nav: "builder", Data: s.builderData(name, text)})
 }
 
+// readJSON decodes a builder request. Its nesting is bounded first (the
+// form view sends a definition's JSON form), so a deeply nested body gets
+// the definitions' nesting error, not encoding/json's.
 func readJSON(r *http.Request, v any) error {
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return kiln.Errorf(kiln.EInvalid, "request body: %v", err)
+	}
+	if err := rule.CheckJSONDepth(body); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
 		return kiln.Errorf(kiln.EInvalid, "request body: %v", err)
 	}
 	return nil

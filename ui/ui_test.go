@@ -20,6 +20,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/engine"
+	"github.com/kiln-cdp/kiln/rule"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -326,6 +327,42 @@ func TestBuilder(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 400 || !strings.Contains(b.String(), `data-line="2"`) || !strings.Contains(b.String(), "nosuch") {
 		t.Errorf("bad save: %d; want the builder with a line 2 error", res.StatusCode)
+	}
+}
+
+// The builder refuses a definition nested a million levels deep, typed or
+// sent from the form view, with the nesting error.
+func TestBuilderDeeplyNested(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.signIn(t)
+	_, body := get(t, c, h.URL+"/ui/segments/new")
+	tok := csrfOf(t, body)
+
+	var parsed struct{ Errors []lineError }
+	postJSON(t, c, h.URL+"/ui/builder/parse", tok, map[string]string{"text": "segment s { " + strings.Repeat("(", 1_000_000)}, &parsed)
+	if len(parsed.Errors) != 1 || parsed.Errors[0].Line != 1 || parsed.Errors[0].Col != 13+rule.MaxDepth || !strings.Contains(parsed.Errors[0].Msg, "nested too deeply") {
+		t.Errorf("parse: %+v, want the nesting error at 1:%d", parsed.Errors, 13+rule.MaxDepth)
+	}
+	var pv preview
+	postJSON(t, c, h.URL+"/ui/builder/preview", tok, map[string]string{"text": "segment s { " + strings.Repeat("not ", 1_000_000)}, &pv)
+	if len(pv.Errors) != 1 || !strings.Contains(pv.Errors[0].Msg, "nested too deeply") {
+		t.Errorf("preview: %+v, want the nesting error", pv.Errors)
+	}
+
+	// The form's JSON, past encoding/json's own limit.
+	def := `{"kind":"segment","name":"s","condition":` + strings.Repeat(`{"op":"not","args":[`, 100_000)
+	req, _ := http.NewRequest("POST", h.URL+"/ui/builder/format", strings.NewReader(`{"definition":`+def))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-CSRF-Token", tok)
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct{ Error string }
+	json.NewDecoder(res.Body).Decode(&out)
+	if res.StatusCode != 400 || !strings.Contains(out.Error, "definitions JSON nested too deeply") {
+		t.Errorf("format: %d %q, want 400 with the nesting error", res.StatusCode, out.Error)
 	}
 }
 

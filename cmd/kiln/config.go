@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -163,18 +164,57 @@ func (c *Config) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// openStore opens the configured backend, applying migrations.
+// openStore opens the configured backend, applying migrations, without
+// the lock a server takes: the admin commands (keys, sources, rejects,
+// import) read and write beside a running server, as SQLite's and
+// PostgreSQL's own locking allow, and never run the engine or deliver
+// actions.
 func (c *Config) openStore(ctx context.Context) (store.Store, error) {
+	db, err := c.connectStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, c.storeError(err)
+	}
+	return db, nil
+}
+
+// unmigrated is a store connected but not changed yet: a server locks it
+// (store.Store.Lock) before Migrate.
+type unmigrated interface {
+	store.Store
+	Migrate(ctx context.Context) error
+}
+
+// connectStore connects to the configured backend without changing it.
+func (c *Config) connectStore(ctx context.Context) (unmigrated, error) {
 	if c.Postgres != "" {
-		db, err := postgres.Open(ctx, c.Postgres)
+		db, err := postgres.Connect(ctx, c.Postgres)
 		if err != nil {
-			return nil, fmt.Errorf("opening PostgreSQL: %w", err)
+			return nil, c.storeError(err)
 		}
 		return db, nil
 	}
-	db, err := sqlite.OpenWith(c.DB, sqlite.Options{DedupWindow: c.DedupWindow})
+	db, err := sqlite.Connect(c.DB, sqlite.Options{DedupWindow: c.DedupWindow})
 	if err != nil {
-		return nil, fmt.Errorf("opening SQLite file %s: %w", c.DB, err)
+		return nil, c.storeError(err)
 	}
 	return db, nil
+}
+
+// storeError says which store an error is about, and what to do when
+// another process holds it.
+func (c *Config) storeError(err error) error {
+	var locked *store.LockedError
+	switch {
+	case errors.As(err, &locked) && c.Postgres != "":
+		return fmt.Errorf("%w; stop it first or use another -postgres database or schema", err)
+	case errors.As(err, &locked):
+		return fmt.Errorf("%w; stop it first or use another -db", err)
+	case c.Postgres != "":
+		return fmt.Errorf("opening PostgreSQL: %w", err)
+	}
+	return fmt.Errorf("opening SQLite file %s: %w", c.DB, err)
 }

@@ -26,12 +26,8 @@ func TestCrashLosesNoAcknowledgedEvent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test builds and kills the binary; skipped with -short")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "kiln")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building kiln: %v\n%s", err, out)
-	}
-	db := filepath.Join(dir, "crash.db")
+	bin := buildKiln(t)
+	db := filepath.Join(t.TempDir(), "crash.db")
 	kiln := func(args ...string) string {
 		out, err := exec.Command(bin, args...).Output()
 		if err != nil {

@@ -43,14 +43,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if gen.End, err = parseEnd(end, time.Now().UTC()); err != nil {
 		return err
 	}
-	if *reset && m.Config.Postgres == "" {
-		for _, suffix := range []string{"", "-wal", "-shm"} {
-			if err := os.Remove(m.Config.DB + suffix); err != nil && !os.IsNotExist(err) {
-				return err
-			}
-		}
+	// Nothing is deleted or written before the store is ours: a second
+	// demo on the same file fails here.
+	if err := m.Lock(ctx); err != nil {
+		return err
 	}
-	if err := demoSecretKey(m.Config, stderr); err != nil {
+	if err := prepareDemo(m.Config, *reset, stderr); err != nil {
+		m.closeStore()
 		return err
 	}
 	if err := m.Open(ctx); err != nil {
@@ -123,6 +122,19 @@ Ctrl-C stops it.
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// prepareDemo deletes the demo database for -reset and makes sure there is
+// a secret key; the caller holds the store's lock.
+func prepareDemo(cfg Config, reset bool, stderr io.Writer) error {
+	if reset && cfg.Postgres == "" {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(cfg.DB + suffix); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
+	}
+	return demoSecretKey(cfg, stderr)
 }
 
 // loadDemo creates the demo sources and writes the generated events

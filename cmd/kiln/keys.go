@@ -19,8 +19,8 @@ const keysUsage = `Usage:
   kiln keys revoke ID_OR_PREFIX
 
 Keys work directly on the database (-db or -postgres), so the first admin
-key can be made before the server runs. The token is printed once; only
-its hash is stored.`
+key can be made before the server runs (or while it runs). The token is
+printed once; only its hash is stored.`
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/kiln-cdp/kiln/rule"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-cdp/kiln/rule"
 )
 
 func TestParseArgsTakesFlagsAnywhere(t *testing.T) {
@@ -126,5 +129,57 @@ func TestApplyDefinitionsJSONForm(t *testing.T) {
 	var bad struct{ Error struct{ Message string } }
 	if status := call(t, "POST", m.URL()+"/api/v1/definitions", admin, map[string]any{"definitions": []map[string]any{{"kind": "segment", "name": "x", "nonsense": 1}}}, &bad); status != 400 || bad.Error.Message == "" {
 		t.Fatalf("bad JSON form: status %d, %+v", status, bad)
+	}
+}
+
+// A definition nested a million levels deep, in the text form (the body,
+// {"text": ...} and kiln apply) or nested past encoding/json's limit in
+// the JSON form, is refused with 400 and the nesting error; the server
+// stays up and applies the next definition.
+func TestApplyDeeplyNestedDefinition(t *testing.T) {
+	m, admin, _ := testMain(t)
+	deep := "segment s {\n  " + strings.Repeat("(", 1_000_000) + "\n}\n"
+	textErr := fmt.Sprintf("2:%d: definition nested too deeply: more than %d levels", 3+rule.MaxDepth, rule.MaxDepth)
+	jsonForm := `{"definitions":[{"kind":"segment","name":"s","condition":` +
+		strings.Repeat(`{"op":"not","args":[`, 100_000) + `{"op":"segment","segment":"s"}` + strings.Repeat("]}", 100_000) + "}]}"
+	for _, c := range []struct{ name, contentType, body, want string }{
+		{"text", "text/plain", deep, textErr},
+		{"text in JSON", "application/json", string(mustJSON(map[string]string{"text": deep})), textErr},
+		{"JSON form", "application/json", jsonForm, "definitions JSON nested too deeply"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", m.URL()+"/api/v1/definitions", strings.NewReader(c.body))
+			req.Header.Set("Authorization", "Bearer "+admin)
+			req.Header.Set("Content-Type", c.contentType)
+			start := time.Now()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var res struct{ Error struct{ Message string } }
+			json.NewDecoder(resp.Body).Decode(&res)
+			if resp.StatusCode != 400 || !strings.Contains(res.Error.Message, c.want) || !strings.Contains(res.Error.Message, fmt.Sprint(rule.MaxDepth)) {
+				t.Errorf("status %d %q, want 400 with %q", resp.StatusCode, res.Error.Message, c.want)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("took %v", took)
+			}
+		})
+	}
+	t.Setenv("KILN_URL", m.URL())
+	t.Setenv("KILN_ADMIN_KEY", admin)
+	file := filepath.Join(t.TempDir(), "deep.kiln")
+	os.WriteFile(file, []byte(deep), 0o644)
+	if _, _, err := kilnCmd(t, "apply", "-f", file); err == nil || !strings.Contains(err.Error(), textErr) {
+		t.Errorf("kiln apply: %v, want %q", err, textErr)
+	}
+	if status := call(t, "GET", m.URL()+"/healthz", "", nil, nil); status != 200 {
+		t.Fatalf("healthz after the deep definitions: %d", status)
+	}
+	ok := filepath.Join(t.TempDir(), "ok.kiln")
+	os.WriteFile(ok, []byte(`segment buyers { count of "Order Completed" all time >= 1 }`), 0o644)
+	if out, _, err := kilnCmd(t, "apply", "-f", ok); err != nil || !strings.Contains(out, "1 created") {
+		t.Fatalf("apply after the deep definitions: %v %s", err, out)
 	}
 }

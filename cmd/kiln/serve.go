@@ -52,6 +52,8 @@ type Main struct {
 	Actions *action.Service // automations, destinations and the outbox
 
 	logOut   io.Writer
+	migrate  func(context.Context) error // the store's, once locked
+	unlock   func()                      // releases the store's lock
 	ln       net.Listener
 	http     *http.Server
 	served   chan error
@@ -67,29 +69,57 @@ func NewMain(logOut io.Writer) *Main {
 	return &Main{logOut: logOut}
 }
 
-// Open validates the configuration, opens the store (applying migrations),
-// starts the engine and the HTTP server, and returns once it listens.
-func (m *Main) Open(ctx context.Context) error {
+// Lock validates the configuration, connects to the store and takes it
+// for this process alone (store.Store.Lock) before anything is written:
+// a second server on the same store fails here, at once and naming the
+// holder, before it migrates, rebuilds state, delivers actions or
+// listens. Open calls it; kiln demo calls it first, so that -reset
+// deletes a database only once it holds the lock.
+func (m *Main) Lock(ctx context.Context) error {
+	if m.unlock != nil {
+		return nil
+	}
 	if err := m.Config.validate(); err != nil {
 		return err
 	}
 	m.Logger = m.Config.logger(m.logOut)
-	m.Metrics = metrics.New()
-	st, err := m.Config.openStore(ctx)
+	st, err := m.Config.connectStore(ctx)
 	if err != nil {
 		return err
 	}
-	m.Store = st
-	if err := ensureDefaultSource(ctx, st); err != nil {
+	unlock, err := st.Lock(ctx)
+	if err != nil {
 		st.Close()
+		return m.Config.storeError(err)
+	}
+	m.Store, m.migrate, m.unlock = st, st.Migrate, unlock
+	return nil
+}
+
+// Open locks the store (Lock) and brings its schema up to date, starts the
+// engine, the action dispatcher and the HTTP server, and returns once it
+// listens.
+func (m *Main) Open(ctx context.Context) error {
+	if err := m.Lock(ctx); err != nil {
+		return err
+	}
+	if err := m.migrate(ctx); err != nil {
+		m.closeStore()
+		return m.Config.storeError(err)
+	}
+	m.Metrics = metrics.New()
+	st := m.Store
+	if err := ensureDefaultSource(ctx, st); err != nil {
+		m.closeStore()
 		return err
 	}
 
 	if err := m.openActions(ctx); err != nil {
-		st.Close()
+		m.closeStore()
 		return err
 	}
 	rfm, _ := m.Config.rfm() // validate checked it
+	var err error
 	m.Engine, err = engine.New(engine.Config{
 		Store:            st,
 		Logger:           m.Logger,
@@ -105,7 +135,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Yield: func() bool { return m.Journal != nil && m.Journal.Busy() },
 	})
 	if err != nil {
-		st.Close()
+		m.closeStore()
 		return err
 	}
 	m.Journal = journal.New(st, journal.Options{OnCommit: m.Engine.Offer, Observe: func(n int, d time.Duration) {
@@ -119,7 +149,7 @@ func (m *Main) Open(ctx context.Context) error {
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		m.Journal.Close()
-		st.Close()
+		m.closeStore()
 		return fmt.Errorf("-addr %s: %w", m.Config.Addr, err)
 	}
 	engCtx, cancel := context.WithCancel(context.Background())
@@ -263,7 +293,18 @@ func (m *Main) closeEngine() error {
 	if m.stopAct != nil {
 		m.stopAct()
 	}
-	return errors.Join(jerr, eerr, m.Store.Close())
+	return errors.Join(jerr, eerr, m.closeStore())
+}
+
+// closeStore closes the store and then releases its lock, so that the next
+// server starts only once this one has written everything.
+func (m *Main) closeStore() error {
+	err := m.Store.Close()
+	if m.unlock != nil {
+		m.unlock()
+		m.unlock = nil
+	}
+	return err
 }
 
 // ensureDefaultSource creates the "default" source admin keys ingest into.

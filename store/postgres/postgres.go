@@ -35,7 +35,8 @@ var migrations embed.FS
 // DB is a Kiln store in a PostgreSQL database (the schema first on the
 // connection's search_path). It is safe for concurrent use.
 type DB struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	where string // host:port/database, for errors
 }
 
 var _ store.Store = (*DB)(nil)
@@ -53,6 +54,29 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 
 // OpenConfig is Open with a pgxpool configuration built by the caller.
 func OpenConfig(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
+	db, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Connect connects to the database at dsn without changing it: a server
+// takes Lock before Migrate, so that a second server fails before it
+// changes anything. Open is Connect and Migrate.
+func Connect(ctx context.Context, dsn string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	return connect(ctx, cfg)
+}
+
+func connect(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -62,25 +86,26 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
 	}
-	if err := migrateUp(ctx, pool); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres: open %s: %w", where, err)
+	return &DB{pool: pool, where: where}, nil
+}
+
+// Migrate brings the schema up to date: what Open does after Connect.
+func (db *DB) Migrate(ctx context.Context) error {
+	if err := migrateUp(ctx, db.pool); err != nil {
+		return fmt.Errorf("postgres: open %s: %w", db.where, err)
 	}
-	return &DB{pool: pool}, nil
+	return nil
 }
 
 func migrateUp(ctx context.Context, pool *pgxpool.Pool) error {
 	// The migration lock is per schema, so that databases holding several
 	// Kiln schemas (tests) do not wait on each other.
-	var schema pgtype.Text
-	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+	schema, err := currentSchema(ctx, pool)
+	if err != nil {
 		return err
 	}
-	if !schema.Valid {
-		return errors.New("no schema on the search_path exists: create it, or fix search_path")
-	}
 	locker, err := lock.NewPostgresSessionLocker(
-		lock.WithLockID(lockID("kiln migrations "+schema.String)),
+		lock.WithLockID(lockID("kiln migrations "+schema)),
 		lock.WithLockTimeout(1, 300),
 	)
 	if err != nil {
@@ -93,6 +118,19 @@ func migrateUp(ctx context.Context, pool *pgxpool.Pool) error {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	return migrate.Up(ctx, db, goose.DialectPostgres, sub, locker)
+}
+
+// currentSchema is the schema Kiln's tables are in: the first on the
+// search_path that exists.
+func currentSchema(ctx context.Context, q querier) (string, error) {
+	var schema pgtype.Text
+	if err := q.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return "", err
+	}
+	if !schema.Valid {
+		return "", errors.New("no schema on the search_path exists: create it, or fix search_path")
+	}
+	return schema.String, nil
 }
 
 // lockID makes an advisory lock key from a name.

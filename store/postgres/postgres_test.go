@@ -83,6 +83,23 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, dsn) })
 }
 
+func TestLockConformance(t *testing.T) {
+	dsn := testDSN(t)
+	storetest.RunLock(t, func(t *testing.T) (store.Store, store.Store) {
+		schema := freshSchema(t, dsn)
+		ctx := context.Background()
+		a, err := postgres.Open(ctx, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := postgres.Open(ctx, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, b
+	})
+}
+
 func TestOpenTwiceAndPing(t *testing.T) {
 	dsn := freshSchema(t, testDSN(t))
 	ctx := context.Background()

@@ -48,11 +48,12 @@ var migrations embed.FS
 
 // DB is a Kiln store in one SQLite file. It is safe for concurrent use.
 type DB struct {
-	path  string
-	w     *sql.DB // the single writer connection
-	r     *sql.DB // read-only connections
-	amu   sync.Mutex
-	dedup *dedup // recent message ids, guarded by amu
+	path   string
+	w      *sql.DB // the single writer connection
+	r      *sql.DB // read-only connections
+	opened bool    // Migrate succeeded: Close checkpoints
+	amu    sync.Mutex
+	dedup  *dedup // recent message ids, guarded by amu
 }
 
 // Options tune a database.
@@ -86,12 +87,29 @@ func Open(path string) (*DB, error) { return OpenWith(path, Options{}) }
 
 // OpenWith is Open with options.
 func OpenWith(path string, o Options) (*DB, error) {
+	db, err := Connect(path, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Connect returns a DB for path without touching the file: nothing is
+// created, connected or written until Migrate. A server takes Lock in
+// between, so that a second server fails before it changes anything.
+// Open is Connect and Migrate.
+func Connect(path string, o Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: open: empty database path")
 	}
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("sqlite: open %s: the path must not contain '?'", path)
 	}
+	// sql.Open only prepares the pools; connections are made on first use.
 	w, err := sql.Open("sqlite", path+"?"+writeParams)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -100,27 +118,6 @@ func OpenWith(path string, o Options) (*DB, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	ctx := context.Background()
-	// The first statement creates the file and switches it to WAL, before
-	// any reader connects.
-	var mode string
-	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
-	if !strings.EqualFold(mode, "wal") {
-		w.Close()
-		return nil, fmt.Errorf("sqlite: open %s: journal mode is %q, want wal (is the file on a filesystem without shared memory?)", path, mode)
-	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
-	if err := migrate.Up(ctx, w, goose.DialectSQLite3, sub, nil); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
 	r, err := sql.Open("sqlite", path+"?"+readParams)
 	if err != nil {
 		w.Close()
@@ -129,31 +126,54 @@ func OpenWith(path string, o Options) (*DB, error) {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	if err := r.PingContext(ctx); err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
+	return &DB{path: path, w: w, r: r, dedup: newDedup(o.DedupWindow)}, nil
+}
+
+// Migrate creates the file if needed, switches it to WAL, brings its
+// schema up to date and loads the recent message ids: what Open does after
+// Connect. Call it once, before any other method but Lock and Close.
+func (db *DB) Migrate(ctx context.Context) error {
+	// The first statement creates the file and switches it to WAL, before
+	// any reader connects.
+	var mode string
+	if err := db.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", db.path, err)
 	}
-	db := &DB{path: path, w: w, r: r, dedup: newDedup(o.DedupWindow)}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("sqlite: open %s: journal mode is %q, want wal (is the file on a filesystem without shared memory?)", db.path, mode)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", db.path, err)
+	}
+	if err := migrate.Up(ctx, db.w, goose.DialectSQLite3, sub, nil); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", db.path, err)
+	}
+	if err := db.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: open %s for reading: %w", db.path, err)
+	}
 	var last int64
-	err = w.QueryRowContext(ctx, logLastSeq).Scan(&last)
+	err = db.w.QueryRowContext(ctx, logLastSeq).Scan(&last)
 	if err == nil {
-		err = db.dedup.catchUp(ctx, r, last)
+		err = db.dedup.catchUp(ctx, db.r, last)
 	}
 	if err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("sqlite: open %s: loading recent message ids: %w", path, err)
+		return fmt.Errorf("sqlite: open %s: loading recent message ids: %w", db.path, err)
 	}
-	return db, nil
+	db.opened = true
+	return nil
 }
 
 // Close checkpoints the whole WAL, so that the file is complete on its
-// own, and closes the connection pools.
+// own, and closes the connection pools. A DB that Migrate has not opened
+// (only connected, or Migrate failed) is closed without touching the
+// file: it may belong to another process.
 func (db *DB) Close() error {
 	errs := []error{db.r.Close()}
-	if _, err := db.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
-		errs = append(errs, fmt.Errorf("sqlite: close %s: checkpoint: %w", db.path, err))
+	if db.opened {
+		if _, err := db.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close %s: checkpoint: %w", db.path, err))
+		}
 	}
 	return errors.Join(append(errs, db.w.Close())...)
 }

@@ -147,3 +147,118 @@ segment lapsing_guests { traits.lapsed = true }`, false); err != nil {
 		}
 	}
 }
+
+// Model traits are durable state: a segment over them created after the
+// refit has its members at once; an unrelated edit, a restart and a
+// refit that changes nothing record no transition of it; and a refit
+// publishes its changes as one batch with reason model_refit.
+func TestModelTraitsSurviveEditsRestartsAndRefits(t *testing.T) {
+	b := setup(t, true)
+	ctx := context.Background()
+	var evs []kiln.Event
+	_, err := demo.Generate(demo.Config{Seed: 5, Customers: 300, Guests: 150, End: b.now()}, func(e kiln.Event) error {
+		evs = append(evs, e)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(evs); i += 5000 {
+		if _, err := b.st.Append(ctx, store.Batch{Events: evs[i:min(i+5000, len(evs))]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, _ := b.st.LastSeq(ctx)
+	if err := b.e.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.e.RefitModels(ctx, ModelOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Created after the refit: the rebuild sets the stored model traits.
+	if _, err := b.e.ApplyDefinitions(ctx, `segment gifting { traits.gift_buyer = true }
+segment lapsing_guests { traits.lapsed = true }`, false); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	for _, seg := range []string{"gifting", "lapsing_guests"} {
+		n, _ := b.st.CountMembers(ctx, seg)
+		if n == 0 {
+			t.Fatalf("segment %s created after the refit has no members", seg)
+		}
+		want[seg] = n
+	}
+	count := func() int {
+		n := 0
+		for after := int64(0); ; {
+			ts, err := b.st.Transitions(ctx, store.TransitionQuery{After: after, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ts) == 0 {
+				return n
+			}
+			n += len(ts)
+			after = ts[len(ts)-1].ID
+		}
+	}
+	before := count()
+	if _, err := b.e.ApplyDefinitions(ctx, `segment unrelated { count of "Page Viewed" in last 7 days >= 1 }`, false); err != nil {
+		t.Fatal(err)
+	}
+	unrelated, _ := b.st.CountMembers(ctx, "unrelated")
+	// A restart on the same store.
+	b.stop()
+	e, err := New(Config{Store: b.st, Logger: b.e.log, Now: b.now, Poll: 20 * time.Millisecond, Refit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.e = e
+	b.start(t)
+	if got := count(); got != before+int(unrelated) {
+		t.Errorf("after an unrelated edit and a restart: %d transitions, want %d (the edit's %d entries only)", got, before+int(unrelated), unrelated)
+	}
+	for seg, n := range want {
+		if got, _ := b.st.CountMembers(ctx, seg); got != n {
+			t.Errorf("%s has %d members after the restart, want %d", seg, got, n)
+		}
+	}
+	if traits := e.ProfileModelTraits(firstMember(t, b, "gifting")); traits["gift_buyer"] != true {
+		t.Errorf("model traits after the restart: %v", traits)
+	}
+	// The same refit again changes no trait across a condition.
+	before = count()
+	if _, err := e.RefitModels(ctx, ModelOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got != before {
+		t.Errorf("a refit over the same data recorded %d transitions", got-before)
+	}
+	// A later refit (a year on, nobody bought) moves traits: its changes
+	// carry reason model_refit.
+	b.clock.Add((365 * 24 * time.Hour).Milliseconds())
+	if _, err := e.RefitModels(ctx, ModelOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := b.st.Transitions(ctx, store.TransitionQuery{After: 0, Limit: 100000})
+	refits := 0
+	for _, tr := range ts[before:] {
+		if tr.Reason == kiln.ReasonModelRefit {
+			refits++
+		} else if tr.Segment == "gifting" || tr.Segment == "lapsing_guests" {
+			t.Errorf("a model trait segment changed for reason %s: %+v", tr.Reason, tr)
+		}
+	}
+	if refits == 0 {
+		t.Error("a refit a year later moved no profile across lapsed or gift_buyer")
+	}
+}
+
+func firstMember(t *testing.T, b *bundle, seg string) string {
+	t.Helper()
+	ms, err := b.st.Members(context.Background(), seg, "", 1)
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("no member of %s: %v", seg, err)
+	}
+	return ms[0].ProfileID
+}

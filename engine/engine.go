@@ -636,6 +636,7 @@ func (e *Engine) DeleteProfile(ctx context.Context, id string, suppress bool) ([
 		e.segs.sizes[seg]--
 	}
 	delete(e.segs.static, id)
+	e.forgetModels(id)
 	if suppress {
 		for _, i := range ids {
 			e.suppress[i.Identifier] = true

@@ -145,19 +145,10 @@ func (s *scanner) expect(c byte, what string) error {
 // object reads an object, calling fn for each key with the scanner at the
 // value; fn must consume the value.
 func (s *scanner) object(fn func(key string) error) error {
-	if s.peek() != '{' {
-		return s.unexpected("looking for beginning of object")
+	if done, err := s.enter('{', '}', "object"); done {
+		return err
 	}
-	if s.depth >= maxDepth {
-		return s.tooDeep()
-	}
-	s.pos++
-	s.depth++
 	defer func() { s.depth-- }()
-	if s.peek() == '}' {
-		s.pos++
-		return nil
-	}
 	for {
 		key, err := s.key()
 		if err != nil {
@@ -181,19 +172,10 @@ func (s *scanner) object(fn func(key string) error) error {
 
 // array reads an array, calling fn with the scanner at each element.
 func (s *scanner) array(fn func(i int) error) error {
-	if s.peek() != '[' {
-		return s.unexpected("looking for beginning of array")
+	if done, err := s.enter('[', ']', "array"); done {
+		return err
 	}
-	if s.depth >= maxDepth {
-		return s.tooDeep()
-	}
-	s.pos++
-	s.depth++
 	defer func() { s.depth-- }()
-	if s.peek() == ']' {
-		s.pos++
-		return nil
-	}
 	for i := 0; ; i++ {
 		s.ws()
 		if err := fn(i); err != nil {
@@ -209,6 +191,26 @@ func (s *scanner) array(fn func(i int) error) error {
 			return s.unexpected("after array element")
 		}
 	}
+}
+
+// enter steps into the object or array that opens with open, one level
+// deeper. It reports done when there is nothing more to read in it: it is
+// empty (and stepped over), nested too deeply (and stepped over, see
+// tooDeep), or not there (err).
+func (s *scanner) enter(open, close byte, what string) (done bool, err error) {
+	if s.peek() != open {
+		return true, s.unexpected("looking for beginning of " + what)
+	}
+	if s.depth >= maxDepth {
+		return true, s.tooDeep()
+	}
+	s.pos++
+	if s.peek() == close {
+		s.pos++
+		return true, nil
+	}
+	s.depth++
+	return false, nil
 }
 
 // key reads an object key and the colon after it.

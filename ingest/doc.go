@@ -13,6 +13,14 @@
 // unparseable body) and 200 for parseable requests with some bad messages:
 // those messages are recorded as rejects instead of being retried forever.
 //
+// # Values no store can hold
+//
+// Every event passes CheckStorable before it is written: a NUL character,
+// NaN or a number beyond float64, nesting deeper than 200 levels or a time
+// outside 1678-2261 rejects its message alone, naming the field. Requests
+// share store transactions (package journal), so one such value written
+// would fail every request beside it.
+//
 // # Idempotency
 //
 // Every event carries a MessageID; the store drops an event whose

@@ -33,11 +33,30 @@ func (e *typeError) Error() string {
 	return fmt.Sprintf("%s must be %s, not %s", e.field, e.want, e.got)
 }
 
+// valueError is well-formed JSON that Kiln will not take, such as a value
+// nested too deeply.
+type valueError struct {
+	field  string
+	reason string
+}
+
+func (e *valueError) Error() string { return e.reason }
+
 type scanner struct {
 	data []byte
 	pos  int
 	// depth guards against stack exhaustion from deeply nested input.
 	depth int
+	// deepAt is the offset of the first value found nested deeper than
+	// maxDepth since the caller last cleared it (0: none). Such a value is
+	// stepped over, not decoded, and does not stop the scan: the caller
+	// decides whether it fails one message or the whole request.
+	deepAt int
+	// odd is set when a decoded value may be one no store can hold: a
+	// \u0000 escape (the only way a NUL gets in: raw control characters
+	// are malformed) or a number beyond float64. Callers clear it; it
+	// spares walking every payload for what valid input never holds.
+	odd bool
 	// intern shares the strings of repeated short values and keys (every
 	// event in a batch repeats "properties", "Product Added", "EUR", ...),
 	// saving an allocation each. Nil disables it.
@@ -64,6 +83,7 @@ func (s *scanner) newString(b []byte) string {
 	return v
 }
 
+// maxDepth is how deeply values may nest.
 const maxDepth = 200
 
 func (s *scanner) errf(format string, args ...any) error {
@@ -125,27 +145,13 @@ func (s *scanner) expect(c byte, what string) error {
 // object reads an object, calling fn for each key with the scanner at the
 // value; fn must consume the value.
 func (s *scanner) object(fn func(key string) error) error {
-	if err := s.expect('{', "looking for beginning of object"); err != nil {
+	if done, err := s.enter('{', '}', "object"); done {
 		return err
 	}
-	s.depth++
-	if s.depth > maxDepth {
-		return s.errf("JSON nested more than %d levels deep", maxDepth)
-	}
 	defer func() { s.depth-- }()
-	if s.peek() == '}' {
-		s.pos++
-		return nil
-	}
 	for {
-		if s.peek() != '"' {
-			return s.unexpected("looking for beginning of object key string")
-		}
-		key, err := s.str()
+		key, err := s.key()
 		if err != nil {
-			return err
-		}
-		if err := s.expect(':', "after object key"); err != nil {
 			return err
 		}
 		s.ws()
@@ -166,18 +172,10 @@ func (s *scanner) object(fn func(key string) error) error {
 
 // array reads an array, calling fn with the scanner at each element.
 func (s *scanner) array(fn func(i int) error) error {
-	if err := s.expect('[', "looking for beginning of array"); err != nil {
+	if done, err := s.enter('[', ']', "array"); done {
 		return err
 	}
-	s.depth++
-	if s.depth > maxDepth {
-		return s.errf("JSON nested more than %d levels deep", maxDepth)
-	}
 	defer func() { s.depth-- }()
-	if s.peek() == ']' {
-		s.pos++
-		return nil
-	}
 	for i := 0; ; i++ {
 		s.ws()
 		if err := fn(i); err != nil {
@@ -191,6 +189,109 @@ func (s *scanner) array(fn func(i int) error) error {
 			return nil
 		default:
 			return s.unexpected("after array element")
+		}
+	}
+}
+
+// enter steps into the object or array that opens with open, one level
+// deeper. It reports done when there is nothing more to read in it: it is
+// empty (and stepped over), nested too deeply (and stepped over, see
+// tooDeep), or not there (err).
+func (s *scanner) enter(open, close byte, what string) (done bool, err error) {
+	if s.peek() != open {
+		return true, s.unexpected("looking for beginning of " + what)
+	}
+	if s.depth >= maxDepth {
+		return true, s.tooDeep()
+	}
+	s.pos++
+	if s.peek() == close {
+		s.pos++
+		return true, nil
+	}
+	s.depth++
+	return false, nil
+}
+
+// key reads an object key and the colon after it.
+func (s *scanner) key() (string, error) {
+	if s.peek() != '"' {
+		return "", s.unexpected("looking for beginning of object key string")
+	}
+	k, err := s.str()
+	if err != nil {
+		return "", err
+	}
+	return k, s.expect(':', "after object key")
+}
+
+// tooDeep notes a value nested deeper than maxDepth and steps over it. A
+// deep value is well-formed JSON that Kiln will not store, like a wrong
+// type: one message holding it is rejected alone (see message), where an
+// error here would fail its whole batch.
+func (s *scanner) tooDeep() error {
+	if s.deepAt == 0 {
+		s.deepAt = s.pos
+	}
+	return s.skipFlat()
+}
+
+// skipFlat validates and steps over one value as skip does, but keeps the
+// open containers in a slice instead of on the call stack, so that input
+// nested arbitrarily deep costs no recursion.
+func (s *scanner) skipFlat() error {
+	var open []byte // the closing bracket of each open container
+	for {
+		// A value starts here: open a container, or step over a scalar.
+		switch s.peek() {
+		case '{':
+			s.pos++
+			if s.peek() != '}' {
+				open = append(open, '}')
+				if _, err := s.key(); err != nil {
+					return err
+				}
+				continue
+			}
+			s.pos++
+		case '[':
+			s.pos++
+			if s.peek() != ']' {
+				open = append(open, ']')
+				continue
+			}
+			s.pos++
+		default:
+			if err := s.skip(); err != nil { // a scalar: skip does not recurse
+				return err
+			}
+		}
+		// After a value: close the containers that end here, then move on
+		// to the next element of the innermost open one.
+		for {
+			if len(open) == 0 {
+				return nil
+			}
+			closer := open[len(open)-1]
+			c := s.peek()
+			if c == closer {
+				s.pos++
+				open = open[:len(open)-1]
+				continue
+			}
+			if c != ',' {
+				if closer == '}' {
+					return s.unexpected("after object key:value pair")
+				}
+				return s.unexpected("after array element")
+			}
+			s.pos++
+			if closer == '}' {
+				if _, err := s.key(); err != nil {
+					return err
+				}
+			}
+			break
 		}
 	}
 }
@@ -292,7 +393,6 @@ func (s *scanner) numberSpan() ([]byte, error) {
 }
 
 func (s *scanner) number() (float64, error) {
-	start := s.pos
 	b, err := s.numberSpan()
 	if err != nil {
 		return 0, err
@@ -320,9 +420,14 @@ func (s *scanner) number() (float64, error) {
 			return float64(n), nil
 		}
 	}
+	// numberSpan checked the syntax, so the only possible error is a
+	// range error: a number beyond float64 (1e400) becomes ±Inf. That is
+	// well-formed JSON that no store can hold, so it rejects only the
+	// message holding it, naming the field (CheckStorable), instead of
+	// failing the batch as malformed.
 	f, err := strconv.ParseFloat(string(b), 64)
 	if err != nil {
-		return 0, &syntaxError{off: start, msg: fmt.Sprintf("number %s at byte %d is out of range", b, start)}
+		s.odd = true
 	}
 	return f, nil
 }
@@ -393,6 +498,9 @@ func (s *scanner) str() (string, error) {
 				return "", s.errf("invalid \\u escape in string literal")
 			}
 			i += 4
+			if r == 0 {
+				s.odd = true
+			}
 			if utf16.IsSurrogate(r) {
 				r2, ok2 := rune(-1), false
 				if i+2 < len(d) && d[i+1] == '\\' && d[i+2] == 'u' {
@@ -544,13 +652,19 @@ type batchRequest struct {
 	SentAt   string
 	Context  map[string]any
 	WriteKey string
+	// oddContext: the scanner's odd flag for Context.
+	oddContext bool
 }
 
 // rawMessage is one decoded message with its bytes as sent.
 type rawMessage struct {
-	raw     []byte
-	m       wireMessage
-	typeErr error // *typeError: the first field of the wrong type
+	raw []byte
+	m   wireMessage
+	// fieldErr is the first field of the wrong type (*typeError) or with
+	// a value Kiln will not take (*valueError).
+	fieldErr error
+	// odd: the scanner's odd flag for this message.
+	odd bool
 }
 
 // decodeBatch reads a /v1/batch body.
@@ -581,11 +695,12 @@ func decodeBatch(data []byte) (batchRequest, error) {
 			req.Batch = make([]rawMessage, 0, 64)
 			return s.array(func(int) error {
 				start := s.pos
-				m, typeErr, err := s.message()
+				s.odd = false
+				m, fieldErr, err := s.message()
 				if err != nil {
 					return err
 				}
-				req.Batch = append(req.Batch, rawMessage{raw: data[start:s.pos], m: m, typeErr: typeErr})
+				req.Batch = append(req.Batch, rawMessage{raw: data[start:s.pos], m: m, fieldErr: fieldErr, odd: s.odd})
 				return nil
 			})
 		case "sentAt":
@@ -593,9 +708,16 @@ func decodeBatch(data []byte) (batchRequest, error) {
 		case "writeKey":
 			req.WriteKey, err = s.stringField("writeKey")
 		case "context":
+			s.odd = false
 			req.Context, err = s.mapField("context")
+			req.oddContext = s.odd
 		default:
 			err = s.skip()
+		}
+		// Outside the messages, a value too deep fails the request: it
+		// belongs to all of them.
+		if err == nil && s.deepAt != 0 {
+			return &valueError{field: key, reason: fmt.Sprintf("%s is nested more than %d levels deep (byte %d)", key, maxDepth, s.deepAt)}
 		}
 		return err
 	})
@@ -614,11 +736,11 @@ func decodeSingle(data []byte) (rawMessage, error) {
 		}
 		return rawMessage{}, &typeError{field: "body", want: "an object", got: kindAt(c)}
 	}
-	m, typeErr, err := s.message()
+	m, fieldErr, err := s.message()
 	if err == nil {
 		err = s.end()
 	}
-	return rawMessage{raw: data, m: m, typeErr: typeErr}, err
+	return rawMessage{raw: data, m: m, fieldErr: fieldErr, odd: s.odd}, err
 }
 
 // wireMessage is one Segment message as sent. Ids accept numbers too (some
@@ -641,9 +763,12 @@ type wireMessage struct {
 	Context           map[string]any
 }
 
-// message decodes one message. A wrong-typed field does not stop it: the
-// first one is returned as typeErr and the rest is still checked for syntax.
-func (s *scanner) message() (m wireMessage, typeErr, err error) {
+// message decodes one message. A wrong-typed field or a value nested too
+// deeply does not stop it: the first such field is returned as fieldErr
+// and the rest is still checked for syntax.
+func (s *scanner) message() (m wireMessage, fieldErr, err error) {
+	start := s.pos
+	defer func() { s.deepAt = 0 }() // a deep value here is this message's alone
 	if c := s.peek(); c != '{' {
 		if err := s.skip(); err != nil {
 			return m, nil, err
@@ -686,13 +811,16 @@ func (s *scanner) message() (m wireMessage, typeErr, err error) {
 		default:
 			err = s.skip()
 		}
+		if err == nil && s.deepAt != 0 && fieldErr == nil {
+			fieldErr = &valueError{field: key, reason: fmt.Sprintf("%s is nested more than %d levels deep (byte %d of the message)", key, maxDepth, s.deepAt-start)}
+		}
 		if _, ok := err.(*typeError); ok {
-			if typeErr == nil {
-				typeErr = err
+			if fieldErr == nil {
+				fieldErr = err
 			}
 			return nil
 		}
 		return err
 	})
-	return m, typeErr, err
+	return m, fieldErr, err
 }

@@ -215,6 +215,7 @@ func (h *SegmentHandler) serve(w http.ResponseWriter, r *http.Request, typ kiln.
 		maxFuture:  h.cfg.MaxFuture,
 		oldest:     h.cfg.Oldest,
 		batchCtx:   req.Context,
+		oddCtx:     req.oddContext,
 	}
 	if req.SentAt != "" {
 		t, err := parseTime(req.SentAt)
@@ -286,10 +287,6 @@ func jsonError(where string, body []byte, err error) error {
 		line, col := lineCol(body, int64(se.off))
 		return kiln.Errorf(kiln.EInvalid, "%s: invalid JSON at line %d, column %d (byte %d): %s", where, line, col, se.off, se.msg)
 	}
-	var te *typeError
-	if errors.As(err, &te) {
-		return kiln.Errorf(kiln.EInvalid, "%s: %v", where, te)
-	}
 	return kiln.Errorf(kiln.EInvalid, "%s: %v", where, err)
 }
 
@@ -318,6 +315,7 @@ type parser struct {
 	receivedAt  time.Time
 	batchSentAt time.Time
 	batchCtx    map[string]any
+	oddCtx      bool // batchCtx may hold what no store can (scanner.odd)
 	maxBytes    int
 	maxFuture   time.Duration
 	oldest      time.Time
@@ -335,11 +333,14 @@ func (p *parser) parse(rm *rawMessage, typ kiln.EventType) (e kiln.Event, field,
 		off := invalidUTF8At(raw)
 		return e, "", fmt.Sprintf("message is not valid UTF-8 (byte %d)", off)
 	}
-	if te, ok := rm.typeErr.(*typeError); ok {
-		if te.field == "" {
-			return e, "", fmt.Sprintf("message must be a JSON object, not %s", te.got)
+	switch fe := rm.fieldErr.(type) {
+	case *typeError:
+		if fe.field == "" {
+			return e, "", fmt.Sprintf("message must be a JSON object, not %s", fe.got)
 		}
-		return e, te.field, te.Error()
+		return e, fe.field, fe.Error()
+	case *valueError:
+		return e, fe.field, fe.reason
 	}
 	m := &rm.m
 	if typ == "" {
@@ -384,9 +385,6 @@ func (p *parser) parse(rm *rawMessage, typ kiln.EventType) (e kiln.Event, field,
 	if e.UserID == "" && e.AnonymousID == "" {
 		return e, "userId", "message has neither userId nor anonymousId"
 	}
-	if len(e.MessageID) > 200 {
-		return e, "messageId", fmt.Sprintf("messageId is %d characters, over the limit of 200", len(e.MessageID))
-	}
 
 	ts, field, reason := p.timestamp(m)
 	if reason != "" {
@@ -400,6 +398,9 @@ func (p *parser) parse(rm *rawMessage, typ kiln.EventType) (e kiln.Event, field,
 	e.Anchor = AnchorWith(p.identity, &e)
 	if e.MessageID == "" {
 		e.MessageID = deriveMessageID(raw, typ)
+	}
+	if field, reason := checkStorable(&e, rm.odd || p.oddCtx); reason != "" {
+		return e, field, reason
 	}
 	return e, "", ""
 }
@@ -545,7 +546,7 @@ type ArchiveOptions struct {
 // the offending field and the reason.
 func DecodeArchived(raw []byte, opts ArchiveOptions) (e kiln.Event, field, reason string) {
 	s := &scanner{data: raw}
-	m, typeErr, err := s.message()
+	m, fieldErr, err := s.message()
 	if err == nil {
 		err = s.end()
 	}
@@ -567,5 +568,5 @@ func DecodeArchived(raw []byte, opts ArchiveOptions) (e kiln.Event, field, reaso
 		maxBytes:   opts.MaxBytes,
 		maxFuture:  DefaultMaxFuture,
 	}
-	return p.parse(&rawMessage{raw: raw, m: m, typeErr: typeErr}, "")
+	return p.parse(&rawMessage{raw: raw, m: m, fieldErr: fieldErr, odd: s.odd}, "")
 }

@@ -83,6 +83,15 @@ func TestBatchBadMessagesAreRejected(t *testing.T) {
 		{"timestamp in future", `{"type":"track","userId":"u","event":"X","timestamp":"` + future + `"}`, "timestamp", "in the future"},
 		{"timestamp before 2000", `{"type":"track","userId":"u","event":"X","timestamp":"1970-01-01T00:00:00Z"}`, "timestamp", "before 2000-01-01"},
 		{"invalid utf8", "{\"type\":\"track\",\"userId\":\"u\xff\",\"event\":\"X\"}", "", "not valid UTF-8 (byte 27)"},
+		// Values the stores cannot hold reject their message alone.
+		{"NUL in userId", `{"type":"track","userId":"u\u0000","event":"X"}`, "userId", "userId contains a NUL character"},
+		{"NUL in anonymousId", `{"type":"track","anonymousId":"\u0000a","event":"X"}`, "anonymousId", "anonymousId contains a NUL character"},
+		{"NUL in event", `{"type":"track","userId":"u","event":"Order\u0000"}`, "event", "event contains a NUL character"},
+		{"NUL in messageId", `{"type":"track","userId":"u","event":"X","messageId":"m\u0000"}`, "messageId", "messageId contains a NUL character"},
+		{"NUL in context", `{"type":"track","userId":"u","event":"X","context":{"page":{"title":"a\u0000"}}}`, "context.page.title", "context.page.title contains a NUL character"},
+		{"NUL in a key", `{"type":"identify","userId":"u","traits":{"a\u0000b":1}}`, "traits", `traits has a key "a\x00b" that contains a NUL character`},
+		{"number beyond float64", `{"type":"track","userId":"u","event":"X","properties":{"products":[{"price":1e400}]}}`, "properties.products[0].price", "out of range"},
+		{"nested too deeply", `{"type":"track","userId":"u","event":"X","properties":{"a":` + strings.Repeat("[", 250) + strings.Repeat("]", 250) + `}}`, "properties", "properties is nested more than 200 levels deep"},
 		{"oversize", `{"type":"track","userId":"u","event":"X","properties":{"blob":"` + strings.Repeat("a", 40000) + `"}}`, "", "over the 32 KB limit"},
 	}
 	b := setupSegment(t, nil)
@@ -131,6 +140,19 @@ func TestSingleCallBadMessageIsRejectedWith200(t *testing.T) {
 	if len(rejects) != 1 || rejects[0].Origin != "track" || rejects[0].Field != "event" || rejects[0].Index != 0 {
 		t.Errorf("rejects %+v", rejects)
 	}
+	// Well-formed values no store can hold are the message's fault too.
+	for _, c := range []struct{ body, field string }{
+		{`{"userId":"u1","event":"X","properties":{"total":-2e308}}`, "properties.total"},
+		{`{"userId":"u1","event":"X","traits":` + strings.Repeat(`{"a":`, 220) + "1" + strings.Repeat("}", 220) + `}`, "traits"},
+	} {
+		if r := b.post(t, "/v1/track", b.key, c.body); r.status != 200 {
+			t.Fatalf("%s: status %d %s", c.field, r.status, r.body)
+		}
+		_, rejects = b.sink.snapshot()
+		if last := rejects[len(rejects)-1]; last.Field != c.field || last.Index != 0 {
+			t.Errorf("reject %+v, want field %s", last, c.field)
+		}
+	}
 	// The endpoint decides the type, whatever the body says.
 	r = b.post(t, "/v1/identify", b.key, `{"type":"track","userId":"u1","traits":{"plan":"gold"}}`)
 	if r.status != 200 {
@@ -161,6 +183,8 @@ func TestRequestLevelErrors(t *testing.T) {
 		{"single not json", "/v1/track", `userId=u`, 400, "invalid", "invalid JSON at line 1, column 1"},
 		{"empty", "/v1/track", ``, 400, "invalid", "empty request"},
 		{"bad sentAt", "/v1/batch", `{"batch":[],"sentAt":"now"}`, 400, "invalid", `sentAt: cannot read "now"`},
+		// The batch's own context belongs to every message in it.
+		{"batch context too deep", "/v1/batch", `{"batch":[],"context":{"a":` + strings.Repeat("[", 250) + strings.Repeat("]", 250) + `}}`, 400, "invalid", "body: context is nested more than 200 levels deep (byte 225)"},
 		{"unknown endpoint", "/v1/purchase", `{}`, 404, "not_found", "no such endpoint /v1/purchase"},
 	}
 	for _, c := range cases {

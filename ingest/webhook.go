@@ -217,6 +217,15 @@ func (h *webhook) serve(w http.ResponseWriter, r *http.Request) error {
 		if e.MessageID == "" {
 			e.MessageID = hashID(h.kind+"-", m.raw)
 		}
+		// A signed payload with a value no store can hold (a total of
+		// "NaN", a date in 1600) is set aside with 200 rather than refused:
+		// vendors retry a refused webhook and, after repeated failures,
+		// stop sending (Shopify removes the subscription, WooCommerce
+		// disables the webhook), which would lose every later order too.
+		if field, reason := CheckStorable(&e); reason != "" {
+			rejects = append(rejects, newReject(src.ID, now, res.origin, m.index, field, reason, m.raw))
+			continue
+		}
 		events = append(events, e)
 	}
 	sort.SliceStable(rejects, func(i, j int) bool { return rejects[i].Index < rejects[j].Index })

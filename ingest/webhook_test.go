@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -432,5 +433,51 @@ func wantConsent(t *testing.T, what string, got []store.ConsentChange, want map[
 		if g, ok := want[c.Channel]; !ok || g != c.Granted || !c.At.Equal(at) {
 			t.Errorf("%s: consent %+v, want %v at %v", what, c, want, at)
 		}
+	}
+}
+
+// A signed webhook holding a value no store can hold is acknowledged and
+// set aside in the rejects log, naming the field: refused, the vendor
+// would retry it and in the end stop sending altogether.
+func TestWebhookValuesNoStoreCanHoldAreSetAside(t *testing.T) {
+	t.Parallel()
+	b := setupWebhooks(t)
+	order := string(fixture(t, "shopify_orders_create.json"))
+	woo := string(fixture(t, "woocommerce_order_updated.json"))
+	cases := []struct {
+		name   string
+		send   func() resp
+		fields []string // one of these
+		reason string
+	}{
+		{"shopify NaN total", func() resp {
+			return b.shopify(t, "orders/create", []byte(strings.Replace(order, `"total_price": "403.00"`, `"total_price": "NaN"`, 1)))
+		}, []string{"properties.total"}, "is NaN"},
+		{"shopify date in 1600", func() resp {
+			return b.shopify(t, "orders/create", []byte(strings.Replace(order, `"processed_at": "2021-12-31T19:00:00-05:00"`, `"processed_at": "1600-01-01T00:00:00Z"`, 1)))
+		}, []string{"timestamp"}, "outside the years 1678-2261"},
+		{"woocommerce Infinity total", func() resp {
+			body := []byte(strings.Replace(woo, `"total": "29.35"`, `"total": "Infinity"`, 1))
+			return b.send(t, "POST", "/webhooks/woocommerce/woo", body, "X-WC-Webhook-Topic", "order.created", "X-WC-Webhook-Signature", hmacB64("woo-secret", body))
+		}, []string{"properties.total", "properties.revenue"}, "out of range"},
+	}
+	for _, c := range cases {
+		if r := c.send(); r.status != 200 {
+			t.Fatalf("%s: status %d %s", c.name, r.status, r.body)
+		}
+		events, rejects := b.sink.snapshot()
+		if len(events) != 0 || len(rejects) == 0 {
+			t.Fatalf("%s: %d events, %d rejects", c.name, len(events), len(rejects))
+		}
+		rj := rejects[len(rejects)-1]
+		if !slices.Contains(c.fields, rj.Field) || !strings.Contains(rj.Reason, c.reason) || len(rj.Payload) == 0 || rj.SourceID == "" {
+			t.Errorf("%s: reject %s: %s, want field %v and %q", c.name, rj.Field, rj.Reason, c.fields, c.reason)
+		}
+	}
+	if r := b.shopify(t, "orders/create", []byte(order)); r.status != 200 {
+		t.Fatalf("good order: %d %s", r.status, r.body)
+	}
+	if events, _ := b.sink.snapshot(); len(events) != 1 {
+		t.Errorf("good order after poison ones: %d events, want 1", len(events))
 	}
 }

@@ -6,6 +6,15 @@
 // requests that arrive while a commit is in flight and writes them all in
 // the next transaction: one fsync for many requests. Each caller's Write
 // returns only after the transaction holding its events has committed.
+//
+// One request's bad data must not fail the others that share its
+// transaction. Ingest rejects what a store cannot hold before it gets here
+// (ingest.CheckStorable); should something still get through, a
+// transaction the store refuses for its data (code kiln.EInvalid, see
+// store.Log.Append) is split in halves and each committed apart, until
+// only the request holding the data fails, with kiln.EInvalid: a retry
+// would fail the same way. Any other failure fails the whole group with
+// kiln.EUnavailable, to be retried.
 package journal
 
 import (
@@ -155,6 +164,8 @@ func (j *Journal) loop() {
 	}
 }
 
+// commit writes a group of requests in one transaction and answers each.
+// n is the number of events in the group.
 func (j *Journal) commit(group []*request, n int) {
 	var b store.Batch
 	if len(group) == 1 {
@@ -173,8 +184,17 @@ func (j *Journal) commit(group []*request, n int) {
 	if j.observe != nil {
 		j.observe(len(b.Events), time.Since(start))
 	}
+	if err != nil && len(group) > 1 && kiln.ErrorCode(err) == kiln.EInvalid {
+		// Some request's data failed the transaction: commit the halves
+		// apart, so that only that request fails. One bad request costs
+		// about 2·log2(len(group)) more transactions.
+		half := len(group) / 2
+		j.commit(group[:half], countEvents(group[:half]))
+		j.commit(group[half:], countEvents(group[half:]))
+		return
+	}
 	if err != nil {
-		err = errors.Join(&kiln.Error{Code: kiln.EUnavailable, Message: "could not store events, retry later"}, err)
+		err = writeError(err)
 	}
 	var stored []kiln.Event
 	if err == nil && j.onCommit != nil {
@@ -206,4 +226,20 @@ func (j *Journal) commit(group []*request, n int) {
 	if len(stored) > 0 {
 		j.onCommit(stored)
 	}
+}
+
+func countEvents(group []*request) int {
+	n := 0
+	for _, r := range group {
+		n += len(r.events)
+	}
+	return n
+}
+
+// writeError is what a writer whose events were not stored is told.
+func writeError(err error) error {
+	if kiln.ErrorCode(err) == kiln.EInvalid {
+		return errors.Join(kiln.Errorf(kiln.EInvalid, "the events cannot be stored: %s", kiln.ErrorMessage(err)), err)
+	}
+	return errors.Join(&kiln.Error{Code: kiln.EUnavailable, Message: "could not store events, retry later"}, err)
 }

@@ -76,7 +76,10 @@ type Log interface {
 	// dedup window on SQLite (at least 24 hours of message ids, as
 	// Segment's own service keeps). Append sets Seq on every new event (in b.Events order,
 	// increasing) and leaves it 0 on skipped ones; it returns the number of
-	// new events.
+	// new events. When b holds a value the store cannot hold (NaN, a time
+	// out of range, a NUL in a PostgreSQL text column) the error has code
+	// kiln.EInvalid: the data's fault, so the same batch fails again, where
+	// any other error may pass on a retry. A reject's text never fails it.
 	Append(ctx context.Context, b Batch) (int, error)
 	// ReadEvents returns up to limit events with Seq > after, by Seq.
 	ReadEvents(ctx context.Context, after int64, limit int) ([]kiln.Event, error)

@@ -139,6 +139,11 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !*quiet {
 		fmt.Fprintln(stderr)
 	}
+	if kiln.ErrorCode(err) == kiln.EInvalid {
+		// The store refused a row's data (rows are checked first, so this
+		// is a gap in the checks): running again would stop here again.
+		return fmt.Errorf("import stopped after line %d: %w", res.LastLine, err)
+	}
 	if err != nil {
 		return fmt.Errorf("import stopped after line %d (run the same command again to resume): %w", res.LastLine, err)
 	}

@@ -47,6 +47,18 @@ func TestImportCDNOW(t *testing.T) {
 	}
 }
 
+// importSales writes csv (customer,when,amount) to pos.csv in dir and
+// imports it as orders into source "pos" with kiln import and flags.
+func importSales(t *testing.T, dir, csv string, flags ...string) (string, string, error) {
+	t.Helper()
+	file := filepath.Join(dir, "pos.csv")
+	if err := os.WriteFile(file, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return kilnCmd(t, append([]string{"import", "-file", file, "-quiet", "-source", "pos", "-event", "Order Completed",
+		"-field", "userId=customer", "-field", "timestamp=when", "-field", "properties.revenue=amount:number"}, flags...)...)
+}
+
 // Every bad row is reported with its line number and reason, in the output,
 // the report file and the rejects log; the good rows are stored.
 func TestImportReportsEveryRejectedRow(t *testing.T) {
@@ -58,11 +70,8 @@ func TestImportReportsEveryRejectedRow(t *testing.T) {
 		",2024-01-03T10:00:00Z,4\n" +
 		"c3,2024-01-04T10:00:00Z,lots\n" +
 		"c4,2024-01-05T10:00:00Z,7\n"
-	file := filepath.Join(dir, "pos.csv")
-	os.WriteFile(file, []byte(csv), 0o644)
 	report := filepath.Join(dir, "rejects.csv")
-	out, errs, err := kilnCmd(t, "import", "-db", db, "-file", file, "-quiet", "-source", "pos", "-report", report,
-		"-event", "Order Completed", "-field", "userId=customer", "-field", "timestamp=when", "-field", "properties.revenue=amount:number")
+	out, errs, err := importSales(t, dir, csv, "-db", db, "-report", report)
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, errs)
 	}
@@ -83,5 +92,54 @@ func TestImportReportsEveryRejectedRow(t *testing.T) {
 	rs, _ := st.ListRejects(context.Background(), store.RejectFilter{})
 	if len(rs) != 3 || rs[0].Origin != "import:pos.csv" {
 		t.Errorf("rejects log: %+v", rs)
+	}
+}
+
+// A row no store can hold (a date in 1600 or 20000, a NUL character) is
+// reported with its line number and reason; the import goes on, finishes
+// and stores the good rows, on SQLite and on PostgreSQL.
+func TestImportRejectsRowsNoStoreCanHold(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := Config{DB: filepath.Join(dir, "k.db")}
+			target := []string{"-db", cfg.DB}
+			if backend == "postgres" {
+				cfg.Postgres = freshPostgres(t)
+				target = []string{"-postgres", cfg.Postgres}
+			}
+			csv := "customer,when,amount\n" +
+				"c1,2024-01-02T10:00:00Z,1\n" +
+				"c2,1600-01-02T10:00:00Z,2\n" +
+				"c3,20000-01-02T10:00:00Z,3\n" +
+				"c\x004,2024-01-02T10:00:00Z,4\n" +
+				"c5,2024-01-02T10:00:00Z,5\n"
+			out, errs, err := importSales(t, dir, csv, target...)
+			if err != nil {
+				t.Fatalf("import: %v\n%s", err, errs)
+			}
+			if !strings.Contains(out, "6 lines, 2 events (2 new), 3 rejected") {
+				t.Errorf("summary: %s", out)
+			}
+			for _, want := range []string{"line 3: timestamp: line 3: timestamp 1600-01-02T10:00:00Z is outside the years 1678-2261",
+				`line 4: timestamp: line 4: column when: "20000-01-02T10:00:00Z" is not an RFC 3339 time`,
+				"line 5: userId: line 5: userId contains a NUL character"} {
+				if !strings.Contains(errs, want) {
+					t.Errorf("output lacks %q:\n%s", want, errs)
+				}
+			}
+			if strings.Contains(errs+out, "retry") {
+				t.Errorf("output says retry:\n%s%s", errs, out)
+			}
+			st, err := cfg.openStore(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			rs, _ := st.ListRejects(context.Background(), store.RejectFilter{})
+			if len(rs) != 3 || rs[0].Index != 3 || rs[0].Field != "timestamp" || rs[2].Index != 5 || rs[2].Field != "userId" {
+				t.Errorf("rejects log: %+v", rs)
+			}
+		})
 	}
 }

@@ -764,15 +764,23 @@ func (imp *importer) single(rec record) {
 	}
 	e, field, reason := imp.build(&rec)
 	if reason == "" {
-		if e.Anchor = ingest.AnchorWith(imp.opts.Identity, &e); e.Anchor == "" {
-			field, reason = "userId", "no customer identifier (the identifier columns are empty or invalid)"
-		}
+		field, reason = imp.finish(&e)
 	}
 	if reason != "" {
 		imp.reject(rec.line, field, reason, rec.raw)
 		return
 	}
 	imp.events = append(imp.events, e)
+}
+
+// finish sets e's Anchor and checks that a store can hold e (a date in
+// 1600, a NUL character), so that one bad row is rejected with its line
+// instead of failing the batch it would be written in.
+func (imp *importer) finish(e *kiln.Event) (field, reason string) {
+	if e.Anchor = ingest.AnchorWith(imp.opts.Identity, e); e.Anchor == "" {
+		return "userId", "no customer identifier (the identifier columns are empty or invalid)"
+	}
+	return ingest.CheckStorable(e)
 }
 
 // grouped adds a row to the open order, closing it first if the row
@@ -809,17 +817,18 @@ func (imp *importer) closeGroup() {
 	imp.group = nil
 	first, last := rows[0].line, rows[len(rows)-1].line
 	defer func() { imp.doneLine = last }()
-	e, field, reason := imp.build(&rows[0])
-	if reason == "" {
-		if e.Anchor = ingest.AnchorWith(imp.opts.Identity, &e); e.Anchor == "" {
-			field, reason = "userId", "no customer identifier (the identifier columns are empty or invalid)"
-		}
-	}
-	if reason != "" {
+	reject := func(field, reason string) {
 		if len(rows) > 1 {
 			reason = fmt.Sprintf("order %s (lines %d-%d): %s", imp.groupID, first, last, reason)
 		}
 		imp.reject(first, field, reason, rows[0].raw)
+	}
+	e, field, reason := imp.build(&rows[0])
+	if reason == "" {
+		field, reason = imp.finish(&e)
+	}
+	if reason != "" {
+		reject(field, reason)
 		return
 	}
 	refund := imp.m.Order.RefundPrefix != "" && strings.HasPrefix(imp.groupID, imp.m.Order.RefundPrefix)
@@ -867,6 +876,10 @@ func (imp *importer) closeGroup() {
 			revenue = math.Abs(revenue)
 		}
 		e.Properties["revenue"] = math.Round(revenue*100) / 100
+	}
+	if field, reason := ingest.CheckStorable(&e); reason != "" { // now with the products
+		reject(field, reason)
+		return
 	}
 	imp.events = append(imp.events, e)
 }

@@ -527,3 +527,59 @@ func TestStreamingMemoryIsConstant(t *testing.T) {
 		t.Errorf("heap grew with the file: %d MB early, %d MB late", peakEarly>>20, peakLate>>20)
 	}
 }
+
+// Rows holding values no store can hold (a date in 1600, a NUL character,
+// nesting too deep) are rejected with their line and field, and the import
+// goes on; an order with such a product is rejected whole.
+func TestRowsNoStoreCanHoldAreRejected(t *testing.T) {
+	t.Parallel()
+	csvData := "customer,when,amount\n" +
+		"c1,2024-01-02T10:00:00Z,1\n" +
+		"c2,1600-01-02T10:00:00Z,2\n" +
+		"c\x003,2024-01-02T10:00:00Z,3\n" +
+		"c4,2024-01-02T10:00:00Z,4\n"
+	m := Mapping{Event: "E", Fields: map[string]string{"userId": "customer", "timestamp": "when", "properties.amount": "amount:number"}}
+	deep := strings.Repeat(`{"a":`, 250) + "1" + strings.Repeat("}", 250)
+	ndjson := `{"u":"n1","x":1}` + "\n" + `{"u":"n2","x":` + deep + `}` + "\n" + `{"u":"n3","x":"fine"}` + "\n"
+	nd := Mapping{Format: FormatNDJSON, Event: "E", Fields: map[string]string{"userId": "u", "properties.x": "x"}}
+	archive := `{"type":"track","userId":"s1","event":"E","timestamp":"1600-01-01T00:00:00Z"}` + "\n" +
+		`{"type":"track","userId":"s2","event":"E","timestamp":"2020-01-01T00:00:00Z"}` + "\n"
+	orders := "order,customer,sku\n1,c1,A\n1,c1,B\x00\n2,c2,C\n"
+	om := Mapping{Event: kiln.OrderCompleted, Fields: map[string]string{"userId": "customer", "products[].sku": "sku"}, Order: &OrderGrouping{IDColumn: "order"}}
+	cases := []struct {
+		name, data string
+		mapping    Mapping
+		events     int
+		line       int
+		field      string
+		reason     string
+	}{
+		{"csv", csvData, m, 2, 3, "timestamp", "line 3: timestamp 1600-01-02T10:00:00Z is outside the years 1678-2261"},
+		{"ndjson", ndjson, nd, 2, 2, "properties.x" + strings.Repeat(".a", 199), "is nested more than 200 levels deep"},
+		{"segment archive", archive, Mapping{Format: FormatSegment}, 1, 1, "timestamp", "line 1: timestamp 1600-01-01T00:00:00Z is outside"},
+		{"order", orders, om, 1, 2, "properties.products[1].sku", "line 2: order 1 (lines 2-3): properties.products[1].sku contains a NUL"},
+	}
+	for _, c := range cases {
+		sink := &memSink{}
+		res, err := Import(context.Background(), strings.NewReader(c.data), sink, Options{Mapping: c.mapping, FileName: c.name})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if res.Events != c.events || len(sink.events) != c.events {
+			t.Errorf("%s: %d events written, want %d: %+v", c.name, res.Events, c.events, sink.rejects)
+		}
+		if len(sink.rejects) == 0 {
+			t.Fatalf("%s: no rejects", c.name)
+		}
+		r := sink.rejects[0]
+		if r.Index != c.line || r.Field != c.field || !strings.Contains(r.Reason, c.reason) {
+			t.Errorf("%s: reject line %d field %q reason %q, want line %d field %q reason %q", c.name, r.Index, r.Field, r.Reason, c.line, c.field, c.reason)
+		}
+	}
+	// The csv's NUL row is rejected too, after the 1600 one.
+	sink := &memSink{}
+	Import(context.Background(), strings.NewReader(csvData), sink, Options{Mapping: m})
+	if len(sink.rejects) != 2 || sink.rejects[1].Index != 4 || sink.rejects[1].Field != "userId" {
+		t.Errorf("rejects %+v", sink.rejects)
+	}
+}

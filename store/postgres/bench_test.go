@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/postgres/pgtest"
 	"github.com/kiln-cdp/kiln/store/storetest"
 )
 
@@ -17,7 +18,7 @@ import (
 // KILN_BENCH_PREFILL=1000000 first appends that many events (untimed), to
 // measure a log of that size.
 func BenchmarkAppend(b *testing.B) {
-	dsn := testDSN(b)
+	dsn := pgtest.DSN(b)
 	prefill, _ := strconv.Atoi(os.Getenv("KILN_BENCH_PREFILL"))
 	for _, size := range []int{500, 2500} {
 		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {

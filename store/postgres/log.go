@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -206,9 +208,20 @@ func (db *DB) Append(ctx context.Context, b store.Batch) (int, error) {
 		for i := range b.Events {
 			b.Events[i].Seq = 0
 		}
-		return 0, fmt.Errorf("postgres: append %d events, %d rejects: %w", len(b.Events), len(b.Rejects), err)
+		return 0, fmt.Errorf("postgres: append %d events, %d rejects: %w", len(b.Events), len(b.Rejects), dataError(err))
 	}
 	return added, nil
+}
+
+// rejectText makes a reject's text storable in a text column, which holds
+// neither NUL nor invalid UTF-8. The text describes a bad message (a file
+// name, a field path) and may quote its bad bytes; failing the append over
+// it would lose the message's neighbours. The payload is kept as bytes.
+func rejectText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\\u0000")
 }
 
 func insertRejectRows(ctx context.Context, tx pgx.Tx, rs []kiln.Reject) error {
@@ -218,7 +231,7 @@ func insertRejectRows(ctx context.Context, tx pgx.Tx, rs []kiln.Reject) error {
 	idx := make([]int32, n)
 	payloads := make([][]byte, n)
 	for i, r := range rs {
-		src[i], origin[i], field[i], reason[i] = r.SourceID, r.Origin, r.Field, r.Reason
+		src[i], origin[i], field[i], reason[i] = r.SourceID, rejectText(r.Origin), rejectText(r.Field), rejectText(r.Reason)
 		received[i], idx[i], payloads[i] = tval(r.ReceivedAt), int32(r.Index), r.Payload
 	}
 	_, err := tx.Exec(ctx, insertRejects, src, received, origin, idx, field, reason, payloads)

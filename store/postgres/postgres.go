@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/store"
 	"github.com/kiln-cdp/kiln/store/migrate"
 	"github.com/pressly/goose/v3"
@@ -173,6 +175,18 @@ func (db *DB) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 func isUnique(err error) bool {
 	var e *pgconn.PgError
 	return errors.As(err, &e) && e.Code == "23505"
+}
+
+// dataError gives err the code kiln.EInvalid when PostgreSQL refused a
+// value: SQLSTATE class 22 (data exception: a NUL in text, a time out of
+// range) or 54000 (a value over a limit, such as an index entry). Retrying
+// the same data fails again; see store.Log.Append.
+func dataError(err error) error {
+	var e *pgconn.PgError
+	if errors.As(err, &e) && (strings.HasPrefix(e.Code, "22") || e.Code == "54000") {
+		return errors.Join(kiln.Errorf(kiln.EInvalid, "PostgreSQL cannot store a value: %s (SQLSTATE %s)", e.Message, e.Code), err)
+	}
+	return err
 }
 
 // Times: the zero time is NULL.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/postgres/pgtest"
 	"github.com/kiln-cdp/kiln/store/storetest"
 )
 
@@ -17,7 +18,7 @@ import (
 // causes to a definition change over a large customer base.
 // Run: KILN_TEST_POSTGRES=postgres://... go test -run '^$' -bench Transitions -benchtime 3x ./store/postgres/
 func BenchmarkTransitions(b *testing.B) {
-	dsn := testDSN(b)
+	dsn := pgtest.DSN(b)
 	for _, size := range []int{10, 1000, 100_000} {
 		b.Run("burst="+strconv.Itoa(size), func(b *testing.B) {
 			db := open(b, dsn)
@@ -47,7 +48,7 @@ func BenchmarkTransitions(b *testing.B) {
 // Run: KILN_TEST_POSTGRES=postgres://... go test -run '^$' -bench Members ./store/postgres/
 func BenchmarkMembers(b *testing.B) {
 	const n = 100_000
-	db := open(b, testDSN(b))
+	db := open(b, pgtest.DSN(b))
 	defer db.Close()
 	ctx := context.Background()
 	ts := storetest.Transitions("big", "m", n, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))

@@ -2,10 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/postgres/pgtest"
 	"github.com/kiln-cdp/kiln/store/storetest"
 )
 
@@ -21,32 +18,8 @@ import (
 // their indexes: a sequential scan would pass the conformance suite and
 // only show at a million profiles.
 func TestSegmentQueryPlans(t *testing.T) {
-	dsn := os.Getenv("KILN_TEST_POSTGRES")
-	if dsn == "" || !strings.HasPrefix(dsn, "postgres") {
-		t.Skip("KILN_TEST_POSTGRES is not set to a postgres:// URL; set it, e.g. " +
-			"postgres://postgres@127.0.0.1:5432/test?sslmode=disable, to run the PostgreSQL tests")
-	}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect to KILN_TEST_POSTGRES: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "kiln_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	db, err := Open(ctx, u.String())
+	db, err := Open(ctx, pgtest.Schema(t, pgtest.DSN(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventsByAnchor", testEventsByAnchor},
 		{"SeqNeverReused", testSeqNeverReused},
 		{"Rejects", testRejects},
+		{"RejectOddText", testRejectOddText},
 		{"Sources", testSources},
 		{"Keys", testKeys},
 		{"Checkpoints", testCheckpoints},
@@ -301,6 +303,9 @@ func testAppendUnencodable(t *testing.T, s store.Store) {
 	if err == nil {
 		t.Fatal("append of a NaN property succeeded")
 	}
+	if kiln.ErrorCode(err) != kiln.EInvalid {
+		t.Errorf("append of a NaN property: code %q, want %q (the data's fault: a retry fails too): %v", kiln.ErrorCode(err), kiln.EInvalid, err)
+	}
 	if n != 0 || b.Events[0].Seq != 0 {
 		t.Errorf("failed append returned %d and seq %d, want nothing", n, b.Events[0].Seq)
 	}
@@ -474,6 +479,25 @@ func testRejects(t *testing.T, s store.Store) {
 	def, err := s.ListRejects(ctx, store.RejectFilter{SourceID: "src_c"})
 	if err != nil || len(def) != 100 {
 		t.Errorf("default limit: %d rejects, %v; want 100", len(def), err)
+	}
+}
+
+// A reject describes a bad message and may quote its bad bytes: a NUL or
+// invalid UTF-8 in its text must not fail the append (and the events
+// beside it). The payload comes back exactly.
+func testRejectOddText(t *testing.T, s store.Store) {
+	odd := kiln.Reject{SourceID: "src", ReceivedAt: at(0), Origin: "import:caf\xe9.csv", Field: "user\x00Id",
+		Reason: "bad \x00 value \xff", Payload: []byte("{\"userId\":\"a\x00\xff\"}")}
+	b := store.Batch{Events: []kiln.Event{event("src", "ok", "user_id:1", at(0))}, Rejects: []kiln.Reject{odd}}
+	if n, err := s.Append(ctx, b); err != nil || n != 1 {
+		t.Fatalf("append with an odd reject = %d, %v", n, err)
+	}
+	rs, err := s.ListRejects(ctx, store.RejectFilter{})
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("rejects %+v, %v", rs, err)
+	}
+	if r := rs[0]; !strings.HasPrefix(r.Reason, "bad ") || !strings.HasPrefix(r.Origin, "import:caf") || string(r.Payload) != string(odd.Payload) {
+		t.Errorf("reject read back as %+v", r)
 	}
 }
 

@@ -26,9 +26,9 @@ func TestConformance(t *testing.T) {
 }
 
 func TestLockConformance(t *testing.T) {
-	dsn := testDSN(t)
+	dsn := pgtest.DSN(t)
 	storetest.RunLock(t, func(t *testing.T) (store.Store, store.Store) {
-		schema := freshSchema(t, dsn)
+		schema := pgtest.Schema(t, dsn)
 		ctx := context.Background()
 		a, err := postgres.Open(ctx, schema)
 		if err != nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/identity"
 	"github.com/kiln-cdp/kiln/store"
+	"github.com/kiln-cdp/kiln/store/postgres"
+	"github.com/kiln-cdp/kiln/store/postgres/pgtest"
 	"github.com/kiln-cdp/kiln/store/sqlite"
 )
 
@@ -116,7 +118,7 @@ func lifeScript(seed uint64, steps int) []lifeStep {
 // lifeRun is one engine over one SQLite file, restartable.
 type lifeRun struct {
 	t     *testing.T
-	path  string
+	open  func() (store.Store, error)
 	clock *atomic.Int64
 	st    store.Store
 	e     *Engine
@@ -127,8 +129,8 @@ type lifeRun struct {
 	snapped int
 }
 
-func newLifeRun(t *testing.T) *lifeRun {
-	r := &lifeRun{t: t, path: filepath.Join(t.TempDir(), "k.db"), clock: new(atomic.Int64)}
+func newLifeRun(t *testing.T, open func() (store.Store, error)) *lifeRun {
+	r := &lifeRun{t: t, open: open, clock: new(atomic.Int64)}
 	r.clock.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
 	r.start()
 	ctx := context.Background()
@@ -151,7 +153,7 @@ func (r *lifeRun) now() time.Time { return time.UnixMilli(r.clock.Load()).UTC() 
 
 func (r *lifeRun) start() {
 	t := r.t
-	st, err := sqlite.Open(r.path)
+	st, err := r.open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,10 +326,29 @@ func (r *lifeRun) record() (transitions, actions []string) {
 }
 
 func TestLifecycleMatchesUninterruptedRun(t *testing.T) {
-	seeds, steps := 6, 60
+	seeds := 6
 	if testing.Short() {
 		seeds = 2
 	}
+	sqliteFile := func(t *testing.T) func() (store.Store, error) {
+		path := filepath.Join(t.TempDir(), "k.db")
+		return func() (store.Store, error) { return sqlite.Open(path) }
+	}
+	checkLifecycle(t, seeds, 60, sqliteFile)
+}
+
+func TestLifecycleMatchesUninterruptedRunOnPostgres(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	schema := func(t *testing.T) func() (store.Store, error) {
+		s := pgtest.Schema(t, dsn)
+		return func() (store.Store, error) { return postgres.Open(context.Background(), s) }
+	}
+	checkLifecycle(t, 2, 40, schema)
+}
+
+// checkLifecycle runs seeds scripts of steps each twice, calm and rough,
+// on stores that newStore opens, and compares what they recorded.
+func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) func() (store.Store, error)) {
 	snapped := 0
 	defer func() {
 		if snapped == 0 && !t.Failed() {
@@ -337,11 +358,11 @@ func TestLifecycleMatchesUninterruptedRun(t *testing.T) {
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			script := lifeScript(seed, steps)
-			calm := newLifeRun(t)
+			calm := newLifeRun(t, newStore(t))
 			for _, st := range script {
 				calm.do(st)
 			}
-			rough := newLifeRun(t)
+			rough := newLifeRun(t, newStore(t))
 			rng := rand.New(rand.NewPCG(seed, 99))
 			for _, st := range script {
 				switch r := rng.IntN(10); {

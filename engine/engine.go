@@ -395,9 +395,6 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 	lastSample := time.Time{}
 	backoff := 100 * time.Millisecond
 	for {
-		if err := e.tick(ctx); err != nil {
-			e.log.Error("recording expiries failed; retrying", "err", err)
-		}
 		if time.Since(lastSample) >= e.cfg.SizeSample {
 			sizes = e.sampleSizes(ctx, sizes)
 			lastSample = time.Now()
@@ -427,6 +424,10 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 			backoff = 100 * time.Millisecond
 			continue // more may be waiting
 		}
+		// Caught up with the log: what time did up to now is recorded.
+		if err := e.tick(ctx); err != nil {
+			e.log.Error("recording expiries failed; retrying", "err", err)
+		}
 		e.mu.Lock()
 		due := e.nextDue()
 		e.mu.Unlock()
@@ -454,12 +455,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	// Everything time does before this batch is recorded first, so the
-	// batch's clock covers it (see catchUp).
 	now := e.evalNow()
-	if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
-		return 0, err
-	}
 	after := e.processed.Load()
 	evs := e.fromTail(after, e.cfg.BatchSize)
 	if evs == nil {
@@ -474,6 +470,14 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 			e.cfg.Metrics.ProcessorLag.Set(0)
 		}
 		return 0, nil
+	}
+	// Each event counts from when it was received, however late it is
+	// processed (after a crash, or behind a backlog), so the transitions
+	// are those of a run that processed it at once. What time did before
+	// the first is recorded first (see catchUp); between events, evalBatch
+	// records it with the batch.
+	if err := e.catchUp(ctx, eventAt(&evs[0], e.segs.clock, now)); err != nil {
+		return 0, err
 	}
 	var merges, refused int
 	pids := make([]string, len(evs))
@@ -497,15 +501,16 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	last := evs[len(evs)-1].Seq
 	res.Checkpoint = store.Checkpoint{Name: Checkpoint, Seq: last}
 	res.IndexUpTo = last
-	res.Checkpoints = clockAt(now.UnixMilli())
 	// On failure the segment states have moved past what is stored: they
 	// are rebuilt from the log before the next batch (rare, and simpler
 	// than copying every touched state on the hot path).
-	if err := e.evalBatch(ctx, evs, pids, merged, &res, now); err != nil {
+	at, err := e.evalBatch(ctx, evs, pids, merged, &res, now)
+	if err != nil {
 		e.res.Abort()
 		e.segsDirty = true
 		return 0, err
 	}
+	res.Checkpoints = clockAt(at)
 	e.giveWay(len(evs))
 	if err := e.write(ctx, &res); err != nil {
 		e.res.Abort()
@@ -513,7 +518,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("writing resolution up to seq %d: %w", last, err)
 	}
 	e.res.Commit()
-	e.moveClock(now)
+	e.moveClock(time.UnixMilli(at))
 	if m := e.cfg.Metrics; m != nil && len(res.Transitions) > 0 {
 		m.Transitions.WithLabelValues(kiln.ReasonEvent).Add(float64(len(res.Transitions)))
 	}
@@ -586,6 +591,18 @@ func (e *Engine) evalNow() time.Time {
 		return time.UnixMilli(s.clock)
 	}
 	return now
+}
+
+// eventAt is the instant (Unix ms) at which an event is evaluated: when
+// it was received, but never before the clock (time does not go back for
+// the engine) nor after now (a receive time from a host whose clock is
+// ahead); now when the event does not say.
+func eventAt(ev *kiln.Event, clock int64, now time.Time) int64 {
+	at := now.UnixMilli()
+	if !ev.ReceivedAt.IsZero() {
+		at = min(at, ev.ReceivedAt.UnixMilli())
+	}
+	return max(at, clock)
 }
 
 // moveClock notes that a write recorded everything up to now.

@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -327,6 +329,9 @@ func (r *lifeRun) record() (transitions, actions []string) {
 
 func TestLifecycleMatchesUninterruptedRun(t *testing.T) {
 	seeds := 6
+	if n, err := strconv.Atoi(os.Getenv("KILN_LIFECYCLE_SEEDS")); err == nil {
+		seeds = n // a longer search: KILN_LIFECYCLE_SEEDS=200 go test ./engine -run Lifecycle
+	}
 	if testing.Short() {
 		seeds = 2
 	}
@@ -364,7 +369,18 @@ func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) 
 			}
 			rough := newLifeRun(t, newStore(t))
 			rng := rand.New(rand.NewPCG(seed, 99))
+			down := false
 			for _, st := range script {
+				if down {
+					// Time went on while the server was down; it starts
+					// with the killed batch's events still to process.
+					rough.clock.Add(st.dt.Milliseconds())
+					rough.start()
+					down = false
+					st.dt = 0
+					rough.do(st)
+					continue
+				}
 				switch r := rng.IntN(10); {
 				case r < 2 && st.kind == "events":
 					// Killed while the batch may be half processed.
@@ -373,12 +389,25 @@ func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) 
 					rough.restart(true)
 					rough.settle()
 					continue
-				case r < 3:
-					rough.restart(true)
+				case r < 3 && st.kind == "events":
+					// Killed right after the events were acknowledged, and
+					// down until the next step.
+					rough.clock.Add(st.dt.Milliseconds())
+					rough.send(st.events, st.back, false)
+					rough.kills++
+					rough.stop()
+					down = true
+					continue
 				case r < 4:
+					rough.restart(true)
+				case r < 5:
 					rough.restart(false)
 				}
 				rough.do(st)
+			}
+			if down {
+				rough.start()
+				rough.settle()
 			}
 			want, wantActs := calm.record()
 			got, gotActs := rough.record()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -372,8 +373,18 @@ func (e *Engine) rebuildProfile(pid string, evs []kiln.Event, now time.Time) (be
 // and evaluates it at now: model traits are state of their own, not
 // derived from the events (see RefitModels).
 func (e *Engine) settle(prog *eval.Program, pid string, ps *pstate, now time.Time) eval.Result {
-	if m := e.models; m != nil && m.traits[pid] != nil {
-		setTraits(ps, m.traits[pid])
+	if m := e.models; m != nil {
+		// Replace, not add to: a trait the models no longer set for this
+		// profile (one kept in a snapshot, say) must not linger.
+		t := m.traits[pid]
+		for k := range m.keys {
+			if _, ok := t[k]; !ok {
+				delete(ps.prof.Traits, k)
+			}
+		}
+		if t != nil {
+			setTraits(ps, t)
+		}
 	}
 	return prog.ApplyProfile(ps.st, &ps.prof, now)
 }
@@ -433,12 +444,21 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 }
 
 // evalBatch evaluates a resolved batch: each event updates its profile's
-// state; profiles merged in the batch are rebuilt from their events. The
-// transitions are appended to res so they commit with the checkpoint.
-func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string, merged map[string]string, res *store.Resolution, now time.Time) error {
+// state at the instant it was received (eventAt), after what time did
+// before that instant; profiles merged in the batch are rebuilt from their
+// events. The transitions are appended to res so they commit with the
+// checkpoint; it returns the instant of the last event, the batch's clock.
+func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string, merged map[string]string, res *store.Resolution, wall time.Time) (int64, error) {
 	s := e.segs
 	var rescored []string // profiles whose model traits moved, in order
+	at := s.clock
+	var now time.Time
 	for i := range evs {
+		at = eventAt(&evs[i], at, wall)
+		now = time.UnixMilli(at)
+		if s.prog != nil {
+			s.collectDue(at, math.MaxInt, res) // what time did before this event
+		}
 		pid := pids[i]
 		if pid == "" || merged[pid] != "" {
 			continue
@@ -479,9 +499,12 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 		if s.prog != nil {
 			res.Transitions = s.diff(from, s.drop(from), nil, now, kiln.ReasonProfile, always, res.Transitions)
 		}
+		if s.prog == nil && (e.models == nil || e.models.bg == nil) {
+			continue // nothing reads the survivor's events
+		}
 		evs, err := e.profileEvents(ctx, into, last)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if e.recountPurchases(into, evs, now) {
 			rescored = append(rescored, into)
@@ -492,7 +515,7 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 		}
 	}
 	res.ModelTraits = e.modelTraitChanges(rescored, res.ModelTraits)
-	return nil
+	return at, nil
 }
 
 // profileEvents reads a profile's stored events up to seq, by the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,30 +40,43 @@ func (c *client) do(ctx context.Context, method, path string, q url.Values, body
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
-		b, err := json.Marshal(body)
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	// A server that is still loading its state answers 503 with
+	// Retry-After: wait for it, up to a minute, as a person would.
+	var resp *http.Response
+	var data []byte
+	for wait := time.Now().Add(time.Minute); ; {
+		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(payload))
 		if err != nil {
 			return err
 		}
-		rd = strings.NewReader(string(b))
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("reaching the server at %s: %w (is `kiln serve` running? set -url or KILN_URL)", c.base, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
+		req.Header.Set("Authorization", "Bearer "+c.key)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if resp, err = c.http.Do(req); err != nil {
+			return fmt.Errorf("reaching the server at %s: %w (is `kiln serve` running? set -url or KILN_URL)", c.base, err)
+		}
+		data, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		after, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if resp.StatusCode != http.StatusServiceUnavailable || after <= 0 || time.Now().After(wait) {
+			break
+		}
+		select {
+		case <-time.After(time.Duration(after) * time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {

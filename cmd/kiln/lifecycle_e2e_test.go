@@ -403,8 +403,8 @@ func (p *lifeProc) launch() (string, *exec.Cmd, chan struct{}) {
 	return addr, cmd, exited
 }
 
-// start launches the server and waits until it answers /healthz (it
-// answers once the engine has rebuilt its state from the log).
+// start launches the server and waits until /readyz says the engine has
+// loaded its state (the port opens before, for ingest).
 func (p *lifeProc) start(why string) {
 	for try := 0; try < 3; try++ {
 		addr, cmd, exited := p.launch()
@@ -413,19 +413,19 @@ func (p *lifeProc) start(why string) {
 		for time.Now().Before(deadline) {
 			select {
 			case <-exited:
-				p.t.Logf("run %d (%s) exited before it was healthy: %v\n%s", p.runs, why, cmd.ProcessState, p.logTail(p.runs))
+				p.t.Logf("run %d (%s) exited before it was ready: %v\n%s", p.runs, why, cmd.ProcessState, p.logTail(p.runs))
 				deadline = time.Time{}
 				continue
 			default:
 			}
-			resp, err := client.Get("http://" + addr + "/healthz")
+			resp, err := client.Get("http://" + addr + "/readyz")
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
 					p.mu.Lock()
 					p.base = "http://" + addr
 					p.mu.Unlock()
-					p.note("run %d healthy (%s)", p.runs, why)
+					p.note("run %d ready (%s)", p.runs, why)
 					return
 				}
 			}

@@ -233,7 +233,7 @@ func (m *Main) routes() http.Handler {
 		mux.Handle("/webhooks/"+kind+"/{source}", m.Metrics.Instrument("webhook_"+kind, h))
 	}
 	admin := &api.Server{Store: m.Store, Ops: m.Engine, Segments: m.Engine, Models: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger, Normalize: m.Engine.Extractor().Normalize, Actions: m.Actions}
-	mux.Handle("/api/", m.Metrics.Instrument("api", admin.Handler()))
+	mux.Handle("/api/", m.Metrics.Instrument("api", m.whenReady(admin.Handler())))
 	mux.Handle("GET /metrics", m.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -254,9 +254,24 @@ func (m *Main) routes() http.Handler {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "processorLag": m.Engine.Lag()})
 	})
 	web := ui.New(ui.Config{Store: m.Store, Engine: m.Engine, Keys: auth.NewCache(m.Store), Secret: []byte(os.Getenv("KILN_UI_SECRET")), Logger: m.Logger, Location: m.location(), Normalize: m.Engine.Extractor().Normalize, Actions: m.Actions})
-	mux.Handle("/ui/", m.Metrics.Instrument("ui", web.Handler()))
+	mux.Handle("/ui/", m.Metrics.Instrument("ui", m.whenReady(web.Handler())))
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	return mux
+}
+
+// whenReady answers 503 with Retry-After and what is loading while the
+// engine starts; ingest stays open meanwhile, the admin API and the UI
+// wait.
+func (m *Main) whenReady(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if st := m.Engine.Status(); st.Phase != engine.PhaseReady {
+			w.Header().Set("Retry-After", "1")
+			api.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{
+				"code": "unavailable", "message": "Kiln is starting: " + st.Phase + "; try again in a moment", "loading": st}})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Close shuts down gracefully: stop accepting connections and wait for

@@ -75,9 +75,29 @@ func TestIngestOpenWhileStateLoads(t *testing.T) {
 	if code := post(base+"/v1/track", `{"userId":"2","event":"Order Completed","properties":{"revenue":20}}`); code != 200 {
 		t.Fatalf("track while loading: %d, want 200", code)
 	}
+	// The admin API waits, saying so; the CLI retries until it is ready.
+	req, _ = http.NewRequest("GET", base+"/api/v1/segments", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("admin API while loading: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	listed := make(chan error, 1)
+	go func() {
+		c := &client{base: base, key: admin}
+		listed <- c.do(context.Background(), "GET", "/api/v1/segments", nil, nil, nil)
+	}()
+	time.Sleep(100 * time.Millisecond)
 	close(release)
 	if err := <-opened; err != nil {
 		t.Fatal(err)
+	}
+	if err := <-listed; err != nil {
+		t.Errorf("the CLI's request made while loading: %v", err)
 	}
 	defer m2.Close()
 	if code := call(t, "GET", base+"/readyz", "", nil, &ready); code != 200 {

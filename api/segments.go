@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,6 +142,9 @@ func (s *Server) segmentExists(name string) bool {
 	return false
 }
 
+// maxPage is the most members or transitions one page holds.
+const maxPage = 10000
+
 // segmentMembers pages through current members; ?as_of=RFC3339 answers
 // who was in the segment at that instant, from the stored events.
 func (s *Server) segmentMembers(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +153,16 @@ func (s *Server) segmentMembers(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, kiln.Errorf(kiln.ENotFound, "no segment %q", name))
 		return
 	}
+	limit, err := intParam(r, "limit", 100)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if limit > maxPage {
+		s.fail(w, r, kiln.Errorf(kiln.EInvalid, "limit %d: a page holds at most %d members; follow the next cursor for more", limit, maxPage))
+		return
+	}
+	after := r.URL.Query().Get("after")
 	if asOf := r.URL.Query().Get("as_of"); asOf != "" {
 		at, err := time.Parse(time.RFC3339, asOf)
 		if err != nil {
@@ -160,18 +174,21 @@ func (s *Server) segmentMembers(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		if ids == nil {
-			ids = []string{}
+		// ids are sorted: page them like the live members.
+		size := len(ids)
+		i, _ := slices.BinarySearch(ids, after)
+		if i < len(ids) && ids[i] == after {
+			i++
 		}
-		WriteJSON(w, http.StatusOK, map[string]any{"segment": name, "asOf": at, "size": len(ids), "profileIds": ids})
+		page := ids[i:min(i+limit, len(ids))]
+		next := ""
+		if i+limit < len(ids) {
+			next = page[len(page)-1]
+		}
+		WriteJSON(w, http.StatusOK, map[string]any{"segment": name, "asOf": at, "size": size, "profileIds": nonNil(page), "next": next})
 		return
 	}
-	limit, err := intParam(r, "limit", 100)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ms, err := s.Store.Members(r.Context(), name, r.URL.Query().Get("after"), min(limit, 10000))
+	ms, err := s.Store.Members(r.Context(), name, after, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -182,7 +199,7 @@ func (s *Server) segmentMembers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := ""
-	if len(ms) > 0 && len(ms) == min(limit, 10000) {
+	if len(ms) > 0 && len(ms) == limit {
 		next = ms[len(ms)-1].ProfileID
 	}
 	ms = nonNil(ms)
@@ -219,7 +236,11 @@ func (s *Server) transitions(w http.ResponseWriter, r *http.Request, q store.Tra
 		s.fail(w, r, err)
 		return
 	}
-	q.After, q.Limit = int64(after), min(limit, 10000)
+	if limit > maxPage {
+		s.fail(w, r, kiln.Errorf(kiln.EInvalid, "limit %d: a page holds at most %d transitions; follow the next cursor for more", limit, maxPage))
+		return
+	}
+	q.After, q.Limit = int64(after), limit
 	ts, err := s.Store.Transitions(r.Context(), q)
 	if err != nil {
 		s.fail(w, r, err)

@@ -190,37 +190,47 @@ func runSegments(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err := need(); err != nil {
 			return err
 		}
-		q := url.Values{"limit": {fmt.Sprint(*limit)}}
-		if *after != "" {
-			q.Set("after", *after)
+		// Pages hold at most 10,000 members: follow the cursor until
+		// -limit members are printed.
+		type page struct {
+			Size       int64
+			Members    []kiln.Membership
+			ProfileIDs []string `json:"profileIds"`
+			Next       string
 		}
-		if *asOf != "" {
-			q.Set("as_of", *asOf)
-			var out struct {
-				Size       int
-				ProfileIDs []string `json:"profileIds"`
+		cursor, printed := *after, 0
+		var out page
+		for {
+			q := url.Values{"limit": {fmt.Sprint(min(*limit-printed, 10000))}}
+			if cursor != "" {
+				q.Set("after", cursor)
 			}
+			if *asOf != "" {
+				q.Set("as_of", *asOf)
+			}
+			out = page{}
 			if err := c.do(ctx, "GET", "/api/v1/segments/"+url.PathEscape(name)+"/members", q, nil, &out); err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr, "%d members of %s at %s\n", out.Size, name, *asOf)
+			if printed == 0 {
+				if *asOf != "" {
+					fmt.Fprintf(stderr, "%d members of %s at %s\n", out.Size, name, *asOf)
+				} else {
+					fmt.Fprintf(stderr, "%d members of %s\n", out.Size, name)
+					fmt.Fprintln(tw, "PROFILE\tSINCE\tVERSION")
+				}
+			}
 			for _, id := range out.ProfileIDs {
 				fmt.Fprintln(tw, id)
 			}
-			return nil
-		}
-		var out struct {
-			Size    int64
-			Members []kiln.Membership
-			Next    string
-		}
-		if err := c.do(ctx, "GET", "/api/v1/segments/"+url.PathEscape(name)+"/members", q, nil, &out); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "%d members of %s\n", out.Size, name)
-		fmt.Fprintln(tw, "PROFILE\tSINCE\tVERSION")
-		for _, m := range out.Members {
-			fmt.Fprintf(tw, "%s\t%s\t%d\n", m.ProfileID, m.Since.Format(time.RFC3339), m.Version)
+			for _, m := range out.Members {
+				fmt.Fprintf(tw, "%s\t%s\t%d\n", m.ProfileID, m.Since.Format(time.RFC3339), m.Version)
+			}
+			printed += len(out.ProfileIDs) + len(out.Members)
+			cursor = out.Next
+			if cursor == "" || printed >= *limit {
+				break
+			}
 		}
 		if out.Next != "" {
 			fmt.Fprintf(stderr, "more: -after %s\n", out.Next)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,69 @@ func TestApplyDeeplyNestedDefinition(t *testing.T) {
 	os.WriteFile(ok, []byte(`segment buyers { count of "Order Completed" all time >= 1 }`), 0o644)
 	if out, _, err := kilnCmd(t, "apply", "-f", ok); err != nil || !strings.Contains(out, "1 created") {
 		t.Fatalf("apply after the deep definitions: %v %s", err, out)
+	}
+}
+
+// Member pages, live or as of an instant, hold at most 10,000 and say
+// where to go on; the CLI follows them to print as many as asked for.
+func TestMemberPagesLiveAndAsOf(t *testing.T) {
+	m, admin, write := testMain(t)
+	t.Setenv("KILN_URL", m.URL())
+	t.Setenv("KILN_ADMIN_KEY", admin)
+	day := time.Now().UTC().Add(-48 * time.Hour)
+	var batch []map[string]any
+	for i := range 7 {
+		batch = append(batch, map[string]any{"type": "track", "userId": fmt.Sprintf("u%d", i), "event": "Order Completed",
+			"messageId": fmt.Sprintf("o%d", i), "timestamp": day.Format(time.RFC3339), "properties": map[string]any{"revenue": 10}})
+	}
+	postJSON(t, m.URL()+"/v1/batch", write, map[string]any{"batch": batch}, false)
+	settle(t, m)
+	defs := filepath.Join(t.TempDir(), "buyers.kiln")
+	os.WriteFile(defs, []byte(`segment buyers { count of "Order Completed" in last 30 days >= 1 }`), 0o644)
+	if _, errs, err := kilnCmd(t, "apply", "-f", defs); err != nil {
+		t.Fatalf("apply: %v %s", err, errs)
+	}
+	asOf := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	for _, q := range []string{"", "&as_of=" + asOf} {
+		var got []string
+		after := ""
+		for pages := 0; ; pages++ {
+			var out struct {
+				Size       int
+				Members    []struct{ ProfileID string }
+				ProfileIDs []string `json:"profileIds"`
+				Next       string
+			}
+			if code := call(t, "GET", m.URL()+"/api/v1/segments/buyers/members?limit=3&after="+after+q, admin, nil, &out); code != 200 {
+				t.Fatalf("members%s: %d", q, code)
+			}
+			for _, mm := range out.Members {
+				got = append(got, mm.ProfileID)
+			}
+			got = append(got, out.ProfileIDs...)
+			if out.Size != 7 || len(out.Members)+len(out.ProfileIDs) > 3 {
+				t.Fatalf("members%s page %d: size %d, %d on the page", q, pages, out.Size, len(out.Members)+len(out.ProfileIDs))
+			}
+			if out.Next == "" {
+				break
+			}
+			after = out.Next
+		}
+		if len(got) != 7 || !slices.IsSorted(got) {
+			t.Errorf("members%s paged: %v", q, got)
+		}
+		if code := call(t, "GET", m.URL()+"/api/v1/segments/buyers/members?limit=20000"+q, admin, nil, nil); code != 400 {
+			t.Errorf("a limit above a page%s: %d, want 400", q, code)
+		}
+	}
+	for _, args := range [][]string{{"segments", "members", "buyers", "-limit", "5"}, {"segments", "members", "buyers", "-limit", "5", "-as-of", asOf}} {
+		out, errs, err := kilnCmd(t, args...)
+		lines := strings.Count(strings.TrimSpace(out), "\n") + 1
+		if args[len(args)-2] != "-as-of" {
+			lines-- // the header
+		}
+		if err != nil || lines != 5 || !strings.Contains(errs, "7 members of buyers") || !strings.Contains(errs, "more: -after") {
+			t.Errorf("%v: %v lines %d\n%s%s", args, err, lines, out, errs)
+		}
 	}
 }

@@ -292,8 +292,9 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		return fmt.Errorf("reading stored memberships: %w", err)
 	}
 	s.install(states)
-	var res store.Resolution
-	for _, pid := range unionKeys(stored, states) {
+	// Compare without sorting or copying per profile: at a million
+	// profiles that would cost seconds, and normally nothing differs.
+	live := func(pid string) []string {
 		var now []string
 		if ps := states[pid]; ps != nil {
 			for _, seg := range s.prog.Memberships(ps.st) {
@@ -302,7 +303,23 @@ func (e *Engine) rebuild(ctx context.Context) error {
 				}
 			}
 		}
-		res.Transitions = s.diffQuiet(pid, stored[pid], now, asOf, kiln.ReasonRecompute, res.Transitions)
+		return now
+	}
+	var differ []string
+	for pid := range states {
+		if !sameSet(stored[pid], live(pid)) {
+			differ = append(differ, pid)
+		}
+	}
+	for pid := range stored {
+		if states[pid] == nil {
+			differ = append(differ, pid)
+		}
+	}
+	slices.Sort(differ)
+	var res store.Resolution
+	for _, pid := range differ {
+		res.Transitions = s.diffQuiet(pid, stored[pid], live(pid), asOf, kiln.ReasonRecompute, res.Transitions)
 	}
 	if len(res.Transitions) > 0 {
 		e.log.Warn("stored memberships differ from the log replayed as of the engine clock; recording the difference without acting on it",
@@ -326,6 +343,19 @@ func (s *segments) diffQuiet(pid string, before, after []string, at time.Time, r
 	out = s.diff(pid, before, after, at, reason, always, out)
 	s.sizes = sizes
 	return out
+}
+
+// sameSet reports whether a and b hold the same segments.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 func unionKeys[A, B any](a map[string]A, b map[string]B) []string {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	gojson "github.com/goccy/go-json"
+
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/eval"
 	"github.com/kiln-cdp/kiln/store"
@@ -99,7 +101,7 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 		}
 		var traits []byte
 		if len(ps.prof.Traits) > 0 {
-			if traits, err = json.Marshal(ps.prof.Traits); err != nil {
+			if traits, err = gojson.Marshal(ps.prof.Traits); err != nil {
 				return fmt.Errorf("snapshot of %s: traits: %w", pid, err)
 			}
 		}
@@ -195,7 +197,9 @@ func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static ma
 		return h, from, false, nil
 	}
 	from = replayFrom{prog: prog, static: static, after: h.Seq, states: map[string]*pstate{}, cust: map[string]*purchases{}}
+	parts := int64(0)
 	err = e.st.ScanSnapshot(ctx, h.Gen, func(part []byte) error {
+		parts++
 		return readRecords(part, func(kind byte, pid string, b []byte) error {
 			switch kind {
 			case recState:
@@ -218,6 +222,9 @@ func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static ma
 			return nil
 		})
 	})
+	if err == nil && parts != h.Parts {
+		err = fmt.Errorf("%d parts, the header says %d", parts, h.Parts)
+	}
 	if err != nil {
 		e.log.Warn("the engine snapshot cannot be read; replaying the whole log", "generation", h.Gen, "err", err)
 		return h, replayFrom{}, false, nil
@@ -247,7 +254,7 @@ func decodeState(prog *eval.Program, b []byte) (*pstate, error) {
 		return nil, err
 	}
 	if len(traits) > 0 {
-		if err := json.Unmarshal(traits, &ps.prof.Traits); err != nil {
+		if err := gojson.Unmarshal(traits, &ps.prof.Traits); err != nil {
 			return nil, err
 		}
 	}

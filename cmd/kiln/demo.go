@@ -133,6 +133,9 @@ func prepareDemo(cfg Config, reset bool, stderr io.Writer) error {
 				return err
 			}
 		}
+		if err := os.RemoveAll(cfg.DB + ".snapshots"); err != nil {
+			return err
+		}
 	}
 	return demoSecretKey(cfg, stderr)
 }

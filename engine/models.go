@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -80,15 +79,6 @@ type ModelReport struct {
 	Took           string          `json:"took"`
 }
 
-// purchases is one customer's purchase history in the models' terms,
-// kept so each new purchase can rescore the customer.
-type purchases struct {
-	first, last int32   // purchase days (Unix days, UTC)
-	x           int32   // distinct purchase days after the first
-	total       float64 // all purchases
-	repeat      float64 // purchases after the first day
-}
-
 type models struct {
 	keys   map[string]bool           // every trait name the models set
 	traits map[string]map[string]any // per profile, for showing them (with or without definitions)
@@ -96,10 +86,8 @@ type models struct {
 	gg     *intel.GammaGamma
 	unit   time.Duration
 	report *ModelReport
-	cust   map[string]*purchases
+	cust   map[string]*purchases // each customer's orders (purchases.go), to rescore them
 }
-
-func unixDay(t time.Time) int32 { return int32(t.UTC().Unix() / 86400) }
 
 // historyEvent reports whether the retail and restaurant traits read ev.
 func historyEvent(ev *kiln.Event) bool {
@@ -113,59 +101,16 @@ func historyEvent(ev *kiln.Event) bool {
 	return false
 }
 
-// purchaseAmount reads an event's amount, or reports it is no purchase.
-func purchaseAmount(ev *kiln.Event) (float64, bool) {
-	isPurchase := false
-	for _, n := range PurchaseEvents {
-		if ev.Name == n {
-			isPurchase = true
-		}
-	}
-	if !isPurchase || ev.Type != kiln.Track {
-		return 0, false
-	}
-	for _, k := range PurchaseAmounts {
-		if v, ok := ev.Properties[k].(float64); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
-			return v, true
-		}
-	}
-	return 0, true
-}
-
-func (p *purchases) add(day int32, amount float64) {
-	switch {
-	case p.x == 0 && p.total == 0 && p.first == 0:
-		p.first, p.last = day, day
-	case day > p.last:
-		p.last = day
-		p.x++
-		p.repeat += amount
-	case day < p.first:
-		p.first = day // an older purchase arrived late: it becomes the first
-		p.x++
-		p.repeat += amount
-	}
-	p.total += amount
-}
-
-// summary is the customer's history as of asOf, in the models' unit.
-func (p *purchases) summary(asOf time.Time, unit time.Duration) intel.Summary {
-	day := float64(24*time.Hour) / float64(unit)
-	s := intel.Summary{Frequency: int(p.x), Recency: float64(p.last-p.first) * day, Total: p.total}
-	s.Age = max(s.Recency, float64(unixDay(asOf)-p.first)*day)
-	if p.x > 0 {
-		s.Monetary = p.repeat / float64(p.x)
-	}
-	return s
-}
-
 // scoreTraits computes a customer's model traits with fitted models.
 func (m *models) scoreTraits(p *purchases, asOf time.Time) map[string]any {
 	out := map[string]any{}
 	if m.bg == nil {
 		return out
 	}
-	s := m.summary(p, asOf)
+	s, ok := p.summary(asOf, m.unit)
+	if !ok {
+		return out
+	}
 	pa := m.bg.ProbAlive(s)
 	out[TraitProbAlive] = round4(pa)
 	out[TraitChurnRisk] = round4(1 - pa)
@@ -186,7 +131,22 @@ func (m *models) scoreTraits(p *purchases, asOf time.Time) map[string]any {
 	return out
 }
 
-func (m *models) summary(p *purchases, asOf time.Time) intel.Summary { return p.summary(asOf, m.unit) }
+// customerModelTraits are the model traits computed per customer (RFM
+// and clusters are relative to the whole base).
+var customerModelTraits = []string{TraitProbAlive, TraitChurnRisk, TraitExpectedOrders, TraitExpectedValue, TraitCLV, TraitNextOrder}
+
+// rescoreTraits is scoreTraits with nil for each per-customer trait it
+// could not compute, so that a rescore takes away what a cancelled or
+// refunded order had set (a nil trait reads as absent).
+func (m *models) rescoreTraits(p *purchases, asOf time.Time) map[string]any {
+	t := m.scoreTraits(p, asOf)
+	for _, k := range customerModelTraits {
+		if _, ok := t[k]; !ok {
+			t[k] = nil
+		}
+	}
+	return t
+}
 
 func clvOptions(unit time.Duration) intel.CLVOptions {
 	return intel.CLVOptions{Periods: 12, PeriodLength: float64(30.4375*24*float64(time.Hour)) / float64(unit), DiscountRate: 0.01}
@@ -217,9 +177,13 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		o.Unit = 7 * 24 * time.Hour
 	}
 	// Gather purchases, resolving profiles a chunk at a time so event
-	// processing is held up only briefly.
-	var txns []intel.Txn
-	cust := map[string]*purchases{}
+	// processing is held up only briefly. Purchases after the calibration
+	// end are read only for a holdout check that ends later.
+	readUpTo := o.CalibrationEnd
+	if o.HoldoutEnd.After(readUpTo) {
+		readUpTo = o.HoldoutEnd
+	}
+	led := &ledger{cust: map[string]*purchases{}}
 	histEvents := map[string][]*kiln.Event{} // for the retail and restaurant traits
 	upTo := e.processed.Load()
 	err := e.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
@@ -228,10 +192,8 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		for i := range evs {
 			ev := &evs[i]
 			hist := historyEvent(ev) && !ev.Timestamp.After(o.CalibrationEnd)
-			amount, purchase := purchaseAmount(ev)
-			if purchase && ev.Timestamp.After(o.CalibrationEnd) && o.HoldoutEnd.IsZero() {
-				purchase = false
-			}
+			en, purchase := readPurchase(ev)
+			purchase = purchase && !ev.Timestamp.After(readUpTo)
 			if !hist && !purchase {
 				continue
 			}
@@ -243,17 +205,8 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 				kept := *ev // ScanLog reuses its chunk: keep a copy
 				histEvents[pid] = append(histEvents[pid], &kept)
 			}
-			if !purchase {
-				continue
-			}
-			txns = append(txns, intel.Txn{Customer: pid, Time: ev.Timestamp, Amount: amount})
-			if !ev.Timestamp.After(o.CalibrationEnd) {
-				p := cust[pid]
-				if p == nil {
-					p = &purchases{}
-					cust[pid] = p
-				}
-				p.add(unixDay(ev.Timestamp), amount)
+			if purchase {
+				led.add(pid, ev.Timestamp, en)
 			}
 		}
 		return nil
@@ -261,44 +214,31 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	if err != nil {
 		return nil, fmt.Errorf("reading purchases: %w", err)
 	}
-	rep := &ModelReport{FittedAt: e.cfg.Now().UTC(), CalibrationEnd: o.CalibrationEnd.UTC(), Unit: o.Unit.String(), Purchases: len(txns), RFM: map[string]int{}}
+	rep := &ModelReport{FittedAt: e.cfg.Now().UTC(), CalibrationEnd: o.CalibrationEnd.UTC(), Unit: o.Unit.String(), Purchases: led.orders, RFM: map[string]int{}}
 	fitOpts := intel.FitOptions{MinRepeaters: o.MinRepeaters}
-	calTxns := txns
-	if !o.HoldoutEnd.IsZero() {
-		calTxns = nil
-		for _, t := range txns {
-			if !t.Time.After(o.CalibrationEnd) {
-				calTxns = append(calTxns, t)
-			}
-		}
-	}
-	sums, err := intel.Summarize(calTxns, o.CalibrationEnd, o.Unit)
-	if err != nil {
-		return nil, fmt.Errorf("summarising purchases: %w", err)
-	}
+	sums := led.summaries(o.CalibrationEnd, time.Time{}, o.Unit)
 	rep.Fit = intel.BuildReport(sums, fitOpts)
 	// The holdout check: fit before the holdout, compare with it.
-	if o.Holdout >= 0 && len(txns) > 0 {
+	if o.Holdout >= 0 && led.orders > 0 {
 		holdEnd, holdStart := o.CalibrationEnd, time.Time{}
 		if !o.HoldoutEnd.IsZero() {
 			holdEnd, holdStart = o.HoldoutEnd, o.CalibrationEnd
 		} else {
-			first := txns[0].Time
-			for _, t := range txns {
-				if t.Time.Before(first) {
-					first = t.Time
-				}
-			}
 			h := o.Holdout
 			if h == 0 {
-				h = max(4*7*24*time.Hour, o.CalibrationEnd.Sub(first)/4)
+				h = max(4*7*24*time.Hour, o.CalibrationEnd.Sub(led.firstSeen)/4)
 			}
 			holdStart = o.CalibrationEnd.Add(-h)
 		}
-		if hs, err := intel.SummarizeHoldout(txns, holdStart, holdEnd, o.Unit); err == nil {
-			check := intel.BuildReport(hs, fitOpts)
+		if intel.DayOf(holdEnd) >= intel.DayOf(holdStart) {
+			check := intel.BuildReport(led.summaries(holdStart, holdEnd, o.Unit), fitOpts)
 			rep.Check, rep.HoldoutFrom = &check, holdStart.UTC()
 		}
+	}
+	calDay := intel.DayOf(o.CalibrationEnd)
+	cust := led.cust
+	for _, p := range cust {
+		p.dropAfter(calDay) // rescoring goes on from the calibration end
 	}
 	m := &models{unit: o.Unit, report: rep, cust: cust}
 	if rep.Fit.BGNBD != nil {
@@ -310,19 +250,15 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		m.gg = &gg
 	}
 
-	// Population-relative scores: RFM quintiles and clusters.
-	ids := make([]string, 0, len(cust))
-	for id := range cust {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	rfmIn := make([]intel.RFMInput, len(ids))
-	clIn := make([]intel.ClusterInput, len(ids))
-	calDay := unixDay(o.CalibrationEnd)
-	for i, id := range ids {
-		p := cust[id]
-		rfmIn[i] = intel.RFMInput{Recency: float64(calDay - p.last), Frequency: float64(p.x + 1), Monetary: p.total}
-		clIn[i] = intel.ClusterInput{Recency: rfmIn[i].Recency, Frequency: rfmIn[i].Frequency, Monetary: max(0, p.total)}
+	// Population-relative scores: RFM quintiles and clusters, over the
+	// customers with a purchase day (sums, by id).
+	ids := make([]string, len(sums))
+	rfmIn := make([]intel.RFMInput, len(sums))
+	clIn := make([]intel.ClusterInput, len(sums))
+	for i, s := range sums {
+		ids[i] = s.Customer
+		rfmIn[i] = cust[s.Customer].rfm(s, calDay)
+		clIn[i] = intel.ClusterInput{Recency: rfmIn[i].Recency, Frequency: rfmIn[i].Frequency, Monetary: max(0, s.Total)}
 	}
 	traits := make(map[string]map[string]any, len(ids))
 	for _, id := range ids {
@@ -403,7 +339,7 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		}
 	}
 	rep.Took = time.Since(start).Round(time.Millisecond).String()
-	e.log.Info("customer models refitted", "customers", len(ids), "purchases", len(txns), "verdict", rep.Fit.Verdict, "took", rep.Took)
+	e.log.Info("customer models refitted", "customers", len(ids), "purchases", rep.Purchases, "verdict", rep.Fit.Verdict, "took", rep.Took)
 	return rep, nil
 }
 
@@ -416,7 +352,8 @@ func setTraits(ps *pstate, t map[string]any) {
 	}
 }
 
-// rescore updates a customer's purchase history with a new purchase and,
+// rescore updates a customer's purchase history with a new purchase,
+// refund or cancellation and,
 // if the models are fitted, their model traits (not RFM or cluster, which
 // are relative to the whole base). It returns whether traits changed.
 func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) bool {
@@ -424,7 +361,7 @@ func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) 
 	if m == nil {
 		return false
 	}
-	amount, ok := purchaseAmount(ev)
+	en, ok := readPurchase(ev)
 	if !ok {
 		return false
 	}
@@ -433,11 +370,11 @@ func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) 
 		p = &purchases{}
 		m.cust[pid] = p
 	}
-	p.add(unixDay(ev.Timestamp), amount)
+	p.apply(en)
 	if m.bg == nil {
 		return false
 	}
-	t := m.scoreTraits(p, now)
+	t := m.rescoreTraits(p, now)
 	setTraits(ps, t)
 	if m.traits[pid] == nil {
 		m.traits[pid] = map[string]any{}

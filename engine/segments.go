@@ -421,6 +421,7 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 // transitions are appended to res so they commit with the checkpoint.
 func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string, merged map[string]string, res *store.Resolution, now time.Time) error {
 	s := e.segs
+	e.notePurchases(evs, pids, merged, s.prog == nil)
 	if s.prog == nil {
 		return nil
 	}

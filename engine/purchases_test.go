@@ -1,16 +1,26 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/ingest"
 	"github.com/kiln-cdp/kiln/intel"
+	"github.com/kiln-cdp/kiln/journal"
 )
 
 var ledgerDay0 = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -310,5 +320,65 @@ func TestPurchasesRecordedWithoutDefinitionsAndMerged(t *testing.T) {
 	want := []intel.Day{day(-2, 20), {Day: intel.DayOf(now), Amount: 5}}
 	if !slices.Equal(got, want) {
 		t.Errorf("ann's purchase days %v, want %v", got, want)
+	}
+}
+
+// Signed Shopify webhooks through ingest and the log to the models: an
+// order, then the refunds an orders/updated carries, then its
+// cancellation.
+func TestShopifyRefundsAndCancellationReachTheModels(t *testing.T) {
+	b := setup(t, true)
+	ctx := context.Background()
+	if err := b.st.CreateSource(ctx, kiln.Source{ID: "src_shop", Name: "shop", Kind: ingest.KindShopify, Secret: "hush", CreatedAt: b.now()}); err != nil {
+		t.Fatal(err)
+	}
+	j := journal.New(b.st, journal.Options{})
+	defer j.Close()
+	h := ingest.NewShopifyHandler(ingest.WebhookConfig{Sink: j, Auth: b.st, Now: b.now, Logger: slog.New(slog.DiscardHandler)})
+	post := func(topic, fixture string) {
+		t.Helper()
+		body, err := os.ReadFile(filepath.Join("..", "ingest", "testdata", fixture))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mac := hmac.New(sha256.New, []byte("hush"))
+		mac.Write(body)
+		req := httptest.NewRequest("POST", "/webhooks/shopify/shop", bytes.NewReader(body))
+		req.Header.Set("X-Shopify-Topic", topic)
+		req.Header.Set("X-Shopify-Hmac-Sha256", base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 200 {
+			t.Fatalf("%s: %d %s", topic, w.Code, w.Body)
+		}
+		last, _ := b.st.LastSeq(ctx)
+		if err := b.e.WaitFor(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.e.RefitModels(ctx, ModelOptions{}); err != nil { // models in place, so purchases are kept
+		t.Fatal(err)
+	}
+	days := func() []intel.Day {
+		pid, ok := b.e.res.ProfileOf(kiln.Identifier{Kind: kiln.Email, Value: "jon@example.com"})
+		if !ok {
+			t.Fatal("no profile for the order's email")
+		}
+		b.e.mu.Lock()
+		defer b.e.mu.Unlock()
+		return b.e.models.cust[pid].days(nil)
+	}
+	placed := intel.DayOf(time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC))
+	post("orders/create", "shopify_orders_create.json")
+	if got := days(); !slices.Equal(got, []intel.Day{{Day: placed, Amount: 388}}) {
+		t.Fatalf("after the order: %v", got)
+	}
+	post("orders/updated", "shopify_orders_updated_refunds.json") // 199 of goods and 5 of money back
+	if got := days(); !slices.Equal(got, []intel.Day{{Day: placed, Amount: 184}}) {
+		t.Fatalf("after the refunds: %v", got)
+	}
+	post("orders/cancelled", "shopify_orders_cancelled.json")
+	if got := days(); len(got) != 0 {
+		t.Fatalf("after the cancellation: %v", got)
 	}
 }

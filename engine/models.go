@@ -184,7 +184,7 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		readUpTo = o.HoldoutEnd
 	}
 	led := &ledger{cust: map[string]*purchases{}}
-	histEvents := map[string][]*kiln.Event{} // for the retail and restaurant traits
+	hists := intel.NewHistories() // for the retail and restaurant traits: compact, not copies of events
 	upTo := e.processed.Load()
 	err := e.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
 		e.mu.Lock()
@@ -202,8 +202,7 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 				continue
 			}
 			if hist {
-				kept := *ev // ScanLog reuses its chunk: keep a copy
-				histEvents[pid] = append(histEvents[pid], &kept)
+				hists.Add(pid, ev)
 			}
 			if purchase {
 				led.add(pid, ev.Timestamp, en)
@@ -264,26 +263,23 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	for _, id := range ids {
 		traits[id] = m.scoreTraits(cust[id], o.CalibrationEnd)
 	}
-	// Retail and restaurant traits, learned across the whole base.
-	hs := make([]intel.CustomerHistory, 0, len(histEvents))
-	for pid, evs := range histEvents {
-		hs = append(hs, intel.FromEvents(pid, evs))
-	}
+	// Retail and restaurant traits, learned across the whole base. Each
+	// customer's history is built in turn from the compact ones.
 	topts := intel.DefaultTraitOptions()
 	topts.Zone = e.loc // days, gifting seasons and due dates in the workspace's time zone
-	pop := intel.LearnPopulationOptions(hs, o.CalibrationEnd, topts)
+	pop := intel.LearnPopulationSeq(hists.All(), o.CalibrationEnd, topts)
 	m.keys = map[string]bool{}
 	for _, k := range modelTraits {
 		m.keys[k] = true
 	}
-	for _, h := range hs {
+	for h := range hists.All() {
 		t := traits[h.Customer]
 		if t == nil {
 			t = map[string]any{}
 			traits[h.Customer] = t
 			ids = append(ids, h.Customer)
 		}
-		for k, v := range intel.CustomerTraits(h, pop, o.CalibrationEnd) {
+		for k, v := range intel.CustomerTraits(*h, pop, o.CalibrationEnd) {
 			t[k] = v
 			m.keys[k] = true
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/demo"
 	"github.com/kiln-cdp/kiln/ingest/bulk"
+	"github.com/kiln-cdp/kiln/intel"
 	"github.com/kiln-cdp/kiln/journal"
 	"github.com/kiln-cdp/kiln/store"
 )
@@ -166,6 +167,61 @@ segment lapsing_guests { traits.lapsed = true }`, false); err != nil {
 		if n, _ := b.st.CountMembers(ctx, seg); n == 0 {
 			t.Errorf("segment %s over model traits has no members", seg)
 		}
+	}
+	checkTraitsAsFormerRefit(t, b, rep.CalibrationEnd)
+}
+
+// checkTraitsAsFormerRefit recomputes the retail and restaurant traits the
+// way the refit did before it streamed the log into compact histories
+// (a copy of every history event per customer, then intel.FromEvents) and
+// compares them with those the refit set.
+func checkTraitsAsFormerRefit(t *testing.T, b *bundle, asOf time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	histEvents := map[string][]*kiln.Event{}
+	upTo, _ := b.st.LastSeq(ctx)
+	err := b.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
+		b.e.mu.Lock()
+		defer b.e.mu.Unlock()
+		for i := range evs {
+			ev := &evs[i]
+			if !historyEvent(ev) || ev.Timestamp.After(asOf) {
+				continue
+			}
+			if pid, ok := b.e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor)); ok {
+				kept := *ev
+				histEvents[pid] = append(histEvents[pid], &kept)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []intel.CustomerHistory
+	for _, pid := range slices.Sorted(maps.Keys(histEvents)) {
+		hs = append(hs, intel.FromEvents(pid, histEvents[pid]))
+	}
+	topts := intel.DefaultTraitOptions()
+	topts.Zone = b.e.loc
+	pop := intel.LearnPopulationOptions(hs, asOf, topts)
+	n := 0
+	for _, h := range hs {
+		want := intel.CustomerTraits(h, pop, asOf)
+		got := b.e.ProfileModelTraits(h.Customer)
+		for _, k := range modelTraits {
+			delete(got, k)
+		}
+		if len(want) == 0 && len(got) == 0 {
+			continue
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("customer %s: the refit set %v, the former refit %v", h.Customer, got, want)
+		}
+		n++
+	}
+	if n < 500 {
+		t.Errorf("only %d customers' traits compared", n)
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 
 // Histories collects every customer's history from a stream of events,
 // in any order, keeping only what the customer traits read, reduced to
-// numbers, small slices and interned strings: a purchase takes about 56
-// bytes and each of its lines 40, where a copy of its event takes several
+// numbers, small slices and interned strings: a purchase takes 56 bytes
+// and each of its lines 24, where a copy of its event takes several
 // kilobytes. It is how a refit reads the whole log without holding it.
 //
 // Each customer's history, as All yields it, is what FromEvents returns
@@ -23,22 +23,31 @@ import (
 // OrderID is a key of the order id rather than the id itself. A Histories
 // is not safe for concurrent use.
 type Histories struct {
-	ids   map[string]int32 // customer -> index in cust
-	cust  []history
-	names []string          // interned strings; 0 is ""
-	index map[string]uint32 // string -> its index in names
+	ids      map[string]int32 // customer -> index in cust
+	cust     []history
+	names    []string          // interned strings; 0 is ""
+	index    map[string]uint32 // string -> its index in names
+	products []product         // interned products
+	prodIdx  map[product]uint32
+	lines    [][]cLine // every purchase's lines, in chunks
 }
+
+// product is what a line says of the item, its strings interned.
+type product struct{ sku, name, category, pattern, season uint32 }
+
+// lineChunk is the size of the chunks holding purchases' lines: large
+// enough to be few, small enough that growing one never copies much.
+const lineChunk = 1 << 14
 
 // NewHistories returns an empty collection.
 func NewHistories() *Histories {
-	return &Histories{ids: map[string]int32{}, names: []string{""}, index: map[string]uint32{"": 0}}
+	return &Histories{ids: map[string]int32{}, names: []string{""}, index: map[string]uint32{"": 0}, prodIdx: map[product]uint32{}}
 }
 
 // history is one customer's events, compacted.
 type history struct {
 	id        string
 	purchases []cPurchase // in the order added
-	lines     []cLine     // the purchases' lines, in turn
 	ratings   []Rating
 	rsvps     []cTime
 	miles     []cMilestone
@@ -64,7 +73,8 @@ type cPurchase struct {
 	order        uint64 // key of the order id; 0: none
 	party        int32
 	location     uint32 // interned
-	line0, nLine uint32 // its lines in history.lines
+	chunk, line0 uint32 // its lines: Histories.lines[chunk][line0:line0+nLine]
+	nLine        uint32
 	flags        uint8
 }
 
@@ -75,8 +85,8 @@ const (
 )
 
 type cLine struct {
-	sku, name, category, pattern, season uint32 // interned
-	quantity, price                      float64
+	quantity, price float64
+	product         uint32 // interned
 }
 
 type cMilestone struct {
@@ -169,7 +179,8 @@ func (hs *Histories) Add(customer string, ev *kiln.Event) {
 		h := hs.history(customer)
 		p := purchaseOf(ev)
 		c := cPurchase{at: compactTime(p.Time), amount: p.Amount, order: orderKey(p.OrderID), party: int32(p.PartySize),
-			location: hs.intern(p.Location), line0: uint32(len(h.lines)), nLine: uint32(len(p.Lines))}
+			location: hs.intern(p.Location), nLine: uint32(len(p.Lines))}
+		c.chunk, c.line0 = hs.storeLines(p.Lines)
 		for _, f := range []struct {
 			on   bool
 			flag uint8
@@ -178,7 +189,6 @@ func (hs *Histories) Add(customer string, ev *kiln.Event) {
 				c.flags |= f.flag
 			}
 		}
-		h.lines = hs.appendLines(h.lines, p.Lines)
 		h.purchases = append(h.purchases, c)
 	case kiln.OrderRefunded:
 		if r := refundOf(ev); r.order != "" {
@@ -224,9 +234,31 @@ func (hs *Histories) addTraits(h *history, ev *kiln.Event) {
 
 func (hs *Histories) appendLines(dst []cLine, ls []Line) []cLine {
 	for _, l := range ls {
-		dst = append(dst, cLine{hs.intern(l.SKU), hs.intern(l.Name), hs.intern(l.Category), hs.intern(l.Pattern), hs.intern(l.Season), l.Quantity, l.Price})
+		pr := product{hs.intern(l.SKU), hs.intern(l.Name), hs.intern(l.Category), hs.intern(l.Pattern), hs.intern(l.Season)}
+		k, ok := hs.prodIdx[pr]
+		if !ok {
+			k = uint32(len(hs.products))
+			hs.products = append(hs.products, pr)
+			hs.prodIdx[pr] = k
+		}
+		dst = append(dst, cLine{l.Quantity, l.Price, k})
 	}
 	return dst
+}
+
+// storeLines keeps a purchase's lines together in the current chunk, or
+// a new one; it returns where they start.
+func (hs *Histories) storeLines(ls []Line) (chunk, at uint32) {
+	if len(ls) == 0 {
+		return 0, 0
+	}
+	if n := len(hs.lines); n == 0 || len(hs.lines[n-1])+len(ls) > cap(hs.lines[n-1]) {
+		hs.lines = append(hs.lines, make([]cLine, 0, max(lineChunk, len(ls))))
+	}
+	k := len(hs.lines) - 1
+	at = uint32(len(hs.lines[k]))
+	hs.lines[k] = hs.appendLines(hs.lines[k], ls)
+	return uint32(k), at
 }
 
 // orderKey is the key purchases and refunds are matched by. It is kept
@@ -280,16 +312,17 @@ func (m *materializer) history(hs *Histories, c *history) *CustomerHistory {
 	*h = CustomerHistory{Customer: c.id, Traits: h.Traits, Purchases: h.Purchases[:0], Ratings: h.Ratings[:0],
 		RSVPs: h.RSVPs[:0], Milestones: h.Milestones[:0]}
 	m.lines = m.lines[:0]
-	for i := range c.lines {
-		m.lines = append(m.lines, hs.line(&c.lines[i]))
-	}
 	withOrders := len(c.refunds) > 0 // only refunds read order ids
 	for i := range c.purchases {
 		p := &c.purchases[i]
 		pu := Purchase{Time: p.at.time(), Amount: p.amount, PartySize: int(p.party), Location: hs.names[p.location],
 			Gift: p.flags&purchaseGift != 0, Business: p.flags&purchaseBusiness != 0, Visit: p.flags&purchaseVisit != 0}
 		if p.nLine > 0 {
-			pu.Lines = m.lines[p.line0 : p.line0+p.nLine : p.line0+p.nLine]
+			start := len(m.lines)
+			for _, l := range hs.lines[p.chunk][p.line0 : p.line0+p.nLine] {
+				m.lines = append(m.lines, hs.line(&l))
+			}
+			pu.Lines = m.lines[start:len(m.lines):len(m.lines)]
 		}
 		if withOrders && p.order != 0 {
 			pu.OrderID = strconv.FormatUint(p.order, 36)
@@ -347,6 +380,6 @@ func (m *materializer) history(hs *Histories, c *history) *CustomerHistory {
 }
 
 func (hs *Histories) line(l *cLine) Line {
-	n := hs.names
-	return Line{SKU: n[l.sku], Name: n[l.name], Category: n[l.category], Pattern: n[l.pattern], Season: n[l.season], Quantity: l.quantity, Price: l.price}
+	n, p := hs.names, &hs.products[l.product]
+	return Line{SKU: n[p.sku], Name: n[p.name], Category: n[p.category], Pattern: n[p.pattern], Season: n[p.season], Quantity: l.quantity, Price: l.price}
 }

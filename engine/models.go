@@ -95,7 +95,8 @@ func historyEvent(ev *kiln.Event) bool {
 		return true
 	}
 	switch ev.Name {
-	case kiln.OrderCompleted, kiln.VisitCompleted, kiln.FeedbackGiven, kiln.EventRSVPed, kiln.LoyaltyMilestone:
+	case kiln.OrderCompleted, kiln.VisitCompleted, kiln.FeedbackGiven, kiln.EventRSVPed, kiln.LoyaltyMilestone,
+		kiln.OrderRefunded, kiln.OrderCancelled:
 		return true
 	}
 	return false

@@ -52,6 +52,7 @@ type history struct {
 	rsvps     []cTime
 	miles     []cMilestone
 	refunds   []cRefund
+	cancelled []uint64 // keys of cancelled orders
 	traits    *cTraits // nil until an identify or group call
 }
 
@@ -196,6 +197,11 @@ func (hs *Histories) Add(customer string, ev *kiln.Event) {
 			h.refunds = append(h.refunds, cRefund{at: compactTime(ev.Timestamp), order: orderKey(r.order),
 				lines: hs.appendLines(nil, r.lines), amount: r.amount, hasAmount: r.hasAmount})
 		}
+	case kiln.OrderCancelled:
+		if id := str(ev.Properties["order_id"]); id != "" {
+			h := hs.history(customer)
+			h.cancelled = append(h.cancelled, orderKey(id))
+		}
 	case kiln.FeedbackGiven:
 		if r, ok := ratingOf(ev); ok {
 			h := hs.history(customer)
@@ -315,6 +321,9 @@ func (m *materializer) history(hs *Histories, c *history) *CustomerHistory {
 	withOrders := len(c.refunds) > 0 // only refunds read order ids
 	for i := range c.purchases {
 		p := &c.purchases[i]
+		if p.flags&purchaseVisit == 0 && p.order != 0 && slices.Contains(c.cancelled, p.order) {
+			continue
+		}
 		pu := Purchase{Time: p.at.time(), Amount: p.amount, PartySize: int(p.party), Location: hs.names[p.location],
 			Gift: p.flags&purchaseGift != 0, Business: p.flags&purchaseBusiness != 0, Visit: p.flags&purchaseVisit != 0}
 		if p.nLine > 0 {

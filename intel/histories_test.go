@@ -73,7 +73,7 @@ func TestHistoriesMatchFromEventsOnDemo(t *testing.T) {
 }
 
 // Events out of time order, equal timestamps, identify and group calls
-// overriding each other, refunds before their orders: the compact
+// overriding each other, refunds and cancellations before their orders: the compact
 // histories still give FromEvents' traits.
 func TestHistoriesMatchFromEventsShuffled(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
@@ -89,7 +89,7 @@ func TestHistoriesMatchFromEventsShuffled(t *testing.T) {
 		custIDs = append(custIDs, id)
 		for k := range 4 + r.IntN(20) {
 			var ev *kiln.Event
-			switch r.IntN(8) {
+			switch r.IntN(10) {
 			case 0:
 				ev = &kiln.Event{Type: kiln.Identify, Traits: map[string]any{
 					"email": pick("ann@gmail.com", "ann@acme.co.uk", nil), "customer_type": pick("business", "consumer"),
@@ -116,6 +116,8 @@ func TestHistoriesMatchFromEventsShuffled(t *testing.T) {
 					"dishes": []any{map[string]any{"sku": pick("dolma", "khash"), "name": "Dish", "category": "mains", "quantity": 1.0}}}}
 			case 6:
 				ev = &kiln.Event{Type: kiln.Track, Name: kiln.EventRSVPed, Properties: map[string]any{"response": pick("yes", "no")}}
+			case 7:
+				ev = &kiln.Event{Type: kiln.Track, Name: kiln.OrderCancelled, Properties: map[string]any{"order_id": pick("o1", "o2", "o3", "v")}}
 			default:
 				ev = &kiln.Event{Type: kiln.Track, Name: kiln.OrderCompleted, Properties: map[string]any{
 					"order_id": pick("o1", "o2", "o3", "o"+string(rune('0'+k))), "revenue": pick(20.0, 450.0), "gift": pick(true, false),

@@ -92,7 +92,9 @@ type Milestone struct {
 //   - Event RSVP: unless response is "no" or "declined";
 //   - Loyalty Milestone Reached: milestone, else milestone_name;
 //   - Order Refunded: takes the refunded goods out of their order (see
-//     applyRefunds).
+//     applyRefunds);
+//   - Order Cancelled: the order with its order_id is no purchase at all
+//     (it counts nowhere, whenever the cancellation arrives).
 //
 // Other events are ignored. Numbers may be JSON numbers, Go numbers or
 // numeric strings, as sources send them. Events with equal timestamps keep
@@ -103,6 +105,7 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 	h := CustomerHistory{Customer: customer, Traits: map[string]any{}}
 	var group map[string]any
 	var refunds []refund
+	var cancelled []string
 	for _, ev := range sorted {
 		switch ev.Type {
 		case kiln.Identify:
@@ -124,6 +127,10 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 			if r := refundOf(ev); r.order != "" {
 				refunds = append(refunds, r)
 			}
+		case kiln.OrderCancelled:
+			if id := str(ev.Properties["order_id"]); id != "" {
+				cancelled = append(cancelled, id)
+			}
 		case kiln.FeedbackGiven:
 			if r, ok := ratingOf(ev); ok {
 				h.Ratings = append(h.Ratings, r)
@@ -137,6 +144,11 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 				h.Milestones = append(h.Milestones, m)
 			}
 		}
+	}
+	if len(cancelled) > 0 {
+		h.Purchases = slices.DeleteFunc(h.Purchases, func(p Purchase) bool {
+			return !p.Visit && p.OrderID != "" && slices.Contains(cancelled, p.OrderID)
+		})
 	}
 	h.Purchases = applyRefunds(h.Purchases, refunds)
 	if group != nil {

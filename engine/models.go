@@ -362,11 +362,7 @@ func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) 
 	if !ok {
 		return false
 	}
-	p := m.cust[pid]
-	if p == nil {
-		p = &purchases{}
-		m.cust[pid] = p
-	}
+	p := m.purchasesOf(pid)
 	p.apply(en)
 	if m.bg == nil {
 		return false

@@ -267,12 +267,7 @@ type ledger struct {
 }
 
 func (l *ledger) add(pid string, at time.Time, e entry) {
-	p := l.cust[pid]
-	if p == nil {
-		p = &purchases{}
-		l.cust[pid] = p
-	}
-	p.apply(e)
+	purchasesIn(l.cust, pid).apply(e)
 	if e.kind == entryOrder {
 		if l.orders == 0 || at.Before(l.firstSeen) {
 			l.firstSeen = at
@@ -331,11 +326,14 @@ func (e *Engine) notePurchases(evs []kiln.Event, pids []string, merged map[strin
 	}
 }
 
-func (m *models) purchasesOf(pid string) *purchases {
-	p := m.cust[pid]
+func (m *models) purchasesOf(pid string) *purchases { return purchasesIn(m.cust, pid) }
+
+// purchasesIn returns pid's purchases in cust, adding them if new.
+func purchasesIn(cust map[string]*purchases, pid string) *purchases {
+	p := cust[pid]
 	if p == nil {
 		p = &purchases{}
-		m.cust[pid] = p
+		cust[pid] = p
 	}
 	return p
 }

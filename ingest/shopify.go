@@ -197,36 +197,24 @@ func handleShopify(wr *webhookRequest) (webhookResult, error) {
 	}
 	where := "shopify " + topic + " payload"
 	switch topic {
-	case "orders/create", "checkouts/create":
+	case "orders/create", "checkouts/create", "orders/cancelled", "orders/updated":
 		var o shopifyOrder
 		if err := json.Unmarshal(wr.body, &o); err != nil {
 			return res, webhookJSONError(where, wr.body, err)
 		}
-		if o.ID == "" && o.Token == "" {
+		if o.ID == "" && (o.Token == "" || topic == "orders/cancelled" || topic == "orders/updated") {
 			return res, kiln.Errorf(kiln.EInvalid, "%s: no order id: is this really a %s webhook?", where, topic)
 		}
-		res.events = append(res.events, mapped{event: shopifyOrderEvent(&o, topic), raw: wr.body})
-	case "orders/cancelled", "orders/updated":
-		var o shopifyOrder
-		if err := json.Unmarshal(wr.body, &o); err != nil {
-			return res, webhookJSONError(where, wr.body, err)
-		}
-		if o.ID == "" {
-			return res, kiln.Errorf(kiln.EInvalid, "%s: no order id: is this really a %s webhook?", where, topic)
-		}
-		if topic == "orders/cancelled" {
+		switch topic {
+		case "orders/cancelled":
 			res.events = append(res.events, mapped{event: shopifyCancelEvent(&o), raw: wr.body})
-			break
+		case "orders/updated":
+			for _, e := range shopifyRefundEvents(&o) {
+				res.events = append(res.events, mapped{event: e, raw: wr.body})
+			}
+		default:
+			res.events = append(res.events, mapped{event: shopifyOrderEvent(&o, topic), raw: wr.body})
 		}
-		for _, e := range shopifyRefundEvents(&o) {
-			res.events = append(res.events, mapped{event: e, raw: wr.body})
-		}
-	case "refunds/create":
-		if !json.Valid(wr.body) {
-			return res, webhookJSONError(where, wr.body, json.Unmarshal(wr.body, new(any)))
-		}
-		res.rejects = append(res.rejects, newReject("", time.Time{}, res.origin, 0, "X-Shopify-Topic",
-			"refunds/create names the order but not the customer, so the refund cannot be placed on a profile: Kiln reads refunds from orders/updated, which carries the customer; subscribe to that and unsubscribe refunds/create", wr.body))
 	case "customers/create", "customers/update":
 		var c shopifyCustomer
 		if err := json.Unmarshal(wr.body, &c); err != nil {
@@ -240,7 +228,12 @@ func handleShopify(wr *webhookRequest) (webhookResult, error) {
 		if !json.Valid(wr.body) {
 			return res, webhookJSONError(where, wr.body, json.Unmarshal(wr.body, new(any)))
 		}
-		res.rejects = append(res.rejects, newReject("", time.Time{}, res.origin, 0, "X-Shopify-Topic", "topic "+topic+" is not mapped to events: unsubscribe it, or map it", wr.body))
+		reason := "topic " + topic + " is not mapped to events: unsubscribe it, or map it"
+		if topic == "refunds/create" {
+			reason = "refunds/create names the order but not the customer, so the refund cannot be placed on a profile: " +
+				"Kiln reads refunds from orders/updated, which carries the customer; subscribe to that and unsubscribe refunds/create"
+		}
+		res.rejects = append(res.rejects, newReject("", time.Time{}, res.origin, 0, "X-Shopify-Topic", reason, wr.body))
 	}
 	return res, nil
 }

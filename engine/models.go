@@ -179,7 +179,8 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	}
 	// Gather purchases, resolving profiles a chunk at a time so event
 	// processing is held up only briefly. Purchases after the calibration
-	// end are read only for a holdout check that ends later.
+	// end are read only for a holdout check that ends later (a refund or
+	// cancellation read then also applies to a calibration-period order).
 	readUpTo := o.CalibrationEnd
 	if o.HoldoutEnd.After(readUpTo) {
 		readUpTo = o.HoldoutEnd

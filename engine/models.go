@@ -2,14 +2,12 @@ package engine
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
 	"reflect"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -85,15 +83,6 @@ type ModelReport struct {
 	Took           string          `json:"took"`
 }
 
-// purchases is one customer's purchase history in the models' terms,
-// kept so each new purchase can rescore the customer.
-type purchases struct {
-	first, last int32   // purchase days (Unix days, UTC)
-	x           int32   // distinct purchase days after the first
-	total       float64 // all purchases
-	repeat      float64 // purchases after the first day
-}
-
 type models struct {
 	keys   map[string]bool           // every trait name the models set
 	traits map[string]map[string]any // per profile, for showing them (with or without definitions)
@@ -101,10 +90,8 @@ type models struct {
 	gg     *intel.GammaGamma
 	unit   time.Duration
 	report *ModelReport
-	cust   map[string]*purchases
+	cust   map[string]*purchases // each customer's orders (purchases.go), to rescore them
 }
-
-func unixDay(t time.Time) int32 { return int32(t.UTC().Unix() / 86400) }
 
 // historyEvent reports whether the retail and restaurant traits read ev.
 func historyEvent(ev *kiln.Event) bool {
@@ -112,83 +99,11 @@ func historyEvent(ev *kiln.Event) bool {
 		return true
 	}
 	switch ev.Name {
-	case kiln.OrderCompleted, kiln.VisitCompleted, kiln.FeedbackGiven, kiln.EventRSVPed, kiln.LoyaltyMilestone:
+	case kiln.OrderCompleted, kiln.VisitCompleted, kiln.FeedbackGiven, kiln.EventRSVPed, kiln.LoyaltyMilestone,
+		kiln.OrderRefunded, kiln.OrderCancelled:
 		return true
 	}
 	return false
-}
-
-// purchaseAmount reads an event's amount, or reports it is no purchase.
-func purchaseAmount(ev *kiln.Event) (float64, bool) {
-	isPurchase := false
-	for _, n := range PurchaseEvents {
-		if ev.Name == n {
-			isPurchase = true
-		}
-	}
-	if !isPurchase || ev.Type != kiln.Track {
-		return 0, false
-	}
-	for _, k := range PurchaseAmounts {
-		if v, ok := ev.Properties[k].(float64); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
-			return v, true
-		}
-	}
-	return 0, true
-}
-
-func (p *purchases) add(day int32, amount float64) {
-	switch {
-	case p.x == 0 && p.total == 0 && p.first == 0:
-		p.first, p.last = day, day
-	case day > p.last:
-		p.last = day
-		p.x++
-		p.repeat += amount
-	case day < p.first:
-		p.first = day // an older purchase arrived late: it becomes the first
-		p.x++
-		p.repeat += amount
-	}
-	p.total += amount
-}
-
-// appendBinary encodes the history for a snapshot.
-func (p *purchases) appendBinary(b []byte) []byte {
-	b = binary.AppendVarint(b, int64(p.first))
-	b = binary.AppendVarint(b, int64(p.last))
-	b = binary.AppendVarint(b, int64(p.x))
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.total))
-	return binary.LittleEndian.AppendUint64(b, math.Float64bits(p.repeat))
-}
-
-func (p *purchases) unmarshalBinary(b []byte) error {
-	var v [3]int64
-	for i := range v {
-		n := 0
-		if v[i], n = binary.Varint(b); n <= 0 {
-			return errShortRecord
-		}
-		b = b[n:]
-	}
-	if len(b) != 16 {
-		return errShortRecord
-	}
-	p.first, p.last, p.x = int32(v[0]), int32(v[1]), int32(v[2])
-	p.total = math.Float64frombits(binary.LittleEndian.Uint64(b))
-	p.repeat = math.Float64frombits(binary.LittleEndian.Uint64(b[8:]))
-	return nil
-}
-
-// summary is the customer's history as of asOf, in the models' unit.
-func (p *purchases) summary(asOf time.Time, unit time.Duration) intel.Summary {
-	day := float64(24*time.Hour) / float64(unit)
-	s := intel.Summary{Frequency: int(p.x), Recency: float64(p.last-p.first) * day, Total: p.total}
-	s.Age = max(s.Recency, float64(unixDay(asOf)-p.first)*day)
-	if p.x > 0 {
-		s.Monetary = p.repeat / float64(p.x)
-	}
-	return s
 }
 
 // scoreTraits computes a customer's model traits with fitted models.
@@ -197,7 +112,10 @@ func (m *models) scoreTraits(p *purchases, asOf time.Time) map[string]any {
 	if m.bg == nil {
 		return out
 	}
-	s := m.summary(p, asOf)
+	s, ok := p.summary(asOf, m.unit)
+	if !ok {
+		return out
+	}
 	pa := m.bg.ProbAlive(s)
 	out[TraitProbAlive] = round4(pa)
 	out[TraitChurnRisk] = round4(1 - pa)
@@ -218,7 +136,22 @@ func (m *models) scoreTraits(p *purchases, asOf time.Time) map[string]any {
 	return out
 }
 
-func (m *models) summary(p *purchases, asOf time.Time) intel.Summary { return p.summary(asOf, m.unit) }
+// customerModelTraits are the model traits computed per customer (RFM
+// and clusters are relative to the whole base).
+var customerModelTraits = []string{TraitProbAlive, TraitChurnRisk, TraitExpectedOrders, TraitExpectedValue, TraitCLV, TraitNextOrder}
+
+// rescoreTraits is scoreTraits with nil for each per-customer trait it
+// could not compute, so that a rescore takes away what a cancelled or
+// refunded order had set (a nil trait reads as absent).
+func (m *models) rescoreTraits(p *purchases, asOf time.Time) map[string]any {
+	t := m.scoreTraits(p, asOf)
+	for _, k := range customerModelTraits {
+		if _, ok := t[k]; !ok {
+			t[k] = nil
+		}
+	}
+	return t
+}
 
 func clvOptions(unit time.Duration) intel.CLVOptions {
 	return intel.CLVOptions{Periods: 12, PeriodLength: float64(30.4375*24*float64(time.Hour)) / float64(unit), DiscountRate: 0.01}
@@ -249,10 +182,15 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		o.Unit = 7 * 24 * time.Hour
 	}
 	// Gather purchases, resolving profiles a chunk at a time so event
-	// processing is held up only briefly.
-	var txns []intel.Txn
-	cust := map[string]*purchases{}
-	histEvents := map[string][]*kiln.Event{} // for the retail and restaurant traits
+	// processing is held up only briefly. Purchases after the calibration
+	// end are read only for a holdout check that ends later (a refund or
+	// cancellation read then also applies to a calibration-period order).
+	readUpTo := o.CalibrationEnd
+	if o.HoldoutEnd.After(readUpTo) {
+		readUpTo = o.HoldoutEnd
+	}
+	led := &ledger{cust: map[string]*purchases{}}
+	hists := intel.NewHistories() // for the retail and restaurant traits: compact, not copies of events
 	upTo := e.processed.Load()
 	err := e.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
 		e.mu.Lock()
@@ -260,10 +198,8 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		for i := range evs {
 			ev := &evs[i]
 			hist := historyEvent(ev) && !ev.Timestamp.After(o.CalibrationEnd)
-			amount, purchase := purchaseAmount(ev)
-			if purchase && ev.Timestamp.After(o.CalibrationEnd) && o.HoldoutEnd.IsZero() {
-				purchase = false
-			}
+			en, purchase := readPurchase(ev)
+			purchase = purchase && !ev.Timestamp.After(readUpTo)
 			if !hist && !purchase {
 				continue
 			}
@@ -272,20 +208,10 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 				continue
 			}
 			if hist {
-				kept := *ev // ScanLog reuses its chunk: keep a copy
-				histEvents[pid] = append(histEvents[pid], &kept)
+				hists.Add(pid, ev)
 			}
-			if !purchase {
-				continue
-			}
-			txns = append(txns, intel.Txn{Customer: pid, Time: ev.Timestamp, Amount: amount})
-			if !ev.Timestamp.After(o.CalibrationEnd) {
-				p := cust[pid]
-				if p == nil {
-					p = &purchases{}
-					cust[pid] = p
-				}
-				p.add(unixDay(ev.Timestamp), amount)
+			if purchase {
+				led.add(pid, ev.Timestamp, en)
 			}
 		}
 		return nil
@@ -293,44 +219,31 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	if err != nil {
 		return nil, fmt.Errorf("reading purchases: %w", err)
 	}
-	rep := &ModelReport{FittedAt: e.cfg.Now().UTC(), CalibrationEnd: o.CalibrationEnd.UTC(), Unit: o.Unit.String(), Purchases: len(txns), RFM: map[string]int{}}
+	rep := &ModelReport{FittedAt: e.cfg.Now().UTC(), CalibrationEnd: o.CalibrationEnd.UTC(), Unit: o.Unit.String(), Purchases: led.orders, RFM: map[string]int{}}
 	fitOpts := intel.FitOptions{MinRepeaters: o.MinRepeaters}
-	calTxns := txns
-	if !o.HoldoutEnd.IsZero() {
-		calTxns = nil
-		for _, t := range txns {
-			if !t.Time.After(o.CalibrationEnd) {
-				calTxns = append(calTxns, t)
-			}
-		}
-	}
-	sums, err := intel.Summarize(calTxns, o.CalibrationEnd, o.Unit)
-	if err != nil {
-		return nil, fmt.Errorf("summarising purchases: %w", err)
-	}
+	sums := led.summaries(o.CalibrationEnd, time.Time{}, o.Unit)
 	rep.Fit = intel.BuildReport(sums, fitOpts)
 	// The holdout check: fit before the holdout, compare with it.
-	if o.Holdout >= 0 && len(txns) > 0 {
+	if o.Holdout >= 0 && led.orders > 0 {
 		holdEnd, holdStart := o.CalibrationEnd, time.Time{}
 		if !o.HoldoutEnd.IsZero() {
 			holdEnd, holdStart = o.HoldoutEnd, o.CalibrationEnd
 		} else {
-			first := txns[0].Time
-			for _, t := range txns {
-				if t.Time.Before(first) {
-					first = t.Time
-				}
-			}
 			h := o.Holdout
 			if h == 0 {
-				h = max(4*7*24*time.Hour, o.CalibrationEnd.Sub(first)/4)
+				h = max(4*7*24*time.Hour, o.CalibrationEnd.Sub(led.firstSeen)/4)
 			}
 			holdStart = o.CalibrationEnd.Add(-h)
 		}
-		if hs, err := intel.SummarizeHoldout(txns, holdStart, holdEnd, o.Unit); err == nil {
-			check := intel.BuildReport(hs, fitOpts)
+		if intel.DayOf(holdEnd) >= intel.DayOf(holdStart) {
+			check := intel.BuildReport(led.summaries(holdStart, holdEnd, o.Unit), fitOpts)
 			rep.Check, rep.HoldoutFrom = &check, holdStart.UTC()
 		}
+	}
+	calDay := intel.DayOf(o.CalibrationEnd)
+	cust := led.cust
+	for _, p := range cust {
+		p.dropAfter(calDay) // rescoring goes on from the calibration end
 	}
 	m := &models{unit: o.Unit, report: rep, cust: cust}
 	if rep.Fit.BGNBD != nil {
@@ -342,44 +255,37 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		m.gg = &gg
 	}
 
-	// Population-relative scores: RFM quintiles and clusters.
-	ids := make([]string, 0, len(cust))
-	for id := range cust {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	rfmIn := make([]intel.RFMInput, len(ids))
-	clIn := make([]intel.ClusterInput, len(ids))
-	calDay := unixDay(o.CalibrationEnd)
-	for i, id := range ids {
-		p := cust[id]
-		rfmIn[i] = intel.RFMInput{Recency: float64(calDay - p.last), Frequency: float64(p.x + 1), Monetary: p.total}
-		clIn[i] = intel.ClusterInput{Recency: rfmIn[i].Recency, Frequency: rfmIn[i].Frequency, Monetary: max(0, p.total)}
+	// Population-relative scores: RFM quintiles and clusters, over the
+	// customers with a purchase day (sums, by id).
+	ids := make([]string, len(sums))
+	rfmIn := make([]intel.RFMInput, len(sums))
+	clIn := make([]intel.ClusterInput, len(sums))
+	for i, s := range sums {
+		ids[i] = s.Customer
+		rfmIn[i] = cust[s.Customer].rfm(s, calDay)
+		clIn[i] = intel.ClusterInput{Recency: rfmIn[i].Recency, Frequency: rfmIn[i].Frequency, Monetary: max(0, s.Total)}
 	}
 	traits := make(map[string]map[string]any, len(ids))
 	for _, id := range ids {
 		traits[id] = m.scoreTraits(cust[id], o.CalibrationEnd)
 	}
-	// Retail and restaurant traits, learned across the whole base.
-	hs := make([]intel.CustomerHistory, 0, len(histEvents))
-	for pid, evs := range histEvents {
-		hs = append(hs, intel.FromEvents(pid, evs))
-	}
+	// Retail and restaurant traits, learned across the whole base. Each
+	// customer's history is built in turn from the compact ones.
 	topts := intel.DefaultTraitOptions()
 	topts.Zone = e.loc // days, gifting seasons and due dates in the workspace's time zone
-	pop := intel.LearnPopulationOptions(hs, o.CalibrationEnd, topts)
+	pop := intel.LearnPopulationSeq(hists.All(), o.CalibrationEnd, topts)
 	m.keys = map[string]bool{}
 	for _, k := range modelTraits {
 		m.keys[k] = true
 	}
-	for _, h := range hs {
+	for h := range hists.All() {
 		t := traits[h.Customer]
 		if t == nil {
 			t = map[string]any{}
 			traits[h.Customer] = t
 			ids = append(ids, h.Customer)
 		}
-		for k, v := range intel.CustomerTraits(h, pop, o.CalibrationEnd) {
+		for k, v := range intel.CustomerTraits(*h, pop, o.CalibrationEnd) {
 			t[k] = v
 			m.keys[k] = true
 		}
@@ -455,7 +361,7 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 	e.models = m
 	e.moveClock(now)
 	rep.Took = time.Since(start).Round(time.Millisecond).String()
-	e.log.Info("customer models refitted", "customers", len(ids), "purchases", len(txns), "verdict", rep.Fit.Verdict,
+	e.log.Info("customer models refitted", "customers", len(ids), "purchases", rep.Purchases, "verdict", rep.Fit.Verdict,
 		"traits changed", len(res.ModelTraits), "transitions", len(res.Transitions), "took", rep.Took)
 	return rep, nil
 }
@@ -480,7 +386,8 @@ func setTraits(ps *pstate, t map[string]any) {
 	}
 }
 
-// rescore updates a customer's purchase history with a new purchase and,
+// rescore updates a customer's purchase history with a new purchase,
+// refund or cancellation and,
 // if the models are fitted, their model traits (not RFM or cluster, which
 // are relative to the whole base). It returns the profile's new model
 // traits when they changed, to be stored with the batch, or nil.
@@ -492,36 +399,39 @@ func (e *Engine) rescore(pid string, ps *pstate, ev *kiln.Event, now time.Time) 
 	if !m.record(pid, ev) || m.bg == nil {
 		return nil
 	}
-	t := m.rescoreTraits(pid, now)
-	setTraits(ps, t)
+	old := m.traits[pid]
+	t := m.rescoreProfile(pid, now)
+	replaceTraits(ps, old, t)
 	return t
 }
 
-// rescoreTraits scores pid's purchase history with the fitted models and
-// returns its model traits with the new scores.
-func (m *models) rescoreTraits(pid string, now time.Time) map[string]any {
+// rescoreProfile scores pid's purchases with the fitted models and
+// returns its model traits with the new scores; a score it cannot compute
+// any more (every order cancelled, say) is taken away.
+func (m *models) rescoreProfile(pid string, now time.Time) map[string]any {
 	cur := maps.Clone(m.traits[pid])
 	if cur == nil {
 		cur = map[string]any{}
 	}
-	maps.Copy(cur, m.scoreTraits(m.cust[pid], now))
+	for k, v := range m.rescoreTraits(m.purchasesOf(pid), now) {
+		if v == nil {
+			delete(cur, k)
+		} else {
+			cur[k] = v
+		}
+	}
 	m.traits[pid] = cur
 	return cur
 }
 
-// record adds ev to pid's purchase history if it is a purchase, and
-// reports whether it was.
+// record applies ev to pid's purchases if it is a purchase, a refund or a
+// cancellation, and reports whether it was.
 func (m *models) record(pid string, ev *kiln.Event) bool {
-	amount, ok := purchaseAmount(ev)
+	en, ok := readPurchase(ev)
 	if !ok {
 		return false
 	}
-	p := m.cust[pid]
-	if p == nil {
-		p = &purchases{}
-		m.cust[pid] = p
-	}
-	p.add(unixDay(ev.Timestamp), amount)
+	m.purchasesOf(pid).apply(en)
 	return true
 }
 
@@ -552,7 +462,7 @@ func (e *Engine) recountPurchases(pid string, evs []kiln.Event, now time.Time) b
 	if last == nil || m.bg == nil {
 		return false
 	}
-	m.rescoreTraits(pid, now)
+	m.rescoreProfile(pid, now)
 	return true
 }
 

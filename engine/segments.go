@@ -453,6 +453,8 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 	var rescored []string // profiles whose model traits moved, in order
 	at := s.clock
 	var now time.Time
+	// Purchases of profiles merged in the batch go to the survivor.
+	e.notePurchases(evs, pids, merged, false)
 	for i := range evs {
 		at = eventAt(&evs[i], at, wall)
 		now = time.UnixMilli(at)
@@ -496,23 +498,20 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 			continue
 		}
 		e.forgetModels(from)
-		if s.prog != nil {
-			res.Transitions = s.diff(from, s.drop(from), nil, now, kiln.ReasonProfile, always, res.Transitions)
+		if m := e.models; m != nil && m.bg != nil && m.cust[into] != nil {
+			m.rescoreProfile(into, now)
+			rescored = append(rescored, into)
 		}
-		if s.prog == nil && (e.models == nil || e.models.bg == nil) {
-			continue // nothing reads the survivor's events
+		if s.prog == nil {
+			continue
 		}
+		res.Transitions = s.diff(from, s.drop(from), nil, now, kiln.ReasonProfile, always, res.Transitions)
 		evs, err := e.profileEvents(ctx, into, last)
 		if err != nil {
 			return 0, err
 		}
-		if e.recountPurchases(into, evs, now) {
-			rescored = append(rescored, into)
-		}
-		if s.prog != nil {
-			before, after := e.rebuildProfile(into, evs, now)
-			res.Transitions = s.diff(into, before, after, now, kiln.ReasonProfile, always, res.Transitions)
-		}
+		before, after := e.rebuildProfile(into, evs, now)
+		res.Transitions = s.diff(into, before, after, now, kiln.ReasonProfile, always, res.Transitions)
 	}
 	res.ModelTraits = e.modelTraitChanges(rescored, res.ModelTraits)
 	return at, nil

@@ -14,13 +14,20 @@ import (
 )
 
 // NewShopifyHandler receives Shopify webhooks: orders/create (Order
-// Completed), checkouts/create (Checkout Started), customers/create and
-// customers/update (identify with consent traits). Requests must carry
+// Completed), orders/cancelled (Order Cancelled), orders/updated (an Order
+// Refunded for each refund that caused the update), checkouts/create
+// (Checkout Started), customers/create and customers/update (identify with
+// consent traits). Requests must carry
 // X-Shopify-Hmac-Sha256, the base64 HMAC-SHA256 of the raw body keyed with
 // the source's Secret (the app's or shop's webhook signing secret); the
 // topic comes from X-Shopify-Topic. Other topics are acknowledged and
 // recorded as rejects, so a subscription to a topic Kiln does not map shows
 // up instead of vanishing.
+//
+// Refunds come from orders/updated rather than refunds/create, because a
+// refunds/create payload names the order but not the customer, so its
+// refund could not be placed on a profile; refunds/create is acknowledged
+// and recorded as a reject saying so.
 func NewShopifyHandler(cfg WebhookConfig) http.Handler {
 	h := newWebhook(KindShopify, cfg)
 	h.verify = func(wr *webhookRequest) error {
@@ -146,6 +153,33 @@ type shopifyOrder struct {
 	ShippingAddress       *shopifyAddress         `json:"shipping_address"`
 	AbandonedCheckoutURL  string                  `json:"abandoned_checkout_url"`
 	TestOrder             bool                    `json:"test"`
+	CancelledAt           string                  `json:"cancelled_at"`
+	CancelReason          string                  `json:"cancel_reason"`
+	Refunds               []shopifyRefund         `json:"refunds"`
+}
+
+// shopifyRefund is a refund as orders/updated and refunds/create carry it.
+type shopifyRefund struct {
+	ID              anyID  `json:"id"`
+	OrderID         anyID  `json:"order_id"`
+	CreatedAt       string `json:"created_at"`
+	ProcessedAt     string `json:"processed_at"`
+	Note            string `json:"note"`
+	RefundLineItems []struct {
+		Quantity num         `json:"quantity"`
+		Subtotal num         `json:"subtotal"`
+		TotalTax num         `json:"total_tax"`
+		LineItem shopifyLine `json:"line_item"`
+	} `json:"refund_line_items"`
+	Transactions []struct {
+		Kind   string `json:"kind"`
+		Status string `json:"status"`
+		Amount num    `json:"amount"`
+	} `json:"transactions"`
+	OrderAdjustments []struct {
+		Kind   string `json:"kind"`
+		Amount num    `json:"amount"`
+	} `json:"order_adjustments"`
 }
 
 type shopifyMoneySet struct {
@@ -163,15 +197,24 @@ func handleShopify(wr *webhookRequest) (webhookResult, error) {
 	}
 	where := "shopify " + topic + " payload"
 	switch topic {
-	case "orders/create", "checkouts/create":
+	case "orders/create", "checkouts/create", "orders/cancelled", "orders/updated":
 		var o shopifyOrder
 		if err := json.Unmarshal(wr.body, &o); err != nil {
 			return res, webhookJSONError(where, wr.body, err)
 		}
-		if o.ID == "" && o.Token == "" {
+		if o.ID == "" && (o.Token == "" || topic == "orders/cancelled" || topic == "orders/updated") {
 			return res, kiln.Errorf(kiln.EInvalid, "%s: no order id: is this really a %s webhook?", where, topic)
 		}
-		res.events = append(res.events, mapped{event: shopifyOrderEvent(&o, topic), raw: wr.body})
+		switch topic {
+		case "orders/cancelled":
+			res.events = append(res.events, mapped{event: shopifyCancelEvent(&o), raw: wr.body})
+		case "orders/updated":
+			for _, e := range shopifyRefundEvents(&o) {
+				res.events = append(res.events, mapped{event: e, raw: wr.body})
+			}
+		default:
+			res.events = append(res.events, mapped{event: shopifyOrderEvent(&o, topic), raw: wr.body})
+		}
 	case "customers/create", "customers/update":
 		var c shopifyCustomer
 		if err := json.Unmarshal(wr.body, &c); err != nil {
@@ -185,7 +228,12 @@ func handleShopify(wr *webhookRequest) (webhookResult, error) {
 		if !json.Valid(wr.body) {
 			return res, webhookJSONError(where, wr.body, json.Unmarshal(wr.body, new(any)))
 		}
-		res.rejects = append(res.rejects, newReject("", time.Time{}, res.origin, 0, "X-Shopify-Topic", "topic "+topic+" is not mapped to events: unsubscribe it, or map it", wr.body))
+		reason := "topic " + topic + " is not mapped to events: unsubscribe it, or map it"
+		if topic == "refunds/create" {
+			reason = "refunds/create names the order but not the customer, so the refund cannot be placed on a profile: " +
+				"Kiln reads refunds from orders/updated, which carries the customer; subscribe to that and unsubscribe refunds/create"
+		}
+		res.rejects = append(res.rejects, newReject("", time.Time{}, res.origin, 0, "X-Shopify-Topic", reason, wr.body))
 	}
 	return res, nil
 }
@@ -304,6 +352,85 @@ func shopifyOrderEvent(o *shopifyOrder, topic string) kiln.Event {
 		e.Context["channel"] = o.SourceName
 	}
 	return e
+}
+
+// shopifyCancelEvent maps orders/cancelled: the order's own event with
+// its properties, named Order Cancelled, at the cancellation.
+func shopifyCancelEvent(o *shopifyOrder) kiln.Event {
+	e := shopifyOrderEvent(o, "orders/create")
+	e.Name = kiln.OrderCancelled
+	e.MessageID = "shopify-order-" + string(o.ID) + "-cancelled"
+	e.Timestamp = shopifyTime(o.CancelledAt, o.UpdatedAt)
+	setIfNotEmpty(e.Properties, "reason", o.CancelReason)
+	return e
+}
+
+// shopifyRefundWindow: an orders/updated delivery carries every refund
+// the order ever had, and the order is updated for many other reasons
+// (fulfilment, tags, notes). Only refunds created within this window
+// before the update are taken as its cause and mapped; later updates do
+// not record them again (retries of the same delivery share its message
+// ids and are deduplicated).
+const shopifyRefundWindow = time.Hour
+
+// shopifyRefundEvents maps the refunds that caused an orders/updated
+// delivery to Order Refunded events, with the order's customer.
+func shopifyRefundEvents(o *shopifyOrder) []kiln.Event {
+	updated := shopifyTime(o.UpdatedAt)
+	var out []kiln.Event
+	for i := range o.Refunds {
+		r := &o.Refunds[i]
+		at := shopifyTime(r.CreatedAt, r.ProcessedAt)
+		if r.ID == "" || !updated.IsZero() && !at.IsZero() && updated.Sub(at) > shopifyRefundWindow {
+			continue
+		}
+		base := shopifyOrderEvent(o, "orders/create") // for the customer and store
+		props := map[string]any{"order_id": string(o.ID), "refund_id": string(r.ID)}
+		setIfNotEmpty(props, "order_number", string(o.OrderNumber))
+		setIfNotEmpty(props, "currency", o.Currency)
+		setIfNotEmpty(props, "reason", r.Note)
+		// Segment's revenue excludes shipping and tax, as on the order: the
+		// refunded lines' subtotals; a refund of money alone (no lines)
+		// counts in full, less any shipping it refunds.
+		total, shipping, lines, tax := 0.0, 0.0, 0.0, 0.0
+		products := make([]any, 0, len(r.RefundLineItems))
+		for _, rl := range r.RefundLineItems {
+			lines += float64(rl.Subtotal)
+			tax += float64(rl.TotalTax)
+			li := rl.LineItem
+			p := map[string]any{"price": float64(li.Price), "quantity": float64(rl.Quantity)}
+			setIfNotEmpty(p, "product_id", string(li.ProductID))
+			setIfNotEmpty(p, "variant", string(li.VariantID))
+			setIfNotEmpty(p, "sku", li.SKU)
+			setIfNotEmpty(p, "name", firstNonEmpty(li.Title, li.Name))
+			setIfNotEmpty(p, "category", li.ProductType)
+			products = append(products, p)
+		}
+		for _, tr := range r.Transactions {
+			if strings.EqualFold(tr.Kind, "refund") && (tr.Status == "" || strings.EqualFold(tr.Status, "success")) {
+				total += float64(tr.Amount)
+			}
+		}
+		for _, a := range r.OrderAdjustments {
+			if strings.EqualFold(a.Kind, "shipping_refund") {
+				shipping += math.Abs(float64(a.Amount))
+			}
+		}
+		revenue := lines
+		if len(r.RefundLineItems) == 0 {
+			revenue = math.Max(0, total-shipping)
+		}
+		props["revenue"] = round2(revenue)
+		props["total"] = round2(total)
+		props["tax"] = round2(tax)
+		props["shipping"] = round2(shipping)
+		props["products"] = products
+		out = append(out, kiln.Event{
+			Type: kiln.Track, Name: kiln.OrderRefunded, Properties: props, Timestamp: at,
+			MessageID: "shopify-refund-" + string(r.ID), AnonymousID: base.AnonymousID, Context: base.Context, Store: base.Store,
+		})
+	}
+	return out
 }
 
 func shopifyCustomerEvent(c *shopifyCustomer, topic string) kiln.Event {

@@ -15,10 +15,14 @@ import (
 // X-WC-Webhook-Signature, the base64 HMAC-SHA256 of the raw body keyed with
 // the webhook's secret (the source's Secret). An order in status processing
 // or completed becomes Order Completed, cancelled becomes Order Cancelled,
-// refunded becomes Order Refunded; other statuses (pending, on-hold,
-// failed, ...) are not purchases yet and are acknowledged without an event.
-// Both processing and completed map to the same messageId, so an order
-// that passes through both is counted once.
+// refunded becomes Order Refunded (the whole order); other statuses
+// (pending, on-hold, failed, ...) are not purchases yet and are
+// acknowledged without an event. Both processing and completed map to the
+// same messageId, so an order that passes through both is counted once.
+// A processing or completed order's partial refunds (refunds[]) become one
+// Order Refunded each, with refund_id and the refunded total. Cancellations
+// and refunds are dated by the order's last modification, when its status
+// changed.
 //
 // WooCommerce checks a new webhook's URL with an unsigned form post
 // "webhook_id=N"; it is answered 200.
@@ -85,6 +89,11 @@ type wooOrder struct {
 	CouponLines []struct {
 		Code string `json:"code"`
 	} `json:"coupon_lines"`
+	Refunds []struct {
+		ID     anyID  `json:"id"`
+		Reason string `json:"reason"`
+		Total  num    `json:"total"` // negative, as WooCommerce writes refunds
+	} `json:"refunds"`
 }
 
 func handleWooCommerce(wr *webhookRequest) (webhookResult, error) {
@@ -165,10 +174,27 @@ func handleWooCommerce(wr *webhookRequest) (webhookResult, error) {
 		// WooCommerce's *_gmt fields carry no zone: they are UTC.
 		Timestamp: shopifyTime(o.DatePaidGMT, o.DateCreatedGMT, o.DateCompletedGMT, o.DateModifiedGMT),
 	}
+	if name != kiln.OrderCompleted {
+		e.Timestamp = shopifyTime(o.DateModifiedGMT, o.DateCompletedGMT, o.DatePaidGMT, o.DateCreatedGMT)
+	}
 	if o.CustomerID != "" && o.CustomerID != "0" { // 0 is a guest checkout
 		e.AnonymousID = "woocommerce:" + string(o.CustomerID)
 	}
 	res.events = append(res.events, mapped{event: e, raw: wr.body})
+	if name == kiln.OrderCompleted {
+		for _, r := range o.Refunds {
+			if r.ID == "" {
+				continue
+			}
+			rp := map[string]any{"order_id": string(o.ID), "refund_id": string(r.ID), "total": math.Abs(float64(r.Total))}
+			setIfNotEmpty(rp, "currency", o.Currency)
+			setIfNotEmpty(rp, "reason", r.Reason)
+			re := kiln.Event{Type: kiln.Track, Name: kiln.OrderRefunded, MessageID: "woocommerce-refund-" + string(r.ID),
+				Properties: rp, Context: map[string]any{"traits": traits}, AnonymousID: e.AnonymousID,
+				Timestamp: shopifyTime(o.DateModifiedGMT, o.DateCompletedGMT, o.DatePaidGMT, o.DateCreatedGMT)}
+			res.events = append(res.events, mapped{event: re, raw: wr.body})
+		}
+	}
 	return res, nil
 }
 

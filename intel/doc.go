@@ -235,7 +235,8 @@
 // address in a field both carry (names and phones aside). Refunded goods
 // (Order Refunded with products[]) are taken out of their orders, and an
 // order refunded in full without products loses all its lines; the orders
-// stay (a returned gift was still bought as a gift).
+// stay (a returned gift was still bought as a gift). A cancelled order
+// (Order Cancelled) is no purchase at all.
 //
 // Learned across the population (Population, for reports):
 //

@@ -92,7 +92,9 @@ type Milestone struct {
 //   - Event RSVP: unless response is "no" or "declined";
 //   - Loyalty Milestone Reached: milestone, else milestone_name;
 //   - Order Refunded: takes the refunded goods out of their order (see
-//     applyRefunds).
+//     applyRefunds);
+//   - Order Cancelled: the order with its order_id is no purchase at all
+//     (it counts nowhere, whenever the cancellation arrives).
 //
 // Other events are ignored. Numbers may be JSON numbers, Go numbers or
 // numeric strings, as sources send them. Events with equal timestamps keep
@@ -103,8 +105,8 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 	h := CustomerHistory{Customer: customer, Traits: map[string]any{}}
 	var group map[string]any
 	var refunds []refund
+	var cancelled []string
 	for _, ev := range sorted {
-		p := ev.Properties
 		switch ev.Type {
 		case kiln.Identify:
 			for k, v := range ev.Traits {
@@ -119,56 +121,34 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 			continue
 		}
 		switch ev.Name {
-		case kiln.OrderCompleted:
-			pu := Purchase{Time: ev.Timestamp, OrderID: str(p["order_id"]), Lines: lines(p["products"])}
-			pu.Amount, _ = firstNumber(p, "revenue", "total", "subtotal")
-			pu.Gift = truthy(p["gift"]) || str(p["gift_message"]) != "" || truthy(p["gift_wrap"]) || truthy(p["ship_to_other"]) ||
-				addressesDiffer(p["billing_address"], p["shipping_address"])
-			pu.Business = strings.EqualFold(str(p["customer_type"]), "business") || str(p["company"]) != "" || str(p["vat_id"]) != ""
-			if n, ok := number(p["party_size"]); ok && n > 0 {
-				pu.PartySize = int(math.Round(n))
-			}
-			pu.Location = str(p["location"])
-			h.Purchases = append(h.Purchases, pu)
+		case kiln.OrderCompleted, kiln.VisitCompleted:
+			h.Purchases = append(h.Purchases, purchaseOf(ev))
 		case kiln.OrderRefunded:
-			r := refund{order: str(p["order_id"]), lines: lines(p["products"])}
-			r.amount, r.hasAmount = firstNumber(p, "revenue", "total", "subtotal")
-			if r.order != "" {
+			if r := refundOf(ev); r.order != "" {
 				refunds = append(refunds, r)
 			}
-		case kiln.VisitCompleted:
-			pu := Purchase{Time: ev.Timestamp, OrderID: str(p["visit_id"]), Visit: true, Location: str(p["location"])}
-			pu.Amount, _ = firstNumber(p, "spend", "revenue", "total")
-			pu.Lines = lines(p["dishes"])
-			if pu.Lines == nil {
-				pu.Lines = lines(p["products"])
+		case kiln.OrderCancelled:
+			if id := str(ev.Properties["order_id"]); id != "" {
+				cancelled = append(cancelled, id)
 			}
-			if n, ok := firstNumber(p, "party_size", "covers"); ok && n > 0 {
-				pu.PartySize = int(math.Round(n))
-			}
-			if pu.Location == "" {
-				pu.Location = ev.Store
-			}
-			h.Purchases = append(h.Purchases, pu)
 		case kiln.FeedbackGiven:
-			if r, ok := number(p["rating"]); ok && r >= 1 && r <= 5 {
-				h.Ratings = append(h.Ratings, Rating{Time: ev.Timestamp, Value: r})
+			if r, ok := ratingOf(ev); ok {
+				h.Ratings = append(h.Ratings, r)
 			}
 		case kiln.EventRSVPed:
-			switch strings.ToLower(str(p["response"])) {
-			case "no", "declined", "decline", "not_going":
-			default:
+			if rsvpYes(ev) {
 				h.RSVPs = append(h.RSVPs, ev.Timestamp)
 			}
 		case kiln.LoyaltyMilestone:
-			m := str(p["milestone"])
-			if m == "" {
-				m = str(p["milestone_name"])
-			}
-			if m != "" {
-				h.Milestones = append(h.Milestones, Milestone{Time: ev.Timestamp, Name: m})
+			if m, ok := milestoneOf(ev); ok {
+				h.Milestones = append(h.Milestones, m)
 			}
 		}
+	}
+	if len(cancelled) > 0 {
+		h.Purchases = slices.DeleteFunc(h.Purchases, func(p Purchase) bool {
+			return !p.Visit && p.OrderID != "" && slices.Contains(cancelled, p.OrderID)
+		})
 	}
 	h.Purchases = applyRefunds(h.Purchases, refunds)
 	if group != nil {
@@ -180,6 +160,70 @@ func FromEvents(customer string, evs []*kiln.Event) CustomerHistory {
 		}
 	}
 	return h
+}
+
+// purchaseOf reads an Order Completed or a Visit Completed (see
+// FromEvents).
+func purchaseOf(ev *kiln.Event) Purchase {
+	p := ev.Properties
+	if ev.Name == kiln.VisitCompleted {
+		pu := Purchase{Time: ev.Timestamp, OrderID: str(p["visit_id"]), Visit: true, Location: str(p["location"])}
+		pu.Amount, _ = firstNumber(p, "spend", "revenue", "total")
+		pu.Lines = lines(p["dishes"])
+		if pu.Lines == nil {
+			pu.Lines = lines(p["products"])
+		}
+		if n, ok := firstNumber(p, "party_size", "covers"); ok && n > 0 {
+			pu.PartySize = int(math.Round(n))
+		}
+		if pu.Location == "" {
+			pu.Location = ev.Store
+		}
+		return pu
+	}
+	pu := Purchase{Time: ev.Timestamp, OrderID: str(p["order_id"]), Lines: lines(p["products"])}
+	pu.Amount, _ = firstNumber(p, "revenue", "total", "subtotal")
+	pu.Gift = truthy(p["gift"]) || str(p["gift_message"]) != "" || truthy(p["gift_wrap"]) || truthy(p["ship_to_other"]) ||
+		addressesDiffer(p["billing_address"], p["shipping_address"])
+	pu.Business = strings.EqualFold(str(p["customer_type"]), "business") || str(p["company"]) != "" || str(p["vat_id"]) != ""
+	if n, ok := number(p["party_size"]); ok && n > 0 {
+		pu.PartySize = int(math.Round(n))
+	}
+	pu.Location = str(p["location"])
+	return pu
+}
+
+// refundOf reads an Order Refunded.
+func refundOf(ev *kiln.Event) refund {
+	p := ev.Properties
+	r := refund{order: str(p["order_id"]), lines: lines(p["products"])}
+	r.amount, r.hasAmount = firstNumber(p, "revenue", "total", "subtotal")
+	return r
+}
+
+// ratingOf reads a Feedback Given; ok is false without a rating 1 to 5.
+func ratingOf(ev *kiln.Event) (Rating, bool) {
+	r, ok := number(ev.Properties["rating"])
+	return Rating{Time: ev.Timestamp, Value: r}, ok && r >= 1 && r <= 5
+}
+
+// rsvpYes reports whether an Event RSVP was not declined.
+func rsvpYes(ev *kiln.Event) bool {
+	switch strings.ToLower(str(ev.Properties["response"])) {
+	case "no", "declined", "decline", "not_going":
+		return false
+	}
+	return true
+}
+
+// milestoneOf reads a Loyalty Milestone Reached; ok is false without a
+// milestone.
+func milestoneOf(ev *kiln.Event) (Milestone, bool) {
+	m := str(ev.Properties["milestone"])
+	if m == "" {
+		m = str(ev.Properties["milestone_name"])
+	}
+	return Milestone{Time: ev.Timestamp, Name: m}, m != ""
 }
 
 // refund is an "Order Refunded": the refunded lines, or an amount.

@@ -142,3 +142,24 @@ func TestFromEventsRefunds(t *testing.T) {
 		t.Errorf("FromEvents changed the order's event")
 	}
 }
+
+// A cancelled order is no purchase, whether the cancellation comes before
+// or after it; a visit with the same id is not an order and stays.
+func TestFromEventsCancellations(t *testing.T) {
+	evs := []*kiln.Event{
+		track("2025-03-01T10:12:00Z", kiln.OrderCancelled, map[string]any{"order_id": "a"}),
+		track("2025-03-01T10:00:00Z", kiln.OrderCompleted, map[string]any{"order_id": "a", "revenue": 168000.0, "gift": true}),
+		track("2025-03-02T10:00:00Z", kiln.OrderCompleted, map[string]any{"order_id": "b", "revenue": 20.0}),
+		track("2025-03-03T10:00:00Z", kiln.VisitCompleted, map[string]any{"visit_id": "c", "spend": 30.0}),
+		track("2025-03-04T10:00:00Z", kiln.OrderCancelled, map[string]any{"order_id": "c"}),
+		track("2025-03-04T11:00:00Z", kiln.OrderCancelled, map[string]any{"order_id": "nope"}),
+	}
+	h := FromEvents("c", evs)
+	want := []Purchase{
+		{Time: at("2025-03-02T10:00:00Z"), OrderID: "b", Amount: 20},
+		{Time: at("2025-03-03T10:00:00Z"), OrderID: "c", Amount: 30, Visit: true},
+	}
+	if !reflect.DeepEqual(h.Purchases, want) {
+		t.Errorf("after cancellations\n got %+v\nwant %+v", h.Purchases, want)
+	}
+}

@@ -103,6 +103,31 @@ func utcDay(t time.Time) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
+// Day is one purchase day of one customer: its UTC calendar day and the
+// day's amount (every order that day summed, net of refunds).
+type Day struct {
+	Day    int32 // days since 1970-01-01, UTC (DayOf)
+	Amount float64
+}
+
+// DayOf is t's UTC calendar day, counted from 1970-01-01.
+func DayOf(t time.Time) int32 { return int32(utcDay(t).Unix() / 86400) }
+
+// SummarizeDays summarises one customer's purchase days, given ascending
+// and without repeats, by Summarize's rules (Summarize uses it, so the two
+// agree exactly). A zero holdoutEnd means no holdout figures. ok is false
+// when there is no day up to calibrationEnd's, or the unit is not positive.
+//
+// It lets a caller that keeps each customer's days as they arrive (the
+// engine does, to rescore a customer on each purchase) summarise the same
+// way the fit does, without a list of every transaction.
+func SummarizeDays(customer string, days []Day, calibrationEnd, holdoutEnd time.Time, unit time.Duration) (Summary, bool) {
+	if unit <= 0 {
+		return Summary{}, false
+	}
+	return summarizeDays(customer, days, DayOf(calibrationEnd), DayOf(holdoutEnd), unit.Seconds(), !holdoutEnd.IsZero())
+}
+
 func summarize(txns []Txn, calEnd, holdEnd time.Time, unit time.Duration, holdout bool) ([]Summary, error) {
 	if unit <= 0 {
 		return nil, fmt.Errorf("summarize: time unit must be positive, got %v", unit)
@@ -112,15 +137,14 @@ func summarize(txns []Txn, calEnd, holdEnd time.Time, unit time.Duration, holdou
 			return nil, fmt.Errorf("summarize: transaction %d (customer %q): amount %v is not a number", i, t.Customer, t.Amount)
 		}
 	}
-	calDay, holdDay := utcDay(calEnd), utcDay(holdEnd)
 	type dayTxn struct {
 		cust string
-		day  int64 // unix seconds of the UTC day
+		day  int32
 		amt  float64
 	}
 	rows := make([]dayTxn, len(txns))
 	for i, t := range txns {
-		rows[i] = dayTxn{t.Customer, utcDay(t.Time).Unix(), t.Amount}
+		rows[i] = dayTxn{t.Customer, DayOf(t.Time), t.Amount}
 	}
 	slices.SortFunc(rows, func(a, b dayTxn) int {
 		if c := cmp.Compare(a.cust, b.cust); c != 0 {
@@ -128,14 +152,8 @@ func summarize(txns []Txn, calEnd, holdEnd time.Time, unit time.Duration, holdou
 		}
 		return cmp.Compare(a.day, b.day)
 	})
-	u := unit.Seconds()
-	calUnix, holdUnix := calDay.Unix(), holdDay.Unix()
-	type day struct {
-		at       int64
-		amt      float64
-		purchase bool
-	}
-	var days []day // reused across customers
+	calDay, holdDay, u := DayOf(calEnd), DayOf(holdEnd), unit.Seconds()
+	var days []Day // reused across customers
 	var out []Summary
 	for i := 0; i < len(rows); {
 		j := i
@@ -146,43 +164,52 @@ func summarize(txns []Txn, calEnd, holdEnd time.Time, unit time.Duration, holdou
 		// when it has a transaction with Amount >= 0.
 		days = days[:0]
 		for k := i; k < j; {
-			d := day{at: rows[k].day}
-			for ; k < j && rows[k].day == d.at; k++ {
-				d.amt += rows[k].amt
-				d.purchase = d.purchase || rows[k].amt >= 0
+			d, purchase := Day{Day: rows[k].day}, false
+			for ; k < j && rows[k].day == d.Day; k++ {
+				d.Amount += rows[k].amt
+				purchase = purchase || rows[k].amt >= 0
 			}
-			if d.purchase {
+			if purchase {
 				days = append(days, d)
 			}
 		}
 		i = j
-		if len(days) == 0 || days[0].at > calUnix {
-			continue // only refunds, or not in the cohort yet
+		if s, ok := summarizeDays(rows[j-1].cust, days, calDay, holdDay, u, holdout); ok {
+			out = append(out, s)
 		}
-		first := days[0].at
-		s := Summary{Customer: rows[j-1].cust, Age: float64(calUnix-first) / u, Total: days[0].amt}
-		last, sumRepeat := first, 0.0
-		for _, d := range days[1:] {
-			switch {
-			case d.at <= calUnix:
-				s.Total += d.amt
-				s.Frequency++
-				sumRepeat += d.amt
-				last = d.at
-			case holdout && d.at <= holdUnix:
-				s.HoldoutFrequency++
-			}
-		}
-		s.Recency = float64(last-first) / u
-		if s.Frequency > 0 {
-			s.Monetary = sumRepeat / float64(s.Frequency)
-		}
-		if holdout {
-			s.HoldoutDuration = float64(holdUnix-calUnix) / u
-		}
-		out = append(out, s)
 	}
 	return out, nil
+}
+
+// summarizeDays is SummarizeDays with days as numbers and the unit in
+// seconds.
+func summarizeDays(customer string, days []Day, calDay, holdDay int32, u float64, holdout bool) (Summary, bool) {
+	if len(days) == 0 || days[0].Day > calDay {
+		return Summary{}, false // no purchase, or not in the cohort yet
+	}
+	secs := func(from, to int32) float64 { return float64((int64(to) - int64(from)) * 86400) }
+	first := days[0].Day
+	s := Summary{Customer: customer, Age: secs(first, calDay) / u, Total: days[0].Amount}
+	last, sumRepeat := first, 0.0
+	for _, d := range days[1:] {
+		switch {
+		case d.Day <= calDay:
+			s.Total += d.Amount
+			s.Frequency++
+			sumRepeat += d.Amount
+			last = d.Day
+		case holdout && d.Day <= holdDay:
+			s.HoldoutFrequency++
+		}
+	}
+	s.Recency = secs(first, last) / u
+	if s.Frequency > 0 {
+		s.Monetary = sumRepeat / float64(s.Frequency)
+	}
+	if holdout {
+		s.HoldoutDuration = secs(calDay, holdDay) / u
+	}
+	return s, true
 }
 
 // countRepeaters returns how many summaries have x > 0.

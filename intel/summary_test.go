@@ -1,7 +1,9 @@
 package intel
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -132,5 +134,39 @@ func TestSummarizeRefunds(t *testing.T) {
 	want := Summary{Customer: "r", Frequency: 2, Recency: 6, Age: 7, Monetary: 15, Total: 80}
 	if len(cs) != 1 || cs[0] != want {
 		t.Fatalf("got %+v, want [%+v]", cs, want)
+	}
+}
+
+// SummarizeDays on days collapsed independently from the raw CDNOW file
+// gives Summarize's summaries exactly: every same-day order is in its
+// day's amount, and the two paths cannot drift apart.
+func TestSummarizeDaysAgreesWithSummarize(t *testing.T) {
+	txns := cdnowTxns(t)
+	want, err := SummarizeHoldout(txns, cdnowCalEnd, cdnowHoldEnd, week)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byCust := map[string]map[int32]float64{}
+	for _, tx := range txns {
+		m := byCust[tx.Customer]
+		if m == nil {
+			m = map[int32]float64{}
+			byCust[tx.Customer] = m
+		}
+		m[DayOf(tx.Time)] += tx.Amount
+	}
+	for _, w := range want {
+		var days []Day
+		for d, amt := range byCust[w.Customer] {
+			days = append(days, Day{d, amt})
+		}
+		slices.SortFunc(days, func(a, b Day) int { return cmp.Compare(a.Day, b.Day) })
+		got, ok := SummarizeDays(w.Customer, days, cdnowCalEnd, cdnowHoldEnd, week)
+		if !ok || got != w {
+			t.Fatalf("customer %s: SummarizeDays %+v (ok %v), Summarize %+v", w.Customer, got, ok, w)
+		}
+	}
+	if _, ok := SummarizeDays("x", []Day{{DayOf(cdnowHoldEnd), 1}}, cdnowCalEnd, time.Time{}, week); ok {
+		t.Error("a customer whose first day is after the calibration end was summarised")
 	}
 }

@@ -1,6 +1,7 @@
 package intel
 
 import (
+	"iter"
 	"math"
 	"slices"
 	"sort"
@@ -235,18 +236,25 @@ func LearnPopulation(hs []CustomerHistory, asOf time.Time) Population {
 
 // LearnPopulationOptions is LearnPopulation with chosen thresholds.
 func LearnPopulationOptions(hs []CustomerHistory, asOf time.Time, o TraitOptions) Population {
+	return LearnPopulationSeq(func(yield func(*CustomerHistory) bool) {
+		for i := range hs {
+			if !yield(&hs[i]) {
+				return
+			}
+		}
+	}, asOf, o)
+}
+
+// LearnPopulationSeq is LearnPopulationOptions over a sequence of
+// histories read once, such as Histories.All: the histories need not all
+// be in memory at once.
+func LearnPopulationSeq(hs iter.Seq[*CustomerHistory], asOf time.Time, o TraitOptions) Population {
 	o = o.withDefaults()
-	pop := Population{AsOf: asOf, Options: o, Customers: len(hs),
+	pop := Population{AsOf: asOf, Options: o,
 		SKUIntervals: map[string]Interval{}, CategoryIntervals: map[string]Interval{}, PatternPieces: map[string]int{},
 		SeasonalDishes: map[string]SeasonalDish{}, StapleDishes: map[string]float64{}, StapleCourses: map[string]float64{}}
 
-	nLines := 0
-	for i := range hs {
-		for j := range hs[i].Purchases {
-			nLines += len(hs[i].Purchases[j].Lines)
-		}
-	}
-	qtys := make([]float64, 0, nLines)
+	var qtys []float64
 	type acc struct {
 		level                        uint8
 		name                         string
@@ -273,8 +281,9 @@ func LearnPopulationOptions(hs []CustomerHistory, asOf time.Time, o TraitOptions
 	dishes, courses := map[string]*dishAcc{}, map[string]int{}
 	var monthsSeen [12]int
 	sc := newScratch()
-	for i := range hs {
-		ps := upTo(hs[i].Purchases, asOf)
+	for h := range hs {
+		pop.Customers++
+		ps := upTo(h.Purchases, asOf)
 		for j := range ps {
 			p := &ps[j]
 			if p.Restaurant() {

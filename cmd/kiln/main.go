@@ -48,7 +48,7 @@ Admin:
   profiles    get, list, delete, merges, unmerge (talks to a running server)
 
 Other:
-  bench       measure durable ingest through /v1/batch on loopback
+  bench       measure ingest, engine, latency or models (a refit's memory)
   version     print the version
 
 Run "kiln <command> -h" for a command's flags. Every flag can also be set by

@@ -257,8 +257,9 @@ func (e *Engine) rebuild(ctx context.Context) error {
 	from.purchases = e.models != nil
 	e.toLoad.Store(upTo - from.after)
 	r, err := e.replayLocked(ctx, from, upTo, asOf, func(done int64) { e.loaded.Store(done) }, false)
+	var moved map[string]bool // from a snapshot: the profiles that changed since
 	if err == nil && snapped {
-		err = e.restoreSnapshotted(ctx, h, &r, s.prog, s.static, upTo, asOf)
+		moved, err = e.restoreSnapshotted(ctx, h, &r, s.prog, s.static, upTo, asOf)
 	}
 	if err != nil {
 		e.segsDirty = true
@@ -275,18 +276,29 @@ func (e *Engine) rebuild(ctx context.Context) error {
 	if s.prog == nil {
 		return nil
 	}
+	// From a snapshot, only the profiles that changed since can differ
+	// from the stored memberships: read theirs alone (and the published
+	// members of scheduled segments) instead of every membership, which at
+	// a million profiles takes seconds.
+	check := states
 	stored := map[string][]string{}
-	for seg := range s.sched {
-		s.pub[seg] = map[string]bool{}
-	}
-	err = e.st.ScanMemberships(ctx, func(m kiln.Membership) error {
-		if s.deferred(m.Segment) {
-			s.pub[m.Segment][m.ProfileID] = true // published as stored; the schedule moves it
-			return nil
+	if snapped && len(moved) <= checkOne {
+		check = map[string]*pstate{}
+		for pid := range moved {
+			check[pid] = states[pid]
 		}
-		stored[m.ProfileID] = append(stored[m.ProfileID], m.Segment)
-		return nil
-	})
+		err = e.storedOf(ctx, slices.Collect(maps.Keys(moved)), stored)
+	} else {
+		err = e.st.ScanMemberships(ctx, func(m kiln.Membership) error {
+			if !s.deferred(m.Segment) {
+				stored[m.ProfileID] = append(stored[m.ProfileID], m.Segment)
+			}
+			return nil
+		})
+	}
+	if err == nil {
+		err = e.loadPublished(ctx)
+	}
 	if err != nil {
 		e.segsDirty = true
 		return fmt.Errorf("reading stored memberships: %w", err)
@@ -306,8 +318,8 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		return now
 	}
 	var differ []string
-	for pid := range states {
-		if !sameSet(stored[pid], live(pid)) {
+	for pid, ps := range check {
+		if ps != nil && !sameSet(stored[pid], live(pid)) {
 			differ = append(differ, pid)
 		}
 	}
@@ -334,6 +346,49 @@ func (e *Engine) rebuild(ctx context.Context) error {
 	}
 	e.log.Info("segment state rebuilt", "events", upTo, "from snapshot", snapped, "replayed", upTo-from.after, "profiles", len(states),
 		"reconciled", len(res.Transitions), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// checkOne is how many changed profiles start-up checks one by one
+// against the store; beyond it, it reads every membership.
+const checkOne = 20000
+
+// storedOf reads the stored real-time memberships of pids into out.
+func (e *Engine) storedOf(ctx context.Context, pids []string, out map[string][]string) error {
+	for _, pid := range pids {
+		ms, err := e.st.MembershipsOf(ctx, pid)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if !e.segs.deferred(m.Segment) {
+				out[pid] = append(out[pid], m.Segment)
+			}
+		}
+	}
+	return nil
+}
+
+// loadPublished reads what each scheduled segment last published.
+func (e *Engine) loadPublished(ctx context.Context) error {
+	s := e.segs
+	for seg := range s.sched {
+		pub := map[string]bool{}
+		for after := ""; ; {
+			ms, err := e.st.Members(ctx, seg, after, 10000)
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				pub[m.ProfileID] = true
+			}
+			if len(ms) < 10000 {
+				break
+			}
+			after = ms[len(ms)-1].ProfileID
+		}
+		s.pub[seg] = pub
+	}
 	return nil
 }
 

@@ -47,7 +47,8 @@ func setup(t *testing.T, fake bool) *bundle {
 	if fake {
 		b.clock.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
 	}
-	e, err := New(Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: b.now, Poll: 20 * time.Millisecond,
+	// Refits happen when a test asks: one in the background would race it.
+	e, err := New(Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: b.now, Poll: 20 * time.Millisecond, Refit: -1,
 		OnTransitions: func(ts []kiln.Transition) { b.mu.Lock(); b.seen = append(b.seen, ts...); b.mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	gojson "github.com/goccy/go-json"
@@ -197,31 +201,64 @@ func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static ma
 		return h, from, false, nil
 	}
 	from = replayFrom{prog: prog, static: static, after: h.Seq, states: map[string]*pstate{}, cust: map[string]*purchases{}}
+	// Parts are decoded on every CPU while the next is read; each worker
+	// fills maps of its own, merged at the end.
+	type decoded struct {
+		states map[string]*pstate
+		cust   map[string]*purchases
+		err    error
+	}
+	nw := runtime.GOMAXPROCS(0)
+	work := make(chan []byte, nw)
+	outs := make([]decoded, nw)
+	var wg sync.WaitGroup
+	for w := range nw {
+		outs[w] = decoded{states: map[string]*pstate{}, cust: map[string]*purchases{}}
+		wg.Go(func() {
+			out := &outs[w]
+			for part := range work {
+				if out.err != nil {
+					continue
+				}
+				out.err = readRecords(part, func(kind byte, pid string, b []byte) error {
+					switch kind {
+					case recState:
+						if prog == nil {
+							return nil
+						}
+						ps, err := decodeState(prog, b)
+						if err != nil {
+							return fmt.Errorf("profile %s: %w", pid, err)
+						}
+						ps.prof.Static = static[pid]
+						out.states[pid] = ps
+					case recPurchases:
+						p := &purchases{}
+						if err := p.unmarshalBinary(b); err != nil {
+							return fmt.Errorf("purchases of %s: %w", pid, err)
+						}
+						out.cust[pid] = p
+					}
+					return nil
+				})
+			}
+		})
+	}
 	parts := int64(0)
 	err = e.st.ScanSnapshot(ctx, h.Gen, func(part []byte) error {
 		parts++
-		return readRecords(part, func(kind byte, pid string, b []byte) error {
-			switch kind {
-			case recState:
-				if prog == nil {
-					return nil
-				}
-				ps, err := decodeState(prog, b)
-				if err != nil {
-					return fmt.Errorf("profile %s: %w", pid, err)
-				}
-				ps.prof.Static = static[pid]
-				from.states[pid] = ps
-			case recPurchases:
-				p := &purchases{}
-				if err := p.unmarshalBinary(b); err != nil {
-					return fmt.Errorf("purchases of %s: %w", pid, err)
-				}
-				from.cust[pid] = p
-			}
-			return nil
-		})
+		work <- bytes.Clone(part) // the store may reuse part
+		return nil
 	})
+	close(work)
+	wg.Wait()
+	for _, out := range outs {
+		if err == nil {
+			err = out.err
+		}
+		maps.Copy(from.states, out.states)
+		maps.Copy(from.cust, out.cust)
+	}
 	if err == nil && parts != h.Parts {
 		err = fmt.Errorf("%d parts, the header says %d", parts, h.Parts)
 	}
@@ -264,10 +301,11 @@ func decodeState(prog *eval.Program, b []byte) (*pstate, error) {
 // restoreSnapshotted finishes a start from a snapshot after its tail was
 // replayed: merges since the snapshot are applied as live ones were, and
 // profiles whose model traits may have moved are settled.
-func (e *Engine) restoreSnapshotted(ctx context.Context, h snapshotHeader, r *replayed, prog *eval.Program, static map[string][]string, upTo int64, now time.Time) error {
+// It returns the profiles that changed since the snapshot.
+func (e *Engine) restoreSnapshotted(ctx context.Context, h snapshotHeader, r *replayed, prog *eval.Program, static map[string][]string, upTo int64, now time.Time) (map[string]bool, error) {
 	ms, err := e.st.MergesAfter(ctx, h.Merges)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	gone := map[string]bool{}
 	for _, m := range ms {
@@ -282,12 +320,12 @@ func (e *Engine) restoreSnapshotted(ctx context.Context, h snapshotHeader, r *re
 	for pid := range gone {
 		delete(r.states, pid)
 		delete(r.cust, pid)
-		delete(r.touched, pid)
+		r.touched[pid] = true // gone: its memberships are checked
 	}
 	for _, pid := range rebuild {
 		evs, err := e.profileEvents(ctx, pid, upTo)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		slices.SortFunc(evs, func(a, b kiln.Event) int { return int(a.Seq - b.Seq) })
 		m := &models{cust: r.cust}
@@ -295,6 +333,7 @@ func (e *Engine) restoreSnapshotted(ctx context.Context, h snapshotHeader, r *re
 		for i := range evs {
 			m.record(pid, &evs[i])
 		}
+		r.touched[pid] = true
 		if prog == nil {
 			continue
 		}
@@ -308,7 +347,7 @@ func (e *Engine) restoreSnapshotted(ctx context.Context, h snapshotHeader, r *re
 		r.touched[pid] = true
 	}
 	if prog == nil {
-		return nil
+		return r.touched, nil
 	}
 	// Untouched profiles are as of the snapshot: those with a window
 	// boundary since are moved to now (their transitions are recorded
@@ -321,7 +360,7 @@ func (e *Engine) restoreSnapshotted(ctx context.Context, h snapshotHeader, r *re
 		}
 	}
 	e.settleAll(prog, r.states, settle, now)
-	return nil
+	return settle, nil
 }
 
 // partWriter gathers records into parts of about snapshotPart bytes.

@@ -351,3 +351,17 @@ func TestDryRunWhileEventsFlow(t *testing.T) {
 		t.Fatal("a dry run stored definitions")
 	}
 }
+
+// Traits a track event carries in its context (as Shopify and email tools
+// send them) move the profile's segments at once, as an identify would.
+func TestContextTraitsOfATrackEventMoveSegments(t *testing.T) {
+	b := setup(t, true)
+	if _, err := b.e.ApplyDefinitions(context.Background(), `segment trade { traits.plan = "trade" }`, false); err != nil {
+		t.Fatal(err)
+	}
+	b.send(t, "42", kiln.Event{Name: "Page Viewed", Type: kiln.Page, Timestamp: b.now()})
+	b.send(t, "42", kiln.Event{Name: "Order Completed", Timestamp: b.now(), Context: map[string]any{"traits": map[string]any{"plan": "trade"}}})
+	if !b.member(t, "trade", "42") {
+		t.Error("a track event's context traits did not move the profile into the segment")
+	}
+}

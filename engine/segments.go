@@ -476,12 +476,16 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 			continue
 		}
 		ps := s.state(pid)
-		applyTraits(ps, &evs[i])
+		// Traits a track event carries in its context (Shopify, email
+		// tools) change the profile as an identify does.
+		traitsMoved := applyTraits(ps, &evs[i]) && evs[i].Type != kiln.Identify
 		moved := e.rescore(pid, ps, &evs[i], now) != nil // model traits move with the purchase
 		r := s.prog.Apply(ps.st, &ps.prof, &evs[i], now)
 		res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)
 		if moved {
 			rescored = append(rescored, pid)
+		}
+		if moved || traitsMoved {
 			// Conditions on profile traits re-read them only when told.
 			r = s.prog.ApplyProfile(ps.st, &ps.prof, now)
 			res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)

@@ -42,7 +42,12 @@ const snapshotBlob = "snapshot"
 // snapshotPart is the size at which a part is written.
 const snapshotPart = 4 << 20
 
+// snapshotFormat is the version of the snapshot encoding; a snapshot of
+// another version is not read (the log is replayed instead).
+const snapshotFormat = 2
+
 type snapshotHeader struct {
+	Format      int       `json:"format"`
 	Gen         int64     `json:"gen"`         // 0: none ever written
 	Invalid     bool      `json:"invalid"`     // cleared: the store moved outside the log since
 	Seq         int64     `json:"seq"`         // events processed
@@ -84,7 +89,7 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h := snapshotHeader{Gen: old.Gen + 1, Seq: e.processed.Load(), Clock: now.UnixMilli(), Merges: old.Merges, Profiles: len(s.states)}
+	h := snapshotHeader{Format: snapshotFormat, Gen: old.Gen + 1, Seq: e.processed.Load(), Clock: now.UnixMilli(), Merges: old.Merges, Profiles: len(s.states)}
 	if len(ms) > 0 {
 		h.Merges = ms[len(ms)-1].ID
 	}
@@ -189,6 +194,8 @@ func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static ma
 		fp = prog.Fingerprint()
 	}
 	switch {
+	case h.Format != snapshotFormat:
+		why = fmt.Sprintf("it is in format %d, this version reads %d", h.Format, snapshotFormat)
 	case h.Fingerprint != fp:
 		why = "the definitions changed since"
 	case h.Seq > e.processed.Load():

@@ -89,7 +89,9 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h := snapshotHeader{Format: snapshotFormat, Gen: old.Gen + 1, Seq: e.processed.Load(), Clock: now.UnixMilli(), Merges: old.Merges, Profiles: len(s.states)}
+	// Generations grow with time too, so a store started afresh beside an
+	// old one's snapshot files never reads their parts as its own.
+	h := snapshotHeader{Format: snapshotFormat, Gen: max(old.Gen+1, time.Now().UnixMilli()), Seq: e.processed.Load(), Clock: now.UnixMilli(), Merges: old.Merges, Profiles: len(s.states)}
 	if len(ms) > 0 {
 		h.Merges = ms[len(ms)-1].ID
 	}

@@ -973,9 +973,17 @@ func (h *lifeHarness) run() {
 	down(h.quiet.Add(100 * time.Millisecond))
 	h.asOf = map[string][]string{}
 	for _, seg := range lifeSegments {
-		var out struct{ ProfileIDs []string }
-		h.api("GET", "/api/v1/segments/"+seg+"/members?as_of="+url.QueryEscape(h.quiet.UTC().Format(time.RFC3339Nano)), &out)
-		h.asOf[seg] = out.ProfileIDs
+		for after := ""; ; {
+			var out struct {
+				ProfileIDs []string
+				Next       string
+			}
+			h.api("GET", "/api/v1/segments/"+seg+"/members?limit=10000&after="+url.QueryEscape(after)+"&as_of="+url.QueryEscape(h.quiet.UTC().Format(time.RFC3339Nano)), &out)
+			h.asOf[seg] = append(h.asOf[seg], out.ProfileIDs...)
+			if after = out.Next; after == "" {
+				break
+			}
+		}
 	}
 	h.proc.note("quiet instant %s", lifeClock(h.quiet))
 	h.recompute("after the traffic")

@@ -92,11 +92,6 @@ func (db *DB) PutSnapshotPart(ctx context.Context, gen, part int64, data []byte)
 		return nil
 	}
 	dir := db.snapshotDir(gen)
-	if part == 0 { // a generation starts afresh, whatever an old database left
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("sqlite: snapshot %d: %w", gen, err)
-		}
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("sqlite: snapshot %d: %w", gen, err)
 	}

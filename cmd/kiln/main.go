@@ -29,10 +29,11 @@ Data:
   import      bulk import a CSV or NDJSON file (resumable)
   rejects     list messages set aside at ingest, with the reason
 
-Segments (talk to a running server):
+Segments (talk to a running server, except test):
   apply       apply definitions from a file: kiln apply -f shop.kiln
   segments    list, members (also -as-of), transitions, recompute, static, versions, delete
   explain     why a profile is in or out of a segment: kiln explain SEGMENT PROFILE
+  test        run definition tests (.kilntest files) without a server: kiln test shop_test.kilntest
 
 Customer intelligence (talks to a running server):
   models      report or refit the customer models (BG/NBD, Gamma-Gamma, CLV, RFM, clusters)
@@ -104,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runApply(ctx, rest, stdout, stderr)
 	case "explain":
 		return runExplain(ctx, rest, stdout, stderr)
+	case "test":
+		return runTest(ctx, rest, stdout, stderr)
 	case "segments":
 		return runSegments(ctx, rest, stdout, stderr)
 	case "models":

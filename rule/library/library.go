@@ -1,7 +1,9 @@
 // Package library ships ready definition sets as .kiln files: shop.kiln
 // for a chinaware shop and restaurant.kiln for a restaurant group. Their
 // names do not collide, so they also compile together (All). Tests in
-// this package compile them, so a shipped file always applies cleanly.
+// this package compile them, so a shipped file always applies cleanly,
+// and run each file's definition tests, NAME_test.kilntest (package
+// ruletest; `kiln test rule/library/shop_test.kilntest`).
 package library
 
 import (

@@ -208,31 +208,8 @@ func (s *segments) schedule(pid string, ps *pstate, next time.Time) {
 	heap.Push(&s.due, dueItem{at: at, pid: pid}) // older entries for pid are skipped when popped
 }
 
-// applyTraits folds an event's profile traits into ps, as resolution
-// records them on the stored profile (context.traits, then identify traits).
-func applyTraits(ps *pstate, e *kiln.Event) bool {
-	changed := false
-	set := func(m map[string]any) {
-		for k, v := range m {
-			if ps.prof.Traits == nil {
-				ps.prof.Traits = map[string]any{}
-			}
-			if v == nil {
-				delete(ps.prof.Traits, k)
-			} else {
-				ps.prof.Traits[k] = v
-			}
-			changed = true
-		}
-	}
-	if ct, ok := e.Context["traits"].(map[string]any); ok {
-		set(ct)
-	}
-	if e.Type == kiln.Identify {
-		set(e.Traits)
-	}
-	return changed
-}
+// applyTraits folds an event's profile traits into ps (eval.Profile.Absorb).
+func applyTraits(ps *pstate, e *kiln.Event) bool { return ps.prof.Absorb(e) }
 
 // transitions turns a Result's changes into transition records. Changes
 // of scheduled segments wait for their schedule.

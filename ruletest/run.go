@@ -199,35 +199,18 @@ func (r *runner) event(s *step) {
 	if ev.Timestamp.IsZero() {
 		ev.Timestamp = r.now
 	}
-	applyTraits(&pr.prof, &ev)
+	// Traits a track event carries in its context move the profile as an
+	// identify does (the engine re-reads them the same way).
+	traitsMoved := pr.prof.Absorb(&ev) && ev.Type != kiln.Identify
 	pr.events = append(pr.events, &ev)
 	res := r.p.Apply(pr.st, &pr.prof, &ev, r.now)
 	r.record(pr, res, r.now, kiln.ReasonEvent)
+	if traitsMoved {
+		res = r.p.ApplyProfile(pr.st, &pr.prof, r.now)
+		r.record(pr, res, r.now, kiln.ReasonEvent)
+	}
 	pr.due = res.NextDue
 	r.crossCheck(pr, r.now)
-}
-
-// applyTraits mirrors engine.applyTraits: how resolution records an
-// event's traits on the stored profile.
-func applyTraits(prof *eval.Profile, e *kiln.Event) {
-	set := func(m map[string]any) {
-		for k, v := range m {
-			if prof.Traits == nil {
-				prof.Traits = map[string]any{}
-			}
-			if v == nil {
-				delete(prof.Traits, k)
-			} else {
-				prof.Traits[k] = v
-			}
-		}
-	}
-	if ct, ok := e.Context["traits"].(map[string]any); ok {
-		set(ct)
-	}
-	if e.Type == kiln.Identify {
-		set(e.Traits)
-	}
 }
 
 // static lists a profile in a static segment or takes it off, as the

@@ -159,7 +159,7 @@ func order(email string, at time.Time, revenue float64, n int) kiln.Event {
 		MessageID: email + "-order-" + at.Format(time.RFC3339Nano) + "-" + strings.Repeat("x", n),
 		SourceID:  "web", Type: kiln.Track, Name: kiln.OrderCompleted,
 		Anchor: "email:" + email, Timestamp: at, ReceivedAt: at,
-		Properties: map[string]any{"revenue": revenue, "order_id": email + at.Format("150405")},
+		Properties: map[string]any{"revenue": revenue, "order_id": email + at.Format("20060102150405")},
 		Context:    map[string]any{"traits": map[string]any{"email": email}},
 	}
 }

@@ -138,23 +138,7 @@ func TestModelsReproduceCDNOW(t *testing.T) {
 func TestRetailAndRestaurantTraitsOnDemoData(t *testing.T) {
 	b := setup(t, true)
 	ctx := context.Background()
-	var evs []kiln.Event
-	_, err := demo.Generate(demo.Config{Seed: 2, Customers: 400, Guests: 150, End: b.now()}, func(e kiln.Event) error {
-		evs = append(evs, e)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(evs); i += 5000 {
-		if _, err := b.st.Append(ctx, store.Batch{Events: evs[i:min(i+5000, len(evs))]}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	last, _ := b.st.LastSeq(ctx)
-	if err := b.e.WaitFor(ctx, last); err != nil {
-		t.Fatal(err)
-	}
+	b.loadDemo(t, demo.Config{Seed: 2, Customers: 400, Guests: 150, End: b.now()})
 	if _, err := b.e.ApplyDefinitions(ctx, `segment gifting { traits.gift_buyer = true }
 segment lapsing_guests { traits.lapsed = true }`, false); err != nil {
 		t.Fatal(err)
@@ -304,23 +288,7 @@ func checkCDNOWSpend(t *testing.T, b *bundle, path string, calEnd time.Time) {
 func TestModelTraitsSurviveEditsRestartsAndRefits(t *testing.T) {
 	b := setup(t, true)
 	ctx := context.Background()
-	var evs []kiln.Event
-	_, err := demo.Generate(demo.Config{Seed: 5, Customers: 300, Guests: 150, End: b.now()}, func(e kiln.Event) error {
-		evs = append(evs, e)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(evs); i += 5000 {
-		if _, err := b.st.Append(ctx, store.Batch{Events: evs[i:min(i+5000, len(evs))]}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	last, _ := b.st.LastSeq(ctx)
-	if err := b.e.WaitFor(ctx, last); err != nil {
-		t.Fatal(err)
-	}
+	b.loadDemo(t, demo.Config{Seed: 5, Customers: 300, Guests: 150, End: b.now()})
 	if _, err := b.e.RefitModels(ctx, ModelOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -410,4 +378,26 @@ func firstMember(t *testing.T, b *bundle, seg string) string {
 		t.Fatalf("no member of %s: %v", seg, err)
 	}
 	return ms[0].ProfileID
+}
+
+// loadDemo appends the demo's events and waits until they are processed.
+func (b *bundle) loadDemo(t *testing.T, cfg demo.Config) {
+	t.Helper()
+	ctx := context.Background()
+	var evs []kiln.Event
+	if _, err := demo.Generate(cfg, func(e kiln.Event) error {
+		evs = append(evs, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(evs); i += 5000 {
+		if _, err := b.st.Append(ctx, store.Batch{Events: evs[i:min(i+5000, len(evs))]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, _ := b.st.LastSeq(ctx)
+	if err := b.e.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -451,25 +451,8 @@ func (r *runner) explain(pr *profile, seg string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s is %s %s\n", pr.key, inOut(n.Holds), seg)
-	writeNode(&b, n, "  ")
+	eval.WriteTree(&b, n, "  ")
 	return b.String()
-}
-
-// writeNode writes a condition tree in kiln explain's form.
-func writeNode(b *strings.Builder, n *eval.Node, indent string) {
-	mark := "✗"
-	if n.Holds {
-		mark = "✓"
-	}
-	val := ""
-	if n.Value != nil {
-		j, _ := json.Marshal(n.Value)
-		val = " = " + string(j)
-	}
-	fmt.Fprintf(b, "%s%s %s%s  (%s)\n", indent, mark, n.Condition, val, n.Why)
-	for _, c := range n.Children {
-		writeNode(b, c, indent+"  ")
-	}
 }
 
 // definition prints a computed trait's definition.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -109,27 +108,8 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		state = "IN"
 	}
 	fmt.Fprintf(stdout, "%s is %s %s\n", out.ProfileID, state, out.Segment)
-	printNode(stdout, out.Tree, "  ")
+	eval.WriteTree(stdout, out.Tree, "  ")
 	return nil
-}
-
-func printNode(w io.Writer, n *eval.Node, indent string) {
-	if n == nil {
-		return
-	}
-	mark := "✗"
-	if n.Holds {
-		mark = "✓"
-	}
-	val := ""
-	if n.Value != nil {
-		b, _ := json.Marshal(n.Value)
-		val = " = " + string(b)
-	}
-	fmt.Fprintf(w, "%s%s %s%s  (%s)\n", indent, mark, n.Condition, val, n.Why)
-	for _, c := range n.Children {
-		printNode(w, c, indent+"  ")
-	}
 }
 
 const segmentsUsage = `Usage (talks to a running server):

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/eval"
 	"github.com/kiln-cdp/kiln/store"
@@ -44,7 +42,7 @@ const snapshotPart = 4 << 20
 
 // snapshotFormat is the version of the snapshot encoding; a snapshot of
 // another version is not read (the log is replayed instead).
-const snapshotFormat = 2
+const snapshotFormat = 3
 
 type snapshotHeader struct {
 	Format      int       `json:"format"`
@@ -110,11 +108,9 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		var traits []byte
-		if len(ps.prof.Traits) > 0 {
-			if traits, err = gojson.Marshal(ps.prof.Traits); err != nil {
-				return fmt.Errorf("snapshot of %s: traits: %w", pid, err)
-			}
+		traits, err := appendTraits(nil, ps.prof.Traits)
+		if err != nil {
+			return fmt.Errorf("snapshot of %s: traits: %w", pid, err)
 		}
 		w.record(recState, pid, func(b []byte) []byte {
 			b = binary.AppendVarint(b, ps.due)
@@ -225,6 +221,7 @@ func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static ma
 		outs[w] = decoded{states: map[string]*pstate{}, cust: map[string]*purchases{}}
 		wg.Go(func() {
 			out := &outs[w]
+			names := map[string]string{} // trait names, shared by this worker's profiles
 			for part := range work {
 				if out.err != nil {
 					continue
@@ -235,7 +232,7 @@ func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static ma
 						if prog == nil {
 							return nil
 						}
-						ps, err := decodeState(prog, b)
+						ps, err := decodeState(prog, b, names)
 						if err != nil {
 							return fmt.Errorf("profile %s: %w", pid, err)
 						}
@@ -278,7 +275,7 @@ func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static ma
 	return h, from, true, nil
 }
 
-func decodeState(prog *eval.Program, b []byte) (*pstate, error) {
+func decodeState(prog *eval.Program, b []byte, names map[string]string) (*pstate, error) {
 	due, n := binary.Varint(b)
 	if n <= 0 {
 		return nil, errShortRecord
@@ -299,10 +296,8 @@ func decodeState(prog *eval.Program, b []byte) (*pstate, error) {
 	if err := prog.Adopt(ps.st); err != nil {
 		return nil, err
 	}
-	if len(traits) > 0 {
-		if err := gojson.Unmarshal(traits, &ps.prof.Traits); err != nil {
-			return nil, err
-		}
+	if ps.prof.Traits, err = readTraits(traits, names); err != nil {
+		return nil, err
 	}
 	return ps, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/action"
+	"github.com/kiln-cdp/kiln/eval"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -465,7 +466,8 @@ func TestExportCSVAndNDJSON(t *testing.T) {
 // A recheck condition over identified and computed traits is evaluated at
 // send time.
 func TestRecheckCondition(t *testing.T) {
-	computed := map[string]map[string]any{"p_1": {"cart_value": 80.0}, "p_2": {"cart_value": int64(20)}, "p_3": {"cart_value": 90.0}}
+	// Computed traits come as the engine gives them: exact numbers.
+	computed := map[string]map[string]any{"p_1": {"cart_value": eval.Number{Text: "50.00", Currency: "GBP"}}, "p_2": {"cart_value": int64(20)}, "p_3": {"cart_value": 90.0}}
 	r := newRig(t, func(c *action.Config) {
 		c.TraitValues = func(pid string) map[string]any { return computed[pid] }
 	})

@@ -1,7 +1,6 @@
 package action
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -21,6 +20,9 @@ type condition []term
 type term struct {
 	name, op string
 	val      any // float64, string or bool
+	// Computed numbers arrive as eval.Number (exact decimal text): both
+	// sides are read from decimal text, so comparing them as float64 is
+	// exact in order for up to 15 significant digits.
 }
 
 var (
@@ -135,7 +137,7 @@ func number(v any) (float64, bool) {
 		return float64(n), true
 	case int64:
 		return float64(n), true
-	case json.Number:
+	case interface{ Float64() (float64, error) }: // json.Number, eval.Number (computed traits)
 		f, err := n.Float64()
 		return f, err == nil
 	}

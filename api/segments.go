@@ -309,7 +309,19 @@ func (s *Server) profileSegments(w http.ResponseWriter, r *http.Request) {
 	traits, _ := s.Segments.ProfileSegments(id)
 	model := s.Segments.ProfileModelTraits(id)
 	ms = nonNil(ms)
-	WriteJSON(w, http.StatusOK, map[string]any{"profileId": id, "memberships": ms, "computed": traits, "model": model})
+	out := map[string]any{"profileId": id, "memberships": ms, "computed": traits, "model": model}
+	// Computed numbers are exact JSON numbers (money with its decimals:
+	// 386.90); the currencies of those that are money are listed apart.
+	currencies := map[string]string{}
+	for k, v := range traits {
+		if n, ok := v.(eval.Number); ok && n.Currency != "" {
+			currencies[k] = n.Currency
+		}
+	}
+	if len(currencies) > 0 {
+		out["currencies"] = currencies
+	}
+	WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) recompute(w http.ResponseWriter, r *http.Request) {

@@ -183,35 +183,93 @@ func (p *Program) foldUsers(st *State, w *work, f *feature, t int64, vals []uint
 	}
 }
 
+// sumAcc adds numbers exactly; once a value or the total is out of
+// range it stays overflow (reported, never wrapped).
+type sumAcc struct {
+	n    num
+	over bool
+}
+
+func (a *sumAcc) addWord(w uint64) {
+	s := uint8(w & tagMask)
+	if s == a.n.s && !a.over {
+		// The common case: a word at the sum's scale.
+		c := int64(w) >> 5
+		if r := a.n.c + c; (r > a.n.c) == (c > 0) {
+			a.n.c = r
+			return
+		}
+		a.over = true
+		return
+	}
+	if a.over {
+		return
+	}
+	x, ok := numWord(w)
+	if ok {
+		a.n, ok = add(a.n, x)
+	}
+	a.over = !ok
+}
+
+// Running sums keep their coefficient in one word and the scale (with
+// an overflow bit) in the next.
+const accOver = 1 << 8
+
+func loadSum(acc []uint64) sumAcc {
+	return sumAcc{n: num{c: int64(acc[0]), d: 1, s: uint8(acc[1])}, over: acc[1]&accOver != 0}
+}
+
+func (a *sumAcc) store(acc []uint64) {
+	acc[0] = uint64(a.n.c)
+	acc[1] = uint64(a.n.s)
+	if a.over {
+		acc[1] |= accOver
+	}
+}
+
+// minMax keeps the least (or greatest) of boxed numbers in m; an
+// overflow among them makes the answer overflow.
+func minMax(m, v uint64, isMin bool) uint64 {
+	if m == boxOver || v == boxOver {
+		return boxOver
+	}
+	if m == boxNull {
+		return v
+	}
+	a, ok1 := numWord(m)
+	b, ok2 := numWord(v)
+	if !ok1 || !ok2 {
+		return boxOver
+	}
+	if c := cmpNum(b, a); (isMin && c < 0) || (!isMin && c > 0) {
+		return v
+	}
+	return m
+}
+
 // fold adds one event's values to a running accumulator.
 func (p *Program) fold(st *State, a *aggNode, t int64, vals []uint64) {
 	acc := p.accOf(st)[a.acc:]
 	switch a.fn {
 	case rule.FnCount:
-		n := 1.0
+		n := uint64(1)
 		if p.feats[a.feat].enc != encNone {
-			n = float64(len(vals))
+			n = uint64(len(vals))
 		}
-		acc[0] = math.Float64bits(math.Float64frombits(acc[0]) + n)
-	case rule.FnSum:
-		s := math.Float64frombits(acc[0])
+		acc[0] += n
+	case rule.FnSum, rule.FnAvg:
+		sum := loadSum(acc)
 		for _, v := range vals {
-			s += math.Float64frombits(v)
+			sum.addWord(v)
 		}
-		acc[0] = math.Float64bits(s)
-	case rule.FnAvg:
-		s := math.Float64frombits(acc[0])
-		for _, v := range vals {
-			s += math.Float64frombits(v)
+		sum.store(acc)
+		if a.fn == rule.FnAvg {
+			acc[2] += uint64(len(vals))
 		}
-		acc[0] = math.Float64bits(s)
-		acc[1] += uint64(len(vals))
 	case rule.FnMin, rule.FnMax:
 		for _, v := range vals {
-			f := math.Float64frombits(v)
-			if acc[0] == boxNull || (a.fn == rule.FnMin && f < math.Float64frombits(acc[0])) || (a.fn == rule.FnMax && f > math.Float64frombits(acc[0])) {
-				acc[0] = v
-			}
+			acc[0] = minMax(acc[0], v, a.fn == rule.FnMin)
 		}
 	case rule.FnFirst:
 		if acc[1] == boxNull || t < int64(acc[0]) {
@@ -260,7 +318,11 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 		for _, v := range vals {
 			switch f.enc {
 			case encNum:
-				enc = append(enc, math.Float64bits(v.num))
+				w, ok := wordNum(v.dec()) // f.keep made it fit, or overflow
+				if !ok || v.kind != kNum {
+					w = boxOver
+				}
+				enc = append(enc, w)
 			case encHash:
 				enc = append(enc, hashValue(v))
 			default:
@@ -365,7 +427,7 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 					w.tIdx[w.nT], w.tOld[w.nT] = int32(i), p.cacheOf(st)[i]
 					w.nT++
 				} else {
-					w.tMore = append(w.tMore, TraitChange{Trait: a.name, Old: Value{st.unbox(p.cacheOf(st)[i])}, New: Value{st.unbox(nv)}})
+					w.tMore = append(w.tMore, TraitChange{Trait: a.name, Old: p.nodeValue(st, i, p.cacheOf(st)[i]), New: p.nodeValue(st, i, nv)})
 				}
 			}
 			p.cacheOf(st)[i] = nv
@@ -383,7 +445,7 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 		cache := p.cacheOf(st)
 		for k := 0; k < w.nT; k++ {
 			i := w.tIdx[k]
-			res.Traits[k] = TraitChange{Trait: p.aggs[i].name, Old: Value{st.unbox(w.tOld[k])}, New: Value{st.unbox(cache[i])}}
+			res.Traits[k] = TraitChange{Trait: p.aggs[i].name, Old: p.nodeValue(st, int(i), w.tOld[k]), New: p.nodeValue(st, int(i), cache[i])}
 		}
 		res.Traits = append(res.Traits, w.tMore...)
 	}
@@ -494,15 +556,16 @@ func (p *Program) compute(st *State, a *aggNode, now int64) uint64 {
 	case akRun:
 		acc := p.accOf(st)[a.acc:]
 		switch a.fn {
+		case rule.FnCount:
+			return st.boxNum(intNum(int64(acc[0])))
+		case rule.FnSum:
+			return st.boxSum(loadSum(acc))
 		case rule.FnAvg:
-			if acc[1] == 0 {
-				return boxNull
-			}
-			return math.Float64bits(math.Float64frombits(acc[0]) / float64(acc[1]))
+			return st.boxAvg(loadSum(acc), acc[2])
 		case rule.FnFirst, rule.FnLast:
 			return acc[1]
 		case rule.FnDistinct:
-			return math.Float64bits(float64(len(st.sets[a.set])))
+			return st.boxNum(intNum(int64(len(st.sets[a.set]))))
 		}
 		return acc[0]
 	case akWin:
@@ -514,11 +577,30 @@ func (p *Program) compute(st *State, a *aggNode, now int64) uint64 {
 		p.dueOf(st)[a.due] = due
 		return v
 	}
-	f, ok := evalExpr(a.expr, func(i int) value { return st.unbox(p.cacheOf(st)[i]) })
-	if !ok {
+	return st.box(evalExpr(a.expr, func(i int) value { return st.unbox(p.cacheOf(st)[i]) }))
+}
+
+func (st *State) boxSum(s sumAcc) uint64 {
+	if s.over {
+		return boxOver
+	}
+	return st.boxNum(s.n)
+}
+
+// boxAvg boxes sum/n exactly: a quotient that does not end keeps its
+// divisor (in the pool), so comparisons are sum >= threshold × n.
+func (st *State) boxAvg(s sumAcc, n uint64) uint64 {
+	if n == 0 {
 		return boxNull
 	}
-	return math.Float64bits(f)
+	if s.over || n > math.MaxInt64 {
+		return boxOver
+	}
+	q, ok := quo(s.n.c, s.n.s, int64(n))
+	if !ok || q.d > math.MaxInt32 {
+		return boxOver // as numV has it
+	}
+	return st.boxNum(q)
 }
 
 func minDue(d, c int64) int64 {
@@ -543,7 +625,8 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 	}
 	fenc := p.feats[a.feat].enc
 	var (
-		n, sum float64
+		n      int64
+		sum    = sumAcc{n: num{d: 1}}
 		cnt    uint64
 		mm     = boxNull
 		first  = boxNull
@@ -580,19 +663,16 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 			if fenc == encNone {
 				n++
 			} else {
-				n += float64(len(vals))
+				n += int64(len(vals))
 			}
 		case rule.FnSum, rule.FnAvg:
 			for _, v := range vals {
-				sum += math.Float64frombits(v)
+				sum.addWord(v)
 			}
 			cnt += uint64(len(vals))
 		case rule.FnMin, rule.FnMax:
 			for _, v := range vals {
-				f := math.Float64frombits(v)
-				if mm == boxNull || (a.fn == rule.FnMin && f < math.Float64frombits(mm)) || (a.fn == rule.FnMax && f > math.Float64frombits(mm)) {
-					mm = v
-				}
+				mm = minMax(mm, v, a.fn == rule.FnMin)
 			}
 		case rule.FnFirst:
 			if first == boxNull {
@@ -606,14 +686,11 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 	}
 	switch a.fn {
 	case rule.FnCount:
-		return math.Float64bits(n), due
+		return st.boxNum(intNum(n)), due
 	case rule.FnSum:
-		return math.Float64bits(sum), due
+		return st.boxSum(sum), due
 	case rule.FnAvg:
-		if cnt == 0 {
-			return boxNull, due
-		}
-		return math.Float64bits(sum / float64(cnt)), due
+		return st.boxAvg(sum, cnt), due
 	case rule.FnMin, rule.FnMax:
 		return mm, due
 	case rule.FnFirst:
@@ -622,7 +699,7 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 		return last, due
 	}
 	slices.Sort(hashes)
-	return math.Float64bits(float64(len(slices.Compact(hashes)))), due
+	return st.boxNum(intNum(int64(len(slices.Compact(hashes))))), due
 }
 
 // computeNotFollowed: true when some A in (now-W, now] whose deadline
@@ -682,33 +759,48 @@ func (p *Program) computeNotFollowed(st *State, a *aggNode, now int64) (uint64, 
 	return boxFalse, due
 }
 
-// evalExpr computes arithmetic; null (or a non-number) anywhere, or a
-// division by zero, makes the result null.
-func evalExpr(c *cexpr, get func(int) value) (float64, bool) {
+// evalExpr computes arithmetic exactly; null (or a non-number) anywhere,
+// or a division by zero, makes the result null; a result out of range
+// is overflow.
+func evalExpr(c *cexpr, get func(int) value) value {
 	switch c.op {
 	case 'n':
-		return c.num, true
+		return c.lit
 	case 'a':
 		v := get(c.node)
-		return v.num, v.kind == kNum
+		if v.kind != kNum && v.kind != kOver {
+			return null
+		}
+		v.str = "" // the node's currency; the expression's is its own
+		return v
 	}
-	l, ok1 := evalExpr(c.l, get)
-	r, ok2 := evalExpr(c.r, get)
-	if !ok1 || !ok2 {
-		return 0, false
+	l := evalExpr(c.l, get)
+	r := evalExpr(c.r, get)
+	if l.kind == kNull || r.kind == kNull {
+		return null
 	}
+	if c.op == '/' && r.kind == kNum && r.c == 0 {
+		return null
+	}
+	if l.kind == kOver || r.kind == kOver {
+		return overV
+	}
+	var n num
+	var ok bool
 	switch c.op {
 	case '+':
-		return l + r, true
+		n, ok = add(l.dec(), r.dec())
 	case '-':
-		return l - r, true
+		n, ok = sub(l.dec(), r.dec())
 	case '*':
-		return l * r, true
+		n, ok = mul(l.dec(), r.dec())
+	default:
+		n, ok = div(l.dec(), r.dec())
 	}
-	if r == 0 {
-		return 0, false
+	if ok && n.d == 1 {
+		n = n.norm()
 	}
-	return l / r, true
+	return numOr(n, ok)
 }
 
 // condEnv evaluates conditions against either a State (incremental) or
@@ -761,9 +853,18 @@ func (e *condEnv) trait(name string) any {
 
 func (e *condEnv) node(i int) value {
 	if e.st != nil {
-		return e.st.unbox(e.p.cacheOf(e.st)[i])
+		return e.p.nodeValue(e.st, i, e.p.cacheOf(e.st)[i]).v
 	}
 	return e.vals[i]
+}
+
+// nodeValue unboxes a node's value, with its currency when it is money.
+func (p *Program) nodeValue(st *State, i int, b uint64) Value {
+	v := st.unbox(b)
+	if v.kind == kNum && p.curs != nil {
+		v.str = p.curs[i]
+	}
+	return Value{v}
 }
 
 func (e *condEnv) member(i int) bool {
@@ -876,11 +977,11 @@ func (p *Program) Memberships(st *State) []string {
 }
 
 // TraitValues returns the computed traits' values (as of the last
-// Apply/Advance): float64, string, bool or nil.
+// Apply/Advance): Number, string, bool or nil.
 func (p *Program) TraitValues(st *State) map[string]any {
 	out := make(map[string]any, len(p.traits))
 	for _, i := range p.traits {
-		out[p.aggs[i].name] = st.unbox(p.cacheOf(st)[i]).any()
+		out[p.aggs[i].name] = p.nodeValue(st, i, p.cacheOf(st)[i]).Any()
 	}
 	return out
 }

@@ -68,6 +68,7 @@ type aggNode struct {
 	kind   uint8
 	name   string // trait name, or "" for an anonymous aggregate of a condition
 	text   string // canonical text, for evidence and Explain
+	cur    string // money: the currency its numbers are in, else ""
 	fn     string
 	feat   int
 	featB  int // not followed: the follow-up event
@@ -87,7 +88,7 @@ type aggNode struct {
 type cexpr struct {
 	op   byte // 'a' node, 'n' number, + - * /
 	node int
-	num  float64
+	lit  value // 'n': the number, exact
 	l, r *cexpr
 }
 
@@ -155,6 +156,7 @@ type Program struct {
 	aggKey    map[string]int
 	traits    []int // named traits, in definition order
 	traitIdx  map[string]int
+	curs      []string   // node -> currency of its money values; nil if none is money
 	segs      []*segNode // dependency order
 	segIdx    map[string]int
 	accWords  int
@@ -270,6 +272,9 @@ func (p *Program) templates() {
 	cache, due, member := p.cacheOf(st), p.dueOf(st), p.memberOf(st)
 	for i, a := range p.aggs {
 		cache[i] = p.compute(st, a, 0)
+	}
+	if len(st.strs) > 0 {
+		panic("eval: the empty profile's values must fit words") // templates share no pool
 	}
 	for i := range due {
 		due[i] = 0
@@ -442,8 +447,10 @@ func (p *Program) aggNodeFor(a *rule.Agg, name string) int {
 // accWidth is the number of accumulator words a running aggregate needs.
 func accWidth(fn string) int {
 	switch fn {
-	case rule.FnAvg, rule.FnFirst, rule.FnLast:
-		return 2 // sum+n, or time+value
+	case rule.FnSum, rule.FnFirst, rule.FnLast:
+		return 2 // coefficient+scale, or time+value
+	case rule.FnAvg:
+		return 3 // coefficient+scale, count
 	case rule.FnDistinct:
 		return 0 // a hash set
 	}
@@ -457,7 +464,7 @@ func (p *Program) compileExpr(e *rule.Expr) *cexpr {
 	case rule.ExprTrait:
 		return &cexpr{op: 'a', node: p.traitIdx[e.Name]}
 	case rule.ExprNum:
-		return &cexpr{op: 'n', num: e.Num}
+		return &cexpr{op: 'n', lit: toValue(e.Num)}
 	}
 	return &cexpr{op: e.Op[0], l: p.compileExpr(e.Args[0]), r: p.compileExpr(e.Args[1])}
 }
@@ -562,7 +569,7 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 	case rule.CPerformed, rule.CNotPerformed:
 		n.op = cAgg
 		n.node = p.aggNodeFor(c.Agg, "")
-		n.lit = numV(0)
+		n.lit = numV(intNum(0))
 		n.cmp = ">"
 		if c.Op == rule.CNotPerformed {
 			n.cmp = "="

@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ segment nots { ` + strings.Repeat("not ", n) + `in segment deep }
 	if changed(res, "deep") != "entered" || changed(res, "nots") != "entered" {
 		t.Fatalf("changes %+v, want deep and nots entered", res.Changed)
 	}
-	if v := p.TraitValues(st)["score"]; v != float64(n+1) {
+	if v := p.TraitValues(st)["score"]; v != nv(strconv.Itoa(n+1)) {
 		t.Errorf("score %v, want %d", v, n+1)
 	}
 	node, err := p.Explain(st, &Profile{}, "nots", now)
@@ -41,7 +42,7 @@ segment nots { ` + strings.Repeat("not ", n) + `in segment deep }
 	if depth != n {
 		t.Errorf("explained %d levels, want %d", depth, n)
 	}
-	if snap := p.Naive([]*kiln.Event{ev}, &Profile{}, now); !snap.Segments["nots"] || snap.Traits["score"] != float64(n+1) {
+	if snap := p.Naive([]*kiln.Event{ev}, &Profile{}, now); !snap.Segments["nots"] || snap.Traits["score"] != nv(strconv.Itoa(n+1)) {
 		t.Errorf("naive: %+v, want nots and score %d", snap, n+1)
 	}
 }

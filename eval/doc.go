@@ -54,6 +54,37 @@
 // be early in rare cases (a boundary that turns out not to change the
 // answer); Advance then changes nothing and returns the next one.
 //
+// # Numbers
+//
+// Numbers are exact decimals, never float64: a coefficient and a scale
+// (num in num.go), so 0.10 + 0.20 + 0.20 is 0.5 and orders of 386.93 and
+// 113.07 total exactly 500. Event properties and profile traits arrive
+// as float64 (JSON decoding, in ingest and in the store's payload
+// decoding); each converts to the shortest decimal that reads back as
+// the same float64 (strconv.FormatFloat(f, 'f', -1, 64)), which is the
+// text the sender wrote for any amount with up to 15 significant
+// digits, so ingest keeps float64. Literals in definitions convert the
+// same way; a json.Number converts from its text.
+//
+//   - sum, min and max are exact decimals; count and distinct integers.
+//   - avg and division keep a quotient that does not end as a fraction
+//     (sum over count), so avg >= 120 compares sum >= 120 × count in
+//     integers: the average of 100.00 and 140.00 is exactly 120.
+//   - Shown values (Value.String, Number, evidence, Explain, JSON) are
+//     exact and as short as possible (386.93, 0.5, 500); money is shown
+//     with its currency's decimals (500.00 GBP). A quotient that does not
+//     end is shown rounded half-even to two more decimals than its
+//     exact numerator has (the average of 10, 20 and 20 is 16.67; of
+//     1.5, 2 and 2 is 1.833); money to its decimals.
+//   - The range is a 64-bit coefficient with up to 18 decimals
+//     (±92 quadrillion at two decimals). A value or result outside it
+//     (1e300 in an event, a sum beyond it, an average's divisor beyond
+//     2^31) is overflow: detected, never wrapped, shown as "overflow",
+//     null in Value.Any, and false in comparisons except != and exists.
+//     A running all-time sum that overflowed stays overflow; windowed
+//     sums recompute. Integers beyond 2^53 in events are not exact
+//     (float64 already rounded them).
+//
 // A fresh State starts as the empty profile: count, sum and distinct 0,
 // other aggregates null, and the memberships that follows; its first
 // Result reports entries into segments an empty profile is in ("did not
@@ -68,8 +99,9 @@
 // first/last with their time, hash sets for distinct). Traits over rolling
 // and calendar windows read a per-profile list of compact records: event
 // time in Unix ms, a bitmask of matching features and only the values
-// those features need (numbers as float64 bits, strings interned in the
-// state, distinct values as 64-bit hashes), sorted by time and pruned
+// those features need (numbers as a word of coefficient and scale,
+// strings interned in the state, distinct values as 64-bit hashes),
+// sorted by time and pruned
 // beyond the longest window. An event re-evaluates only the traits whose
 // features it matched and the segments reading those traits (and the
 // segments referring to those); time re-evaluates only the traits whose

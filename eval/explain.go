@@ -6,9 +6,12 @@ import (
 )
 
 // Node is one condition of a segment with its current value and why.
+// Value is a Number (shown as users write it), string, bool or nil;
+// Currency is set when it is money.
 type Node struct {
 	Condition string  `json:"condition"`
 	Value     any     `json:"value,omitempty"`
+	Currency  string  `json:"currency,omitempty"`
 	Holds     bool    `json:"holds"`
 	Why       string  `json:"why"`
 	Children  []*Node `json:"children,omitempty"`
@@ -76,14 +79,20 @@ func (e *condEnv) explain(c *cnode) *Node {
 	e.evidence = &ev
 	n.Holds = e.eval(c)
 	e.evidence = nil
-	if len(ev) == 1 {
-		n.Value = ev[0].Value.Any()
-	}
 	var v string
-	if n.Value == nil {
+	switch {
+	case len(ev) == 1 && ev[0].Value.IsOverflow():
+		v = "value overflow (beyond the exact range)"
+	case len(ev) == 1 && !ev[0].Value.IsNull():
+		n.Value = ev[0].Value.Any()
+		if num, ok := ev[0].Value.Number(); ok {
+			n.Currency = num.Currency
+			v = "value " + num.Display()
+		} else {
+			v = fmt.Sprintf("value %v", n.Value)
+		}
+	default:
 		v = "no value"
-	} else {
-		v = fmt.Sprintf("value %v", n.Value)
 	}
 	switch c.op {
 	case cAgg, cProfile:

@@ -129,10 +129,22 @@ func (f *feature) extract(props map[string]any, buf []value) (bool, []value) {
 }
 
 // keep appends v if the feature's encoding stores it: numbers-only
-// features drop strings, and nulls are never values.
+// features drop strings (and keep, as overflow, numbers too large for a
+// record word), and nulls are never values.
 func (f *feature) keep(buf []value, v value) []value {
-	if v.kind == kNull || (f.enc == encNum && v.kind != kNum) {
+	if v.kind == kNull {
 		return buf
+	}
+	if f.enc == encNum {
+		switch v.kind {
+		case kNum:
+			if _, ok := wordNum(v.dec()); !ok {
+				v = overV
+			}
+		case kOver:
+		default:
+			return buf
+		}
 	}
 	return append(buf, v)
 }

@@ -11,7 +11,7 @@ import (
 // Snapshot is a profile's computed traits and segment memberships at
 // one instant.
 type Snapshot struct {
-	Traits   map[string]any  // computed trait -> float64, string, bool or nil
+	Traits   map[string]any  // computed trait -> Number, string, bool or nil
 	Segments map[string]bool // every segment -> member?
 }
 
@@ -38,10 +38,10 @@ func (p *Program) Naive(events []*kiln.Event, prof *Profile, at time.Time) Snaps
 		case akNotFollowed:
 			vals[i] = p.naiveNotFollowed(a, events, order, now)
 		case akDerived:
-			f, ok := evalExpr(a.expr, func(k int) value { return vals[k] })
-			if ok {
-				vals[i] = numV(f)
-			}
+			vals[i] = evalExpr(a.expr, func(k int) value { return vals[k] })
+		}
+		if vals[i].kind == kNum {
+			vals[i].str = a.cur
 		}
 	}
 	members := make([]bool, len(p.segs))
@@ -81,8 +81,9 @@ func (p *Program) inWindow(a *aggNode, t, now int64) bool {
 func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now int64) value {
 	f := p.feats[a.feat]
 	var (
-		n, sum   float64
-		cnt      int
+		n        int64
+		sum      = numV(intNum(0))
+		cnt      int64
 		mm       value
 		first    value
 		last     value
@@ -107,21 +108,24 @@ func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now in
 		}
 		switch a.fn {
 		case rule.FnCount:
-			n += float64(len(vs))
+			n += int64(len(vs))
 		case rule.FnSum, rule.FnAvg:
 			for _, v := range vs {
-				sum += v.num
-			}
-			cnt += len(vs)
-		case rule.FnMin:
-			for _, v := range vs {
-				if mm.kind == kNull || v.num < mm.num {
-					mm = v
+				if sum.kind == kNum && v.kind == kNum {
+					sum = numOr(add(sum.dec(), v.dec()))
+				} else {
+					sum = overV
 				}
 			}
-		case rule.FnMax:
+			cnt += int64(len(vs))
+		case rule.FnMin, rule.FnMax:
 			for _, v := range vs {
-				if mm.kind == kNull || v.num > mm.num {
+				switch {
+				case mm.kind == kOver || v.kind == kOver:
+					mm = overV
+				case mm.kind == kNull:
+					mm = v
+				case a.fn == rule.FnMin && cmpNum(v.dec(), mm.dec()) < 0, a.fn == rule.FnMax && cmpNum(v.dec(), mm.dec()) > 0:
 					mm = v
 				}
 			}
@@ -139,22 +143,31 @@ func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now in
 	}
 	switch a.fn {
 	case rule.FnCount:
-		return numV(n)
+		return numV(intNum(n))
 	case rule.FnSum:
-		return numV(sum)
+		if sum.kind == kNum {
+			return numV(sum.dec().norm())
+		}
+		return sum
 	case rule.FnAvg:
 		if cnt == 0 {
 			return null
 		}
-		return numV(sum / float64(cnt))
+		if sum.kind != kNum {
+			return overV
+		}
+		return numOr(quo(sum.c, sum.s, cnt))
 	case rule.FnMin, rule.FnMax:
+		if mm.kind == kNum {
+			mm = numV(mm.dec().norm())
+		}
 		return mm
 	case rule.FnFirst:
 		return first
 	case rule.FnLast:
 		return last
 	}
-	return numV(float64(len(distinct)))
+	return numV(intNum(int64(len(distinct))))
 }
 
 func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int, now int64) value {

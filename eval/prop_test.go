@@ -59,7 +59,7 @@ func (g *gen) agg() (string, string) {
 	case 1:
 		head, kind = "count("+g.pick("properties.s", "items.k")+")", "num"
 	case 2, 3:
-		head, kind = g.pick("sum", "avg", "min", "max")+"("+g.pick("properties.v", "items.q")+")", "num"
+		head, kind = g.pick("sum", "avg", "min", "max")+"("+g.pick("properties.v", "items.q", "properties.m", "properties.m", "items.p")+")", "num"
 	case 4, 5:
 		head, kind = g.pick("first", "last")+"("+g.pick("properties.s", "properties.v", "items.k", "items.q")+")", "any"
 	case 6:
@@ -80,6 +80,10 @@ func (g *gen) leaf(segs []string) string {
 		t := g.traits[g.r.IntN(len(g.traits))]
 		if g.kinds[t] == "any" {
 			return t + " " + g.pick(`= "x"`, "exists", "not exists", `!= "y"`, "= 2", "> 1")
+		}
+		if g.r.IntN(2) == 0 {
+			// Thresholds that amounts land on exactly (see amounts).
+			return t + " " + g.pick(">= 0.5", "= 0.5", "< 0.5", ">= 500", "= 500", "> 500", ">= 120", "= 120", "<= 120", "= 40", "> 0.3", "<= 0.6", "= 0.1", "= 0.25")
 		}
 		return t + " " + g.pick(">= 1", ">= 2", "= 0", "!= 1", "< 3", "> 4.5", "exists")
 	case 3:
@@ -153,8 +157,9 @@ func (g *gen) definitions() string {
 	if len(nums) >= 2 {
 		fmt.Fprintf(&b, "trait d0 = %s + %s * 2\n", nums[0], nums[1])
 		fmt.Fprintf(&b, "trait d1 = %s / %s\n", nums[len(nums)-1], nums[0])
-		g.traits = append(g.traits, "d0", "d1")
-		g.kinds["d0"], g.kinds["d1"] = "num", "num"
+		fmt.Fprintf(&b, "trait d2 = %s * 0.1 - %s / 3\n", nums[0], nums[len(nums)-1])
+		g.traits = append(g.traits, "d0", "d1", "d2")
+		g.kinds["d0"], g.kinds["d1"], g.kinds["d2"] = "num", "num", "num"
 	}
 	b.WriteString("segment st static\n")
 	segs := []string{"st"}
@@ -182,6 +187,9 @@ func (g *gen) event(now time.Time) *kiln.Event {
 	if g.r.IntN(5) > 0 {
 		props["v"] = float64(g.r.IntN(40)-5) / 2
 	}
+	if g.r.IntN(3) > 0 {
+		props["m"] = g.amount()
+	}
 	if g.r.IntN(5) > 0 {
 		props["s"] = g.pick("x", "y", "z", "xy")
 		if g.r.IntN(3) == 0 {
@@ -201,6 +209,9 @@ func (g *gen) event(now time.Time) *kiln.Event {
 		if g.r.IntN(5) > 0 {
 			it["q"] = float64(1 + g.r.IntN(4))
 		}
+		if g.r.IntN(2) > 0 {
+			it["p"] = g.amount()
+		}
 		items = append(items, it)
 	}
 	if items != nil {
@@ -209,6 +220,14 @@ func (g *gen) event(now time.Time) *kiln.Event {
 	name := g.pick("A", "B", "C", "D")
 	return &kiln.Event{Type: kiln.Track, Name: name, Timestamp: at, Properties: props}
 }
+
+// amounts: two-decimal values whose float64 sums miss the thresholds
+// the conditions use (0.1+0.2+0.2 = 0.5, 386.93+113.07 = 500, the
+// average of 100 and 140 is 120, 19.99+20.01 = 40), and some that make
+// averages that do not end.
+var amounts = []float64{0.1, 0.2, 0.2, 0.3, 0.7, 0.05, 19.99, 20.01, 100, 140, 120, 386.93, 113.07, 33.33, 0.01, -0.1}
+
+func (g *gen) amount() float64 { return amounts[g.r.IntN(len(amounts))] }
 
 func (g *gen) profileTraits() map[string]any {
 	t := map[string]any{}

@@ -30,7 +30,7 @@ import (
 //	advance 2025-02-01T00:00:00Z | advance due          move the clock (due: to NextDue)
 //	expect member high_value | expect not member high_value
 //	expect entered high_value | expect exited high_value | expect no changes
-//	expect trait spend_365d 120            JSON value (null for none)
+//	expect trait spend_365d 120            the value as JSON shows it (null for none; money: 120.00)
 //	expect due 2025-04-01T10:00:00Z | expect due none
 func TestScripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
@@ -229,12 +229,10 @@ func (s *script) expect(rest string) {
 			s.fail("want no changes; got %+v", s.res.Changed)
 		}
 	case len(f) >= 3 && f[0] == "trait":
-		var want any
-		if err := json.Unmarshal([]byte(strings.Join(f[2:], " ")), &want); err != nil {
-			s.fail("trait value: %v", err)
-		}
-		if got := s.p.TraitValues(s.st)[f[1]]; !reflect.DeepEqual(got, want) {
-			s.fail("trait %s = %v, want %v", f[1], got, want)
+		want := strings.Join(f[2:], " ")
+		got, err := json.Marshal(s.p.TraitValues(s.st)[f[1]])
+		if err != nil || string(got) != want {
+			s.fail("trait %s = %s, want %s (%v)", f[1], got, want, err)
 		}
 	case len(f) == 2 && f[0] == "due":
 		if f[1] == "none" {

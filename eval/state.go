@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"math/bits"
 	"time"
 	"unsafe"
@@ -107,40 +106,61 @@ func (st *State) Size() int {
 	return n
 }
 
-// box stores a value in the state's encoding, interning strings.
+// box stores a value in the state's encoding, interning strings and
+// numbers that do not fit a word.
 func (st *State) box(v value) uint64 {
 	switch v.kind {
 	case kNum:
-		return math.Float64bits(v.num)
+		return st.boxNum(v.dec())
 	case kBool:
-		if v.num != 0 {
+		if v.b {
 			return boxTrue
 		}
 		return boxFalse
 	case kStr:
-		for i, s := range st.strs {
-			if s == v.str {
-				return boxStr | uint64(i)
-			}
-		}
-		st.strs = append(st.strs, v.str)
-		return boxStr | uint64(len(st.strs)-1)
+		return tagStr | st.intern(v.str)<<5
+	case kOver:
+		return boxOver
 	}
 	return boxNull
 }
 
-func (st *State) unbox(b uint64) value {
-	switch {
-	case b == boxNull:
-		return null
-	case b == boxTrue:
-		return boolV(true)
-	case b == boxFalse:
-		return boolV(false)
-	case isBoxedStr(b):
-		return value{kind: kStr, str: st.strs[b&^boxMask]}
+// boxNum boxes a number (made canonical here).
+func (st *State) boxNum(n num) uint64 {
+	n = n.norm()
+	if w, ok := wordNum(n); ok {
+		return w
 	}
-	return numV(math.Float64frombits(b))
+	return tagNum | st.intern(numKey(n))<<5
+}
+
+func (st *State) intern(s string) uint64 {
+	for i, x := range st.strs {
+		if x == s {
+			return uint64(i)
+		}
+	}
+	st.strs = append(st.strs, s)
+	return uint64(len(st.strs) - 1)
+}
+
+func (st *State) unbox(b uint64) value {
+	if n, ok := numWord(b); ok {
+		return numV(n)
+	}
+	switch b & tagMask {
+	case tagTrue:
+		return boolV(true)
+	case tagFals:
+		return boolV(false)
+	case tagStr:
+		return value{kind: kStr, str: st.strs[b>>5]}
+	case tagNum:
+		return numV(keyNum(st.strs[b>>5]))
+	case tagOver:
+		return overV
+	}
+	return null
 }
 
 // Records.
@@ -235,15 +255,15 @@ func (p *Program) compactStrings(st *State) {
 	}
 	var kept []string
 	fix := func(b *uint64) {
-		if !isBoxedStr(*b) {
+		if !inPool(*b) {
 			return
 		}
-		old := *b &^ boxMask
+		old := *b >> 5
 		if remap[old] < 0 {
 			remap[old] = int32(len(kept))
 			kept = append(kept, st.strs[old])
 		}
-		*b = boxStr | uint64(remap[old])
+		*b = *b&tagMask | uint64(remap[old])<<5
 	}
 	cache := p.cacheOf(st)
 	for i := range cache {
@@ -257,6 +277,8 @@ func (p *Program) compactStrings(st *State) {
 		switch a.fn {
 		case rule.FnFirst, rule.FnLast:
 			fix(&acc[a.acc+1])
+		case rule.FnMin, rule.FnMax:
+			fix(&acc[a.acc])
 		}
 	}
 	recs := p.recsOf(st)
@@ -278,7 +300,9 @@ func (p *Program) compactStrings(st *State) {
 
 // Serialisation.
 
-const stateVersion = 2
+// stateVersion 3: exact decimals (boxed words of coefficient and scale,
+// integer counts, sums as coefficient and scale) replaced float64.
+const stateVersion = 3
 
 // MarshalBinary encodes the state for a snapshot. The encoding carries
 // the program's fingerprint; a state only loads into the same program.
@@ -470,7 +494,7 @@ func (p *Program) Rebuild(events []*kiln.Event, prof *Profile, now time.Time) (*
 	cache := p.cacheOf(st)
 	for _, i := range p.traits {
 		if cache[i] != empty[i] {
-			res.Traits = append(res.Traits, TraitChange{Trait: p.aggs[i].name, Old: Value{st.unbox(empty[i])}, New: Value{st.unbox(cache[i])}})
+			res.Traits = append(res.Traits, TraitChange{Trait: p.aggs[i].name, Old: p.nodeValue(st, i, empty[i]), New: p.nodeValue(st, i, cache[i])})
 		}
 	}
 	if st.nextDue != 0 {

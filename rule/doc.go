@@ -83,6 +83,15 @@
 //	traits.NAME more than SPAN ago                     signed up more than 30 days ago
 //	traits.NAME within last SPAN
 //
+// Numbers are exact decimals, as written: 0.10 + 0.20 + 0.20 is 0.5,
+// orders of 386.93 and 113.07 make spend >= 500 hold, and the average of
+// 100.00 and 140.00 is exactly 120 (averages and divisions compare
+// exactly, as a fraction). Values are shown as users write them
+// (386.93, never 386.93000000000006); an average that does not end is
+// shown rounded half-even to two more decimals than its sum has (16.67).
+// A number beyond the exact range (a coefficient of 64 bits with up to
+// 18 decimals) is "overflow" and compares as false.
+//
 // Comparisons with a missing value are false, except != and not exists
 // (a profile without a country is != "UK"). Values of different types
 // are unequal and unordered.

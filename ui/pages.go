@@ -764,7 +764,7 @@ func (s *Server) profilePage(w http.ResponseWriter, r *http.Request, sess *sessi
 	computed, _ := s.eng.ProfileSegments(id)
 	for _, k := range sortedKeys(computed) {
 		row := traitRow{Name: k, Title: titles[k], Value: computed[k]}
-		if v := computed[k]; v == nil || v == 0.0 || v == 0 || v == "" {
+		if v := computed[k]; v == nil || v == "" || isZeroNumber(v) {
 			d.Empty = append(d.Empty, row)
 		} else {
 			d.Computed = append(d.Computed, row)
@@ -938,4 +938,10 @@ func (s *Server) deleteProfile(w http.ResponseWriter, r *http.Request, sess *ses
 		msg += " Its identifiers are suppressed: new events with them are not stored."
 	}
 	s.redirectFlash(w, r, "/ui/profiles", msg)
+}
+
+// isZeroNumber reports a computed number that is zero (0, 0.00).
+func isZeroNumber(v any) bool {
+	n, ok := v.(eval.Number)
+	return ok && strings.Trim(n.Text, "-0.") == ""
 }

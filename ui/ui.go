@@ -415,6 +415,33 @@ func formatFloat(f float64) string {
 	return out
 }
 
+// formatNumber shows a computed number as the evaluator writes it (exact;
+// money with its decimals), with thousands separators and, for money,
+// the currency: 1,234.50 GBP.
+func formatNumber(n eval.Number) string {
+	text := strings.TrimPrefix(n.Text, "-")
+	whole, frac, hasFrac := strings.Cut(text, ".")
+	var b strings.Builder
+	if len(text) < len(n.Text) {
+		b.WriteByte('-')
+	}
+	for i := range len(whole) {
+		if i > 0 && (len(whole)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte(whole[i])
+	}
+	if hasFrac {
+		b.WriteByte('.')
+		b.WriteString(frac)
+	}
+	if n.Currency != "" {
+		b.WriteByte(' ')
+		b.WriteString(n.Currency)
+	}
+	return b.String()
+}
+
 // formatValue shows a trait value readably.
 func formatValue(v any) string {
 	switch x := v.(type) {
@@ -422,6 +449,8 @@ func formatValue(v any) string {
 		return "—"
 	case float64:
 		return formatFloat(x)
+	case eval.Number:
+		return formatNumber(x)
 	case int, int64:
 		return formatInt(x)
 	case bool:

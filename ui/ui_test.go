@@ -20,6 +20,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/engine"
+	"github.com/kiln-cdp/kiln/eval"
 	"github.com/kiln-cdp/kiln/rule"
 	"github.com/kiln-cdp/kiln/store"
 )
@@ -979,5 +980,34 @@ func TestDeleteSegment(t *testing.T) {
 	}
 	if n, _ := h.DB.CountMembers(ctx, "loyal"); n != 0 {
 		t.Errorf("loyal still has %d members", n)
+	}
+}
+
+// Amounts show as users wrote them on the profile page: computed traits
+// and the why-in tree (100.1 + 200.2 + 86.63 is 386.93000000000006 in
+// float64).
+func TestProfileShowsExactAmounts(t *testing.T) {
+	h := newHarness(t, "")
+	now := time.Now().UTC().Add(-time.Hour)
+	var evs []kiln.Event
+	for i, r := range []float64{100.1, 200.2, 86.63} {
+		evs = append(evs, order("amy@example.com", now.Add(time.Duration(i)*time.Second), r, 0))
+	}
+	h.write(t, evs)
+	if _, err := h.Engine.ApplyDefinitions(context.Background(), testDefs+"segment exact { spend_all = 386.93 }\n", false); err != nil {
+		t.Fatal(err)
+	}
+	c := h.signIn(t)
+	_, body := get(t, c, h.URL+"/ui/profiles/email:amy@example.com")
+	for _, want := range []string{">386.93<", "value 386.93; needs = 386.93"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("profile page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "386.9300") {
+		t.Error("profile page shows a float64 artefact")
+	}
+	if got, want := formatValue(eval.Number{Text: "-1234567.5", Currency: "GBP"}), "-1,234,567.5 GBP"; got != want {
+		t.Errorf("formatValue: %q, want %q", got, want)
 	}
 }

@@ -455,7 +455,6 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	now := e.evalNow()
 	after := e.processed.Load()
 	evs := e.fromTail(after, e.cfg.BatchSize)
 	if evs == nil {
@@ -464,6 +463,8 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("reading events after %d: %w", after, err)
 		}
 	}
+	// Read after the events: every one of them was received before now.
+	now := e.evalNow()
 	if len(evs) == 0 {
 		e.head.Store(after)
 		if e.cfg.Metrics != nil {

@@ -40,9 +40,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "engine" {
 		return runBenchEngine(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "restart" {
+		return runBenchRestart(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
 		fmt.Fprintln(stderr, benchUsage)
-		return fmt.Errorf("bench: say what to measure: ingest or engine")
+		return fmt.Errorf("bench: say what to measure: ingest, engine, latency or restart")
 	}
 	var cfg Config
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)

@@ -245,6 +245,7 @@ func buildRestartStore(ctx context.Context, o *restartOpts) (*restartStore, erro
 		return nil, err
 	}
 	defer srv.kill()
+	go srv.guard(o.rssLimit, o.stderr)
 	if err := srv.waitReady(ctx, o.timeout); err != nil {
 		return nil, err
 	}
@@ -335,6 +336,7 @@ func buildRestartStore(ctx context.Context, o *restartOpts) (*restartStore, erro
 		return nil, err
 	}
 	defer srv.kill()
+	go srv.guard(o.rssLimit, o.stderr)
 	if err := srv.waitReady(ctx, o.timeout); err != nil {
 		return nil, err
 	}
@@ -632,6 +634,25 @@ func startRestartServer(bin string, b *restartStore, db, addr, logPath string, e
 		close(s.done)
 	}()
 	return s, nil
+}
+
+// guard kills the server if its RSS passes limit (0: no limit).
+func (s *restartServer) guard(limit int64, w io.Writer) {
+	if limit <= 0 {
+		return
+	}
+	for {
+		if st := procStatus(s.pid()); st != nil && st["VmRSS"] > limit {
+			fmt.Fprintf(w, "RSS %d MiB passed -rss-limit-mib %d: killing the server\n", st["VmRSS"]>>20, limit>>20)
+			s.cmd.Process.Kill()
+			return
+		}
+		select {
+		case <-s.done:
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (s *restartServer) pid() int    { return s.cmd.Process.Pid }

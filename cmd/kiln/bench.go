@@ -24,7 +24,7 @@ import (
 	"github.com/kiln-cdp/kiln/ingest"
 )
 
-const benchUsage = `Usage: kiln bench ingest [flags]
+const benchUsage = `Usage: kiln bench ingest [flags]   (also: kiln bench engine, latency, restart)
 
 Measures durable ingest through POST /v1/batch on loopback: a real server
 on a fresh SQLite file (or -postgres), a write key, and concurrent clients

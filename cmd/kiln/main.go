@@ -48,7 +48,7 @@ Admin:
   profiles    get, list, delete, merges, unmerge (talks to a running server)
 
 Other:
-  bench       measure durable ingest through /v1/batch on loopback
+  bench       measure ingest, the engine, latency, or restarts (bench ingest, engine, latency, restart)
   version     print the version
 
 Run "kiln <command> -h" for a command's flags. Every flag can also be set by

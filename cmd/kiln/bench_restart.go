@@ -79,6 +79,7 @@ type restartOpts struct {
 	rssLimit          int64 // bytes; 0: none
 	profile           string
 	series            time.Duration
+	serverArgs        []string
 	stdout, stderr    io.Writer
 }
 
@@ -104,9 +105,11 @@ func runBenchRestart(ctx context.Context, args []string, stdout, stderr io.Write
 	rssLimit := fs.Int64("rss-limit-mib", 0, "kill a server whose RSS passes this many MiB and report it (0: no limit)")
 	fs.StringVar(&o.profile, "profile", "", "write CPU profiles (exec to ready) and heap profiles (at ready) of the binary under test to this directory (KILN_CPUPROFILE, KILN_HEAPPROFILE)")
 	fs.DurationVar(&o.series, "series", 0, "interval of the RSS-over-time table printed for the first run of each scenario (default: a tenth of -watch)")
+	serverArgs := fs.String("server-args", "", "extra flags for every kiln serve, e.g. \"-shutdown-timeout 10m\" (both binaries and the build)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	o.serverArgs = strings.Fields(*serverArgs)
 	if o.guests < 0 {
 		o.guests = o.customers * 2 / 5
 	}
@@ -240,7 +243,7 @@ func buildRestartStore(ctx context.Context, o *restartOpts) (*restartStore, erro
 		return nil, err
 	}
 	fmt.Fprintf(o.stderr, "building the store in %s: %d customers, %d guests, %g years, with %s\n", dir, o.customers, o.guests, o.years, o.bin)
-	srv, err := startRestartServer(o.bin, b, b.db(), addr, filepath.Join(dir, "logs", "build.log"), nil)
+	srv, err := startRestartServer(o, o.bin, b, b.db(), addr, filepath.Join(dir, "logs", "build.log"), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +334,7 @@ func buildRestartStore(ctx context.Context, o *restartOpts) (*restartStore, erro
 	}
 
 	// A start to check that everything is processed and stopped cleanly.
-	srv, err = startRestartServer(o.bin, b, b.db(), addr, filepath.Join(dir, "logs", "build.log"), nil)
+	srv, err = startRestartServer(o, o.bin, b, b.db(), addr, filepath.Join(dir, "logs", "build.log"), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -434,7 +437,7 @@ func measureRestarts(ctx context.Context, o *restartOpts, bin restartBinary, b *
 	// The first start after the copy warms up (page cache, expiries due
 	// since the build) and is not counted.
 	fmt.Fprintf(o.stderr, "%s: first start (not counted)\n", bin.name)
-	srv, err := startRestartServer(bin.path, b, db, addr, logf("warmup"), nil)
+	srv, err := startRestartServer(o, bin.path, b, db, addr, logf("warmup"), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -467,7 +470,7 @@ func measureRestarts(ctx context.Context, o *restartOpts, bin restartBinary, b *
 			if err != nil {
 				return out, err
 			}
-			if srv, err = startRestartServer(bin.path, b, db, addr, logf(name), env(name)); err != nil {
+			if srv, err = startRestartServer(o, bin.path, b, db, addr, logf(name), env(name)); err != nil {
 				return out, err
 			}
 			r := srv.observe(ctx, o, reader, target, o.watch)
@@ -516,6 +519,9 @@ func printRestartTable(o *restartOpts, b *restartStore, rs []restartResult) {
 	w := o.stdout
 	fmt.Fprintf(w, "\nrestart of a server on SQLite: %d customers + %d guests, %g years: %d events, %d profiles, %d MiB; median of %d runs; watch %s with no events\n",
 		b.Customers, b.Guests, b.Years, b.Events, b.Profiles, b.Bytes>>20, o.runs, o.watch)
+	if len(o.serverArgs) > 0 {
+		fmt.Fprintf(w, "kiln serve %s\n", strings.Join(o.serverArgs, " "))
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "binary\tscenario\truns\tstop s\tport open s\tready s\tready min-max\tcaught up s\tCPU-s to ready\tRSS at ready\tpeak to ready\tRSS max in watch\tRSS end of watch\tload 1m\t")
 	var loads []float64
@@ -608,12 +614,12 @@ type restartServer struct {
 	logf *os.File
 }
 
-func startRestartServer(bin string, b *restartStore, db, addr, logPath string, env []string) (*restartServer, error) {
+func startRestartServer(o *restartOpts, bin string, b *restartStore, db, addr, logPath string, env []string) (*restartServer, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "-db", db, "-addr", addr, "-log-level", "info", "-log-format", "text")
+	cmd := exec.Command(bin, append([]string{"serve", "-db", db, "-addr", addr, "-log-level", "info", "-log-format", "text"}, o.serverArgs...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "KILN_") {
 			cmd.Env = append(cmd.Env, kv)

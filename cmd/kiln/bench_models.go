@@ -11,8 +11,6 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -170,7 +168,7 @@ func startPeakSampler(profile string) func() (live, heap, rss uint64) {
 		mu.Lock()
 		heap = max(heap, sample[0].Value.Uint64())
 		live = max(live, sample[1].Value.Uint64())
-		rss = max(rss, procStatus("VmRSS"))
+		rss = max(rss, uint64(procStatus(os.Getpid())["VmRSS"]))
 		write := profile != "" && live > profiled+profiled/20
 		if write {
 			profiled = live
@@ -197,7 +195,7 @@ func startPeakSampler(profile string) func() (live, heap, rss uint64) {
 		close(stop)
 		<-done
 		measure()
-		return live, heap, max(rss, procStatus("VmHWM"))
+		return live, heap, max(rss, uint64(procStatus(os.Getpid())["VmHWM"]))
 	}
 }
 
@@ -208,19 +206,4 @@ func writeHeapProfile(path string) {
 	}
 	defer f.Close()
 	pprof.WriteHeapProfile(f)
-}
-
-// procStatus reads a size in bytes from /proc/self/status (0 if absent).
-func procStatus(field string) uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }

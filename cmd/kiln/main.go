@@ -49,7 +49,7 @@ Admin:
   profiles    get, list, delete, merges, unmerge (talks to a running server)
 
 Other:
-  bench       measure ingest, engine, latency or models (a refit's memory)
+  bench       measure ingest, the engine, latency, a refit's memory or restarts (bench ingest, engine, latency, models, restart)
   version     print the version
 
 Run "kiln <command> -h" for a command's flags. Every flag can also be set by
@@ -61,7 +61,10 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	startProfiling()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	profileReady()
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}

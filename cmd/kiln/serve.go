@@ -35,6 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
+	profileReady() // KILN_CPUPROFILE, KILN_HEAPPROFILE: start-up is over
 	fmt.Fprintf(stdout, "kiln serving on %s (API %s/api/v1, tracking API %s/v1, metrics %s/metrics)\n", m.URL(), m.URL(), m.URL(), m.URL())
 	<-ctx.Done()
 	return m.Close()

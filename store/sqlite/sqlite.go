@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -54,6 +55,9 @@ type DB struct {
 	opened bool    // Migrate succeeded: Close checkpoints
 	amu    sync.Mutex
 	dedup  *dedup // recent message ids, guarded by amu
+	// The initial load of dedup (see Migrate).
+	loading  sync.WaitGroup
+	stopLoad context.CancelFunc
 }
 
 // Options tune a database.
@@ -153,13 +157,22 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return fmt.Errorf("sqlite: open %s for reading: %w", db.path, err)
 	}
 	var last int64
-	err = db.w.QueryRowContext(ctx, logLastSeq).Scan(&last)
-	if err == nil {
-		err = db.dedup.catchUp(ctx, db.r, last)
+	if err := db.w.QueryRowContext(ctx, logLastSeq).Scan(&last); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", db.path, err)
 	}
-	if err != nil {
-		return fmt.Errorf("sqlite: open %s: loading recent message ids: %w", db.path, err)
-	}
+	// The window of recent message ids (a million of them take seconds to
+	// read) loads in the background, holding the append lock: appends wait
+	// for it, everything else goes on, and a server opens its port at once.
+	// Should it fail, the first append reads what is missing itself.
+	loadCtx, cancel := context.WithCancel(context.Background())
+	db.stopLoad = cancel
+	db.amu.Lock()
+	db.loading.Go(func() {
+		defer db.amu.Unlock()
+		if err := db.dedup.catchUp(loadCtx, db.r, last); err != nil && loadCtx.Err() == nil {
+			slog.Warn("sqlite: loading recent message ids; the first append reads them", "db", db.path, "err", err)
+		}
+	})
 	db.opened = true
 	return nil
 }
@@ -169,6 +182,10 @@ func (db *DB) Migrate(ctx context.Context) error {
 // (only connected, or Migrate failed) is closed without touching the
 // file: it may belong to another process.
 func (db *DB) Close() error {
+	if db.stopLoad != nil {
+		db.stopLoad()
+		db.loading.Wait()
+	}
 	errs := []error{db.r.Close()}
 	if db.opened {
 		if _, err := db.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {

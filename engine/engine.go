@@ -502,6 +502,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	last := evs[len(evs)-1].Seq
 	res.Checkpoint = store.Checkpoint{Name: Checkpoint, Seq: last}
 	res.IndexUpTo = last
+	res.Derived = true
 	// On failure the segment states have moved past what is stored: they
 	// are rebuilt from the log before the next batch (rare, and simpler
 	// than copying every touched state on the hot path).

@@ -768,7 +768,8 @@ func (e *Engine) Definitions() []SegmentInfo {
 // up to what is processed is replayed into fresh states, leaving out
 // events dated after at, and evaluated at at, the way a recompute is
 // (on every CPU, holding the engine's lock only to attribute events, and
-// memory for one state per profile rather than every event). Model traits
+// memory for one state per profile rather than every event), with only
+// the definitions the segment needs. Model traits
 // are not known as of the past, so conditions on them see none. The
 // property test holds this equal to the naive evaluator, and the SQL
 // differential test to PostgreSQL.
@@ -779,7 +780,11 @@ func (e *Engine) MembersAsOf(ctx context.Context, segment string, at time.Time) 
 	if s == nil || s.prog == nil || !slices.Contains(s.prog.Segments(), segment) {
 		return nil, kiln.Errorf(kiln.ENotFound, "no segment %q", segment)
 	}
-	prog := s.prog
+	// Only the segment and what it refers to are evaluated.
+	prog, err := onlyFor(s.prog, segment, e.loc)
+	if err != nil {
+		return nil, err
+	}
 	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: s.static, asOf: true}, e.processed.Load(), at, nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("reading the log for %s as of %s: %w", segment, at.Format(time.RFC3339), err)
@@ -792,6 +797,17 @@ func (e *Engine) MembersAsOf(ctx context.Context, segment string, at time.Time) 
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// onlyFor compiles the part of prog that segment needs: itself and the
+// traits and segments it refers to.
+func onlyFor(prog *eval.Program, segment string, loc *time.Location) (*eval.Program, error) {
+	set := prog.Definitions()
+	info, err := rule.Check(set, nil)
+	if err != nil {
+		return nil, err
+	}
+	return eval.Compile(&rule.Set{Defs: info.Needs(set, rule.DefKey{Kind: rule.KindSegment, Name: segment})}, eval.Options{Location: loc})
 }
 
 // --- recompute jobs ---------------------------------------------------------

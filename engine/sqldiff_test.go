@@ -225,6 +225,14 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 		segs = append(segs, name)
 		conds[name] = c
 	}
+	// A computed trait, and a segment built on another segment and it.
+	x := g.pick(diffThresholds)
+	defs.WriteString("trait t_spend = sum(properties.revenue) of \"Order Completed\" in last 30 days\n")
+	fmt.Fprintf(&defs, "segment s10 { in segment s0 and t_spend >= %s }\n", x)
+	segs = append(segs, "s10")
+	conds["s10"] = sqlAtom{"in segment s0 and t_spend >= " + x, fmt.Sprintf(
+		"(%s AND COALESCE((SELECT sum(revenue) FROM ev WHERE u = p.u AND name = 'Order Completed' AND ts > :T - %d AND ts <= :T), 0) >= %s)",
+		conds["s0"].sql, int64(30*86400_000), x)}
 	var instants []int64
 	for range 6 {
 		instants = append(instants, base+g.rng.Int64N(60*86400_000))

@@ -56,6 +56,42 @@ type Info struct {
 	TraitTypes   map[string]Type
 	Traits       map[string]*Def
 	Segments     map[string]*Def
+	// TraitRefs and SegmentRefs list, for each definition (by kind and
+	// name), the computed traits and the segments its value or condition
+	// refers to directly.
+	TraitRefs   map[DefKey][]string
+	SegmentRefs map[DefKey][]string
+}
+
+// DefKey names a definition: traits and segments have separate names.
+type DefKey struct{ Kind, Name string }
+
+// Needs returns the definitions of s that the segment or trait named by
+// k depends on, itself included, in the order of s: what a program
+// evaluating only k must hold.
+func (info *Info) Needs(s *Set, k DefKey) []*Def {
+	need := map[DefKey]bool{}
+	var visit func(k DefKey)
+	visit = func(k DefKey) {
+		if need[k] {
+			return
+		}
+		need[k] = true
+		for _, t := range info.TraitRefs[k] {
+			visit(DefKey{KindTrait, t})
+		}
+		for _, g := range info.SegmentRefs[k] {
+			visit(DefKey{KindSegment, g})
+		}
+	}
+	visit(k)
+	var out []*Def
+	for _, d := range s.Defs {
+		if need[DefKey{d.Kind, d.Name}] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // ParseJSON reads the JSON form of a definition set (unknown fields are
@@ -121,6 +157,7 @@ func Check(s *Set, schema *Schema) (*Info, error) {
 	}
 	c := &checker{schema: schema, info: &Info{
 		TraitTypes: map[string]Type{}, Traits: map[string]*Def{}, Segments: map[string]*Def{},
+		TraitRefs: map[DefKey][]string{}, SegmentRefs: map[DefKey][]string{},
 	}}
 	for _, d := range s.Defs {
 		c.cur = d
@@ -180,7 +217,11 @@ func Check(s *Set, schema *Schema) (*Info, error) {
 		c.cur = d
 		t := TAny
 		if d.Value != nil {
-			t = c.expr(d.Value, false, visitT)
+			key := DefKey{KindTrait, name}
+			t = c.expr(d.Value, false, func(n string, p Pos) Type {
+				c.info.TraitRefs[key] = append(c.info.TraitRefs[key], n)
+				return visitT(n, p)
+			})
 		}
 		c.cur = saved
 		tstack = tstack[:len(tstack)-1]
@@ -216,7 +257,14 @@ func Check(s *Set, schema *Schema) (*Info, error) {
 		saved := c.cur
 		c.cur = d
 		if d.Cond != nil {
-			c.cond(d.Cond, visitT, visitS)
+			key := DefKey{KindSegment, name}
+			c.cond(d.Cond, func(n string, p Pos) Type {
+				c.info.TraitRefs[key] = append(c.info.TraitRefs[key], n)
+				return visitT(n, p)
+			}, func(n string, p Pos) {
+				c.info.SegmentRefs[key] = append(c.info.SegmentRefs[key], n)
+				visitS(n, p)
+			})
 		}
 		c.cur = saved
 		stack = stack[:len(stack)-1]

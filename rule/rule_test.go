@@ -202,3 +202,39 @@ func TestCheckJSONErrorsNameTheDefinition(t *testing.T) {
 		t.Errorf("unknown JSON fields must be rejected, got %v", err)
 	}
 }
+
+func TestNeedsFollowsReferences(t *testing.T) {
+	src := `
+trait a = count of "X" all time
+trait b = a + 1
+trait c = count of "Y" all time
+segment s1 { b >= 2 }
+segment s2 { in segment s1 and c >= 1 }
+segment s3 { c >= 5 }
+`
+	set, err := Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Check(set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(ds []*Def) string {
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.Kind+":"+d.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	for k, want := range map[DefKey]string{
+		{KindSegment, "s2"}: "trait:a trait:b trait:c segment:s1 segment:s2",
+		{KindSegment, "s1"}: "trait:a trait:b segment:s1",
+		{KindSegment, "s3"}: "trait:c segment:s3",
+		{KindTrait, "b"}:    "trait:a trait:b",
+	} {
+		if got := names(info.Needs(set, k)); got != want {
+			t.Errorf("Needs(%v) = %s, want %s", k, got, want)
+		}
+	}
+}

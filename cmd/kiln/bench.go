@@ -24,7 +24,7 @@ import (
 	"github.com/kiln-cdp/kiln/ingest"
 )
 
-const benchUsage = `Usage: kiln bench ingest [flags]   (also: kiln bench engine, latency, pipeline, restart)
+const benchUsage = `Usage: kiln bench ingest [flags]   (also: kiln bench engine, latency, pipeline, restart, asof)
 
 Measures durable ingest through POST /v1/batch on loopback: a real server
 on a fresh SQLite file (or -postgres), a write key, and concurrent clients
@@ -43,6 +43,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "models" {
 		return runBenchModels(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "asof" {
+		return runBenchAsOf(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "pipeline" {
 		return runBenchPipeline(ctx, args[1:], stdout, stderr)
 	}
@@ -51,7 +54,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(args) == 0 || args[0] != "ingest" {
 		fmt.Fprintln(stderr, benchUsage)
-		return fmt.Errorf("bench: say what to measure: ingest, engine, latency, models, pipeline or restart")
+		return fmt.Errorf("bench: say what to measure: ingest, engine, latency, models, pipeline, restart or asof")
 	}
 	var cfg Config
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)

@@ -95,7 +95,8 @@ func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now in
 		if ev.Name != f.event || !p.inWindow(a, t, now) {
 			continue
 		}
-		ok, vs := f.extract(ev.Properties, nil)
+		cur := ""
+		ok, vs := p.values(f, ev, &cur, nil)
 		if !ok {
 			continue
 		}
@@ -179,13 +180,14 @@ func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int
 		if t > now {
 			continue
 		}
+		cur := ""
 		if ev.Name == fa.event {
-			if ok, _ := fa.extract(ev.Properties, nil); ok {
+			if ok, _ := p.values(fa, ev, &cur, nil); ok {
 				as = append(as, t)
 			}
 		}
 		if ev.Name == fb.event {
-			if ok, _ := fb.extract(ev.Properties, nil); ok {
+			if ok, _ := p.values(fb, ev, &cur, nil); ok {
 				bs = append(bs, t)
 			}
 		}

@@ -42,12 +42,13 @@ type feature struct {
 	key      string
 	event    string
 	filter   *cfilter
-	scope    *cscope  // the events it reads, by source, store and currency; nil: all
-	conv     string   // amounts are converted into this currency, or ""
-	implicit bool     // an amount in the default currency only, by default (see CurrencyCheck)
-	arr      string   // the line-item array read per item, or ""
-	path     []string // value path (after "properties", or after arr for items)
-	itemPath bool     // the value is read per item
+	scope    *cscope     // the events it reads, by source, store and currency; nil: all
+	rscope   *rule.Scope // the scope as written, for the naive evaluator
+	conv     string      // amounts are converted into this currency, or ""
+	implicit bool        // an amount in the default currency only, by default (see CurrencyCheck)
+	arr      string      // the line-item array read per item, or ""
+	path     []string    // value path (after "properties", or after arr for items)
+	itemPath bool        // the value is read per item
 	enc      uint8
 	win      bool // read by a windowed aggregate (kept as records)
 	run      bool // read by a running aggregate (folded into accumulators)
@@ -342,15 +343,16 @@ func spanMs(s *rule.Span) int64 {
 
 const day = int64(86_400_000)
 
-func (p *Program) feature(event string, where *rule.Filter, path string, enc uint8, scope *cscope, conv string) int {
-	key := event + "\x00" + path + "\x00" + string(rune('0'+enc)) + "\x00" + scope.key() + "\x00" + conv + "\x00"
+func (p *Program) feature(event string, where *rule.Filter, path string, enc uint8, rscope *rule.Scope, only, conv string) int {
+	scope := compileScope(rscope, only)
+	key := event + "\x00" + path + "\x00" + string(rune('0'+enc)) + "\x00" + scope.key() + "\x00" + conv + "\x00" + only + "\x00"
 	if where != nil {
 		key += rule.FormatFilter(where)
 	}
 	if i, ok := p.featKey[key]; ok {
 		return i
 	}
-	f := &feature{idx: len(p.feats), key: key, event: event, enc: enc, scope: scope, conv: conv}
+	f := &feature{idx: len(p.feats), key: key, event: event, enc: enc, scope: scope, rscope: rscope, conv: conv, implicit: only != ""}
 	if path != "" {
 		if arr := rule.ItemArray(path); arr != "" {
 			f.arr, f.itemPath = arr, true
@@ -434,10 +436,7 @@ func (p *Program) aggNodeFor(a *rule.Agg, name string) int {
 			n.cur, only = p.currency, p.currency
 		}
 	}
-	n.feat = p.feature(a.Event, a.Where, a.Path, enc, compileScope(a.Scope, only), a.Convert)
-	if only != "" {
-		p.feats[n.feat].implicit = true
-	}
+	n.feat = p.feature(a.Event, a.Where, a.Path, enc, a.Scope, only, a.Convert)
 	f := p.feats[n.feat]
 	w := a.Window
 	switch w.Kind {
@@ -563,8 +562,8 @@ func (p *Program) notFollowed(c *rule.Cond) int {
 		return i
 	}
 	n := &aggNode{kind: akNotFollowed, text: rule.FormatCond(c), fn: "not_followed", wk: wRolling}
-	n.feat = p.feature(c.First.Event, c.First.Where, "", encNone, compileScope(c.First.Scope, ""), "")
-	n.featB = p.feature(c.Then.Event, c.Then.Where, "", encNone, compileScope(c.Then.Scope, ""), "")
+	n.feat = p.feature(c.First.Event, c.First.Where, "", encNone, c.First.Scope, "", "")
+	n.featB = p.feature(c.Then.Event, c.Then.Where, "", encNone, c.Then.Scope, "", "")
 	p.feats[n.feat].win = true
 	p.feats[n.featB].win = true
 	n.span = spanMs(&rule.Span{N: c.Window.N, Unit: c.Window.Unit})

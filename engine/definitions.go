@@ -37,6 +37,8 @@ type replayFrom struct {
 	cust   map[string]*purchases
 	// purchases: also rebuild the models' purchase histories (at start).
 	purchases bool
+	// check, if set, is shown every event (definitions being applied).
+	check *eval.CurrencyCheck
 }
 
 // replayed is what a replay built; touched lists the profiles that had
@@ -100,6 +102,9 @@ func (e *Engine) replayLocked(ctx context.Context, from replayFrom, upTo int64, 
 		lock()
 		for i := range evs {
 			ev := &evs[i]
+			if from.check != nil {
+				from.check.Note(ev)
+			}
 			pid, ok := e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor))
 			if !ok {
 				continue
@@ -547,7 +552,7 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 			return nil, definitionError(err)
 		}
 		var err error
-		if prog, err = eval.Compile(set, eval.Options{Location: e.loc}); err != nil {
+		if prog, err = eval.Compile(set, e.evalOptions()); err != nil {
 			return nil, definitionError(err)
 		}
 	}
@@ -564,11 +569,22 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 			return nil, err
 		}
 	}
-	// A dry run lets event processing go on while it replays.
-	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: s.static}, e.processed.Load(), now, nil, dryRun)
+	// A dry run lets event processing go on while it replays. The replay
+	// also finds amounts the new definitions would leave out (a currency
+	// they do not read, or cannot convert): then nothing is applied.
+	var check *eval.CurrencyCheck
+	if prog != nil {
+		check = prog.NewCurrencyCheck()
+	}
+	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: s.static, check: check}, e.processed.Load(), now, nil, dryRun)
 	states := r.states
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		if err := check.Err(); err != nil {
+			return nil, definitionError(err)
+		}
 	}
 	s = e.segs // the same unless a dry run let something change it
 	versions := map[string]int64{}

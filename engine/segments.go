@@ -168,8 +168,13 @@ func newSegments() *segments {
 		states: map[string]*pstate{}, sizes: map[string]int64{}, static: map[string][]string{}}
 }
 
+// evalOptions are the workspace's settings the evaluator needs.
+func (e *Engine) evalOptions() eval.Options {
+	return eval.Options{Location: e.loc, Currency: e.cfg.Currency, Rates: e.cfg.Rates}
+}
+
 // compileDefs checks and compiles stored definitions as one set.
-func compileDefs(defs []kiln.Definition, loc *time.Location) (*eval.Program, error) {
+func compileDefs(defs []kiln.Definition, opts eval.Options) (*eval.Program, error) {
 	set := &rule.Set{}
 	for _, d := range defs {
 		var rd rule.Def
@@ -182,7 +187,7 @@ func compileDefs(defs []kiln.Definition, loc *time.Location) (*eval.Program, err
 	if _, err := rule.Check(set, nil); err != nil {
 		return nil, err
 	}
-	return eval.Compile(set, eval.Options{Location: loc})
+	return eval.Compile(set, opts)
 }
 
 func (s *segments) state(pid string) *pstate {
@@ -391,7 +396,7 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 		s.versions[d.Name] = d.Version
 	}
 	if len(defs) > 0 {
-		if s.prog, err = compileDefs(defs, e.loc); err != nil {
+		if s.prog, err = compileDefs(defs, e.evalOptions()); err != nil {
 			return fmt.Errorf("compiling the stored definitions: %w", err)
 		}
 		for _, d := range s.prog.Definitions().Defs {

@@ -3,11 +3,11 @@ package engine
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,7 +56,8 @@ func TestCurrencyAndScopeWhenApplying(t *testing.T) {
 	}
 	b := &bundle{st: st, clock: new(atomic.Int64)}
 	b.clock.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
-	b.e, err = New(Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: b.now, Poll: 20 * time.Millisecond, Refit: -1,
+	logs := &lockedLog{}
+	b.e, err = New(Config{Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: b.now, Poll: 20 * time.Millisecond, Refit: -1,
 		Currency: "GBP", Rates: rates})
 	if err != nil {
 		t.Fatal(err)
@@ -117,9 +118,16 @@ segment web_only { performed "Order Completed" from source "webstore" all time a
 		t.Fatalf("explain: %+v %v %v", n, in, err)
 	}
 
-	// Yen arrive, with no rate: the next apply says which stored
-	// definition cannot convert them, and changes nothing.
+	// Yen arrive, with no rate: they are left out and the engine says so
+	// at once; the next apply says which stored definition cannot
+	// convert them, and changes nothing.
+	if strings.Contains(logs.String(), "amounts left out") {
+		t.Fatalf("a warning before any amount was left out:\n%s", logs.String())
+	}
 	b.sendFrom(t, "webstore", "bob", ord(time.Hour, 1000, "JPY", ""))
+	if l := logs.String(); !strings.Contains(l, "amounts left out of definitions") || !strings.Contains(l, "no rate from JPY (1 event)") {
+		t.Fatalf("no warning for yen left out:\n%s", l)
+	}
 	_, err = b.e.ApplyDefinitions(ctx, `segment anyone { performed "Order Completed" all time }`, false)
 	want := `trait all_spend: sum(properties.revenue in GBP) of "Order Completed" in last 30 days converts amounts into GBP, but there is no rate from JPY (1 event)`
 	if err == nil || !strings.Contains(err.Error(), want) {
@@ -128,4 +136,22 @@ segment web_only { performed "Order Completed" from source "webstore" all time a
 	if len(b.e.Definitions()) != 5 {
 		t.Fatalf("definitions %v", b.e.Definitions())
 	}
+}
+
+// lockedLog is a log the engine's goroutines write while the test reads.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -81,6 +81,11 @@ type segments struct {
 
 	// lazyEvidence makes diff leave entries' evidence for fillEvidence.
 	lazyEvidence bool
+	// curCheck sees events that arrive after the definitions were
+	// applied: amounts they leave out (another currency than the
+	// workspace's, no rate) are logged, since applying checked only the
+	// events received before.
+	curCheck *eval.CurrencyCheck
 }
 
 // schedule is when a non-real-time segment publishes next.
@@ -464,6 +469,12 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 		moved := e.rescore(pid, ps, &evs[i], now) != nil // model traits move with the purchase
 		r := s.prog.Apply(ps.st, &ps.prof, &evs[i], now)
 		res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)
+		if s.curCheck == nil {
+			s.curCheck = s.prog.NewCurrencyCheck()
+		}
+		if s.curCheck.Note(&evs[i]) {
+			e.log.Warn("amounts left out of definitions: set the workspace currency (-currency), say in currency, or convert", "event", evs[i].Seq, "problems", s.curCheck.Err().Error())
+		}
 		if moved {
 			rescored = append(rescored, pid)
 		}

@@ -208,8 +208,10 @@ func (p *Program) NewCurrencyCheck() *CurrencyCheck {
 	return &CurrencyCheck{p: p, seen: map[int]map[string]int{}}
 }
 
-// Note looks at one event.
-func (c *CurrencyCheck) Note(ev *kiln.Event) {
+// Note looks at one event; it reports whether the event showed an
+// aggregate an amount it leaves out in a currency not seen before.
+func (c *CurrencyCheck) Note(ev *kiln.Event) bool {
+	fresh := false
 	p := c.p
 	var buf [16]value
 	for _, fi := range p.byEvent[ev.Name] {
@@ -239,8 +241,10 @@ func (c *CurrencyCheck) Note(ev *kiln.Event) {
 			m = map[string]int{}
 			c.seen[fi] = m
 		}
+		fresh = fresh || m[cur] == 0
 		m[cur]++
 	}
+	return fresh
 }
 
 // Err reports every aggregate that would leave amounts out, at its line

@@ -125,3 +125,44 @@ trait visits = sum(properties.spend) of "Visit Completed" all time
 		}
 	}
 }
+
+// Scoped conditions explain themselves in their own words, with values.
+func TestExplainScope(t *testing.T) {
+	src := `segment york { performed "Order Completed" from source "pos" at store "york" in currency GBP in last 30 days and sum(properties.revenue in GBP) of "Order Completed" at store "york" in last 30 days >= 20 }`
+	set, err := rule.Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rates, _ := ParseRates("1 USD = 0.79 GBP")
+	p, err := Compile(set, Options{Currency: "GBP", Rates: rates})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := p.NewState()
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, e := range []struct {
+		source, store string
+		props         map[string]any
+	}{
+		{"pos", "york", map[string]any{"revenue": 10}},
+		{"web", "york", map[string]any{"revenue": 12.66, "currency": "USD"}}, // 10.0014, 10.00 GBP
+		{"pos", "leeds", map[string]any{"revenue": 50}},
+	} {
+		ev := track("Order Completed", now, e.props)
+		ev.SourceID, ev.Store = e.source, e.store
+		p.Apply(st, nil, ev, now)
+	}
+	n, err := p.Explain(st, nil, "york", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !n.Holds || len(n.Children) != 2 {
+		t.Fatalf("explain %+v", n)
+	}
+	if c := n.Children[0]; c.Condition != `performed "Order Completed" from source "pos" at store "york" in currency GBP in last 30 days` || c.Why != "value 1; needs > 0" {
+		t.Errorf("performed: %+v", c)
+	}
+	if c := n.Children[1]; c.Condition != `sum(properties.revenue in GBP) of "Order Completed" at store "york" in last 30 days >= 20` || c.Why != "value 20.00 GBP; needs >= 20.00 GBP" {
+		t.Errorf("sum: %+v", c)
+	}
+}

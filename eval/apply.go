@@ -378,7 +378,7 @@ func (p *Program) values(f *feature, ev *kiln.Event, cur *string, buf []value) (
 	}
 	ok, vals := f.extract(ev.Properties, buf)
 	if ok && f.conv != "" && !p.rates.convert(vals, *cur, f.conv) {
-		return false, buf // no rate: left out (Program.CheckCurrencies reports it)
+		return false, buf // no rate: left out (CurrencyCheck reports it)
 	}
 	return ok, vals
 }

@@ -424,7 +424,7 @@ func (p *Program) aggNodeFor(a *rule.Agg, name string) int {
 	}
 	// An amount is in one currency: the one it converts into, the one
 	// its scope names, or else the default, and then it reads only
-	// amounts in the default (never a mix; see Program.CheckCurrencies).
+	// amounts in the default (never a mix; see CurrencyCheck).
 	only := ""
 	if rule.IsAmount(a) {
 		switch {

@@ -136,6 +136,21 @@ segment web_only { performed "Order Completed" from source "webstore" all time a
 	if len(b.e.Definitions()) != 5 {
 		t.Fatalf("definitions %v", b.e.Definitions())
 	}
+
+	// Restarted (in dollars now, so the state is rebuilt from the log),
+	// the engine names at start what the stored definitions leave out:
+	// the yen.
+	b.stop()
+	logs2 := &lockedLog{}
+	b.e, err = New(Config{Store: st, Logger: slog.New(slog.NewTextHandler(logs2, nil)), Now: b.now, Poll: 20 * time.Millisecond, Refit: -1,
+		Currency: "USD", Rates: rates})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.start(t)
+	if l := logs2.String(); !strings.Contains(l, "amounts left out of definitions") || !strings.Contains(l, "trait all_spend: sum(properties.revenue in GBP)") || !strings.Contains(l, "no rate from JPY") {
+		t.Fatalf("no warning at start for amounts the definitions leave out:\n%s", l)
+	}
 }
 
 // lockedLog is a log the engine's goroutines write while the test reads.

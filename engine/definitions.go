@@ -260,8 +260,20 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		from = replayFrom{prog: s.prog, static: s.static}
 	}
 	from.purchases = e.models != nil
+	if s.prog != nil {
+		// The workspace currency or rates may have changed since the
+		// definitions were applied: say what is left out (of the events
+		// replayed: all, or those since the snapshot).
+		from.check = s.prog.NewCurrencyCheck()
+		s.curCheck = from.check
+	}
 	e.toLoad.Store(upTo - from.after)
 	r, err := e.replayLocked(ctx, from, upTo, asOf, func(done int64) { e.loaded.Store(done) }, false)
+	if err == nil && from.check != nil {
+		if cerr := from.check.Err(); cerr != nil {
+			e.log.Warn("amounts left out of definitions: set the workspace currency (-currency), say in currency, or convert", "problems", cerr.Error())
+		}
+	}
 	var moved map[string]bool // from a snapshot: the profiles that changed since
 	if err == nil && snapped {
 		moved, err = e.restoreSnapshotted(ctx, h, &r, s.prog, s.static, upTo, asOf)

@@ -40,6 +40,8 @@ type replayFrom struct {
 	// asOf: states as of now, a past instant: events dated after it are
 	// left out and model traits (current, not as of then) are not set.
 	asOf bool
+	// check, if set, is shown every event (definitions being applied).
+	check *eval.CurrencyCheck
 }
 
 // replayed is what a replay built; touched lists the profiles that had
@@ -103,6 +105,9 @@ func (e *Engine) replayLocked(ctx context.Context, from replayFrom, upTo int64, 
 		lock()
 		for i := range evs {
 			ev := &evs[i]
+			if from.check != nil {
+				from.check.Note(ev)
+			}
 			pid, ok := e.res.ProfileOf(kiln.ParseIdentifier(ev.Anchor))
 			if !ok {
 				continue
@@ -271,8 +276,20 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		from = replayFrom{prog: s.prog, static: s.static}
 	}
 	from.purchases = e.models != nil
+	if s.prog != nil {
+		// The workspace currency or rates may have changed since the
+		// definitions were applied: say what is left out (of the events
+		// replayed: all, or those since the snapshot).
+		from.check = s.prog.NewCurrencyCheck()
+		s.curCheck = from.check
+	}
 	e.toLoad.Store(upTo - from.after)
 	r, err := e.replayLocked(ctx, from, upTo, asOf, func(done int64) { e.loaded.Store(done) }, false)
+	if err == nil && from.check != nil {
+		if cerr := from.check.Err(); cerr != nil {
+			e.log.Warn("amounts left out of definitions: set the workspace currency (-currency), say in currency, or convert", "problems", cerr.Error())
+		}
+	}
 	var moved map[string]bool // from a snapshot: the profiles that changed since
 	if err == nil && snapped {
 		moved, err = e.restoreSnapshotted(ctx, h, &r, s.prog, s.static, upTo, asOf)
@@ -563,7 +580,7 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 			return nil, definitionError(err)
 		}
 		var err error
-		if prog, err = eval.Compile(set, eval.Options{Location: e.loc}); err != nil {
+		if prog, err = eval.Compile(set, e.evalOptions()); err != nil {
 			return nil, definitionError(err)
 		}
 	}
@@ -580,11 +597,22 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 			return nil, err
 		}
 	}
-	// A dry run lets event processing go on while it replays.
-	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: s.static}, e.processed.Load(), now, nil, dryRun)
+	// A dry run lets event processing go on while it replays. The replay
+	// also finds amounts the new definitions would leave out (a currency
+	// they do not read, or cannot convert): then nothing is applied.
+	var check *eval.CurrencyCheck
+	if prog != nil {
+		check = prog.NewCurrencyCheck()
+	}
+	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: s.static, check: check}, e.processed.Load(), now, nil, dryRun)
 	states := r.states
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		if err := check.Err(); err != nil {
+			return nil, definitionError(err)
+		}
 	}
 	s = e.segs // the same unless a dry run let something change it
 	versions := map[string]int64{}
@@ -781,7 +809,7 @@ func (e *Engine) MembersAsOf(ctx context.Context, segment string, at time.Time) 
 		return nil, kiln.Errorf(kiln.ENotFound, "no segment %q", segment)
 	}
 	// Only the segment and what it refers to are evaluated.
-	prog, err := onlyFor(s.prog, segment, e.loc)
+	prog, err := onlyFor(s.prog, segment, e.evalOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -801,13 +829,13 @@ func (e *Engine) MembersAsOf(ctx context.Context, segment string, at time.Time) 
 
 // onlyFor compiles the part of prog that segment needs: itself and the
 // traits and segments it refers to.
-func onlyFor(prog *eval.Program, segment string, loc *time.Location) (*eval.Program, error) {
+func onlyFor(prog *eval.Program, segment string, opts eval.Options) (*eval.Program, error) {
 	set := prog.Definitions()
 	info, err := rule.Check(set, nil)
 	if err != nil {
 		return nil, err
 	}
-	return eval.Compile(&rule.Set{Defs: info.Needs(set, rule.DefKey{Kind: rule.KindSegment, Name: segment})}, eval.Options{Location: loc})
+	return eval.Compile(&rule.Set{Defs: info.Needs(set, rule.DefKey{Kind: rule.KindSegment, Name: segment})}, opts)
 }
 
 // --- recompute jobs ---------------------------------------------------------

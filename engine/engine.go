@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/eval"
 	"github.com/kiln-cdp/kiln/identity"
 	"github.com/kiln-cdp/kiln/intel"
 	"github.com/kiln-cdp/kiln/metrics"
@@ -52,6 +53,12 @@ type Config struct {
 	// Location is the workspace's time zone for calendar windows,
 	// anniversaries and schedules (default UTC).
 	Location *time.Location
+	// Currency is the workspace's currency: of amounts in events without
+	// properties.currency, and of amounts a definition neither scopes nor
+	// converts (default USD). Rates convert amounts for definitions that
+	// ask for it (sum(properties.revenue in GBP)).
+	Currency string
+	Rates    eval.Rates
 	// SizeSample is how often segment sizes are stored for the charts
 	// when they changed (default 1 minute).
 	SizeSample time.Duration

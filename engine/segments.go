@@ -81,6 +81,11 @@ type segments struct {
 
 	// lazyEvidence makes diff leave entries' evidence for fillEvidence.
 	lazyEvidence bool
+	// curCheck sees events that arrive after the definitions were
+	// applied: amounts they leave out (another currency than the
+	// workspace's, no rate) are logged, since applying checked only the
+	// events received before.
+	curCheck *eval.CurrencyCheck
 }
 
 // schedule is when a non-real-time segment publishes next.
@@ -168,8 +173,13 @@ func newSegments() *segments {
 		states: map[string]*pstate{}, sizes: map[string]int64{}, static: map[string][]string{}}
 }
 
+// evalOptions are the workspace's settings the evaluator needs.
+func (e *Engine) evalOptions() eval.Options {
+	return eval.Options{Location: e.loc, Currency: e.cfg.Currency, Rates: e.cfg.Rates}
+}
+
 // compileDefs checks and compiles stored definitions as one set.
-func compileDefs(defs []kiln.Definition, loc *time.Location) (*eval.Program, error) {
+func compileDefs(defs []kiln.Definition, opts eval.Options) (*eval.Program, error) {
 	set := &rule.Set{}
 	for _, d := range defs {
 		var rd rule.Def
@@ -182,7 +192,7 @@ func compileDefs(defs []kiln.Definition, loc *time.Location) (*eval.Program, err
 	if _, err := rule.Check(set, nil); err != nil {
 		return nil, err
 	}
-	return eval.Compile(set, eval.Options{Location: loc})
+	return eval.Compile(set, opts)
 }
 
 func (s *segments) state(pid string) *pstate {
@@ -391,7 +401,7 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 		s.versions[d.Name] = d.Version
 	}
 	if len(defs) > 0 {
-		if s.prog, err = compileDefs(defs, e.loc); err != nil {
+		if s.prog, err = compileDefs(defs, e.evalOptions()); err != nil {
 			return fmt.Errorf("compiling the stored definitions: %w", err)
 		}
 		for _, d := range s.prog.Definitions().Defs {
@@ -459,6 +469,12 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 		moved := e.rescore(pid, ps, &evs[i], now) != nil // model traits move with the purchase
 		r := s.prog.Apply(ps.st, &ps.prof, &evs[i], now)
 		res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)
+		if s.curCheck == nil {
+			s.curCheck = s.prog.NewCurrencyCheck()
+		}
+		if s.curCheck.Note(&evs[i]) {
+			e.log.Warn("amounts left out of definitions: set the workspace currency (-currency), say in currency, or convert", "event", evs[i].Seq, "problems", s.curCheck.Err().Error())
+		}
 		if moved {
 			rescored = append(rescored, pid)
 		}

@@ -87,7 +87,7 @@ segment high_value { spend_365d >= 500 }`
 		t.Fatalf("restart recorded %d reconciliation transitions, want none", got-before)
 	}
 	traits, segs := b.e.ProfileSegments(mustProfile(t, b, "ann"))
-	if len(segs) != 1 || segs[0] != "high_value" || traits["spend_365d"] != (eval.Number{Text: "500"}) {
+	if len(segs) != 1 || segs[0] != "high_value" || traits["spend_365d"] != (eval.Number{Text: "500.00", Currency: "USD"}) {
 		t.Fatalf("after the restart: %v %v", traits, segs)
 	}
 }

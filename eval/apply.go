@@ -308,9 +308,10 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 		rec = append(rec, 0)
 	}
 	stored, anyRun := false, false
+	cur := ""
 	for _, fi := range fs {
 		f := p.feats[fi]
-		ok, vals := f.extract(ev.Properties, vbuf[:0])
+		ok, vals := p.values(f, ev, &cur, vbuf[:0])
 		if !ok || (f.enc != encNone && len(vals) == 0) {
 			continue
 		}
@@ -361,6 +362,25 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 	}
 	p.insertRec(st, rec)
 	w.stored = true
+}
+
+// values evaluates a feature on one event: whether the event matches
+// (its scope, then its filter) and the values it contributes, converted
+// when the feature converts amounts. *cur caches the event's currency.
+func (p *Program) values(f *feature, ev *kiln.Event, cur *string, buf []value) (bool, []value) {
+	if f.scope != nil || f.conv != "" {
+		if *cur == "" {
+			*cur = eventCurrency(ev, p.currency)
+		}
+		if f.scope != nil && !f.scope.match(ev, *cur) {
+			return false, buf
+		}
+	}
+	ok, vals := f.extract(ev.Properties, buf)
+	if ok && f.conv != "" && !p.rates.convert(vals, *cur, f.conv) {
+		return false, buf // no rate: left out (CurrencyCheck reports it)
+	}
+	return ok, vals
 }
 
 // Apply adds one event of the profile (it may be late or out of order:

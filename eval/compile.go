@@ -17,6 +17,13 @@ type Options struct {
 	Location *time.Location
 	// Schema declares profile traits (nil accepts any traits.NAME).
 	Schema *rule.Schema
+	// Currency is the currency of amounts in events without
+	// properties.currency, and of amounts a definition neither scopes
+	// nor converts; empty means DefaultCurrency (USD).
+	Currency string
+	// Rates convert amounts for definitions that ask for it
+	// (sum(properties.revenue in GBP)).
+	Rates Rates
 }
 
 // Feature value encodings: what a record keeps per matching event.
@@ -35,9 +42,13 @@ type feature struct {
 	key      string
 	event    string
 	filter   *cfilter
-	arr      string   // the line-item array read per item, or ""
-	path     []string // value path (after "properties", or after arr for items)
-	itemPath bool     // the value is read per item
+	scope    *cscope     // the events it reads, by source, store and currency; nil: all
+	rscope   *rule.Scope // the scope as written, for the naive evaluator
+	conv     string      // amounts are converted into this currency, or ""
+	implicit bool        // an amount in the default currency only, by default (see CurrencyCheck)
+	arr      string      // the line-item array read per item, or ""
+	path     []string    // value path (after "properties", or after arr for items)
+	itemPath bool        // the value is read per item
 	enc      uint8
 	win      bool // read by a windowed aggregate (kept as records)
 	run      bool // read by a running aggregate (folded into accumulators)
@@ -66,9 +77,11 @@ const (
 type aggNode struct {
 	idx    int
 	kind   uint8
-	name   string // trait name, or "" for an anonymous aggregate of a condition
-	text   string // canonical text, for evidence and Explain
-	cur    string // money: the currency its numbers are in, else ""
+	name   string    // trait name, or "" for an anonymous aggregate of a condition
+	text   string    // canonical text, for evidence and Explain
+	cur    string    // money: the currency its numbers are in, else ""
+	agg    *rule.Agg // the aggregate, for errors (nil for other kinds)
+	def    string    // "trait NAME" or "segment NAME" that first used it
 	fn     string
 	feat   int
 	featB  int // not followed: the follow-up event
@@ -146,6 +159,10 @@ type segNode struct {
 // concurrent use; all per-profile data lives in State.
 type Program struct {
 	loc       *time.Location
+	currency  string // of events without one, and of amounts neither scoped nor converted
+	rates     Rates
+	errs      rule.ErrorList // currency errors found while compiling
+	defName   string         // the definition being compiled, for errors without a position
 	fp        uint64
 	set       *rule.Set
 	feats     []*feature
@@ -191,17 +208,26 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 	if loc == nil {
 		loc = time.UTC
 	}
+	cur := opts.Currency
+	if cur == "" {
+		cur = DefaultCurrency
+	}
+	if !isCurrencyCode(cur) {
+		return nil, fmt.Errorf("eval: default currency %q is not a three-letter code such as USD", cur)
+	}
 	p := &Program{
-		loc: loc, set: s, featKey: map[string]int{}, byEvent: map[string][]int{},
+		loc: loc, set: s, currency: cur, rates: opts.Rates, featKey: map[string]int{}, byEvent: map[string][]int{},
 		aggKey: map[string]int{}, traitIdx: map[string]int{}, segIdx: map[string]int{}, dueKey: map[string]int{},
 	}
 	h := fnv.New64a()
 	h.Write([]byte(rule.Format(s)))
 	h.Write([]byte(loc.String()))
+	h.Write([]byte("\x00" + cur + "\x00" + opts.Rates.String()))
 	p.fp = h.Sum64()
 
 	for _, name := range info.TraitOrder {
 		d := info.Traits[name]
+		p.defName = "trait " + name
 		var idx int
 		if d.Value.Op == rule.ExprAgg {
 			idx = p.aggNodeFor(d.Value.Agg, name)
@@ -217,6 +243,7 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 	}
 	for _, name := range info.SegmentOrder {
 		d := info.Segments[name]
+		p.defName = "segment " + name
 		sg := &segNode{idx: len(p.segs), name: name, def: d, static: d.Static}
 		p.segIdx[name] = sg.idx
 		p.segs = append(p.segs, sg)
@@ -227,6 +254,18 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 		}
 		sg.cond = p.cond(d.Cond, sg)
 		sg.leaves = countLeaves(sg.cond)
+	}
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	for _, a := range p.aggs {
+		if a.cur != "" {
+			p.curs = make([]string, len(p.aggs))
+			for i, b := range p.aggs {
+				p.curs[i] = b.cur
+			}
+			break
+		}
 	}
 	p.maskWords = (len(p.feats) + 63) / 64
 	for _, f := range p.feats {
@@ -304,15 +343,16 @@ func spanMs(s *rule.Span) int64 {
 
 const day = int64(86_400_000)
 
-func (p *Program) feature(event string, where *rule.Filter, path string, enc uint8) int {
-	key := event + "\x00" + path + "\x00" + string(rune('0'+enc)) + "\x00"
+func (p *Program) feature(event string, where *rule.Filter, path string, enc uint8, rscope *rule.Scope, only, conv string) int {
+	scope := compileScope(rscope, only)
+	key := event + "\x00" + path + "\x00" + string(rune('0'+enc)) + "\x00" + scope.key() + "\x00" + conv + "\x00" + only + "\x00"
 	if where != nil {
 		key += rule.FormatFilter(where)
 	}
 	if i, ok := p.featKey[key]; ok {
 		return i
 	}
-	f := &feature{idx: len(p.feats), key: key, event: event, enc: enc}
+	f := &feature{idx: len(p.feats), key: key, event: event, enc: enc, scope: scope, rscope: rscope, conv: conv, implicit: only != ""}
 	if path != "" {
 		if arr := rule.ItemArray(path); arr != "" {
 			f.arr, f.itemPath = arr, true
@@ -377,12 +417,26 @@ func (p *Program) aggNodeFor(a *rule.Agg, name string) int {
 			return i
 		}
 	}
-	n := &aggNode{name: name, text: text, fn: a.Func}
+	n := &aggNode{name: name, text: text, fn: a.Func, agg: a, def: p.defName}
 	enc := encNone
 	if a.Path != "" {
 		enc = encFor(a.Func)
 	}
-	n.feat = p.feature(a.Event, a.Where, a.Path, enc)
+	// An amount is in one currency: the one it converts into, the one
+	// its scope names, or else the default, and then it reads only
+	// amounts in the default (never a mix; see CurrencyCheck).
+	only := ""
+	if rule.IsAmount(a) {
+		switch {
+		case a.Convert != "":
+			n.cur = a.Convert
+		case a.Scope != nil && len(a.Scope.Currencies) == 1:
+			n.cur = a.Scope.Currencies[0]
+		default:
+			n.cur, only = p.currency, p.currency
+		}
+	}
+	n.feat = p.feature(a.Event, a.Where, a.Path, enc, a.Scope, only, a.Convert)
 	f := p.feats[n.feat]
 	w := a.Window
 	switch w.Kind {
@@ -494,7 +548,7 @@ func (p *Program) derived(e *rule.Expr, name string) int {
 		}
 	}
 	ce := p.compileExpr(e)
-	n := &aggNode{kind: akDerived, name: name, text: text, expr: ce, deps: exprDeps(ce, nil)}
+	n := &aggNode{kind: akDerived, name: name, text: text, expr: ce, deps: exprDeps(ce, nil), cur: p.exprCurrency(e)}
 	idx := p.newNode(n, key)
 	for _, d := range n.deps {
 		p.aggs[d].users = append(p.aggs[d].users, idx)
@@ -508,8 +562,8 @@ func (p *Program) notFollowed(c *rule.Cond) int {
 		return i
 	}
 	n := &aggNode{kind: akNotFollowed, text: rule.FormatCond(c), fn: "not_followed", wk: wRolling}
-	n.feat = p.feature(c.First.Event, c.First.Where, "", encNone)
-	n.featB = p.feature(c.Then.Event, c.Then.Where, "", encNone)
+	n.feat = p.feature(c.First.Event, c.First.Where, "", encNone, c.First.Scope, "", "")
+	n.featB = p.feature(c.Then.Event, c.Then.Where, "", encNone, c.Then.Scope, "", "")
 	p.feats[n.feat].win = true
 	p.feats[n.featB].win = true
 	n.span = spanMs(&rule.Span{N: c.Window.N, Unit: c.Window.Unit})
@@ -668,4 +722,44 @@ func (p *Program) Stats() Stats {
 		}
 	}
 	return s
+}
+
+// exprCurrency is the currency of arithmetic over amounts: amounts added
+// or subtracted must share one (a constant is in it); an amount times or
+// divided by a plain number stays in its currency; a ratio of amounts is
+// a plain number. A mix is a compile error at the operator's operand.
+func (p *Program) exprCurrency(e *rule.Expr) string {
+	switch e.Op {
+	case rule.ExprAgg:
+		return p.aggs[p.aggNodeFor(e.Agg, "")].cur
+	case rule.ExprTrait:
+		return p.aggs[p.traitIdx[e.Name]].cur
+	case rule.ExprNum, rule.ExprProfile:
+		return ""
+	}
+	l, r := p.exprCurrency(e.Args[0]), p.exprCurrency(e.Args[1])
+	switch {
+	case e.Op == rule.ExprAdd || e.Op == rule.ExprSub:
+		if l != "" && r != "" && l != r {
+			verb := "adds"
+			if e.Op == rule.ExprSub {
+				verb = "subtracts"
+			}
+			msg := fmt.Sprintf("%s %s %s (%s) and %s (%s): amounts in two currencies; convert one, e.g. sum(properties.revenue in %s)",
+				rule.FormatExpr(e), verb, rule.FormatExpr(e.Args[0]), l, rule.FormatExpr(e.Args[1]), r, l)
+			if e.Line == 0 {
+				msg = p.defName + ": " + msg
+			}
+			p.errs = append(p.errs, &rule.Error{Pos: e.Pos, Msg: msg})
+		}
+		if l != "" {
+			return l
+		}
+		return r
+	case l != "" && r != "":
+		return "" // a ratio (or a product) of amounts
+	case e.Op == rule.ExprDiv:
+		return l
+	}
+	return l + r
 }

@@ -3,12 +3,14 @@ package eval
 import (
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/demo"
+	"github.com/kiln-cdp/kiln/rule"
 )
 
 // The shipped library over the demo generator's data: the incremental
@@ -36,6 +38,32 @@ func TestLibraryOnDemoData(t *testing.T) {
 	p := libraryProgram(t)
 	at := end.Add(24 * time.Hour)
 	members := map[string]int{}
+	// The demo's shop sells in pounds and its restaurants in dollars, in
+	// one workspace (USD): the library states its currencies, so applying
+	// it leaves no amount out; a spend that did not would be refused.
+	chk := p.NewCurrencyCheck()
+	naive, err := rule.Parse(`trait spend = sum(properties.revenue) of "Order Completed" in last 365 days`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	np, err := Compile(naive, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nchk := np.NewCurrencyCheck()
+	for _, anchor := range order {
+		for _, ev := range byAnchor[anchor] {
+			chk.Note(ev)
+			nchk.Note(ev)
+		}
+	}
+	if err := chk.Err(); err != nil {
+		t.Errorf("the library would leave amounts of the demo data out:\n%v", err)
+	}
+	if err := nchk.Err(); err == nil || !strings.Contains(err.Error(), "hold amounts in GBP") {
+		t.Errorf("a spend over the shop's pounds and the restaurants' dollars was not caught: %v", err)
+	}
+	currencies := map[string]string{} // trait -> currency of its non-zero values
 	for _, anchor := range order {
 		evs := byAnchor[anchor]
 		sort.SliceStable(evs, func(i, j int) bool { return evs[i].Timestamp.Before(evs[j].Timestamp) })
@@ -60,6 +88,11 @@ func TestLibraryOnDemoData(t *testing.T) {
 			}
 		}
 		got := p.TraitValues(st)
+		for _, name := range []string{"spend_365d", "dining_spend_365d", "takeaway_spend_365d"} {
+			if n, ok := got[name].(Number); ok && n.Text != "0.00" {
+				currencies[name] = n.Currency
+			}
+		}
 		for name, v := range want.Traits {
 			if f, ok := v.(float64); ok {
 				if g, _ := got[name].(float64); g-f > 1e-6*max(1, f) || f-g > 1e-6*max(1, f) {
@@ -71,6 +104,9 @@ func TestLibraryOnDemoData(t *testing.T) {
 		}
 	}
 	t.Logf("%d profiles; members per segment: %v", len(order), members)
+	if currencies["spend_365d"] != demo.ShopCurrency || currencies["dining_spend_365d"] != demo.RestaurantCurrency || currencies["takeaway_spend_365d"] != demo.RestaurantCurrency {
+		t.Errorf("currencies of spend in the demo data: %v", currencies)
+	}
 	empty := 0
 	for _, name := range p.Segments() {
 		if members[name] == 0 {

@@ -85,6 +85,20 @@
 //     sums recompute. Integers beyond 2^53 in events are not exact
 //     (float64 already rounded them).
 //
+// # Currencies and scope
+//
+// An aggregate of an amount (rule.IsAmount) is money in one currency,
+// fixed at compile time: the one it converts into, the one its scope
+// names, or Options.Currency (USD by default); Program.curs holds each
+// node's. It reads only amounts in that currency (an implicit scope),
+// converted at Options.Rates and rounded half-even to the currency's
+// decimals, so currencies are never added. Scope (source, store,
+// currency) is part of a feature's key and is checked before the filter
+// in Program.values. Arithmetic that adds two currencies does not
+// compile; Program.NewCurrencyCheck finds, in events shown to it,
+// amounts an aggregate would leave out, for the engine to refuse
+// definitions with.
+//
 // A fresh State starts as the empty profile: count, sum and distinct 0,
 // other aggregates null, and the memberships that follows; its first
 // Result reports entries into segments an empty profile is in ("did not

@@ -234,7 +234,7 @@ trait priciest = max(products.price) of "Order Completed" where products.categor
 	order(t0, 100, false, item("teaware", "willow", 30, 2), item("glassware", "plain", 45, 1), item("teaware", "rose", 12, 3))
 	order(t0.Add(time.Hour), 60, true, item("dinnerware", "willow", 60, 1))
 	order(t0.Add(2*time.Hour), 40, false, item("glassware", "cobalt", 40, 1))
-	want := map[string]any{"teaware_units": nv("5"), "teaware_orders": nv("1"), "own_revenue": nv("140"), "patterns": nv("4"), "priciest": nv("45")}
+	want := map[string]any{"teaware_units": nv("5"), "teaware_orders": nv("1"), "own_revenue": Number{Text: "140.00", Currency: "USD"}, "patterns": nv("4"), "priciest": Number{Text: "45.00", Currency: "USD"}}
 	got := p.TraitValues(st)
 	for k, v := range want {
 		if got[k] != v {
@@ -289,7 +289,7 @@ segment press_vips "Press VIPs" { in segment press and (spend >= 100 or traits.v
 		t.Fatal(err)
 	}
 	if !node.Holds || len(node.Children) != 2 || node.Children[1].Why != "1 of 2 conditions hold" ||
-		node.Children[1].Children[0].Why != "value 0; needs >= 100" {
+		node.Children[1].Children[0].Why != "value 0.00 USD; needs >= 100.00 USD" {
 		t.Errorf("explain: %+v / %+v", node, node.Children[1].Children[0])
 	}
 	// Removed from the static list: out of both.

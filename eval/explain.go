@@ -101,7 +101,11 @@ func (e *condEnv) explain(c *cnode) *Node {
 		} else if c.cmp == "exists" || c.cmp == "not exists" {
 			n.Why = fmt.Sprintf("%s; needs %s", v, c.cmp)
 		} else {
-			n.Why = fmt.Sprintf("%s; needs %s %s", v, c.cmp, c.lit)
+			lit := c.lit
+			if c.op == cAgg && lit.kind == kNum && e.p.curs != nil {
+				lit.str = e.p.curs[c.node] // a threshold is in the amount's currency: 500.00 GBP
+			}
+			n.Why = fmt.Sprintf("%s; needs %s %s", v, c.cmp, lit)
 		}
 	case cSeg:
 		n.Why = fmt.Sprintf("member: %v", n.Holds)

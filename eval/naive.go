@@ -1,7 +1,10 @@
 package eval
 
 import (
+	"math/big"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -95,7 +98,7 @@ func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now in
 		if ev.Name != f.event || !p.inWindow(a, t, now) {
 			continue
 		}
-		ok, vs := f.extract(ev.Properties, nil)
+		ok, vs := p.naiveValues(f, ev)
 		if !ok {
 			continue
 		}
@@ -180,12 +183,12 @@ func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int
 			continue
 		}
 		if ev.Name == fa.event {
-			if ok, _ := fa.extract(ev.Properties, nil); ok {
+			if ok, _ := p.naiveValues(fa, ev); ok {
 				as = append(as, t)
 			}
 		}
 		if ev.Name == fb.event {
-			if ok, _ := fb.extract(ev.Properties, nil); ok {
+			if ok, _ := p.naiveValues(fb, ev); ok {
 				bs = append(bs, t)
 			}
 		}
@@ -205,4 +208,60 @@ func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int
 		}
 	}
 	return boolV(false)
+}
+
+// naiveValues is Program.values written again from the scope as
+// written and with big rationals, so the property test checks scope and
+// conversion too: an event matches when it is in scope (an amount
+// neither scoped nor converted reads the default currency only) and
+// passes the filter; converted amounts are amount × rate rounded
+// half-even to the target's decimals.
+func (p *Program) naiveValues(f *feature, ev *kiln.Event) (bool, []value) {
+	cur := p.currency
+	if c, ok := ev.Properties["currency"].(string); ok && strings.TrimSpace(c) != "" {
+		cur = strings.ToUpper(strings.TrimSpace(c))
+	}
+	if sc := f.rscope; sc != nil {
+		if (sc.Sources != nil && !slices.Contains(sc.Sources, ev.SourceID)) ||
+			(sc.Stores != nil && !slices.Contains(sc.Stores, ev.Store)) ||
+			(sc.Currencies != nil && !slices.Contains(sc.Currencies, cur)) {
+			return false, nil
+		}
+	}
+	if f.implicit && cur != p.currency {
+		return false, nil
+	}
+	ok, vs := f.extract(ev.Properties, nil)
+	if !ok || f.conv == "" || cur == f.conv {
+		return ok, vs
+	}
+	rate, found := p.rates.m[[2]string{cur, f.conv}]
+	if !found {
+		return false, nil
+	}
+	places := minorUnits(f.conv)
+	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(places)), nil)
+	for i, v := range vs {
+		if v.kind != kNum {
+			continue
+		}
+		x := new(big.Rat).Mul(v.dec().rat(), rate.rat())
+		x.Mul(x, new(big.Rat).SetInt(scale))
+		q, r := new(big.Int).QuoRem(x.Num(), x.Denom(), new(big.Int))
+		r2 := new(big.Int).Abs(r)
+		r2.Lsh(r2, 1)
+		if c := r2.Cmp(x.Denom()); c > 0 || (c == 0 && q.Bit(0) == 1) {
+			if x.Sign() < 0 {
+				q.Sub(q, big.NewInt(1))
+			} else {
+				q.Add(q, big.NewInt(1))
+			}
+		}
+		if !q.IsInt64() {
+			vs[i] = overV
+			continue
+		}
+		vs[i] = numV(num{c: q.Int64(), d: 1, s: uint8(places)}.norm())
+	}
+	return true, vs
 }

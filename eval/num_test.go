@@ -201,11 +201,11 @@ segment big { spend >= 386.93 }
 	if want := `[{"condition":"spend \u003e= 386.93","value":386.93,"holds":true}]`; string(b) != want {
 		t.Errorf("evidence %s, want %s", b, want)
 	}
-	if v := p.TraitValues(st)["spend"]; v != nv("386.93") || fmtAny(v) != "386.93" {
+	if v := p.TraitValues(st)["spend"]; v != (Number{Text: "386.93", Currency: "USD"}) || fmtAny(v) != "386.93" {
 		t.Errorf("trait %v", v)
 	}
 	n, _ := p.Explain(st, nil, "big", now)
-	if !strings.Contains(n.Why, "value 386.93;") || n.Value != nv("386.93") {
+	if n.Why != "value 386.93 USD; needs >= 386.93 USD" || n.Value != (Number{Text: "386.93", Currency: "USD"}) || n.Currency != "USD" {
 		t.Errorf("explain %+v", n)
 	}
 	if b, _ := json.Marshal(p.TraitValues(st)); string(b) != `{"spend":386.93}` {

@@ -49,11 +49,35 @@ func (g *gen) window() string {
 	)
 }
 
+// scope returns a random scope clause (often none): a source, store or
+// currency, or several. usd allows amounts scoped to dollars (never in
+// arithmetic with pounds: that is a compile error).
+func (g *gen) scope(usd bool) string {
+	var s string
+	if g.r.IntN(3) == 0 {
+		s += " " + g.pick(`from source "w"`, `from source ["w", "p"]`)
+	}
+	if g.r.IntN(3) == 0 {
+		s += " " + g.pick(`at store "s1"`, `at store ["s1", "s2"]`)
+	}
+	if g.r.IntN(4) == 0 {
+		if usd {
+			s += " " + g.pick(`in currency GBP`, `in currency USD`, `in currency EUR`)
+		} else {
+			s += " in currency GBP"
+		}
+	}
+	return s
+}
+
 // agg returns an aggregate's text and its kind ("num" or "any").
-func (g *gen) agg() (string, string) {
+func (g *gen) agg() (string, string) { return g.aggIn(false) }
+
+func (g *gen) aggIn(usd bool) (string, string) {
 	ev := g.pick(`"A"`, `"B"`, `"C"`)
 	var head, kind string
-	switch g.r.IntN(9) {
+	money := false
+	switch g.r.IntN(11) {
 	case 0:
 		head, kind = "count", "num"
 	case 1:
@@ -64,10 +88,15 @@ func (g *gen) agg() (string, string) {
 		head, kind = g.pick("first", "last")+"("+g.pick("properties.s", "properties.v", "items.k", "items.q")+")", "any"
 	case 6:
 		head, kind = "distinct("+g.pick("properties.s", "items.k", "properties.v")+")", "num"
+	case 7, 8:
+		// Amounts: money in the default currency (GBP), in the one the
+		// scope names, or converted into GBP at the test's rates.
+		head, kind = g.pick("sum", "avg", "min", "max", "sum", "first", "last")+"("+g.pick("properties.revenue", "items.price", "properties.revenue in GBP", "items.price in GBP", "properties.m in GBP")+")", "num"
+		money = !strings.Contains(head, " in ")
 	default:
 		head, kind = "count", "num"
 	}
-	s := head + " of " + ev
+	s := head + " of " + ev + g.scope(usd || !money)
 	if g.r.IntN(2) == 0 {
 		s += " where " + g.filter()
 	}
@@ -87,16 +116,16 @@ func (g *gen) leaf(segs []string) string {
 		}
 		return t + " " + g.pick(">= 1", ">= 2", "= 0", "!= 1", "< 3", "> 4.5", "exists")
 	case 3:
-		a, kind := g.agg()
+		a, kind := g.aggIn(true)
 		if kind == "any" {
 			return a + " exists"
 		}
-		return a + " >= 1"
+		return a + " " + g.pick(">= 1", ">= 20.01", "= 0.5")
 	case 4:
-		return g.pick("performed", "did not perform") + " " + g.pick(`"A"`, `"B"`) + " " + g.window()
+		return g.pick("performed", "did not perform") + " " + g.pick(`"A"`, `"B"`) + g.scope(true) + " " + g.window()
 	case 5:
-		return fmt.Sprintf(`%s not followed by %s within %s %s`, g.pick(`"A"`, `"B" where properties.g = true`),
-			g.pick(`"B"`, `"C"`, `"A" where items.c = "p"`), g.pick("30 minutes", "2 hours", "1 days"),
+		return fmt.Sprintf(`%s not followed by %s within %s %s`, g.pick(`"A"`, `"B" where properties.g = true`, `"A" from source "w"`, `"B" in currency USD`),
+			g.pick(`"B"`, `"C"`, `"A" where items.c = "p"`, `"B" at store "s1"`, `"C" from source ["w", "p"] in currency GBP`), g.pick("30 minutes", "2 hours", "1 days"),
 			g.pick("in last 3 hours", "in last 1 days", "in last 3 days"))
 	case 6:
 		return "anniversary of traits.birthday within next " + g.pick("1 days", "3 days", "7 days", "366 days")
@@ -190,6 +219,13 @@ func (g *gen) event(now time.Time) *kiln.Event {
 	if g.r.IntN(3) > 0 {
 		props["m"] = g.amount()
 	}
+	if g.r.IntN(3) > 0 {
+		props["revenue"] = g.amount()
+	}
+	if g.r.IntN(3) > 0 {
+		// No currency is the default's (GBP); JPY has no rate.
+		props["currency"] = g.pick("GBP", "gbp", "USD", "EUR", "JPY")
+	}
 	if g.r.IntN(5) > 0 {
 		props["s"] = g.pick("x", "y", "z", "xy")
 		if g.r.IntN(3) == 0 {
@@ -212,13 +248,17 @@ func (g *gen) event(now time.Time) *kiln.Event {
 		if g.r.IntN(2) > 0 {
 			it["p"] = g.amount()
 		}
+		if g.r.IntN(2) > 0 {
+			it["price"] = g.amount()
+		}
 		items = append(items, it)
 	}
 	if items != nil {
 		props["items"] = items
 	}
 	name := g.pick("A", "B", "C", "D")
-	return &kiln.Event{Type: kiln.Track, Name: name, Timestamp: at, Properties: props}
+	return &kiln.Event{Type: kiln.Track, Name: name, Timestamp: at, Properties: props,
+		SourceID: g.pick("w", "p", "e"), Store: g.pick("s1", "s2", "s3", "")}
 }
 
 // amounts: two-decimal values whose float64 sums miss the thresholds
@@ -228,6 +268,8 @@ func (g *gen) event(now time.Time) *kiln.Event {
 var amounts = []float64{0.1, 0.2, 0.2, 0.3, 0.7, 0.05, 19.99, 20.01, 100, 140, 120, 386.93, 113.07, 33.33, 0.01, -0.1}
 
 func (g *gen) amount() float64 { return amounts[g.r.IntN(len(amounts))] }
+
+var propRates, _ = ParseRates("1 EUR = 0.86 GBP, 1 USD = 0.79 GBP")
 
 func (g *gen) profileTraits() map[string]any {
 	t := map[string]any{}
@@ -272,7 +314,7 @@ func TestIncrementalMatchesNaive(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d: generated definitions do not parse: %v\n%s", seed, err, src)
 		}
-		p, err := Compile(set, Options{Location: london})
+		p, err := Compile(set, Options{Location: london, Currency: "GBP", Rates: propRates})
 		if err != nil {
 			t.Fatalf("seed %d: generated definitions do not compile: %v\n%s", seed, err, src)
 		}
@@ -372,7 +414,7 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 		case k < 5:
 			ev := g.event(now)
 			events = append(events, ev)
-			log = append(log, fmt.Sprintf("event %s at %s %v", ev.Name, ev.Timestamp.Format(time.RFC3339), ev.Properties))
+			log = append(log, fmt.Sprintf("event %s from %s at %q at %s %v", ev.Name, ev.SourceID, ev.Store, ev.Timestamp.Format(time.RFC3339), ev.Properties))
 			res = p.Apply(st, prof, ev, now)
 		case k < 7 && !res.NextDue.IsZero():
 			now = res.NextDue

@@ -20,6 +20,8 @@ import (
 // story; every step is also checked against the naive evaluator.
 //
 //	tz Europe/London                       evaluator time zone (default UTC)
+//	currency GBP                           default currency (default USD)
+//	rates 1 EUR = 0.86 GBP, 1 USD = 0.79 GBP   conversion rates
 //	library shop.kiln                      load a shipped definition file
 //	define                                 inline definitions, up to "end"
 //	profile {"birthday": "1990-05-02"}     profile traits (JSON), applied at the current time
@@ -27,10 +29,12 @@ import (
 //	at 2025-01-01T10:00:00Z                set the clock
 //	event "Order Completed" {"revenue": 20}            an event at the current time
 //	event "Order Completed" @2024-12-30T09:00:00Z {..}  a late (or future) event
+//	event "Visit Completed" from pos-glendale at glendale {..}  its source and store
 //	advance 2025-02-01T00:00:00Z | advance due          move the clock (due: to NextDue)
 //	expect member high_value | expect not member high_value
 //	expect entered high_value | expect exited high_value | expect no changes
 //	expect trait spend_365d 120            the value as JSON shows it (null for none; money: 120.00)
+//	expect shown spend_365d 120.00 GBP     the value as people see it, with the currency
 //	expect due 2025-04-01T10:00:00Z | expect due none
 func TestScripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
@@ -47,6 +51,7 @@ type script struct {
 	file   string
 	line   int
 	loc    *time.Location
+	opts   Options
 	src    strings.Builder
 	p      *Program
 	st     *State
@@ -85,12 +90,18 @@ func runScript(t *testing.T, file string) {
 			continue
 		}
 		cmd, rest, _ := strings.Cut(line, " ")
-		if s.p == nil && cmd != "tz" && cmd != "library" && cmd != "define" {
+		if s.p == nil && cmd != "tz" && cmd != "library" && cmd != "define" && cmd != "currency" && cmd != "rates" {
 			s.compile()
 		}
 		switch cmd {
 		case "tz":
 			if s.loc, err = time.LoadLocation(rest); err != nil {
+				s.fail("%v", err)
+			}
+		case "currency":
+			s.opts.Currency = rest
+		case "rates":
+			if s.opts.Rates, err = ParseRates(rest); err != nil {
 				s.fail("%v", err)
 			}
 		case "library":
@@ -140,7 +151,8 @@ func (s *script) compile() {
 	if err != nil {
 		s.fail("definitions: %v", err)
 	}
-	if s.p, err = Compile(set, Options{Location: s.loc}); err != nil {
+	s.opts.Location = s.loc
+	if s.p, err = Compile(set, s.opts); err != nil {
 		s.fail("definitions: %v", err)
 	}
 	s.st = s.p.NewState()
@@ -167,6 +179,17 @@ func (s *script) event(rest string) {
 		rest = strings.TrimSpace(tail)
 	}
 	ev := &kiln.Event{Type: kiln.Track, Name: name.val, Timestamp: at}
+	for _, kw := range []string{"from", "at"} {
+		if v, ok := strings.CutPrefix(rest, kw+" "); ok {
+			id, tail, _ := strings.Cut(v, " ")
+			if kw == "from" {
+				ev.SourceID = id
+			} else {
+				ev.Store = id
+			}
+			rest = strings.TrimSpace(tail)
+		}
+	}
 	if rest != "" {
 		if err := json.Unmarshal([]byte(rest), &ev.Properties); err != nil {
 			s.fail("event properties: %v", err)
@@ -233,6 +256,15 @@ func (s *script) expect(rest string) {
 		got, err := json.Marshal(s.p.TraitValues(s.st)[f[1]])
 		if err != nil || string(got) != want {
 			s.fail("trait %s = %s, want %s (%v)", f[1], got, want, err)
+		}
+	case len(f) >= 3 && f[0] == "shown":
+		want := strings.Join(f[2:], " ")
+		got := "null"
+		if n, ok := s.p.TraitValues(s.st)[f[1]].(Number); ok {
+			got = n.Display()
+		}
+		if got != want {
+			s.fail("trait %s shows %s, want %s", f[1], got, want)
 		}
 	case len(f) == 2 && f[0] == "due":
 		if f[1] == "none" {

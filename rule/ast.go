@@ -118,11 +118,28 @@ const (
 // lines only, and count where products.category = "teaware" counts the
 // events having at least one teaware line.
 type Agg struct {
-	Func   string  `json:"func"`
-	Path   string  `json:"property,omitempty"`
-	Event  string  `json:"event"`
-	Where  *Filter `json:"where,omitempty"`
-	Window *Window `json:"window"`
+	Func string `json:"func"`
+	Path string `json:"property,omitempty"`
+	// Convert is the currency an amount is converted into before it is
+	// aggregated (sum(properties.revenue in GBP)), at the evaluator's
+	// fixed rates; it also makes Path an amount.
+	Convert string  `json:"convert,omitempty"`
+	Event   string  `json:"event"`
+	Scope   *Scope  `json:"scope,omitempty"`
+	Where   *Filter `json:"where,omitempty"`
+	Window  *Window `json:"window"`
+	Pos
+}
+
+// Scope limits the events an aggregate or event reference reads to those
+// that came in through one of Sources (kiln.Event.SourceID), at one of
+// Stores (kiln.Event.Store: a shop or restaurant location) and in one of
+// Currencies (properties.currency, or the evaluator's default currency
+// when an event has none). An empty list does not limit.
+type Scope struct {
+	Sources    []string `json:"sources,omitempty"`
+	Stores     []string `json:"stores,omitempty"`
+	Currencies []string `json:"currencies,omitempty"`
 	Pos
 }
 
@@ -221,6 +238,7 @@ type Cond struct {
 // EventRef is an event name with an optional filter.
 type EventRef struct {
 	Event string  `json:"event"`
+	Scope *Scope  `json:"scope,omitempty"`
 	Where *Filter `json:"where,omitempty"`
 	Pos
 }

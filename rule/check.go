@@ -431,6 +431,19 @@ func (c *checker) agg(a *Agg) {
 			arrays[arr] = true
 		}
 	}
+	if a.Convert != "" {
+		switch a.Func {
+		case FnSum, FnAvg, FnMin, FnMax, FnFirst, FnLast:
+			c.currency(a.Convert, a.Pos)
+		default:
+			c.errf(a.Pos, "%s does not add amounts: only sum, avg, min, max, first and last convert (in %s)", a.Func, a.Convert)
+		}
+	}
+	c.scope(a.Scope)
+	if IsAmount(a) && a.Convert == "" && a.Scope != nil && len(a.Scope.Currencies) > 1 {
+		c.errf(a.Pos, "%s(%s) would mix amounts in %s: convert them into one, %s(%s in %s), or keep one currency",
+			a.Func, a.Path, strings.Join(a.Scope.Currencies, " and "), a.Func, a.Path, a.Scope.Currencies[0])
+	}
 	c.filter(a.Where, arrays)
 	if len(arrays) > 1 {
 		names := make([]string, 0, len(arrays))
@@ -441,6 +454,68 @@ func (c *checker) agg(a *Agg) {
 		c.errf(a.Pos, "one aggregate cannot read items of two arrays (%s)", strings.Join(names, ", "))
 	}
 	c.window(a.Window, a.Pos)
+}
+
+// currencyRE is an ISO 4217 code.
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+func (c *checker) currency(code string, pos Pos) {
+	if !currencyRE.MatchString(code) {
+		c.errf(pos, "bad currency %q: want a three-letter ISO 4217 code such as GBP", code)
+	}
+}
+
+func (c *checker) scope(s *Scope) {
+	if s == nil {
+		return
+	}
+	for _, l := range []struct {
+		what string
+		list []string
+	}{{"from source", s.Sources}, {"at store", s.Stores}, {"in currency", s.Currencies}} {
+		if l.list != nil && len(l.list) == 0 {
+			c.errf(s.Pos, "%s [] matches no event", l.what)
+		}
+		seen := map[string]bool{}
+		for _, v := range l.list {
+			if strings.TrimSpace(v) == "" {
+				c.errf(s.Pos, "%s needs a value, not %q", l.what, v)
+			}
+			if seen[v] {
+				c.errf(s.Pos, "%s lists %q twice", l.what, v)
+			}
+			seen[v] = true
+		}
+	}
+	for _, v := range s.Currencies {
+		c.currency(v, s.Pos)
+	}
+}
+
+// amountFields are the last path segments that hold money in Segment's
+// e-commerce spec (revenue, total, subtotal, value, price, tax,
+// shipping, discount), plus Kiln's restaurant tip and spend and a
+// generic amount.
+var amountFields = map[string]bool{
+	"revenue": true, "total": true, "subtotal": true, "value": true, "price": true,
+	"tax": true, "shipping": true, "discount": true, "tip": true, "spend": true, "amount": true,
+}
+
+// IsAmount reports whether an aggregate's values are money: its path
+// ends in an amount field (properties.revenue, products.price) or it
+// converts into a currency. Only sum, avg, min, max, first and last of
+// an amount are money; counts are not.
+func IsAmount(a *Agg) bool {
+	switch a.Func {
+	case FnSum, FnAvg, FnMin, FnMax, FnFirst, FnLast:
+	default:
+		return false
+	}
+	if a.Convert != "" {
+		return true
+	}
+	i := strings.LastIndexByte(a.Path, '.')
+	return i >= 0 && amountFields[a.Path[i+1:]]
 }
 
 func (c *checker) filter(f *Filter, arrays map[string]bool) {
@@ -679,6 +754,7 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 				c.errf(r.Pos, "missing event name")
 			}
 			arrays := map[string]bool{}
+			c.scope(r.Scope)
 			c.filter(r.Where, arrays)
 			if len(arrays) > 1 {
 				c.errf(r.Pos, "one filter cannot read items of two arrays")

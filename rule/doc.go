@@ -39,7 +39,7 @@
 //
 // Values (traits, and the left side of comparisons):
 //
-//	FUNC[(PATH)] of "Event" [where FILTER] WINDOW     an aggregate
+//	FUNC[(PATH [in CUR])] of "Event" [SCOPE] [where FILTER] WINDOW     an aggregate
 //	NAME                                              another computed trait
 //	number, + - * / and parentheses                   arithmetic (null if any operand is null, or on division by zero)
 //
@@ -66,6 +66,44 @@
 // time zone). Events later than now do not count until their time comes.
 // Rolling windows are at most 3660 days.
 //
+// Scope: after the event name, an aggregate, performed, did not perform
+// and both events of not followed by may limit the events they read, in
+// any order (each at most once; [a list] allows any of its values):
+//
+//	from source "webstore"                  the Kiln source the event came in through (its sourceId)
+//	at store "glendale"                     the event's store or location (Event.Store; "at location" reads the same)
+//	in currency GBP                         properties.currency, or the default currency when the event has none
+//
+//	trait york_orders = count of "Order Completed" from source "pos-flagship" at store "york" in last 90 days
+//	trait gbp_spend = sum(properties.revenue) of "Order Completed" in currency GBP in last 365 days
+//	segment glendale_regulars { count of "Visit Completed" at store ["glendale", "pasadena"] in last 90 days >= 4 }
+//	segment web_abandoners { "Checkout Started" from source "webstore" not followed by "Order Completed" within 4 hours in last 7 days }
+//
+// Money: sum, avg, min, max, first and last of an amount are money, in
+// one currency, and shown with it and its decimals ("500.00 GBP").
+// Amounts are the fields Segment's e-commerce spec names (revenue,
+// total, subtotal, value, price, tax, shipping, discount) and tip,
+// spend and amount, wherever they are (properties.revenue,
+// products.price). An aggregate never adds amounts in two currencies:
+//
+//	sum(properties.revenue) of "Order Completed" ...                       the default currency's orders (kiln serve -currency, USD unless set)
+//	sum(properties.revenue) of "Order Completed" in currency GBP ...       the GBP orders
+//	sum(properties.revenue in GBP) of "Order Completed" ...                every order, converted into GBP at the fixed rates (kiln serve -rates "1 EUR = 0.86 GBP, 1 USD = 0.79 GBP")
+//
+// Without a conversion an aggregate reads only amounts in its currency
+// (the one in currency names, else the default); applying it is an
+// error when the events already received hold amounts of that event in
+// another currency, so a mix is never silently left out, and in
+// currency [GBP, USD] on an amount is an error at once. A conversion
+// multiplies each amount by the rate of its currency into the target and
+// rounds it half-even to the target's decimals (19.99 USD at 0.79 is
+// 15.79 GBP); an amount in a currency without a rate is left out, and
+// applying is an error while such amounts exist. Any field converts
+// (sum(properties.order_value in GBP)), which also makes it money. In
+// arithmetic, amounts added or subtracted must share a currency
+// (a constant is in the amount's currency); a sum divided by a count is
+// money in that currency, a ratio of two amounts a plain number.
+//
 // Filters: PATH OP VALUE combined with and, or, not and parentheses. OP
 // is = != < <= > >= contains in [v1, v2] exists, not exists. Values are
 // quoted strings, numbers, true, false.
@@ -75,9 +113,9 @@
 //	VALUE OP literal                                   spend_365d >= 500, last_city = "Leeds", count of "X" in last 7 days = 0
 //	traits.NAME OP literal                             traits.country in ["GB", "UK"], traits.vip = true, traits.phone exists
 //	in segment NAME                                    any segment, static ones included
-//	performed "Event" [where FILTER] WINDOW            count >= 1
-//	did not perform "Event" [where FILTER] WINDOW      count = 0
-//	"A" [where F] not followed by "B" [where F] within SPAN in last N days
+//	performed "Event" [SCOPE] [where FILTER] WINDOW            count >= 1
+//	did not perform "Event" [SCOPE] [where FILTER] WINDOW      count = 0
+//	"A" [SCOPE] [where F] not followed by "B" [SCOPE] [where F] within SPAN in last N days
 //	anniversary of traits.NAME within next N days      month-day anniversaries: birthdays
 //	traits.NAME within next N days                     the same (canonical text spells "anniversary of")
 //	traits.NAME more than SPAN ago                     signed up more than 30 days ago

@@ -122,9 +122,13 @@ func FormatAgg(a *Agg) string {
 	}
 	s := a.Func
 	if a.Path != "" {
-		s += "(" + a.Path + ")"
+		s += "(" + a.Path
+		if a.Convert != "" {
+			s += " in " + formatCurrency(a.Convert)
+		}
+		s += ")"
 	}
-	s += " of " + strconv.Quote(a.Event)
+	s += " of " + strconv.Quote(a.Event) + FormatScope(a.Scope)
 	if a.Where != nil {
 		s += " where " + FormatFilter(a.Where)
 	}
@@ -251,7 +255,7 @@ func formatCond(c *Cond, outer string) string {
 		if c.Op == CNotPerformed {
 			s = "did not perform "
 		}
-		s += strconv.Quote(a.Event)
+		s += strconv.Quote(a.Event) + FormatScope(a.Scope)
 		if a.Where != nil {
 			s += " where " + FormatFilter(a.Where)
 		}
@@ -279,9 +283,53 @@ func spanOr(s *Span) string {
 }
 
 func formatRef(r *EventRef) string {
-	s := strconv.Quote(r.Event)
+	s := strconv.Quote(r.Event) + FormatScope(r.Scope)
 	if r.Where != nil {
 		s += " where " + FormatFilter(r.Where)
 	}
 	return s
+}
+
+// FormatScope prints a scope's clauses with a leading space ("" for
+// none), in the canonical order: source, store, currency.
+func FormatScope(sc *Scope) string {
+	if sc == nil {
+		return ""
+	}
+	var b strings.Builder
+	clause := func(kw string, list []string, quote bool) {
+		if list == nil {
+			return
+		}
+		b.WriteString(" " + kw + " ")
+		q := func(v string) string {
+			if quote {
+				return strconv.Quote(v)
+			}
+			return formatCurrency(v)
+		}
+		if len(list) == 1 {
+			b.WriteString(q(list[0]))
+			return
+		}
+		b.WriteString("[")
+		for i, v := range list {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(q(v))
+		}
+		b.WriteString("]")
+	}
+	clause("from source", sc.Sources, true)
+	clause("at store", sc.Stores, true)
+	clause("in currency", sc.Currencies, false)
+	return b.String()
+}
+
+func formatCurrency(c string) string {
+	if currencyRE.MatchString(c) && !reserved[c] {
+		return c
+	}
+	return strconv.Quote(c)
 }

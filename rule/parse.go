@@ -395,6 +395,9 @@ func (p *parser) agg() *Agg {
 			p.failAt(pt, "expected a property path such as properties.revenue or products.quantity, found %s", pt)
 		}
 		a.Path = pt.text
+		if p.accept("in") {
+			a.Convert = p.currency()
+		}
 		p.expect(")", "\")\"")
 	}
 	p.expect("of", "\"of\" and an event name")
@@ -403,6 +406,7 @@ func (p *parser) agg() *Agg {
 		p.failAt(ev, "expected a quoted event name such as \"Order Completed\", found %s", ev)
 	}
 	a.Event = ev.text
+	a.Scope = p.scope()
 	if p.accept("where") {
 		a.Where = p.filter()
 	}
@@ -677,13 +681,13 @@ func (p *parser) primary() *Cond {
 	case p.is("performed"):
 		p.next()
 		ref := p.eventRef()
-		return &Cond{Op: CPerformed, Agg: &Agg{Func: FnCount, Event: ref.Event, Where: ref.Where, Window: p.window(true), Pos: ref.Pos}, Pos: t.pos}
+		return &Cond{Op: CPerformed, Agg: &Agg{Func: FnCount, Event: ref.Event, Scope: ref.Scope, Where: ref.Where, Window: p.window(true), Pos: ref.Pos}, Pos: t.pos}
 	case p.is("did"):
 		p.next()
 		p.expect("not", "\"not perform\"")
 		p.expect("perform", "\"perform\"")
 		ref := p.eventRef()
-		return &Cond{Op: CNotPerformed, Agg: &Agg{Func: FnCount, Event: ref.Event, Where: ref.Where, Window: p.window(true), Pos: ref.Pos}, Pos: t.pos}
+		return &Cond{Op: CNotPerformed, Agg: &Agg{Func: FnCount, Event: ref.Event, Scope: ref.Scope, Where: ref.Where, Window: p.window(true), Pos: ref.Pos}, Pos: t.pos}
 	case t.kind == tString:
 		first := p.eventRef()
 		p.expect("not", "\"not followed by\" after an event name (or use count of \"Event\" ...)")
@@ -756,8 +760,70 @@ func (p *parser) eventRef() *EventRef {
 		p.failAt(t, "expected a quoted event name, found %s", t)
 	}
 	r := &EventRef{Event: t.text, Pos: t.pos}
+	r.Scope = p.scope()
 	if p.accept("where") {
 		r.Where = p.filter()
 	}
 	return r
+}
+
+// scope parses the clauses that limit an event reference, in any order,
+// each at most once: from source "webstore", at store "york" (or at
+// location), in currency GBP; each takes one value or a [list].
+func (p *parser) scope() *Scope {
+	var s *Scope
+	for {
+		t := p.peek()
+		var list *[]string
+		var what string
+		if s == nil {
+			s = &Scope{Pos: t.pos}
+		}
+		switch {
+		case p.is("from") && p.isAt(1, "source"):
+			list, what = &s.Sources, "source"
+		case p.is("at") && (p.isAt(1, "store") || p.isAt(1, "location")):
+			list, what = &s.Stores, "store"
+		case p.is("in") && p.isAt(1, "currency"):
+			list, what = &s.Currencies, "currency"
+		default:
+			if s.Sources == nil && s.Stores == nil && s.Currencies == nil {
+				return nil
+			}
+			return s
+		}
+		if *list != nil {
+			p.failAt(t, "the %s is limited twice; list the values once: %s %s [\"a\", \"b\"]", what, t.text, p.peekN(1).text)
+		}
+		p.next()
+		p.next()
+		one := func() string {
+			if what == "currency" {
+				return p.currency()
+			}
+			return p.str(what + " id")
+		}
+		if p.accept("[") {
+			*list = []string{}
+			for !p.is("]") {
+				*list = append(*list, one())
+				if !p.accept(",") {
+					break
+				}
+			}
+			p.expect("]", "\"]\" closing the list")
+		} else {
+			*list = []string{one()}
+		}
+	}
+}
+
+// currency reads a currency code, bare (GBP) or quoted ("GBP"); Check
+// validates it.
+func (p *parser) currency() string {
+	t := p.next()
+	if (t.kind != tIdent && t.kind != tString) || strings.Contains(t.text, ".") {
+		p.failAt(t, "expected a currency code such as GBP, found %s", t)
+	}
+	return t.text
 }

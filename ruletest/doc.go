@@ -8,6 +8,8 @@
 // The format, for users, is docs/TESTING_DEFINITIONS.md:
 //
 //	tz Europe/London                    # optional, before the first at (default UTC)
+//	currency GBP                        # optional, before the first at: the workspace currency (default USD)
+//	rates "1 EUR = 0.86 GBP"            # optional, before the first at: conversion rates
 //	load "shop.kiln"                    # definitions, relative to this file; several allowed
 //	library "shop.kiln"                 # a shipped file
 //	define { segment vip { spend_365d >= 500 } }   # inline definitions (may span lines)
@@ -17,12 +19,14 @@
 //	  user 42 identify {"company": "Teahouse Ltd"}
 //	  user 42 "Order Completed" {"revenue": 5} context {"traits": {"vat_id": "GB1"}}
 //	  user 43 at 2025-12-31 23:00 "Order Completed" {"revenue": 50}   # happened then, arrives now
+//	  user 44 "Order Completed" from "pos" store "york" {"revenue": 5}  # its source and store
 //	  email ann@example.com "Email Opened"
 //	  user 42 added to press_list       # removed from press_list
 //
 //	at 2027-01-05 10:00:00.001
 //	  expect user 42 in high_value      # not in
 //	  expect user 42 spend_365d = 300   # = != < <= > >=; numbers, "text", true, false, null
+//	  expect user 42 spend_365d = 300.00 GBP   # an amount: the currency must match too
 //	  expect high_value = [user 42, email ann@example.com]
 //	  expect user 42 explain high_value contains "spend_365d >= 500"
 //	  expect transition user 42 high_value exit at 2027-01-05 10:00

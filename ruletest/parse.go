@@ -54,6 +54,7 @@ type Test struct {
 	File string
 
 	loc   *time.Location
+	opts  eval.Options // the workspace's currency and rates
 	prog  *eval.Program
 	steps []*step
 }
@@ -108,6 +109,7 @@ type expectation struct {
 type literal struct {
 	text string   // as written (strings quoted)
 	num  *big.Rat // for numbers
+	cur  string   // money: the currency written after the number (500.00 GBP)
 	val  any      // string, bool or nil for the others
 }
 
@@ -205,6 +207,20 @@ func (p *parser) stmt(s stmt) {
 			p.failf("unknown time zone %q", name)
 		}
 		p.t.loc = loc
+	case "currency":
+		if p.clockSet {
+			p.failf("currency must come before the first at")
+		}
+		p.t.opts.Currency = c.word()
+	case "rates":
+		if p.clockSet {
+			p.failf("rates must come before the first at")
+		}
+		r, err := eval.ParseRates(c.str(`the rates in quotes, such as "1 EUR = 0.86 GBP, 1 USD = 0.79 GBP"`))
+		if err != nil {
+			p.failf("%v", err)
+		}
+		p.t.opts.Rates = r
 	case "load":
 		p.load(c.str("a file name in quotes"))
 	case "library":
@@ -234,7 +250,7 @@ func (p *parser) stmt(s stmt) {
 		}
 		p.t.steps = append(p.t.steps, &step{line: s.line, kind: stepExpect, expect: e})
 	default:
-		p.failf("unknown statement %q: want tz, load, library, define, at, user, email, expect or expect-fail", w)
+		p.failf("unknown statement %q: want tz, currency, rates, load, library, define, at, user, email, expect or expect-fail", w)
 	}
 	c.end()
 }
@@ -331,7 +347,9 @@ func (p *parser) compile() {
 		report(err)
 		return
 	}
-	prog, err := eval.Compile(set, eval.Options{Location: p.t.loc})
+	opts := p.t.opts
+	opts.Location = p.t.loc
+	prog, err := eval.Compile(set, opts)
 	if err != nil {
 		report(err)
 		return
@@ -445,8 +463,19 @@ func (p *parser) profileStep(c *cursor, line int) {
 	case c.peek(tString):
 		ev.Type = kiln.Track
 		ev.Name = c.next().val
-		if c.peek(tJSON) {
-			ev.Properties = c.object("")
+		for done := false; !done; {
+			switch {
+			case c.peekWord("from"):
+				c.i++
+				ev.SourceID = c.str(`a source id in quotes, such as "webstore"`)
+			case c.peekWord("store"):
+				c.i++
+				ev.Store = c.str(`a store or location in quotes, such as "york"`)
+			case c.peek(tJSON) && ev.Properties == nil:
+				ev.Properties = c.object("")
+			default:
+				done = true
+			}
 		}
 	default:
 		p.failf(`%s: want an event name in quotes ("Order Completed"), identify {traits}, added to SEGMENT or removed from SEGMENT`, who)
@@ -509,6 +538,10 @@ func (p *parser) expectation(c *cursor) *expectation {
 				p.failf("want a comparison (= != < <= > >=) after %s, found %q", e.trait, e.op)
 			}
 			e.want = c.literal()
+			if e.want.num != nil && c.peek(tWord) && currencyRE.MatchString(c.toks[c.i].val) {
+				e.want.cur = c.next().val
+				e.want.text += " " + e.want.cur
+			}
 			if e.want.num == nil && e.op != "=" && e.op != "!=" {
 				p.failf("%s compares numbers; use = or != with %s", e.op, e.want.text)
 			}
@@ -594,6 +627,8 @@ func (c *cursor) punct(w string) {
 var atPos = regexp.MustCompile(` at \d+:\d+$`)
 
 var nameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // name reads a segment, trait or time zone name.
 func (c *cursor) name(what string) string {

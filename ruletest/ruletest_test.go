@@ -110,7 +110,7 @@ at 2026-01-06
 		line        int
 		msg, detail string
 	}{
-		{4, "expected user 42 in vip at 2026-01-05 10:00:00, but it is not", "user 42 is OUT of vip\n  ✗ spend_365d >= 500 = 300  (value 300; needs >= 500)"},
+		{4, "expected user 42 in vip at 2026-01-05 10:00:00, but it is not", "user 42 is OUT of vip\n  ✗ spend_365d >= 500 = 300.00  (value 300.00 USD; needs >= 500.00 USD)"},
 		{5, "expected user 42 spend_365d = 301 at 2026-01-05 10:00:00, found 300", `trait spend_365d = sum(properties.revenue) of "Order Completed" in last 365 days`},
 		{6, "expected vip = [user 42, user 9] at 2026-01-05 10:00:00, found []", "user 42 is OUT of vip"},
 		{7, `to contain "orders"; it does not`, "✗ spend_365d >= 500"},

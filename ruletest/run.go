@@ -486,6 +486,9 @@ func (r *runner) transitions(pr *profile, seg string) string {
 
 // show prints a trait value as JSON (null for none).
 func show(v any) string {
+	if n, ok := v.(eval.Number); ok && n.Currency != "" {
+		return n.Display() // 500.00 GBP
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Sprint(v)
@@ -522,6 +525,12 @@ func sameValue(a, b any) bool {
 // compare applies a test's comparison as the definition language does:
 // a missing value (null) satisfies only != and = null.
 func compare(got any, op string, want literal) bool {
+	if want.cur != "" {
+		// 500.00 GBP is not 500.00 USD: a written currency must match.
+		if n, ok := got.(eval.Number); !ok || n.Currency != want.cur {
+			return op == "!="
+		}
+	}
 	if want.num != nil {
 		x, ok := number(got)
 		if !ok {

@@ -300,7 +300,7 @@ func TestBrowserAccessibility(t *testing.T) {
 // vocabularyExtra uses the parts of the language the shipped library does
 // not: between, in lists, not and or in filters, arithmetic with numbers,
 // the other aggregate functions, calendar windows, cron freshness.
-const vocabularyExtra = `trait rt_extra = (max(properties.revenue) of "Order Completed" where properties.gift = true or not properties.category in ["teaware", "glassware"] between "2025-01-01" and "2025-12-31") / 2 + first(properties.revenue) of "Order Completed" this week
+const vocabularyExtra = `trait rt_extra = (max(properties.revenue) of "Order Completed" where properties.gift = true or not properties.category in ["teaware", "glassware"] between "2025-01-01" and "2025-12-31") / 2 + first(properties.revenue in GBP) of "Order Completed" this week
 segment rt_extra_seg "Extra" {
   (last(properties.revenue) of "Order Completed" today > 10 or distinct(products.sku) of "Order Completed" this month >= 3)
   and traits.vip not exists

@@ -498,7 +498,7 @@ func TestOverviewAndProfile(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("profile: %d", code)
 	}
-	for _, want := range []string{"c012@example.com", "Why in, why out", "Entered Big spenders", "Order Completed", "spend_all", ">120<", "never merged"} {
+	for _, want := range []string{"c012@example.com", "Why in, why out", "Entered Big spenders", "Order Completed", "spend_all", ">120.00 USD<", "never merged"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("profile page lacks %q", want)
 		}
@@ -999,7 +999,7 @@ func TestProfileShowsExactAmounts(t *testing.T) {
 	}
 	c := h.signIn(t)
 	_, body := get(t, c, h.URL+"/ui/profiles/email:amy@example.com")
-	for _, want := range []string{">386.93<", "value 386.93; needs = 386.93"} {
+	for _, want := range []string{">386.93 USD<", "value 386.93 USD; needs = 386.93 USD"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("profile page lacks %q", want)
 		}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-cdp/kiln/eval"
 	"github.com/kiln-cdp/kiln/intel"
 	"github.com/kiln-cdp/kiln/store"
 	"github.com/kiln-cdp/kiln/store/postgres"
@@ -23,14 +24,21 @@ import (
 // Config is the server's configuration. Each field has a flag and an
 // environment variable; the flag wins. docs/CONFIG.md lists them.
 type Config struct {
-	Addr      string        // KILN_ADDR
-	DB        string        // KILN_DB: SQLite file
-	Postgres  string        // KILN_POSTGRES: PostgreSQL DSN; when set, used instead of SQLite
-	LogFormat string        // KILN_LOG_FORMAT: text or json
-	LogLevel  string        // KILN_LOG_LEVEL: debug, info, warn, error
-	RateLimit float64       // KILN_RATE_LIMIT: events/s per source, 0 for none
-	Timezone  string        // KILN_TIMEZONE: the workspace's time zone for calendar windows
-	Shutdown  time.Duration // KILN_SHUTDOWN_TIMEOUT: how long a graceful shutdown may take
+	Addr      string  // KILN_ADDR
+	DB        string  // KILN_DB: SQLite file
+	Postgres  string  // KILN_POSTGRES: PostgreSQL DSN; when set, used instead of SQLite
+	LogFormat string  // KILN_LOG_FORMAT: text or json
+	LogLevel  string  // KILN_LOG_LEVEL: debug, info, warn, error
+	RateLimit float64 // KILN_RATE_LIMIT: events/s per source, 0 for none
+	Timezone  string  // KILN_TIMEZONE: the workspace's time zone for calendar windows
+	// Currency is the workspace's currency (KILN_CURRENCY): of amounts in
+	// events without properties.currency, and of amounts a definition
+	// neither scopes nor converts.
+	Currency string
+	// Rates are fixed conversion rates for definitions that convert
+	// amounts (KILN_RATES): "1 EUR = 0.86 GBP, 1 USD = 0.79 GBP".
+	Rates    string
+	Shutdown time.Duration // KILN_SHUTDOWN_TIMEOUT: how long a graceful shutdown may take
 	// PhoneRegion is the country calling code assumed for phone numbers
 	// written without one (KILN_PHONE_COUNTRY_CODE, e.g. 44 or 1).
 	PhoneCountryCode string
@@ -43,6 +51,23 @@ type Config struct {
 	// RFMConfig is a JSON file naming RFM groups by score ranges
 	// (KILN_RFM_CONFIG); "" for the usual groups.
 	RFMConfig string
+}
+
+// currency returns the workspace currency (USD when unset) and the
+// parsed conversion rates.
+func (c *Config) currency() (string, eval.Rates, error) {
+	cur := c.Currency
+	if cur == "" {
+		cur = eval.DefaultCurrency
+	}
+	if len(cur) != 3 || strings.ToUpper(cur) != cur || strings.Trim(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+		return "", eval.Rates{}, fmt.Errorf("-currency %q: use a three-letter ISO 4217 code such as USD or GBP", c.Currency)
+	}
+	r, err := eval.ParseRates(c.Rates)
+	if err != nil {
+		return "", eval.Rates{}, fmt.Errorf("-rates: %w", err)
+	}
+	return cur, r, nil
 }
 
 // rfm reads the RFM group thresholds, if configured.
@@ -108,6 +133,8 @@ func (c *Config) serverFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KILN_LOG_LEVEL", "info"), "log level: debug, info, warn or error (KILN_LOG_LEVEL)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", envFloat("KILN_RATE_LIMIT", 0), "ingest limit in events/s per source, answered with 429 beyond it; 0 for none (KILN_RATE_LIMIT)")
 	fs.StringVar(&c.Timezone, "timezone", envOr("KILN_TIMEZONE", "UTC"), "workspace time zone for calendar windows and schedules (KILN_TIMEZONE)")
+	fs.StringVar(&c.Currency, "currency", envOr("KILN_CURRENCY", eval.DefaultCurrency), "workspace currency: of amounts in events without properties.currency, and of sums that neither say in currency X nor convert (KILN_CURRENCY)")
+	fs.StringVar(&c.Rates, "rates", envOr("KILN_RATES", ""), "fixed conversion rates for definitions that convert amounts, e.g. \"1 EUR = 0.86 GBP, 1 USD = 0.79 GBP\" (KILN_RATES)")
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDuration("KILN_SHUTDOWN_TIMEOUT", 30*time.Second), "how long graceful shutdown may drain in-flight requests (KILN_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.PhoneCountryCode, "phone-country-code", envOr("KILN_PHONE_COUNTRY_CODE", "1"), "country calling code for phone numbers written without one (KILN_PHONE_COUNTRY_CODE)")
 	fs.StringVar(&c.RFMConfig, "rfm-config", envOr("KILN_RFM_CONFIG", ""), "JSON file naming RFM groups by score ranges, first match wins; default: Champions, Loyal, Potential Loyalist, ... (KILN_RFM_CONFIG)")
@@ -129,6 +156,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("-timezone %q: not a known IANA time zone such as Europe/London", c.Timezone)
 	}
 	if _, err := c.rfm(); err != nil {
+		return err
+	}
+	if _, _, err := c.currency(); err != nil {
 		return err
 	}
 	if c.Postgres == "" && c.DB == "" {

@@ -25,6 +25,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{func(c *Config) { c.RateLimit = -1 }, "-rate-limit"},
 		{func(c *Config) { c.RFMConfig = bad }, "-rfm-config"},
 		{func(c *Config) { c.RFMConfig = filepath.Join(dir, "missing.json") }, "-rfm-config"},
+		{func(c *Config) { c.Currency = "pounds" }, `-currency "pounds": use a three-letter ISO 4217 code`},
+		{func(c *Config) { c.Rates = "EUR 0.86 GBP" }, `-rates: rate "EUR 0.86 GBP": want "1 EUR = 0.86 GBP"`},
 	} {
 		cfg := base
 		c.change(&cfg)
@@ -35,6 +37,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 	}
 	cfg := base
 	cfg.RFMConfig = good
+	cfg.Currency, cfg.Rates = "GBP", "1 EUR = 0.86 GBP, 1 USD = 0.79 GBP"
 	if err := cfg.validate(); err != nil {
 		t.Fatalf("good config refused: %v", err)
 	}

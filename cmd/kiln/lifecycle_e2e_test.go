@@ -384,7 +384,7 @@ func (p *lifeProc) launch() (string, *exec.Cmd, chan struct{}) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	cmd := exec.Command(p.bin, "serve", "-db", p.db, "-addr", addr, "-log-level", "info")
+	cmd := exec.Command(p.bin, "serve", "-db", p.db, "-addr", addr, "-log-level", "info", "-currency", "GBP") // the orders are in pounds
 	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -120,6 +120,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	rfm, _ := m.Config.rfm() // validate checked it
+	cur, rates, _ := m.Config.currency()
 	var err error
 	m.Engine, err = engine.New(engine.Config{
 		Store:            st,
@@ -127,6 +128,8 @@ func (m *Main) Open(ctx context.Context) error {
 		Metrics:          m.Metrics,
 		Blocklist:        m.Config.blocklist(),
 		Location:         m.location(),
+		Currency:         cur,
+		Rates:            rates,
 		PhoneCountryCode: m.Config.PhoneCountryCode,
 		Planner:          m.Actions.Planner,
 		OnTransitions:    m.Actions.OnTransitions,

@@ -46,7 +46,7 @@ at 2026-01-05 10:00
 	if err := run(ctx, []string{"test", good}, &out, &out); err != nil {
 		t.Fatalf("%v\n%s", err, &out)
 	}
-	if want := good + ": 1 expectation, 0 failed; 1 of 22 segments tested\n"; out.String() != want {
+	if want := good + ": 1 expectation, 0 failed; 1 of 23 segments tested\n"; out.String() != want {
 		t.Errorf("output %q, want %q", out.String(), want)
 	}
 

@@ -199,6 +199,22 @@
       } } });
     }
 
+    // Scope: which events count, by the source they came in through, the
+    // store or location, and the currency (comma-separated; empty = any).
+    function scopeEditor(holder, path) {
+      function list(key, label, placeholder) {
+        var cur = holder.scope && holder.scope[key] ? holder.scope[key].join(', ') : '';
+        return field(label, input(path + '.scope.' + key, cur, function (v) {
+          var vals = v.split(',').map(function (x) { return x.trim(); }).filter(function (x) { return x !== ''; });
+          holder.scope = holder.scope || {};
+          if (vals.length) holder.scope[key] = vals; else delete holder.scope[key];
+          if (!Object.keys(holder.scope).length) delete holder.scope;
+        }, { placeholder: placeholder, 'class': 'mid' }));
+      }
+      return h('div', { 'class': 'inline' },
+        list('sources', 'From sources', 'any source'), list('stores', 'At stores', 'any store'), list('currencies', 'In currencies', 'any currency'));
+    }
+
     function eventInput(path, holder) {
       return field('Event', input(path, holder.event, function (v) { holder.event = v; }, { list: 'dl-events', 'class': 'mid', placeholder: 'Order Completed' }));
     }
@@ -213,7 +229,11 @@
           rerender(); changed();
         })),
         a.func === 'count' ? null : field('Property', input(path + '.property', a.property, function (v) { a.property = v; }, { placeholder: 'properties.revenue', 'class': 'mid' })),
+        a.func === 'count' || a.func === 'distinct' ? null : field('Convert into', input(path + '.convert', a.convert, function (v) {
+          v = v.trim().toUpperCase(); if (v) a.convert = v; else delete a.convert;
+        }, { placeholder: 'no conversion', 'class': 'short' })),
         eventInput(path + '.event', a)));
+      box.append(scopeEditor(a, path));
       box.append(whereToggle(a, path));
       a.window = a.window || { kind: 'last', n: 30, unit: 'days' };
       box.append(windowEditor(a.window, path + '.window'));
@@ -318,13 +338,14 @@
         case 'performed': case 'not_performed':
           c.aggregate.func = 'count';
           box.append(h('div', { 'class': 'inline' }, eventInput(path + '.aggregate.event', c.aggregate)));
+          box.append(scopeEditor(c.aggregate, path + '.aggregate'));
           box.append(whereToggle(c.aggregate, path + '.aggregate'));
           box.append(windowEditor(c.aggregate.window, path + '.aggregate.window'));
           break;
         case 'not_followed':
-          box.append(h('div', { 'class': 'inline' }, eventInput(path + '.first.event', c.first)), whereToggle(c.first, path + '.first'));
+          box.append(h('div', { 'class': 'inline' }, eventInput(path + '.first.event', c.first)), scopeEditor(c.first, path + '.first'), whereToggle(c.first, path + '.first'));
           box.append(h('p', { 'class': 'muted small', text: 'not followed by' }));
-          box.append(h('div', { 'class': 'inline' }, eventInput(path + '.then.event', c.then)), whereToggle(c.then, path + '.then'));
+          box.append(h('div', { 'class': 'inline' }, eventInput(path + '.then.event', c.then)), scopeEditor(c.then, path + '.then'), whereToggle(c.then, path + '.then'));
           box.append(h('div', { 'class': 'inline' }, h('span', { 'class': 'muted small', text: 'within' }), spanEditor(c.within, path + '.within')));
           box.append(windowEditor(c.window, path + '.window'));
           break;

@@ -67,6 +67,7 @@ type pipelineOpts struct {
 	serverArgs      []string
 	keep            bool
 	profile         string
+	library         string // definitions applied in the library row
 	stdout, stderr  io.Writer
 }
 
@@ -91,12 +92,21 @@ func runBenchPipeline(ctx context.Context, args []string, stdout, stderr io.Writ
 	baseline := fs.String("baseline", "", "a kiln binary built from an older commit, measured the same way")
 	fs.StringVar(&o.postgres, "postgres", "", "measure on PostgreSQL: a DSN whose database the bench may empty (each run drops and recreates the schema public)")
 	serverArgs := fs.String("server-args", "", "extra flags for every kiln serve")
+	libFile := fs.String("library", "", "definitions for the library row (default: the shipped library); a baseline built from an older commit may need the library of that commit, e.g. from git show COMMIT:rule/library/shop.kiln")
 	fs.BoolVar(&o.keep, "keep", false, "keep the stores and server logs (their directory is printed)")
 	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of each server, taken over the middle half of the window, to this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o.serverArgs = strings.Fields(*serverArgs)
+	o.library = library.All()
+	if *libFile != "" {
+		raw, err := os.ReadFile(*libFile)
+		if err != nil {
+			return err
+		}
+		o.library = string(raw)
+	}
 	for _, r := range strings.Split(*rows, ",") {
 		r = strings.TrimSpace(r)
 		if !slices.Contains(pipelineRows, r) {
@@ -229,7 +239,7 @@ func pipelineRun(ctx context.Context, o *pipelineOpts, bin restartBinary, row st
 	go recv.Serve(ln)
 	defer recv.Close()
 	if row == "library" {
-		if err := srv.admin(ctx, admin, "/api/v1/definitions", "text/plain", library.All()); err != nil {
+		if err := srv.admin(ctx, admin, "/api/v1/definitions", "text/plain", o.library); err != nil {
 			return res, fmt.Errorf("applying the library: %w", err)
 		}
 		dest, _ := json.Marshal(map[string]any{"name": "receiver", "kind": "webhook", "config": map[string]any{"url": "http://" + ln.Addr().String() + "/hook"}})

@@ -177,7 +177,7 @@ func TestDerivedWritesLeaveTheWriterAtFull(t *testing.T) {
 		return n
 	}
 	var inside int
-	if err := db.writeDerived(ctx, func(tx *sql.Tx) error { inside = level(tx); return nil }); err != nil {
+	if err := db.writeRelaxed(ctx, func(tx *sql.Tx) error { inside = level(tx); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if inside != 1 {
@@ -187,7 +187,7 @@ func TestDerivedWritesLeaveTheWriterAtFull(t *testing.T) {
 		t.Errorf("after a derived write synchronous = %d, want 2 (FULL)", got)
 	}
 	// A failing derived write also restores FULL.
-	if err := db.writeDerived(ctx, func(tx *sql.Tx) error { return errors.New("refused") }); err == nil {
+	if err := db.writeRelaxed(ctx, func(tx *sql.Tx) error { return errors.New("refused") }); err == nil {
 		t.Fatal("want the error back")
 	}
 	if got := level(db.w); got != 2 {

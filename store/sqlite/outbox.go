@@ -104,14 +104,20 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, segment = excluded.segment,
 	deleteAutomation = `DELETE FROM automations WHERE id = ?`
 )
 
-// writeRelaxed is write for the outbox's bookkeeping (claims and
-// outcomes): it commits without waiting for the disk (synchronous=NORMAL
-// for this transaction). The transaction is still atomic, and the next
-// fully synchronous commit on the log (the WAL is written in order) makes
-// it durable too; a power cut in between can only lose a claim or an
-// outcome, so an item is delivered again, which at-least-once delivery
-// allows. It saves an fsync per claim and per batch of outcomes, which
-// would otherwise queue behind the event log's commits.
+// writeRelaxed is write for what can be lost to a power cut and done
+// again: it commits without waiting for the disk (synchronous=NORMAL for
+// this transaction). The transaction is still atomic, and the next fully
+// synchronous commit on the log (the WAL is written in order) makes it
+// durable too. Two writers use it:
+//   - the outbox's bookkeeping (claims and outcomes): a lost claim or
+//     outcome means an item is delivered again, which at-least-once
+//     delivery allows;
+//   - what the engine derives from the log (store.Resolution.Derived):
+//     lost with its checkpoint, it is derived again, with the same
+//     transition instants and action keys.
+//
+// It saves an fsync per commit that would otherwise hold every waiting
+// acknowledgement (appends share SQLite's one writer).
 func (db *DB) writeRelaxed(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	conn, err := db.w.Conn(ctx)
 	if err != nil {

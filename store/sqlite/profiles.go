@@ -136,7 +136,7 @@ ON CONFLICT (kind, value) DO NOTHING`
 func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 	write := db.write
 	if r.Derived {
-		write = db.writeDerived
+		write = db.writeRelaxed
 	}
 	err := write(ctx, func(tx *sql.Tx) error {
 		for _, m := range r.Merges {

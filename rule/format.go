@@ -96,6 +96,9 @@ func formatExpr(e *Expr, outer int) string {
 	case ExprTrait:
 		return e.Name
 	case ExprProfile:
+		if e.Func != "" {
+			return e.Func + "(traits." + e.Name + ")"
+		}
 		return "traits." + e.Name
 	case ExprNum:
 		return formatNum(e.Num)
@@ -157,7 +160,22 @@ func FormatFilter(f *Filter) string { return formatFilter(f, "") }
 func formatFilter(f *Filter, outer string) string {
 	switch f.Op {
 	case FCmp:
+		if f.Func != "" {
+			return f.Func + "(" + f.Path + ") " + formatCmp(f.Cmp, f.Value)
+		}
 		return f.Path + " " + formatCmp(f.Cmp, f.Value)
+	case FItems:
+		if f.Func == FnAny || f.Func == FnAll {
+			if f.Where == nil {
+				return "<bad " + f.Func + ">"
+			}
+			return f.Func + "(" + FormatFilter(f.Where) + ")"
+		}
+		s := f.Func + "(" + f.Path
+		if f.Where != nil {
+			s += " where " + FormatFilter(f.Where)
+		}
+		return s + ") " + formatCmp(f.Cmp, f.Value)
 	case FNot:
 		if len(f.Args) != 1 {
 			return "<bad not>"

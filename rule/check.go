@@ -22,7 +22,7 @@ const (
 	TNumber Type = "number"
 	TString Type = "string"
 	TBool   Type = "bool"
-	TDate   Type = "date" // profile traits holding "YYYY-MM-DD" or RFC 3339 strings
+	TDate   Type = "date"   // profile traits holding "YYYY-MM-DD" or RFC 3339 strings
 	TObject Type = "object" // profile traits holding an object: traits.company.name reads into it
 	TList   Type = "list"   // profile traits holding a list: traits.tags contains "vip", length(traits.tags)
 )

@@ -34,7 +34,8 @@ type feature struct {
 	key      string
 	event    string
 	filter   *cfilter
-	arr      string   // the line-item array read per item, or ""
+	where    *rule.Filter // the filter as written: Naive interprets it
+	arr      string       // the line-item array read per item, or ""
 	path     []string // value path (after "properties", or after arr for items)
 	itemPath bool     // the value is read per item
 	enc      uint8
@@ -322,6 +323,7 @@ func (p *Program) feature(event string, where *rule.Filter, path string, enc uin
 	}
 	if where != nil {
 		var arr string
+		f.where = where
 		f.filter = compileFilter(where, &arr)
 		if arr != "" {
 			f.arr = arr

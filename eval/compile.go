@@ -34,14 +34,15 @@ type feature struct {
 	key      string
 	event    string
 	filter   *cfilter
-	where    *rule.Filter // the filter as written: Naive interprets it
-	arr      string       // the line-item array read per item, or ""
+	arr      string   // the line-item array read per item, or ""
 	path     []string // value path (after "properties", or after arr for items)
 	itemPath bool     // the value is read per item
 	enc      uint8
 	win      bool // read by a windowed aggregate (kept as records)
 	run      bool // read by a running aggregate (folded into accumulators)
 	users    []int
+	// where is the filter as written: Naive interprets it.
+	where *rule.Filter
 }
 
 // Aggregate node kinds.

@@ -97,9 +97,9 @@ func formatExpr(e *Expr, outer int) string {
 		return e.Name
 	case ExprProfile:
 		if e.Func != "" {
-			return e.Func + "(traits." + e.Name + ")"
+			return e.Func + "(traits." + canonPath(e.Name) + ")"
 		}
-		return "traits." + e.Name
+		return "traits." + canonPath(e.Name)
 	case ExprNum:
 		return formatNum(e.Num)
 	}
@@ -125,7 +125,7 @@ func FormatAgg(a *Agg) string {
 	}
 	s := a.Func
 	if a.Path != "" {
-		s += "(" + a.Path + ")"
+		s += "(" + canonPath(a.Path) + ")"
 	}
 	s += " of " + strconv.Quote(a.Event)
 	if a.Where != nil {
@@ -161,9 +161,9 @@ func formatFilter(f *Filter, outer string) string {
 	switch f.Op {
 	case FCmp:
 		if f.Func != "" {
-			return f.Func + "(" + f.Path + ") " + formatCmp(f.Cmp, f.Value)
+			return f.Func + "(" + canonPath(f.Path) + ") " + formatCmp(f.Cmp, f.Value)
 		}
-		return f.Path + " " + formatCmp(f.Cmp, f.Value)
+		return canonPath(f.Path) + " " + formatCmp(f.Cmp, f.Value)
 	case FItems:
 		if f.Func == FnAny || f.Func == FnAll {
 			if f.Where == nil {
@@ -171,7 +171,7 @@ func formatFilter(f *Filter, outer string) string {
 			}
 			return f.Func + "(" + FormatFilter(f.Where) + ")"
 		}
-		s := f.Func + "(" + f.Path
+		s := f.Func + "(" + canonPath(f.Path)
 		if f.Where != nil {
 			s += " where " + FormatFilter(f.Where)
 		}
@@ -280,11 +280,11 @@ func formatCond(c *Cond, outer string) string {
 		}
 		return formatRef(c.First) + " not followed by " + formatRef(c.Then) + " within " + formatSpan(c.Within) + " " + FormatWindow(c.Window)
 	case CAnniversary:
-		return "anniversary of traits." + c.Profile + " within next " + spanOr(c.Within)
+		return "anniversary of traits." + canonPath(c.Profile) + " within next " + spanOr(c.Within)
 	case CAgo:
-		return "traits." + c.Profile + " more than " + spanOr(c.Within) + " ago"
+		return "traits." + canonPath(c.Profile) + " more than " + spanOr(c.Within) + " ago"
 	case CWithinLast:
-		return "traits." + c.Profile + " within last " + spanOr(c.Within)
+		return "traits." + canonPath(c.Profile) + " within last " + spanOr(c.Within)
 	}
 	return "<cond " + c.Op + ">"
 }
@@ -302,4 +302,14 @@ func formatRef(r *EventRef) string {
 		s += " where " + FormatFilter(r.Where)
 	}
 	return s
+}
+
+// canonPath prints a path with quotes only where needed (a path from
+// JSON may quote a plain name); a path that does not split is printed as
+// it is, for Check to report.
+func canonPath(p string) string {
+	if segs, ok := SplitPath(p); ok {
+		return JoinPath(segs)
+	}
+	return p
 }

@@ -127,3 +127,29 @@ func TestPathAndItemErrors(t *testing.T) {
 		t.Errorf("%s: %v", ok, err)
 	}
 }
+
+// A path from JSON that quotes plain names formats canonically, so the
+// text parses back to the same text.
+func TestJSONPathsFormatCanonically(t *testing.T) {
+	set, err := ParseJSON([]byte(`{"definitions":[{"kind":"segment","name":"s","condition":
+	  {"op":"cmp","left":{"op":"profile","name":"\"company\".\"name\""},"cmp":"exists"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Check(set, nil); err != nil {
+		t.Fatal(err)
+	}
+	text := Format(set)
+	if !strings.Contains(text, "traits.company.name exists") {
+		t.Errorf("not canonical:\n%s", text)
+	}
+	again, err := Parse(text)
+	if err != nil || Format(again) != text {
+		t.Errorf("does not reparse to itself: %v\n%s", err, text)
+	}
+	bad, _ := ParseJSON([]byte(`{"definitions":[{"kind":"segment","name":"s","condition":
+	  {"op":"cmp","left":{"op":"profile","name":"company..name"},"cmp":"exists"}}]}`))
+	if _, err := Check(bad, nil); err == nil || !strings.Contains(err.Error(), `segment s: bad profile trait name "company..name"`) {
+		t.Errorf("a bad path from JSON: %v", err)
+	}
+}

@@ -59,3 +59,18 @@ segment trade {
 		t.Error("trade holds with one tag and one trade-size order")
 	}
 }
+
+// Absorb replaces a nested trait whole: a later company without a name
+// leaves none.
+func TestAbsorbReplacesNestedTraits(t *testing.T) {
+	pr := &Profile{}
+	pr.Absorb(&kiln.Event{Type: kiln.Identify, Traits: map[string]any{"company": map[string]any{"name": "Teahouse Ltd"}}})
+	pr.Absorb(&kiln.Event{Type: kiln.Identify, Traits: map[string]any{"company": map[string]any{"size": 12.0}}})
+	env := condEnv{prof: pr}
+	if got := env.trait([]string{"company", "name"}); got != nil {
+		t.Errorf("company.name = %v after a company without a name", got)
+	}
+	if got := env.trait([]string{"company", "size"}); got != 12.0 {
+		t.Errorf("company.size = %v, want 12", got)
+	}
+}

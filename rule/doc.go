@@ -68,7 +68,9 @@
 //
 // Filters: PATH OP VALUE combined with and, or, not and parentheses. OP
 // is = != < <= > >= contains in [v1, v2] exists, not exists. Values are
-// quoted strings, numbers, true, false.
+// quoted strings, numbers, true, false. length(PATH) OP NUMBER and
+// conditions on the event's own line items (sum(products.quantity) >=
+// 24, any(...), all(...)) are filters too: see the sections below.
 //
 // Conditions combine with and, or, not, parentheses:
 //

@@ -37,6 +37,9 @@ type replayFrom struct {
 	cust   map[string]*purchases
 	// purchases: also rebuild the models' purchase histories (at start).
 	purchases bool
+	// asOf: states as of now, a past instant: events dated after it are
+	// left out and model traits (current, not as of then) are not set.
+	asOf bool
 }
 
 // replayed is what a replay built; touched lists the profiles that had
@@ -113,6 +116,9 @@ func (e *Engine) replayLocked(ctx context.Context, from replayFrom, upTo int64, 
 			wg.Go(func() {
 				sh := shards[k]
 				for _, it := range work[k] {
+					if from.asOf && it.ev.Timestamp.After(now) {
+						continue
+					}
 					sh.touched[it.pid] = true
 					if from.purchases {
 						sh.m.record(it.pid, it.ev)
@@ -160,7 +166,7 @@ func (e *Engine) replayLocked(ctx context.Context, from replayFrom, upTo int64, 
 				out.touched[pid] = true
 			}
 		}
-		if e.models != nil {
+		if e.models != nil && !from.asOf {
 			for pid := range e.models.traits {
 				if out.states[pid] == nil {
 					out.states[pid] = &pstate{st: prog.NewState(), prof: eval.Profile{Static: static[pid]}}
@@ -169,13 +175,23 @@ func (e *Engine) replayLocked(ctx context.Context, from replayFrom, upTo int64, 
 			}
 		}
 	}
-	e.settleAll(prog, out.states, out.touched, now)
+	settle := e.settle
+	if from.asOf {
+		settle = func(prog *eval.Program, _ string, ps *pstate, now time.Time) eval.Result {
+			return prog.ApplyProfile(ps.st, &ps.prof, now)
+		}
+	}
+	settleAll(prog, settle, out.states, out.touched, now)
 	return out, nil
 }
 
 // settleAll settles the profiles of pids (see settle) at now, on every
 // CPU, and notes when each is next due.
 func (e *Engine) settleAll(prog *eval.Program, states map[string]*pstate, pids map[string]bool, now time.Time) {
+	settleAll(prog, e.settle, states, pids, now)
+}
+
+func settleAll(prog *eval.Program, settle func(*eval.Program, string, *pstate, time.Time) eval.Result, states map[string]*pstate, pids map[string]bool, now time.Time) {
 	list := slices.Collect(maps.Keys(pids))
 	n := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
@@ -183,7 +199,7 @@ func (e *Engine) settleAll(prog *eval.Program, states map[string]*pstate, pids m
 		wg.Go(func() {
 			for i := k; i < len(list); i += n {
 				if ps := states[list[i]]; ps != nil {
-					ps.due = dueMs(e.settle(prog, list[i], ps, now).NextDue)
+					ps.due = dueMs(settle(prog, list[i], ps, now).NextDue)
 				}
 			}
 		})
@@ -748,53 +764,29 @@ func (e *Engine) Definitions() []SegmentInfo {
 	return out
 }
 
-// MembersAsOf answers "who was in this segment at instant at" from the
-// stored events with the naive evaluator, without touching live state.
+// MembersAsOf answers "who was in this segment at instant at": the log
+// up to what is processed is replayed into fresh states, leaving out
+// events dated after at, and evaluated at at, the way a recompute is
+// (on every CPU, holding the engine's lock only to attribute events, and
+// memory for one state per profile rather than every event). Model traits
+// are not known as of the past, so conditions on them see none. The
+// property test holds this equal to the naive evaluator, and the SQL
+// differential test to PostgreSQL.
 func (e *Engine) MembersAsOf(ctx context.Context, segment string, at time.Time) ([]string, error) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	s := e.segs
 	if s == nil || s.prog == nil || !slices.Contains(s.prog.Segments(), segment) {
-		e.mu.Unlock()
 		return nil, kiln.Errorf(kiln.ENotFound, "no segment %q", segment)
 	}
 	prog := s.prog
-	static := maps.Clone(s.static)
-	upTo := e.processed.Load()
-	e.mu.Unlock()
-	// Group the log by profile, holding the lock only to attribute each
-	// chunk (the identity index must not move meanwhile); evaluate after.
-	byProfile := map[string][]*kiln.Event{}
-	err := e.st.ScanLog(ctx, 0, upTo, func(evs []kiln.Event) error {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for i := range evs {
-			if evs[i].Timestamp.After(at) {
-				continue
-			}
-			if pid, ok := e.res.ProfileOf(kiln.ParseIdentifier(evs[i].Anchor)); ok {
-				ev := evs[i] // ScanLog reuses its chunk: keep a copy
-				byProfile[pid] = append(byProfile[pid], &ev)
-			}
-		}
-		return nil
-	})
+	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: s.static, asOf: true}, e.processed.Load(), at, nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("reading the log for %s as of %s: %w", segment, at.Format(time.RFC3339), err)
 	}
 	var out []string
-	for pid, evs := range byProfile {
-		prof := eval.Profile{Static: static[pid]}
-		for _, ev := range evs { // identify traits as of the instant
-			ps := pstate{prof: prof}
-			applyTraits(&ps, ev)
-			prof = ps.prof
-		}
-		if prog.Naive(evs, &prof, at).Segments[segment] {
-			out = append(out, pid)
-		}
-	}
-	for pid, segs := range static {
-		if _, ok := byProfile[pid]; !ok && slices.Contains(segs, segment) {
+	for pid, ps := range r.states {
+		if in, _ := prog.Member(ps.st, segment); in {
 			out = append(out, pid)
 		}
 	}

@@ -462,6 +462,15 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		if evs, err = e.st.ReadEvents(ctx, after, e.cfg.BatchSize); err != nil {
 			return 0, fmt.Errorf("reading events after %d: %w", after, err)
 		}
+		// A full batch read from the store means a backlog this server
+		// was not offered (a bulk import by another process, or events
+		// stored before a restart): readiness and the lag metric say how
+		// long it is.
+		if len(evs) == e.cfg.BatchSize {
+			if last, err := e.st.LastSeq(ctx); err == nil && last > e.head.Load() {
+				e.head.Store(last)
+			}
+		}
 	}
 	// Read after the events: every one of them was received before now.
 	now := e.evalNow()
@@ -502,6 +511,7 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 	last := evs[len(evs)-1].Seq
 	res.Checkpoint = store.Checkpoint{Name: Checkpoint, Seq: last}
 	res.IndexUpTo = last
+	res.Derived = true
 	// On failure the segment states have moved past what is stored: they
 	// are rebuilt from the log before the next batch (rare, and simpler
 	// than copying every touched state on the hot path).

@@ -365,3 +365,58 @@ func TestContextTraitsOfATrackEventMoveSegments(t *testing.T) {
 		t.Error("a track event's context traits did not move the profile into the segment")
 	}
 }
+
+// Events this server was not offered (a bulk import by another process,
+// a backlog stored before a restart) count in the lag that readiness and
+// the metrics report, not only the batch in hand.
+func TestLagCountsABacklogItWasNotOffered(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var e *Engine
+	lag := make(chan int64, 1)
+	e, err = New(Config{Store: st, BatchSize: 100, Refit: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnTransitions: func([]kiln.Transition) {
+			select {
+			case lag <- e.Lag():
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan error, 1)
+	go e.Run(runCtx, ready)
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ApplyDefinitions(ctx, `segment buyers { performed "Order Completed" all time }`, false); err != nil {
+		t.Fatal(err)
+	}
+	// Stored without offering them to the engine, as kiln import does.
+	var evs []kiln.Event
+	for i := range 2000 {
+		e := kiln.Event{Type: kiln.Track, Name: kiln.OrderCompleted, UserID: fmt.Sprintf("u%d", i), MessageID: fmt.Sprintf("m%d", i), SourceID: "test",
+			Timestamp: time.Now(), ReceivedAt: time.Now()}
+		e.Anchor = identity.Anchor(identity.Extract(&e))
+		evs = append(evs, e)
+	}
+	if _, err := st.Append(ctx, store.Batch{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	e.Wake()
+	if got := <-lag; got < 1800 {
+		t.Errorf("lag after the first batch of 100 of 2,000 stored events: %d, want at least 1,800", got)
+	}
+	if err := e.WaitFor(ctx, 2000); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Lag(); got != 0 {
+		t.Errorf("lag once everything is processed: %d", got)
+	}
+}

@@ -567,6 +567,7 @@ func (e *Engine) catchUp(ctx context.Context, until int64) error {
 		w, more := s.collectDue(until, dueChunk, &res)
 		if len(res.Transitions) > 0 {
 			res.Checkpoints = clockAt(w)
+			res.Derived = true
 			if err := e.write(ctx, &res); err != nil {
 				e.segsDirty = true // states moved past what is stored
 				return fmt.Errorf("recording %d expiries and publications up to %s: %w", len(res.Transitions), time.UnixMilli(w).UTC().Format(time.RFC3339Nano), err)

@@ -148,6 +148,12 @@ type Resolution struct {
 	// Append, off the ingest path (SQLite builds its anchor index); queries
 	// must still see every event either way. 0: nothing to index.
 	IndexUpTo int64
+	// Derived says everything in the Resolution can be derived again from
+	// the log (the engine's processing of events and expiries): a backend
+	// may commit it without waiting for the disk, since after a power cut
+	// it is derived again, the same. Writes a user is told succeeded
+	// (definition edits, unmerges, deletions) leave it false.
+	Derived bool
 }
 
 // ProfileChange creates a profile or updates it.

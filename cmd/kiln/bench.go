@@ -24,7 +24,7 @@ import (
 	"github.com/kiln-cdp/kiln/ingest"
 )
 
-const benchUsage = `Usage: kiln bench ingest [flags]   (also: kiln bench engine, latency, restart)
+const benchUsage = `Usage: kiln bench ingest [flags]   (also: kiln bench engine, latency, pipeline, restart)
 
 Measures durable ingest through POST /v1/batch on loopback: a real server
 on a fresh SQLite file (or -postgres), a write key, and concurrent clients
@@ -43,12 +43,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "models" {
 		return runBenchModels(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "pipeline" {
+		return runBenchPipeline(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "restart" {
 		return runBenchRestart(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "ingest" {
 		fmt.Fprintln(stderr, benchUsage)
-		return fmt.Errorf("bench: say what to measure: ingest, engine, latency, models or restart")
+		return fmt.Errorf("bench: say what to measure: ingest, engine, latency, models, pipeline or restart")
 	}
 	var cfg Config
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)

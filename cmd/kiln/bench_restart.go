@@ -783,7 +783,7 @@ func (s *restartServer) admin(ctx context.Context, key, path, ctype, body string
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s answered %s: %s", path, resp.Status, bytes.TrimSpace(out))
 	}
 	return nil

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -13,6 +15,8 @@ import (
 //	KILN_CPUPROFILE=FILE   CPU profile of the process from its start until
 //	                       the server is ready (serve), or until it exits
 //	KILN_HEAPPROFILE=FILE  heap profile taken when the server is ready
+//	KILN_DEBUG_ADDR=ADDR   serve net/http/pprof's /debug/pprof/ on ADDR
+//	                       (kiln bench pipeline -profile uses it)
 //
 // Neither is set in normal use.
 
@@ -23,6 +27,15 @@ var profiling struct {
 
 // startProfiling starts the CPU profile KILN_CPUPROFILE asks for.
 func startProfiling() {
+	if addr := os.Getenv("KILN_DEBUG_ADDR"); addr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		go func() {
+			err := http.ListenAndServe(addr, mux)
+			fmt.Fprintln(os.Stderr, "kiln: KILN_DEBUG_ADDR:", err)
+		}()
+	}
 	path := os.Getenv("KILN_CPUPROFILE")
 	if path == "" {
 		return

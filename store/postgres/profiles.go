@@ -135,6 +135,15 @@ var readOnly = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadO
 // store.Resolution.
 func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
 	err := db.write(ctx, func(tx pgx.Tx) error {
+		if r.Derived {
+			// Derived from the log, derived again after a crash (see
+			// store.Resolution): the commit need not wait for the WAL
+			// flush. PostgreSQL keeps the order, so an acknowledged
+			// append that commits later flushes this too.
+			if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+				return err
+			}
+		}
 		for _, m := range r.Merges {
 			if err := applyMerge(ctx, tx, m); err != nil {
 				return fmt.Errorf("merge %s into %s: %w", m.From, m.Into, err)

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -157,5 +158,52 @@ func TestAppendSurvivesKill(t *testing.T) {
 	}
 	if got, _ := db.LastSeq(ctx); got != last {
 		t.Errorf("after the kill LastSeq = %d, want %d", got, last)
+	}
+}
+
+// A derived write commits at synchronous=NORMAL and hands the writer back
+// at FULL, which every acknowledged append relies on; a write a user is
+// told about stays at FULL throughout.
+func TestDerivedWritesLeaveTheWriterAtFull(t *testing.T) {
+	db, _ := openTemp(t)
+	ctx := context.Background()
+	level := func(tx interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int {
+		var n int
+		if err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var inside int
+	if err := db.writeDerived(ctx, func(tx *sql.Tx) error { inside = level(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if inside != 1 {
+		t.Errorf("inside a derived write synchronous = %d, want 1 (NORMAL)", inside)
+	}
+	if got := level(db.w); got != 2 {
+		t.Errorf("after a derived write synchronous = %d, want 2 (FULL)", got)
+	}
+	// A failing derived write also restores FULL.
+	if err := db.writeDerived(ctx, func(tx *sql.Tx) error { return errors.New("refused") }); err == nil {
+		t.Fatal("want the error back")
+	}
+	if got := level(db.w); got != 2 {
+		t.Errorf("after a failed derived write synchronous = %d, want 2 (FULL)", got)
+	}
+	if err := db.write(ctx, func(tx *sql.Tx) error { inside = level(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if inside != 2 {
+		t.Errorf("inside a plain write synchronous = %d, want 2 (FULL)", inside)
+	}
+	// Through the store interface: the engine's resolutions say Derived.
+	if err := db.ApplyResolution(ctx, store.Resolution{Derived: true, Checkpoint: store.Checkpoint{Name: "x", Seq: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := level(db.w); got != 2 {
+		t.Errorf("after a derived resolution synchronous = %d, want 2 (FULL)", got)
 	}
 }

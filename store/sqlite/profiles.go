@@ -134,7 +134,11 @@ ON CONFLICT (kind, value) DO NOTHING`
 // ApplyResolution writes r atomically, in the order documented on
 // store.Resolution.
 func (db *DB) ApplyResolution(ctx context.Context, r store.Resolution) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	write := db.write
+	if r.Derived {
+		write = db.writeDerived
+	}
+	err := write(ctx, func(tx *sql.Tx) error {
 		for _, m := range r.Merges {
 			if err := applyMerge(ctx, tx, m); err != nil {
 				return fmt.Errorf("merge %s into %s: %w", m.From, m.Into, err)

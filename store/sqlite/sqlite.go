@@ -26,6 +26,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -216,6 +217,45 @@ type querier interface {
 // write runs fn in one write transaction and commits it.
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// writeDerived runs fn in a write transaction that SQLite commits without
+// waiting for the disk (synchronous=NORMAL): for state derived from the
+// log (profiles, identities, segment state, transitions and the actions
+// planned from them, with the checkpoint that says how far they go).
+// A process crash loses none of it (the WAL frames are in the OS's page
+// cache); a power cut may lose the last such commits together with their
+// checkpoint, and the engine derives them again from the log, with the
+// same transition instants and action keys, so receivers that dedupe by
+// id see nothing twice. The next acknowledged append (synchronous=FULL)
+// syncs them with it. Saving the fsync matters because the engine and the
+// appends share SQLite's one writer: each fsync here held every waiting
+// acknowledgement.
+func (db *DB) writeDerived(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	c, err := db.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+		return err
+	}
+	// The connection goes back to the pool only at FULL, which every
+	// acknowledgement relies on; if that cannot be set, it is discarded.
+	defer func() {
+		if _, err := c.ExecContext(context.Background(), "PRAGMA synchronous=FULL"); err != nil {
+			c.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := c.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ import (
 // random streams are tried (default 6).
 
 // sqlAtom is one condition, in Kiln's language and in SQL over the tables
-// ev(id, u, name, ts, revenue, category) and item(ev, category,
+// ev(id, u, name, ts, revenue, category, shipped, city) and item(ev, category,
 // quantity, price) (an order's line items, properties.products) for the
 // profile p.u as of :T (a literal substituted per instant).
 type sqlAtom struct{ kiln, sql string }
@@ -69,7 +69,13 @@ func (g *sqlDiffGen) window() (string, string) {
 // its line items included (ev is the event the clause is about).
 func (g *sqlDiffGen) filter() (string, string) {
 	items := "FROM item i WHERE i.ev = ev.id"
-	switch g.rng.IntN(11) {
+	switch g.rng.IntN(13) {
+	case 9:
+		return ` where properties.shipping_address exists`, " AND shipped"
+	case 10:
+		k := g.pick([]string{"1", "2"})
+		return ` where properties.shipping_address.city = "York" or length(properties.products) >= ` + k,
+			fmt.Sprintf(" AND (COALESCE(city = 'York', false) OR (SELECT count(*) %s) >= %s)", items, k)
 	case 4:
 		k := g.pick([]string{"1", "12", "24", "25"})
 		return " where sum(products.quantity) >= " + k, fmt.Sprintf(" AND (SELECT COALESCE(sum(i.quantity), 0) %s) >= %s", items, k)
@@ -179,6 +185,10 @@ type diffEvent struct {
 	revenue    string
 	category   string
 	items      []diffItem
+	// shipped: the event has a properties.shipping_address object, with
+	// city unless city is "".
+	shipped bool
+	city    string
 }
 
 type diffItem struct {
@@ -197,6 +207,9 @@ func (g *sqlDiffGen) stream(base int64, instants []int64) []diffEvent {
 			for range g.rng.IntN(4) {
 				e.items = append(e.items, diffItem{g.pick([]string{"teaware", "teaware", "gift sets", "glassware"}),
 					g.pick([]string{"1", "4", "12", "20", "23", "24"}), g.pick(diffRevenues)})
+			}
+			if e.shipped = g.rng.IntN(2) == 0; e.shipped {
+				e.city = g.pick([]string{"York", "Leeds", ""})
 			}
 		}
 		if e.name != "Checkout Started" && g.rng.IntN(4) != 0 {
@@ -290,6 +303,13 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 				}
 				props["products"] = products
 			}
+			if e.shipped {
+				addr := map[string]any{"country": "GB"}
+				if e.city != "" {
+					addr["city"] = e.city
+				}
+				props["shipping_address"] = addr
+			}
 			at := time.UnixMilli(e.ts).UTC()
 			batch = append(batch, kiln.Event{Name: e.name, Timestamp: at, ReceivedAt: at, Properties: props})
 		}
@@ -339,7 +359,8 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE TABLE ev (id bigint PRIMARY KEY, u text NOT NULL, name text NOT NULL, ts bigint NOT NULL, revenue numeric, category text);
+	if _, err := conn.Exec(ctx, `CREATE TABLE ev (id bigint PRIMARY KEY, u text NOT NULL, name text NOT NULL, ts bigint NOT NULL, revenue numeric, category text,
+  shipped boolean NOT NULL, city text);
 CREATE TABLE item (ev bigint NOT NULL REFERENCES ev, category text, quantity numeric, price numeric)`); err != nil {
 		t.Fatal(err)
 	}
@@ -353,12 +374,16 @@ CREATE TABLE item (ev bigint NOT NULL REFERENCES ev, category text, quantity num
 		if e.category != "" {
 			cat = e.category
 		}
-		rows[i] = []any{i, e.user, e.name, e.ts, rev, cat}
+		var city any
+		if e.city != "" {
+			city = e.city
+		}
+		rows[i] = []any{i, e.user, e.name, e.ts, rev, cat, e.shipped, city}
 		for _, it := range e.items {
 			itemRows = append(itemRows, []any{i, it.category, it.quantity, it.price})
 		}
 	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"ev"}, []string{"id", "u", "name", "ts", "revenue", "category"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"ev"}, []string{"id", "u", "name", "ts", "revenue", "category", "shipped", "city"}, pgx.CopyFromRows(rows)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"item"}, []string{"ev", "category", "quantity", "price"}, pgx.CopyFromRows(itemRows)); err != nil {

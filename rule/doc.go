@@ -127,14 +127,17 @@
 //	length(properties.products) >= 3         a list's elements, an object's keys, a string's characters
 //	length(traits.tags) >= 2                 (null when missing: length(...) = 0 needs an empty list)
 //
+// In the JSON form a path is one string as written here
+// ("traits.company.name" is {"op": "profile", "name": "company.name"}).
 // length(...) and contains work in filters and on profile traits. A
 // Schema may declare a trait as TObject or TList: then traits.NAME.FIELD
 // and contains/length are checked against it.
 //
 // # Conditions on an event's own line items
 //
-// An event filter can aggregate the event's own line items (the array
-// properties.products, written products): the event matches when the
+// An event filter can aggregate the event's own line items (a list of
+// objects in the event's properties, written by its name: products for
+// properties.products, as in products.quantity): the event matches when the
 // aggregate over its items satisfies the comparison. So it composes
 // with every window and count: the filter decides per event, when the
 // event arrives, and windows count the matching events as they do any

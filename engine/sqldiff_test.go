@@ -31,9 +31,10 @@ import (
 // KILN_TEST_POSTGRES names the server; KILN_SQLDIFF_SEEDS sets how many
 // random streams are tried (default 6).
 
-// sqlAtom is one condition, in Kiln's language and in SQL over the table
-// ev(u, name, ts, revenue, category) for the profile p.u as of :T (a
-// literal substituted per instant).
+// sqlAtom is one condition, in Kiln's language and in SQL over the tables
+// ev(id, u, name, ts, revenue, category, shipped, city) and item(ev, category,
+// quantity, price) (an order's line items, properties.products) for the
+// profile p.u as of :T (a literal substituted per instant).
 type sqlAtom struct{ kiln, sql string }
 
 type sqlDiffGen struct {
@@ -64,9 +65,33 @@ func (g *sqlDiffGen) window() (string, string) {
 	return w.kiln, fmt.Sprintf("ts > :T - %d AND ts <= :T", w.ms)
 }
 
-// filter is an optional where clause on the event's own properties.
+// filter is an optional where clause on the event's own properties,
+// its line items included (ev is the event the clause is about).
 func (g *sqlDiffGen) filter() (string, string) {
-	switch g.rng.IntN(6) {
+	items := "FROM item i WHERE i.ev = ev.id"
+	switch g.rng.IntN(13) {
+	case 9:
+		return ` where properties.shipping_address exists`, " AND shipped"
+	case 10:
+		k := g.pick([]string{"1", "2"})
+		return ` where properties.shipping_address.city = "York" or length(properties.products) >= ` + k,
+			fmt.Sprintf(" AND (COALESCE(city = 'York', false) OR (SELECT count(*) %s) >= %s)", items, k)
+	case 4:
+		k := g.pick([]string{"1", "12", "24", "25"})
+		return " where sum(products.quantity) >= " + k, fmt.Sprintf(" AND (SELECT COALESCE(sum(i.quantity), 0) %s) >= %s", items, k)
+	case 5:
+		return ` where any(products.category = "teaware") and any(products.category = "gift sets")`,
+			fmt.Sprintf(" AND EXISTS (SELECT 1 %s AND i.category = 'teaware') AND EXISTS (SELECT 1 %s AND i.category = 'gift sets')", items, items)
+	case 6:
+		return ` where all(products.category = "teaware")`,
+			fmt.Sprintf(" AND EXISTS (SELECT 1 %s) AND NOT EXISTS (SELECT 1 %s AND i.category IS DISTINCT FROM 'teaware')", items, items)
+	case 7:
+		op, x := g.pick(diffOps), g.pick([]string{"20", "19.99", "100", "250"})
+		v := fmt.Sprintf("(SELECT avg(i.price) %s)", items)
+		return fmt.Sprintf(" where avg(products.price) %s %s", op, x), " AND " + compare(v, op, x)
+	case 8:
+		return ` where count(products where products.price >= 100) >= 2 or distinct(products.category) >= 3`,
+			fmt.Sprintf(" AND ((SELECT count(*) %s AND i.price >= 100) >= 2 OR (SELECT count(DISTINCT i.category) %s) >= 3)", items, items)
 	case 0:
 		return ` where properties.category = "teaware"`, " AND category = 'teaware'"
 	case 1:
@@ -159,6 +184,15 @@ type diffEvent struct {
 	ts         int64 // Unix ms
 	revenue    string
 	category   string
+	items      []diffItem
+	// shipped: the event has a properties.shipping_address object, with
+	// city unless city is "".
+	shipped bool
+	city    string
+}
+
+type diffItem struct {
+	category, quantity, price string
 }
 
 // stream makes events over 60 days from base, with some placed exactly on
@@ -170,6 +204,13 @@ func (g *sqlDiffGen) stream(base int64, instants []int64) []diffEvent {
 		e := diffEvent{user: fmt.Sprintf("u%02d", g.rng.IntN(20)), name: g.pick(diffEvents), ts: ts}
 		if e.name == kiln.OrderCompleted {
 			e.revenue = g.pick(diffRevenues)
+			for range g.rng.IntN(4) {
+				e.items = append(e.items, diffItem{g.pick([]string{"teaware", "teaware", "gift sets", "glassware"}),
+					g.pick([]string{"1", "4", "12", "20", "23", "24"}), g.pick(diffRevenues)})
+			}
+			if e.shipped = g.rng.IntN(2) == 0; e.shipped {
+				e.city = g.pick([]string{"York", "Leeds", ""})
+			}
 		}
 		if e.name != "Checkout Started" && g.rng.IntN(4) != 0 {
 			e.category = g.pick([]string{"teaware", "glassware"})
@@ -261,6 +302,22 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 			if e.category != "" {
 				props["category"] = e.category
 			}
+			if e.items != nil {
+				var products []any
+				for _, it := range e.items {
+					q, _ := strconv.ParseFloat(it.quantity, 64)
+					p, _ := strconv.ParseFloat(it.price, 64)
+					products = append(products, map[string]any{"category": it.category, "quantity": q, "price": p})
+				}
+				props["products"] = products
+			}
+			if e.shipped {
+				addr := map[string]any{"country": "GB"}
+				if e.city != "" {
+					addr["city"] = e.city
+				}
+				props["shipping_address"] = addr
+			}
 			at := time.UnixMilli(e.ts).UTC()
 			batch = append(batch, kiln.Event{Name: e.name, Timestamp: at, ReceivedAt: at, Properties: props})
 		}
@@ -310,10 +367,13 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE TABLE ev (u text NOT NULL, name text NOT NULL, ts bigint NOT NULL, revenue numeric, category text)`); err != nil {
+	if _, err := conn.Exec(ctx, `CREATE TABLE ev (id bigint PRIMARY KEY, u text NOT NULL, name text NOT NULL, ts bigint NOT NULL, revenue numeric, category text,
+  shipped boolean NOT NULL, city text);
+CREATE TABLE item (ev bigint NOT NULL REFERENCES ev, category text, quantity numeric, price numeric)`); err != nil {
 		t.Fatal(err)
 	}
 	rows := make([][]any, len(evs))
+	var itemRows [][]any
 	for i, e := range evs {
 		var rev, cat any
 		if e.revenue != "" {
@@ -322,9 +382,19 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 		if e.category != "" {
 			cat = e.category
 		}
-		rows[i] = []any{e.user, e.name, e.ts, rev, cat}
+		var city any
+		if e.city != "" {
+			city = e.city
+		}
+		rows[i] = []any{i, e.user, e.name, e.ts, rev, cat, e.shipped, city}
+		for _, it := range e.items {
+			itemRows = append(itemRows, []any{i, it.category, it.quantity, it.price})
+		}
 	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"ev"}, []string{"u", "name", "ts", "revenue", "category"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"ev"}, []string{"id", "u", "name", "ts", "revenue", "category", "shipped", "city"}, pgx.CopyFromRows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"item"}, []string{"ev", "category", "quantity", "price"}, pgx.CopyFromRows(itemRows)); err != nil {
 		t.Fatal(err)
 	}
 	sqlAt := func(seg string, at int64) []string {

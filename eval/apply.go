@@ -864,11 +864,13 @@ func (e *condEnv) keep(c *cnode, holds bool) bool {
 	return holds
 }
 
-func (e *condEnv) trait(name string) any {
+// trait reads a profile trait by path: traits.company.name reads name
+// in the object company.
+func (e *condEnv) trait(path []string) any {
 	if e.prof == nil {
 		return nil
 	}
-	return e.prof.Traits[name]
+	return lookup(e.prof.Traits, path)
 }
 
 func (e *condEnv) node(i int) value {
@@ -932,7 +934,11 @@ func (e *condEnv) eval(c *cnode) bool {
 		if holds, ok := e.cached(c); ok {
 			return holds
 		}
-		x := e.trait(c.profile)
+		x := e.trait(c.ppath)
+		if c.length {
+			v := lengthOf(x)
+			return e.keep(c, e.note(c, v, compare(v, c.cmp, c.lit, c.list)))
+		}
 		if c.cmp == "contains" {
 			return e.keep(c, e.note(c, toValue(x), containsAny(x, c.lit)))
 		}
@@ -945,7 +951,7 @@ func (e *condEnv) eval(c *cnode) bool {
 	if holds, ok := e.cached(c); ok {
 		return holds
 	}
-	x := e.trait(c.profile)
+	x := e.trait(c.ppath)
 	var holds bool
 	var due int64
 	switch c.op {

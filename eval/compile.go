@@ -3,7 +3,6 @@ package eval
 import (
 	"fmt"
 	"hash/fnv"
-	"strings"
 	"time"
 
 	"github.com/kiln-cdp/kiln/rule"
@@ -53,6 +52,8 @@ type feature struct {
 	win      bool // read by a windowed aggregate (kept as records)
 	run      bool // read by a running aggregate (folded into accumulators)
 	users    []int
+	// where is the filter as written: Naive interprets it.
+	where *rule.Filter
 }
 
 // Aggregate node kinds.
@@ -122,7 +123,9 @@ type cnode struct {
 	op      uint8
 	kids    []*cnode
 	node    int
-	profile string
+	profile string   // the profile trait's path, as written
+	ppath   []string // the same, split
+	length  bool     // compare length(traits.PATH)
 	cmp     string
 	lit     value
 	list    []value
@@ -354,15 +357,14 @@ func (p *Program) feature(event string, where *rule.Filter, path string, enc uin
 	}
 	f := &feature{idx: len(p.feats), key: key, event: event, enc: enc, scope: scope, rscope: rscope, conv: conv, implicit: only != ""}
 	if path != "" {
+		f.path = pathAfter(path)
 		if arr := rule.ItemArray(path); arr != "" {
 			f.arr, f.itemPath = arr, true
-			f.path = strings.Split(path, ".")[1:]
-		} else {
-			f.path = strings.Split(path, ".")[1:]
 		}
 	}
 	if where != nil {
 		var arr string
+		f.where = where
 		f.filter = compileFilter(where, &arr)
 		if arr != "" {
 			f.arr = arr
@@ -600,6 +602,8 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 		case rule.ExprProfile:
 			n.op = cProfile
 			n.profile = c.Left.Name
+			n.ppath, _ = rule.SplitPath(c.Left.Name)
+			n.length = c.Left.Func == rule.FnLength
 			sg.profileDep = true
 			n.pbit = p.nPBits
 			p.nPBits++
@@ -638,6 +642,7 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 	case rule.CAnniversary, rule.CAgo, rule.CWithinLast:
 		n.op = map[string]uint8{rule.CAnniversary: cAnniv, rule.CAgo: cAgo, rule.CWithinLast: cWithinLast}[c.Op]
 		n.profile = c.Profile
+		n.ppath, _ = rule.SplitPath(c.Profile)
 		n.span = spanMs(c.Within)
 		n.days = c.Within.N
 		n.due = p.dueSlot()

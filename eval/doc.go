@@ -121,6 +121,15 @@
 // segments referring to those); time re-evaluates only the traits whose
 // due instant passed.
 //
+// Conditions on an event's own line items (where sum(products.quantity)
+// >= 24, any(...), all(...)) and on lengths and nested paths are part of
+// a feature's filter: they are decided once, when the event is
+// extracted, and a record keeps only the feature's bit. So "at least 2
+// orders in the last year each of 24+ units" costs what any filtered
+// count costs, and expires exactly like it. Naive interprets the filters
+// from the syntax tree instead (line-item sums as exact rationals), so
+// the property test checks the compiled filters as well.
+//
 // State.MarshalBinary/UnmarshalBinary snapshot a state; Program.Adopt
 // checks that a decoded state belongs to the program (same definitions
 // and time zone; Program.Fingerprint identifies it). After a definition

@@ -83,6 +83,8 @@ func (e *condEnv) explain(c *cnode) *Node {
 	switch {
 	case len(ev) == 1 && ev[0].Value.IsOverflow():
 		v = "value overflow (beyond the exact range)"
+	case len(ev) == 1 && ev[0].Value.v.kind == kObj:
+		v = "value " + ev[0].Value.String() // "an object of 2 keys", "a list of 3"
 	case len(ev) == 1 && !ev[0].Value.IsNull():
 		n.Value = ev[0].Value.Any()
 		if num, ok := ev[0].Value.Number(); ok {
@@ -117,7 +119,7 @@ func (e *condEnv) explain(c *cnode) *Node {
 
 // dateWhy says how far a date condition is from holding.
 func (e *condEnv) dateWhy(c *cnode, v string) string {
-	x := e.trait(c.profile)
+	x := e.trait(c.ppath)
 	if c.op == cAnniv {
 		y, m, d, days, ok := e.p.nextAnniversary(x, e.now)
 		if !ok {

@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/kiln-cdp/kiln/rule"
@@ -12,16 +13,23 @@ const (
 	fOr
 	fNot
 	fCmp
+	fItems
 )
 
 type cfilter struct {
-	op   uint8
-	kids []*cfilter
-	item bool     // path is read from the current line item
-	path []string // after "properties" or after the item array
-	cmp  string
-	lit  value
-	list []value
+	op     uint8
+	kids   []*cfilter
+	item   bool     // path is read from the current line item
+	path   []string // after "properties" or after the item array
+	length bool     // compare length(path)
+	cmp    string
+	lit    value
+	list   []value
+	// fItems: fn over the items of arr (the value at path of each, for
+	// all but count of items, any and all) that pass where.
+	fn    string
+	arr   string
+	where *cfilter
 }
 
 func compileFilter(f *rule.Filter, arr *string) *cfilter {
@@ -32,18 +40,42 @@ func compileFilter(f *rule.Filter, arr *string) *cfilter {
 		for _, k := range f.Args {
 			c.kids = append(c.kids, compileFilter(k, arr))
 		}
+	case rule.FItems:
+		// It reads its own array whatever the enclosing filter looks
+		// at: not an item filter of the feature.
+		c.op = fItems
+		c.fn = f.Func
+		c.cmp = f.Cmp
+		c.lit, c.list = literal(f.Value)
+		if f.Func == rule.FnAny || f.Func == rule.FnAll || !strings.Contains(f.Path, ".") {
+			c.arr = f.Path
+		} else {
+			c.arr = rule.ItemArray(f.Path)
+			c.path = pathAfter(f.Path)
+		}
+		if f.Where != nil {
+			var inner string
+			c.where = compileFilter(f.Where, &inner)
+		}
 	default:
 		c.op = fCmp
 		c.cmp = f.Cmp
+		c.length = f.Func == rule.FnLength
 		c.lit, c.list = literal(f.Value)
-		segs := strings.Split(f.Path, ".")
-		c.path = segs[1:]
+		c.path = pathAfter(f.Path)
 		if a := rule.ItemArray(f.Path); a != "" {
 			c.item = true
 			*arr = a
 		}
 	}
 	return c
+}
+
+// pathAfter splits a checked path and drops its first segment
+// ("properties" or the item array).
+func pathAfter(p string) []string {
+	segs, _ := rule.SplitPath(p)
+	return segs[1:]
 }
 
 func lookup(m map[string]any, path []string) any {
@@ -80,15 +112,126 @@ func (f *cfilter) eval(props, item map[string]any) bool {
 	case fNot:
 		return !f.kids[0].eval(props, item)
 	}
+	if f.op == fItems {
+		return f.items(props)
+	}
 	src := props
 	if f.item {
 		src = item
 	}
 	x := lookup(src, f.path)
+	if f.length {
+		return compare(lengthOf(x), f.cmp, f.lit, f.list)
+	}
 	if f.cmp == "contains" {
 		return containsAny(x, f.lit)
 	}
 	return compare(toValue(x), f.cmp, f.lit, f.list)
+}
+
+// items evaluates a line-item condition on one event: the aggregate
+// over the items of f.arr that pass f.where, compared with the literal.
+// Items that are not objects are skipped; sum, avg, min and max read
+// numbers (other values are skipped, an overflowing one makes the
+// result overflow, which compares false); count(arr) counts items,
+// count(arr.field) the items with a value there; distinct counts
+// distinct values (by hash, as the distinct aggregate does); any needs
+// one passing item, all needs items and every one passing.
+func (f *cfilter) items(props map[string]any) bool {
+	list, _ := props[f.arr].([]any)
+	var (
+		n, cnt int64
+		sum    = num{d: 1}
+		over   bool
+		mm     value
+		hbuf   [16]uint64
+		hashes = hbuf[:0]
+	)
+	for _, it := range list {
+		item, _ := it.(map[string]any)
+		if item == nil {
+			continue
+		}
+		pass := f.where == nil || f.where.eval(props, item)
+		switch f.fn {
+		case rule.FnAny:
+			if pass {
+				return true
+			}
+			continue
+		case rule.FnAll:
+			if !pass {
+				return false
+			}
+			n++
+			continue
+		}
+		if !pass {
+			continue
+		}
+		if f.path == nil { // count(products)
+			n++
+			continue
+		}
+		v := objValue(lookup(item, f.path))
+		switch f.fn {
+		case rule.FnCount:
+			if v.kind != kNull {
+				n++
+			}
+		case rule.FnDistinct:
+			if v.kind != kNull {
+				if h := hashValue(v); !slices.Contains(hashes, h) {
+					hashes = append(hashes, h)
+				}
+			}
+		case rule.FnSum, rule.FnAvg:
+			switch v.kind {
+			case kNum:
+				var ok bool
+				if sum, ok = add(sum, v.dec()); !ok {
+					over = true
+				}
+				cnt++
+			case kOver:
+				over = true
+				cnt++
+			}
+		case rule.FnMin, rule.FnMax:
+			switch {
+			case v.kind == kOver || mm.kind == kOver:
+				mm = overV
+			case v.kind != kNum:
+			case mm.kind == kNull, f.fn == rule.FnMin && cmpNum(v.dec(), mm.dec()) < 0, f.fn == rule.FnMax && cmpNum(v.dec(), mm.dec()) > 0:
+				mm = v
+			}
+		}
+	}
+	var r value
+	switch f.fn {
+	case rule.FnAny:
+		return false
+	case rule.FnAll:
+		return n > 0
+	case rule.FnCount:
+		r = numV(intNum(n))
+	case rule.FnDistinct:
+		r = numV(intNum(int64(len(hashes))))
+	case rule.FnSum:
+		r = numOr(sum, !over)
+	case rule.FnAvg:
+		switch {
+		case cnt == 0:
+			r = null
+		case over:
+			r = overV
+		default:
+			r = numOr(quo(sum.c, sum.s, cnt))
+		}
+	default:
+		r = mm
+	}
+	return compare(r, f.cmp, f.lit, f.list)
 }
 
 // extract evaluates a feature on one event's properties: whether the
@@ -102,7 +245,7 @@ func (f *feature) extract(props map[string]any, buf []value) (bool, []value) {
 			return false, buf
 		}
 		if f.path != nil {
-			buf = f.keep(buf, toValue(lookup(props, f.path)))
+			buf = f.keep(buf, lookup(props, f.path))
 		}
 		return true, buf
 	}
@@ -120,20 +263,28 @@ func (f *feature) extract(props map[string]any, buf []value) (bool, []value) {
 		if !f.itemPath {
 			break
 		}
-		buf = f.keep(buf, toValue(lookup(item, f.path)))
+		buf = f.keep(buf, lookup(item, f.path))
 	}
 	if matched && f.path != nil && !f.itemPath {
-		buf = f.keep(buf, toValue(lookup(props, f.path)))
+		buf = f.keep(buf, lookup(props, f.path))
 	}
 	return matched, buf
 }
 
-// keep appends v if the feature's encoding stores it: numbers-only
-// features drop strings (and keep, as overflow, numbers too large for a
-// record word), and nulls are never values.
-func (f *feature) keep(buf []value, v value) []value {
+// keep appends x's value if the feature's encoding stores it:
+// numbers-only features drop strings (and keep, as overflow, numbers too
+// large for a record word), nulls are never values, and objects and
+// lists are values only for count and distinct (by content).
+func (f *feature) keep(buf []value, x any) []value {
+	v := toValue(x)
 	if v.kind == kNull {
 		return buf
+	}
+	if v.kind == kObj {
+		if f.enc != encHash {
+			return buf
+		}
+		v = objValue(x)
 	}
 	if f.enc == encNum {
 		switch v.kind {

@@ -231,7 +231,7 @@ func (p *Program) naiveValues(f *feature, ev *kiln.Event) (bool, []value) {
 	if f.implicit && cur != p.currency {
 		return false, nil
 	}
-	ok, vs := f.extract(ev.Properties, nil)
+	ok, vs := f.naiveExtract(ev.Properties)
 	if !ok || f.conv == "" || cur == f.conv {
 		return ok, vs
 	}
@@ -264,4 +264,198 @@ func (p *Program) naiveValues(f *feature, ev *kiln.Event) (bool, []value) {
 		vs[i] = numV(num{c: q.Int64(), d: 1, s: uint8(places)}.norm())
 	}
 	return true, vs
+}
+
+// naiveExtract is feature.extract with the filter interpreted from the
+// syntax tree (naiveFilter), so the property test checks the compiled
+// filters too.
+func (f *feature) naiveExtract(props map[string]any) (bool, []value) {
+	var out []value
+	if f.arr == "" {
+		if f.where != nil && !naiveFilter(f.where, props, nil) {
+			return false, nil
+		}
+		if f.path != nil {
+			out = f.keep(out, lookup(props, f.path))
+		}
+		return true, out
+	}
+	items, _ := props[f.arr].([]any)
+	matched := false
+	for _, it := range items {
+		item, _ := it.(map[string]any)
+		if item == nil || (f.where != nil && !naiveFilter(f.where, props, item)) {
+			continue
+		}
+		matched = true
+		if f.itemPath {
+			out = f.keep(out, lookup(item, f.path))
+		}
+	}
+	if matched && f.path != nil && !f.itemPath {
+		out = f.keep(out, lookup(props, f.path))
+	}
+	return matched, out
+}
+
+// naiveFilter interprets a filter on an event's properties (and the
+// line item being looked at, for item paths). Line-item conditions
+// collect the passing items and compute with exact rationals.
+func naiveFilter(f *rule.Filter, props, item map[string]any) bool {
+	switch f.Op {
+	case rule.FAnd:
+		for _, a := range f.Args {
+			if !naiveFilter(a, props, item) {
+				return false
+			}
+		}
+		return true
+	case rule.FOr:
+		for _, a := range f.Args {
+			if naiveFilter(a, props, item) {
+				return true
+			}
+		}
+		return false
+	case rule.FNot:
+		return !naiveFilter(f.Args[0], props, item)
+	case rule.FItems:
+		return naiveItems(f, props)
+	}
+	segs, _ := rule.SplitPath(f.Path)
+	src := item
+	if segs[0] == "properties" {
+		src = props
+	}
+	x := lookup(src, segs[1:])
+	lit, list := literal(f.Value)
+	switch {
+	case f.Func == rule.FnLength:
+		return compare(lengthOf(x), f.Cmp, lit, list)
+	case f.Cmp == rule.CmpContains:
+		return containsAny(x, lit)
+	}
+	return compare(toValue(x), f.Cmp, lit, list)
+}
+
+func naiveItems(f *rule.Filter, props map[string]any) bool {
+	arr, field := f.Path, []string(nil)
+	if segs, _ := rule.SplitPath(f.Path); len(segs) > 1 {
+		arr, field = segs[0], segs[1:]
+	}
+	list, _ := props[arr].([]any)
+	var objs, pass []map[string]any
+	for _, it := range list {
+		if m, ok := it.(map[string]any); ok {
+			objs = append(objs, m)
+			if f.Where == nil || naiveFilter(f.Where, props, m) {
+				pass = append(pass, m)
+			}
+		}
+	}
+	switch f.Func {
+	case rule.FnAny:
+		return len(pass) > 0
+	case rule.FnAll:
+		return len(objs) > 0 && len(pass) == len(objs)
+	}
+	var vals []value
+	for _, m := range pass {
+		if field == nil {
+			vals = append(vals, boolV(true)) // count(products): the item
+			continue
+		}
+		if v := objValue(lookup(m, field)); v.kind != kNull {
+			vals = append(vals, v)
+		}
+	}
+	lit, lits := literal(f.Value)
+	switch f.Func {
+	case rule.FnCount:
+		return ratCompare(big.NewRat(int64(len(vals)), 1), f.Cmp, lit, lits)
+	case rule.FnDistinct:
+		seen := map[uint64]bool{}
+		for _, v := range vals {
+			seen[hashValue(v)] = true
+		}
+		return ratCompare(big.NewRat(int64(len(seen)), 1), f.Cmp, lit, lits)
+	}
+	var nums []*big.Rat
+	for _, v := range vals {
+		switch v.kind {
+		case kOver:
+			return compare(overV, f.Cmp, lit, lits)
+		case kNum:
+			nums = append(nums, v.dec().rat())
+		}
+	}
+	var r *big.Rat
+	switch f.Func {
+	case rule.FnSum, rule.FnAvg:
+		r = new(big.Rat)
+		for _, x := range nums {
+			r.Add(r, x)
+		}
+		if f.Func == rule.FnAvg {
+			if len(nums) == 0 {
+				return compare(null, f.Cmp, lit, lits)
+			}
+			r.Quo(r, big.NewRat(int64(len(nums)), 1))
+		}
+	default: // min, max
+		for _, x := range nums {
+			if c := x.Cmp(r0(r)); r == nil || (f.Func == rule.FnMin && c < 0) || (f.Func == rule.FnMax && c > 0) {
+				r = x
+			}
+		}
+		if r == nil {
+			return compare(null, f.Cmp, lit, lits)
+		}
+	}
+	return ratCompare(r, f.Cmp, lit, lits)
+}
+
+func r0(r *big.Rat) *big.Rat {
+	if r == nil {
+		return new(big.Rat)
+	}
+	return r
+}
+
+// ratCompare compares an exact number with a literal (or a list of
+// them), as compare does for values.
+func ratCompare(r *big.Rat, cmp string, lit value, list []value) bool {
+	eq := func(l value) bool { return l.kind == kNum && r.Cmp(l.dec().rat()) == 0 }
+	switch cmp {
+	case rule.CmpExists:
+		return true
+	case rule.CmpNotExists:
+		return false
+	case rule.CmpEq:
+		return eq(lit)
+	case rule.CmpNe:
+		return !eq(lit)
+	case rule.CmpIn:
+		for _, l := range list {
+			if eq(l) {
+				return true
+			}
+		}
+		return false
+	}
+	if lit.kind != kNum {
+		return false
+	}
+	c := r.Cmp(lit.dec().rat())
+	switch cmp {
+	case rule.CmpLt:
+		return c < 0
+	case rule.CmpLe:
+		return c <= 0
+	case rule.CmpGt:
+		return c > 0
+	case rule.CmpGe:
+		return c >= 0
+	}
+	return false
 }

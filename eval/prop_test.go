@@ -37,7 +37,36 @@ func (g *gen) filter() string {
 		`properties.v >= 3`, `items.c = "p"`, `not items.c = "q"`,
 		`properties.s = "x" or items.q > 2`, `properties.s contains "x"`, `properties.v exists`,
 		`items.q <= 2 and properties.v < 10`, `properties.meta.tier = "gold"`, `properties.meta.tier != "gold"`,
+		g.itemCond(), g.itemCond(), g.itemCond()+" and "+g.pick(`items.c = "p"`, `properties.g = true`, g.itemCond()),
+		`properties.meta exists`, `properties.meta not exists`, `properties.tags contains "t1"`, `length(properties.tags) >= 2`,
+		`length(properties.items) = 2`, `length(properties.s) = 2`, `properties.meta."odd key" = 1`, `properties.meta."odd key" != 1`,
 	)
+}
+
+// itemCond is a condition on an event's own line items.
+func (g *gen) itemCond() string {
+	cmp := func(ts ...string) string { return " " + g.pick(">=", "=", "<", "!=") + " " + g.pick(ts...) }
+	where := func() string {
+		return g.pick("", "", ` where items.c = "p"`, ` where items.q >= 2`, ` where any(items.k = "k1")`, ` where properties.g = true`)
+	}
+	switch g.r.IntN(8) {
+	case 0:
+		return "sum(items.q" + where() + ")" + cmp("2", "4", "6")
+	case 1:
+		// Thresholds that amounts land on exactly (see amounts).
+		return g.pick("sum", "avg") + "(items.p" + where() + ")" + cmp("0.5", "120", "40", "500", "0.3")
+	case 2:
+		return "count(" + g.pick("items", "items.q", "items.k", "items.meta") + where() + ")" + cmp("1", "2", "3")
+	case 3:
+		return "distinct(" + g.pick("items.k", "items.q", "items.meta") + where() + ")" + cmp("1", "2")
+	case 4:
+		return g.pick("min", "max") + "(" + g.pick("items.q", "items.p") + where() + ")" + cmp("1", "2", "100", "0.1")
+	case 5:
+		return g.pick("any", "all") + "(" + g.pick(`items.c = "p"`, `items.q >= 2`, `items.c = "q" and items.k != "k3"`, `not items.c = "p"`) + ")"
+	case 6:
+		return `any(items.c = "p") and any(items.c = "q")`
+	}
+	return "count(items" + where() + ") in [0, 2]"
 }
 
 func (g *gen) window() string {
@@ -81,13 +110,13 @@ func (g *gen) aggIn(usd bool) (string, string) {
 	case 0:
 		head, kind = "count", "num"
 	case 1:
-		head, kind = "count("+g.pick("properties.s", "items.k")+")", "num"
+		head, kind = "count("+g.pick("properties.s", "items.k", "properties.meta", "properties.tags")+")", "num"
 	case 2, 3:
 		head, kind = g.pick("sum", "avg", "min", "max")+"("+g.pick("properties.v", "items.q", "properties.m", "properties.m", "items.p")+")", "num"
 	case 4, 5:
 		head, kind = g.pick("first", "last")+"("+g.pick("properties.s", "properties.v", "items.k", "items.q")+")", "any"
 	case 6:
-		head, kind = "distinct("+g.pick("properties.s", "items.k", "properties.v")+")", "num"
+		head, kind = "distinct("+g.pick("properties.s", "items.k", "properties.v", "properties.meta", "items.meta", "properties.tags")+")", "num"
 	case 7, 8:
 		// Amounts: money in the default currency (GBP), in the one the
 		// scope names, or converted into GBP at the test's rates.
@@ -132,7 +161,10 @@ func (g *gen) leaf(segs []string) string {
 	case 7:
 		return "traits.created_at " + g.pick("more than 2 days ago", "more than 90 minutes ago", "within last 5 hours", "within last 3 days")
 	case 8:
-		return g.pick(`traits.country = "UK"`, `traits.vip = true`, `traits.country in ["UK", "FR"]`, `traits.country exists`, `traits.country contains "U"`)
+		return g.pick(`traits.country = "UK"`, `traits.vip = true`, `traits.country in ["UK", "FR"]`, `traits.country exists`, `traits.country contains "U"`,
+			`traits.company exists`, `traits.company.name = "Acme"`, `traits.company.size >= 10`, `traits.company."VAT id" exists`,
+			`length(traits.tags) >= 2`, `traits.tags contains "vip"`, `length(traits.company) = 2`, `length(traits.country) = 2`,
+			`traits.company.since more than 2 days ago`)
 	case 9:
 		if len(segs) > 0 {
 			return "in segment " + segs[g.r.IntN(len(segs))]
@@ -238,6 +270,16 @@ func (g *gen) event(now time.Time) *kiln.Event {
 	}
 	if g.r.IntN(3) == 0 {
 		props["meta"] = map[string]any{"tier": g.pick("gold", "silver")}
+		if g.r.IntN(2) == 0 {
+			props["meta"].(map[string]any)["odd key"] = float64(g.r.IntN(2))
+		}
+	}
+	if g.r.IntN(3) == 0 {
+		var tags []any
+		for i := 0; i < g.r.IntN(4); i++ {
+			tags = append(tags, g.pick("t1", "t2", "t3"))
+		}
+		props["tags"] = tags
 	}
 	var items []any
 	for i := 0; i < g.r.IntN(4); i++ {
@@ -250,6 +292,15 @@ func (g *gen) event(now time.Time) *kiln.Event {
 		}
 		if g.r.IntN(2) > 0 {
 			it["price"] = g.amount()
+		}
+		switch g.r.IntN(8) {
+		case 0:
+			it["q"] = "many" // not a number: sums skip it
+		case 1:
+			it["meta"] = map[string]any{"w": float64(g.r.IntN(2))}
+		}
+		if g.r.IntN(12) == 0 {
+			items = append(items, "not an object")
 		}
 		items = append(items, it)
 	}
@@ -285,6 +336,19 @@ func (g *gen) profileTraits() map[string]any {
 	}
 	if g.r.IntN(2) > 0 {
 		t["vip"] = g.r.IntN(2) == 0
+	}
+	switch g.r.IntN(3) {
+	case 0:
+		t["company"] = map[string]any{"name": g.pick("Acme", "Teahouse"), "size": float64(g.r.IntN(20)),
+			"since": g.base.Add(time.Duration(g.r.IntN(6*24*60)-4*24*60) * time.Minute).Format(time.RFC3339)}
+		if g.r.IntN(2) == 0 {
+			t["company"].(map[string]any)["VAT id"] = "GB1"
+		}
+	case 1:
+		t["company"] = "Acme"
+	}
+	if g.r.IntN(2) > 0 {
+		t["tags"] = []any{"vip", "trade", "x"}[:g.r.IntN(4)]
 	}
 	return t
 }

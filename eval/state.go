@@ -302,7 +302,10 @@ func (p *Program) compactStrings(st *State) {
 
 // stateVersion 3: exact decimals (boxed words of coefficient and scale,
 // integer counts, sums as coefficient and scale) replaced float64.
-const stateVersion = 3
+// 4: objects and lists in events exist and are counted (records of 3
+// were extracted reading them as null), so older states are not reused:
+// the engine replays the log.
+const stateVersion = 4
 
 // MarshalBinary encodes the state for a snapshot. The encoding carries
 // the program's fingerprint; a state only loads into the same program.

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Value kinds.
@@ -19,6 +21,11 @@ const (
 	// fit. It is shown as "overflow"; comparisons with it are false
 	// (except != and exists), and arithmetic with it gives it again.
 	kOver
+	// kObj is an object or a list in an event or a trait: it exists,
+	// equals nothing, and has a length (d; b is true for a list). As a
+	// value of count or distinct its content is hashed (c, see
+	// objValue).
+	kObj
 )
 
 // value is an evaluation-time scalar. It avoids interface boxing on the
@@ -58,8 +65,9 @@ func numOr(n num, ok bool) value {
 	return numV(n)
 }
 
-// toValue converts a JSON-ish Go value. Arrays and objects are not
-// scalars and read as null (they can still be tested with contains).
+// toValue converts a JSON-ish Go value. Arrays and objects are kObj:
+// they exist and have a length, but compare with nothing (a list can be
+// tested with contains).
 // Numbers convert exactly from the decimal a user wrote (see
 // numFromFloat); a number outside num's range is overflow.
 func toValue(x any) value {
@@ -91,6 +99,66 @@ func toValue(x any) value {
 		return numOr(parseNum(strconv.AppendFloat(buf[:0], float64(v), 'e', -1, 32)))
 	case json.Number:
 		return numOr(parseNum([]byte(v)))
+	case map[string]any:
+		return value{kind: kObj, d: int32(min(len(v), math.MaxInt32))}
+	case []any:
+		return value{kind: kObj, d: int32(min(len(v), math.MaxInt32)), b: true}
+	}
+	return null
+}
+
+// objValue is toValue with an object's or list's content hashed into c,
+// so that distinct can tell two objects apart.
+func objValue(x any) value {
+	v := toValue(x)
+	if v.kind == kObj {
+		v.c = int64(hashAny(14695981039346656037, x))
+	}
+	return v
+}
+
+// hashAny hashes a JSON-ish value by content (FNV-1a, object keys
+// sorted), for objValue.
+func hashAny(h uint64, x any) uint64 {
+	mix := func(b byte) { h = (h ^ uint64(b)) * 1099511628211 }
+	switch v := x.(type) {
+	case map[string]any:
+		mix('{')
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			h = hashAny(h, k)
+			h = hashAny(h, v[k])
+		}
+		mix('}')
+	case []any:
+		mix('[')
+		for _, e := range v {
+			h = hashAny(h, e)
+		}
+		mix(']')
+	default:
+		w := hashValue(toValue(x))
+		for i := 0; i < 8; i++ {
+			mix(byte(w >> (8 * i)))
+		}
+	}
+	return h
+}
+
+// lengthOf is length(x): the elements of a list, the keys of an object,
+// the characters of a string, else null.
+func lengthOf(x any) value {
+	switch v := x.(type) {
+	case []any:
+		return numV(intNum(int64(len(v))))
+	case map[string]any:
+		return numV(intNum(int64(len(v))))
+	case string:
+		return numV(intNum(int64(utf8.RuneCountInString(v))))
 	}
 	return null
 }
@@ -131,6 +199,11 @@ func (v value) String() string {
 		return strconv.FormatBool(v.b)
 	case kOver:
 		return "overflow"
+	case kObj:
+		if v.b {
+			return "a list of " + strconv.Itoa(int(v.d))
+		}
+		return "an object of " + strconv.Itoa(int(v.d)) + " keys"
 	}
 	return "null"
 }
@@ -151,7 +224,7 @@ func (v value) equal(w value) bool {
 	case kNull:
 		return true
 	}
-	return false // overflow equals nothing
+	return false // overflow, objects and lists equal nothing
 }
 
 // Boxed values: one uint64 per value in per-profile state. The low five
@@ -245,6 +318,8 @@ func hashValue(v value) uint64 {
 		} else {
 			mix(0)
 		}
+	case kObj:
+		mix64(uint64(v.c))
 	}
 	return h
 }
@@ -276,7 +351,7 @@ func compare(l value, cmp string, r value, list []value) bool {
 		}
 		return strings.Contains(l.str, r.String2())
 	}
-	if l.kind != r.kind || l.kind == kNull || l.kind == kBool || l.kind == kOver {
+	if l.kind != r.kind || l.kind == kNull || l.kind == kBool || l.kind == kOver || l.kind == kObj {
 		return false
 	}
 	var c int

@@ -86,14 +86,23 @@ const (
 
 // Expr is a value: an aggregate over events, a reference to a computed
 // or profile trait, a number, or arithmetic over those.
+//
+// A profile trait's Name is a path (company.name, see SplitPath); Func
+// "length" reads its length instead (length(traits.tags)).
 type Expr struct {
 	Op   string  `json:"op"`
 	Agg  *Agg    `json:"aggregate,omitempty"`
 	Name string  `json:"name,omitempty"`
+	Func string  `json:"func,omitempty"` // ExprProfile: "" or FnLength
 	Num  float64 `json:"num,omitempty"`
 	Args []*Expr `json:"args,omitempty"` // arithmetic: exactly two
 	Pos
 }
+
+// FnLength reads the length of a value instead of the value: the
+// elements of a list, the keys of an object, the characters of a
+// string; null for anything else and when it is missing.
+const FnLength = "length"
 
 // Aggregate functions.
 const (
@@ -171,6 +180,18 @@ const (
 	FOr  = "or"
 	FNot = "not"
 	FCmp = "cmp"
+	// FItems is a condition on an aggregate over the event's own line
+	// items: Func over Path (the items whose Where holds) compared with
+	// Value, e.g. sum(products.quantity) >= 24; or FnAny / FnAll of
+	// Where over the items of array Path.
+	FItems = "items"
+)
+
+// Functions of per-event item conditions (FItems) besides count, sum,
+// avg, min, max and distinct.
+const (
+	FnAny = "any" // some item passes Where
+	FnAll = "all" // there are items and every one passes Where
 )
 
 // Comparison operators (filters and conditions).
@@ -188,10 +209,16 @@ const (
 )
 
 // Filter is a condition over one event's properties (and line items).
+// In a comparison (FCmp), Func FnLength compares the length of Path's
+// value. In an item condition (FItems), Func is the aggregate, Path the
+// item value (products.quantity) or, for count, any and all, the array
+// (products), and Where filters the items.
 type Filter struct {
 	Op    string    `json:"op"`
 	Args  []*Filter `json:"args,omitempty"`
+	Func  string    `json:"func,omitempty"`
 	Path  string    `json:"property,omitempty"`
+	Where *Filter   `json:"where,omitempty"`
 	Cmp   string    `json:"cmp,omitempty"`
 	Value any       `json:"value,omitempty"` // string, float64, bool or []any of those
 	Pos
@@ -223,7 +250,8 @@ type Cond struct {
 	// Agg is the event reference of performed / not performed (Func is
 	// always count).
 	Agg *Agg `json:"aggregate,omitempty"`
-	// Profile names the profile trait of anniversary / ago / within_last.
+	// Profile names the profile trait of anniversary / ago / within_last
+	// (a path: account.created_at).
 	Profile string `json:"profileTrait,omitempty"`
 	// First, Then, Within and Window describe "A not followed by B within
 	// T in WINDOW"; Within is also the span of anniversary / ago /

@@ -22,7 +22,9 @@ const (
 	TNumber Type = "number"
 	TString Type = "string"
 	TBool   Type = "bool"
-	TDate   Type = "date" // profile traits holding "YYYY-MM-DD" or RFC 3339 strings
+	TDate   Type = "date"   // profile traits holding "YYYY-MM-DD" or RFC 3339 strings
+	TObject Type = "object" // profile traits holding an object: traits.company.name reads into it
+	TList   Type = "list"   // profile traits holding a list: traits.tags contains "vip", length(traits.tags)
 )
 
 // Schema declares the profile traits definitions may read, with their
@@ -399,15 +401,9 @@ func itemArray(path string) string {
 func ItemArray(path string) string { return itemArray(path) }
 
 func (c *checker) path(p string, pos Pos) {
-	segs := strings.Split(p, ".")
-	ok := len(segs) >= 2
-	for _, s := range segs {
-		if !nameRE.MatchString(s) {
-			ok = false
-		}
-	}
-	if !ok || segs[0] == "traits" {
-		c.errf(pos, "bad event property %q: want properties.NAME or ARRAY.FIELD (e.g. products.category)", p)
+	segs, ok := SplitPath(p)
+	if !ok || len(segs) < 2 || segs[0] == "traits" || (segs[0] != "properties" && !nameRE.MatchString(p[:strings.IndexByte(p, '.')])) {
+		c.errf(pos, "bad event property %q: want properties.NAME[.NAME...] or ARRAY.FIELD (e.g. products.category); quote odd names: properties.\"utm-source\"", p)
 	}
 }
 
@@ -542,9 +538,63 @@ func (c *checker) filter(f *Filter, arrays map[string]bool) {
 		if arr := itemArray(f.Path); arr != "" {
 			arrays[arr] = true
 		}
-		c.literal(f.Cmp, f.Value, TAny, f.Path, f.Pos)
+		switch f.Func {
+		case "":
+			c.literal(f.Cmp, f.Value, TAny, f.Path, f.Pos)
+		case FnLength:
+			c.literal(f.Cmp, f.Value, TNumber, "length("+f.Path+")", f.Pos)
+		default:
+			c.errf(f.Pos, "unknown function %q on %s (want length)", f.Func, f.Path)
+		}
+	case FItems:
+		c.itemFilter(f)
 	default:
 		c.errf(f.Pos, "unknown filter op %q", f.Op)
+	}
+}
+
+// itemFilter checks a per-event condition over the event's own line
+// items. It reads its array on its own, whatever item the filter around
+// it is looking at, so its array is not the enclosing aggregate's.
+func (c *checker) itemFilter(f *Filter) {
+	text := FormatFilter(f)
+	arr := f.Path
+	switch f.Func {
+	case FnAny, FnAll:
+		if f.Where == nil {
+			c.errf(f.Pos, "%s needs a condition on line items, e.g. %s(products.category = \"teaware\")", f.Func, f.Func)
+			return
+		}
+		if f.Cmp != "" || f.Value != nil {
+			c.errf(f.Pos, "%s takes no comparison", text)
+		}
+	case FnCount, FnSum, FnAvg, FnMin, FnMax, FnDistinct:
+		arr = itemArray(f.Path)
+		if f.Func == FnCount && !strings.Contains(f.Path, ".") {
+			arr = f.Path // count(products): the items themselves
+		} else {
+			c.path(f.Path, f.Pos)
+		}
+		if arr == "" {
+			c.errf(f.Pos, "%s(%s): want line items such as products.quantity%s", f.Func, f.Path, map[bool]string{true: " (or products, for count)"}[f.Func == FnCount])
+			return
+		}
+		c.literal(f.Cmp, f.Value, TNumber, f.Func+"("+f.Path+")", f.Pos)
+	default:
+		c.errf(f.Pos, "unknown line-item function %q (want count, sum, avg, min, max, distinct, any or all)", f.Func)
+		return
+	}
+	if !nameRE.MatchString(arr) {
+		c.errf(f.Pos, "%s: want line items of one array such as products (products.category = \"teaware\")", text)
+		return
+	}
+	inner := map[string]bool{}
+	c.filter(f.Where, inner)
+	for other := range inner {
+		if other != arr {
+			c.errf(f.Pos, "%s reads items of %s and of %s: one line-item condition reads one array", text, arr, other)
+			break
+		}
 	}
 }
 
@@ -595,7 +645,7 @@ func (c *checker) literal(cmp string, v any, left Type, what string, pos Pos) {
 			return
 		}
 	case CmpContains:
-		if left == TNumber || left == TBool {
+		if left == TNumber || left == TBool || left == TObject {
 			c.errf(pos, "wrong type: %s is a %s, contains needs a string or a list", what, left)
 			return
 		}
@@ -604,6 +654,10 @@ func (c *checker) literal(cmp string, v any, left Type, what string, pos Pos) {
 		if _, ok := ParseDate(v.(string), time.UTC); !ok {
 			c.errf(pos, "%s is a date: %q is not YYYY-MM-DD or RFC 3339", what, v)
 		}
+		return
+	}
+	if (left == TList || left == TObject) && cmp != CmpContains {
+		c.errf(pos, "wrong type: %s is a %s: test it with exists, contains or length(...)", what, left)
 		return
 	}
 	if left != TAny && left != lt && cmp != CmpContains {
@@ -637,7 +691,18 @@ func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type
 		if !inCond {
 			c.errf(e.Pos, "traits.%s: profile traits can only be compared directly in a segment (traits.%s >= 3), not used in computed traits or arithmetic", e.Name, e.Name)
 		}
-		return c.profileType(e.Name, e.Pos)
+		t := c.profileType(e.Name, e.Pos)
+		switch e.Func {
+		case "":
+			return t
+		case FnLength:
+			if t == TNumber || t == TBool || t == TDate {
+				c.errf(e.Pos, "wrong type: traits.%s is a %s, length needs a list, an object or a string", e.Name, t)
+			}
+			return TNumber
+		}
+		c.errf(e.Pos, "unknown function %q on traits.%s (want length)", e.Func, e.Name)
+		return TAny
 	case ExprNum:
 		return TNumber
 	case ExprAdd, ExprSub, ExprMul, ExprDiv:
@@ -689,17 +754,26 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// profileType is the type of a profile trait path (company.name): the
+// schema declares top-level traits; a path into an object is untyped.
 func (c *checker) profileType(name string, pos Pos) Type {
-	if !nameRE.MatchString(name) {
-		c.errf(pos, "bad profile trait name %q", name)
+	segs, ok := SplitPath(name)
+	if !ok {
+		c.errf(pos, "bad profile trait name %q: want traits.NAME[.NAME...]; quote odd names: traits.\"VAT id\"", name)
 		return TAny
 	}
 	if c.schema == nil || c.schema.Traits == nil {
 		return TAny
 	}
-	t, ok := c.schema.Traits[name]
+	t, ok := c.schema.Traits[segs[0]]
 	if !ok {
-		c.errf(pos, "unknown profile trait traits.%s", name)
+		c.errf(pos, "unknown profile trait traits.%s", JoinPath(segs[:1]))
+		return TAny
+	}
+	if len(segs) > 1 {
+		if t != TAny && t != TObject {
+			c.errf(pos, "wrong type: traits.%s is a %s, it has no field %s", JoinPath(segs[:1]), t, JoinPath(segs[1:2]))
+		}
 		return TAny
 	}
 	return t

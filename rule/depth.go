@@ -107,7 +107,9 @@ func filterDepth(f *Filter, level int) *Error {
 			return err
 		}
 	}
-	return nil
+	// A line-item condition's filter is one level down, as any(...) is
+	// a parenthesis in the text form.
+	return filterDepth(f.Where, level+1)
 }
 
 // CheckJSONDepth reports JSON nested deeper than any definition within

@@ -34,6 +34,7 @@ func TestMillionParentheses(t *testing.T) {
 		{"filter", `trait t = count of "A" where `, "("},
 		{"not", "segment s { ", "not "},
 		{"filter not", `trait t = count of "A" where `, "not "},
+		{"any", `trait t = count of "A" where `, "any("},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()

@@ -106,7 +106,9 @@
 //
 // Filters: PATH OP VALUE combined with and, or, not and parentheses. OP
 // is = != < <= > >= contains in [v1, v2] exists, not exists. Values are
-// quoted strings, numbers, true, false.
+// quoted strings, numbers, true, false. length(PATH) OP NUMBER and
+// conditions on the event's own line items (sum(products.quantity) >=
+// 24, any(...), all(...)) are filters too: see the sections below.
 //
 // Conditions combine with and, or, not, parentheses:
 //
@@ -133,6 +135,89 @@
 // Comparisons with a missing value are false, except != and not exists
 // (a profile without a country is != "UK"). Values of different types
 // are unequal and unordered.
+//
+// # Paths, objects and lists
+//
+// A path reads into nested objects, in event properties and in profile
+// traits alike; a key that is not a plain name is quoted:
+//
+//	last(properties.shipping_address.name) of "Order Completed" all time
+//	sum(properties.meta."unit price") of "Order Completed" in last 30 days
+//	traits.company.name = "Teahouse Ltd"
+//	traits."VAT id" exists
+//	traits.account.created_at more than 30 days ago
+//
+// An object or a list is a value that exists (traits.company exists holds
+// for a profile whose company is an object) but equals nothing; count
+// and distinct count objects and lists by content, other aggregates skip
+// them. A path through something that is not an object reads nothing
+// (traits.company.name is missing when company is a string).
+//
+// Profile traits merge by top-level key, last write wins: an identify
+// with {"company": {"size": 12}} replaces the whole company object, as
+// the tracking API's identify does. Nested traits keep their structure
+// through the engine's snapshots.
+//
+// Lists: contains tests membership, length counts.
+//
+//	properties.tags contains "gift"          the list holds "gift" (for a string: a substring)
+//	traits.tags contains "vip"
+//	length(properties.products) >= 3         a list's elements, an object's keys, a string's characters
+//	length(traits.tags) >= 2                 (null when missing: length(...) = 0 needs an empty list)
+//
+// In the JSON form a path is one string as written here
+// ("traits.company.name" is {"op": "profile", "name": "company.name"}).
+// length(...) and contains work in filters and on profile traits. A
+// Schema may declare a trait as TObject or TList: then traits.NAME.FIELD
+// and contains/length are checked against it.
+//
+// # Conditions on an event's own line items
+//
+// An event filter can aggregate the event's own line items (a list of
+// objects in the event's properties, written by its name: products for
+// properties.products, as in products.quantity): the event matches when the
+// aggregate over its items satisfies the comparison. So it composes
+// with every window and count: the filter decides per event, when the
+// event arrives, and windows count the matching events as they do any
+// other filter (incrementally, with exact expiry).
+//
+//	sum(products.quantity) >= 24                           units add up to 24 or more
+//	sum(products.price where products.category = "Teaware") >= 100
+//	count(products) >= 3                                   three or more lines
+//	count(products where products.price >= 100) >= 2       two lines of 100 or more
+//	distinct(products.category) >= 3                       three categories in one order
+//	avg(products.price) > 20                               the average line price
+//	min(products.quantity) >= 2                            every line of two or more
+//	max(products.price) < 5                                no line of 5 or more
+//	any(products.category = "Teaware")                     some line is teaware
+//	all(products.category = "Teaware")                     an order of teaware only
+//
+// FUNC(ARRAY.FIELD [where FILTER]) OP NUMBER: the where filter picks the
+// items (it reads the same array, and may read the event's properties);
+// sum, avg, min and max read numbers and skip other values; count(ARRAY)
+// counts items, count(ARRAY.FIELD) items with a value there; distinct
+// counts distinct values. sum and count of no items are 0; avg, min and
+// max of none are missing (so only != and not exists hold). any(FILTER)
+// needs one item passing; all(FILTER) needs at least one item and every
+// item passing (an order with no lines is not "all teaware"). Elements
+// that are not objects are skipped.
+//
+// Examples:
+//
+//	# an order whose units add up to at least 24
+//	segment trade_size_buyer { performed "Order Completed" where sum(products.quantity) >= 24 in last 365 days }
+//	# at least 2 orders in the last year each with 24+ units
+//	segment repeat_trade { count of "Order Completed" where sum(products.quantity) >= 24 in last 365 days >= 2 }
+//	# an order that contains both teaware and a gift set
+//	segment teaware_gifts { performed "Order Completed" where any(products.category = "Teaware") and any(products.category = "Gift Sets") all time }
+//	# computed traits use them like any filter
+//	trait trade_orders_365d = count of "Order Completed" where sum(products.quantity) >= 24 in last 365 days
+//	trait trade_units_365d = sum(products.quantity) of "Order Completed" where sum(products.quantity) >= 24 in last 365 days
+//
+// Unlike a plain item filter (where products.category = "teaware", which
+// is applied item by item: the same item must pass all of it), each
+// line-item condition looks at all the items on its own, so two any(...)
+// may be met by different lines. A line-item condition reads one array.
 //
 // # JSON form
 //

@@ -96,7 +96,10 @@ func formatExpr(e *Expr, outer int) string {
 	case ExprTrait:
 		return e.Name
 	case ExprProfile:
-		return "traits." + e.Name
+		if e.Func != "" {
+			return e.Func + "(traits." + canonPath(e.Name) + ")"
+		}
+		return "traits." + canonPath(e.Name)
 	case ExprNum:
 		return formatNum(e.Num)
 	}
@@ -122,7 +125,7 @@ func FormatAgg(a *Agg) string {
 	}
 	s := a.Func
 	if a.Path != "" {
-		s += "(" + a.Path
+		s += "(" + canonPath(a.Path)
 		if a.Convert != "" {
 			s += " in " + formatCurrency(a.Convert)
 		}
@@ -161,7 +164,22 @@ func FormatFilter(f *Filter) string { return formatFilter(f, "") }
 func formatFilter(f *Filter, outer string) string {
 	switch f.Op {
 	case FCmp:
-		return f.Path + " " + formatCmp(f.Cmp, f.Value)
+		if f.Func != "" {
+			return f.Func + "(" + canonPath(f.Path) + ") " + formatCmp(f.Cmp, f.Value)
+		}
+		return canonPath(f.Path) + " " + formatCmp(f.Cmp, f.Value)
+	case FItems:
+		if f.Func == FnAny || f.Func == FnAll {
+			if f.Where == nil {
+				return "<bad " + f.Func + ">"
+			}
+			return f.Func + "(" + FormatFilter(f.Where) + ")"
+		}
+		s := f.Func + "(" + canonPath(f.Path)
+		if f.Where != nil {
+			s += " where " + FormatFilter(f.Where)
+		}
+		return s + ") " + formatCmp(f.Cmp, f.Value)
 	case FNot:
 		if len(f.Args) != 1 {
 			return "<bad not>"
@@ -266,11 +284,11 @@ func formatCond(c *Cond, outer string) string {
 		}
 		return formatRef(c.First) + " not followed by " + formatRef(c.Then) + " within " + formatSpan(c.Within) + " " + FormatWindow(c.Window)
 	case CAnniversary:
-		return "anniversary of traits." + c.Profile + " within next " + spanOr(c.Within)
+		return "anniversary of traits." + canonPath(c.Profile) + " within next " + spanOr(c.Within)
 	case CAgo:
-		return "traits." + c.Profile + " more than " + spanOr(c.Within) + " ago"
+		return "traits." + canonPath(c.Profile) + " more than " + spanOr(c.Within) + " ago"
 	case CWithinLast:
-		return "traits." + c.Profile + " within last " + spanOr(c.Within)
+		return "traits." + canonPath(c.Profile) + " within last " + spanOr(c.Within)
 	}
 	return "<cond " + c.Op + ">"
 }
@@ -332,4 +350,14 @@ func formatCurrency(c string) string {
 		return c
 	}
 	return strconv.Quote(c)
+}
+
+// canonPath prints a path with quotes only where needed (a path from
+// JSON may quote a plain name); a path that does not split is printed as
+// it is, for Check to report.
+func canonPath(p string) string {
+	if segs, ok := SplitPath(p); ok {
+		return JoinPath(segs)
+	}
+	return p
 }

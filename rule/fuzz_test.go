@@ -15,6 +15,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(library.Source("shop.kiln"))
 	f.Add(`segment s { not (a > 1 or b < 2) and ((c = "x")) }`)
 	f.Add(`trait x = (1 + count of "A" in last 2 hours) * -3`)
+	f.Add(`trait x = count of "A" where sum(items.q where items.c = "p") >= 2 and any(items.k = "k\"1") and length(properties.t) > 1 all time
+segment s { traits.a."b c".d exists and length(traits.tags) = 0 and count of "A" where all(items.q > 1) in last 1 days >= 2 }`)
 	f.Fuzz(func(t *testing.T, src string) {
 		set, err := Parse(src)
 		if err != nil {

@@ -93,6 +93,7 @@ func lex(src string) ([]token, error) {
 			adv(j - i)
 		case c == '_' || isLetter(src[i:]):
 			j := i
+			quoted := false
 			for j < len(src) {
 				r, n := utf8.DecodeRuneInString(src[j:])
 				if r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) {
@@ -103,9 +104,27 @@ func lex(src string) ([]token, error) {
 					j += n
 					continue
 				}
+				if r == '.' && j+1 < len(src) && src[j+1] == '"' {
+					// A quoted path segment: traits."VAT id".
+					q, err := strconv.QuotedPrefix(src[j+1:])
+					if err != nil || strings.ContainsRune(q, '\n') {
+						return nil, &Error{Pos: p, Msg: "bad quoted segment in path " + src[i:min(len(src), j+40)]}
+					}
+					j += 1 + len(q)
+					quoted = true
+					continue
+				}
 				break
 			}
-			toks = append(toks, token{tIdent, src[i:j], p})
+			text := src[i:j]
+			if quoted {
+				segs, ok := SplitPath(text)
+				if !ok {
+					return nil, &Error{Pos: p, Msg: fmt.Sprintf("bad path %s: a quoted segment cannot be empty", text)}
+				}
+				text = JoinPath(segs) // canonical: quotes only where needed
+			}
+			toks = append(toks, token{tIdent, text, p})
 			adv(j - i)
 		default:
 			two := ""
@@ -496,13 +515,82 @@ func (p *parser) filterNot() *Filter {
 		p.expect(")", "\")\"")
 		return f
 	}
+	if t.kind == tIdent && p.isAt(1, "(") {
+		if f := p.itemFilter(t); f != nil {
+			return f
+		}
+	}
+	pt := p.filterPath()
+	f := &Filter{Op: FCmp, Path: pt.text, Pos: pt.pos}
+	f.Cmp, f.Value = p.cmpOp()
+	return f
+}
+
+func (p *parser) filterPath() token {
 	pt := p.next()
 	if pt.kind != tIdent || !strings.Contains(pt.text, ".") || strings.HasPrefix(pt.text, "traits.") {
 		p.failAt(pt, "expected an event property such as properties.gift or products.category, found %s", pt)
 	}
-	f := &Filter{Op: FCmp, Path: pt.text, Pos: pt.pos}
-	f.Cmp, f.Value = p.cmpOp()
-	return f
+	return pt
+}
+
+// itemFilter parses a filter that starts with a function: length(PATH)
+// OP VALUE, a per-event aggregate over the event's own line items
+// (sum(products.quantity [where F]) OP VALUE), or any(F) / all(F). It
+// returns nil when t is no such function.
+func (p *parser) itemFilter(t token) *Filter {
+	switch fn := t.text; {
+	case fn == FnLength:
+		p.next()
+		p.next()
+		pt := p.filterPath()
+		p.expect(")", "\")\" closing length(")
+		f := &Filter{Op: FCmp, Func: FnLength, Path: pt.text, Pos: t.pos}
+		f.Cmp, f.Value = p.cmpOp()
+		return f
+	case fn == FnAny || fn == FnAll:
+		p.next()
+		p.next()
+		defer p.nest(t)()
+		inner := p.filter()
+		p.expect(")", "\")\" closing "+fn+"(")
+		return &Filter{Op: FItems, Func: fn, Path: filterArray(inner), Where: inner, Pos: t.pos}
+	case aggFuncs[fn] != "" && aggFuncs[fn] != FnFirst && aggFuncs[fn] != FnLast:
+		p.next()
+		p.next()
+		pt := p.next()
+		if pt.kind != tIdent || strings.HasPrefix(pt.text, "traits.") || strings.HasPrefix(pt.text, "properties.") || (aggFuncs[fn] != FnCount && !strings.Contains(pt.text, ".")) {
+			p.failAt(pt, "expected line items such as products.quantity (or products, for count), found %s", pt)
+		}
+		f := &Filter{Op: FItems, Func: aggFuncs[fn], Path: pt.text, Pos: t.pos}
+		if p.accept("where") {
+			defer p.nest(t)()
+			f.Where = p.filter()
+		}
+		p.expect(")", "\")\" closing "+fn+"(")
+		f.Cmp, f.Value = p.cmpOp()
+		return f
+	}
+	return nil
+}
+
+// filterArray is the first line-item array a filter reads, or "".
+func filterArray(f *Filter) string {
+	if f == nil {
+		return ""
+	}
+	switch f.Op {
+	case FCmp:
+		return itemArray(f.Path)
+	case FItems:
+		return ""
+	}
+	for _, a := range f.Args {
+		if arr := filterArray(a); arr != "" {
+			return arr
+		}
+	}
+	return ""
 }
 
 // cmpOp parses a comparison operator and its operand.
@@ -604,6 +692,15 @@ func (p *parser) factor(inCond bool) *Expr {
 	case p.isAggStart():
 		a := p.agg()
 		return &Expr{Op: ExprAgg, Agg: a, Pos: a.Pos}
+	case t.kind == tIdent && t.text == FnLength && p.isAt(1, "(") && strings.HasPrefix(p.peekN(2).text, "traits."):
+		p.next()
+		p.next()
+		pt := p.next()
+		p.expect(")", "\")\" closing length(")
+		if !inCond {
+			p.failAt(t, "a computed trait cannot read profile trait %s; use it in a segment condition", pt.text)
+		}
+		return &Expr{Op: ExprProfile, Func: FnLength, Name: strings.TrimPrefix(pt.text, "traits."), Pos: t.pos}
 	case t.kind == tIdent && strings.HasPrefix(t.text, "traits."):
 		p.next()
 		if !inCond {

@@ -169,10 +169,11 @@
     }
 
     function filterEditor(f, path, set) {
-      var ops = [['cmp', 'property compares'], ['and', 'all of'], ['or', 'any of'], ['not', 'not']];
+      var ops = [['cmp', 'property compares'], ['items', 'its line items'], ['and', 'all of'], ['or', 'any of'], ['not', 'not']];
       var box = h('div', { 'class': 'node filter' });
       var head = field('Only events where', select(path + '.op', ops, f.op, function (v) {
-        var nf = v === 'cmp' ? { op: 'cmp', property: 'properties.category', cmp: '=', value: '' } : v === 'not' ? { op: 'not', args: [f] } : { op: v, args: [f] };
+        var nf = v === 'cmp' ? { op: 'cmp', property: 'properties.category', cmp: '=', value: '' } : v === 'not' ? { op: 'not', args: [f] } :
+          v === 'items' ? { op: 'items', func: 'sum', property: 'products.quantity', cmp: '>=', value: 24 } : { op: v, args: [f] };
         set(nf); rerender();
       }));
       box.append(h('div', { 'class': 'node-head' }, head, removeButton('Remove this filter', function () { set(null); rerender(); })));
@@ -182,6 +183,28 @@
           field('Comparison', select(path + '.cmp', cmps, f.cmp, function (v) { f.cmp = v; if (v === 'exists' || v === 'not exists') delete f.value; rerender(); changed(); })),
           f.cmp === 'exists' || f.cmp === 'not exists' ? null :
             field('Value', input(path + '.value', showLit(f.value), function (v) { f.value = parseLit(v, f.cmp); }, { 'class': 'mid' }))));
+      } else if (f.op === 'items') {
+        // An aggregate over the event's own line items (sum(products.quantity) >= 24),
+        // or some / every item passing a filter (any(...), all(...)).
+        var fns = [['sum', 'sum of'], ['count', 'count of'], ['avg', 'average of'], ['min', 'least'], ['max', 'greatest'],
+          ['distinct', 'distinct values of'], ['any', 'some item is'], ['all', 'every item is']];
+        var some = f.func === 'any' || f.func === 'all';
+        var row = h('div', { 'class': 'inline' }, field('Line items', select(path + '.func', fns, f.func, function (v) {
+          f.func = v;
+          if (v === 'any' || v === 'all') {
+            delete f.cmp; delete f.value;
+            f.property = String(f.property || 'products').split('.')[0];
+            if (!f.where) f.where = { op: 'cmp', property: f.property + '.category', cmp: '=', value: '' };
+          } else if (!f.cmp) { f.cmp = '>='; f.value = 1; }
+          rerender(); changed();
+        })));
+        row.append(field(some ? 'Items' : 'Item value', input(path + '.property', f.property, function (v) { f.property = v; },
+          { placeholder: some ? 'products' : 'products.quantity', 'class': 'mid' })));
+        if (!some) {
+          row.append(field('Comparison', select(path + '.cmp', cmps.slice(0, 6), f.cmp, function (v) { f.cmp = v; changed(); })),
+            field('Value', input(path + '.value', showLit(f.value), function (v) { f.value = parseLit(v, f.cmp); }, { 'class': 'short' })));
+        }
+        box.append(row, whereToggle(f, path));
       } else {
         f.args = f.args || [];
         f.args.forEach(function (a, i) {

@@ -102,7 +102,15 @@ func checkConfig(kind string, cfg json.RawMessage, secrets connector.Secrets) er
 }
 
 // newSender builds the sender for a destination with its opened secrets.
-func newSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration) (sender, float64, error) {
+func newSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration, opts DeliveryOptions) (sender, float64, error) {
+	s, rate, err := newKindSender(d, secrets, client, timeout, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	return guarded{kind: d.Kind, s: s, r: newRedactor(secrets)}, rate, nil
+}
+
+func newKindSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration, opts DeliveryOptions) (sender, float64, error) {
 	switch d.Kind {
 	case KindWebhook:
 		var c WebhookConfig
@@ -118,7 +126,7 @@ func newSender(d *store.Destination, secrets connector.Secrets, client *http.Cli
 		if err := decodeStrict("smtp", d.Config, &c); err != nil {
 			return nil, 0, err
 		}
-		return &smtpSender{cfg: c, password: secrets["password"], timeout: timeout}, d.RateLimit, nil
+		return &smtpSender{cfg: c, password: secrets["password"], timeout: timeout, opts: opts}, d.RateLimit, nil
 	}
 	conn, err := connector.New(d.Kind, d.Config, secrets, client)
 	if err != nil {
@@ -169,9 +177,15 @@ func (w *webhookSender) send(ctx context.Context, d *delivery) error {
 		return connector.TransportError(ctx, KindWebhook, reqName, err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Not followed (egress.Client): a signed POST must not turn into
+		// a GET elsewhere, and the target may be an internal address.
+		return connector.HTTPError(KindWebhook, reqName, resp.StatusCode, 0,
+			fmt.Sprintf("redirected to %q, which Kiln does not follow: configure the final URL", capText(resp.Header.Get("Location"), 200)))
 	}
 	return connector.HTTPError(KindWebhook, reqName, resp.StatusCode, connector.ParseRetryAfter(resp.Header, time.Now()), connector.MessageOf(msg))
 }
@@ -181,6 +195,7 @@ type smtpSender struct {
 	cfg      SMTPConfig
 	password string
 	timeout  time.Duration
+	opts     DeliveryOptions
 }
 
 // mailData is what email templates see.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/connector"
+	"github.com/kiln-cdp/kiln/egress"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -26,6 +27,14 @@ type Service struct {
 
 // New makes a Service; cfg is the dispatcher's configuration.
 func New(cfg Config) *Service {
+	if cfg.HTTPClient == nil {
+		workers := cfg.Workers
+		if workers <= 0 {
+			workers = 32
+		}
+		cfg.HTTPClient = egress.Client(cfg.AllowPrivate, workers)
+	}
+	cfg.DeliveryOptions.key = cfg.Key
 	d := NewDispatcher(cfg)
 	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
 	d.onUnsubscribe = s.Unsubscribe

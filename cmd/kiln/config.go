@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -43,6 +44,13 @@ type Config struct {
 	// RFMConfig is a JSON file naming RFM groups by score ranges
 	// (KILN_RFM_CONFIG); "" for the usual groups.
 	RFMConfig string
+	// AllowPrivateDestinations lets webhooks, connectors and SMTP servers
+	// be on private, loopback and link-local addresses
+	// (KILN_ALLOW_PRIVATE_DESTINATIONS); off by default except in kiln demo.
+	AllowPrivateDestinations bool
+	// PublicURL is the server's base URL as email recipients reach it, for
+	// one-click unsubscribe links (KILN_PUBLIC_URL).
+	PublicURL string
 }
 
 // rfm reads the RFM group thresholds, if configured.
@@ -83,6 +91,16 @@ func envFloat(name string, def float64) float64 {
 	return def
 }
 
+func envBool(name string, def bool) bool {
+	if v, ok := os.LookupEnv(name); ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b
+		}
+		fmt.Fprintf(os.Stderr, "kiln: ignoring %s=%q: not true or false\n", name, v)
+	}
+	return def
+}
+
 func envDuration(name string, def time.Duration) time.Duration {
 	if v, ok := os.LookupEnv(name); ok {
 		if d, err := time.ParseDuration(v); err == nil {
@@ -111,6 +129,8 @@ func (c *Config) serverFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDuration("KILN_SHUTDOWN_TIMEOUT", 30*time.Second), "how long graceful shutdown may drain in-flight requests (KILN_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.PhoneCountryCode, "phone-country-code", envOr("KILN_PHONE_COUNTRY_CODE", "1"), "country calling code for phone numbers written without one (KILN_PHONE_COUNTRY_CODE)")
 	fs.StringVar(&c.RFMConfig, "rfm-config", envOr("KILN_RFM_CONFIG", ""), "JSON file naming RFM groups by score ranges, first match wins; default: Champions, Loyal, Potential Loyalist, ... (KILN_RFM_CONFIG)")
+	fs.BoolVar(&c.AllowPrivateDestinations, "allow-private-destinations", envBool("KILN_ALLOW_PRIVATE_DESTINATIONS", false), "let webhooks, connectors and SMTP servers be on private, loopback and link-local addresses; on by default in kiln demo (KILN_ALLOW_PRIVATE_DESTINATIONS)")
+	fs.StringVar(&c.PublicURL, "public-url", envOr("KILN_PUBLIC_URL", ""), "the server's base URL as email recipients reach it, e.g. https://kiln.example.com; emails carry a one-click unsubscribe link under it (KILN_PUBLIC_URL)")
 	fs.StringVar(&c.IdentityBlocklist, "identity-blocklist", envOr("KILN_IDENTITY_BLOCKLIST", ""), "comma-separated identifier values never used to link profiles, e.g. a shared tablet's anonymous id (KILN_IDENTITY_BLOCKLIST)")
 }
 
@@ -130,6 +150,12 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.rfm(); err != nil {
 		return err
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("-public-url %q: want an absolute URL such as https://kiln.example.com", c.PublicURL)
+		}
 	}
 	if c.Postgres == "" && c.DB == "" {
 		return fmt.Errorf("-db: give a SQLite file path or -postgres")

@@ -35,7 +35,11 @@ func (m *Main) openActions(ctx context.Context) error {
 			return err
 		}
 	} else {
-		m.Logger.Warn(connector.KeyEnv + " is not set: destinations with secrets (webhooks, SMTP passwords, vendor keys) cannot be created or used")
+		m.Logger.Warn(connector.KeyEnv + " is not set: destinations with secrets (webhooks, SMTP passwords, vendor keys) and sources with webhook secrets cannot be created or used")
+	}
+	m.key = key
+	if err := sealSourceSecrets(ctx, m.Store, key, m.Logger); err != nil {
+		return err
 	}
 	fcap, err := parseCap(os.Getenv("KILN_FREQUENCY_CAP"))
 	if err != nil {

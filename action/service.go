@@ -245,7 +245,12 @@ func (s *Service) automation(ctx context.Context, spec AutomationSpec) (*store.A
 		return nil, kiln.Errorf(kiln.EInvalid, "automation %s: op applies to connector destinations, not %s", name, d.Kind)
 	}
 	if d.Kind == KindSMTP && opts.Body == "" {
-		return nil, kiln.Errorf(kiln.EInvalid, "automation %s: an email needs options.body", name)
+		return nil, kiln.Errorf(kiln.EInvalid, "automation %s: an email needs options.body (its text part; options.html adds an HTML part)", name)
+	}
+	if d.Kind == KindSMTP {
+		if err := parseTemplates(opts); err != nil {
+			return nil, kiln.Errorf(kiln.EInvalid, "automation %s: %s", name, kiln.ErrorMessage(err))
+		}
 	}
 	now := s.now().UTC()
 	return &store.Automation{ID: kiln.NewID("aut_"), Name: name, Segment: spec.Segment, On: spec.On, Delay: delay, Recheck: spec.Recheck,

@@ -237,6 +237,7 @@ func (m *Main) routes() http.Handler {
 	}
 	admin := &api.Server{Store: m.Store, Ops: m.Engine, Segments: m.Engine, Models: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger, Normalize: m.Engine.Extractor().Normalize, Actions: m.Actions}
 	mux.Handle("/api/", m.Metrics.Instrument("api", m.whenReady(admin.Handler())))
+	mux.Handle(action.UnsubscribePath, m.Metrics.Instrument("unsubscribe", m.Actions.UnsubscribeHandler()))
 	mux.Handle("GET /metrics", m.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -189,4 +189,3 @@ func (e *parquetEncoder) write(cells []cell) error {
 }
 
 func (e *parquetEncoder) close() error { return e.w.Close() }
-

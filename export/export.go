@@ -117,7 +117,7 @@ func fixedColumns(incremental bool) []Column {
 func fixedNames(incremental bool) []Column {
 	if incremental {
 		return []Column{{Name: "transition_id", Type: TInt}, {Name: "segment", Type: TString}, {Name: "change", Type: TString},
-			{Name: "at", Type: TTimestamp}, {Name: "reason", Type: TString}, {Name: "version", Type: TInt},
+			{Name: "changed_at", Type: TTimestamp}, {Name: "reason", Type: TString}, {Name: "version", Type: TInt},
 			{Name: "profile_id", Type: TString}, {Name: "email", Type: TString}, {Name: "phone", Type: TString}, {Name: "user_id", Type: TString}}
 	}
 	return []Column{{Name: "segment", Type: TString}, {Name: "profile_id", Type: TString}, {Name: "member_since", Type: TTimestamp},

@@ -211,7 +211,7 @@ func TestIncrementalCursor(t *testing.T) {
 		if id := int64(m["transition_id"].(float64)); id <= first.Cursor {
 			t.Errorf("transition %d is not after the cursor %d", id, first.Cursor)
 		}
-		got = append(got, m["profile_id"].(string)+" "+m["change"].(string)+" "+m["reason"].(string)+" "+m["at"].(string))
+		got = append(got, m["profile_id"].(string)+" "+m["change"].(string)+" "+m["reason"].(string)+" "+m["changed_at"].(string))
 	}
 	want := []string{"p_bob entered event 2026-03-01 11:00:00.000000", "p_cy exited expiry 2026-03-01 12:00:00.000000"}
 	if !slices.Equal(got, want) {
@@ -287,5 +287,13 @@ func TestSchedule(t *testing.T) {
 	cur, _ := os.ReadFile(filepath.Join(dir, "vip", "cursor"))
 	if strings.TrimSpace(string(cur)) != "4" {
 		t.Errorf("cursor %q, want 4", cur)
+	}
+}
+
+func TestUnknownFormat(t *testing.T) {
+	src, _ := fixture(t)
+	_, err := export.Write(ctx, src, export.Options{Segment: "vip", Format: "xml"}, io.Discard)
+	if kiln.ErrorCode(err) != kiln.EInvalid || !strings.Contains(err.Error(), "parquet") {
+		t.Fatalf("xml: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/connector"
+	"github.com/kiln-cdp/kiln/egress"
 )
 
 // DeliveryOptions are the dispatcher's settings for reaching destinations
@@ -29,6 +31,33 @@ type DeliveryOptions struct {
 	PublicURL string
 
 	key *connector.Key // Config.Key, for unsubscribe tokens
+}
+
+// refusePrivate refuses, when a destination is saved, a literal address
+// the egress guard would refuse at every delivery, so the mistake shows
+// at once rather than as dead letters. Names are left to the guard, which
+// checks what they resolve to each time they are connected to.
+func refusePrivate(kind string, cfg json.RawMessage) error {
+	var c struct {
+		URL     string `json:"url"`      // webhook
+		Host    string `json:"host"`     // smtp
+		BaseURL string `json:"base_url"` // connectors
+	}
+	json.Unmarshal(cfg, &c) // checkConfig decoded it strictly already
+	host := c.Host
+	for _, raw := range []string{c.URL, c.BaseURL} {
+		if u, err := url.Parse(raw); err == nil && raw != "" {
+			host = u.Hostname()
+		}
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil
+	}
+	if err := egress.Check(ip); err != nil {
+		return kiln.Errorf(kiln.EInvalid, "%s destination: %v", kind, err)
+	}
+	return nil
 }
 
 // maxResponse bounds what a destination's answer may add to the delivery

@@ -20,7 +20,7 @@ import (
 // connector whose base_url is on loopback are dead letters at once and the
 // receivers see nothing.
 func TestPrivateDestinationsBlocked(t *testing.T) {
-	r := newRig(t, func(c *action.Config) { c.AllowPrivate = false })
+	r := newRig(t, nil) // the destinations are saved while allowed...
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { hits.Add(1) }))
 	defer srv.Close()
@@ -33,6 +33,22 @@ func TestPrivateDestinationsBlocked(t *testing.T) {
 	}
 	for _, d := range []string{"by-ip", "by-name", "klaviyo"} {
 		r.automation(action.AutomationSpec{Name: d, Segment: "vip", Destination: d})
+	}
+	// ...then the guard is on, as after an operator turned it on or a
+	// name came to resolve to an internal address.
+	r.cfg.AllowPrivate = false
+	r.restart()
+	// A literal internal address is refused when saved, with the reason.
+	for _, u := range []string{srv.URL, "http://169.254.169.254/latest/meta-data/", "http://[::1]:8080/"} {
+		cfg, _ := json.Marshal(action.WebhookConfig{URL: u})
+		_, err := r.svc.CreateDestination(ctx, action.DestinationSpec{Name: "x", Kind: action.KindWebhook, Config: cfg})
+		if err == nil || !strings.Contains(err.Error(), "refusing to connect") {
+			t.Errorf("saving a webhook to %s: %v", u, err)
+		}
+	}
+	smtpCfg, _ := json.Marshal(action.SMTPConfig{Host: "10.0.0.5", Port: 25, From: "a@example.com"})
+	if _, err := r.svc.CreateDestination(ctx, action.DestinationSpec{Name: "x", Kind: action.KindSMTP, Config: smtpCfg}); err == nil || !strings.Contains(err.Error(), "private") {
+		t.Errorf("saving an SMTP server on 10.0.0.5: %v", err)
 	}
 	r.transition(enter("p_1", "vip"))
 	waitFor(t, "three dead letters", func() bool { return len(r.items(store.OutboxDead)) == 3 })

@@ -23,6 +23,8 @@ type Service struct {
 	Dispatcher *Dispatcher
 	// SegmentExists, if set, refuses automations on unknown segments.
 	SegmentExists func(name string) bool
+
+	allowPrivate bool // DeliveryOptions.AllowPrivate
 }
 
 // New makes a Service; cfg is the dispatcher's configuration.
@@ -36,7 +38,7 @@ func New(cfg Config) *Service {
 	}
 	cfg.DeliveryOptions.key = cfg.Key
 	d := NewDispatcher(cfg)
-	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
+	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, allowPrivate: cfg.AllowPrivate, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
 	d.onUnsubscribe = s.Unsubscribe
 	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.running.Load
 	return s
@@ -114,6 +116,11 @@ func (s *Service) CreateDestination(ctx context.Context, spec DestinationSpec) (
 	}
 	if err := checkConfig(spec.Kind, spec.Config, spec.Secrets); err != nil {
 		return nil, err
+	}
+	if !s.allowPrivate {
+		if err := refusePrivate(spec.Kind, spec.Config); err != nil {
+			return nil, err
+		}
 	}
 	d := store.Destination{ID: kiln.NewID("dst_"), Name: spec.Name, Kind: spec.Kind, Config: spec.Config, RateLimit: spec.RateLimit, CreatedAt: s.now().UTC()}
 	if len(spec.Secrets) > 0 {

@@ -104,3 +104,23 @@ func postShopify(t *testing.T, base, source, secret string) int {
 
 // nopKeys is a store.Keys that must not be reached.
 type nopKeys struct{ store.Keys }
+
+// The unsubscribe links are served by the running server, without a key
+// of the caller's: a link that was not made by it is refused with a page.
+func TestUnsubscribeRoute(t *testing.T) {
+	setSecretKey(t)
+	m, _, _ := testMain(t)
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, m.URL()+"/unsubscribe/bm90LWEtdG9rZW4", strings.NewReader("List-Unsubscribe=One-Click"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "This link does not work") {
+			t.Errorf("%s of a forged link: %d %s", method, resp.StatusCode, body)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net"
+	"net/mail"
 	"net/smtp"
 	"net/textproto"
 	"strconv"
@@ -54,6 +55,9 @@ type SMTPConfig struct {
 func (c SMTPConfig) check() error {
 	if c.Host == "" || c.Port <= 0 || c.From == "" {
 		return kiln.Errorf(kiln.EInvalid, "smtp config: host, port and from are required")
+	}
+	if _, err := mail.ParseAddress(c.From); err != nil {
+		return kiln.Errorf(kiln.EInvalid, "smtp config: from %q: %v (want news@shop.example or \"Shop\" <news@shop.example>)", c.From, err)
 	}
 	switch c.TLS {
 	case TLSAuto, TLSStartTLS, TLSImplicit, TLSNone:
@@ -127,6 +131,10 @@ func (s *smtpSender) send(ctx context.Context, d *delivery) error {
 	to := identifier(d.profile, kiln.Email)
 	if to == "" {
 		return connector.Invalid(KindSMTP, "profile %s has no email address", d.item.ProfileID)
+	}
+	if a, err := mail.ParseAddress(to); err != nil || a.Address != to {
+		// Also keeps a line break in a stored value from adding headers.
+		return connector.Invalid(KindSMTP, "profile %s: %q is not an email address", d.item.ProfileID, to)
 	}
 	unsub := ""
 	if s.opts.PublicURL != "" && s.opts.key != nil {
@@ -205,7 +213,7 @@ func (s *smtpSender) deliver(ctx context.Context, addr, to string, msg []byte) e
 			return err
 		}
 	}
-	if err := c.Mail(s.cfg.From); err != nil {
+	if err := c.Mail(envelopeFrom(s.cfg.From)); err != nil {
 		return err
 	}
 	if err := c.Rcpt(to); err != nil {
@@ -222,6 +230,15 @@ func (s *smtpSender) deliver(ctx context.Context, addr, to string, msg []byte) e
 		return err
 	}
 	return c.Quit()
+}
+
+// envelopeFrom is the bare address of from ("Shop" <news@shop.example>),
+// for MAIL FROM.
+func envelopeFrom(from string) string {
+	if a, err := mail.ParseAddress(from); err == nil {
+		return a.Address
+	}
+	return from
 }
 
 // buildMessage renders the templates into a MIME message: one text/plain
@@ -253,6 +270,9 @@ func buildMessage(from, to, key string, o Options, data mailData, now time.Time)
 	}
 	var msg bytes.Buffer
 	h := func(name, value string) { fmt.Fprintf(&msg, "%s: %s\r\n", name, value) }
+	if a, err := mail.ParseAddress(from); err == nil {
+		from = a.String() // a display name encoded as RFC 2047 wants
+	}
 	h("From", from)
 	h("To", to)
 	h("Subject", mime.QEncoding.Encode("utf-8", strings.Join(strings.Fields(subject), " ")))

@@ -188,7 +188,7 @@ func TestEmailHTMLUnsubscribeTLS(t *testing.T) {
 		cfg  action.SMTPConfig
 		sec  connector.Secrets
 	}{
-		{"mail-starttls", action.SMTPConfig{Host: "127.0.0.1", Port: starttls.port(), From: "shop@example.com", Username: "shop", TLS: action.TLSStartTLS, CACert: certPEM}, connector.Secrets{"password": "pw-123"}},
+		{"mail-starttls", action.SMTPConfig{Host: "127.0.0.1", Port: starttls.port(), From: "Café Shop <shop@example.com>", Username: "shop", TLS: action.TLSStartTLS, CACert: certPEM}, connector.Secrets{"password": "pw-123"}},
 		{"mail-465", action.SMTPConfig{Host: "127.0.0.1", Port: implicit.port(), From: "shop@example.com", TLS: action.TLSImplicit, CACert: certPEM}, nil},
 	} {
 		cfg, _ := json.Marshal(d.cfg)
@@ -217,6 +217,11 @@ func TestEmailHTMLUnsubscribeTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := msg.Header
+		if from, err := h.AddressList("From"); err != nil || from[0].Address != "shop@example.com" {
+			t.Errorf("From %q: %v", h.Get("From"), err)
+		} else if srv == starttls && from[0].Name != "Café Shop" {
+			t.Errorf("From display name %q", from[0].Name)
+		}
 		subj, _ := new(mime.WordDecoder).DecodeHeader(h.Get("Subject"))
 		if subj != "Welcome, Ann <b>& ✓" {
 			t.Errorf("subject %q", subj)

@@ -11,8 +11,12 @@ type Source struct {
 	Store string `json:"store,omitempty"`
 	// Secret verifies webhook signatures for webhook sources (Shopify's
 	// shared secret, WooCommerce's webhook secret, ...).
-	Secret    string    `json:"-"`
-	CreatedAt time.Time `json:"createdAt"`
+	Secret string `json:"-"`
+	// SealedSecret is Secret sealed with the server key (connector.SealSource),
+	// the form kept at rest; Secret is then empty in the store and filled
+	// in by whoever holds the key (the webhook handlers).
+	SealedSecret []byte    `json:"-"`
+	CreatedAt    time.Time `json:"createdAt"`
 }
 
 // KeyKind is what a key may do.

@@ -60,10 +60,13 @@ type Options struct {
 	// Quiet is a daily window, "21:00-08:00", in the store's time zone,
 	// during which sending waits until the window ends.
 	Quiet string `json:"quiet,omitempty"`
-	// Subject and Body are the email's, as Go text/template over
-	// {Segment, ProfileID, Traits, Entered}.
+	// Subject and Body (the text part) are the email's, as Go
+	// text/template, and HTML its HTML part, as html/template (values are
+	// escaped for HTML), all over {Segment, ProfileID, Entered, Email,
+	// Traits, UnsubscribeURL}. With HTML the email is multipart/alternative.
 	Subject string `json:"subject,omitempty"`
 	Body    string `json:"body,omitempty"`
+	HTML    string `json:"html,omitempty"`
 	// Op overrides the connector operation (default add on entry, remove
 	// on exit); "upsert" writes the traits instead.
 	Op connector.Op `json:"op,omitempty"`

@@ -436,34 +436,6 @@ func TestAutomationValidationAndEnable(t *testing.T) {
 	}
 }
 
-func TestExportCSVAndNDJSON(t *testing.T) {
-	r := newRig(t, nil)
-	r.profile("p_1", "ann@example.com", nil, map[string]any{"name": "Ann"})
-	r.profile("p_2", "bob@example.com", nil, nil)
-	r.transition(enter("p_2", "vip"), enter("p_1", "vip"), enter("p_1", "other"))
-	var b bytes.Buffer
-	n, err := action.Export(ctx, r.st, "vip", action.FormatCSV, &b)
-	if err != nil || n != 2 {
-		t.Fatalf("csv: %d, %v", n, err)
-	}
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 3 || lines[0] != "profile_id,since,version,email,phone,user_id,traits" ||
-		!strings.HasPrefix(lines[1], "p_1,") || !strings.Contains(lines[1], `ann@example.com,,,"{""name"":""Ann""}"`) || !strings.HasPrefix(lines[2], "p_2,") {
-		t.Fatalf("csv:\n%s", b.String())
-	}
-	b.Reset()
-	if n, err := action.Export(ctx, r.st, "vip", action.FormatNDJSON, &b); err != nil || n != 2 {
-		t.Fatalf("ndjson: %d, %v", n, err)
-	}
-	var row action.ExportRow
-	if err := json.Unmarshal([]byte(strings.Split(b.String(), "\n")[0]), &row); err != nil || row.ProfileID != "p_1" || row.Email != "ann@example.com" || row.Traits["name"] != "Ann" || row.Version != 1 {
-		t.Fatalf("ndjson row %+v, %v", row, err)
-	}
-	if _, err := action.Export(ctx, r.st, "vip", "xml", &b); kiln.ErrorCode(err) != kiln.EInvalid {
-		t.Errorf("xml: %v", err)
-	}
-}
-
 // A recheck condition over identified and computed traits is evaluated at
 // send time.
 func TestRecheckCondition(t *testing.T) {

@@ -60,6 +60,7 @@ type Config struct {
 	// HTTPClient sends webhooks and connector requests (default: a client
 	// keeping connections open).
 	HTTPClient *http.Client
+	DeliveryOptions
 }
 
 // Dispatcher delivers the outbox. It is safe for concurrent use; Run
@@ -419,7 +420,7 @@ func (d *Dispatcher) destination(ctx context.Context, id string) (*destState, er
 			return nil, fmt.Errorf("destination %s: secrets: %w", dest.Name, err)
 		}
 	}
-	s, rate, err := newSender(dest, secrets, d.cfg.HTTPClient, d.cfg.Timeout)
+	s, rate, err := newSender(dest, secrets, d.cfg.HTTPClient, d.cfg.Timeout, d.cfg.DeliveryOptions)
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: %w", dest.Name, err)
 	}

@@ -75,7 +75,8 @@ func newRigWith(t *testing.T, edit func(*action.Config), opener func() (store.St
 	r := &rig{t: t, path: filepath.Join(t.TempDir(), "k.db"), key: newKey(t), clock: &clock{}, opener: opener}
 	r.cfg = action.Config{Key: r.key, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: r.clock.now,
 		Poll: 50 * time.Millisecond, Lease: 2 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Timeout: 2 * time.Second, Workers: 8}
+		Timeout: 2 * time.Second, Workers: 8,
+		DeliveryOptions: action.DeliveryOptions{AllowPrivate: true}} // the receivers are on loopback
 	if edit != nil {
 		edit(&r.cfg)
 	}

@@ -4,17 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/smtp"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/kiln-cdp/kiln"
@@ -44,15 +39,6 @@ type WebhookConfig struct {
 	URL string `json:"url"`
 	// TimeoutSeconds bounds one attempt (default: the dispatcher's).
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
-}
-
-// SMTPConfig is an SMTP destination's configuration; its password
-// ("password") is sealed.
-type SMTPConfig struct {
-	Host     string `json:"host"`
-	Port     int    `json:"port"`
-	From     string `json:"from"`
-	Username string `json:"username,omitempty"`
 }
 
 func decodeStrict(what string, raw json.RawMessage, dst any) error {
@@ -87,8 +73,8 @@ func checkConfig(kind string, cfg json.RawMessage, secrets connector.Secrets) er
 		if err := decodeStrict("smtp", cfg, &c); err != nil {
 			return err
 		}
-		if c.Host == "" || c.Port <= 0 || c.From == "" {
-			return kiln.Errorf(kiln.EInvalid, "smtp config: host, port and from are required")
+		if err := c.check(); err != nil {
+			return err
 		}
 	default:
 		if _, _, ok := connector.Lookup(kind); !ok {
@@ -102,7 +88,15 @@ func checkConfig(kind string, cfg json.RawMessage, secrets connector.Secrets) er
 }
 
 // newSender builds the sender for a destination with its opened secrets.
-func newSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration) (sender, float64, error) {
+func newSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration, opts DeliveryOptions) (sender, float64, error) {
+	s, rate, err := newKindSender(d, secrets, client, timeout, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	return guarded{kind: d.Kind, s: s, r: newRedactor(secrets)}, rate, nil
+}
+
+func newKindSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration, opts DeliveryOptions) (sender, float64, error) {
 	switch d.Kind {
 	case KindWebhook:
 		var c WebhookConfig
@@ -118,7 +112,11 @@ func newSender(d *store.Destination, secrets connector.Secrets, client *http.Cli
 		if err := decodeStrict("smtp", d.Config, &c); err != nil {
 			return nil, 0, err
 		}
-		return &smtpSender{cfg: c, password: secrets["password"], timeout: timeout}, d.RateLimit, nil
+		tc, err := c.tlsConfig()
+		if err != nil {
+			return nil, 0, err
+		}
+		return &smtpSender{cfg: c, tls: tc, password: secrets["password"], timeout: timeout, opts: opts}, d.RateLimit, nil
 	}
 	conn, err := connector.New(d.Kind, d.Config, secrets, client)
 	if err != nil {
@@ -169,88 +167,17 @@ func (w *webhookSender) send(ctx context.Context, d *delivery) error {
 		return connector.TransportError(ctx, KindWebhook, reqName, err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Not followed (egress.Client): a signed POST must not turn into
+		// a GET elsewhere, and the target may be an internal address.
+		return connector.HTTPError(KindWebhook, reqName, resp.StatusCode, 0,
+			fmt.Sprintf("redirected to %q, which Kiln does not follow: configure the final URL", capText(resp.Header.Get("Location"), 200)))
+	}
 	return connector.HTTPError(KindWebhook, reqName, resp.StatusCode, connector.ParseRetryAfter(resp.Header, time.Now()), connector.MessageOf(msg))
-}
-
-// smtpSender sends one email through net/smtp.
-type smtpSender struct {
-	cfg      SMTPConfig
-	password string
-	timeout  time.Duration
-}
-
-// mailData is what email templates see.
-type mailData struct {
-	Segment   string
-	ProfileID string
-	Entered   bool
-	Traits    map[string]any
-}
-
-func (s *smtpSender) send(ctx context.Context, d *delivery) error {
-	to := identifier(d.profile, kiln.Email)
-	if to == "" {
-		return connector.Invalid(KindSMTP, "profile %s has no email address", d.item.ProfileID)
-	}
-	data := mailData{Segment: d.payload.Segment, ProfileID: d.item.ProfileID, Entered: d.payload.Entered, Traits: d.traits}
-	subject, err := render("subject", d.opts.Subject, "Kiln: {{.Segment}}", data)
-	if err != nil {
-		return connector.Invalid(KindSMTP, "automation %s: %v", d.auto.Name, err)
-	}
-	body, err := render("body", d.opts.Body, "", data)
-	if err != nil {
-		return connector.Invalid(KindSMTP, "automation %s: %v", d.auto.Name, err)
-	}
-	var msg bytes.Buffer
-	fmt.Fprintf(&msg, "From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@kiln>\r\nDate: %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
-		s.cfg.From, to, strings.ReplaceAll(subject, "\n", " "), d.item.Key, time.Now().UTC().Format(time.RFC1123Z))
-	msg.WriteString(strings.ReplaceAll(body, "\n", "\r\n"))
-	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
-	var auth smtp.Auth
-	if s.cfg.Username != "" {
-		auth = smtp.PlainAuth("", s.cfg.Username, s.password, s.cfg.Host)
-	}
-	// net/smtp has no context: run it aside and give up at the timeout (the
-	// message may still go out: at least once).
-	done := make(chan error, 1)
-	go func() { done <- smtp.SendMail(addr, auth, s.cfg.From, []string{to}, msg.Bytes()) }()
-	t := time.NewTimer(s.timeout)
-	defer t.Stop()
-	var serr error
-	select {
-	case serr = <-done:
-	case <-t.C:
-		serr = fmt.Errorf("no answer within %s", s.timeout)
-	case <-ctx.Done():
-		serr = ctx.Err()
-	}
-	if serr == nil {
-		return nil
-	}
-	var te *textproto.Error
-	if errors.As(serr, &te) && te.Code >= 500 {
-		return &connector.Error{Vendor: KindSMTP, Request: "SMTP " + addr, Code: kiln.EInvalid, Message: fmt.Sprintf("%d %s", te.Code, te.Msg)}
-	}
-	return connector.TransportError(ctx, KindSMTP, "SMTP "+addr, serr)
-}
-
-func render(name, text, def string, data mailData) (string, error) {
-	if text == "" {
-		text = def
-	}
-	t, err := template.New(name).Option("missingkey=zero").Parse(text)
-	if err != nil {
-		return "", fmt.Errorf("email %s template: %v", name, err)
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("email %s template: %v", name, err)
-	}
-	return b.String(), nil
 }
 
 // identifier returns the profile's first identifier of a kind, "" if none.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/connector"
+	"github.com/kiln-cdp/kiln/egress"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -22,12 +23,22 @@ type Service struct {
 	Dispatcher *Dispatcher
 	// SegmentExists, if set, refuses automations on unknown segments.
 	SegmentExists func(name string) bool
+
+	allowPrivate bool // DeliveryOptions.AllowPrivate
 }
 
 // New makes a Service; cfg is the dispatcher's configuration.
 func New(cfg Config) *Service {
+	if cfg.HTTPClient == nil {
+		workers := cfg.Workers
+		if workers <= 0 {
+			workers = 32
+		}
+		cfg.HTTPClient = egress.Client(cfg.AllowPrivate, workers)
+	}
+	cfg.DeliveryOptions.key = cfg.Key
 	d := NewDispatcher(cfg)
-	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
+	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, allowPrivate: cfg.AllowPrivate, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
 	d.onUnsubscribe = s.Unsubscribe
 	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.running.Load
 	return s
@@ -105,6 +116,11 @@ func (s *Service) CreateDestination(ctx context.Context, spec DestinationSpec) (
 	}
 	if err := checkConfig(spec.Kind, spec.Config, spec.Secrets); err != nil {
 		return nil, err
+	}
+	if !s.allowPrivate {
+		if err := refusePrivate(spec.Kind, spec.Config); err != nil {
+			return nil, err
+		}
 	}
 	d := store.Destination{ID: kiln.NewID("dst_"), Name: spec.Name, Kind: spec.Kind, Config: spec.Config, RateLimit: spec.RateLimit, CreatedAt: s.now().UTC()}
 	if len(spec.Secrets) > 0 {
@@ -236,7 +252,12 @@ func (s *Service) automation(ctx context.Context, spec AutomationSpec) (*store.A
 		return nil, kiln.Errorf(kiln.EInvalid, "automation %s: op applies to connector destinations, not %s", name, d.Kind)
 	}
 	if d.Kind == KindSMTP && opts.Body == "" {
-		return nil, kiln.Errorf(kiln.EInvalid, "automation %s: an email needs options.body", name)
+		return nil, kiln.Errorf(kiln.EInvalid, "automation %s: an email needs options.body (its text part; options.html adds an HTML part)", name)
+	}
+	if d.Kind == KindSMTP {
+		if err := parseTemplates(opts); err != nil {
+			return nil, kiln.Errorf(kiln.EInvalid, "automation %s: %s", name, kiln.ErrorMessage(err))
+		}
 	}
 	now := s.now().UTC()
 	return &store.Automation{ID: kiln.NewID("aut_"), Name: name, Segment: spec.Segment, On: spec.On, Delay: delay, Recheck: spec.Recheck,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/action"
+	"github.com/kiln-cdp/kiln/export"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -206,28 +207,67 @@ func (s *Server) replayDeadLetters(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]int{"replayed": n})
 }
 
-// exportSegment streams a segment's members as CSV or NDJSON
-// (?format=csv|ndjson, default csv).
+// exportSegment streams a segment's members, or with ?after=CURSOR its
+// entries and exits after that transition, as CSV, NDJSON or Parquet
+// (?format=csv|ndjson|parquet, default csv), traits as columns
+// (docs/EXPORTS.md). An incremental export ends with the trailer
+// Kiln-Cursor, the after of the next one.
 func (s *Server) exportSegment(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	format := r.URL.Query().Get("format")
-	if format == "" {
-		format = action.FormatCSV
+	q := r.URL.Query()
+	o := export.Options{Segment: name, Format: q.Get("format")}
+	if o.Format == "" {
+		o.Format = export.CSV
 	}
-	ctype := map[string]string{action.FormatCSV: "text/csv; charset=utf-8", action.FormatNDJSON: "application/x-ndjson"}[format]
+	ctype := map[string]string{export.CSV: "text/csv; charset=utf-8", export.NDJSON: "application/x-ndjson", export.Parquet: "application/vnd.apache.parquet"}[o.Format]
 	if ctype == "" {
-		s.fail(w, r, kiln.Errorf(kiln.EInvalid, "format %q: want csv or ndjson", format))
+		s.fail(w, r, kiln.Errorf(kiln.EInvalid, "format %q: want csv, ndjson or parquet", o.Format))
 		return
+	}
+	if q.Has("after") {
+		after, err := strconv.ParseInt(q.Get("after"), 10, 64)
+		if err != nil || after < 0 {
+			s.fail(w, r, kiln.Errorf(kiln.EInvalid, "after %q: want a transition id (the Kiln-Cursor of the previous export; 0 for every change)", q.Get("after")))
+			return
+		}
+		o.Incremental, o.After = true, after
 	}
 	if s.Segments != nil && !s.segmentExists(name) {
 		s.fail(w, r, kiln.Errorf(kiln.ENotFound, "no segment %q", name))
 		return
 	}
+	src := export.Source{Store: s.Store}
+	if s.Segments != nil {
+		src.Traits = func(pid string) map[string]any {
+			vals, _ := s.Segments.ProfileSegments(pid)
+			out := make(map[string]any, len(vals))
+			for k, v := range vals {
+				out[k] = v
+			}
+			for k, v := range s.Segments.ProfileModelTraits(pid) {
+				out[k] = v
+			}
+			return out
+		}
+	}
+	kind := "members"
+	if o.Incremental {
+		kind = "changes"
+	}
 	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.`+format+`"`)
-	if _, err := action.Export(r.Context(), s.Store, name, format, w); err != nil {
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`-`+kind+`.`+o.Format+`"`)
+	if o.Incremental {
+		// The cursor is known once the last row is written: a trailer.
+		w.Header().Set("Trailer", "Kiln-Cursor")
+	}
+	res, err := export.Write(r.Context(), src, o, w)
+	if err != nil {
 		// The status is sent already; the cut-short body tells the client.
 		s.Logger.Error("segment export failed", "segment", name, "err", err)
+		return
+	}
+	if o.Incremental {
+		w.Header().Set("Kiln-Cursor", strconv.FormatInt(res.Cursor, 10))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/auth"
+	"github.com/kiln-cdp/kiln/connector"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -406,13 +408,27 @@ func (s *Server) createSource(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusCreated, src)
 }
 
-// CreateSource validates and stores a new source. The CLI uses it too.
+// CreateSource validates and stores a new source. The CLI uses it too. A
+// webhook secret is sealed with KILN_SECRET_KEY, read from the environment
+// as everywhere (the server's and the admin's), and is refused without it.
 func CreateSource(ctx context.Context, ks store.Keys, name, kind, storeName, secret string, now time.Time) (*kiln.Source, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || strings.ContainsAny(name, " /:") {
 		return nil, kiln.Errorf(kiln.EInvalid, "source name %q: use letters, digits, '-' or '_' (it appears in webhook URLs)", name)
 	}
 	src := kiln.Source{ID: kiln.NewID("src_"), Name: name, Kind: kind, Store: storeName, Secret: secret, CreatedAt: now.UTC()}
+	if secret != "" {
+		var key *connector.Key
+		if os.Getenv(connector.KeyEnv) != "" {
+			var err error
+			if key, err = connector.KeyFromEnv(); err != nil {
+				return nil, err
+			}
+		}
+		if err := connector.SealSource(key, &src); err != nil {
+			return nil, err
+		}
+	}
 	if err := ks.CreateSource(ctx, src); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, kiln.Errorf(kiln.EConflict, "a source named %q exists already", name)

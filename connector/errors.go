@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/egress"
 )
 
 // Error is a failed change or request. Code is one of the kiln error codes:
@@ -127,8 +128,13 @@ func HTTPError(vendor, request string, status int, retryAfter time.Duration, msg
 
 // TransportError classifies a failure to get a response: cancellation of
 // ctx and network errors are both retryable (the change was not, or may not
-// have been, delivered; every supported operation is idempotent).
+// have been, delivered; every supported operation is idempotent). A
+// connection refused by the egress guard is forbidden and permanent: the
+// address will not become public by retrying.
 func TransportError(ctx context.Context, vendor, request string, err error) *Error {
+	if egress.Blocked(err) {
+		return &Error{Vendor: vendor, Request: request, Code: kiln.EForbidden, Message: err.Error(), Err: err}
+	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return &Error{Vendor: vendor, Request: request, Code: kiln.EUnavailable, Retryable: true,
 			Message: "not delivered: " + ctxErr.Error(), Err: ctxErr}

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/kiln-cdp/kiln"
 )
 
 // KeyEnv is the environment variable holding the server's secret key: 32
@@ -167,4 +169,41 @@ func NewSealed(k *Key, id string, cfg json.RawMessage, sealed []byte, destinatio
 		return nil, fmt.Errorf("destination %s: secrets: %w", destinationID, err)
 	}
 	return New(id, cfg, secrets, httpClient)
+}
+
+// sourceAssociated binds a sealed source secret to its source, so it
+// cannot be moved to another source (or passed off as a destination's).
+func sourceAssociated(sourceID string) []byte { return []byte("source:" + sourceID) }
+
+// SealSource seals a source's webhook secret for storage: SealedSecret is
+// set and Secret emptied. A source without a secret is left as it is.
+func SealSource(k *Key, s *kiln.Source) error {
+	if s.Secret == "" {
+		return nil
+	}
+	if k == nil {
+		return kiln.Errorf(kiln.EInvalid, "source %s has a webhook secret but %s is not set to encrypt it with (generate one with `openssl rand -base64 32` and give the server the same)", s.Name, KeyEnv)
+	}
+	sealed, err := Seal(k, []byte(s.Secret), sourceAssociated(s.ID))
+	if err != nil {
+		return fmt.Errorf("sealing the secret of source %s: %w", s.Name, err)
+	}
+	s.SealedSecret, s.Secret = sealed, ""
+	return nil
+}
+
+// OpenSource fills in a stored source's Secret from its SealedSecret.
+func OpenSource(k *Key, s *kiln.Source) error {
+	if len(s.SealedSecret) == 0 {
+		return nil
+	}
+	if k == nil {
+		return fmt.Errorf("source %s: its webhook secret is sealed and %s is not set", s.Name, KeyEnv)
+	}
+	b, err := Open(k, s.SealedSecret, sourceAssociated(s.ID))
+	if err != nil {
+		return fmt.Errorf("source %s: webhook secret: %w", s.Name, err)
+	}
+	s.Secret = string(b)
+	return nil
 }

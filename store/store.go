@@ -250,6 +250,12 @@ type Keys interface {
 	// GetSource returns a source by ID or name, or ErrNotFound.
 	GetSource(ctx context.Context, idOrName string) (*kiln.Source, error)
 	ListSources(ctx context.Context) ([]kiln.Source, error)
+	// SealSourceSecrets replaces every plaintext Secret with seal's result
+	// (stored as SealedSecret) and returns how many it sealed: the step
+	// that seals rows written before secrets were sealed at rest, run by a
+	// server that has the key. Stores never encrypt themselves; they keep
+	// what they are given.
+	SealSourceSecrets(ctx context.Context, seal func(kiln.Source) ([]byte, error)) (int, error)
 	// CreateKey stores a key (its Hash, never the token); ErrConflict if the ID exists.
 	CreateKey(ctx context.Context, k kiln.Key) error
 	// KeyByHash returns the key with that token hash, revoked or not, or ErrNotFound.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,6 +19,7 @@ import (
 	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/connector"
 	_ "github.com/kiln-cdp/kiln/connector/all" // the built-in connectors register themselves
+	"github.com/kiln-cdp/kiln/export"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -35,13 +37,18 @@ func (m *Main) openActions(ctx context.Context) error {
 			return err
 		}
 	} else {
-		m.Logger.Warn(connector.KeyEnv + " is not set: destinations with secrets (webhooks, SMTP passwords, vendor keys) cannot be created or used")
+		m.Logger.Warn(connector.KeyEnv + " is not set: destinations with secrets (webhooks, SMTP passwords, vendor keys) and sources with webhook secrets cannot be created or used")
+	}
+	m.key = key
+	if err := sealSourceSecrets(ctx, m.Store, key, m.Logger); err != nil {
+		return err
 	}
 	fcap, err := parseCap(os.Getenv("KILN_FREQUENCY_CAP"))
 	if err != nil {
 		return err
 	}
 	m.Actions = action.New(action.Config{Store: m.Store, Key: key, Logger: m.Logger.With("component", "outbox"), Location: m.location(), Cap: fcap,
+		DeliveryOptions: action.DeliveryOptions{AllowPrivate: m.Config.AllowPrivateDestinations, PublicURL: m.Config.PublicURL},
 		TraitValues: func(profileID string) map[string]any {
 			vals, _ := m.Engine.ProfileSegments(profileID)
 			return vals
@@ -82,13 +89,49 @@ func (m *Main) startActions() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Actions.Run(ctx) }()
+	exported := make(chan struct{})
+	go func() { defer close(exported); m.runExports(ctx) }()
 	m.stopAct = func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 			m.Logger.Error("outbox dispatcher stopped", "err", err)
 		}
+		<-exported
 		m.stopAct = nil
 	}
+}
+
+// runExports writes the scheduled exports (-export-dir) until ctx ends.
+func (m *Main) runExports(ctx context.Context) {
+	if m.Config.ExportDir == "" {
+		return
+	}
+	only := splitList(m.Config.ExportSegments)
+	s := &export.Schedule{Dir: m.Config.ExportDir, Every: m.Config.ExportEvery, Formats: splitList(m.Config.ExportFormats),
+		Logger: m.Logger.With("component", "export"), Source: export.Source{Store: m.Store, Traits: m.engineTraits},
+		Segments: func() []string {
+			var out []string
+			for _, d := range m.Engine.Definitions() {
+				if d.Kind == "segment" && (len(only) == 0 || slices.Contains(only, d.Name)) {
+					out = append(out, d.Name)
+				}
+			}
+			return out
+		}}
+	s.Run(ctx)
+}
+
+// engineTraits is a profile's computed traits and model scores.
+func (m *Main) engineTraits(pid string) map[string]any {
+	vals, _ := m.Engine.ProfileSegments(pid)
+	out := make(map[string]any, len(vals))
+	for k, v := range vals {
+		out[k] = v
+	}
+	for k, v := range m.Engine.ProfileModelTraits(pid) {
+		out[k] = v
+	}
+	return out
 }
 
 const destinationsUsage = `Usage:
@@ -302,7 +345,8 @@ func runSegmentExport(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs := flag.NewFlagSet("segments export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.flags(fs)
-	format := fs.String("format", action.FormatCSV, "csv or ndjson")
+	format := fs.String("format", export.CSV, "csv, ndjson or parquet")
+	after := fs.Int64("after", -1, "export the entries and exits after this transition id (the cursor the previous run printed; 0 for every change) instead of the members")
 	out := fs.String("o", "", "write to this file instead of standard output")
 	if err := parseArgs(fs, args); err != nil {
 		return err
@@ -315,6 +359,9 @@ func runSegmentExport(ctx context.Context, args []string, stdout, stderr io.Writ
 		return fmt.Errorf("no admin key: pass -key or set KILN_ADMIN_KEY (create one with: kiln keys create -kind admin)")
 	}
 	u := strings.TrimRight(c.base, "/") + "/api/v1/segments/" + url.PathEscape(name) + "/export?format=" + url.QueryEscape(*format)
+	if *after >= 0 {
+		u += "&after=" + strconv.FormatInt(*after, 10)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -346,6 +393,13 @@ func runSegmentExport(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		return fmt.Errorf("segments export %s: %w", name, err)
+	}
+	if *after >= 0 {
+		cur := resp.Trailer.Get("Kiln-Cursor")
+		if cur == "" {
+			return fmt.Errorf("segments export %s: the export was cut short (no cursor at its end); run it again", name)
+		}
+		fmt.Fprintf(stderr, "cursor: %s (next time: -after %s)\n", cur, cur)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/connector"
 	"github.com/kiln-cdp/kiln/store"
+	"github.com/parquet-go/parquet-go"
 )
 
 func setSecretKey(t *testing.T) {
@@ -138,12 +140,43 @@ segment buyers "Bought something" {
 	}
 
 	out, _, err = kilnCmd(t, "segments", "export", "buyers", "-format", "csv")
-	if err != nil || strings.Count(out, "\n") != 3 || !strings.Contains(out, "ann@example.com") {
+	if err != nil || strings.Count(out, "\n") != 3 || !strings.Contains(out, "ann@example.com") || !strings.Contains(strings.Split(out, "\n")[0], "orders_30d") {
 		t.Fatalf("export csv: %v\n%s", err, out)
 	}
 	out, _, err = kilnCmd(t, "segments", "export", "buyers", "-format", "ndjson")
-	if err != nil || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"traits":{"email":"ann@example.com","name":"Ann"}`) {
+	// Stored traits and the computed orders_30d are columns.
+	if err != nil || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"name":"Ann"`) || !strings.Contains(out, `"orders_30d":1`) {
 		t.Fatalf("export ndjson: %v\n%s", err, out)
+	}
+	pq := filepath.Join(t.TempDir(), "buyers.parquet")
+	if _, errs, err := kilnCmd(t, "segments", "export", "buyers", "-format", "parquet", "-o", pq); err != nil {
+		t.Fatalf("export parquet: %v %s", err, errs)
+	}
+	// Rows are by profile id, which is random: find Ann's.
+	rows := readParquet(t, pq)
+	i := slices.IndexFunc(rows, func(r map[string]any) bool { return r["email"] == "ann@example.com" })
+	if len(rows) != 2 || i < 0 || rows[i]["orders_30d"] != int64(1) || rows[i]["name"] != "Ann" {
+		t.Fatalf("parquet rows %v", rows)
+	}
+	out, errs, err = kilnCmd(t, "segments", "export", "buyers", "-format", "ndjson", "-after", "0")
+	if err != nil || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"change":"entered"`) || !strings.Contains(errs, "cursor: ") {
+		t.Fatalf("incremental export: %v\n%s\n%s", err, out, errs)
+	}
+	cursor := strings.Fields(errs[strings.Index(errs, "cursor: "):])[1]
+	if out, _, err := kilnCmd(t, "segments", "export", "buyers", "-format", "ndjson", "-after", cursor); err != nil || out != "" {
+		t.Fatalf("nothing after cursor %s: %v %q", cursor, err, out)
+	}
+	// Scheduled exports to a directory, through the running engine.
+	dir := t.TempDir()
+	m.Config.ExportDir, m.Config.ExportEvery, m.Config.ExportFormats = dir, time.Hour, "parquet"
+	ectx, stop := context.WithCancel(context.Background())
+	exported := make(chan struct{})
+	go func() { defer close(exported); m.runExports(ectx) }()
+	waitUntil(t, "the scheduled export", func() bool { _, err := os.Stat(filepath.Join(dir, "buyers", "cursor")); return err == nil })
+	stop()
+	<-exported
+	if rows := readParquet(t, filepath.Join(dir, "buyers", "members-latest.parquet")); len(rows) != 2 || rows[0]["orders_30d"] != int64(1) || rows[1]["orders_30d"] != int64(1) {
+		t.Fatalf("scheduled parquet rows %v", rows)
 	}
 	if status := call(t, "DELETE", m.URL()+"/api/v1/hooks/"+hook.ID, admin, nil, nil); status != 204 {
 		t.Fatalf("unsubscribe: %d", status)
@@ -156,5 +189,35 @@ segment buyers "Bought something" {
 	}
 	if out, _, _ := kilnCmd(t, "automations", "list"); !strings.Contains(out, "false") || strings.Contains(out, "REST hook") {
 		t.Fatalf("after disable and unsubscribe:\n%s", out)
+	}
+}
+
+// readParquet reads a Parquet file's rows back with the library.
+func readParquet(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := parquet.NewReader(f)
+	var rows []map[string]any
+	for {
+		m := map[string]any{}
+		if err := r.Read(&m); err == io.EOF {
+			return rows
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, m)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }

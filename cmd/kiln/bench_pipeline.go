@@ -206,7 +206,9 @@ func pipelineRun(ctx context.Context, o *pipelineOpts, bin restartBinary, row st
 	if o.postgres != "" {
 		args = append(slices.Clone(args), "-postgres", o.postgres)
 	}
-	var env []string
+	// The webhook receiver is on loopback. An environment variable, not
+	// the flag, so that binaries from before it start too.
+	env := []string{"KILN_ALLOW_PRIVATE_DESTINATIONS=true"}
 	debugAddr := ""
 	if o.profile != "" {
 		if debugAddr, err = loopbackAddr(); err != nil {

@@ -9,12 +9,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kiln-cdp/kiln/eval"
+	"github.com/kiln-cdp/kiln/export"
 	"github.com/kiln-cdp/kiln/intel"
 	"github.com/kiln-cdp/kiln/store"
 	"github.com/kiln-cdp/kiln/store/postgres"
@@ -51,6 +54,19 @@ type Config struct {
 	// RFMConfig is a JSON file naming RFM groups by score ranges
 	// (KILN_RFM_CONFIG); "" for the usual groups.
 	RFMConfig string
+	// AllowPrivateDestinations lets webhooks, connectors and SMTP servers
+	// be on private, loopback and link-local addresses
+	// (KILN_ALLOW_PRIVATE_DESTINATIONS); off by default except in kiln demo.
+	AllowPrivateDestinations bool
+	// PublicURL is the server's base URL as email recipients reach it, for
+	// one-click unsubscribe links (KILN_PUBLIC_URL).
+	PublicURL string
+	// ExportDir, if set, receives scheduled segment exports every
+	// ExportEvery in ExportFormats, of ExportSegments ("" for all).
+	ExportDir      string        // KILN_EXPORT_DIR
+	ExportEvery    time.Duration // KILN_EXPORT_EVERY
+	ExportFormats  string        // KILN_EXPORT_FORMATS, comma separated
+	ExportSegments string        // KILN_EXPORT_SEGMENTS, comma separated
 }
 
 // currency returns the workspace currency (USD when unset) and the
@@ -108,6 +124,16 @@ func envFloat(name string, def float64) float64 {
 	return def
 }
 
+func envBool(name string, def bool) bool {
+	if v, ok := os.LookupEnv(name); ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b
+		}
+		fmt.Fprintf(os.Stderr, "kiln: ignoring %s=%q: not true or false\n", name, v)
+	}
+	return def
+}
+
 func envDuration(name string, def time.Duration) time.Duration {
 	if v, ok := os.LookupEnv(name); ok {
 		if d, err := time.ParseDuration(v); err == nil {
@@ -138,6 +164,12 @@ func (c *Config) serverFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", envDuration("KILN_SHUTDOWN_TIMEOUT", 30*time.Second), "how long graceful shutdown may drain in-flight requests (KILN_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.PhoneCountryCode, "phone-country-code", envOr("KILN_PHONE_COUNTRY_CODE", "1"), "country calling code for phone numbers written without one (KILN_PHONE_COUNTRY_CODE)")
 	fs.StringVar(&c.RFMConfig, "rfm-config", envOr("KILN_RFM_CONFIG", ""), "JSON file naming RFM groups by score ranges, first match wins; default: Champions, Loyal, Potential Loyalist, ... (KILN_RFM_CONFIG)")
+	fs.BoolVar(&c.AllowPrivateDestinations, "allow-private-destinations", envBool("KILN_ALLOW_PRIVATE_DESTINATIONS", false), "let webhooks, connectors and SMTP servers be on private, loopback and link-local addresses; on by default in kiln demo (KILN_ALLOW_PRIVATE_DESTINATIONS)")
+	fs.StringVar(&c.PublicURL, "public-url", envOr("KILN_PUBLIC_URL", ""), "the server's base URL as email recipients reach it, e.g. https://kiln.example.com; emails carry a one-click unsubscribe link under it (KILN_PUBLIC_URL)")
+	fs.StringVar(&c.ExportDir, "export-dir", envOr("KILN_EXPORT_DIR", ""), "write scheduled segment exports (members and changes, traits as columns) to this directory; see docs/EXPORTS.md (KILN_EXPORT_DIR)")
+	fs.DurationVar(&c.ExportEvery, "export-every", envDuration("KILN_EXPORT_EVERY", time.Hour), "how often scheduled exports run (KILN_EXPORT_EVERY)")
+	fs.StringVar(&c.ExportFormats, "export-formats", envOr("KILN_EXPORT_FORMATS", "parquet,csv"), "comma-separated formats of scheduled exports: parquet, csv, ndjson (KILN_EXPORT_FORMATS)")
+	fs.StringVar(&c.ExportSegments, "export-segments", envOr("KILN_EXPORT_SEGMENTS", ""), "comma-separated segments to export on schedule; empty for all (KILN_EXPORT_SEGMENTS)")
 	fs.StringVar(&c.IdentityBlocklist, "identity-blocklist", envOr("KILN_IDENTITY_BLOCKLIST", ""), "comma-separated identifier values never used to link profiles, e.g. a shared tablet's anonymous id (KILN_IDENTITY_BLOCKLIST)")
 }
 
@@ -161,21 +193,32 @@ func (c *Config) validate() error {
 	if _, _, err := c.currency(); err != nil {
 		return err
 	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("-public-url %q: want an absolute URL such as https://kiln.example.com", c.PublicURL)
+		}
+	}
+	if c.ExportDir != "" {
+		if c.ExportEvery < time.Minute {
+			return fmt.Errorf("-export-every %s: want at least 1m", c.ExportEvery)
+		}
+		for _, f := range splitList(c.ExportFormats) {
+			if !slices.Contains(export.Formats, f) {
+				return fmt.Errorf("-export-formats: %q: want parquet, csv or ndjson", f)
+			}
+		}
+		if len(splitList(c.ExportFormats)) == 0 {
+			return fmt.Errorf("-export-formats: name at least one of parquet, csv, ndjson")
+		}
+	}
 	if c.Postgres == "" && c.DB == "" {
 		return fmt.Errorf("-db: give a SQLite file path or -postgres")
 	}
 	return nil
 }
 
-func (c *Config) blocklist() []string {
-	var out []string
-	for _, v := range strings.Split(c.IdentityBlocklist, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+func (c *Config) blocklist() []string { return splitList(c.IdentityBlocklist) }
 
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level

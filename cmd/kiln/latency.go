@@ -139,7 +139,8 @@ func latencyRun(ctx context.Context, rate int, duration, warmup time.Duration, a
 	defer recv.Close()
 
 	m := NewMain(io.Discard)
-	m.Config = Config{Addr: "127.0.0.1:0", DB: filepath.Join(dir, "kiln.db"), LogFormat: "text", LogLevel: "error", Timezone: "UTC", Shutdown: 30 * time.Second}
+	m.Config = Config{Addr: "127.0.0.1:0", DB: filepath.Join(dir, "kiln.db"), LogFormat: "text", LogLevel: "error", Timezone: "UTC", Shutdown: 30 * time.Second,
+		AllowPrivateDestinations: true} // the receiver is on loopback
 	if err := m.Open(ctx); err != nil {
 		return nil, err
 	}

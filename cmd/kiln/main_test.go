@@ -26,6 +26,13 @@ func testMain(t *testing.T) (*Main, string, string) {
 // testMainOn starts the server on PostgreSQL when dsn is set, else on SQLite.
 func testMainOn(t *testing.T, dsn string) (*Main, string, string) {
 	t.Helper()
+	return testMainWith(t, dsn, nil)
+}
+
+// testMainWith is testMainOn with the configuration edited before the
+// server starts.
+func testMainWith(t *testing.T, dsn string, edit func(*Config)) (*Main, string, string) {
+	t.Helper()
 	m := NewMain(io.Discard)
 	if testing.Verbose() {
 		m.logOut = os.Stderr
@@ -33,6 +40,10 @@ func testMainOn(t *testing.T, dsn string) (*Main, string, string) {
 	m.Config = Config{
 		Addr: "127.0.0.1:0", DB: filepath.Join(t.TempDir(), "kiln.db"), Postgres: dsn,
 		LogFormat: "text", LogLevel: "warn", Timezone: "UTC", Shutdown: 10 * time.Second,
+		AllowPrivateDestinations: true, // the tests' receivers are on loopback
+	}
+	if edit != nil {
+		edit(&m.Config)
 	}
 	ctx := context.Background()
 	if err := m.Open(ctx); err != nil {

@@ -53,6 +53,7 @@ func TestPoisonMessagesHurtNoOneElseOnPostgres(t *testing.T) {
 }
 
 func testPoisonMessages(t *testing.T, dsn string) {
+	setSecretKey(t) // source secrets are sealed with it
 	m, _, write := testMainOn(t, dsn)
 	ctx := context.Background()
 	for _, s := range []struct{ name, kind, secret string }{{"shop", "shopify", "shop-secret"}, {"woo", "woocommerce", "woo-secret"}} {

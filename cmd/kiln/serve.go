@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-cdp/kiln/action"
 	"github.com/kiln-cdp/kiln/api"
 	"github.com/kiln-cdp/kiln/auth"
+	"github.com/kiln-cdp/kiln/connector"
 	"github.com/kiln-cdp/kiln/engine"
 	"github.com/kiln-cdp/kiln/ingest"
 	"github.com/kiln-cdp/kiln/journal"
@@ -52,6 +53,7 @@ type Main struct {
 	Metrics *metrics.Metrics
 	Actions *action.Service // automations, destinations and the outbox
 
+	key      *connector.Key // KILN_SECRET_KEY, nil if unset
 	logOut   io.Writer
 	migrate  func(context.Context) error // the store's, once locked
 	unlock   func()                      // releases the store's lock
@@ -230,7 +232,7 @@ func (m *Main) routes() http.Handler {
 	})
 	mux.Handle("/v1/", m.Metrics.Instrument("tracking", seg))
 	for _, kind := range ingest.WebhookKinds {
-		h, err := ingest.NewWebhookHandler(kind, ingest.WebhookConfig{Sink: sink{m.Journal, m.Metrics}, Auth: m.Store, Logger: m.Logger, Identity: m.Engine.Extractor()})
+		h, err := ingest.NewWebhookHandler(kind, ingest.WebhookConfig{Sink: sink{m.Journal, m.Metrics}, Auth: openingSources{m.Store, m.key}, Logger: m.Logger, Identity: m.Engine.Extractor()})
 		if err != nil {
 			panic(err) // WebhookKinds and NewWebhookHandler disagree: a programming error
 		}
@@ -238,6 +240,7 @@ func (m *Main) routes() http.Handler {
 	}
 	admin := &api.Server{Store: m.Store, Ops: m.Engine, Segments: m.Engine, Models: m.Engine, Keys: auth.NewCache(m.Store), Logger: m.Logger, Normalize: m.Engine.Extractor().Normalize, Actions: m.Actions}
 	mux.Handle("/api/", m.Metrics.Instrument("api", m.whenReady(admin.Handler())))
+	mux.Handle(action.UnsubscribePath, m.Metrics.Instrument("unsubscribe", m.Actions.UnsubscribeHandler()))
 	mux.Handle("GET /metrics", m.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -5,10 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"text/tabwriter"
 	"time"
 
+	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/api"
+	"github.com/kiln-cdp/kiln/connector"
+	"github.com/kiln-cdp/kiln/store"
 )
 
 const sourcesUsage = `Usage:
@@ -27,7 +31,7 @@ func runSources(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	name := fs.String("name", "", "the source's name, e.g. webstore or pos-store-1")
 	kind := fs.String("kind", "segment", "what sends its events")
 	storeName := fs.String("store", "", "the store or location its events come from")
-	secret := fs.String("secret", "", "shared secret that signs the vendor's webhooks")
+	secret := fs.String("secret", "", "shared secret that signs the vendor's webhooks; sealed with KILN_SECRET_KEY, which must be set to the server's key")
 	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
@@ -58,4 +62,44 @@ func runSources(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintln(stderr, sourcesUsage)
 	return fmt.Errorf("sources: unknown subcommand %q", args[0])
+}
+
+// sealSourceSecrets seals the webhook secrets of sources stored before
+// secrets were sealed at rest. Without a key they stay as they are (and
+// keep working) until a server with one starts.
+func sealSourceSecrets(ctx context.Context, st store.Store, key *connector.Key, log *slog.Logger) error {
+	if key == nil {
+		return nil
+	}
+	n, err := st.SealSourceSecrets(ctx, func(s kiln.Source) ([]byte, error) {
+		if err := connector.SealSource(key, &s); err != nil {
+			return nil, err
+		}
+		return s.SealedSecret, nil
+	})
+	if err != nil {
+		return fmt.Errorf("sealing source webhook secrets stored in plaintext: %w", err)
+	}
+	if n > 0 {
+		log.Info("sealed source webhook secrets that were stored in plaintext", "sources", n)
+	}
+	return nil
+}
+
+// openingSources is the webhook handlers' view of the store: sources come
+// with their sealed webhook secret opened.
+type openingSources struct {
+	store.Store
+	key *connector.Key
+}
+
+func (o openingSources) GetSource(ctx context.Context, idOrName string) (*kiln.Source, error) {
+	s, err := o.Store.GetSource(ctx, idOrName)
+	if err != nil {
+		return nil, err
+	}
+	if err := connector.OpenSource(o.key, s); err != nil {
+		return nil, err
+	}
+	return s, nil
 }

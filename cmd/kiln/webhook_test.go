@@ -17,6 +17,7 @@ import (
 // A Shopify order webhook, signed with the source's secret, reaches a
 // profile through the running server; a bad signature is refused.
 func TestShopifyWebhookThroughServer(t *testing.T) {
+	setSecretKey(t) // source secrets are sealed with it
 	m, admin, _ := testMain(t)
 	if _, err := api.CreateSource(context.Background(), m.Store, "shop", "shopify", "", "shpss_test", time.Now()); err != nil {
 		t.Fatal(err)

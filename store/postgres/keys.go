@@ -13,9 +13,13 @@ import (
 )
 
 const (
-	insertSource = `INSERT INTO sources (id, name, kind, store, secret, created_at) VALUES ($1, $2, $3, $4, $5, $6)`
+	insertSource = `INSERT INTO sources (id, name, kind, store, secret, secret_sealed, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`
 
-	sourceColumns = `id, name, kind, store, secret, created_at`
+	sourceColumns = `id, name, kind, store, secret, secret_sealed, created_at`
+
+	// Only a row still holding that plaintext is sealed, so a source
+	// changed meanwhile is left for the next pass.
+	sealSource = `UPDATE sources SET secret = '', secret_sealed = $1 WHERE id = $2 AND secret = $3`
 
 	// An id match wins over a name match.
 	getSource = `SELECT ` + sourceColumns + ` FROM sources WHERE id = $1 OR name = $1 ORDER BY id = $1 DESC LIMIT 1`
@@ -44,7 +48,7 @@ ON CONFLICT (name) DO UPDATE SET seq = excluded.seq`
 
 // CreateSource stores a new source; ErrConflict if its id or name is taken.
 func (db *DB) CreateSource(ctx context.Context, s kiln.Source) error {
-	_, err := db.pool.Exec(ctx, insertSource, s.ID, s.Name, s.Kind, s.Store, s.Secret, tval(s.CreatedAt))
+	_, err := db.pool.Exec(ctx, insertSource, s.ID, s.Name, s.Kind, s.Store, s.Secret, s.SealedSecret, tval(s.CreatedAt))
 	if isUnique(err) {
 		return fmt.Errorf("postgres: create source %q (%s): %w", s.Name, s.ID, store.ErrConflict)
 	}
@@ -59,7 +63,7 @@ func scanSource(sc pgx.Row) (kiln.Source, error) {
 		s  kiln.Source
 		at pgtype.Timestamptz
 	)
-	err := sc.Scan(&s.ID, &s.Name, &s.Kind, &s.Store, &s.Secret, &at)
+	err := sc.Scan(&s.ID, &s.Name, &s.Kind, &s.Store, &s.Secret, &s.SealedSecret, &at)
 	s.CreatedAt = tget(at)
 	return s, err
 }
@@ -95,6 +99,31 @@ func (db *DB) ListSources(ctx context.Context) ([]kiln.Source, error) {
 		return nil, fmt.Errorf("postgres: list sources: %w", err)
 	}
 	return out, nil
+}
+
+// SealSourceSecrets seals every source secret still stored in plaintext
+// (see store.Keys).
+func (db *DB) SealSourceSecrets(ctx context.Context, seal func(kiln.Source) ([]byte, error)) (int, error) {
+	ss, err := db.ListSources(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range ss {
+		if s.Secret == "" {
+			continue
+		}
+		sealed, err := seal(s)
+		if err != nil {
+			return n, fmt.Errorf("postgres: sealing the secret of source %s: %w", s.Name, err)
+		}
+		tag, err := db.pool.Exec(ctx, sealSource, sealed, s.ID, s.Secret)
+		if err != nil {
+			return n, fmt.Errorf("postgres: sealing the secret of source %s: %w", s.Name, err)
+		}
+		n += int(tag.RowsAffected())
+	}
+	return n, nil
 }
 
 // CreateKey stores a key; ErrConflict if its id (or hash) exists.

@@ -12,9 +12,13 @@ import (
 )
 
 const (
-	insertSource = `INSERT INTO sources (id, name, kind, store, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)`
+	insertSource = `INSERT INTO sources (id, name, kind, store, secret, secret_sealed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`
 
-	sourceColumns = `id, name, kind, store, secret, created_at`
+	sourceColumns = `id, name, kind, store, secret, secret_sealed, created_at`
+
+	// Only a row still holding that plaintext is sealed, so a source
+	// changed meanwhile is left for the next pass.
+	sealSource = `UPDATE sources SET secret = '', secret_sealed = ? WHERE id = ? AND secret = ?`
 
 	// An id match wins over a name match.
 	getSource = `SELECT ` + sourceColumns + ` FROM sources WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1`
@@ -43,7 +47,7 @@ ON CONFLICT (name) DO UPDATE SET seq = excluded.seq`
 
 // CreateSource stores a new source; ErrConflict if its id or name is taken.
 func (db *DB) CreateSource(ctx context.Context, s kiln.Source) error {
-	_, err := db.w.ExecContext(ctx, insertSource, s.ID, s.Name, s.Kind, s.Store, s.Secret, tval(s.CreatedAt))
+	_, err := db.w.ExecContext(ctx, insertSource, s.ID, s.Name, s.Kind, s.Store, s.Secret, s.SealedSecret, tval(s.CreatedAt))
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: create source %q (%s): %w", s.Name, s.ID, store.ErrConflict)
 	}
@@ -58,7 +62,7 @@ func scanSource(sc interface{ Scan(...any) error }) (kiln.Source, error) {
 		s  kiln.Source
 		at sql.NullInt64
 	)
-	err := sc.Scan(&s.ID, &s.Name, &s.Kind, &s.Store, &s.Secret, &at)
+	err := sc.Scan(&s.ID, &s.Name, &s.Kind, &s.Store, &s.Secret, &s.SealedSecret, &at)
 	s.CreatedAt = tget(at)
 	return s, err
 }
@@ -94,6 +98,33 @@ func (db *DB) ListSources(ctx context.Context) ([]kiln.Source, error) {
 		return nil, fmt.Errorf("sqlite: list sources: %w", err)
 	}
 	return out, nil
+}
+
+// SealSourceSecrets seals every source secret still stored in plaintext
+// (see store.Keys).
+func (db *DB) SealSourceSecrets(ctx context.Context, seal func(kiln.Source) ([]byte, error)) (int, error) {
+	ss, err := db.ListSources(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range ss {
+		if s.Secret == "" {
+			continue
+		}
+		sealed, err := seal(s)
+		if err != nil {
+			return n, fmt.Errorf("sqlite: sealing the secret of source %s: %w", s.Name, err)
+		}
+		res, err := db.w.ExecContext(ctx, sealSource, sealed, s.ID, s.Secret)
+		if err != nil {
+			return n, fmt.Errorf("sqlite: sealing the secret of source %s: %w", s.Name, err)
+		}
+		if k, _ := res.RowsAffected(); k == 1 {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // CreateKey stores a key; ErrConflict if its id (or hash) exists.

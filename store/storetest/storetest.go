@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Rejects", testRejects},
 		{"RejectOddText", testRejectOddText},
 		{"Sources", testSources},
+		{"SealedSourceSecrets", testSealedSourceSecrets},
 		{"Keys", testKeys},
 		{"Checkpoints", testCheckpoints},
 		{"ProfileChanges", testProfileChanges},
@@ -532,6 +533,68 @@ func testSources(t *testing.T, s store.Store) {
 	}
 	if len(list) != 2 {
 		t.Errorf("ListSources = %+v, want 2 sources", list)
+	}
+}
+
+// testSealedSourceSecrets: a sealed secret is kept as given, and
+// SealSourceSecrets turns plaintext secrets (rows from before sealing) into
+// sealed ones, exactly once, leaving sealed and secretless sources alone.
+func testSealedSourceSecrets(t *testing.T, s store.Store) {
+	sealed := kiln.Source{ID: "src_s", Name: "shop", Kind: "shopify", SealedSecret: []byte{0, 1, 2, 0xff}, CreatedAt: at(0)}
+	legacy := kiln.Source{ID: "src_l", Name: "woo", Kind: "woocommerce", Secret: "woo-secret", CreatedAt: at(1)}
+	none := kiln.Source{ID: "src_n", Name: "web", Kind: "segment", CreatedAt: at(2)}
+	for _, src := range []kiln.Source{sealed, legacy, none} {
+		if err := s.CreateSource(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(id string) *kiln.Source {
+		t.Helper()
+		got, err := s.GetSource(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := get("shop"); got.Secret != "" || string(got.SealedSecret) != string(sealed.SealedSecret) {
+		t.Fatalf("sealed source read back as secret %q, sealed %x", got.Secret, got.SealedSecret)
+	}
+	if got := get("web"); got.Secret != "" || len(got.SealedSecret) != 0 {
+		t.Fatalf("source without a secret read back as secret %q, sealed %x", got.Secret, got.SealedSecret)
+	}
+	// A failing seal changes nothing.
+	if _, err := s.SealSourceSecrets(ctx, func(kiln.Source) ([]byte, error) { return nil, errors.New("no key") }); err == nil {
+		t.Fatal("SealSourceSecrets with a failing seal: no error")
+	}
+	if got := get("woo"); got.Secret != "woo-secret" || len(got.SealedSecret) != 0 {
+		t.Fatalf("after a failed seal: secret %q, sealed %x", got.Secret, got.SealedSecret)
+	}
+	var seen []string
+	seal := func(src kiln.Source) ([]byte, error) {
+		seen = append(seen, src.ID)
+		return []byte("sealed:" + src.ID + ":" + strings.ToUpper(src.Secret)), nil
+	}
+	n, err := s.SealSourceSecrets(ctx, seal)
+	if err != nil || n != 1 || !slices.Equal(seen, []string{"src_l"}) {
+		t.Fatalf("SealSourceSecrets = %d, %v, sealing %v; want 1 (src_l only)", n, err, seen)
+	}
+	if got := get("woo"); got.Secret != "" || string(got.SealedSecret) != "sealed:src_l:WOO-SECRET" {
+		t.Fatalf("after sealing: secret %q, sealed %q", got.Secret, got.SealedSecret)
+	}
+	if got := get("shop"); string(got.SealedSecret) != string(sealed.SealedSecret) {
+		t.Fatalf("an already sealed source was changed: %x", got.SealedSecret)
+	}
+	list, err := s.ListSources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range list {
+		if src.Secret != "" {
+			t.Errorf("source %s still has a plaintext secret in the list", src.Name)
+		}
+	}
+	if n, err := s.SealSourceSecrets(ctx, seal); err != nil || n != 0 {
+		t.Fatalf("second SealSourceSecrets = %d, %v; want 0", n, err)
 	}
 }
 

@@ -360,7 +360,22 @@ func (e *Engine) suppressed(ctx context.Context) func(kiln.Identifier) bool {
 // Run processes the log until ctx ends. It signals ready once the identity
 // index is loaded (or with the error that stopped it).
 func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
+	// The model traits are read while the identity index loads: both are
+	// one reader each, and the machine has more than one core.
+	type loaded struct {
+		m   *models
+		err error
+	}
+	modelsc := make(chan loaded, 1)
+	go func() {
+		m, err := e.loadModels(ctx)
+		modelsc <- loaded{m, err}
+	}()
 	r, err := e.newResolver(ctx)
+	lm := <-modelsc
+	if err == nil {
+		err = lm.err
+	}
 	if err == nil {
 		var cp int64
 		cp, err = e.st.GetCheckpoint(ctx, Checkpoint)
@@ -373,10 +388,8 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 		}
 		e.mu.Lock()
 		e.res = r
+		e.models = lm.m
 		err = e.loadSegments(ctx)
-		if err == nil {
-			err = e.loadModels(ctx)
-		}
 		if err == nil {
 			err = e.rebuild(ctx)
 		}

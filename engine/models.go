@@ -504,29 +504,30 @@ func (m *models) save() ([]byte, error) {
 }
 
 // loadModels reads the models and traits the last refit stored (with the
-// rescores since), or leaves e.models nil if there are none. Purchase
+// rescores since), or nil if there are none. Purchase
 // histories are rebuilt with the segment state (see rebuild).
-func (e *Engine) loadModels(ctx context.Context) error {
+func (e *Engine) loadModels(ctx context.Context) (*models, error) {
 	b, err := e.st.GetBlob(ctx, modelsBlob)
 	if err != nil || b == nil {
-		return err
+		return nil, err
 	}
 	var sm savedModels
 	if err := json.Unmarshal(b, &sm); err != nil {
-		return fmt.Errorf("reading the stored customer models: %w", err)
+		return nil, fmt.Errorf("reading the stored customer models: %w", err)
 	}
 	m := &models{unit: sm.Unit, bg: sm.BG, gg: sm.GG, report: sm.Report, keys: map[string]bool{},
 		traits: map[string]map[string]any{}, cust: map[string]*purchases{}}
 	for _, k := range sm.Keys {
 		m.keys[k] = true
 	}
+	start := time.Now()
 	err = e.st.ScanModelTraits(ctx, func(pid string, t map[string]any) error {
 		m.traits[pid] = t
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	e.models = m
-	return nil
+	e.log.Info("model traits loaded", "profiles", len(m.traits), "took", time.Since(start).Round(time.Millisecond))
+	return m, nil
 }

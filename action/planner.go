@@ -29,7 +29,7 @@ type Planner struct {
 	// commit: no claim transaction on the way to delivery. fresh holds
 	// them by their resolution's first transition until then.
 	lease    time.Duration
-	preclaim func() bool
+	preclaim func(dest string) bool
 	mu       sync.Mutex
 	fresh    map[*kiln.Transition]freshBatch
 }
@@ -82,7 +82,7 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 	}
 	now := p.now().UTC()
 	n := len(res.Actions)
-	pre := p.preclaim != nil && p.lease > 0 && p.preclaim()
+	pre := p.preclaim != nil && p.lease > 0
 	var leased bool
 	for i := range res.Transitions {
 		tr := &res.Transitions[i]
@@ -110,7 +110,7 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 				Transition: i, ProfileID: tr.ProfileID, Destination: a.Destination, Automation: a.ID,
 				Key: actionKey(a.ID, tr), Payload: payload, Due: now.Add(a.Delay), CreatedAt: now, Capped: !a.Hook,
 			}
-			if pre && a.Delay == 0 {
+			if pre && a.Delay == 0 && p.preclaim(a.Destination) {
 				it.ClaimedUntil, leased = now.Add(p.lease), true
 			}
 			if a.Delay > 0 {

@@ -29,7 +29,7 @@ func New(cfg Config) *Service {
 	d := NewDispatcher(cfg)
 	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
 	d.onUnsubscribe = s.Unsubscribe
-	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.running.Load
+	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.hasRoom
 	return s
 }
 
@@ -62,6 +62,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	return s.Dispatcher.Run(ctx)
 }
+
+// DeliveryHealth says how delivery to each destination is going: ok,
+// failing or behind, and why.
+func (s *Service) DeliveryHealth() []DestinationHealth { return s.Dispatcher.Health() }
 
 // RefreshEvery is how often Run rereads the automations.
 const RefreshEvery = 10 * time.Second

@@ -149,18 +149,21 @@ func (d *Dispatcher) takeFresh() []store.OutboxItem {
 	return out
 }
 
-// hasRoom reports whether the planner may lease an item for dest to this
-// process: Run is delivering and the destination's queue is not full (a
-// destination that does not keep up gets its items through claims, in
-// lane order, when it has room again).
-func (d *Dispatcher) hasRoom(dest string) bool {
+// room is how many items the planner may lease for dest to this process:
+// none unless Run is delivering, else what the destination's queue has
+// room for (a destination that does not keep up gets the rest through
+// claims, in lane order, when it has room again).
+func (d *Dispatcher) room(dest string) int {
 	if !d.running.Load() {
-		return false
+		return 0
 	}
 	d.qmu.Lock()
 	defer d.qmu.Unlock()
-	q := d.queues[dest]
-	return q == nil || q.n.Load() < int64(d.queueCap())
+	n := int64(0)
+	if q := d.queues[dest]; q != nil {
+		n = q.n.Load()
+	}
+	return max(0, d.queueCap()-int(n))
 }
 
 type destState struct {

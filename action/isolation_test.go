@@ -92,12 +92,17 @@ func TestHungDestinationDelaysOnlyItself(t *testing.T) {
 			t.Logf("%d webhooks to the fast destination: alone %v (p99 %v), beside a hung destination %v (p99 %v), after writing the transitions in %v and %v; hung: %d requests, at most %d at once",
 				n, alone.Round(time.Millisecond), p99alone.Round(time.Millisecond), beside.Round(time.Millisecond), p99beside.Round(time.Millisecond),
 				w0.Round(time.Millisecond), w1.Round(time.Millisecond), hung.requests.Load(), hung.maxIn.Load())
-			// The hung destination's calls are bounded: at most its workers
-			// at once, and all of them end at the timeout.
-			if m := hung.maxIn.Load(); m > 4 {
-				t.Errorf("%d calls at once to the hung destination, want at most its 4 workers", m)
+			// The hung destination's calls are bounded: its 4 workers at
+			// once (the server sees a few more, as it notices a call the
+			// client abandoned at its timeout a moment late), and all of
+			// them end at the timeout.
+			if m := hung.maxIn.Load(); m > 8 {
+				t.Errorf("%d calls at once to the hung destination, want about its 4 workers", m)
 			}
-			if beside > 3*alone+time.Second {
+			// Sharing workers, the fast webhooks would queue behind 300
+			// calls of 500 ms, 4 at a time: about 37 s. The bound leaves
+			// room for a loaded machine (about 0.3 s either way on a quiet one).
+			if beside > max(5*time.Second, 3*alone) {
 				t.Errorf("the fast destination took %v for %d webhooks beside a hung one, %v alone", beside, n, alone)
 			}
 			waitFor(t, "a timed-out attempt recorded", func() bool {

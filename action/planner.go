@@ -29,7 +29,7 @@ type Planner struct {
 	// commit: no claim transaction on the way to delivery. fresh holds
 	// them by their resolution's first transition until then.
 	lease    time.Duration
-	preclaim func(dest string) bool
+	preclaim func(dest string) int // room for items leased at planning, by destination
 	mu       sync.Mutex
 	fresh    map[*kiln.Transition]freshBatch
 }
@@ -84,6 +84,7 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 	n := len(res.Actions)
 	pre := p.preclaim != nil && p.lease > 0
 	var leased bool
+	room := map[string]int{} // what is left of each destination's room in this resolution
 	for i := range res.Transitions {
 		tr := &res.Transitions[i]
 		if !tr.Act {
@@ -110,8 +111,16 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 				Transition: i, ProfileID: tr.ProfileID, Destination: a.Destination, Automation: a.ID,
 				Key: actionKey(a.ID, tr), Payload: payload, Due: now.Add(a.Delay), CreatedAt: now, Capped: !a.Hook,
 			}
-			if pre && a.Delay == 0 && p.preclaim(a.Destination) {
-				it.ClaimedUntil, leased = now.Add(p.lease), true
+			if pre && a.Delay == 0 {
+				r, ok := room[a.Destination]
+				if !ok {
+					r = p.preclaim(a.Destination)
+				}
+				if r > 0 {
+					it.ClaimedUntil, leased = now.Add(p.lease), true
+					r--
+				}
+				room[a.Destination] = r
 			}
 			if a.Delay > 0 {
 				due := it.Due.UnixNano()

@@ -29,7 +29,7 @@ func New(cfg Config) *Service {
 	d := NewDispatcher(cfg)
 	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
 	d.onUnsubscribe = s.Unsubscribe
-	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.hasRoom
+	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.room
 	return s
 }
 

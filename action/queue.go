@@ -106,6 +106,7 @@ func (d *Dispatcher) route(rs *runState, h *held) {
 		// Only items leased at planning can overflow (claims ask for what
 		// fits): they go back to the outbox, to be claimed when there is room.
 		r := d.handBack(store.OutboxResult{ID: h.item.ID, At: d.cfg.Now()}, "handed back unsent: the destination's queue is full", 0)
+		d.record(q.st, r)
 		rs.results <- outcome{h: h, res: r}
 		return
 	}

@@ -102,6 +102,12 @@ SELECT 1 FROM outbox
 WHERE state = 'pending' AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1)
 LIMIT 1`
 
+	// destinationClaimable is anyClaimable for one destination (?2).
+	destinationClaimable = `
+SELECT 1 FROM outbox INDEXED BY outbox_dest
+WHERE state = 'pending' AND destination = ?2 AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1)
+LIMIT 1`
+
 	nextOutboxDue = `SELECT min(next_at) FROM outbox WHERE state = 'pending' AND next_at > ?`
 
 	listOutbox = `SELECT ` + outboxColumns + ` FROM outbox WHERE id > ? ORDER BY id LIMIT ?`
@@ -276,8 +282,30 @@ func (db *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duratio
 
 // ClaimDestinations leases due lane heads per destination; see store.Outbox.
 func (db *DB) ClaimDestinations(ctx context.Context, now time.Time, lease time.Duration, want []store.DestinationClaim) ([]store.OutboxItem, error) {
+	// Destinations with nothing to claim are left out on the read pool
+	// first, so a dispatcher woken for nothing does not queue for the
+	// write lock behind the event log.
+	st, err := db.hot(ctx, destinationClaimable)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim outbox items: %w", err)
+	}
+	var todo []store.DestinationClaim
+	for _, w := range want {
+		var one int
+		switch err := st.QueryRowContext(ctx, now.UnixNano(), w.Destination).Scan(&one); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, fmt.Errorf("sqlite: claim outbox items: destination %s: %w", w.Destination, err)
+		case w.Limit > 0:
+			todo = append(todo, w)
+		}
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	want = todo
 	var out []store.OutboxItem
-	err := db.writeRelaxed(ctx, func(tx *sql.Tx) error {
+	err = db.writeRelaxed(ctx, func(tx *sql.Tx) error {
 		out = nil // a retried transaction starts over
 		stmt, err := tx.PrepareContext(ctx, claimDestination)
 		if err != nil {

@@ -52,6 +52,7 @@ func TestOutboxQueriesUseTheirIndexes(t *testing.T) {
 		{"claim", claimOutbox, []any{1, 2, 3}, []string{"USING INDEX outbox_due", "USING COVERING INDEX outbox_lane (profile_id=? AND destination=? AND due<?)"}},
 		{"claim one destination", claimDestination, []any{1, 2, 3, "d"}, []string{"USING INDEX outbox_dest (destination=? AND next_at<?)", "outbox_lane (profile_id=? AND destination=? AND due<?)"}},
 		{"lane head", laneHead, []any{1}, []string{"outbox_lane (profile_id=? AND destination=? AND due<?)"}},
+		{"destination claimable", destinationClaimable, []any{1, "d"}, []string{"USING INDEX outbox_dest (destination=? AND next_at<?)"}},
 		{"backlog", outboxBacklog, []any{1}, []string{"COVERING INDEX outbox_dest (destination>?)", "COVERING INDEX outbox_dest (destination=?)"}},
 	} {
 		plan := explain(t, db, q.query, q.args...)

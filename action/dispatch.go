@@ -94,8 +94,8 @@ type Dispatcher struct {
 
 	running atomic.Bool  // Run is delivering: the planner may lease items to it
 	nextDue atomic.Int64 // Unix ns of the earliest future attempt known, 0 if none
-	freshMu sync.Mutex
-	fresh   []store.OutboxItem // leased at planning, handed over in memory
+	runMu   sync.RWMutex
+	rs      *runState // while Run delivers: offer routes into it
 
 	qmu    sync.Mutex
 	queues map[string]*destQueue // by destination ID, while Run runs
@@ -132,21 +132,21 @@ func (d *Dispatcher) noteDue(t time.Time) {
 	}
 }
 
-// offer takes items the planner leased to this process, now durable.
+// offer takes items the planner leased to this process, now durable, and
+// gives them to their destinations' queues at once: the loop may be
+// waiting for the write lock to claim, and fresh items need no write on
+// their way out.
 func (d *Dispatcher) offer(items []store.OutboxItem) {
-	d.freshMu.Lock()
-	d.fresh = append(d.fresh, items...)
-	d.freshMu.Unlock()
-	d.Wake()
-}
-
-// takeFresh returns the offered items.
-func (d *Dispatcher) takeFresh() []store.OutboxItem {
-	d.freshMu.Lock()
-	defer d.freshMu.Unlock()
-	out := d.fresh
-	d.fresh = nil
-	return out
+	d.runMu.RLock()
+	defer d.runMu.RUnlock()
+	if d.rs == nil {
+		// Not delivering (starting or stopping): their leases end and
+		// whichever process runs then claims them.
+		return
+	}
+	for _, it := range items {
+		d.route(d.rs, d.newHeld(it, true))
+	}
 }
 
 // room is how many items the planner may lease for dest to this process:
@@ -283,14 +283,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	bgDone.Add(2)
 	go func() { defer bgDone.Done(); d.heartbeat(bg) }()
 	go func() { defer bgDone.Done(); d.monitor(bg) }()
+	d.runMu.Lock()
+	d.rs = rs
+	d.runMu.Unlock()
 	d.running.Store(true)
 	defer func() {
 		d.running.Store(false)
+		d.runMu.Lock() // no offer routes from here on
+		d.rs = nil
+		d.runMu.Unlock()
 		cancelSend() // queued items are released without being sent
-		// Offered items not started yet give their leases back.
-		for _, it := range d.takeFresh() {
-			d.route(rs, d.newHeld(it, true))
-		}
 		d.qmu.Lock()
 		for id, q := range d.queues {
 			close(q.ch)
@@ -312,11 +314,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		now := d.cfg.Now()
-		for _, it := range d.takeFresh() {
-			d.route(rs, d.newHeld(it, true))
-		}
 		if want := d.wants(); len(want) > 0 {
+			// The local lease starts no later than the store's: a call
+			// bounded by it ends before another worker may claim the item.
 			localStart := time.Now()
+			now = d.cfg.Now()
 			items, err := d.st.ClaimDestinations(ctx, now, d.cfg.Lease, want)
 			if err != nil {
 				if ctx.Err() != nil {

@@ -96,8 +96,9 @@ func (d *Dispatcher) queue(rs *runState, dest string) *destQueue {
 	return q
 }
 
-// route gives a held item to its destination's queue. Only the loop
-// routes, so the queue's count cannot change under it but downwards.
+// route gives a held item to its destination's queue: the loop routes
+// what it claims, offer what the planner leased. The count is reserved
+// first, so the channel, which holds a whole queue, never blocks.
 func (d *Dispatcher) route(rs *runState, h *held) {
 	q := d.queue(rs, h.item.Destination)
 	h.q = q

@@ -38,9 +38,15 @@ type Config struct {
 	Location *time.Location
 	// Workers is how many deliveries run at once to one destination
 	// (default 32). Each destination has its own workers and its own
-	// queue of claimed items (8 × Workers), so a slow or hung destination
-	// delays only itself.
+	// queue, so a slow or hung destination delays only itself.
 	Workers int
+	// Queue is how many items one destination may hold in this process,
+	// waiting for a worker or in flight, their leases renewed (default 64
+	// × Workers). Items leased at planning go to the queue in memory with
+	// no write; beyond it they are claimed from the store, a write that
+	// competes with the event log for SQLite's one writer, so the queue
+	// holds a few seconds of a busy destination's deliveries.
+	Queue int
 	// Lease is how long a claimed item is reserved for its worker. It is
 	// renewed every quarter lease while the item is held, waiting or in
 	// flight, so it bounds how soon the items of a process that died are
@@ -188,6 +194,9 @@ func NewDispatcher(cfg Config) *Dispatcher {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 32
 	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 64 * cfg.Workers
+	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = time.Minute
 	}
@@ -275,7 +284,7 @@ func (d *Dispatcher) loadAutomations(ctx context.Context) error {
 // transaction; the heartbeat renews the leases of everything held.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	sendCtx, cancelSend := context.WithCancel(context.Background())
-	rs := &runState{sendCtx: sendCtx, results: make(chan outcome, d.queueCap())}
+	rs := &runState{sendCtx: sendCtx, results: make(chan outcome, 1024)}
 	finished := make(chan struct{})
 	go d.finisher(rs.results, finished)
 	bg, stopBG := context.WithCancel(context.Background())

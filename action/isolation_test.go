@@ -59,7 +59,9 @@ func hang(v *vendor, _ int64, _ http.ResponseWriter, r *http.Request) {
 // it, and the hung calls end at the timeout. The test delivers a batch to
 // the fast destination alone, then one to both, and compares.
 func TestHungDestinationDelaysOnlyItself(t *testing.T) {
-	onBackends(t, func(c *action.Config) { c.Workers, c.Lease, c.Timeout = 4, 3*time.Second, 500*time.Millisecond },
+	onBackends(t, func(c *action.Config) {
+		c.Workers, c.Queue, c.Lease, c.Timeout = 4, 32, 3*time.Second, 500*time.Millisecond
+	},
 		func(t *testing.T, r *rig) {
 			hung := newVendor(t, hang)
 			fast := newReceiver(t, nil)

@@ -73,7 +73,7 @@ type outcome struct {
 }
 
 // queueCap is how many items one destination may hold.
-func (d *Dispatcher) queueCap() int { return d.cfg.Workers * 8 }
+func (d *Dispatcher) queueCap() int { return d.cfg.Queue }
 
 // queue returns the destination's queue, starting its workers on first use.
 func (d *Dispatcher) queue(rs *runState, dest string) *destQueue {

@@ -100,8 +100,14 @@ type Dispatcher struct {
 
 	running atomic.Bool  // Run is delivering: the planner may lease items to it
 	nextDue atomic.Int64 // Unix ns of the earliest future attempt known, 0 if none
-	runMu   sync.RWMutex
-	rs      *runState // while Run delivers: offer routes into it
+	// dirty says the store may hold items to claim now (an attempt came
+	// due, the planner wrote items it could not lease): the loop claims
+	// then, and otherwise once per Poll. Claiming on every wake would
+	// walk each destination's leased items in the index many times a
+	// second, and take SQLite's one writer from the event log.
+	dirty atomic.Bool
+	runMu sync.RWMutex
+	rs    *runState // while Run delivers: offer routes into it
 
 	qmu    sync.Mutex
 	queues map[string]*destQueue // by destination ID, while Run runs
@@ -317,13 +323,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	backoff := 100 * time.Millisecond
-	var lastScan time.Time
+	var lastScan, lastClaim time.Time
+	d.dirty.Store(true)
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		now := d.cfg.Now()
-		if want := d.wants(); len(want) > 0 {
+		if want := d.wants(); len(want) > 0 && (d.dirty.Swap(false) || time.Since(lastClaim) >= d.cfg.Poll) {
+			lastClaim = time.Now()
 			// The local lease starts no later than the store's: a call
 			// bounded by it ends before another worker may claim the item.
 			localStart := time.Now()
@@ -357,6 +365,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}
 			}
 			if more {
+				d.dirty.Store(true)
 				continue
 			}
 		}
@@ -373,6 +382,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if nd := d.nextDue.Load(); nd != 0 {
 			if until := time.Unix(0, nd).Sub(now); until <= 0 {
 				d.nextDue.CompareAndSwap(nd, 0) // due now: the next claim takes it
+				d.dirty.Store(true)
 				wait = time.Millisecond
 			} else {
 				wait = min(wait, until)

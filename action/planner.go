@@ -22,7 +22,10 @@ type Planner struct {
 	now     func() time.Time
 	autos   atomic.Pointer[map[string][]store.Automation] // by segment, enabled only
 	planned atomic.Bool                                   // items planned since the last Planned call
-	delayed atomic.Int64                                  // Unix ns of the earliest delayed item planned since taken
+	// unleased says an item due at once was written unleased (its
+	// destination's queue was full): the dispatcher must claim it.
+	unleased atomic.Bool
+	delayed  atomic.Int64 // Unix ns of the earliest delayed item planned since taken
 
 	// Items due at once are written leased to this process when its
 	// dispatcher runs (preclaim), and handed to it from memory when they
@@ -119,6 +122,8 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 				if r > 0 {
 					it.ClaimedUntil, leased = now.Add(p.lease), true
 					r--
+				} else {
+					p.unleased.Store(true)
 				}
 				room[a.Destination] = r
 			}

@@ -77,6 +77,9 @@ func (s *Service) OnTransitions(ts []kiln.Transition) {
 		s.Dispatcher.offer(items)
 	}
 	s.Dispatcher.noteDue(s.Planner.takeDelayed())
+	if s.Planner.unleased.Swap(false) {
+		s.Dispatcher.dirty.Store(true) // Planned wakes it
+	}
 	if s.Planner.Planned() {
 		s.Dispatcher.Wake()
 	}

@@ -1,8 +1,10 @@
 package action
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/connector"
+	"github.com/kiln-cdp/kiln/metrics"
 	"github.com/kiln-cdp/kiln/store"
 )
 
@@ -33,11 +36,21 @@ type Config struct {
 	Now    func() time.Time
 	// Location is the store's time zone, for quiet hours (default UTC).
 	Location *time.Location
-	// Workers is how many deliveries run at once (default 32).
+	// Workers is how many deliveries run at once to one destination
+	// (default 32). Each destination has its own workers and its own
+	// queue, so a slow or hung destination delays only itself.
 	Workers int
-	// Lease is how long a claimed item is reserved for its worker; after
-	// a crash it is delivered again once the lease ends (default 1m; keep
-	// it well above Timeout).
+	// Queue is how many items one destination may hold in this process,
+	// waiting for a worker or in flight, their leases renewed (default 64
+	// × Workers). Items leased at planning go to the queue in memory with
+	// no write; beyond it they are claimed from the store, a write that
+	// competes with the event log for SQLite's one writer, so the queue
+	// holds a few seconds of a busy destination's deliveries.
+	Queue int
+	// Lease is how long a claimed item is reserved for its worker. It is
+	// renewed every quarter lease while the item is held, waiting or in
+	// flight, so it bounds how soon the items of a process that died are
+	// delivered by another (default 1m).
 	Lease time.Duration
 	// Poll is how often the outbox is checked when nothing woke the
 	// dispatcher, e.g. for items another process wrote (default 1s).
@@ -51,7 +64,9 @@ type Config struct {
 	// min(MaxBackoff, MinBackoff·2^(n-1))] ("full jitter"), at least what
 	// a Retry-After header asked.
 	MinBackoff, MaxBackoff time.Duration
-	// Timeout bounds one attempt (default 10s).
+	// Timeout bounds one attempt, every kind of destination (default 10s).
+	// It is at most a third of the lease: a call always ends well within
+	// the lease it started under, even when a renewal is missed.
 	Timeout time.Duration
 	Cap     FrequencyCap
 	// TraitValues returns a profile's computed trait values now (the
@@ -61,6 +76,11 @@ type Config struct {
 	// keeping connections open).
 	HTTPClient *http.Client
 	DeliveryOptions
+	// Metrics receives the delivery metrics by destination; nil: none.
+	Metrics *metrics.Delivery
+	// BehindAfter is how long the oldest due item of a destination may
+	// wait before the destination is reported behind (default 5m).
+	BehindAfter time.Duration
 }
 
 // Dispatcher delivers the outbox. It is safe for concurrent use; Run
@@ -81,8 +101,33 @@ type Dispatcher struct {
 
 	running atomic.Bool  // Run is delivering: the planner may lease items to it
 	nextDue atomic.Int64 // Unix ns of the earliest future attempt known, 0 if none
-	freshMu sync.Mutex
-	fresh   []claimed // leased at planning, handed over in memory
+	// dirty says the store may hold items to claim now (an attempt came
+	// due, the planner wrote items it could not lease): the loop claims
+	// then, and otherwise once per Poll. Claiming on every wake would
+	// walk each destination's leased items in the index many times a
+	// second, and take SQLite's one writer from the event log.
+	dirty atomic.Bool
+	runMu sync.RWMutex
+	rs    *runState // while Run delivers: offer routes into it
+
+	qmu    sync.Mutex
+	queues map[string]*destQueue // by destination ID, while Run runs
+	known  map[string]bool       // destinations to claim for
+
+	heldMu sync.Mutex
+	held   map[int64]*held // every item this process holds a lease on
+
+	statsMu sync.Mutex
+	dstats  map[string]*destStats // by destination ID
+
+	backlog atomic.Pointer[map[string]store.Backlog]
+}
+
+// runState is one Run's machinery, shared by its queues' workers.
+type runState struct {
+	sendCtx context.Context
+	results chan outcome
+	workers sync.WaitGroup
 }
 
 // noteDue records that an attempt is due at t, so the loop wakes then
@@ -100,34 +145,46 @@ func (d *Dispatcher) noteDue(t time.Time) {
 	}
 }
 
-// offer takes items the planner leased to this process, now durable.
+// offer takes items the planner leased to this process, now durable, and
+// gives them to their destinations' queues at once: the loop may be
+// waiting for the write lock to claim, and fresh items need no write on
+// their way out.
 func (d *Dispatcher) offer(items []store.OutboxItem) {
-	now := time.Now()
-	d.freshMu.Lock()
-	for _, it := range items {
-		d.fresh = append(d.fresh, claimed{item: it, at: now, fresh: true})
+	d.runMu.RLock()
+	defer d.runMu.RUnlock()
+	if d.rs == nil {
+		// Not delivering (starting or stopping): their leases end and
+		// whichever process runs then claims them.
+		return
 	}
-	d.freshMu.Unlock()
-	d.Wake()
+	for _, it := range items {
+		d.route(d.rs, d.newHeld(it, true))
+	}
 }
 
-// takeFresh returns up to n offered items.
-func (d *Dispatcher) takeFresh(n int) []claimed {
-	d.freshMu.Lock()
-	defer d.freshMu.Unlock()
-	k := min(n, len(d.fresh))
-	out := d.fresh[:k:k]
-	d.fresh = d.fresh[k:]
-	if len(d.fresh) == 0 {
-		d.fresh = nil
+// room is how many items the planner may lease for dest to this process:
+// none unless Run is delivering, else what the destination's queue has
+// room for (a destination that does not keep up gets the rest through
+// claims, in lane order, when it has room again).
+func (d *Dispatcher) room(dest string) int {
+	if !d.running.Load() {
+		return 0
 	}
-	return out
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	n := int64(0)
+	if q := d.queues[dest]; q != nil {
+		n = q.n.Load()
+	}
+	return max(0, d.queueCap()-int(n))
 }
 
 type destState struct {
-	d   *store.Destination
-	s   sender
-	lim *connector.Limiter
+	d       *store.Destination
+	s       sender
+	lim     *connector.Limiter
+	timeout time.Duration // of one call
+	stale   bool          // Reload ran: check the stored destination before use
 }
 
 // NewDispatcher returns a dispatcher; call Reload, then Run.
@@ -143,6 +200,9 @@ func NewDispatcher(cfg Config) *Dispatcher {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 32
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 64 * cfg.Workers
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = time.Minute
@@ -162,13 +222,22 @@ func NewDispatcher(cfg Config) *Dispatcher {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.Timeout > cfg.Lease/3 {
+		cfg.Logger.Warn("the delivery timeout is cut to a third of the lease, so a call always ends within its lease", "timeout", cfg.Timeout, "lease", cfg.Lease)
+		cfg.Timeout = cfg.Lease / 3
+	}
+	if cfg.BehindAfter <= 0 {
+		cfg.BehindAfter = 5 * time.Minute
+	}
 	if cfg.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = cfg.Workers
 		cfg.HTTPClient = &http.Client{Transport: tr}
 	}
-	d := &Dispatcher{cfg: cfg, st: cfg.Store, log: cfg.Logger, wake: make(chan struct{}, 1), dests: map[string]*destState{}}
+	d := &Dispatcher{cfg: cfg, st: cfg.Store, log: cfg.Logger, wake: make(chan struct{}, 1), dests: map[string]*destState{},
+		queues: map[string]*destQueue{}, known: map[string]bool{}, held: map[int64]*held{}, dstats: map[string]*destStats{}}
 	d.autos.Store(&map[string]store.Automation{})
+	d.backlog.Store(&map[string]store.Backlog{})
 	return d
 }
 
@@ -180,14 +249,22 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Reload reads the automations and forgets the cached destinations.
+// Reload reads the automations and the destinations. A destination whose
+// stored form did not change keeps its sender, with its rate limiter and
+// the tags and lists its connector created (so they are not looked up,
+// or created, again).
 func (d *Dispatcher) Reload(ctx context.Context) error {
 	if err := d.loadAutomations(ctx); err != nil {
 		return err
 	}
 	d.mu.Lock()
-	clear(d.dests)
+	for _, ds := range d.dests {
+		ds.stale = true
+	}
 	d.mu.Unlock()
+	if err := d.refresh(ctx); err != nil {
+		return fmt.Errorf("loading destinations: %w", err)
+	}
 	return nil
 }
 
@@ -207,83 +284,60 @@ func (d *Dispatcher) loadAutomations(ctx context.Context) error {
 // Run delivers due items until ctx ends. Items in flight when it ends are
 // released to be delivered again (at least once).
 //
-// Claims and outcomes are write transactions, so both are batched: the
-// loop claims when a quarter of its window of claimed-but-unfinished
-// items is free (or all of it: at low rates every new item is claimed at
-// once), Workers goroutines deliver, and the finisher records whatever
-// outcomes have accumulated in one transaction.
+// The loop claims for each destination with room in its queue (a quarter
+// of it, or any room when it holds nothing: at low rates every new item
+// is claimed at once), in one transaction; each destination's workers
+// deliver; the finisher records whatever outcomes have accumulated in one
+// transaction; the heartbeat renews the leases of everything held.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	window := d.cfg.Workers * 8
-	var outstanding atomic.Int64 // claimed, outcome not yet recorded
-	results := make(chan store.OutboxResult, window)
-	finished := make(chan struct{})
-	go d.finisher(results, finished, &outstanding)
 	sendCtx, cancelSend := context.WithCancel(context.Background())
-	work := make(chan claimed, window)
-	var workers sync.WaitGroup
-	for range d.cfg.Workers {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			for it := range work {
-				if time.Since(it.at) > d.cfg.Lease/2 {
-					// Queued too long under load: its lease could end while
-					// it is sent, and another claim send it twice. Hand it
-					// back to be claimed again, in lane order.
-					r := d.released(store.OutboxResult{ID: it.item.ID, At: d.cfg.Now()})
-					r.Error = "handed back: waited too long for a worker"
-					results <- r
-					continue
-				}
-				if it.fresh {
-					// Leased without a claim: it may go only if nothing is
-					// ahead of it in its lane, else it is handed back.
-					if head, err := d.st.LaneHead(sendCtx, it.item.ID); err != nil || !head {
-						r := d.released(store.OutboxResult{ID: it.item.ID, At: d.cfg.Now()})
-						r.Error = "handed back: an earlier item of its lane is pending"
-						results <- r
-						continue
-					}
-				}
-				results <- d.deliver(sendCtx, it.item, it.at)
-			}
-		}()
-	}
+	rs := &runState{sendCtx: sendCtx, results: make(chan outcome, 1024)}
+	finished := make(chan struct{})
+	go d.finisher(rs.results, finished)
+	bg, stopBG := context.WithCancel(context.Background())
+	var bgDone sync.WaitGroup
+	bgDone.Add(2)
+	go func() { defer bgDone.Done(); d.heartbeat(bg) }()
+	go func() { defer bgDone.Done(); d.monitor(bg) }()
+	d.runMu.Lock()
+	d.rs = rs
+	d.runMu.Unlock()
 	d.running.Store(true)
 	defer func() {
 		d.running.Store(false)
+		d.runMu.Lock() // no offer routes from here on
+		d.rs = nil
+		d.runMu.Unlock()
 		cancelSend() // queued items are released without being sent
-		// Offered items not started yet give their leases back.
-		for _, c := range d.takeFresh(1 << 30) {
-			results <- d.released(store.OutboxResult{ID: c.item.ID, At: d.cfg.Now()})
+		d.qmu.Lock()
+		for id, q := range d.queues {
+			close(q.ch)
+			delete(d.queues, id)
 		}
-		close(work)
-		workers.Wait()
-		close(results)
+		d.qmu.Unlock()
+		rs.workers.Wait()
+		stopBG()
+		bgDone.Wait()
+		close(rs.results)
 		<-finished
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	backoff := 100 * time.Millisecond
-	var lastScan time.Time
+	var lastScan, lastClaim time.Time
+	d.dirty.Store(true)
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		now := d.cfg.Now()
-		out := int(outstanding.Load())
-		free := window - out
-		if free > 0 {
-			fresh := d.takeFresh(free)
-			outstanding.Add(int64(len(fresh)))
-			for _, c := range fresh {
-				work <- c
-			}
-			out += len(fresh)
-			free -= len(fresh)
-		}
-		if free > 0 && (out == 0 || free >= window/4) {
-			items, err := d.st.ClaimOutbox(ctx, now, d.cfg.Lease, free)
+		if want := d.wants(); len(want) > 0 && (d.dirty.Swap(false) || time.Since(lastClaim) >= d.cfg.Poll) {
+			lastClaim = time.Now()
+			// The local lease starts no later than the store's: a call
+			// bounded by it ends before another worker may claim the item.
+			localStart := time.Now()
+			now = d.cfg.Now()
+			items, err := d.st.ClaimDestinations(ctx, now, d.cfg.Lease, want)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -298,12 +352,22 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				continue
 			}
 			backoff = 100 * time.Millisecond
-			outstanding.Add(int64(len(items)))
+			got := map[string]int{}
 			for _, it := range items {
-				work <- claimed{item: it, at: time.Now()} // never blocks: work holds a whole window
+				h := &held{item: it}
+				h.lease.Store(localStart.Add(d.cfg.Lease).UnixNano())
+				d.route(rs, h)
+				got[it.Destination]++
 			}
-			if len(items) == free {
-				continue // more may be due
+			more := false
+			for _, w := range want {
+				if got[w.Destination] == w.Limit {
+					more = true // more may be due
+				}
+			}
+			if more {
+				d.dirty.Store(true)
+				continue
 			}
 		}
 		// The next due time is known from what this process planned and
@@ -319,6 +383,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if nd := d.nextDue.Load(); nd != 0 {
 			if until := time.Unix(0, nd).Sub(now); until <= 0 {
 				d.nextDue.CompareAndSwap(nd, 0) // due now: the next claim takes it
+				d.dirty.Store(true)
 				wait = time.Millisecond
 			} else {
 				wait = min(wait, until)
@@ -340,29 +405,67 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
+// newHeld holds an item leased at planning; its lease ends when the
+// planner wrote it would.
+func (d *Dispatcher) newHeld(it store.OutboxItem, fresh bool) *held {
+	h := &held{item: it, fresh: fresh}
+	h.lease.Store(time.Now().Add(it.ClaimedUntil.Sub(d.cfg.Now())).UnixNano())
+	return h
+}
+
+// work delivers one held item, unless the run is ending or its lease was lost.
+func (d *Dispatcher) work(ctx context.Context, h *held) outcome {
+	res := store.OutboxResult{ID: h.item.ID, At: d.cfg.Now()}
+	if ctx.Err() != nil {
+		return outcome{h: h, res: d.released(res)}
+	}
+	if h.lost.Load() {
+		return outcome{h: h, forget: true}
+	}
+	if h.fresh {
+		// Leased without a claim: it may go only if nothing is ahead of
+		// it in its lane, else it is handed back.
+		if head, err := d.st.LaneHead(ctx, h.item.ID); err != nil || !head {
+			return outcome{h: h, res: d.handBack(res, "handed back unsent: an earlier item of its lane is pending", 0)}
+		}
+	}
+	res = d.deliver(ctx, h)
+	if h.lost.Load() {
+		// The lease ended before it could be renewed; whatever happened,
+		// the item is another worker's now, and it records the outcome.
+		d.log.Warn("the lease of a delivery ended before it could be renewed; leaving the item to its new holder", "item", h.item.ID, "destination", h.item.Destination)
+		return outcome{h: h, forget: true}
+	}
+	if res.Error != releasedAtShutdown {
+		d.record(h.q.st, res)
+	}
+	return outcome{h: h, res: res}
+}
+
 // finishLinger is how long an outcome may wait for others to be recorded with.
 const finishLinger = 20 * time.Millisecond
 
 // finisher records outcomes in batches (one transaction for whatever has
-// accumulated), then wakes the loop: a finished item frees its lane.
-func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- struct{}, outstanding *atomic.Int64) {
+// accumulated), then wakes the loop: a finished item frees its lane and
+// a place in its destination's queue.
+func (d *Dispatcher) finisher(results <-chan outcome, done chan<- struct{}) {
 	defer close(done)
 	linger := time.NewTimer(time.Hour)
 	defer linger.Stop()
-	for r := range results {
+	for o := range results {
 		// Outcomes wait up to finishLinger for company: the webhook is out
 		// already, and fewer, larger transactions keep the database's one
 		// writer free for the event log, whose commits acknowledge events.
-		batch := []store.OutboxResult{r}
+		batch := []outcome{o}
 		linger.Reset(finishLinger)
 	drain:
 		for len(batch) < 1000 {
 			select {
-			case r, ok := <-results:
+			case o, ok := <-results:
 				if !ok {
 					break drain
 				}
-				batch = append(batch, r)
+				batch = append(batch, o)
 			case <-linger.C:
 				break drain
 			}
@@ -373,26 +476,37 @@ func (d *Dispatcher) finisher(results <-chan store.OutboxResult, done chan<- str
 			default:
 			}
 		}
-		for try := 0; ; try++ {
+		rs := make([]store.OutboxResult, 0, len(batch))
+		for _, o := range batch {
+			if !o.forget {
+				rs = append(rs, o.res)
+			}
+		}
+		for try := 0; len(rs) > 0; try++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := d.st.FinishOutbox(ctx, batch)
+			err := d.st.FinishOutbox(ctx, rs)
 			cancel()
 			if err == nil {
 				break
 			}
 			if try == 4 {
 				// The leases run out and the items are delivered again.
-				d.log.Error("recording delivery outcomes failed; the items will be retried when their leases end", "items", len(batch), "err", err)
+				d.log.Error("recording delivery outcomes failed; the items will be retried when their leases end", "items", len(rs), "err", err)
 				break
 			}
 			time.Sleep(time.Duration(100<<try) * time.Millisecond)
 		}
-		for _, r := range batch {
+		for _, r := range rs {
 			if r.State == store.OutboxPending {
 				d.noteDue(r.NextAt)
 			}
 		}
-		outstanding.Add(-int64(len(batch)))
+		for _, o := range batch {
+			d.unhold(o.h)
+			if o.h.q != nil {
+				o.h.q.n.Add(-1)
+			}
+		}
 		d.Wake()
 	}
 }
@@ -403,16 +517,22 @@ func (d *Dispatcher) automation(id string) (store.Automation, bool) {
 }
 
 // destination returns the destination's sender, building it on first use
-// (under the lock, so that concurrent first deliveries share one limiter).
+// (under the lock, so that concurrent first deliveries share one limiter
+// and one connector, whose tag and list ids are cached).
 func (d *Dispatcher) destination(ctx context.Context, id string) (*destState, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if ds := d.dests[id]; ds != nil {
-		return ds, nil
+	old := d.dests[id]
+	if old != nil && !old.stale {
+		return old, nil
 	}
 	dest, err := d.st.GetDestination(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if old != nil && sameDestination(old.d, dest) {
+		old.stale = false
+		return old, nil
 	}
 	secrets := connector.Secrets{}
 	if len(dest.Sealed) > 0 {
@@ -420,25 +540,28 @@ func (d *Dispatcher) destination(ctx context.Context, id string) (*destState, er
 			return nil, fmt.Errorf("destination %s: secrets: %w", dest.Name, err)
 		}
 	}
-	s, rate, err := newSender(dest, secrets, d.cfg.HTTPClient, d.cfg.Timeout, d.cfg.DeliveryOptions)
+	s, rate, timeout, err := newSender(dest, secrets, d.cfg.HTTPClient, d.cfg.Timeout, d.cfg.DeliveryOptions)
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: %w", dest.Name, err)
 	}
-	ds := &destState{d: dest, s: s, lim: connector.NewLimiter(connector.Rate{PerSecond: rate, Burst: max(1, int(rate))})}
+	ds := &destState{d: dest, s: s, timeout: min(timeout, d.cfg.Timeout),
+		lim: connector.NewLimiter(connector.Rate{PerSecond: rate, Burst: max(1, int(rate))})}
 	d.dests[id] = ds
+	st := d.stats(id)
+	st.mu.Lock()
+	st.name, st.kind = dest.Name, dest.Kind
+	st.mu.Unlock()
 	return ds, nil
 }
 
-// deliver makes one attempt at an item and says what became of it.
-// claimed is an item with the time (this process's clock, monotonic) its
-// lease began.
-type claimed struct {
-	item  store.OutboxItem
-	at    time.Time
-	fresh bool // leased at planning: check the lane before sending
+func sameDestination(a, b *store.Destination) bool {
+	return a.Name == b.Name && a.Kind == b.Kind && a.RateLimit == b.RateLimit &&
+		bytes.Equal(a.Config, b.Config) && bytes.Equal(a.Sealed, b.Sealed)
 }
 
-func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem, claimedAt time.Time) store.OutboxResult {
+// deliver makes one attempt at a held item and says what became of it.
+func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
+	it := h.item
 	now := d.cfg.Now()
 	res := store.OutboxResult{ID: it.ID, At: now}
 	skip := func(format string, args ...any) store.OutboxResult {
@@ -550,28 +673,60 @@ func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem, claimedAt
 			return skip("frequency cap: %d actions in %s", n, d.cfg.Cap.Per)
 		}
 	}
-	// The rate limit may hold an item long; it must not outlive its lease
-	// (another claim would send it twice), so past half the lease it goes
-	// back to be claimed again, in lane order.
-	wctx, cancel := context.WithDeadline(ctx, claimedAt.Add(d.cfg.Lease/2))
+	// The call must end before the lease does (less a margin for the
+	// outcome to be recorded), or another worker could claim the item and
+	// send it again while this call still runs: the rate limit's wait and
+	// the call's timeout both count against it. The heartbeat keeps the
+	// lease ahead, so this binds only when renewals fail.
+	sendBy := h.leaseEnd().Add(-d.cfg.Lease / 10)
+	waitBy := sendBy.Add(-ds.timeout)
+	if time.Until(waitBy) <= 0 {
+		return d.handBack(res, fmt.Sprintf("handed back unsent: %s of its lease is left, less than a call may take (%s); are lease renewals failing?",
+			max(0, time.Until(sendBy)).Round(time.Millisecond), ds.timeout), 0)
+	}
+	wctx, cancel := context.WithDeadline(ctx, waitBy)
 	err = ds.lim.Wait(wctx)
 	cancel()
 	if err != nil {
-		if ctx.Err() == nil {
-			res.State, res.NextAt, res.Error = store.OutboxPending, d.cfg.Now().Add(d.cfg.MinBackoff/10), "waited for the rate limit past half the lease"
-			return res
+		if ctx.Err() != nil {
+			return d.released(res)
 		}
-		return d.released(res)
+		wait, _ := connector.SlotWait(err)
+		return d.handBack(res, fmt.Sprintf("handed back unsent: the destination's rate limit has no slot before its lease ends (next in %s)", wait.Round(time.Millisecond)), wait)
 	}
 	dl := &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
-	err = ds.s.send(ctx, dl)
+	callCtx, cancelCall := context.WithDeadline(ctx, earliest(time.Now().Add(ds.timeout), sendBy))
+	defer cancelCall()
+	if !h.setCall(cancelCall) {
+		return d.released(res) // lost meanwhile: work forgets it
+	}
+	d.callStarted(h.q.st)
+	start := time.Now()
+	err = ds.s.send(callCtx, dl)
+	took := time.Since(start)
+	h.setCall(nil)
 	res.At = d.cfg.Now()
+	result := "ok"
+	switch {
+	case err == nil:
+	case ctx.Err() == nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) && !errors.Is(err, connector.ErrPastDeadline):
+		result = "timeout"
+		err = &connector.Error{Vendor: ds.d.Kind, Code: kiln.EUnavailable, Retryable: true,
+			Message: fmt.Sprintf("no answer within %s: the call timed out", took.Round(time.Millisecond)), Err: err}
+	default:
+		result = "error"
+	}
+	d.callEnded(h.q.st, took, result)
 	if err == nil {
 		res.State, res.Attempted = store.OutboxDelivered, true
 		return res
 	}
 	if ctx.Err() != nil {
 		return d.released(res) // shutting down: not the destination's fault
+	}
+	if wait, ok := connector.SlotWait(err); ok {
+		// The connector's own limiter refused a request past the deadline.
+		return d.handBack(res, fmt.Sprintf("handed back: the vendor's rate limit has no slot before the call's deadline (next in %s)", wait.Round(time.Millisecond)), wait)
 	}
 	res.Attempted = true
 	if auto.Hook && connector.StatusOf(err) == http.StatusGone && d.onUnsubscribe != nil {
@@ -584,10 +739,28 @@ func (d *Dispatcher) deliver(ctx context.Context, it store.OutboxItem, claimedAt
 	return d.failed(it, res, err)
 }
 
+const releasedAtShutdown = "released at shutdown"
+
 // released puts an item back without counting an attempt.
 func (d *Dispatcher) released(res store.OutboxResult) store.OutboxResult {
-	res.State, res.NextAt, res.Attempted, res.Error = store.OutboxPending, res.At, false, "released at shutdown"
+	res.State, res.NextAt, res.Attempted, res.Error = store.OutboxPending, res.At, false, releasedAtShutdown
 	return res
+}
+
+// handBack puts an item back unsent, without counting an attempt, to be
+// claimed again after wait (at least a tenth of the minimum backoff, so
+// that it does not come straight back), saying why.
+func (d *Dispatcher) handBack(res store.OutboxResult, why string, wait time.Duration) store.OutboxResult {
+	res.State, res.Attempted, res.Error = store.OutboxPending, false, why
+	res.NextAt = d.cfg.Now().Add(max(wait, d.cfg.MinBackoff/10))
+	return res
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // failed schedules a retry with backoff, or makes a dead letter.

@@ -22,14 +22,17 @@ type Planner struct {
 	now     func() time.Time
 	autos   atomic.Pointer[map[string][]store.Automation] // by segment, enabled only
 	planned atomic.Bool                                   // items planned since the last Planned call
-	delayed atomic.Int64                                  // Unix ns of the earliest delayed item planned since taken
+	// unleased says an item due at once was written unleased (its
+	// destination's queue was full): the dispatcher must claim it.
+	unleased atomic.Bool
+	delayed  atomic.Int64 // Unix ns of the earliest delayed item planned since taken
 
 	// Items due at once are written leased to this process when its
 	// dispatcher runs (preclaim), and handed to it from memory when they
 	// commit: no claim transaction on the way to delivery. fresh holds
 	// them by their resolution's first transition until then.
 	lease    time.Duration
-	preclaim func() bool
+	preclaim func(dest string) int // room for items leased at planning, by destination
 	mu       sync.Mutex
 	fresh    map[*kiln.Transition]freshBatch
 }
@@ -82,8 +85,9 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 	}
 	now := p.now().UTC()
 	n := len(res.Actions)
-	pre := p.preclaim != nil && p.lease > 0 && p.preclaim()
+	pre := p.preclaim != nil && p.lease > 0
 	var leased bool
+	room := map[string]int{} // what is left of each destination's room in this resolution
 	for i := range res.Transitions {
 		tr := &res.Transitions[i]
 		if !tr.Act {
@@ -111,7 +115,17 @@ func (p *Planner) Plan(ctx context.Context, res *store.Resolution) error {
 				Key: actionKey(a.ID, tr), Payload: payload, Due: now.Add(a.Delay), CreatedAt: now, Capped: !a.Hook,
 			}
 			if pre && a.Delay == 0 {
-				it.ClaimedUntil, leased = now.Add(p.lease), true
+				r, ok := room[a.Destination]
+				if !ok {
+					r = p.preclaim(a.Destination)
+				}
+				if r > 0 {
+					it.ClaimedUntil, leased = now.Add(p.lease), true
+					r--
+				} else {
+					p.unleased.Store(true)
+				}
+				room[a.Destination] = r
 			}
 			if a.Delay > 0 {
 				due := it.Due.UnixNano()

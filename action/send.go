@@ -87,46 +87,49 @@ func checkConfig(kind string, cfg json.RawMessage, secrets connector.Secrets) er
 	return nil
 }
 
-// newSender builds the sender for a destination with its opened secrets.
-func newSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration, opts DeliveryOptions) (sender, float64, error) {
-	s, rate, err := newKindSender(d, secrets, client, timeout, opts)
+// newSender builds the sender for a destination with its opened secrets,
+// and says its rate and how long one call may take.
+func newSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration, opts DeliveryOptions) (sender, float64, time.Duration, error) {
+	s, rate, timeout, err := newKindSender(d, secrets, client, timeout, opts)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	return guarded{kind: d.Kind, s: s, r: newRedactor(secrets)}, rate, nil
+	return guarded{kind: d.Kind, s: s, r: newRedactor(secrets)}, rate, timeout, nil
 }
 
-func newKindSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration, opts DeliveryOptions) (sender, float64, error) {
+func newKindSender(d *store.Destination, secrets connector.Secrets, client *http.Client, timeout time.Duration, opts DeliveryOptions) (sender, float64, time.Duration, error) {
 	switch d.Kind {
 	case KindWebhook:
 		var c WebhookConfig
 		if err := decodeStrict("webhook", d.Config, &c); err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		if c.TimeoutSeconds > 0 {
-			timeout = time.Duration(c.TimeoutSeconds * float64(time.Second))
+			// Shorter than the dispatcher's only: its timeout keeps calls
+			// within their lease.
+			timeout = min(timeout, time.Duration(c.TimeoutSeconds*float64(time.Second)))
 		}
-		return &webhookSender{url: c.URL, secret: secrets["secret"], client: client, timeout: timeout}, d.RateLimit, nil
+		return &webhookSender{url: c.URL, secret: secrets["secret"], client: client, timeout: timeout}, d.RateLimit, timeout, nil
 	case KindSMTP:
 		var c SMTPConfig
 		if err := decodeStrict("smtp", d.Config, &c); err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		tc, err := c.tlsConfig()
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
-		return &smtpSender{cfg: c, tls: tc, password: secrets["password"], timeout: timeout, opts: opts}, d.RateLimit, nil
+		return &smtpSender{cfg: c, tls: tc, password: secrets["password"], timeout: timeout, opts: opts}, d.RateLimit, timeout, nil
 	}
 	conn, err := connector.New(d.Kind, d.Config, secrets, client)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	rate := d.RateLimit
 	if rate <= 0 {
 		rate = conn.RateLimit().PerSecond
 	}
-	return &connectorSender{vendor: d.Kind, c: conn}, rate, nil
+	return &connectorSender{vendor: d.Kind, c: conn}, rate, timeout, nil
 }
 
 // webhookSender POSTs the signed Message.

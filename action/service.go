@@ -40,7 +40,7 @@ func New(cfg Config) *Service {
 	d := NewDispatcher(cfg)
 	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, allowPrivate: cfg.AllowPrivate, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
 	d.onUnsubscribe = s.Unsubscribe
-	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.running.Load
+	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.room
 	return s
 }
 
@@ -74,6 +74,10 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.Dispatcher.Run(ctx)
 }
 
+// DeliveryHealth says how delivery to each destination is going: ok,
+// failing or behind, and why.
+func (s *Service) DeliveryHealth() []DestinationHealth { return s.Dispatcher.Health() }
+
 // RefreshEvery is how often Run rereads the automations.
 const RefreshEvery = 10 * time.Second
 
@@ -84,6 +88,9 @@ func (s *Service) OnTransitions(ts []kiln.Transition) {
 		s.Dispatcher.offer(items)
 	}
 	s.Dispatcher.noteDue(s.Planner.takeDelayed())
+	if s.Planner.unleased.Swap(false) {
+		s.Dispatcher.dirty.Store(true) // Planned wakes it
+	}
 	if s.Planner.Planned() {
 		s.Dispatcher.Wake()
 	}

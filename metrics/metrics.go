@@ -28,6 +28,7 @@ type Metrics struct {
 	ProfilesResolved prometheus.Gauge       // identities in the in-memory index
 	Transitions      *prometheus.CounterVec // segment entries and exits, by reason
 	ExpiryLag        prometheus.Histogram   // seconds from a window's exact expiry to the recorded exit
+	Delivery         *Delivery              // the outbox, by destination
 }
 
 // New makes a registry with the Go and process collectors and Kiln's own.
@@ -81,6 +82,7 @@ func New() *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
 	r.MustRegister(m.Transitions, m.ExpiryLag)
+	m.Delivery = newDelivery(r)
 	r.MustRegister(m.IngestEvents, m.IngestBatchSize, m.CommitDuration, m.HTTPRequests, m.HTTPDuration,
 		m.ProcessedEvents, m.ProcessorLag, m.Merges, m.RefusedLinks, m.ProcessorErrors, m.ProfilesResolved)
 	return m

@@ -25,6 +25,21 @@ type Outbox interface {
 	// lane, until now+lease, and returns them oldest due first. A worker
 	// that dies leaves its items to be claimed again when the lease ends.
 	ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]OutboxItem, error)
+	// ClaimDestinations is ClaimOutbox for each destination on its own,
+	// with its own limit, in one transaction: a destination with a large
+	// backlog it cannot deliver (a hung vendor) costs the others nothing,
+	// since each claim seeks its destination's pending items by index
+	// rather than walking past everyone else's.
+	ClaimDestinations(ctx context.Context, now time.Time, lease time.Duration, want []DestinationClaim) ([]OutboxItem, error)
+	// ExtendOutbox renews the leases of items still leased (pending and
+	// claimed_until after now) to until, and returns the IDs it renewed.
+	// An item whose lease had already ended may belong to another worker
+	// by now, so it is left alone: its holder must not send it.
+	ExtendOutbox(ctx context.Context, ids []int64, now, until time.Time) ([]int64, error)
+	// OutboxBacklog sums up the pending items of every destination that
+	// has any: how many, how many are due at now, and the oldest due time
+	// among those due.
+	OutboxBacklog(ctx context.Context, now time.Time) ([]Backlog, error)
 	// FinishOutbox records the outcome of claimed items and ends their
 	// leases, in one transaction. Results for unknown IDs are ignored.
 	FinishOutbox(ctx context.Context, results []OutboxResult) error
@@ -64,6 +79,21 @@ type Outbox interface {
 	ListAutomations(ctx context.Context) ([]Automation, error)
 	// DeleteAutomation removes an automation; ErrNotFound if none.
 	DeleteAutomation(ctx context.Context, id string) error
+}
+
+// DestinationClaim asks ClaimDestinations for up to Limit items of one
+// destination.
+type DestinationClaim struct {
+	Destination string
+	Limit       int
+}
+
+// Backlog is one destination's pending items (see OutboxBacklog).
+type Backlog struct {
+	Destination string
+	Pending     int       // pending items, due or not
+	Due         int       // pending items due now (waiting for a worker or a lane)
+	OldestDue   time.Time // the earliest Due among the due ones; zero if none
 }
 
 // Outbox item states.

@@ -132,6 +132,7 @@ var errActionsOff = kiln.Errorf(kiln.EUnavailable, "this server does not run aut
 type destRow struct {
 	store.Destination
 	URL    string
+	Live   *action.DestinationHealth // the dispatcher's view now: failing or behind, and why
 	Health health
 	Used   []string // automations using it
 }
@@ -171,6 +172,14 @@ func (s *Server) renderDestinations(w http.ResponseWriter, r *http.Request, sess
 		s.errorPage(w, r, sess, err)
 		return
 	}
+	live := map[string]*action.DestinationHealth{}
+	if hp, ok := s.acts.(interface {
+		DeliveryHealth() []action.DestinationHealth
+	}); ok {
+		for _, h := range hp.DeliveryHealth() {
+			live[h.ID] = &h
+		}
+	}
 	by := map[string]*health{}
 	for _, it := range recent {
 		if by[it.Destination] == nil {
@@ -182,7 +191,7 @@ func (s *Server) renderDestinations(w http.ResponseWriter, r *http.Request, sess
 		if isHookDest(as, x.ID) {
 			continue // REST Hooks subscriptions manage their own destinations
 		}
-		row := destRow{Destination: x}
+		row := destRow{Destination: x, Live: live[x.ID]}
 		if x.Kind == action.KindWebhook {
 			var c action.WebhookConfig
 			_ = json.Unmarshal(x.Config, &c)
@@ -320,6 +329,14 @@ func (s *Server) automationRows(ctx context.Context, segment string) ([]autoRow,
 	recent, err := s.recentOutbox(ctx, recentWindow)
 	if err != nil {
 		return nil, nil, err
+	}
+	live := map[string]*action.DestinationHealth{}
+	if hp, ok := s.acts.(interface {
+		DeliveryHealth() []action.DestinationHealth
+	}); ok {
+		for _, h := range hp.DeliveryHealth() {
+			live[h.ID] = &h
+		}
 	}
 	by := map[string]*health{}
 	for _, it := range recent {

@@ -239,6 +239,11 @@ func TestAutomationsDeliver(t *testing.T) {
 	if tb := tableOf(page, "destinations"); !strings.Contains(tb, "1 failed") || !strings.Contains(tb, "receiver refuses on purpose") {
 		t.Errorf("destination health after a failure: %s", tb)
 	}
+	// The dispatcher's view now: a permanent refusal is one failure, not
+	// a failing destination.
+	if tb := tableOf(page, "destinations"); !strings.Contains(tb, `<span class="up">ok</span>`) || !strings.Contains(tb, "queued") || !strings.Contains(tb, "in flight") {
+		t.Errorf("destination's live delivery state: %s", tb)
+	}
 	_, page = get(t, c, h.URL+"/ui/")
 	if !strings.Contains(page, `Failed for good</span><span class="tile-num">1<`) {
 		t.Error("overview does not count the dead letter")

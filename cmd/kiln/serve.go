@@ -258,12 +258,41 @@ func (m *Main) routes() http.Handler {
 			api.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "loading": st})
 			return
 		}
-		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "processorLag": m.Engine.Lag()})
+		body := map[string]any{"status": "ready", "processorLag": m.Engine.Lag()}
+		if bad := m.deliveryTrouble(); len(bad) > 0 {
+			// Still 200: this node ingests and evaluates as well as any
+			// other, and a vendor that is down is down for every node, so
+			// a load balancer pulling nodes over it would take ingestion
+			// down and deliver nothing more. The body says what is wrong.
+			body["status"] = "degraded"
+			body["destinations"] = bad
+		}
+		api.WriteJSON(w, http.StatusOK, body)
 	})
 	web := ui.New(ui.Config{Store: m.Store, Engine: m.Engine, Keys: auth.NewCache(m.Store), Secret: []byte(os.Getenv("KILN_UI_SECRET")), Logger: m.Logger, Location: m.location(), Normalize: m.Engine.Extractor().Normalize, Actions: m.Actions})
 	mux.Handle("/ui/", m.Metrics.Instrument("ui", m.whenReady(web.Handler())))
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	return mux
+}
+
+// deliveryTrouble lists the destinations that are failing or falling
+// behind, with why, for /readyz.
+func (m *Main) deliveryTrouble() []map[string]any {
+	if m.Actions == nil {
+		return nil
+	}
+	var out []map[string]any
+	for _, h := range m.Actions.DeliveryHealth() {
+		if h.State == action.HealthOK {
+			continue
+		}
+		d := map[string]any{"name": h.Name, "kind": h.Kind, "state": h.State, "reason": h.Reason, "pending": h.Pending, "due": h.Due}
+		if !h.LastOK.IsZero() {
+			d["lastSuccess"] = h.LastOK
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // whenReady answers 503 with Retry-After and what is loading while the

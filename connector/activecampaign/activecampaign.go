@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/kiln-cdp/kiln/connector"
 )
@@ -68,8 +67,7 @@ type activecampaign struct {
 	c    *connector.Client
 	cfg  Config
 	set  connector.Settings
-	mu   sync.Mutex
-	tags map[string]string // tag name -> id
+	tags connector.Memo[string] // tag name -> id, looked up or created once per destination
 }
 
 // New makes an ActiveCampaign connector. Secrets: api_token.
@@ -93,7 +91,7 @@ func New(raw json.RawMessage, secrets connector.Secrets, hc *http.Client) (conne
 		}
 	}
 	token := s[0]
-	return &activecampaign{cfg: cfg, set: set, tags: map[string]string{}, c: &connector.Client{
+	return &activecampaign{cfg: cfg, set: set, c: &connector.Client{
 		Vendor: ID, HTTP: hc, Base: set.BaseURL + "/api/3", Limiter: connector.NewLimiter(set.Rate),
 		Prepare: func(r *http.Request) { r.Header.Set("Api-Token", token) },
 	}}, nil
@@ -230,12 +228,11 @@ func (ac *activecampaign) sync(ctx context.Context, m connector.Member, traits b
 // tagID returns the id of the contact tag called name, creating it when
 // the account has none.
 func (ac *activecampaign) tagID(ctx context.Context, name string) (string, error) {
-	ac.mu.Lock()
-	id, ok := ac.tags[name]
-	ac.mu.Unlock()
-	if ok {
-		return id, nil
-	}
+	return ac.tags.Get(ctx, name, func(ctx context.Context) (string, error) { return ac.findOrCreateTag(ctx, name) })
+}
+
+func (ac *activecampaign) findOrCreateTag(ctx context.Context, name string) (string, error) {
+	var id string
 	var found struct {
 		Tags []struct {
 			ID      string `json:"id"`
@@ -268,9 +265,6 @@ func (ac *activecampaign) tagID(ctx context.Context, name string) (string, error
 		}
 		id = created.Tag.ID
 	}
-	ac.mu.Lock()
-	ac.tags[name] = id
-	ac.mu.Unlock()
 	return id, nil
 }
 

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kiln-cdp/kiln/connector"
@@ -62,8 +61,7 @@ type intercom struct {
 	c    *connector.Client
 	cfg  Config
 	set  connector.Settings
-	mu   sync.Mutex
-	tags map[string]string // tag name -> id
+	tags connector.Memo[string] // tag name -> id, created once per destination
 }
 
 // New makes an Intercom connector. Secrets: access_token. Set base_url to
@@ -87,7 +85,7 @@ func New(raw json.RawMessage, secrets connector.Secrets, hc *http.Client) (conne
 		}
 	}
 	token := s[0]
-	return &intercom{cfg: cfg, set: set, tags: map[string]string{}, c: &connector.Client{
+	return &intercom{cfg: cfg, set: set, c: &connector.Client{
 		Vendor: ID, HTTP: hc, Base: set.BaseURL, Limiter: connector.NewLimiter(set.Rate),
 		Prepare: func(r *http.Request) {
 			r.Header.Set("Authorization", "Bearer "+token)
@@ -275,12 +273,10 @@ func (ic *intercom) create(ctx context.Context, m connector.Member, traits bool)
 // tagID returns the id of the named tag, creating it on first use
 // (POST /tags creates or returns the tag with that name).
 func (ic *intercom) tagID(ctx context.Context, name string) (string, error) {
-	ic.mu.Lock()
-	id, ok := ic.tags[name]
-	ic.mu.Unlock()
-	if ok {
-		return id, nil
-	}
+	return ic.tags.Get(ctx, name, func(ctx context.Context) (string, error) { return ic.createTag(ctx, name) })
+}
+
+func (ic *intercom) createTag(ctx context.Context, name string) (string, error) {
 	var resp struct {
 		ID string `json:"id"`
 	}
@@ -290,9 +286,6 @@ func (ic *intercom) tagID(ctx context.Context, name string) (string, error) {
 	if resp.ID == "" {
 		return "", connector.BadResponse(ID, "POST /tags", "the response carries no tag id")
 	}
-	ic.mu.Lock()
-	ic.tags[name] = resp.ID
-	ic.mu.Unlock()
 	return resp.ID, nil
 }
 

@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/connector"
@@ -73,8 +72,7 @@ type mailchimp struct {
 	c   *connector.Client
 	cfg Config
 	set connector.Settings
-	mu  sync.Mutex
-	ids map[string]int64 // tag name -> static segment id
+	ids connector.Memo[int64] // tag name -> static segment id, looked up or created once per destination
 }
 
 // New makes a Mailchimp connector. Secrets: api_key ("…-us6"); its
@@ -110,7 +108,7 @@ func New(raw json.RawMessage, secrets connector.Secrets, hc *http.Client) (conne
 			return nil, fmt.Errorf("%s config: tags: segment %q has an empty tag name", ID, seg)
 		}
 	}
-	return &mailchimp{cfg: cfg, set: set, ids: map[string]int64{}, c: &connector.Client{
+	return &mailchimp{cfg: cfg, set: set, c: &connector.Client{
 		Vendor: ID, HTTP: hc, Base: set.BaseURL, Limiter: connector.NewLimiter(set.Rate),
 		Prepare: func(r *http.Request) { r.SetBasicAuth("kiln", key) },
 	}}, nil
@@ -260,12 +258,11 @@ func (mc *mailchimp) batch(ctx context.Context, op connector.Op, seg int64, chan
 // segmentID returns the static segment id of tag, creating the tag when
 // the audience has none by that name.
 func (mc *mailchimp) segmentID(ctx context.Context, tag string) (int64, error) {
-	mc.mu.Lock()
-	id, ok := mc.ids[tag]
-	mc.mu.Unlock()
-	if ok {
-		return id, nil
-	}
+	return mc.ids.Get(ctx, tag, func(ctx context.Context) (int64, error) { return mc.findOrCreateSegment(ctx, tag) })
+}
+
+func (mc *mailchimp) findOrCreateSegment(ctx context.Context, tag string) (int64, error) {
+	var id int64
 	var list struct {
 		Segments []struct {
 			ID   int64  `json:"id"`
@@ -295,9 +292,6 @@ func (mc *mailchimp) segmentID(ctx context.Context, tag string) (int64, error) {
 		}
 		id = created.ID
 	}
-	mc.mu.Lock()
-	mc.ids[tag] = id
-	mc.mu.Unlock()
 	return id, nil
 }
 

@@ -1,9 +1,11 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -26,27 +28,66 @@ VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`
 
 	laneHead = `
 SELECT count(*) FROM outbox o
-WHERE o.id = ? AND o.state = 'pending' AND NOT EXISTS (
-    SELECT 1 FROM outbox p
-    WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
-      AND (p.due < o.due OR (p.due = o.due AND p.id < o.id)))`
+WHERE o.id = ? AND o.state = 'pending' AND NOT EXISTS (` + olderInLane + `)`
 
 	// A lane's head is its pending item with the lowest (due, id); only
 	// heads are claimed, and only when due and not leased. The literal
-	// 'pending' lets SQLite use the partial indexes.
+	// 'pending' lets SQLite use the partial indexes, and INDEXED BY pins
+	// the plan: the claim walks the due index in order and stops at its
+	// LIMIT, and each candidate's lane is one seek in outbox_lane (the row
+	// value is a range on that index). Left to itself, SQLite once chose
+	// outbox_state: every pending row read and sorted on every claim, so
+	// a backlog of 180k items stalled delivery.
 	claimOutbox = `
 UPDATE outbox SET claimed_until = ?1
 WHERE id IN (
-    SELECT o.id FROM outbox o
+    SELECT o.id FROM outbox o INDEXED BY outbox_due
     WHERE o.state = 'pending' AND o.next_at <= ?2
       AND (o.claimed_until IS NULL OR o.claimed_until <= ?2)
-      AND NOT EXISTS (
-          SELECT 1 FROM outbox p
-          WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
-            AND (p.due < o.due OR (p.due = o.due AND p.id < o.id)))
+      AND NOT EXISTS (` + olderInLane + `)
     ORDER BY o.next_at, o.id
     LIMIT ?3)
 RETURNING ` + outboxColumns
+
+	// claimDestination is claimOutbox for one destination (?4), by
+	// outbox_dest: one seek to the destination's due items.
+	claimDestination = `
+UPDATE outbox SET claimed_until = ?1
+WHERE id IN (
+    SELECT o.id FROM outbox o INDEXED BY outbox_dest
+    WHERE o.state = 'pending' AND o.destination = ?4 AND o.next_at <= ?2
+      AND (o.claimed_until IS NULL OR o.claimed_until <= ?2)
+      AND NOT EXISTS (` + olderInLane + `)
+    ORDER BY o.next_at, o.due, o.id
+    LIMIT ?3)
+RETURNING ` + outboxColumns
+
+	olderInLane = `
+          SELECT 1 FROM outbox p INDEXED BY outbox_lane
+          WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
+            AND (p.due, p.id) < (o.due, o.id)`
+
+	// extendOutbox renews leases that have not ended (?3 is now): an
+	// ended lease may have been claimed by another worker since.
+	extendOutbox = `
+UPDATE outbox SET claimed_until = ?1
+WHERE id IN (SELECT value FROM json_each(?2)) AND state = 'pending' AND claimed_until > ?3
+RETURNING id`
+
+	// outboxBacklog visits each destination with pending items by a skip
+	// scan of outbox_dest (one seek per destination, however many items),
+	// then reads its counts from the index alone.
+	outboxBacklog = `
+WITH RECURSIVE d(dest) AS (
+    SELECT (SELECT min(destination) FROM outbox INDEXED BY outbox_dest WHERE state = 'pending')
+    UNION ALL
+    SELECT (SELECT min(destination) FROM outbox INDEXED BY outbox_dest WHERE state = 'pending' AND destination > d.dest)
+    FROM d WHERE d.dest IS NOT NULL)
+SELECT d.dest,
+    (SELECT count(*) FROM outbox INDEXED BY outbox_dest WHERE state = 'pending' AND destination = d.dest),
+    (SELECT count(*) FROM outbox INDEXED BY outbox_dest WHERE state = 'pending' AND destination = d.dest AND next_at <= ?1),
+    (SELECT min(due) FROM outbox INDEXED BY outbox_dest WHERE state = 'pending' AND destination = d.dest AND due <= ?1)
+FROM d WHERE d.dest IS NOT NULL`
 
 	finishOutbox = `
 UPDATE outbox SET state = ?, attempts = attempts + ?, next_at = coalesce(?, next_at), finished_at = ?,
@@ -59,6 +100,12 @@ WHERE id = ?`
 	anyClaimable = `
 SELECT 1 FROM outbox
 WHERE state = 'pending' AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1)
+LIMIT 1`
+
+	// destinationClaimable is anyClaimable for one destination (?2).
+	destinationClaimable = `
+SELECT 1 FROM outbox INDEXED BY outbox_dest
+WHERE state = 'pending' AND destination = ?2 AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1)
 LIMIT 1`
 
 	nextOutboxDue = `SELECT min(next_at) FROM outbox WHERE state = 'pending' AND next_at > ?`
@@ -235,13 +282,124 @@ func (db *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duratio
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim outbox items: %w", err)
 	}
+	sortOutbox(out)
+	return out, nil
+}
+
+// ClaimDestinations leases due lane heads per destination; see store.Outbox.
+func (db *DB) ClaimDestinations(ctx context.Context, now time.Time, lease time.Duration, want []store.DestinationClaim) ([]store.OutboxItem, error) {
+	// Destinations with nothing to claim are left out on the read pool
+	// first, so a dispatcher woken for nothing does not queue for the
+	// write lock behind the event log.
+	st, err := db.hot(ctx, destinationClaimable)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim outbox items: %w", err)
+	}
+	var todo []store.DestinationClaim
+	for _, w := range want {
+		var one int
+		switch err := st.QueryRowContext(ctx, now.UnixNano(), w.Destination).Scan(&one); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, fmt.Errorf("sqlite: claim outbox items: destination %s: %w", w.Destination, err)
+		case w.Limit > 0:
+			todo = append(todo, w)
+		}
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	want = todo
+	var out []store.OutboxItem
+	err = db.writeRelaxed(ctx, func(tx *sql.Tx) error {
+		out = nil // a retried transaction starts over
+		stmt, err := tx.PrepareContext(ctx, claimDestination)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, w := range want {
+			if w.Limit <= 0 {
+				continue
+			}
+			rows, err := stmt.QueryContext(ctx, now.Add(lease).UnixNano(), now.UnixNano(), w.Limit, w.Destination)
+			if err != nil {
+				return fmt.Errorf("destination %s: %w", w.Destination, err)
+			}
+			got, err := scanOutbox(rows)
+			if err != nil {
+				return fmt.Errorf("destination %s: %w", w.Destination, err)
+			}
+			out = append(out, got...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim outbox items: %w", err)
+	}
+	sortOutbox(out)
+	return out, nil
+}
+
+func sortOutbox(out []store.OutboxItem) {
 	slices.SortFunc(out, func(a, b store.OutboxItem) int {
 		if c := a.NextAt.Compare(b.NextAt); c != 0 {
 			return c
 		}
-		return int(a.ID - b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
+}
+
+// ExtendOutbox renews leases still held; see store.Outbox.
+func (db *DB) ExtendOutbox(ctx context.Context, ids []int64, now, until time.Time) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	err = db.writeRelaxed(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, extendOutbox, until.UnixNano(), string(list), now.UnixNano())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			out = append(out, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: renew the leases of %d outbox items: %w", len(ids), err)
+	}
 	return out, nil
+}
+
+// OutboxBacklog sums up pending items per destination; see store.Outbox.
+func (db *DB) OutboxBacklog(ctx context.Context, now time.Time) ([]store.Backlog, error) {
+	rows, err := db.r.QueryContext(ctx, outboxBacklog, now.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: outbox backlog: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Backlog
+	for rows.Next() {
+		var b store.Backlog
+		var oldest sql.NullInt64
+		if err := rows.Scan(&b.Destination, &b.Pending, &b.Due, &oldest); err != nil {
+			return nil, fmt.Errorf("sqlite: outbox backlog: %w", err)
+		}
+		b.OldestDue = tget(oldest)
+		out = append(out, b)
+	}
+	return out, rows.Err()
 }
 
 // FinishOutbox records outcomes; see store.Outbox.

@@ -3,6 +3,8 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +22,9 @@ func runOutbox(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LaneOrder", testOutboxLaneOrder},
 		{"LeaseExpires", testOutboxLease},
 		{"WrittenClaimed", testOutboxWrittenClaimed},
+		{"ClaimDestinations", testOutboxClaimDestinations},
+		{"ExtendLeases", testOutboxExtend},
+		{"Backlog", testOutboxBacklog},
 		{"DeadAndReplay", testOutboxDeadReplay},
 		{"CountDelivered", testOutboxCountDelivered},
 		{"Destinations", testDestinations},
@@ -351,4 +356,81 @@ func testAutomations(t *testing.T, s store.Store) {
 	wantErr(t, "delete twice", s.DeleteAutomation(ctx, "a_2"), store.ErrNotFound)
 	_, err = s.GetAutomation(ctx, "bye")
 	wantErr(t, "deleted", err, store.ErrNotFound)
+}
+
+func claimDests(t *testing.T, s store.Store, now time.Time, want ...store.DestinationClaim) []store.OutboxItem {
+	t.Helper()
+	got, err := s.ClaimDestinations(ctx, now, time.Minute, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// Each destination is claimed on its own, up to its own limit, in lane
+// order; a destination not asked for is left alone.
+func testOutboxClaimDestinations(t *testing.T, s store.Store) {
+	it := plan(t, s, item(0, "p1", "d1", 0), item(1, "p1", "d1", 1), item(2, "p2", "d1", 2), item(3, "p3", "d1", 3),
+		item(4, "p1", "d2", 4), item(5, "p2", "d2", 5), item(6, "p1", "d3", 6))
+	got := claimDests(t, s, at(10), store.DestinationClaim{Destination: "d1", Limit: 2}, store.DestinationClaim{Destination: "d2", Limit: 5},
+		store.DestinationClaim{Destination: "d9", Limit: 5}, store.DestinationClaim{Destination: "d3", Limit: 0})
+	wantIDs(t, "d1 up to 2 heads (p1's second waits for its first), all of d2", got, it[0].ID, it[2].ID, it[4].ID, it[5].ID)
+	wantIDs(t, "leased items are not claimed again", claimDests(t, s, at(10), store.DestinationClaim{Destination: "d1", Limit: 5}), it[3].ID)
+	wantIDs(t, "nothing due yet", claimDests(t, s, at(5), store.DestinationClaim{Destination: "d3", Limit: 5}))
+	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(10)})
+	wantIDs(t, "next in lane, other destinations untouched", claimDests(t, s, at(10), store.DestinationClaim{Destination: "d1", Limit: 5}), it[1].ID)
+	wantIDs(t, "the global claim sees what is left", claim(t, s, at(10), 10), it[6].ID)
+}
+
+// A lease still held is renewed; one that ended is not (another worker
+// may hold the item now), nor is a finished item.
+func testOutboxExtend(t *testing.T, s store.Store) {
+	it := plan(t, s, item(0, "p1", "d1", 0), item(1, "p2", "d1", 0), item(2, "p3", "d1", 0))
+	wantIDs(t, "claim", claim(t, s, at(1), 5), it[0].ID, it[1].ID, it[2].ID) // leased until at(2)
+	finish(t, s, store.OutboxResult{ID: it[2].ID, State: store.OutboxDelivered, Attempted: true, At: at(1)})
+	got, err := s.ExtendOutbox(ctx, []int64{it[0].ID, it[1].ID, it[2].ID, 999}, at(1).Add(30*time.Second), at(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []int64{it[0].ID, it[1].ID}) {
+		t.Fatalf("renewed %v, want the two items still leased, %v", got, []int64{it[0].ID, it[1].ID})
+	}
+	wantIDs(t, "renewed leases hold past the old end", claim(t, s, at(3), 5))
+	// At minute 4 the leases end: another worker claims them, and the old
+	// holder's renewal (its clock saying minute 4 too) changes nothing.
+	wantIDs(t, "after the renewed lease", claim(t, s, at(4), 5), it[0].ID, it[1].ID)
+	if got, err := s.ExtendOutbox(ctx, []int64{it[0].ID}, at(5).Add(time.Second), at(9)); err != nil || len(got) != 0 {
+		t.Fatalf("renewing an ended lease: %v, %v; want nothing renewed", got, err)
+	}
+	if got, err := s.ExtendOutbox(ctx, nil, at(5), at(9)); err != nil || len(got) != 0 {
+		t.Fatalf("renewing nothing: %v, %v", got, err)
+	}
+}
+
+func testOutboxBacklog(t *testing.T, s store.Store) {
+	if b, err := s.OutboxBacklog(ctx, at(0)); err != nil || len(b) != 0 {
+		t.Fatalf("empty outbox: backlog %v, %v", b, err)
+	}
+	it := plan(t, s, item(0, "p1", "d1", 1), item(1, "p2", "d1", 2), item(2, "p3", "d1", 30), item(3, "p1", "d2", 5), item(4, "p2", "d3", 1))
+	finish(t, s, store.OutboxResult{ID: it[4].ID, State: store.OutboxDelivered, Attempted: true, At: at(1)},
+		// d2's item failed and retries at minute 20: pending, overdue, not due.
+		store.OutboxResult{ID: it[3].ID, State: store.OutboxPending, Attempted: true, NextAt: at(20), At: at(6)})
+	got, err := s.OutboxBacklog(ctx, at(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("backlog %+v, want d1 and d2 (d3 has nothing pending)", got)
+	}
+	slices.SortFunc(got, func(a, b store.Backlog) int { return strings.Compare(a.Destination, b.Destination) })
+	d1, d2 := got[0], got[1]
+	if d1.Destination != "d1" || d1.Pending != 3 || d1.Due != 2 {
+		t.Errorf("d1: %+v, want 3 pending, 2 due", d1)
+	}
+	wantTime(t, "d1 oldest due", d1.OldestDue, at(1))
+	if d2.Destination != "d2" || d2.Pending != 1 || d2.Due != 0 {
+		t.Errorf("d2: %+v, want 1 pending, none due", d2)
+	}
+	wantTime(t, "d2 oldest due (waiting for its retry)", d2.OldestDue, at(5))
 }

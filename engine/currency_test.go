@@ -124,9 +124,15 @@ segment web_only { performed "Order Completed" from source "webstore" all time a
 	if strings.Contains(logs.String(), "amounts left out") {
 		t.Fatalf("a warning before any amount was left out:\n%s", logs.String())
 	}
+	if ws := b.e.Warnings(); len(ws) != 0 {
+		t.Fatalf("warnings before any amount was left out: %v", ws)
+	}
 	b.sendFrom(t, "webstore", "bob", ord(time.Hour, 1000, "JPY", ""))
 	if l := logs.String(); !strings.Contains(l, "amounts left out of definitions") || !strings.Contains(l, "no rate from JPY (1 event)") {
 		t.Fatalf("no warning for yen left out:\n%s", l)
+	}
+	if ws := b.e.Warnings(); len(ws) != 1 || !strings.Contains(ws[0], "no rate from JPY") {
+		t.Fatalf("Warnings (what /readyz shows) = %v, want the yen left out", ws)
 	}
 	_, err = b.e.ApplyDefinitions(ctx, `segment anyone { performed "Order Completed" all time }`, false)
 	want := `trait all_spend: sum(properties.revenue in GBP) of "Order Completed" in last 30 days converts amounts into GBP, but there is no rate from JPY (1 event)`
@@ -150,6 +156,9 @@ segment web_only { performed "Order Completed" from source "webstore" all time a
 	b.start(t)
 	if l := logs2.String(); !strings.Contains(l, "amounts left out of definitions") || !strings.Contains(l, "trait all_spend: sum(properties.revenue in GBP)") || !strings.Contains(l, "no rate from JPY") {
 		t.Fatalf("no warning at start for amounts the definitions leave out:\n%s", l)
+	}
+	if ws := b.e.Warnings(); len(ws) != 1 || !strings.Contains(ws[0], "no rate from JPY") {
+		t.Fatalf("Warnings after the restart = %v, want the yen left out", ws)
 	}
 }
 

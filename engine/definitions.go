@@ -287,7 +287,7 @@ func (e *Engine) rebuild(ctx context.Context) error {
 	r, err := e.replayLocked(ctx, from, upTo, asOf, func(done int64) { e.loaded.Store(done) }, false)
 	if err == nil && from.check != nil {
 		if cerr := from.check.Err(); cerr != nil {
-			e.log.Warn("amounts left out of definitions: set the workspace currency (-currency), say in currency, or convert", "problems", cerr.Error())
+			e.warnAmounts(cerr, 0)
 		}
 	}
 	var moved map[string]bool // from a snapshot: the profiles that changed since

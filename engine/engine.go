@@ -170,6 +170,8 @@ type Engine struct {
 	// The current snapshot (see Snapshot); 0: none.
 	snapGen, snapSeq int64
 	snapAt           time.Time
+	// The last problem of amounts left out (see warnAmounts).
+	amounts atomic.Pointer[string]
 
 	mu   sync.Mutex // serialises batches with Ops
 	res  *identity.Resolver
@@ -565,6 +567,30 @@ func (e *Engine) step(ctx context.Context) (int, error) {
 		m.ProfilesResolved.Set(float64(e.res.Stats().Identifiers))
 	}
 	return len(evs), nil
+}
+
+// warnAmounts logs amounts the definitions leave out (another currency
+// than they read, or one without a rate) and keeps the problem for
+// Warnings, so readiness and the UI can say it: a shop that forgot to set
+// its currency otherwise sees only empty spend. seq is the event that
+// showed it (0: found while replaying at start).
+func (e *Engine) warnAmounts(err error, seq int64) {
+	msg := "amounts left out of definitions: " + err.Error() + " (set the workspace currency with -currency, say in currency, or convert)"
+	e.amounts.Store(&msg)
+	if seq > 0 {
+		e.log.Warn(msg, "event", seq)
+	} else {
+		e.log.Warn(msg)
+	}
+}
+
+// Warnings lists what an operator should know about the engine's
+// results: amounts the definitions leave out.
+func (e *Engine) Warnings() []string {
+	if p := e.amounts.Load(); p != nil {
+		return []string{*p}
+	}
+	return nil
 }
 
 // Starting-up phases (Status).

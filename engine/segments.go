@@ -473,7 +473,7 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 			s.curCheck = s.prog.NewCurrencyCheck()
 		}
 		if s.curCheck.Note(&evs[i]) {
-			e.log.Warn("amounts left out of definitions: set the workspace currency (-currency), say in currency, or convert", "event", evs[i].Seq, "problems", s.curCheck.Err().Error())
+			e.warnAmounts(s.curCheck.Err(), evs[i].Seq)
 		}
 		if moved {
 			rescored = append(rescored, pid)

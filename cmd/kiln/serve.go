@@ -259,6 +259,9 @@ func (m *Main) routes() http.Handler {
 			return
 		}
 		body := map[string]any{"status": "ready", "processorLag": m.Engine.Lag()}
+		if ws := m.Engine.Warnings(); len(ws) > 0 {
+			body["warnings"] = ws
+		}
 		if bad := m.deliveryTrouble(); len(bad) > 0 {
 			// Still 200: this node ingests and evaluates as well as any
 			// other, and a vendor that is down is down for every node, so

@@ -119,7 +119,7 @@ func (e *condEnv) explain(c *cnode) *Node {
 
 // dateWhy says how far a date condition is from holding.
 func (e *condEnv) dateWhy(c *cnode, v string) string {
-	x := e.trait(c.ppath)
+	x := e.dateOf(c)
 	if c.op == cAnniv {
 		y, m, d, days, ok := e.p.nextAnniversary(x, e.now)
 		if !ok {

@@ -892,19 +892,17 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 
 // dateCond checks a condition on a profile date trait.
 func (c *checker) dateCond(k *Cond) {
-	{
-		t := c.profileType(k.Profile, k.Pos)
-		if t != TAny && t != TDate {
-			c.errf(k.Pos, "wrong type: traits.%s is a %s, not a date", k.Profile, t)
-		}
-		if k.Within == nil {
-			c.errf(k.Pos, "missing span")
-			return
-		}
-		c.span(k.Within, k.Op)
-		if k.Op == CAnniversary && (k.Within.Unit != "days" || k.Within.N > MaxAnnivDays) {
-			c.errf(k.Within.Pos, "anniversary within next needs 1 to %d days", MaxAnnivDays)
-		}
+	t := c.profileType(k.Profile, k.Pos)
+	if t != TAny && t != TDate {
+		c.errf(k.Pos, "wrong type: traits.%s is a %s, not a date", k.Profile, t)
+	}
+	if k.Within == nil {
+		c.errf(k.Pos, "missing span")
+		return
+	}
+	c.span(k.Within, k.Op)
+	if k.Op == CAnniversary && (k.Within.Unit != "days" || k.Within.N > MaxAnnivDays) {
+		c.errf(k.Within.Pos, "anniversary within next needs 1 to %d days", MaxAnnivDays)
 	}
 }
 

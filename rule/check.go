@@ -860,6 +860,10 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 		if k.Window != nil && k.Window.Kind != WinLast {
 			c.errf(k.Window.Pos, "not followed by needs a rolling window (in last N days), not %s", FormatWindow(k.Window))
 		}
+		if k.For != nil && k.Window != nil && k.Window.Kind == WinLast && k.For.N > 0 &&
+			spanOf(k.For) >= spanOf(&Span{N: k.Window.N, Unit: k.Window.Unit}) {
+			c.errf(k.For.Pos, "not followed by ... for at least %s in last %d %s: no event can stand that long inside the window; make the window longer", formatSpan(k.For), k.Window.N, k.Window.Unit)
+		}
 	case CAgo, CWithinLast:
 		if k.Left == nil {
 			c.dateCond(k)
@@ -888,6 +892,16 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 	default:
 		c.errf(k.Pos, "unknown condition op %q", k.Op)
 	}
+}
+
+func spanOf(s *Span) time.Duration {
+	switch s.Unit {
+	case "minutes":
+		return time.Duration(s.N) * time.Minute
+	case "hours":
+		return time.Duration(s.N) * time.Hour
+	}
+	return time.Duration(s.N) * 24 * time.Hour
 }
 
 // dateCond checks a condition on a profile date trait.

@@ -96,6 +96,7 @@ func TestSequenceErrors(t *testing.T) {
 		{`segment s { last_order_at + 1 within last 3 days }`, "3:13: wrong type: arithmetic on a date (last_order_at)"},
 		{`segment s { "A" not followed by "B" for at least 0 hours in last 2 days }`, "3:50: not followed by ... for at least: span must be positive"},
 		{`segment s { "A" not followed by "B" in last 2 days }`, ""},
+		{`segment s { "A" not followed by "B" for at least 48 hours in last 2 days }`, "3:50: not followed by ... for at least 48 hours in last 2 days: no event can stand that long inside the window"},
 		{`segment s { "A" not followed by "B" all time }`, "3:37: not followed by needs a rolling window (in last N days), not all time"},
 		{`segment s { last time of "A" in last 4 days within last 0 hours }`, "3:57: within_last: span must be positive"},
 		{`segment s { last_order_at exists and first time of "B" where properties.x = 1 in last 1 days within last 2 hours }`, ""},

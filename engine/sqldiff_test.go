@@ -116,7 +116,48 @@ func compare(v, op, x string) string {
 
 func (g *sqlDiffGen) atom() sqlAtom {
 	win, wsql := g.window()
-	switch g.rng.IntN(7) {
+	switch g.rng.IntN(10) {
+	case 7, 8:
+		// Open-ended: a checkout in the window, at least G old (G may be
+		// 0), with no order at or after it up to now (an order in the
+		// same millisecond follows it).
+		spans := []struct {
+			kiln string
+			ms   int64
+		}{{"", 0}, {"", 0}, {" for at least 2 hours", 2 * 3600_000}, {" for at least 1 days", 86400_000}}
+		sp := spans[g.rng.IntN(len(spans))]
+		w := diffWindows[2+g.rng.IntN(2)]
+		then, thenSQL := `"Order Completed"`, ""
+		if g.rng.IntN(3) == 0 {
+			v := g.pick(diffRevenues)
+			then, thenSQL = `"Order Completed" where properties.revenue >= `+v, " AND b.revenue >= "+v
+		}
+		return sqlAtom{fmt.Sprintf(`"Checkout Started" not followed by %s%s %s`, then, sp.kiln, w.kiln),
+			fmt.Sprintf(`EXISTS (SELECT 1 FROM ev a WHERE a.u = p.u AND a.name = 'Checkout Started' AND a.ts > :T - %d AND a.ts + %d <= :T
+  AND NOT EXISTS (SELECT 1 FROM ev b WHERE b.u = p.u AND b.name = 'Order Completed'%s AND b.ts >= a.ts AND b.ts <= :T))`, w.ms, sp.ms, thenSQL)}
+	case 9:
+		// The time of the last (or first) event, compared with a span
+		// back from now: flips exactly at t + span.
+		ev := g.pick(diffEvents)
+		f, fsql := g.filter()
+		fn, sqlFn := "last", "max"
+		if g.rng.IntN(3) == 0 {
+			fn, sqlFn = "first", "min"
+		}
+		spans := []struct {
+			kiln string
+			ms   int64
+		}{{"2 hours", 2 * 3600_000}, {"1 days", 86400_000}, {"7 days", 7 * 86400_000}}
+		sp := spans[g.rng.IntN(len(spans))]
+		v := fmt.Sprintf("(SELECT %s(ts) FROM ev WHERE u = p.u AND name = '%s'%s AND %s)", sqlFn, ev, fsql, wsql)
+		head := fmt.Sprintf(`%s time of "%s"%s %s`, fn, ev, f, win)
+		switch g.rng.IntN(5) {
+		case 0, 1:
+			return sqlAtom{head + " more than " + sp.kiln + " ago", fmt.Sprintf("COALESCE(%s + %d <= :T, false)", v, sp.ms)}
+		case 2, 3:
+			return sqlAtom{head + " within last " + sp.kiln, fmt.Sprintf("COALESCE(%s > :T - %d, false)", v, sp.ms)}
+		}
+		return sqlAtom{head + " exists", v + " IS NOT NULL"}
 	case 5:
 		// A sequence: some A at a in the window with a+S <= now and no B
 		// in [a, a+S).
@@ -216,6 +257,12 @@ func (g *sqlDiffGen) stream(base int64, instants []int64) []diffEvent {
 			e.category = g.pick([]string{"teaware", "glassware"})
 		}
 		out = append(out, e)
+		if e.name == "Checkout Started" && g.rng.IntN(3) == 0 {
+			// An order at the checkout's millisecond (it follows the
+			// checkout) or one either side of it.
+			o := diffEvent{user: e.user, name: kiln.OrderCompleted, ts: ts + []int64{0, 0, -1, 1}[g.rng.IntN(4)], revenue: g.pick(diffRevenues)}
+			out = append(out, o)
+		}
 	}
 	for range 250 {
 		event(base + g.rng.Int64N(span))

@@ -279,6 +279,14 @@ func (p *Program) fold(st *State, a *aggNode, t int64, vals []uint64) {
 		if acc[1] == boxNull || t >= int64(acc[0]) {
 			acc[0], acc[1] = uint64(t), vals[len(vals)-1]
 		}
+	case rule.FnFirstTime:
+		if acc[1] == boxNull || t < int64(acc[0]) {
+			acc[0], acc[1] = uint64(t), boxTrue
+		}
+	case rule.FnLastTime:
+		if acc[1] == boxNull || t > int64(acc[0]) {
+			acc[0], acc[1] = uint64(t), boxTrue
+		}
 	case rule.FnDistinct:
 		s := st.sets[a.set]
 		for _, h := range vals {
@@ -584,6 +592,11 @@ func (p *Program) compute(st *State, a *aggNode, now int64) uint64 {
 			return st.boxAvg(loadSum(acc), acc[2])
 		case rule.FnFirst, rule.FnLast:
 			return acc[1]
+		case rule.FnFirstTime, rule.FnLastTime:
+			if acc[1] == boxNull {
+				return boxNull
+			}
+			return st.box(timeV(int64(acc[0])))
 		case rule.FnDistinct:
 			return st.boxNum(intNum(int64(len(st.sets[a.set]))))
 		}
@@ -655,6 +668,8 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 		hashes = hbuf[:0]
 		due    int64
 		seen   bool
+		tFirst int64
+		tLast  int64
 	)
 	recs := p.recsOf(st)
 	for i := 0; i < len(recs); i += recLen(recs, i) {
@@ -670,6 +685,10 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 			due = minDue(due, t)
 			break
 		}
+		if !seen {
+			tFirst = t
+		}
+		tLast = t
 		if !seen {
 			seen = true
 			if a.wk == wRolling {
@@ -717,6 +736,14 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 		return first, due
 	case rule.FnLast:
 		return last, due
+	case rule.FnFirstTime, rule.FnLastTime:
+		if !seen {
+			return boxNull, due
+		}
+		if a.fn == rule.FnFirstTime {
+			return st.box(timeV(tFirst)), due
+		}
+		return st.box(timeV(tLast)), due
 	}
 	slices.Sort(hashes)
 	return st.boxNum(intNum(int64(len(slices.Compact(hashes))))), due
@@ -725,6 +752,9 @@ func (p *Program) computeWin(st *State, a *aggNode, now int64) (uint64, int64) {
 // computeNotFollowed: true when some A in (now-W, now] whose deadline
 // a+T has passed (a+T <= now) saw no B in [a, a+T).
 func (p *Program) computeNotFollowed(st *State, a *aggNode, now int64) (uint64, int64) {
+	if a.open {
+		return p.computeOpenNotFollowed(st, a, now)
+	}
 	lo := now - a.span
 	var bbuf [32]int64
 	bs := bbuf[:0]
@@ -775,6 +805,52 @@ func (p *Program) computeNotFollowed(st *State, a *aggNode, now int64) (uint64, 
 	}
 	if result {
 		return boxTrue, due
+	}
+	return boxFalse, due
+}
+
+// computeOpenNotFollowed: true when some A at a in (now-W, now-G] (G is
+// the "for at least" span, often 0) saw no B in [a, now]. A B at the
+// same millisecond as an A follows it. If some A stands unfollowed, so
+// does the latest A up to now-G (every B after it is after the earlier
+// one too), so the answer is: the latest such A is later than the
+// latest B up to now.
+func (p *Program) computeOpenNotFollowed(st *State, a *aggNode, now int64) (uint64, int64) {
+	lo, hi := now-a.span, now-a.within
+	var lastA, lastB, due int64
+	hasA, hasB := false, false
+	recs := p.recsOf(st)
+	for i := 0; i < len(recs); i += recLen(recs, i) {
+		t := int64(recs[i])
+		if t <= lo {
+			continue
+		}
+		isA, _ := p.featVals(recs, i, a.feat)
+		isB, _ := p.featVals(recs, i, a.featB)
+		if !isA && !isB {
+			continue
+		}
+		if t > now {
+			due = minDue(due, t) // counts from its own time
+			break
+		}
+		if isB {
+			lastB, hasB = t, true
+		}
+		if isA {
+			if t <= hi {
+				lastA, hasA = t, true
+			} else {
+				due = minDue(due, t+a.within) // stands unfollowed long enough then
+			}
+		}
+	}
+	if hasA {
+		// It leaves the window then (earlier As have left already).
+		due = minDue(due, lastA+a.span)
+		if !hasB || lastB < lastA {
+			return boxTrue, due
+		}
 	}
 	return boxFalse, due
 }
@@ -841,8 +917,17 @@ type condEnv struct {
 	fresh bool
 }
 
+// dateOf is what a date condition reads: a profile trait, or a node's
+// value (last time of "X").
+func (e *condEnv) dateOf(c *cnode) any {
+	if c.onNode {
+		return e.node(c.node).any()
+	}
+	return e.trait(c.ppath)
+}
+
 func (e *condEnv) cached(c *cnode) (bool, bool) {
-	if e.pbits == nil || e.fresh || e.evidence != nil {
+	if e.pbits == nil || e.fresh || e.evidence != nil || c.pbit < 0 {
 		return false, false
 	}
 	if c.due >= 0 {
@@ -854,7 +939,7 @@ func (e *condEnv) cached(c *cnode) (bool, bool) {
 }
 
 func (e *condEnv) keep(c *cnode, holds bool) bool {
-	if e.pbits != nil {
+	if e.pbits != nil && c.pbit >= 0 {
 		if holds {
 			e.pbits[c.pbit>>6] |= 1 << (c.pbit & 63)
 		} else {
@@ -951,7 +1036,7 @@ func (e *condEnv) eval(c *cnode) bool {
 	if holds, ok := e.cached(c); ok {
 		return holds
 	}
-	x := e.trait(c.ppath)
+	x := e.dateOf(c)
 	var holds bool
 	var due int64
 	switch c.op {

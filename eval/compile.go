@@ -88,7 +88,8 @@ type aggNode struct {
 	featB  int // not followed: the follow-up event
 	wk     uint8
 	span   int64 // rolling window or not-followed window, ms
-	within int64 // not followed: T, ms
+	within int64 // not followed: T, ms (open-ended: the "for at least" span, or 0)
+	open   bool  // not followed, open-ended: no B at or after A up to now
 	from   int64 // between: [from, to) in ms
 	to     int64
 	acc    int // running: accumulator offset
@@ -139,6 +140,9 @@ type cnode struct {
 	// kept in the state, since it changes only with the profile (or, for
 	// dates, at the leaf's due instant).
 	pbit int
+	// onNode: ago / within last read node's value (a date value such as
+	// last time of "X") instead of a profile trait.
+	onNode bool
 }
 
 type segNode struct {
@@ -503,8 +507,8 @@ func (p *Program) aggNodeFor(a *rule.Agg, name string) int {
 // accWidth is the number of accumulator words a running aggregate needs.
 func accWidth(fn string) int {
 	switch fn {
-	case rule.FnSum, rule.FnFirst, rule.FnLast:
-		return 2 // coefficient+scale, or time+value
+	case rule.FnSum, rule.FnFirst, rule.FnLast, rule.FnFirstTime, rule.FnLastTime:
+		return 2 // coefficient+scale, or time+value (for times, a flag: boxNull when none)
 	case rule.FnAvg:
 		return 3 // coefficient+scale, count
 	case rule.FnDistinct:
@@ -569,8 +573,18 @@ func (p *Program) notFollowed(c *rule.Cond) int {
 	p.feats[n.feat].win = true
 	p.feats[n.featB].win = true
 	n.span = spanMs(&rule.Span{N: c.Window.N, Unit: c.Window.Unit})
-	n.within = spanMs(c.Within)
-	p.retain(n.span + n.within)
+	if c.Within == nil {
+		// Open-ended: As in the window, Bs up to now; a B before the
+		// window's start is before every A that counts.
+		n.open = true
+		if c.For != nil {
+			n.within = spanMs(c.For)
+		}
+		p.retain(n.span)
+	} else {
+		n.within = spanMs(c.Within)
+		p.retain(n.span + n.within)
+	}
 	idx := p.newNode(n, key)
 	n.due = p.dueSlot()
 	p.feats[n.feat].users = append(p.feats[n.feat].users, idx)
@@ -639,17 +653,30 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 		n.cmp = "="
 		n.lit = boolV(true)
 		sg.aggDeps = addDep(sg.aggDeps, n.node)
-	case rule.CAnniversary, rule.CAgo, rule.CWithinLast:
-		n.op = map[string]uint8{rule.CAnniversary: cAnniv, rule.CAgo: cAgo, rule.CWithinLast: cWithinLast}[c.Op]
-		n.profile = c.Profile
-		n.ppath, _ = rule.SplitPath(c.Profile)
+	case rule.CAgo, rule.CWithinLast:
+		if c.Left == nil {
+			p.dateLeaf(c, n, sg)
+			break
+		}
+		// A date value (last time of "X", a trait holding one): it
+		// changes with its node, and the leaf flips at a due instant of
+		// its own.
+		n.op = map[string]uint8{rule.CAgo: cAgo, rule.CWithinLast: cWithinLast}[c.Op]
+		n.onNode = true
+		switch c.Left.Op {
+		case rule.ExprAgg:
+			n.node = p.aggNodeFor(c.Left.Agg, "")
+		case rule.ExprTrait:
+			n.node = p.traitIdx[c.Left.Name]
+		default:
+			n.node = p.derived(c.Left, "")
+		}
 		n.span = spanMs(c.Within)
-		n.days = c.Within.N
 		n.due = p.dueSlot()
-		sg.profileDep = true
 		sg.dues = append(sg.dues, n.due)
-		n.pbit = p.nPBits
-		p.nPBits++
+		sg.aggDeps = addDep(sg.aggDeps, n.node)
+	case rule.CAnniversary:
+		p.dateLeaf(c, n, sg)
 	default:
 		panic(fmt.Sprintf("eval: unchecked condition op %q", c.Op))
 	}
@@ -660,6 +687,20 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 		n.timed = n.timed || k.timed
 	}
 	return n
+}
+
+// dateLeaf compiles a condition on a profile date trait.
+func (p *Program) dateLeaf(c *rule.Cond, n *cnode, sg *segNode) {
+	n.op = map[string]uint8{rule.CAnniversary: cAnniv, rule.CAgo: cAgo, rule.CWithinLast: cWithinLast}[c.Op]
+	n.profile = c.Profile
+	n.ppath, _ = rule.SplitPath(c.Profile)
+	n.span = spanMs(c.Within)
+	n.days = c.Within.N
+	n.due = p.dueSlot()
+	sg.profileDep = true
+	sg.dues = append(sg.dues, n.due)
+	n.pbit = p.nPBits
+	p.nPBits++
 }
 
 func countLeaves(c *cnode) int {

@@ -41,6 +41,16 @@
 //   - "A not followed by B within T in last W": true when some A at a in
 //     (now-W, now] has a+T <= now and no B in [a, a+T). It becomes true at
 //     exactly a+T and false at a+W.
+//   - "A not followed by B [for at least G] in last W" (open-ended): true
+//     when some A at a in (now-W, now] with a+G <= now has no B in
+//     [a, now] (a B at A's millisecond follows it). It becomes true at a+G
+//     (a, without G), false when a B at or after a arrives or at a+W.
+//     Incrementally: the latest A up to now-G against the latest B up to
+//     now (if any A stands unfollowed, the latest one does).
+//   - "last time of X" / "first time of X": the latest / earliest
+//     matching event's time in the window (RFC 3339, UTC, milliseconds);
+//     "DATE more than D ago" and "within last D" on it follow the date
+//     trait rules below, with the due instant t+D.
 //   - "anniversary of traits.d within next N days": the next anniversary
 //     (today included) is one of the N days starting today, in
 //     Options.Location; Feb 29 falls on Feb 28 in common years. It changes

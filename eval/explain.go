@@ -98,6 +98,10 @@ func (e *condEnv) explain(c *cnode) *Node {
 	}
 	switch c.op {
 	case cAgg, cProfile:
+		if c.op == cAgg && e.st != nil && e.p.aggs[c.node].kind == akNotFollowed {
+			n.Why = e.p.sequenceWhy(e.st, e.p.aggs[c.node], e.now)
+			break
+		}
 		if c.list != nil {
 			n.Why = fmt.Sprintf("%s; needs %s %v", v, c.cmp, valuesString(c.list))
 		} else if c.cmp == "exists" || c.cmp == "not exists" {
@@ -119,7 +123,7 @@ func (e *condEnv) explain(c *cnode) *Node {
 
 // dateWhy says how far a date condition is from holding.
 func (e *condEnv) dateWhy(c *cnode, v string) string {
-	x := e.trait(c.ppath)
+	x := e.dateOf(c)
 	if c.op == cAnniv {
 		y, m, d, days, ok := e.p.nextAnniversary(x, e.now)
 		if !ok {
@@ -161,4 +165,69 @@ func valuesString(vs []value) string {
 		s += v.String()
 	}
 	return s + "]"
+}
+
+// sequenceWhy says which events decide "A not followed by B": the A that
+// stands unfollowed, or the latest A and the B that followed it.
+func (p *Program) sequenceWhy(st *State, a *aggNode, now int64) string {
+	at := func(t int64) string { return time.UnixMilli(t).In(p.loc).Format("2006-01-02T15:04:05.000Z07:00") }
+	evA, evB := fmt.Sprintf("%q", p.feats[a.feat].event), fmt.Sprintf("%q", p.feats[a.featB].event)
+	lo := now - a.span
+	var as, bs []int64
+	recs := p.recsOf(st)
+	for i := 0; i < len(recs); i += recLen(recs, i) {
+		t := int64(recs[i])
+		if t <= lo || t > now {
+			continue
+		}
+		if ok, _ := p.featVals(recs, i, a.feat); ok {
+			as = append(as, t)
+		}
+		if ok, _ := p.featVals(recs, i, a.featB); ok {
+			bs = append(bs, t)
+		}
+	}
+	span := roughly(time.Duration(a.within) * time.Millisecond)
+	if a.open {
+		var lastA int64
+		found := false
+		for _, t := range as {
+			if t+a.within <= now {
+				lastA, found = t, true
+			}
+		}
+		switch {
+		case !found && a.within > 0 && len(as) > 0:
+			return fmt.Sprintf("no %s in the window is %s old yet (the latest at %s)", evA, span, at(as[len(as)-1]))
+		case !found:
+			return fmt.Sprintf("no %s in the window", evA)
+		}
+		for _, b := range bs {
+			if b >= lastA {
+				return fmt.Sprintf("the latest %s, at %s, was followed by %s at %s", evA, at(lastA), evB, at(b))
+			}
+		}
+		return fmt.Sprintf("%s at %s has no %s at or after it", evA, at(lastA), evB)
+	}
+	decided := 0
+	for _, t := range as {
+		if t+a.within > now {
+			continue
+		}
+		decided++
+		followed := false
+		for _, b := range bs {
+			if b >= t && b < t+a.within {
+				followed = true
+				break
+			}
+		}
+		if !followed {
+			return fmt.Sprintf("%s at %s had no %s within %s (by %s)", evA, at(t), evB, span, at(t+a.within))
+		}
+	}
+	if decided == 0 {
+		return fmt.Sprintf("no %s in the window is %s old yet", evA, span)
+	}
+	return fmt.Sprintf("each of %d %s %s followed by %s within %s", decided, evA, map[bool]string{true: "was", false: "were"}[decided == 1], evB, span)
 }

@@ -106,6 +106,13 @@ func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now in
 			n++
 			continue
 		}
+		if a.fn == rule.FnFirstTime || a.fn == rule.FnLastTime {
+			// Events in time order: the first seen is the earliest.
+			if a.fn == rule.FnLastTime || first.kind == kNull {
+				first = timeV(t)
+			}
+			continue
+		}
 		if len(vs) == 0 {
 			continue
 		}
@@ -169,6 +176,8 @@ func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now in
 		return first
 	case rule.FnLast:
 		return last
+	case rule.FnFirstTime, rule.FnLastTime:
+		return first
 	}
 	return numV(intNum(int64(len(distinct))))
 }
@@ -192,6 +201,25 @@ func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int
 				bs = append(bs, t)
 			}
 		}
+	}
+	if a.open {
+		// Open-ended: an A in (now-W, now] at least G old with no B at or
+		// after it (the same millisecond included) up to now.
+		for _, t := range as {
+			if t <= now-a.span || t+a.within > now {
+				continue
+			}
+			followed := false
+			for _, b := range bs {
+				if b >= t {
+					followed = true
+				}
+			}
+			if !followed {
+				return boolV(true)
+			}
+		}
+		return boolV(false)
 	}
 	for _, t := range as {
 		if t <= now-a.span || t+a.within > now {

@@ -106,7 +106,18 @@ func (g *gen) aggIn(usd bool) (string, string) {
 	ev := g.pick(`"A"`, `"B"`, `"C"`)
 	var head, kind string
 	money := false
-	switch g.r.IntN(11) {
+	switch g.r.IntN(13) {
+	case 11, 12:
+		// The time of the first or last matching event; the window may
+		// be left out (all time).
+		s := g.pick("last", "first", "last") + " time of " + ev + g.scope(true)
+		if g.r.IntN(2) == 0 {
+			s += " where " + g.filter()
+		}
+		if g.r.IntN(4) > 0 {
+			s += " " + g.window()
+		}
+		return s, "time"
 	case 0:
 		head, kind = "count", "num"
 	case 1:
@@ -136,6 +147,9 @@ func (g *gen) leaf(segs []string) string {
 	switch g.r.IntN(13) {
 	case 0, 1, 2:
 		t := g.traits[g.r.IntN(len(g.traits))]
+		if g.kinds[t] == "time" {
+			return t + " " + g.timeCmp()
+		}
 		if g.kinds[t] == "any" {
 			return t + " " + g.pick(`= "x"`, "exists", "not exists", `!= "y"`, "= 2", "> 1")
 		}
@@ -146,6 +160,9 @@ func (g *gen) leaf(segs []string) string {
 		return t + " " + g.pick(">= 1", ">= 2", "= 0", "!= 1", "< 3", "> 4.5", "exists")
 	case 3:
 		a, kind := g.aggIn(true)
+		if kind == "time" {
+			return a + " " + g.timeCmp()
+		}
 		if kind == "any" {
 			return a + " exists"
 		}
@@ -157,6 +174,14 @@ func (g *gen) leaf(segs []string) string {
 			g.pick(`"B"`, `"C"`, `"A" where items.c = "p"`, `"B" at store "s1"`, `"C" from source ["w", "p"] in currency GBP`), g.pick("30 minutes", "2 hours", "1 days"),
 			g.pick("in last 3 hours", "in last 1 days", "in last 3 days"))
 	case 6:
+		if g.r.IntN(2) == 0 {
+			// Open-ended: no B at or after A up to now (the same
+			// millisecond follows), optionally for at least a span.
+			return fmt.Sprintf(`%s not followed by %s%s %s`, g.pick(`"A"`, `"B" where properties.g = true`, `"A" from source "w"`, `"C" at store "s1"`),
+				g.pick(`"B"`, `"C"`, `"A"`, `"A" where items.c = "p"`, `"B" at store "s1"`, `"C" from source ["w", "p"] in currency GBP`),
+				g.pick("", "", " for at least 30 minutes", " for at least 2 hours", " for at least 1 days"),
+				g.pick("in last 25 hours", "in last 3 days", "in last 26 hours"))
+		}
 		return "anniversary of traits.birthday within next " + g.pick("1 days", "3 days", "7 days", "366 days")
 	case 7:
 		return "traits.created_at " + g.pick("more than 2 days ago", "more than 90 minutes ago", "within last 5 hours", "within last 3 days")
@@ -178,11 +203,23 @@ func (g *gen) leaf(segs []string) string {
 		if g.kinds[a] == "any" {
 			return a + ` > "x"`
 		}
+		if g.kinds[a] == "time" {
+			return a + " " + g.timeCmp()
+		}
 		return a + " >= 1"
 	default:
 		t := g.traits[g.r.IntN(len(g.traits))]
+		if g.kinds[t] == "time" {
+			return t + " " + g.timeCmp()
+		}
 		return t + " >= 1"
 	}
+}
+
+// timeCmp compares the time of an event.
+func (g *gen) timeCmp() string {
+	return g.pick("more than 30 minutes ago", "more than 5 hours ago", "more than 2 days ago", "within last 90 minutes",
+		"within last 1 days", "within last 4 days", "exists", "not exists")
 }
 
 func (g *gen) cond(depth int, segs []string) string {

@@ -82,7 +82,7 @@ func (p *Program) initState(st *State) {
 			switch a.fn {
 			case rule.FnMin, rule.FnMax:
 				acc[a.acc] = boxNull
-			case rule.FnFirst, rule.FnLast:
+			case rule.FnFirst, rule.FnLast, rule.FnFirstTime, rule.FnLastTime:
 				acc[a.acc+1] = boxNull
 			}
 		}

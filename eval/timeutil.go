@@ -31,6 +31,13 @@ func (p *Program) period(wk uint8, now int64) (int64, int64) {
 }
 
 // dateValue reads a profile trait as an instant.
+// timeV is an event's instant as a value: RFC 3339 in UTC to the
+// millisecond ("2026-03-10T09:00:00.000Z"), which dateValue reads back
+// exactly.
+func timeV(ms int64) value {
+	return value{kind: kStr, str: time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")}
+}
+
 func (p *Program) dateValue(x any) (int64, bool) {
 	switch v := x.(type) {
 	case string:

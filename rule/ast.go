@@ -114,6 +114,11 @@ const (
 	FnFirst    = "first"
 	FnLast     = "last"
 	FnDistinct = "distinct"
+	// FnFirstTime and FnLastTime are the instant of the earliest and
+	// latest matching event (first time of "X", last time of "X"): a
+	// date value, compared with more than SPAN ago and within last SPAN.
+	FnFirstTime = "first_time"
+	FnLastTime  = "last_time"
 )
 
 // Agg aggregates one property of the events named Event that pass Where,
@@ -233,10 +238,10 @@ const (
 	CSegment      = "segment"       // in segment Segment
 	CPerformed    = "performed"     // performed Event [where] window
 	CNotPerformed = "not_performed" // did not perform Event [where] window
-	CNotFollowed  = "not_followed"  // First not followed by Then within Within, in Window
+	CNotFollowed  = "not_followed"  // First not followed by Then [within Within | for at least For], in Window
 	CAnniversary  = "anniversary"   // anniversary of traits.Name within next Within(days)
-	CAgo          = "ago"           // traits.Name more than Within ago
-	CWithinLast   = "within_last"   // traits.Name within last Within
+	CAgo          = "ago"           // traits.Name (or Left, a date value) more than Within ago
+	CWithinLast   = "within_last"   // traits.Name (or Left, a date value) within last Within
 )
 
 // Cond is a segment condition.
@@ -251,14 +256,19 @@ type Cond struct {
 	// always count).
 	Agg *Agg `json:"aggregate,omitempty"`
 	// Profile names the profile trait of anniversary / ago / within_last
-	// (a path: account.created_at).
+	// (a path: account.created_at). Ago and within_last read Left instead
+	// when it is set: a date value (a computed trait or an aggregate such
+	// as last time of "Order Completed").
 	Profile string `json:"profileTrait,omitempty"`
 	// First, Then, Within and Window describe "A not followed by B within
 	// T in WINDOW"; Within is also the span of anniversary / ago /
-	// within_last.
+	// within_last. Without Within the sequence is open-ended: no B at or
+	// after A up to now ("A not followed by B in last 48 hours"), and For
+	// is how long A must have stood unfollowed ("for at least 4 hours").
 	First  *EventRef `json:"first,omitempty"`
 	Then   *EventRef `json:"then,omitempty"`
 	Within *Span     `json:"within,omitempty"`
+	For    *Span     `json:"for,omitempty"`
 	Window *Window   `json:"window,omitempty"`
 	Pos
 }

@@ -414,8 +414,12 @@ func (c *checker) agg(a *Agg) {
 		if a.Path == "" {
 			c.errf(a.Pos, "%s needs a property, e.g. %s(properties.revenue)", a.Func, a.Func)
 		}
+	case FnFirstTime, FnLastTime:
+		if a.Path != "" || a.Convert != "" {
+			c.errf(a.Pos, "%s takes no property: it is the time of the event", strings.Replace(a.Func, "_", " ", 1))
+		}
 	default:
-		c.errf(a.Pos, "unknown aggregate %q (want count, sum, avg, min, max, first, last or distinct)", a.Func)
+		c.errf(a.Pos, "unknown aggregate %q (want count, sum, avg, min, max, first, last, distinct, first_time or last_time)", a.Func)
 	}
 	if strings.TrimSpace(a.Event) == "" {
 		c.errf(a.Pos, "missing event name")
@@ -673,8 +677,11 @@ func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type
 			return TAny
 		}
 		c.agg(e.Agg)
-		if e.Agg.Func == FnFirst || e.Agg.Func == FnLast {
+		switch e.Agg.Func {
+		case FnFirst, FnLast:
 			return TAny
+		case FnFirstTime, FnLastTime:
+			return TDate
 		}
 		return TNumber
 	case ExprTrait:
@@ -801,6 +808,12 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 			return
 		}
 		t := c.expr(k.Left, true, visitT)
+		if t == TDate && k.Left.Op != ExprProfile && k.Cmp != CmpExists && k.Cmp != CmpNotExists {
+			// The instant of an event: compared with spans from now, to
+			// the millisecond, not with literals.
+			c.errf(k.Pos, "%s is the time of an event: compare it with more than SPAN ago, within last SPAN, exists or not exists", FormatExpr(k.Left))
+			return
+		}
 		c.literal(k.Cmp, k.Value, t, FormatExpr(k.Left), k.Pos)
 	case CSegment:
 		if c.info.Segments[k.Segment] == nil {
@@ -819,9 +832,12 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 		}
 		c.agg(k.Agg)
 	case CNotFollowed:
-		if k.First == nil || k.Then == nil || k.Within == nil {
-			c.errf(k.Pos, "not followed by needs two events and a span")
+		if k.First == nil || k.Then == nil {
+			c.errf(k.Pos, "not followed by needs two events")
 			return
+		}
+		if k.Within != nil && k.For != nil {
+			c.errf(k.For.Pos, "not followed by takes within SPAN (a deadline) or for at least SPAN (up to now), not both")
 		}
 		for _, r := range []*EventRef{k.First, k.Then} {
 			if strings.TrimSpace(r.Event) == "" {
@@ -834,26 +850,73 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 				c.errf(r.Pos, "one filter cannot read items of two arrays")
 			}
 		}
-		c.span(k.Within, "not followed by ... within")
+		if k.Within != nil {
+			c.span(k.Within, "not followed by ... within")
+		}
+		if k.For != nil {
+			c.span(k.For, "not followed by ... for at least")
+		}
 		c.window(k.Window, k.Pos)
 		if k.Window != nil && k.Window.Kind != WinLast {
 			c.errf(k.Window.Pos, "not followed by needs a rolling window (in last N days), not %s", FormatWindow(k.Window))
 		}
-	case CAnniversary, CAgo, CWithinLast:
-		t := c.profileType(k.Profile, k.Pos)
-		if t != TAny && t != TDate {
-			c.errf(k.Pos, "wrong type: traits.%s is a %s, not a date", k.Profile, t)
+		if k.For != nil && k.Window != nil && k.Window.Kind == WinLast && k.For.N > 0 &&
+			spanOf(k.For) >= spanOf(&Span{N: k.Window.N, Unit: k.Window.Unit}) {
+			c.errf(k.For.Pos, "not followed by ... for at least %s in last %d %s: no event can stand that long inside the window; make the window longer", formatSpan(k.For), k.Window.N, k.Window.Unit)
+		}
+	case CAgo, CWithinLast:
+		if k.Left == nil {
+			c.dateCond(k)
+			return
+		}
+		// A date value: a computed trait or an aggregate such as last
+		// time of "Order Completed" (or first/last of a property holding
+		// dates).
+		if k.Profile != "" {
+			c.errf(k.Pos, "%s reads either a profile trait or a value, not both", k.Op)
+		}
+		if k.Left.Op == ExprProfile {
+			c.errf(k.Pos, "traits.%s: name a profile trait in profileTrait", k.Left.Name)
+			return
+		}
+		if t := c.expr(k.Left, true, visitT); t != TDate && t != TAny {
+			c.errf(k.Left.Pos, "wrong type: %s is a %s, not a date (more than ... ago and within last need a date such as last time of \"Order Completed\")", FormatExpr(k.Left), t)
 		}
 		if k.Within == nil {
 			c.errf(k.Pos, "missing span")
 			return
 		}
 		c.span(k.Within, k.Op)
-		if k.Op == CAnniversary && (k.Within.Unit != "days" || k.Within.N > MaxAnnivDays) {
-			c.errf(k.Within.Pos, "anniversary within next needs 1 to %d days", MaxAnnivDays)
-		}
+	case CAnniversary:
+		c.dateCond(k)
 	default:
 		c.errf(k.Pos, "unknown condition op %q", k.Op)
+	}
+}
+
+func spanOf(s *Span) time.Duration {
+	switch s.Unit {
+	case "minutes":
+		return time.Duration(s.N) * time.Minute
+	case "hours":
+		return time.Duration(s.N) * time.Hour
+	}
+	return time.Duration(s.N) * 24 * time.Hour
+}
+
+// dateCond checks a condition on a profile date trait.
+func (c *checker) dateCond(k *Cond) {
+	t := c.profileType(k.Profile, k.Pos)
+	if t != TAny && t != TDate {
+		c.errf(k.Pos, "wrong type: traits.%s is a %s, not a date", k.Profile, t)
+	}
+	if k.Within == nil {
+		c.errf(k.Pos, "missing span")
+		return
+	}
+	c.span(k.Within, k.Op)
+	if k.Op == CAnniversary && (k.Within.Unit != "days" || k.Within.N > MaxAnnivDays) {
+		c.errf(k.Within.Pos, "anniversary within next needs 1 to %d days", MaxAnnivDays)
 	}
 }
 

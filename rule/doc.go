@@ -21,7 +21,9 @@
 //	  freshness every 15 minutes
 //	  backfill new
 //
-//	segment cart_abandoners { "Checkout Started" not followed by "Order Completed" within 4 hours in last 7 days }
+//	segment cart_abandoners { "Checkout Started" not followed by "Order Completed" for at least 4 hours in last 7 days }
+//	trait last_order_at = last time of "Order Completed"
+//	segment lapsed { last_order_at more than 90 days ago }
 //	segment birthday_week { anniversary of traits.birthday within next 7 days }
 //	segment press static
 //
@@ -42,6 +44,8 @@
 //	FUNC[(PATH [in CUR])] of "Event" [SCOPE] [where FILTER] WINDOW     an aggregate
 //	NAME                                              another computed trait
 //	number, + - * / and parentheses                   arithmetic (null if any operand is null, or on division by zero)
+//
+//	last time of "Event" [SCOPE] [where FILTER] [WINDOW]     the time of the latest event (first time of: the earliest)
 //
 // FUNC is count, sum, avg, min, max, first, last or distinct (also
 // distinct_count). count needs no PATH (it counts events); count(PATH)
@@ -118,6 +122,8 @@
 //	performed "Event" [SCOPE] [where FILTER] WINDOW            count >= 1
 //	did not perform "Event" [SCOPE] [where FILTER] WINDOW      count = 0
 //	"A" [SCOPE] [where F] not followed by "B" [SCOPE] [where F] within SPAN in last N days
+//	"A" ... not followed by "B" ... [for at least SPAN] in last N days     no B at or after A, up to now
+//	DATE more than SPAN ago, DATE within last SPAN     DATE: last time of "X", or a trait holding it
 //	anniversary of traits.NAME within next N days      month-day anniversaries: birthdays
 //	traits.NAME within next N days                     the same (canonical text spells "anniversary of")
 //	traits.NAME more than SPAN ago                     signed up more than 30 days ago
@@ -135,6 +141,58 @@
 // Comparisons with a missing value are false, except != and not exists
 // (a profile without a country is != "UK"). Values of different types
 // are unequal and unordered.
+//
+// # Sequences and the time of an event
+//
+// "A" not followed by "B" comes in two forms, both over a rolling window
+// (in last N minutes|hours|days) that A must fall in:
+//
+//	# a deadline: some checkout with no order in the 4 hours after it
+//	segment slow_checkout { "Checkout Started" not followed by "Order Completed" within 4 hours in last 7 days }
+//	# open-ended: a checkout in the last 48 hours with no order since, up to now
+//	segment open_checkout { "Checkout Started" not followed by "Order Completed" in last 48 hours }
+//	# open-ended, and standing for at least 4 hours
+//	segment cart_abandoners { "Checkout Started" not followed by "Order Completed" for at least 4 hours in last 7 days }
+//
+// within T: true when some A at a in the window has a+T <= now and no B
+// in [a, a+T); it becomes true at exactly a+T and a B after a+T does not
+// undo it. Open-ended: true when some A at a in the window (and, with
+// for at least G, a+G <= now) has no B in [a, now]; it is true from a
+// (or a+G), false as soon as a B at or after a arrives, whenever that
+// is, and false at a+N when the last such A leaves the window. The tie
+// rule, in both forms: a B at the same millisecond as A follows it (an
+// order in the checkout's millisecond completes it); a B a millisecond
+// before A does not. Events are placed by their own timestamps, so a
+// late order placed after the checkout completes it when it arrives. A
+// for at least span must be shorter than the window.
+//
+// The time of an event is a value: last time of "Event" (the latest
+// matching event's time) and first time of "Event" (the earliest), with
+// scope, where and window as any aggregate (the window may be left out:
+// all time). Its type is date; its value is the instant in RFC 3339, UTC,
+// to the millisecond ("2026-03-10T09:00:00.000Z"), and none (null) when
+// no event matches. It is compared with a span back from now, exactly as
+// a date trait is, or tested with exists / not exists; other comparisons
+// and arithmetic on it are type errors:
+//
+//	trait last_order_at "Last order" = last time of "Order Completed"
+//	trait first_visit_at = first time of "Page Viewed" from source "webstore" in last 30 days
+//	segment recent_buyers { last_order_at within last 7 days }                            now-7d < t <= now
+//	segment lapsed { last_order_at more than 90 days ago }                                t+90d <= now
+//	segment quiet { last time of "Order Completed" more than 30 days ago }                inline, all time
+//	segment never_ordered { last_order_at not exists }
+//	segment lapsed_web { last time of "Order Completed" from source "webstore" in last 365 days more than 60 days ago }
+//
+// more than D ago holds from exactly t+D on; within last D holds until
+// t+D exclusive; both are false for a profile without such an event.
+// The engine schedules those instants, so a member enters or leaves at
+// the millisecond. The same conditions read first(PATH)/last(PATH) of a
+// property holding dates ("YYYY-MM-DD" or RFC 3339).
+//
+// In the JSON form: {"func": "last_time"} (or "first_time") is the
+// aggregate, without a property; "ago" and "within_last" conditions take
+// the value in "left" instead of "profileTrait"; an open-ended sequence
+// has no "within", and for at least is "for": {"n": 4, "unit": "hours"}.
 //
 // # Paths, objects and lists
 //

@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// Every example in the language reference's sections on paths and line
-// items (rule/doc.go) checks as written: a definition, a condition, a
+// Every example in the language reference's sections on sequences and
+// event times, paths and line items (rule/doc.go) checks as written: a definition, a condition, a
 // filter or a value.
 func TestDocExamplesCheck(t *testing.T) {
 	b, err := os.ReadFile("doc.go")
@@ -16,10 +16,10 @@ func TestDocExamplesCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := string(b)
-	start := strings.Index(src, "// # Paths, objects and lists")
+	start := strings.Index(src, "// # Sequences and the time of an event")
 	end := strings.Index(src, "// # JSON form")
 	if start < 0 || end < start {
-		t.Fatal("the reference lost its paths and line-items sections")
+		t.Fatal("the reference lost its sequences, paths and line-items sections")
 	}
 	comment := regexp.MustCompile(`\s{2,}\S.*$|\s+\(.*\)$`) // the explanation after an example
 	n := 0
@@ -42,6 +42,9 @@ func TestDocExamplesCheck(t *testing.T) {
 		}
 		var errs []string
 		for _, tr := range tries {
+			if strings.Contains(tr, "last_order_at") && !strings.HasPrefix(tr, "trait last_order_at") {
+				tr = "trait last_order_at = last time of \"Order Completed\"\n" + tr // defined by an example before
+			}
 			if _, _, err := Load(tr, nil); err != nil {
 				errs = append(errs, err.Error())
 				continue

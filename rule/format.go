@@ -124,6 +124,12 @@ func FormatAgg(a *Agg) string {
 		return "<nil>"
 	}
 	s := a.Func
+	switch a.Func {
+	case FnFirstTime:
+		s = "first time"
+	case FnLastTime:
+		s = "last time"
+	}
 	if a.Path != "" {
 		s += "(" + canonPath(a.Path)
 		if a.Convert != "" {
@@ -279,18 +285,34 @@ func formatCond(c *Cond, outer string) string {
 		}
 		return s + " " + FormatWindow(a.Window)
 	case CNotFollowed:
-		if c.First == nil || c.Then == nil || c.Within == nil {
+		if c.First == nil || c.Then == nil {
 			return "<bad not_followed>"
 		}
-		return formatRef(c.First) + " not followed by " + formatRef(c.Then) + " within " + formatSpan(c.Within) + " " + FormatWindow(c.Window)
+		s := formatRef(c.First) + " not followed by " + formatRef(c.Then)
+		if c.Within != nil {
+			s += " within " + formatSpan(c.Within)
+		}
+		if c.For != nil {
+			s += " for at least " + formatSpan(c.For)
+		}
+		return s + " " + FormatWindow(c.Window)
 	case CAnniversary:
 		return "anniversary of traits." + canonPath(c.Profile) + " within next " + spanOr(c.Within)
 	case CAgo:
-		return "traits." + canonPath(c.Profile) + " more than " + spanOr(c.Within) + " ago"
+		return dateSubject(c) + " more than " + spanOr(c.Within) + " ago"
 	case CWithinLast:
-		return "traits." + canonPath(c.Profile) + " within last " + spanOr(c.Within)
+		return dateSubject(c) + " within last " + spanOr(c.Within)
 	}
 	return "<cond " + c.Op + ">"
+}
+
+// dateSubject is what ago and within_last read: a profile trait or a
+// date value.
+func dateSubject(c *Cond) string {
+	if c.Left != nil {
+		return FormatExpr(c.Left)
+	}
+	return "traits." + canonPath(c.Profile)
 }
 
 func spanOr(s *Span) string {

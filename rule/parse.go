@@ -399,13 +399,46 @@ func (p *parser) isAggStart() bool {
 	if t.kind != tIdent {
 		return false
 	}
+	if p.isTimeAgg() {
+		return true
+	}
 	if _, ok := aggFuncs[t.text]; !ok {
 		return false
 	}
 	return p.isAt(1, "(") || p.isAt(1, "of")
 }
 
+// isTimeAgg reports whether "last time of" or "first time of" starts
+// here.
+func (p *parser) isTimeAgg() bool {
+	return (p.is("last") || p.is("first")) && p.isAt(1, "time") && p.isAt(2, "of")
+}
+
 func (p *parser) agg() *Agg {
+	if p.isTimeAgg() {
+		// last time of "Event" [SCOPE] [where FILTER] [WINDOW]: the
+		// window is optional (all time).
+		t := p.next()
+		p.next()
+		p.next()
+		a := &Agg{Func: FnLastTime, Pos: t.pos}
+		if t.text == "first" {
+			a.Func = FnFirstTime
+		}
+		ev := p.next()
+		if ev.kind != tString {
+			p.failAt(ev, "expected a quoted event name such as \"Order Completed\", found %s", ev)
+		}
+		a.Event = ev.text
+		a.Scope = p.scope()
+		if p.accept("where") {
+			a.Where = p.filter()
+		}
+		if a.Window = p.window(false); a.Window == nil {
+			a.Window = &Window{Kind: WinAll, Pos: p.peek().pos}
+		}
+		return a
+	}
 	t := p.next()
 	a := &Agg{Func: aggFuncs[t.text], Pos: t.pos}
 	if p.accept("(") {
@@ -791,9 +824,20 @@ func (p *parser) primary() *Cond {
 		p.expect("followed", "\"followed by\"")
 		p.expect("by", "\"by\"")
 		then := p.eventRef()
-		p.expect("within", "\"within\" and a time span")
-		within := p.span()
-		return &Cond{Op: CNotFollowed, First: first, Then: then, Within: within, Window: p.window(true), Pos: t.pos}
+		c := &Cond{Op: CNotFollowed, First: first, Then: then, Pos: t.pos}
+		switch {
+		case p.accept("within"):
+			c.Within = p.span()
+		case p.is("for"):
+			p.next()
+			p.expect("at", "\"at least\" and a time span (for at least 4 hours)")
+			p.expect("least", "\"least\" and a time span (for at least 4 hours)")
+			c.For = p.span()
+		}
+		if c.Window = p.window(false); c.Window == nil {
+			p.failAt(p.peek(), "expected within SPAN, for at least SPAN or the window (in last N days) after \"not followed by\" %s, found %s", strconv.Quote(then.Event), p.peek())
+		}
+		return c
 	case p.is("anniversary"):
 		p.next()
 		p.expect("of", "\"of\"")
@@ -824,6 +868,19 @@ func (p *parser) primary() *Cond {
 		return &Cond{Op: CWithinLast, Profile: name, Within: p.span(), Pos: t.pos}
 	}
 	e := p.expr(true)
+	switch {
+	case p.is("more") && p.isAt(1, "than"):
+		// A date value: last time of "X" more than 30 days ago.
+		p.next()
+		p.next()
+		s := p.span()
+		p.expect("ago", "\"ago\"")
+		return &Cond{Op: CAgo, Left: e, Within: s, Pos: e.Pos}
+	case p.is("within") && p.isAt(1, "last"):
+		p.next()
+		p.next()
+		return &Cond{Op: CWithinLast, Left: e, Within: p.span(), Pos: e.Pos}
+	}
 	c := &Cond{Op: CCmp, Left: e, Pos: e.Pos}
 	c.Cmp, c.Value = p.cmpOp()
 	return c

@@ -242,17 +242,19 @@
       return field('Event', input(path, holder.event, function (v) { holder.event = v; }, { list: 'dl-events', 'class': 'mid', placeholder: 'Order Completed' }));
     }
 
-    var funcs = [['count', 'number of'], ['sum', 'total of'], ['avg', 'average of'], ['min', 'smallest'], ['max', 'largest'], ['first', 'first'], ['last', 'latest'], ['distinct', 'distinct values of']];
+    var funcs = [['count', 'number of'], ['sum', 'total of'], ['avg', 'average of'], ['min', 'smallest'], ['max', 'largest'], ['first', 'first'], ['last', 'latest'], ['distinct', 'distinct values of'],
+      ['last_time', 'time of the latest'], ['first_time', 'time of the earliest']];
+    function noProperty(fn) { return fn === 'count' || fn === 'last_time' || fn === 'first_time'; }
 
     function aggEditor(a, path) {
       var box = h('div', { 'class': 'agg' });
       box.append(h('div', { 'class': 'inline' },
         field('Measure', select(path + '.func', funcs, a.func, function (v) {
-          a.func = v; if (v === 'count') delete a.property; else if (!a.property) a.property = 'properties.revenue';
+          a.func = v; if (noProperty(v)) { delete a.property; delete a.convert; } else if (!a.property) a.property = 'properties.revenue';
           rerender(); changed();
         })),
-        a.func === 'count' ? null : field('Property', input(path + '.property', a.property, function (v) { a.property = v; }, { placeholder: 'properties.revenue', 'class': 'mid' })),
-        a.func === 'count' || a.func === 'distinct' ? null : field('Convert into', input(path + '.convert', a.convert, function (v) {
+        noProperty(a.func) ? null : field('Property', input(path + '.property', a.property, function (v) { a.property = v; }, { placeholder: 'properties.revenue', 'class': 'mid' })),
+        noProperty(a.func) || a.func === 'distinct' ? null : field('Convert into', input(path + '.convert', a.convert, function (v) {
           v = v.trim().toUpperCase(); if (v) a.convert = v; else delete a.convert;
         }, { placeholder: 'no conversion', 'class': 'short' })),
         eventInput(path + '.event', a)));
@@ -369,10 +371,37 @@
           box.append(h('div', { 'class': 'inline' }, eventInput(path + '.first.event', c.first)), scopeEditor(c.first, path + '.first'), whereToggle(c.first, path + '.first'));
           box.append(h('p', { 'class': 'muted small', text: 'not followed by' }));
           box.append(h('div', { 'class': 'inline' }, eventInput(path + '.then.event', c.then)), scopeEditor(c.then, path + '.then'), whereToggle(c.then, path + '.then'));
-          box.append(h('div', { 'class': 'inline' }, h('span', { 'class': 'muted small', text: 'within' }), spanEditor(c.within, path + '.within')));
+          // within: a deadline; open: no such event at or after it up to
+          // now; for: up to now, standing for at least a span.
+          var mode = c.within ? 'within' : c['for'] ? 'for' : 'open';
+          box.append(h('div', { 'class': 'inline' },
+            field('After it', select(path + '.followMode', [['within', 'within a deadline'], ['open', 'ever since (up to now)'], ['for', 'ever since, for at least']], mode, function (v) {
+              delete c.within; delete c['for'];
+              if (v === 'within') c.within = { n: 4, unit: 'hours' };
+              if (v === 'for') c['for'] = { n: 4, unit: 'hours' };
+              rerender(); changed();
+            })),
+            mode === 'within' ? spanEditor(c.within, path + '.within') : mode === 'for' ? spanEditor(c['for'], path + '.for') : null));
           box.append(windowEditor(c.window, path + '.window'));
           break;
-        case 'anniversary': case 'ago': case 'within_last':
+        case 'ago': case 'within_last':
+          // The date: a profile trait, or a value such as the time of
+          // the latest order (last time of "Order Completed").
+          box.append(field('Date of', select(path + '.dateOf', [['profile', 'a profile trait'], ['value', 'an event or computed trait']], c.left ? 'value' : 'profile', function (v) {
+            if (v === 'value') { delete c.profileTrait; c.left = { op: 'aggregate', aggregate: { func: 'last_time', event: 'Order Completed', window: { kind: 'all' } } }; }
+            else { delete c.left; c.profileTrait = 'created_at'; }
+            rerender(); changed();
+          })));
+          if (c.left) {
+            box.append(exprEditor(c.left, path + '.left', function (n) { c.left = n; }, false));
+            box.append(h('div', { 'class': 'inline' },
+              h('span', { 'class': 'muted small', text: c.op === 'ago' ? 'more than' : 'within the last' }),
+              spanEditor(c.within, path + '.within'),
+              c.op === 'ago' ? h('span', { 'class': 'muted small', text: 'ago' }) : null));
+            break;
+          }
+          /* falls through */
+        case 'anniversary':
           box.append(h('div', { 'class': 'inline' },
             field('Date trait (traits.)', input(path + '.profileTrait', c.profileTrait, function (v) { c.profileTrait = v; }, { 'class': 'mid' })),
             h('span', { 'class': 'muted small', text: c.op === 'anniversary' ? 'within the next' : c.op === 'ago' ? 'more than' : 'within the last' }),

@@ -31,7 +31,6 @@ import (
 	"github.com/kiln-cdp/kiln/engine"
 	"github.com/kiln-cdp/kiln/ingest"
 	"github.com/kiln-cdp/kiln/rule/library"
-	"github.com/kiln-cdp/kiln/store"
 )
 
 const pipelineUsage = `Usage: kiln bench pipeline [-duration 60s] [-clients 16] [-batch 100] [-runs 3] [-baseline PATH]
@@ -331,8 +330,8 @@ func pipelineRun(ctx context.Context, o *pipelineOpts, bin restartBinary, row st
 		res.ackP50, res.ackP99 = lat[len(lat)/2], lat[(len(lat)-1)*99/100]
 	}
 	t := time.Now()
-	if err := waitCheckpoint(ctx, st, srv, last, o.drain); err != nil {
-		return res, err
+	if err := srv.waitProcessed(ctx, st, last, o.drain); err != nil {
+		return res, fmt.Errorf("draining the backlog: %w", err)
 	}
 	res.drain = time.Since(t)
 	cp2, _ := st.GetCheckpoint(ctx, engine.Checkpoint)
@@ -348,29 +347,6 @@ func pipelineRun(ctx context.Context, o *pipelineOpts, bin restartBinary, row st
 		return res, err
 	}
 	return res, nil
-}
-
-// waitCheckpoint waits until the engine has processed every event up to seq.
-func waitCheckpoint(ctx context.Context, st store.Store, srv *restartServer, seq int64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if err := srv.alive(); err != nil {
-			return err
-		}
-		cp, err := st.GetCheckpoint(ctx, engine.Checkpoint)
-		if err != nil {
-			return err
-		}
-		if cp >= seq {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("the backlog did not drain within -drain %s", timeout)
 }
 
 func printPipelineTable(o *pipelineOpts, rs []pipelineResult) {

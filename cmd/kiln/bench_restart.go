@@ -748,8 +748,14 @@ func (s *restartServer) waitReady(ctx context.Context, timeout time.Duration) er
 	return fmt.Errorf("not ready after %s", timeout)
 }
 
+// checkpointReader reads the engine's checkpoint: a reader beside the
+// server (SQLite) or the store itself.
+type checkpointReader interface {
+	GetCheckpoint(ctx context.Context, name string) (int64, error)
+}
+
 // waitProcessed waits until the engine's checkpoint reaches seq.
-func (s *restartServer) waitProcessed(ctx context.Context, reader *sqlite.DB, seq int64, timeout time.Duration) error {
+func (s *restartServer) waitProcessed(ctx context.Context, reader checkpointReader, seq int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if err := s.alive(); err != nil {

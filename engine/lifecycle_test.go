@@ -33,8 +33,9 @@ import (
 // publish and sequences time out between and across restarts.
 
 // lifeDefs is the definition set both runs start with: windows of several
-// lengths, a sequence with a deadline, profile and model traits, and a
-// segment published on a schedule.
+// lengths, a sequence with a deadline and an open-ended one, the time of
+// the last order, a condition on an order's own line items, nested
+// profile traits, model traits, and a segment published on a schedule.
 const lifeDefs = `
 trait spend_30d = sum(properties.revenue) of "Order Completed" in last 30 days
 trait orders_7d = count of "Order Completed" in last 7 days
@@ -46,6 +47,11 @@ segment valuable { traits.clv_12m > 3000 }
 segment loyal { traits.rfm_segment = "Loyal" }
 segment daily_buyers { count of "Order Completed" in last 1 days >= 1 }
   freshness every 1 hours
+trait last_order_at = last time of "Order Completed"
+segment lapsing { last_order_at more than 2 days ago }
+segment open_abandoners { "Checkout Started" not followed by "Order Completed" for at least 2 hours in last 3 days }
+segment bulk_buyers { count of "Order Completed" where sum(products.quantity) >= 24 in last 7 days >= 1 }
+segment trade { traits.company.name exists }
 `
 
 // Edits the scripts apply: one changes a segment that has automations,
@@ -91,7 +97,8 @@ func lifeScript(seed uint64, steps int) []lifeStep {
 				switch k := rng.IntN(10); {
 				case k < 4:
 					ev.Name = kiln.OrderCompleted
-					ev.Properties = map[string]any{"revenue": revenues[rng.IntN(len(revenues))]}
+					ev.Properties = map[string]any{"revenue": revenues[rng.IntN(len(revenues))],
+						"products": []any{map[string]any{"quantity": float64(6 * (1 + rng.IntN(4)))}, map[string]any{"quantity": float64(rng.IntN(3))}}}
 				case k < 6:
 					ev.Name = "Checkout Started"
 				case k < 7:
@@ -100,6 +107,9 @@ func lifeScript(seed uint64, steps int) []lifeStep {
 				case k < 8:
 					ev.Type = kiln.Identify
 					ev.Traits = map[string]any{"tier": []string{"vip", "basic"}[rng.IntN(2)]}
+					if rng.IntN(3) == 0 {
+						ev.Traits["company"] = map[string]any{"name": "Tea Rooms Ltd"}
+					}
 				case k < 9:
 					// Anonymous browsing, later linked by the next case.
 					ev.UserID, ev.AnonymousID = "", fmt.Sprintf("a%d", u)
@@ -355,9 +365,17 @@ func TestLifecycleMatchesUninterruptedRunOnPostgres(t *testing.T) {
 // on stores that newStore opens, and compares what they recorded.
 func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) func() (store.Store, error)) {
 	snapped := 0
+	moved := map[string]bool{} // segments with a transition in some seed
 	defer func() {
 		if snapped == 0 && !t.Failed() {
 			t.Error("no restart began from a snapshot: the snapshot path was not tested")
+		}
+		// Every construct of lifeDefs must have been put through the
+		// lifecycle, not only parsed.
+		for _, seg := range []string{"big_spenders", "frequent", "abandoners", "vips", "lapsing", "open_abandoners", "bulk_buyers", "trade"} {
+			if !moved[seg] && !t.Failed() {
+				t.Errorf("segment %s had no transition in any seed: the script does not exercise it", seg)
+			}
 		}
 	}()
 	for seed := range uint64(seeds) {
@@ -421,6 +439,11 @@ func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) 
 				t.Errorf("actions differ from the uninterrupted run:\n%s", d)
 			}
 			snapped += rough.snapped
+			for _, line := range want {
+				for _, f := range strings.Fields(line) {
+					moved[f] = true
+				}
+			}
 			t.Logf("%d transitions, %d actions, %d kills, %d restarts from a snapshot", len(want), len(wantActs), rough.kills, rough.snapped)
 			calm.stop()
 			rough.stop()

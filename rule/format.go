@@ -102,6 +102,18 @@ func formatExpr(e *Expr, outer int) string {
 		return "traits." + canonPath(e.Name)
 	case ExprNum:
 		return formatNum(e.Num)
+	case ExprString:
+		return strconv.Quote(e.Str)
+	case ExprBool:
+		return strconv.FormatBool(e.Bool)
+	case ExprProp:
+		return canonPath(e.Name)
+	case ExprCall:
+		parts := make([]string, len(e.Args))
+		for i, a := range e.Args {
+			parts[i] = formatExpr(a, 0)
+		}
+		return e.Func + "(" + strings.Join(parts, ", ") + ")"
 	}
 	p := exprPrec(e.Op)
 	if len(e.Args) != 2 {
@@ -168,6 +180,11 @@ func formatFilter(f *Filter, outer string) string {
 			return f.Func + "(" + canonPath(f.Path) + ") " + formatCmp(f.Cmp, f.Value)
 		}
 		return canonPath(f.Path) + " " + formatCmp(f.Cmp, f.Value)
+	case FExpr:
+		if f.Right != nil {
+			return FormatExpr(f.Left) + " " + f.Cmp + " " + FormatExpr(f.Right)
+		}
+		return FormatExpr(f.Left) + " " + formatCmp(f.Cmp, f.Value)
 	case FItems:
 		if f.Func == FnAny || f.Func == FnAll {
 			if f.Where == nil {
@@ -261,6 +278,9 @@ func formatCond(c *Cond, outer string) string {
 		}
 		return "not " + formatCond(c.Args[0], CNot)
 	case CCmp:
+		if c.Right != nil {
+			return FormatExpr(c.Left) + " " + c.Cmp + " " + FormatExpr(c.Right)
+		}
 		return FormatExpr(c.Left) + " " + formatCmp(c.Cmp, c.Value)
 	case CSegment:
 		return "in segment " + c.Segment

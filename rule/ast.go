@@ -279,16 +279,16 @@ const (
 
 // Cond is a segment condition.
 type Cond struct {
-	Op      string  `json:"op"`
-	Args    []*Cond `json:"args,omitempty"`
-	Left    *Expr   `json:"left,omitempty"`
-	Cmp     string  `json:"cmp,omitempty"`
-	Value   any     `json:"value,omitempty"`
+	Op    string  `json:"op"`
+	Args  []*Cond `json:"args,omitempty"`
+	Left  *Expr   `json:"left,omitempty"`
+	Cmp   string  `json:"cmp,omitempty"`
+	Value any     `json:"value,omitempty"`
 	// Right is the right side of a comparison of two values
 	// (traits.home_location != traits.last_store); nil when it compares
 	// with the literal Value.
-	Right *Expr `json:"right,omitempty"`
-	Segment string  `json:"segment,omitempty"`
+	Right   *Expr  `json:"right,omitempty"`
+	Segment string `json:"segment,omitempty"`
 	// Agg is the event reference of performed / not performed (Func is
 	// always count).
 	Agg *Agg `json:"aggregate,omitempty"`

@@ -3,6 +3,8 @@ package eval
 import (
 	"fmt"
 	"time"
+
+	"github.com/kiln-cdp/kiln/rule"
 )
 
 // Node is one condition of a segment with its current value and why.
@@ -108,6 +110,21 @@ func (e *condEnv) explain(c *cnode) *Node {
 				lit.str = e.p.curs[c.node] // a threshold is in the amount's currency: 500.00 GBP
 			}
 			n.Why = fmt.Sprintf("%s; needs %s %s", v, c.cmp, lit)
+		}
+	case cExpr:
+		_, r, _ := e.exprLeaf(c)
+		switch {
+		case c.xr != nil:
+			n.Why = fmt.Sprintf("%s; needs %s %s, the value of %s", v, c.cmp, r, rule.FormatExpr(c.rc.Right))
+			if r.kind == kNull {
+				n.Why = fmt.Sprintf("%s; %s has no value, so nothing compares", v, rule.FormatExpr(c.rc.Right))
+			}
+		case c.list != nil:
+			n.Why = fmt.Sprintf("%s; needs %s %v", v, c.cmp, valuesString(c.list))
+		case c.cmp == "exists" || c.cmp == "not exists":
+			n.Why = fmt.Sprintf("%s; needs %s", v, c.cmp)
+		default:
+			n.Why = fmt.Sprintf("%s; needs %s %s", v, c.cmp, c.lit)
 		}
 	case cSeg:
 		n.Why = fmt.Sprintf("member: %v", n.Holds)

@@ -77,7 +77,7 @@ func (g *gen) itemCond() string {
 	case 4:
 		return g.pick("min", "max") + "(" + g.pick("items.q", "items.p") + where() + ")" + cmp("1", "2", "100", "0.1")
 	case 5:
-		return g.pick("any", "all") + "(" + g.pick(`items.c = "p"`, `items.q >= 2`, `items.c = "q" and items.k != "k3"`, `not items.c = "p"`) + ")"
+		return g.pick("any", "all") + "(" + g.pick(`items.c = "p"`, `items.q >= 2`, `items.c = "q" and items.k != "k3"`, `not items.c = "p"`, `items.q * items.p > properties.v`, `items.c + items.k = traits.nick`) + ")"
 	case 6:
 		return `any(items.c = "p") and any(items.c = "q")`
 	}

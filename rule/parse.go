@@ -595,9 +595,30 @@ func filterArray(f *Filter) string {
 		return itemArray(f.Path)
 	case FItems:
 		return ""
+	case FExpr:
+		if arr := exprArray(f.Left); arr != "" {
+			return arr
+		}
+		return exprArray(f.Right)
 	}
 	for _, a := range f.Args {
 		if arr := filterArray(a); arr != "" {
+			return arr
+		}
+	}
+	return ""
+}
+
+// exprArray is the first line-item array an expression reads, or "".
+func exprArray(e *Expr) string {
+	if e == nil {
+		return ""
+	}
+	if e.Op == ExprProp {
+		return itemArray(e.Name)
+	}
+	for _, a := range e.Args {
+		if arr := exprArray(a); arr != "" {
 			return arr
 		}
 	}

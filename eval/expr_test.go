@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kiln-cdp/kiln"
+	"github.com/kiln-cdp/kiln/rule"
 )
 
 // The motivating rule: an order shipped to a name other than the
@@ -129,5 +130,43 @@ segment long_time { days_between(traits.created_at, traits.last_seen) >= 365 }
 	snap := p.Naive(nil, prof, now)
 	if snap.Segments["birthday_in_december"] != true || snap.Segments["long_time"] != true {
 		t.Errorf("naive: %v", snap.Segments)
+	}
+}
+
+// A filter comparison from JSON with a literal value reads it as the
+// text form does, a constant right side: a missing value compares false,
+// != included.
+func TestJSONCompareWithValueIsAConstantRightSide(t *testing.T) {
+	set, err := rule.ParseJSON([]byte(`{"definitions": [{"kind": "trait", "name": "n", "value": {"op": "aggregate", "aggregate": {
+  "func": "count", "event": "A", "window": {"kind": "all"},
+  "where": {"op": "compare", "left": {"op": "call", "func": "lower", "args": [{"op": "property", "name": "properties.s"}]}, "cmp": "!=", "value": "x"}}}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(set, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := rule.Parse(rule.Format(set))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := Compile(text, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	events := []*kiln.Event{track("A", now, map[string]any{"s": "Y"}), track("A", now, map[string]any{"s": "X"}), track("A", now, nil)}
+	for _, prog := range []*Program{p, q} {
+		st := prog.NewState()
+		for _, ev := range events {
+			prog.Apply(st, nil, ev, now)
+		}
+		if got := prog.TraitValues(st)["n"]; got != nv("1") {
+			t.Errorf("%s: n = %v, want 1 (only Y: X is x lowered, and a missing s compares false)", rule.Format(prog.Definitions()), got)
+		}
+		if got := prog.Naive(events, nil, now).Traits["n"]; got != nv("1") {
+			t.Errorf("naive n = %v, want 1", got)
+		}
 	}
 }

@@ -69,8 +69,13 @@ func compileFilter(f *rule.Filter, arr *string, loc *time.Location) *cfilter {
 		c.lit, c.list = literal(f.Value)
 		noNode := func(*rule.Expr) int { panic("eval: an event filter reads no computed trait") }
 		c.left = compileX(f.Left, loc, arr, noNode)
-		if f.Right != nil {
+		switch {
+		case f.Right != nil:
 			c.right = compileX(f.Right, loc, arr, noNode)
+		case f.Cmp != rule.CmpIn && f.Cmp != rule.CmpExists && f.Cmp != rule.CmpNotExists:
+			// A literal Value (from JSON) is a constant right side: the
+			// text form reads it so.
+			c.right = &xexpr{op: xLit, lit: c.lit}
 		}
 	default:
 		c.op = fCmp

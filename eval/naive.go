@@ -363,7 +363,11 @@ func (p *Program) naiveFilter(f *rule.Filter, props, item, tr map[string]any) bo
 	case rule.FItems:
 		return p.naiveItems(f, props, tr)
 	case rule.FExpr:
-		return p.naiveComparison(f.Left, f.Cmp, f.Right, f.Value, props, item, tr, nil)
+		right := f.Right
+		if right == nil && f.Cmp != rule.CmpIn && f.Cmp != rule.CmpExists && f.Cmp != rule.CmpNotExists {
+			right = constExpr(f.Value) // a literal Value from JSON is a constant right side
+		}
+		return p.naiveComparison(f.Left, f.Cmp, right, f.Value, props, item, tr, nil)
 	}
 	segs, _ := rule.SplitPath(f.Path)
 	src := item

@@ -28,6 +28,19 @@ func (p *Program) naiveComparison(left *rule.Expr, cmp string, right *rule.Expr,
 	return compare(l, cmp, r, nil)
 }
 
+// constExpr is the constant expression of a literal value.
+func constExpr(v any) *rule.Expr {
+	switch x := v.(type) {
+	case float64:
+		return &rule.Expr{Op: rule.ExprNum, Num: x}
+	case string:
+		return &rule.Expr{Op: rule.ExprString, Str: x}
+	case bool:
+		return &rule.Expr{Op: rule.ExprBool, Bool: x}
+	}
+	return &rule.Expr{Op: rule.ExprString} // unchecked; Check rejects other values
+}
+
 // naiveCondExpr is a condition's comparison of expressions: its left
 // value, its right value and whether it holds.
 func (p *Program) naiveCondExpr(c *rule.Cond, tr map[string]any, vals []value) (value, value, bool) {

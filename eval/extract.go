@@ -144,6 +144,9 @@ func (f *cfilter) eval(props, item, tr map[string]any) bool {
 		if f.right == nil {
 			return compareX(l, f.cmp, nil, f.lit, f.list)
 		}
+		if l.kind == kNull {
+			return false // nothing compares with a missing value: skip the right side
+		}
 		r := f.right.eval(&env)
 		return compareX(l, f.cmp, &r, null, nil)
 	}

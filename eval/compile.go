@@ -3,6 +3,7 @@ package eval
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/kiln-cdp/kiln/rule"
@@ -729,6 +730,33 @@ func filterReadsProfile(f *rule.Filter) bool {
 		}
 	}
 	return false
+}
+
+// filterProfilePaths appends the profile trait paths an event filter
+// reads (once each, in order).
+func filterProfilePaths(f *rule.Filter, out []string) []string {
+	if f == nil {
+		return out
+	}
+	var expr func(e *rule.Expr)
+	expr = func(e *rule.Expr) {
+		if e == nil {
+			return
+		}
+		if e.Op == rule.ExprProfile && !slices.Contains(out, e.Name) {
+			out = append(out, e.Name)
+		}
+		for _, a := range e.Args {
+			expr(a)
+		}
+	}
+	expr(f.Left)
+	expr(f.Right)
+	out = filterProfilePaths(f.Where, out)
+	for _, a := range f.Args {
+		out = filterProfilePaths(a, out)
+	}
+	return out
 }
 
 // readsProfile reports whether an expression reads profile traits.

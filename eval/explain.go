@@ -111,6 +111,9 @@ func (e *condEnv) explain(c *cnode) *Node {
 			}
 			n.Why = fmt.Sprintf("%s; needs %s %s", v, c.cmp, lit)
 		}
+		if c.op == cAgg {
+			n.Why += e.filterTraitsWhy(c.node)
+		}
 	case cExpr:
 		_, r, _ := e.exprLeaf(c)
 		switch {
@@ -132,6 +135,33 @@ func (e *condEnv) explain(c *cnode) *Node {
 		n.Why = e.dateWhy(c, v)
 	}
 	return n
+}
+
+// filterTraitsWhy names the profile traits an aggregate's event filter
+// reads, with their values now: each event was judged with those it
+// arrived with.
+func (e *condEnv) filterTraitsWhy(node int) string {
+	a := e.p.aggs[node]
+	if a.kind != akWin && a.kind != akRun {
+		return ""
+	}
+	paths := filterProfilePaths(e.p.feats[a.feat].where, nil)
+	if len(paths) == 0 {
+		return ""
+	}
+	var tr map[string]any
+	if e.prof != nil {
+		tr = e.prof.Traits
+	}
+	s := "; its filter reads"
+	for i, p := range paths {
+		segs, _ := rule.SplitPath(p)
+		if i > 0 {
+			s += ","
+		}
+		s += fmt.Sprintf(" traits.%s (now %s)", p, toValue(lookup(tr, segs)))
+	}
+	return s + " as each event arrived"
 }
 
 // dateWhy says how far a date condition is from holding.

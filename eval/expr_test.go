@@ -58,6 +58,14 @@ segment own_name { count of "Order Completed" where upper(trim(properties.shippi
 	if got := p.TraitValues(st)["gift_orders"]; got != nv("1") {
 		t.Errorf("gift_orders = %v, want 1", got)
 	}
+	// Two raw gifts: Bob Smith, and " ann LEE " (not her name as written).
+	node, err := p.Explain(st, prof, "gift_buyer", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `value 2; needs > 0; its filter reads traits.first_name (now "Bob"), traits.last_name (now "Smith") as each event arrived`; !node.Holds || node.Why != want {
+		t.Errorf("explain gift_buyer: %v %q, want %q", node.Holds, node.Why, want)
+	}
 	snap := p.Naive(events, prof, now)
 	if snap.Traits["gift_orders"] != nv("1") || !snap.Segments["gift_buyer"] || !snap.Segments["own_name"] {
 		t.Errorf("naive disagrees: %v %v", snap.Traits, snap.Segments)

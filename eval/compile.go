@@ -629,6 +629,16 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 			if readsProfile(c.Left) || readsProfile(c.Right) {
 				sg.profileDep = true
 			}
+			if c.Right != nil && plainLeft(c.Left) && plainLeft(c.Right) && c.Left.Op != rule.ExprProfile && c.Right.Op != rule.ExprProfile {
+				// Amounts compared must share a currency, as amounts added do.
+				if l, r := p.exprCurrency(c.Left), p.exprCurrency(c.Right); l != "" && r != "" && l != r {
+					msg := fmt.Sprintf("%s compares amounts in two currencies (%s and %s); convert one, e.g. sum(properties.revenue in %s)", rule.FormatCond(c), l, r, l)
+					if c.Line == 0 {
+						msg = p.defName + ": " + msg
+					}
+					p.errs = append(p.errs, &rule.Error{Pos: c.Pos, Msg: msg})
+				}
+			}
 			break
 		}
 		switch c.Left.Op {

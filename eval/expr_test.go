@@ -178,3 +178,31 @@ func TestJSONCompareWithValueIsAConstantRightSide(t *testing.T) {
 		}
 	}
 }
+
+// Comparing amounts in two currencies is an error, as adding them is; an
+// amount compared with a count or with an amount in its own currency is
+// not.
+func TestCompareAmountsInTwoCurrencies(t *testing.T) {
+	base := `trait gbp = sum(properties.revenue) of "Order Completed" in currency GBP all time
+trait usd = sum(properties.revenue) of "Order Completed" in currency USD all time
+trait gbp_max = max(properties.revenue) of "Order Completed" in currency GBP all time
+trait orders = count of "Order Completed" all time
+`
+	set, err := rule.Parse(base + "segment s {\n  gbp > usd * 2\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `6:3: gbp > usd * 2 compares amounts in two currencies (GBP and USD); convert one, e.g. sum(properties.revenue in GBP)`
+	if _, err := Compile(set, Options{}); err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	for _, ok := range []string{"gbp >= gbp_max * 2", "gbp > orders", "gbp / usd > orders"} {
+		set, err := rule.Parse(base + "segment s { " + ok + " }\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Compile(set, Options{}); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}

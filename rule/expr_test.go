@@ -76,3 +76,55 @@ segment named {
 		t.Errorf("JSON form lacks the comparison or the function: %s", data)
 	}
 }
+
+// Arithmetic in parentheses may open a filter's comparison, as it may a
+// condition's; a parenthesised sub-filter still reads as one.
+func TestParenthesesOpenArithmeticInFilters(t *testing.T) {
+	for src, want := range map[string]string{
+		`trait x = count of "A" where (properties.a + properties.b) * 2 > traits.limit all time`:               `(properties.a + properties.b) * 2 > traits.limit`,
+		`trait x = count of "A" where (properties.a = 1 or properties.b = 2) and properties.c exists all time`: `(properties.a = 1 or properties.b = 2) and properties.c exists`,
+		`trait x = count of "A" where ("x" + properties.a) = lower(properties.b) all time`:                     `"x" + properties.a = lower(properties.b)`,
+		`trait x = count of "A" where not (lower(properties.a) != "b") and (properties.q) exists all time`:     `not lower(properties.a) != "b" and properties.q exists`,
+	} {
+		set, err := Parse(src)
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		if _, err := Check(set, nil); err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		got := FormatFilter(set.Defs[0].Value.Agg.Where)
+		if got != want {
+			t.Errorf("%s:\n got  %s\n want %s", src, got, want)
+		}
+		if again, err := Parse(Format(set)); err != nil || Format(again) != Format(set) {
+			t.Errorf("%s: formatted text does not reparse to itself: %v\n%s", src, err, Format(set))
+		}
+	}
+}
+
+// A condition whose left side starts with a quoted string (from JSON) is
+// formatted in parentheses, so the text does not read as an event name.
+func TestConditionStartingWithAStringFormats(t *testing.T) {
+	set, err := ParseJSON([]byte(`{"definitions": [{"kind": "segment", "name": "s", "condition": {"op": "cmp",
+  "left": {"op": "+", "args": [{"op": "string", "str": "Dr "}, {"op": "profile", "name": "last_name"}]}, "cmp": "=", "right": {"op": "profile", "name": "title"}}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Check(set, nil); err != nil {
+		t.Fatal(err)
+	}
+	text := Format(set)
+	if !strings.Contains(text, `("Dr " + traits.last_name) = traits.title`) {
+		t.Errorf("formatted as:\n%s", text)
+	}
+	again, err := Parse(text)
+	if err != nil || Format(again) != text {
+		t.Fatalf("does not reparse to itself: %v\n%s", err, text)
+	}
+	if c := again.Defs[0].Cond; c.Op != CCmp || c.Left.Op != ExprAdd || c.Right == nil {
+		t.Errorf("reparsed as %+v", c)
+	}
+}

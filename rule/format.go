@@ -278,10 +278,16 @@ func formatCond(c *Cond, outer string) string {
 		}
 		return "not " + formatCond(c.Args[0], CNot)
 	case CCmp:
-		if c.Right != nil {
-			return FormatExpr(c.Left) + " " + c.Cmp + " " + FormatExpr(c.Right)
+		left := FormatExpr(c.Left)
+		if startsWithString(c.Left) {
+			// A condition starting with a quoted string reads as an
+			// event name ("A" not followed by ...).
+			left = "(" + left + ")"
 		}
-		return FormatExpr(c.Left) + " " + formatCmp(c.Cmp, c.Value)
+		if c.Right != nil {
+			return left + " " + c.Cmp + " " + FormatExpr(c.Right)
+		}
+		return left + " " + formatCmp(c.Cmp, c.Value)
 	case CSegment:
 		return "in segment " + c.Segment
 	case CPerformed, CNotPerformed:
@@ -311,6 +317,25 @@ func formatCond(c *Cond, outer string) string {
 		return "traits." + canonPath(c.Profile) + " within last " + spanOr(c.Within)
 	}
 	return "<cond " + c.Op + ">"
+}
+
+// startsWithString reports whether an expression's text starts with a
+// quoted string.
+func startsWithString(e *Expr) bool {
+	for e != nil {
+		switch e.Op {
+		case ExprString:
+			return true
+		case ExprAdd, ExprSub, ExprMul, ExprDiv:
+			if len(e.Args) == 0 {
+				return false
+			}
+			e = e.Args[0]
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 func spanOr(s *Span) string {

@@ -509,11 +509,15 @@ func (p *parser) filterNot() *Filter {
 		defer p.nest(t)()
 		return &Filter{Op: FNot, Args: []*Filter{p.filterNot()}, Pos: t.pos}
 	}
-	if p.accept("(") {
-		defer p.nest(t)()
-		f := p.filter()
-		p.expect(")", "\")\"")
-		return f
+	if p.is("(") {
+		// A parenthesis opens a sub-filter or arithmetic such as
+		// (properties.a + properties.b) * 2 > 10: try the filter, and
+		// fall back when a comparison or arithmetic follows it.
+		save := p.i
+		if f, ok := p.tryParenFilter(); ok {
+			return f
+		}
+		p.i = save
 	}
 	if t.kind == tIdent && p.isAt(1, "(") {
 		if f := p.itemFilter(t); f != nil {
@@ -928,6 +932,34 @@ func exprLiteral(e *Expr) (any, bool) {
 		return e.Bool, true
 	}
 	return nil, false
+}
+
+func (p *parser) tryParenFilter() (f *Filter, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if b, isBail := r.(bail); !isBail || b.final {
+				panic(r)
+			}
+			f, ok = nil, false
+		}
+	}()
+	defer p.nest(p.next())()
+	f = p.filter()
+	p.expect(")", "\")\"")
+	if p.afterParenIsValue() {
+		return nil, false
+	}
+	return f, true
+}
+
+// afterParenIsValue reports whether what follows a closing parenthesis
+// makes it arithmetic or a value compared: an operator or a comparison.
+func (p *parser) afterParenIsValue() bool {
+	n := p.peek()
+	if n.kind == tPunct && strings.Contains("= != < <= > >= + - * /", n.text) && n.text != "" && !p.is("(") {
+		return true
+	}
+	return p.is("contains") || p.is("exists") || (p.is("in") && p.isAt(1, "[")) || (p.is("not") && p.isAt(1, "exists"))
 }
 
 func (p *parser) tryParenCond() (c *Cond, ok bool) {

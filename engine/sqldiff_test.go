@@ -32,9 +32,12 @@ import (
 // random streams are tried (default 6).
 
 // sqlAtom is one condition, in Kiln's language and in SQL over the tables
-// ev(id, u, name, ts, revenue, category, shipped, city) and item(ev, category,
-// quantity, price) (an order's line items, properties.products) for the
-// profile p.u as of :T (a literal substituted per instant).
+// ev(id, u, name, ts, revenue, category, shipped, city, ship_name,
+// discount), item(ev, category, quantity, price) (an order's line items,
+// properties.products) and ident(id, u, first_name, last_name) (identify
+// calls: the one with id i comes just before event i) for the profile p.u
+// as of :T (a literal substituted per instant). An event filter reads
+// the profile's traits as the event arrived: the last identify up to it.
 type sqlAtom struct{ kiln, sql string }
 
 type sqlDiffGen struct {
@@ -69,7 +72,29 @@ func (g *sqlDiffGen) window() (string, string) {
 // its line items included (ev is the event the clause is about).
 func (g *sqlDiffGen) filter() (string, string) {
 	items := "FROM item i WHERE i.ev = ev.id"
-	switch g.rng.IntN(13) {
+	trait := func(name string) string {
+		return fmt.Sprintf("(SELECT d.%s FROM ident d WHERE d.u = ev.u AND d.id <= ev.id ORDER BY d.id DESC LIMIT 1)", name)
+	}
+	fullName := trait("first_name") + " || ' ' || " + trait("last_name")
+	switch g.rng.IntN(19) {
+	case 13, 14:
+		// Expressions: a comparison of two values is false when either
+		// is missing, != included (SQL's NULL).
+		return ` where properties.shipping_address.name != traits.first_name + " " + traits.last_name`,
+			fmt.Sprintf(" AND COALESCE(ship_name <> %s, false)", fullName)
+	case 15:
+		return ` where lower(trim(properties.shipping_address.name)) = lower(traits.first_name + " " + traits.last_name)`,
+			fmt.Sprintf(" AND COALESCE(lower(btrim(ship_name, ' ')) = lower(%s), false)", fullName)
+	case 16:
+		op, x := g.pick(diffOps), g.pick([]string{"0", "50", "100", "100.01"})
+		return fmt.Sprintf(" where properties.revenue - properties.discount %s %s", op, x),
+			fmt.Sprintf(" AND COALESCE(revenue - discount %s %s, false)", strings.Replace(op, "!=", "<>", 1), x)
+	case 17:
+		return " where properties.revenue < properties.discount * 2 or upper(properties.category) + \"!\" = \"TEAWARE!\"",
+			" AND (COALESCE(revenue < discount * 2, false) OR COALESCE(upper(category) || '!' = 'TEAWARE!', false))"
+	case 18:
+		k := g.pick([]string{"6", "7", "8"})
+		return ` where length(properties.shipping_address.name) > ` + k, " AND COALESCE(char_length(ship_name) > " + k + ", false)"
 	case 9:
 		return ` where properties.shipping_address exists`, " AND shipped"
 	case 10:
@@ -230,6 +255,12 @@ type diffEvent struct {
 	// city unless city is "".
 	shipped bool
 	city    string
+	// shipName is properties.shipping_address.name ("": none); discount
+	// properties.discount ("": none); ident, when set, is an identify
+	// call setting first_name and last_name just before the event.
+	shipName string
+	discount string
+	ident    []string
 }
 
 type diffItem struct {
@@ -251,10 +282,17 @@ func (g *sqlDiffGen) stream(base int64, instants []int64) []diffEvent {
 			}
 			if e.shipped = g.rng.IntN(2) == 0; e.shipped {
 				e.city = g.pick([]string{"York", "Leeds", ""})
+				e.shipName = g.pick([]string{"Ann Lee", "Ann Lee", "Bob Smith", " ann lee", "Ann Smith", ""})
+			}
+			if g.rng.IntN(2) == 0 {
+				e.discount = g.pick([]string{"0", "10", "50", "99.99", "250"})
 			}
 		}
 		if e.name != "Checkout Started" && g.rng.IntN(4) != 0 {
 			e.category = g.pick([]string{"teaware", "glassware"})
+		}
+		if g.rng.IntN(5) == 0 {
+			e.ident = []string{g.pick([]string{"Ann", "Bob"}), g.pick([]string{"Lee", "Smith"})}
 		}
 		out = append(out, e)
 		if e.name == "Checkout Started" && g.rng.IntN(3) == 0 {
@@ -318,6 +356,14 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 	defs.WriteString("trait t_spend = sum(properties.revenue) of \"Order Completed\" in last 30 days\n")
 	fmt.Fprintf(&defs, "segment s10 { in segment s0 and t_spend >= %s }\n", x)
 	segs = append(segs, "s10")
+	// A comparison of two computed traits: null (no order) on either
+	// side holds nothing.
+	defs.WriteString("trait t_max = max(properties.revenue) of \"Order Completed\" in last 7 days\n")
+	defs.WriteString("segment s11 { t_spend >= t_max * 2 }\n")
+	segs = append(segs, "s11")
+	conds["s11"] = sqlAtom{"t_spend >= t_max * 2", fmt.Sprintf(
+		"COALESCE(COALESCE((SELECT sum(revenue) FROM ev WHERE u = p.u AND name = 'Order Completed' AND ts > :T - %d AND ts <= :T), 0) >= 2 * (SELECT max(revenue) FROM ev WHERE u = p.u AND name = 'Order Completed' AND ts > :T - %d AND ts <= :T), false)",
+		int64(30*86400_000), int64(7*86400_000))}
 	conds["s10"] = sqlAtom{"in segment s0 and t_spend >= " + x, fmt.Sprintf(
 		"(%s AND COALESCE((SELECT sum(revenue) FROM ev WHERE u = p.u AND name = 'Order Completed' AND ts > :T - %d AND ts <= :T), 0) >= %s)",
 		conds["s0"].sql, int64(30*86400_000), x)}
@@ -363,13 +409,25 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 				if e.city != "" {
 					addr["city"] = e.city
 				}
+				if e.shipName != "" {
+					addr["name"] = e.shipName
+				}
 				props["shipping_address"] = addr
+			}
+			if e.discount != "" {
+				f, _ := strconv.ParseFloat(e.discount, 64)
+				props["discount"] = f
 			}
 			at := time.UnixMilli(e.ts).UTC()
 			batch = append(batch, kiln.Event{Name: e.name, Timestamp: at, ReceivedAt: at, Properties: props})
 		}
 		b.clock.Store(evs[i].ts)
 		for k := range batch {
+			if id := evs[i+k].ident; id != nil {
+				at := batch[k].Timestamp
+				b.send(t, evs[i+k].user, kiln.Event{Type: kiln.Identify, Timestamp: at, ReceivedAt: at,
+					Traits: map[string]any{"first_name": id[0], "last_name": id[1]}})
+			}
 			b.send(t, evs[i+k].user, batch[k])
 		}
 		i = j
@@ -415,12 +473,13 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, `CREATE TABLE ev (id bigint PRIMARY KEY, u text NOT NULL, name text NOT NULL, ts bigint NOT NULL, revenue numeric, category text,
-  shipped boolean NOT NULL, city text);
-CREATE TABLE item (ev bigint NOT NULL REFERENCES ev, category text, quantity numeric, price numeric)`); err != nil {
+  shipped boolean NOT NULL, city text, ship_name text, discount numeric);
+CREATE TABLE item (ev bigint NOT NULL REFERENCES ev, category text, quantity numeric, price numeric);
+CREATE TABLE ident (id bigint NOT NULL, u text NOT NULL, first_name text, last_name text)`); err != nil {
 		t.Fatal(err)
 	}
 	rows := make([][]any, len(evs))
-	var itemRows [][]any
+	var itemRows, identRows [][]any
 	for i, e := range evs {
 		var rev, cat any
 		if e.revenue != "" {
@@ -433,12 +492,25 @@ CREATE TABLE item (ev bigint NOT NULL REFERENCES ev, category text, quantity num
 		if e.city != "" {
 			city = e.city
 		}
-		rows[i] = []any{i, e.user, e.name, e.ts, rev, cat, e.shipped, city}
+		var shipName, discount any
+		if e.shipName != "" {
+			shipName = e.shipName
+		}
+		if e.discount != "" {
+			discount = e.discount
+		}
+		rows[i] = []any{i, e.user, e.name, e.ts, rev, cat, e.shipped, city, shipName, discount}
+		if e.ident != nil {
+			identRows = append(identRows, []any{i, e.user, e.ident[0], e.ident[1]})
+		}
 		for _, it := range e.items {
 			itemRows = append(itemRows, []any{i, it.category, it.quantity, it.price})
 		}
 	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"ev"}, []string{"id", "u", "name", "ts", "revenue", "category", "shipped", "city"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"ev"}, []string{"id", "u", "name", "ts", "revenue", "category", "shipped", "city", "ship_name", "discount"}, pgx.CopyFromRows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"ident"}, []string{"id", "u", "first_name", "last_name"}, pgx.CopyFromRows(identRows)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"item"}, []string{"ev", "category", "quantity", "price"}, pgx.CopyFromRows(itemRows)); err != nil {

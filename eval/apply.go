@@ -300,7 +300,7 @@ func (p *Program) fold(st *State, a *aggNode, t int64, vals []uint64) {
 
 // addEvent extracts an event's features, folds running aggregates and
 // stores a record for windowed ones.
-func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
+func (p *Program) addEvent(st *State, ev *kiln.Event, tr map[string]any, w *work) {
 	fs := p.byEvent[ev.Name]
 	if len(fs) == 0 {
 		return
@@ -319,7 +319,7 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 	cur := ""
 	for _, fi := range fs {
 		f := p.feats[fi]
-		ok, vals := p.values(f, ev, &cur, vbuf[:0])
+		ok, vals := p.values(f, ev, tr, &cur, vbuf[:0])
 		if !ok || (f.enc != encNone && len(vals) == 0) {
 			continue
 		}
@@ -375,7 +375,9 @@ func (p *Program) addEvent(st *State, ev *kiln.Event, w *work) {
 // values evaluates a feature on one event: whether the event matches
 // (its scope, then its filter) and the values it contributes, converted
 // when the feature converts amounts. *cur caches the event's currency.
-func (p *Program) values(f *feature, ev *kiln.Event, cur *string, buf []value) (bool, []value) {
+// tr is the profile's traits as the event arrives: a filter that reads
+// them decides once per event, as a line-item condition does.
+func (p *Program) values(f *feature, ev *kiln.Event, tr map[string]any, cur *string, buf []value) (bool, []value) {
 	if f.scope != nil || f.conv != "" {
 		if *cur == "" {
 			*cur = eventCurrency(ev, p.currency)
@@ -384,7 +386,7 @@ func (p *Program) values(f *feature, ev *kiln.Event, cur *string, buf []value) (
 			return false, buf
 		}
 	}
-	ok, vals := f.extract(ev.Properties, buf)
+	ok, vals := f.extract(ev.Properties, tr, buf)
 	if ok && f.conv != "" && !p.rates.convert(vals, *cur, f.conv) {
 		return false, buf // no rate: left out (CurrencyCheck reports it)
 	}
@@ -395,6 +397,9 @@ func (p *Program) values(f *feature, ev *kiln.Event, cur *string, buf []value) (
 // it is placed by its timestamp) and evaluates what it affects at now.
 // An identify event (or any event carrying traits) also re-evaluates the
 // conditions on profile traits; prof must already hold the merged traits.
+// Event filters that read profile traits read prof's as the event
+// arrives (once: the event's match is fixed then, as line-item
+// conditions are), so replays must give each event the traits it saw.
 // now never runs backwards for a state: an earlier now is taken as the
 // state's last one. Times are evaluated at millisecond precision.
 func (p *Program) Apply(st *State, prof *Profile, ev *kiln.Event, now time.Time) Result {
@@ -404,7 +409,11 @@ func (p *Program) Apply(st *State, prof *Profile, ev *kiln.Event, now time.Time)
 		if ev.Type == kiln.Identify || len(ev.Traits) > 0 {
 			w.profile = true
 		}
-		p.addEvent(st, ev, &w)
+		var tr map[string]any
+		if prof != nil {
+			tr = prof.Traits
+		}
+		p.addEvent(st, ev, tr, &w)
 	}
 	return p.finish(st, prof, &w)
 }
@@ -1032,6 +1041,9 @@ func (e *condEnv) eval(c *cnode) bool {
 	case cSeg:
 		in := e.member(c.seg)
 		return e.note(c, boolV(in), in)
+	case cExpr:
+		l, _, holds := e.exprLeaf(c)
+		return e.note(c, l, holds)
 	}
 	if holds, ok := e.cached(c); ok {
 		return holds
@@ -1064,6 +1076,26 @@ func (e *condEnv) eval(c *cnode) bool {
 		e.due[c.due] = due
 	}
 	return e.keep(c, e.note(c, toValue(x), holds))
+}
+
+// exprLeaf evaluates a comparison of expressions: its left value, its
+// right value (null when it compares with a literal) and whether it
+// holds. The naive evaluator interprets the syntax tree instead.
+func (e *condEnv) exprLeaf(c *cnode) (value, value, bool) {
+	var tr map[string]any
+	if e.prof != nil {
+		tr = e.prof.Traits
+	}
+	if e.vals != nil {
+		return e.p.naiveCondExpr(c.rc, tr, e.vals)
+	}
+	env := xenv{traits: tr, node: e.node}
+	l := c.xl.eval(&env)
+	if c.xr == nil {
+		return l, null, compareX(l, c.cmp, nil, c.lit, c.list)
+	}
+	r := c.xr.eval(&env)
+	return l, r, compareX(l, c.cmp, &r, null, nil)
 }
 
 // Member reports whether the state's profile is in the segment (as of

@@ -3,6 +3,7 @@ package eval
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/kiln-cdp/kiln/rule"
@@ -118,6 +119,7 @@ const (
 	cAnniv
 	cAgo
 	cWithinLast
+	cExpr // an expression compared with another, or with a literal
 )
 
 type cnode struct {
@@ -136,6 +138,10 @@ type cnode struct {
 	due     int
 	text    string
 	timed   bool // a leaf below keeps state (a due instant or a cached profile value)
+	// cExpr: the two sides (xr nil: compared with lit or list), and the
+	// comparison as written, for the naive evaluator and Explain.
+	xl, xr *xexpr
+	rc     *rule.Cond
 	// pbit numbers leaves that read profile traits: their last value is
 	// kept in the state, since it changes only with the profile (or, for
 	// dates, at the leaf's due instant).
@@ -203,6 +209,9 @@ type Program struct {
 	// oPBits), profile-leaf values [oPBits, oRecs), records [oRecs, ...).
 	oCache, oDue, oAcc, oPBits, oRecs int
 	nPBits                            int // condition leaves reading profile traits
+	// filterTraits: an event filter reads profile traits (as the event
+	// arrives), so the naive evaluator replays them per event.
+	filterTraits bool
 }
 
 // Compile checks a definition set (rule.Check) and compiles it.
@@ -369,7 +378,8 @@ func (p *Program) feature(event string, where *rule.Filter, path string, enc uin
 	if where != nil {
 		var arr string
 		f.where = where
-		f.filter = compileFilter(where, &arr)
+		f.filter = compileFilter(where, &arr, p.loc)
+		p.filterTraits = p.filterTraits || filterReadsProfile(where)
 		if arr != "" {
 			f.arr = arr
 		}
@@ -612,6 +622,39 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 	case rule.CCmp:
 		n.cmp = c.Cmp
 		n.lit, n.list = literal(c.Value)
+		if c.Right != nil || !plainLeft(c.Left) {
+			// An expression: evaluated whenever the segment is, from
+			// its nodes' values and the profile's traits.
+			n.op = cExpr
+			n.rc = c
+			node := func(e *rule.Expr) int {
+				i := p.traitIdx[e.Name]
+				if e.Op == rule.ExprAgg {
+					i = p.aggNodeFor(e.Agg, "")
+				}
+				sg.aggDeps = addDep(sg.aggDeps, i)
+				return i
+			}
+			var arr string
+			n.xl = compileX(c.Left, p.loc, &arr, node)
+			if c.Right != nil {
+				n.xr = compileX(c.Right, p.loc, &arr, node)
+			}
+			if readsProfile(c.Left) || readsProfile(c.Right) {
+				sg.profileDep = true
+			}
+			if c.Right != nil && plainLeft(c.Left) && plainLeft(c.Right) && c.Left.Op != rule.ExprProfile && c.Right.Op != rule.ExprProfile {
+				// Amounts compared must share a currency, as amounts added do.
+				if l, r := p.exprCurrency(c.Left), p.exprCurrency(c.Right); l != "" && r != "" && l != r {
+					msg := fmt.Sprintf("%s compares amounts in two currencies (%s and %s); convert one, e.g. sum(properties.revenue in %s)", rule.FormatCond(c), l, r, l)
+					if c.Line == 0 {
+						msg = p.defName + ": " + msg
+					}
+					p.errs = append(p.errs, &rule.Error{Pos: c.Pos, Msg: msg})
+				}
+			}
+			break
+		}
 		switch c.Left.Op {
 		case rule.ExprProfile:
 			n.op = cProfile
@@ -701,6 +744,86 @@ func (p *Program) dateLeaf(c *rule.Cond, n *cnode, sg *segNode) {
 	sg.dues = append(sg.dues, n.due)
 	n.pbit = p.nPBits
 	p.nPBits++
+}
+
+// plainLeft reports whether a comparison's left side compiles as
+// before expressions: a profile trait (or its length), or arithmetic
+// over computed traits, aggregates and numbers (a derived node).
+func plainLeft(e *rule.Expr) bool {
+	if e.Op == rule.ExprProfile {
+		return true
+	}
+	var numeric func(e *rule.Expr) bool
+	numeric = func(e *rule.Expr) bool {
+		switch e.Op {
+		case rule.ExprAgg, rule.ExprTrait, rule.ExprNum:
+			return true
+		case rule.ExprAdd, rule.ExprSub, rule.ExprMul, rule.ExprDiv:
+			return numeric(e.Args[0]) && numeric(e.Args[1])
+		}
+		return false
+	}
+	return numeric(e)
+}
+
+// filterReadsProfile reports whether an event filter reads profile
+// traits.
+func filterReadsProfile(f *rule.Filter) bool {
+	if f == nil {
+		return false
+	}
+	if readsProfile(f.Left) || readsProfile(f.Right) || filterReadsProfile(f.Where) {
+		return true
+	}
+	for _, a := range f.Args {
+		if filterReadsProfile(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// filterProfilePaths appends the profile trait paths an event filter
+// reads (once each, in order).
+func filterProfilePaths(f *rule.Filter, out []string) []string {
+	if f == nil {
+		return out
+	}
+	var expr func(e *rule.Expr)
+	expr = func(e *rule.Expr) {
+		if e == nil {
+			return
+		}
+		if e.Op == rule.ExprProfile && !slices.Contains(out, e.Name) {
+			out = append(out, e.Name)
+		}
+		for _, a := range e.Args {
+			expr(a)
+		}
+	}
+	expr(f.Left)
+	expr(f.Right)
+	out = filterProfilePaths(f.Where, out)
+	for _, a := range f.Args {
+		out = filterProfilePaths(a, out)
+	}
+	return out
+}
+
+// readsProfile reports whether an expression reads profile traits.
+func readsProfile(e *rule.Expr) bool {
+	if e == nil {
+		return false
+	}
+	if e.Op == rule.ExprProfile {
+		return true
+	}
+	for _, a := range e.Args {
+		if readsProfile(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func countLeaves(c *cnode) int {

@@ -233,7 +233,7 @@ func (c *CurrencyCheck) Note(ev *kiln.Event) bool {
 				continue
 			}
 		}
-		if ok, vals := f.extract(ev.Properties, buf[:0]); !ok || len(vals) == 0 {
+		if ok, vals := f.extract(ev.Properties, nil, buf[:0]); !ok || len(vals) == 0 {
 			continue // no amount
 		}
 		m := c.seen[fi]

@@ -3,6 +3,8 @@ package eval
 import (
 	"fmt"
 	"time"
+
+	"github.com/kiln-cdp/kiln/rule"
 )
 
 // Node is one condition of a segment with its current value and why.
@@ -113,12 +115,57 @@ func (e *condEnv) explain(c *cnode) *Node {
 			}
 			n.Why = fmt.Sprintf("%s; needs %s %s", v, c.cmp, lit)
 		}
+		if c.op == cAgg {
+			n.Why += e.filterTraitsWhy(c.node)
+		}
+	case cExpr:
+		_, r, _ := e.exprLeaf(c)
+		switch {
+		case c.xr != nil:
+			n.Why = fmt.Sprintf("%s; needs %s %s, the value of %s", v, c.cmp, r, rule.FormatExpr(c.rc.Right))
+			if r.kind == kNull {
+				n.Why = fmt.Sprintf("%s; %s has no value, so nothing compares", v, rule.FormatExpr(c.rc.Right))
+			}
+		case c.list != nil:
+			n.Why = fmt.Sprintf("%s; needs %s %v", v, c.cmp, valuesString(c.list))
+		case c.cmp == "exists" || c.cmp == "not exists":
+			n.Why = fmt.Sprintf("%s; needs %s", v, c.cmp)
+		default:
+			n.Why = fmt.Sprintf("%s; needs %s %s", v, c.cmp, c.lit)
+		}
 	case cSeg:
 		n.Why = fmt.Sprintf("member: %v", n.Holds)
 	default:
 		n.Why = e.dateWhy(c, v)
 	}
 	return n
+}
+
+// filterTraitsWhy names the profile traits an aggregate's event filter
+// reads, with their values now: each event was judged with those it
+// arrived with.
+func (e *condEnv) filterTraitsWhy(node int) string {
+	a := e.p.aggs[node]
+	if a.kind != akWin && a.kind != akRun {
+		return ""
+	}
+	paths := filterProfilePaths(e.p.feats[a.feat].where, nil)
+	if len(paths) == 0 {
+		return ""
+	}
+	var tr map[string]any
+	if e.prof != nil {
+		tr = e.prof.Traits
+	}
+	s := "; its filter reads"
+	for i, p := range paths {
+		segs, _ := rule.SplitPath(p)
+		if i > 0 {
+			s += ","
+		}
+		s += fmt.Sprintf(" traits.%s (now %s)", p, toValue(lookup(tr, segs)))
+	}
+	return s + " as each event arrived"
 }
 
 // dateWhy says how far a date condition is from holding.

@@ -3,6 +3,7 @@ package eval
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kiln-cdp/kiln/rule"
 )
@@ -14,6 +15,7 @@ const (
 	fNot
 	fCmp
 	fItems
+	fExpr
 )
 
 type cfilter struct {
@@ -30,15 +32,19 @@ type cfilter struct {
 	fn    string
 	arr   string
 	where *cfilter
+	// fExpr: left cmp right, or left cmp lit/list (right nil).
+	left, right *xexpr
 }
 
-func compileFilter(f *rule.Filter, arr *string) *cfilter {
+// compileFilter compiles an event filter; arr receives the line-item
+// array it reads per item; loc is the zone of date functions.
+func compileFilter(f *rule.Filter, arr *string, loc *time.Location) *cfilter {
 	c := &cfilter{}
 	switch f.Op {
 	case rule.FAnd, rule.FOr, rule.FNot:
 		c.op = map[string]uint8{rule.FAnd: fAnd, rule.FOr: fOr, rule.FNot: fNot}[f.Op]
 		for _, k := range f.Args {
-			c.kids = append(c.kids, compileFilter(k, arr))
+			c.kids = append(c.kids, compileFilter(k, arr, loc))
 		}
 	case rule.FItems:
 		// It reads its own array whatever the enclosing filter looks
@@ -55,7 +61,21 @@ func compileFilter(f *rule.Filter, arr *string) *cfilter {
 		}
 		if f.Where != nil {
 			var inner string
-			c.where = compileFilter(f.Where, &inner)
+			c.where = compileFilter(f.Where, &inner, loc)
+		}
+	case rule.FExpr:
+		c.op = fExpr
+		c.cmp = f.Cmp
+		c.lit, c.list = literal(f.Value)
+		noNode := func(*rule.Expr) int { panic("eval: an event filter reads no computed trait") }
+		c.left = compileX(f.Left, loc, arr, noNode)
+		switch {
+		case f.Right != nil:
+			c.right = compileX(f.Right, loc, arr, noNode)
+		case f.Cmp != rule.CmpIn && f.Cmp != rule.CmpExists && f.Cmp != rule.CmpNotExists:
+			// A literal Value (from JSON) is a constant right side: the
+			// text form reads it so.
+			c.right = &xexpr{op: xLit, lit: c.lit}
 		}
 	default:
 		c.op = fCmp
@@ -93,27 +113,42 @@ func lookup(m map[string]any, path []string) any {
 	return cur
 }
 
-func (f *cfilter) eval(props, item map[string]any) bool {
+// eval evaluates the filter on an event's properties, the line item
+// being looked at (or nil) and the profile's traits as the event
+// arrives (tr).
+func (f *cfilter) eval(props, item, tr map[string]any) bool {
 	switch f.op {
 	case fAnd:
 		for _, k := range f.kids {
-			if !k.eval(props, item) {
+			if !k.eval(props, item, tr) {
 				return false
 			}
 		}
 		return true
 	case fOr:
 		for _, k := range f.kids {
-			if k.eval(props, item) {
+			if k.eval(props, item, tr) {
 				return true
 			}
 		}
 		return false
 	case fNot:
-		return !f.kids[0].eval(props, item)
+		return !f.kids[0].eval(props, item, tr)
 	}
-	if f.op == fItems {
-		return f.items(props)
+	switch f.op {
+	case fItems:
+		return f.items(props, tr)
+	case fExpr:
+		env := xenv{props: props, item: item, traits: tr}
+		l := f.left.eval(&env)
+		if f.right == nil {
+			return compareX(l, f.cmp, nil, f.lit, f.list)
+		}
+		if l.kind == kNull {
+			return false // nothing compares with a missing value: skip the right side
+		}
+		r := f.right.eval(&env)
+		return compareX(l, f.cmp, &r, null, nil)
 	}
 	src := props
 	if f.item {
@@ -137,7 +172,7 @@ func (f *cfilter) eval(props, item map[string]any) bool {
 // count(arr.field) the items with a value there; distinct counts
 // distinct values (by hash, as the distinct aggregate does); any needs
 // one passing item, all needs items and every one passing.
-func (f *cfilter) items(props map[string]any) bool {
+func (f *cfilter) items(props, tr map[string]any) bool {
 	list, _ := props[f.arr].([]any)
 	var (
 		n, cnt int64
@@ -152,7 +187,7 @@ func (f *cfilter) items(props map[string]any) bool {
 		if item == nil {
 			continue
 		}
-		pass := f.where == nil || f.where.eval(props, item)
+		pass := f.where == nil || f.where.eval(props, item, tr)
 		switch f.fn {
 		case rule.FnAny:
 			if pass {
@@ -238,10 +273,10 @@ func (f *cfilter) items(props map[string]any) bool {
 // event matches, and the values it contributes (appended to buf). Line
 // items are filtered one by one: with an item value path every matching
 // item contributes its value; otherwise the event matches when at least
-// one item passes.
-func (f *feature) extract(props map[string]any, buf []value) (bool, []value) {
+// one item passes. tr is the profile's traits as the event arrives.
+func (f *feature) extract(props, tr map[string]any, buf []value) (bool, []value) {
 	if f.arr == "" {
-		if f.filter != nil && !f.filter.eval(props, nil) {
+		if f.filter != nil && !f.filter.eval(props, nil, tr) {
 			return false, buf
 		}
 		if f.path != nil {
@@ -256,7 +291,7 @@ func (f *feature) extract(props map[string]any, buf []value) (bool, []value) {
 		if item == nil {
 			continue
 		}
-		if f.filter != nil && !f.filter.eval(props, item) {
+		if f.filter != nil && !f.filter.eval(props, item, tr) {
 			continue
 		}
 		matched = true

@@ -24,7 +24,28 @@ type Snapshot struct {
 // It shares no state handling with the incremental evaluator: it is the
 // reference for tests and answers as-of questions ("who was in this
 // segment at T") and backtests. Cost: O(aggregates x events).
+//
+// An event filter that reads profile traits reads them as the event
+// arrived: events must be in log order, and the traits each event sees
+// are those the events up to it (itself included) set, folded as
+// Profile.Absorb does. Conditions read prof.
 func (p *Program) Naive(events []*kiln.Event, prof *Profile, at time.Time) Snapshot {
+	return p.NaiveAt(events, nil, prof, at)
+}
+
+// NaiveAt is Naive with the profile traits each event's filters read
+// given (eventTraits[i] for events[i]), for callers that changed the
+// profile other than by events; nil rebuilds them as Naive does.
+func (p *Program) NaiveAt(events []*kiln.Event, eventTraits []map[string]any, prof *Profile, at time.Time) Snapshot {
+	if eventTraits == nil && p.filterTraits {
+		eventTraits = replayTraits(events)
+	}
+	trAt := func(i int) map[string]any {
+		if eventTraits == nil {
+			return nil
+		}
+		return eventTraits[i]
+	}
 	now := at.UnixMilli()
 	order := make([]int, len(events))
 	for i := range order {
@@ -37,9 +58,9 @@ func (p *Program) Naive(events []*kiln.Event, prof *Profile, at time.Time) Snaps
 	for i, a := range p.aggs {
 		switch a.kind {
 		case akRun, akWin:
-			vals[i] = p.naiveAgg(a, events, order, now)
+			vals[i] = p.naiveAgg(a, events, trAt, order, now)
 		case akNotFollowed:
-			vals[i] = p.naiveNotFollowed(a, events, order, now)
+			vals[i] = p.naiveNotFollowed(a, events, trAt, order, now)
 		case akDerived:
 			vals[i] = evalExpr(a.expr, func(k int) value { return vals[k] })
 		}
@@ -64,6 +85,26 @@ func (p *Program) Naive(events []*kiln.Event, prof *Profile, at time.Time) Snaps
 	return snap
 }
 
+// replayTraits gives the profile traits as each event (in log order)
+// arrived: those the events up to it, itself included, set (Absorb).
+func replayTraits(events []*kiln.Event) []map[string]any {
+	out := make([]map[string]any, len(events))
+	var pr Profile
+	for i, ev := range events {
+		if (&Profile{}).Absorb(ev) {
+			// A copy: earlier events keep what they saw.
+			next := make(map[string]any, len(pr.Traits)+1)
+			for k, v := range pr.Traits {
+				next[k] = v
+			}
+			pr.Traits = next
+			pr.Absorb(ev)
+		}
+		out[i] = pr.Traits
+	}
+	return out
+}
+
 // inWindow reports whether an event at t counts for a at now.
 func (p *Program) inWindow(a *aggNode, t, now int64) bool {
 	if t > now {
@@ -81,7 +122,7 @@ func (p *Program) inWindow(a *aggNode, t, now int64) bool {
 	return t >= start
 }
 
-func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now int64) value {
+func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, trAt func(int) map[string]any, order []int, now int64) value {
 	f := p.feats[a.feat]
 	var (
 		n        int64
@@ -98,7 +139,7 @@ func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now in
 		if ev.Name != f.event || !p.inWindow(a, t, now) {
 			continue
 		}
-		ok, vs := p.naiveValues(f, ev)
+		ok, vs := p.naiveValues(f, ev, trAt(i))
 		if !ok {
 			continue
 		}
@@ -182,7 +223,7 @@ func (p *Program) naiveAgg(a *aggNode, events []*kiln.Event, order []int, now in
 	return numV(intNum(int64(len(distinct))))
 }
 
-func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int, now int64) value {
+func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, trAt func(int) map[string]any, order []int, now int64) value {
 	fa, fb := p.feats[a.feat], p.feats[a.featB]
 	var as, bs []int64
 	for _, i := range order {
@@ -192,12 +233,12 @@ func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int
 			continue
 		}
 		if ev.Name == fa.event {
-			if ok, _ := p.naiveValues(fa, ev); ok {
+			if ok, _ := p.naiveValues(fa, ev, trAt(i)); ok {
 				as = append(as, t)
 			}
 		}
 		if ev.Name == fb.event {
-			if ok, _ := p.naiveValues(fb, ev); ok {
+			if ok, _ := p.naiveValues(fb, ev, trAt(i)); ok {
 				bs = append(bs, t)
 			}
 		}
@@ -244,7 +285,7 @@ func (p *Program) naiveNotFollowed(a *aggNode, events []*kiln.Event, order []int
 // neither scoped nor converted reads the default currency only) and
 // passes the filter; converted amounts are amount × rate rounded
 // half-even to the target's decimals.
-func (p *Program) naiveValues(f *feature, ev *kiln.Event) (bool, []value) {
+func (p *Program) naiveValues(f *feature, ev *kiln.Event, tr map[string]any) (bool, []value) {
 	cur := p.currency
 	if c, ok := ev.Properties["currency"].(string); ok && strings.TrimSpace(c) != "" {
 		cur = strings.ToUpper(strings.TrimSpace(c))
@@ -259,7 +300,7 @@ func (p *Program) naiveValues(f *feature, ev *kiln.Event) (bool, []value) {
 	if f.implicit && cur != p.currency {
 		return false, nil
 	}
-	ok, vs := f.naiveExtract(ev.Properties)
+	ok, vs := p.naiveExtract(f, ev.Properties, tr)
 	if !ok || f.conv == "" || cur == f.conv {
 		return ok, vs
 	}
@@ -297,10 +338,10 @@ func (p *Program) naiveValues(f *feature, ev *kiln.Event) (bool, []value) {
 // naiveExtract is feature.extract with the filter interpreted from the
 // syntax tree (naiveFilter), so the property test checks the compiled
 // filters too.
-func (f *feature) naiveExtract(props map[string]any) (bool, []value) {
+func (p *Program) naiveExtract(f *feature, props, tr map[string]any) (bool, []value) {
 	var out []value
 	if f.arr == "" {
-		if f.where != nil && !naiveFilter(f.where, props, nil) {
+		if f.where != nil && !p.naiveFilter(f.where, props, nil, tr) {
 			return false, nil
 		}
 		if f.path != nil {
@@ -312,7 +353,7 @@ func (f *feature) naiveExtract(props map[string]any) (bool, []value) {
 	matched := false
 	for _, it := range items {
 		item, _ := it.(map[string]any)
-		if item == nil || (f.where != nil && !naiveFilter(f.where, props, item)) {
+		if item == nil || (f.where != nil && !p.naiveFilter(f.where, props, item, tr)) {
 			continue
 		}
 		matched = true
@@ -329,26 +370,32 @@ func (f *feature) naiveExtract(props map[string]any) (bool, []value) {
 // naiveFilter interprets a filter on an event's properties (and the
 // line item being looked at, for item paths). Line-item conditions
 // collect the passing items and compute with exact rationals.
-func naiveFilter(f *rule.Filter, props, item map[string]any) bool {
+func (p *Program) naiveFilter(f *rule.Filter, props, item, tr map[string]any) bool {
 	switch f.Op {
 	case rule.FAnd:
 		for _, a := range f.Args {
-			if !naiveFilter(a, props, item) {
+			if !p.naiveFilter(a, props, item, tr) {
 				return false
 			}
 		}
 		return true
 	case rule.FOr:
 		for _, a := range f.Args {
-			if naiveFilter(a, props, item) {
+			if p.naiveFilter(a, props, item, tr) {
 				return true
 			}
 		}
 		return false
 	case rule.FNot:
-		return !naiveFilter(f.Args[0], props, item)
+		return !p.naiveFilter(f.Args[0], props, item, tr)
 	case rule.FItems:
-		return naiveItems(f, props)
+		return p.naiveItems(f, props, tr)
+	case rule.FExpr:
+		right := f.Right
+		if right == nil && f.Cmp != rule.CmpIn && f.Cmp != rule.CmpExists && f.Cmp != rule.CmpNotExists {
+			right = constExpr(f.Value) // a literal Value from JSON is a constant right side
+		}
+		return p.naiveComparison(f.Left, f.Cmp, right, f.Value, props, item, tr, nil)
 	}
 	segs, _ := rule.SplitPath(f.Path)
 	src := item
@@ -366,7 +413,7 @@ func naiveFilter(f *rule.Filter, props, item map[string]any) bool {
 	return compare(toValue(x), f.Cmp, lit, list)
 }
 
-func naiveItems(f *rule.Filter, props map[string]any) bool {
+func (p *Program) naiveItems(f *rule.Filter, props, tr map[string]any) bool {
 	arr, field := f.Path, []string(nil)
 	if segs, _ := rule.SplitPath(f.Path); len(segs) > 1 {
 		arr, field = segs[0], segs[1:]
@@ -376,7 +423,7 @@ func naiveItems(f *rule.Filter, props map[string]any) bool {
 	for _, it := range list {
 		if m, ok := it.(map[string]any); ok {
 			objs = append(objs, m)
-			if f.Where == nil || naiveFilter(f.Where, props, m) {
+			if f.Where == nil || p.naiveFilter(f.Where, props, m, tr) {
 				pass = append(pass, m)
 			}
 		}

@@ -129,10 +129,10 @@ func TestItemConditions(t *testing.T) {
 		}
 		where := set.Defs[0].Value.Agg.Where
 		var arr string
-		if got := compileFilter(where, &arr).eval(props, nil); got != c.want {
+		if got := compileFilter(where, &arr, time.UTC).eval(props, nil, nil); got != c.want {
 			t.Errorf("compiled %s = %v, want %v", c.filter, got, c.want)
 		}
-		if got := naiveFilter(where, props, nil); got != c.want {
+		if got := (&Program{loc: time.UTC}).naiveFilter(where, props, nil, nil); got != c.want {
 			t.Errorf("naive %s = %v, want %v", c.filter, got, c.want)
 		}
 	}

@@ -40,6 +40,21 @@ func (g *gen) filter() string {
 		g.itemCond(), g.itemCond(), g.itemCond()+" and "+g.pick(`items.c = "p"`, `properties.g = true`, g.itemCond()),
 		`properties.meta exists`, `properties.meta not exists`, `properties.tags contains "t1"`, `length(properties.tags) >= 2`,
 		`length(properties.items) = 2`, `length(properties.s) = 2`, `properties.meta."odd key" = 1`, `properties.meta."odd key" != 1`,
+		g.exprFilter(), g.exprFilter(), g.exprFilter(),
+	)
+}
+
+// exprFilter compares two values of the event and the profile as the
+// event arrives (traits.nick, traits.country, ...).
+func (g *gen) exprFilter() string {
+	return g.pick(
+		`properties.s = traits.nick`, `properties.s != traits.nick`, `properties.s + "y" = traits.nick`,
+		`lower(properties.s) = lower(traits.nick)`, `upper(properties.s) contains "X"`, `trim(properties.s) != traits.company.name`,
+		`length(properties.s) + properties.v > 3`, `properties.v * 2 >= properties.m`, `properties.m / properties.v < 1`,
+		`items.q > properties.v`, `items.c + items.k = "pk1"`, `items.q * items.p >= 100`, `properties.s = traits.nick and items.c = "p"`,
+		`month(traits.birthday) = 3`, `day_of_week(properties.day) = properties.v`, `days_between(traits.created_at, properties.day) >= 1`,
+		`year(properties.day) - year(traits.birthday) >= 30`, `day(properties.day) <= day(traits.birthday)`, `properties.s + traits.nick in ["xx", "yxy"]`,
+		`traits.nick exists and properties.s != traits.nick`, `properties.g = traits.vip`, `properties.meta.tier != traits.company.name`,
 	)
 }
 
@@ -62,7 +77,7 @@ func (g *gen) itemCond() string {
 	case 4:
 		return g.pick("min", "max") + "(" + g.pick("items.q", "items.p") + where() + ")" + cmp("1", "2", "100", "0.1")
 	case 5:
-		return g.pick("any", "all") + "(" + g.pick(`items.c = "p"`, `items.q >= 2`, `items.c = "q" and items.k != "k3"`, `not items.c = "p"`) + ")"
+		return g.pick("any", "all") + "(" + g.pick(`items.c = "p"`, `items.q >= 2`, `items.c = "q" and items.k != "k3"`, `not items.c = "p"`, `items.q * items.p > properties.v`, `items.c + items.k = traits.nick`) + ")"
 	case 6:
 		return `any(items.c = "p") and any(items.c = "q")`
 	}
@@ -144,7 +159,7 @@ func (g *gen) aggIn(usd bool) (string, string) {
 }
 
 func (g *gen) leaf(segs []string) string {
-	switch g.r.IntN(13) {
+	switch g.r.IntN(14) {
 	case 0, 1, 2:
 		t := g.traits[g.r.IntN(len(g.traits))]
 		if g.kinds[t] == "time" {
@@ -195,6 +210,15 @@ func (g *gen) leaf(segs []string) string {
 			return "in segment " + segs[g.r.IntN(len(segs))]
 		}
 		return "in segment st"
+	case 11:
+		// Expressions in conditions: profile traits and computed traits.
+		t := g.traits[g.r.IntN(len(g.traits))]
+		if g.kinds[t] == "any" {
+			return g.pick(t+" = traits.nick", t+" + traits.nick = \"xx\"", "lower("+t+") != traits.country", "length("+t+") = 1")
+		}
+		return g.pick(t+" > length(traits.nick)", t+" >= traits.company.size", t+" * 2 != traits.company.size - 1",
+			`month(traits.birthday) = month(traits.created_at)`, `traits.nick + "!" = "x!"`, `lower(traits.country) = "uk"`,
+			`days_between(traits.birthday, traits.created_at) > 10000`, `day_of_week(traits.birthday) >= 6`)
 	case 10:
 		a, b := g.traits[g.r.IntN(len(g.traits))], g.traits[g.r.IntN(len(g.traits))]
 		if g.kinds[a] == "num" && g.kinds[b] == "num" {
@@ -306,6 +330,9 @@ func (g *gen) event(now time.Time) *kiln.Event {
 		props["g"] = g.r.IntN(2) == 0
 	}
 	if g.r.IntN(3) == 0 {
+		props["day"] = g.pick("2024-03-02", "2024-03-31", "1990-03-30", "2024-12-29T23:30:00Z", "not a date")
+	}
+	if g.r.IntN(3) == 0 {
 		props["meta"] = map[string]any{"tier": g.pick("gold", "silver")}
 		if g.r.IntN(2) == 0 {
 			props["meta"].(map[string]any)["odd key"] = float64(g.r.IntN(2))
@@ -387,6 +414,9 @@ func (g *gen) profileTraits() map[string]any {
 	if g.r.IntN(2) > 0 {
 		t["tags"] = []any{"vip", "trade", "x"}[:g.r.IntN(4)]
 	}
+	if g.r.IntN(3) > 0 {
+		t["nick"] = g.pick("x", "y", "xy", "X", "Acme")
+	}
 	return t
 }
 
@@ -430,6 +460,8 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 	st := p.NewState()
 	prof := &Profile{Traits: g.profileTraits()}
 	var events []*kiln.Event
+	// The traits each event's filters read: the profile's as it arrived.
+	var evTraits []map[string]any
 	now := g.base
 	var log []string
 	fail := func(format string, args ...any) {
@@ -469,7 +501,7 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 				fail("%s: Explain(%s) holds=%v, member=%v (%v)", what, s, node.Holds, in, err)
 			}
 		}
-		want := p.Naive(events, prof, now)
+		want := p.NaiveAt(events, evTraits, prof, now)
 		got := p.TraitValues(st)
 		if !reflect.DeepEqual(got, want.Traits) {
 			fail("%s at %s: traits\n got  %v\n want %v", what, now.Format(time.RFC3339Nano), got, want.Traits)
@@ -493,7 +525,7 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 				if probe <= 0 || probe >= gap {
 					continue
 				}
-				mid := p.Naive(events, prof, now.Add(probe))
+				mid := p.NaiveAt(events, evTraits, prof, now.Add(probe))
 				if !reflect.DeepEqual(mid.Traits, want.Traits) || !reflect.DeepEqual(mid.Segments, want.Segments) {
 					fail("%s: NextDue %s is late: at %s (before it) the naive answer differs\n now %v %v\n then %v %v",
 						what, res.NextDue.Format(time.RFC3339Nano), now.Add(probe).Format(time.RFC3339Nano), want.Traits, want.Segments, mid.Traits, mid.Segments)
@@ -501,7 +533,7 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 			}
 		} else {
 			// Nothing scheduled: a far later instant must look the same.
-			later := p.Naive(events, prof, now.Add(400*24*time.Hour))
+			later := p.NaiveAt(events, evTraits, prof, now.Add(400*24*time.Hour))
 			if !reflect.DeepEqual(later.Segments, want.Segments) || !reflect.DeepEqual(later.Traits, want.Traits) {
 				fail("%s: NextDue is zero but the answer changes later\n now %v %v\n later %v %v", what, want.Traits, want.Segments, later.Traits, later.Segments)
 			}
@@ -515,6 +547,7 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 		case k < 5:
 			ev := g.event(now)
 			events = append(events, ev)
+			evTraits = append(evTraits, prof.Traits)
 			log = append(log, fmt.Sprintf("event %s from %s at %q at %s %v", ev.Name, ev.SourceID, ev.Store, ev.Timestamp.Format(time.RFC3339), ev.Properties))
 			res = p.Apply(st, prof, ev, now)
 		case k < 7 && !res.NextDue.IsZero():
@@ -560,7 +593,7 @@ func checkRun(t *testing.T, seed int, g *gen, p *Program, src string) {
 	}
 	// Rebuilding by replay in arrival order gives the same answer, and
 	// its Result lists exactly the memberships and non-empty traits.
-	st3, rres := p.Rebuild(events, prof, now)
+	st3, rres := p.rebuildAt(events, evTraits, prof, now)
 	var entered []string
 	for _, c := range rres.Changed {
 		entered = append(entered, c.Segment)

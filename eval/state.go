@@ -456,8 +456,19 @@ func (p *Program) Fingerprint() uint64 { return p.fp }
 // given order (arrival order, e.g. by log sequence; any time order is
 // fine) and advances to now. This is the recompute after a definition
 // edit; it returns the state and the memberships and traits it holds as
-// one Result relative to the empty profile.
+// one Result relative to the empty profile. Event filters that read
+// profile traits read them as each event arrived, rebuilt from the events
+// as Naive does.
 func (p *Program) Rebuild(events []*kiln.Event, prof *Profile, now time.Time) (*State, Result) {
+	return p.rebuildAt(events, nil, prof, now)
+}
+
+// rebuildAt is Rebuild with the traits each event's filters read given
+// (see NaiveAt).
+func (p *Program) rebuildAt(events []*kiln.Event, eventTraits []map[string]any, prof *Profile, now time.Time) (*State, Result) {
+	if eventTraits == nil && p.filterTraits {
+		eventTraits = replayTraits(events)
+	}
 	st := p.NewState()
 	var t0 time.Time
 	if len(events) > 0 {
@@ -476,13 +487,23 @@ func (p *Program) Rebuild(events []*kiln.Event, prof *Profile, now time.Time) (*
 	// Replaying at each event's own time keeps the running clock
 	// monotonic and lets windows prune as they go.
 	clock := t0
-	for _, ev := range events {
+	for i, ev := range events {
 		if ev.Timestamp.After(clock) && !ev.Timestamp.After(now) {
 			clock = ev.Timestamp
 		}
-		p.Apply(st, prof, ev, clock)
+		if eventTraits != nil {
+			// The filters read the traits as the event arrived;
+			// conditions read prof, below.
+			p.Apply(st, &Profile{Traits: eventTraits[i], Static: prof.Static}, ev, clock)
+		} else {
+			p.Apply(st, prof, ev, clock)
+		}
 	}
-	p.Advance(st, prof, now)
+	if eventTraits != nil {
+		p.ApplyProfile(st, prof, now)
+	} else {
+		p.Advance(st, prof, now)
+	}
 	if cap(st.fix) > len(st.fix) {
 		// Rebuilt states are many and long-lived: drop the growth slack.
 		st.fix = append(make([]uint64, 0, len(st.fix)), st.fix...)

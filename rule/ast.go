@@ -82,10 +82,37 @@ const (
 	ExprSub     = "-"
 	ExprMul     = "*"
 	ExprDiv     = "/"
+	// Expressions (see doc.go "expressions"): values of an event filter
+	// or of a condition's two sides.
+	ExprProp   = "property" // Name: an event property path (properties.a.b, products.x); event filters only
+	ExprString = "string"   // Str
+	ExprBool   = "bool"     // Bool
+	ExprCall   = "call"     // Func applied to Args (FnLower, FnMonth, ...)
 )
 
+// Functions of expressions (ExprCall). Every function of a missing
+// (null) or mistyped value is null.
+const (
+	FnLower       = "lower"        // lower(string)
+	FnUpper       = "upper"        // upper(string)
+	FnTrim        = "trim"         // trim(string): leading and trailing white space removed
+	FnYear        = "year"         // year(date)
+	FnMonth       = "month"        // month(date): 1..12
+	FnDay         = "day"          // day(date): day of the month, 1..31
+	FnDayOfWeek   = "day_of_week"  // day_of_week(date): ISO, 1 Monday .. 7 Sunday
+	FnDaysBetween = "days_between" // days_between(date a, date b): calendar days from a to b
+)
+
+// ExprFuncs lists the functions of expressions and their arity; length
+// (FnLength) takes one value too.
+var ExprFuncs = map[string]int{
+	FnLower: 1, FnUpper: 1, FnTrim: 1, FnLength: 1, FnYear: 1, FnMonth: 1, FnDay: 1, FnDayOfWeek: 1, FnDaysBetween: 2,
+}
+
 // Expr is a value: an aggregate over events, a reference to a computed
-// or profile trait, a number, or arithmetic over those.
+// or profile trait, an event property (in event filters), a constant, a
+// function of values (ExprCall), or arithmetic over those (+ also joins
+// strings).
 //
 // A profile trait's Name is a path (company.name, see SplitPath); Func
 // "length" reads its length instead (length(traits.tags)).
@@ -95,7 +122,9 @@ type Expr struct {
 	Name string  `json:"name,omitempty"`
 	Func string  `json:"func,omitempty"` // ExprProfile: "" or FnLength
 	Num  float64 `json:"num,omitempty"`
-	Args []*Expr `json:"args,omitempty"` // arithmetic: exactly two
+	Str  string  `json:"str,omitempty"`  // ExprString
+	Bool bool    `json:"bool,omitempty"` // ExprBool
+	Args []*Expr `json:"args,omitempty"` // arithmetic: exactly two; ExprCall: the function's
 	Pos
 }
 
@@ -190,6 +219,12 @@ const (
 	// Value, e.g. sum(products.quantity) >= 24; or FnAny / FnAll of
 	// Where over the items of array Path.
 	FItems = "items"
+	// FExpr compares two expressions (Left Cmp Right), or an expression
+	// with a list (in, Value) or with nothing (exists, not exists), e.g.
+	// properties.shipping_address.name != traits.first_name + " " +
+	// traits.last_name. Profile traits are read as they are when the
+	// event arrives (see doc.go "expressions").
+	FExpr = "compare"
 )
 
 // Functions of per-event item conditions (FItems) besides count, sum,
@@ -226,6 +261,9 @@ type Filter struct {
 	Where *Filter   `json:"where,omitempty"`
 	Cmp   string    `json:"cmp,omitempty"`
 	Value any       `json:"value,omitempty"` // string, float64, bool or []any of those
+	// FExpr: the two sides (Right nil for in, exists and not exists).
+	Left  *Expr `json:"left,omitempty"`
+	Right *Expr `json:"right,omitempty"`
 	Pos
 }
 
@@ -234,7 +272,7 @@ const (
 	CAnd          = "and"
 	COr           = "or"
 	CNot          = "not"
-	CCmp          = "cmp"           // Left Cmp Value
+	CCmp          = "cmp"           // Left Cmp Value, or Left Cmp Right
 	CSegment      = "segment"       // in segment Segment
 	CPerformed    = "performed"     // performed Event [where] window
 	CNotPerformed = "not_performed" // did not perform Event [where] window
@@ -246,12 +284,16 @@ const (
 
 // Cond is a segment condition.
 type Cond struct {
-	Op      string  `json:"op"`
-	Args    []*Cond `json:"args,omitempty"`
-	Left    *Expr   `json:"left,omitempty"`
-	Cmp     string  `json:"cmp,omitempty"`
-	Value   any     `json:"value,omitempty"`
-	Segment string  `json:"segment,omitempty"`
+	Op    string  `json:"op"`
+	Args  []*Cond `json:"args,omitempty"`
+	Left  *Expr   `json:"left,omitempty"`
+	Cmp   string  `json:"cmp,omitempty"`
+	Value any     `json:"value,omitempty"`
+	// Right is the right side of a comparison of two values
+	// (traits.home_location != traits.last_store); nil when it compares
+	// with the literal Value.
+	Right   *Expr  `json:"right,omitempty"`
+	Segment string `json:"segment,omitempty"`
 	// Agg is the event reference of performed / not performed (Func is
 	// always count).
 	Agg *Agg `json:"aggregate,omitempty"`

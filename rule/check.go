@@ -552,6 +552,12 @@ func (c *checker) filter(f *Filter, arrays map[string]bool) {
 		}
 	case FItems:
 		c.itemFilter(f)
+	case FExpr:
+		if f.Left == nil {
+			c.errf(f.Pos, "comparison without a left side")
+			return
+		}
+		c.compare(f.Left, f.Cmp, f.Right, f.Value, ctxFilter, arrays, nil, f.Pos)
 	default:
 		c.errf(f.Pos, "unknown filter op %q", f.Op)
 	}
@@ -670,8 +676,21 @@ func (c *checker) literal(cmp string, v any, left Type, what string, pos Pos) {
 }
 
 func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type {
+	if inCond {
+		return c.vexpr(e, ctxCond, nil, visitT)
+	}
+	return c.vexpr(e, ctxTrait, nil, visitT)
+}
+
+// vexpr checks an expression in its context and returns its type.
+// arrays collects the line-item arrays an event filter reads.
+func (c *checker) vexpr(e *Expr, ctx exprCtx, arrays map[string]bool, visitT func(string, Pos) Type) Type {
 	switch e.Op {
 	case ExprAgg:
+		if ctx == ctxFilter {
+			c.errf(e.Pos, "an event filter cannot aggregate events (%s)", FormatExpr(e))
+			return TAny
+		}
 		if e.Agg == nil {
 			c.errf(e.Pos, "aggregate expression without an aggregate")
 			return TAny
@@ -685,6 +704,10 @@ func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type
 		}
 		return TNumber
 	case ExprTrait:
+		if ctx == ctxFilter {
+			c.errf(e.Pos, "an event filter reads the event (properties.NAME) and the profile (traits.NAME), not computed trait %s", e.Name)
+			return TAny
+		}
 		if c.info.Traits[e.Name] == nil {
 			if c.info.Segments[e.Name] != nil {
 				c.errf(e.Pos, "%s is a segment, not a trait: write in segment %s", e.Name, e.Name)
@@ -695,8 +718,8 @@ func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type
 		}
 		return visitT(e.Name, e.Pos)
 	case ExprProfile:
-		if !inCond {
-			c.errf(e.Pos, "traits.%s: profile traits can only be compared directly in a segment (traits.%s >= 3), not used in computed traits or arithmetic", e.Name, e.Name)
+		if ctx == ctxTrait {
+			c.errf(e.Pos, "traits.%s: a computed trait cannot read profile traits; compare them in a segment condition (traits.%s >= 3)", e.Name, e.Name)
 		}
 		t := c.profileType(e.Name, e.Pos)
 		switch e.Func {
@@ -710,22 +733,150 @@ func (c *checker) expr(e *Expr, inCond bool, visitT func(string, Pos) Type) Type
 		}
 		c.errf(e.Pos, "unknown function %q on traits.%s (want length)", e.Func, e.Name)
 		return TAny
+	case ExprProp:
+		if ctx != ctxFilter {
+			c.errf(e.Pos, "%s is an event property: only an event filter (where ...) reads it", e.Name)
+			return TAny
+		}
+		c.path(e.Name, e.Pos)
+		if arr := itemArray(e.Name); arr != "" && arrays != nil {
+			arrays[arr] = true
+		}
+		return TAny
 	case ExprNum:
 		return TNumber
+	case ExprString, ExprBool:
+		if ctx == ctxTrait {
+			c.errf(e.Pos, "a computed trait is a number: %s is not", FormatExpr(e))
+		}
+		if e.Op == ExprString {
+			return TString
+		}
+		return TBool
+	case ExprCall:
+		return c.call(e, ctx, arrays, visitT)
 	case ExprAdd, ExprSub, ExprMul, ExprDiv:
 		if len(e.Args) != 2 {
 			c.errf(e.Pos, "%s needs two operands", e.Op)
 			return TNumber
 		}
-		for _, a := range e.Args {
-			if t := c.expr(a, false, visitT); t != TNumber && t != TAny {
-				c.errf(a.Pos, "wrong type: arithmetic on a %s (%s)", t, FormatExpr(a))
+		var ts [2]Type
+		for i, a := range e.Args {
+			ts[i] = c.vexpr(a, ctx, arrays, visitT)
+		}
+		if e.Op == ExprAdd && ctx != ctxTrait && (ts[0] == TString || ts[1] == TString) {
+			// + joins strings.
+			for i, t := range ts {
+				if t != TString && t != TAny {
+					c.errf(e.Args[i].Pos, "wrong type: %s joins strings, %s is a %s", FormatExpr(e), FormatExpr(e.Args[i]), t)
+				}
 			}
+			return TString
+		}
+		for i, t := range ts {
+			if t != TNumber && t != TAny {
+				c.errf(e.Args[i].Pos, "wrong type: arithmetic on a %s (%s)", t, FormatExpr(e.Args[i]))
+			}
+		}
+		if ctx != ctxTrait && e.Op == ExprAdd && ts[0] == TAny && ts[1] == TAny {
+			return TAny // numbers add, strings join
 		}
 		return TNumber
 	}
 	c.errf(e.Pos, "unknown expression op %q", e.Op)
 	return TAny
+}
+
+// call checks a function of an expression.
+func (c *checker) call(e *Expr, ctx exprCtx, arrays map[string]bool, visitT func(string, Pos) Type) Type {
+	n, ok := ExprFuncs[e.Func]
+	if !ok || ctx == ctxTrait {
+		if ctx == ctxTrait && ok {
+			c.errf(e.Pos, "a computed trait cannot use %s(...): use it in a segment condition or an event filter", e.Func)
+		} else {
+			c.errf(e.Pos, "unknown function %q (want lower, upper, trim, length, year, month, day, day_of_week or days_between)", e.Func)
+		}
+		return TAny
+	}
+	if len(e.Args) != n {
+		c.errf(e.Pos, "%s takes %d value%s, not %d", e.Func, n, map[bool]string{true: "s"}[n > 1], len(e.Args))
+		return TAny
+	}
+	for _, a := range e.Args {
+		t := c.vexpr(a, ctx, arrays, visitT)
+		bad := false
+		switch e.Func {
+		case FnLower, FnUpper, FnTrim:
+			bad = t != TString && t != TAny
+		case FnLength:
+			bad = t != TString && t != TAny && t != TList && t != TObject
+		default: // dates
+			bad = t != TDate && t != TString && t != TAny
+		}
+		if bad {
+			want := map[string]string{FnLower: "a string", FnUpper: "a string", FnTrim: "a string", FnLength: "a string, a list or an object"}[e.Func]
+			if want == "" {
+				want = "a date"
+			}
+			c.errf(a.Pos, "wrong type: %s needs %s, %s is a %s", e.Func, want, FormatExpr(a), t)
+		}
+	}
+	switch e.Func {
+	case FnLower, FnUpper, FnTrim:
+		return TString
+	}
+	return TNumber
+}
+
+// compare checks a comparison of two expressions (Right), or of an
+// expression with a list or nothing (Value: in, exists, not exists).
+func (c *checker) compare(left *Expr, cmp string, right *Expr, v any, ctx exprCtx, arrays map[string]bool, visitT func(string, Pos) Type, pos Pos) {
+	lt := c.vexpr(left, ctx, arrays, visitT)
+	if ctx == ctxCond && lt == TDate && left.Op != ExprProfile && cmp != CmpExists && cmp != CmpNotExists {
+		// The instant of an event: compared with spans from now, to
+		// the millisecond, not with literals or other values.
+		c.errf(pos, "%s is the time of an event: compare it with more than SPAN ago, within last SPAN, exists or not exists", FormatExpr(left))
+		return
+	}
+	if right == nil {
+		c.literal(cmp, v, lt, FormatExpr(left), pos)
+		return
+	}
+	if v != nil {
+		c.errf(pos, "a comparison has either a right side or a value, not both")
+	}
+	rt := c.vexpr(right, ctx, arrays, visitT)
+	what := FormatExpr(left) + " " + cmp + " " + FormatExpr(right)
+	switch cmp {
+	case CmpEq, CmpNe, CmpLt, CmpLe, CmpGt, CmpGe:
+	case CmpContains:
+		if (lt != TString && lt != TAny) || (rt != TString && rt != TAny) {
+			c.errf(pos, "wrong type: %s: contains between two values needs two strings (%s and %s)", what, lt, rt)
+		}
+		return
+	default:
+		c.errf(pos, "%s: %s takes no value to its right", what, cmp)
+		return
+	}
+	for _, t := range []Type{lt, rt} {
+		if t == TList || t == TObject {
+			c.errf(pos, "wrong type: %s compares a %s: compare its length(...) or a field", what, t)
+			return
+		}
+		if t == TBool && cmp != CmpEq && cmp != CmpNe {
+			c.errf(pos, "%s: booleans have no order", what)
+			return
+		}
+	}
+	if lt == TDate {
+		lt = TString
+	}
+	if rt == TDate {
+		rt = TString
+	}
+	if lt != TAny && rt != TAny && lt != rt {
+		c.errf(pos, "wrong type: %s compares a %s with a %s", what, lt, rt)
+	}
 }
 
 func (c *checker) suggest(name string) string {
@@ -807,14 +958,7 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 			c.errf(k.Pos, "comparison without a left side")
 			return
 		}
-		t := c.expr(k.Left, true, visitT)
-		if t == TDate && k.Left.Op != ExprProfile && k.Cmp != CmpExists && k.Cmp != CmpNotExists {
-			// The instant of an event: compared with spans from now, to
-			// the millisecond, not with literals.
-			c.errf(k.Pos, "%s is the time of an event: compare it with more than SPAN ago, within last SPAN, exists or not exists", FormatExpr(k.Left))
-			return
-		}
-		c.literal(k.Cmp, k.Value, t, FormatExpr(k.Left), k.Pos)
+		c.compare(k.Left, k.Cmp, k.Right, k.Value, ctxCond, nil, visitT, k.Pos)
 	case CSegment:
 		if c.info.Segments[k.Segment] == nil {
 			if c.info.Traits[k.Segment] != nil {

@@ -62,6 +62,9 @@ func condDepth(c *Cond, level int) *Error {
 	if err := exprDepth(c.Left, level); err != nil {
 		return err
 	}
+	if err := exprDepth(c.Right, level); err != nil {
+		return err
+	}
 	if c.Agg != nil {
 		if err := filterDepth(c.Agg.Where, level); err != nil {
 			return err
@@ -104,6 +107,11 @@ func filterDepth(f *Filter, level int) *Error {
 	}
 	for _, a := range f.Args {
 		if err := filterDepth(a, level+1); err != nil {
+			return err
+		}
+	}
+	for _, e := range []*Expr{f.Left, f.Right} {
+		if err := exprDepth(e, level+1); err != nil {
 			return err
 		}
 	}

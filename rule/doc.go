@@ -110,14 +110,17 @@
 //
 // Filters: PATH OP VALUE combined with and, or, not and parentheses. OP
 // is = != < <= > >= contains in [v1, v2] exists, not exists. Values are
-// quoted strings, numbers, true, false. length(PATH) OP NUMBER and
+// quoted strings, numbers, true, false. length(PATH) OP NUMBER,
 // conditions on the event's own line items (sum(products.quantity) >=
-// 24, any(...), all(...)) are filters too: see the sections below.
+// 24, any(...), all(...)) and comparisons of two expressions
+// (properties.shipping_address.name != traits.first_name + " " +
+// traits.last_name) are filters too: see the sections below.
 //
 // Conditions combine with and, or, not, parentheses:
 //
 //	VALUE OP literal                                   spend_365d >= 500, last_city = "Leeds", count of "X" in last 7 days = 0
 //	traits.NAME OP literal                             traits.country in ["GB", "UK"], traits.vip = true, traits.phone exists
+//	EXPR OP EXPR                                       two values: spend_365d > traits.credit_limit (see Expressions)
 //	in segment NAME                                    any segment, static ones included
 //	performed "Event" [SCOPE] [where FILTER] WINDOW            count >= 1
 //	did not perform "Event" [SCOPE] [where FILTER] WINDOW      count = 0
@@ -276,6 +279,73 @@
 // is applied item by item: the same item must pass all of it), each
 // line-item condition looks at all the items on its own, so two any(...)
 // may be met by different lines. A line-item condition reads one array.
+//
+// # Expressions
+//
+// Both sides of a comparison may be expressions: in a segment condition
+// they read computed traits, aggregates, profile traits and constants; in
+// an event filter (where ...) they read the event's properties, its line
+// item (products.price) and the profile's traits. Computed traits are
+// numbers over events: they read no profile traits and no functions.
+//
+//   - properties.NAME, products.FIELD: the event's values (filters only)
+//   - traits.NAME: the profile's
+//   - NAME, FUNC(...) of "Event" ... WINDOW: computed traits and aggregates (conditions only)
+//   - "text", 12.5, true, false: constants
+//   - a + b, a - b, a * b, a / b: arithmetic on numbers, exact; + of two strings joins them
+//   - lower(s), upper(s), trim(s): strings (trim removes white space at both ends)
+//   - length(x): a string's characters, a list's elements, an object's keys
+//   - year(d), month(d), day(d): date parts (month 1-12, day of the month 1-31)
+//   - day_of_week(d): ISO, 1 Monday ... 7 Sunday
+//   - days_between(a, b): calendar days from date a to date b (negative if b is earlier)
+//
+// Dates are "YYYY-MM-DD" (midnight in the evaluator's time zone) or RFC
+// 3339 strings; their parts and days_between are read in the evaluator's
+// time zone. A missing value, or one of the wrong type, makes a function
+// or an operator null (so does x / 0), and a comparison of two values is
+// false when either side is null, whatever the operator, != included:
+// nothing is known about a missing name. A comparison with a literal
+// keeps the rules above (a missing value is != "UK"). Types are checked
+// when definitions are applied, with the line and column of the
+// offending operand (wrong type: lower needs a string, traits.birthday
+// is a date); event properties are untyped until they are read.
+//
+// An event filter that reads profile traits reads them as they are when
+// the event arrives (after the traits the event itself carries): the
+// event's match is decided then and kept, as line-item conditions are, so
+// it stays exact and incremental. A later change of the profile does not
+// change which past events matched; it matters for events after it. This
+// is the SQL of an event log joined with the profile as of each event.
+// Replays (a definition edit, Naive, as-of questions) give each event the
+// traits of the events before it in log order.
+//
+// Examples:
+//
+//	# an order shipped to a name other than the customer's own
+//	segment gift_buyer { performed "Order Completed" where properties.shipping_address.name != traits.first_name + " " + traits.last_name in last 365 days }
+//	# the same, ignoring case and stray spaces
+//	trait gift_orders = count of "Order Completed" where lower(trim(properties.shipping_address.name)) != lower(traits.first_name + " " + traits.last_name) all time
+//	# two event properties
+//	trait discounted_orders = count of "Order Completed" where properties.discount * 4 >= properties.revenue in last 90 days
+//	# a line item against the event
+//	trait lines_over_half = count of "Order Completed" where any(products.price * products.quantity > properties.revenue / 2) all time
+//	# a date part of the event against the profile
+//	trait birthday_month_orders = count of "Order Completed" where month(properties.ordered_on) = month(traits.birthday) all time
+//	# days between two dates of the event
+//	trait slow_deliveries = count of "Order Delivered" where days_between(properties.ordered_on, properties.delivered_on) > 5 in last 90 days
+//	# conditions: profile traits with functions, computed traits against each other
+//	segment december_birthdays { month(traits.birthday) = 12 }
+//	segment weekend_born { day_of_week(traits.birthday) >= 6 }
+//	segment named { length(trim(traits.first_name)) > 0 and upper(traits.customer_type) = "TRADE" }
+//	segment joined_in_2024 { year(traits.created_at) = 2024 }
+//	segment big_last_order { last(properties.revenue) of "Order Completed" all time >= avg(properties.revenue) of "Order Completed" in last 365 days * 2 }
+//
+// In the JSON form an expression comparison in a filter is {"op":
+// "compare", "left": EXPR, "cmp": "!=", "right": EXPR}, in a condition
+// {"op": "cmp", "left": EXPR, "cmp": ..., "right": EXPR}; expressions add
+// {"op": "property", "name": "properties.a.b"}, {"op": "string", "str":
+// "..."}, {"op": "bool", "bool": true} and {"op": "call", "func":
+// "lower", "args": [EXPR]}.
 //
 // # JSON form
 //

@@ -102,6 +102,18 @@ func formatExpr(e *Expr, outer int) string {
 		return "traits." + canonPath(e.Name)
 	case ExprNum:
 		return formatNum(e.Num)
+	case ExprString:
+		return strconv.Quote(e.Str)
+	case ExprBool:
+		return strconv.FormatBool(e.Bool)
+	case ExprProp:
+		return canonPath(e.Name)
+	case ExprCall:
+		parts := make([]string, len(e.Args))
+		for i, a := range e.Args {
+			parts[i] = formatExpr(a, 0)
+		}
+		return e.Func + "(" + strings.Join(parts, ", ") + ")"
 	}
 	p := exprPrec(e.Op)
 	if len(e.Args) != 2 {
@@ -174,6 +186,11 @@ func formatFilter(f *Filter, outer string) string {
 			return f.Func + "(" + canonPath(f.Path) + ") " + formatCmp(f.Cmp, f.Value)
 		}
 		return canonPath(f.Path) + " " + formatCmp(f.Cmp, f.Value)
+	case FExpr:
+		if f.Right != nil {
+			return FormatExpr(f.Left) + " " + f.Cmp + " " + FormatExpr(f.Right)
+		}
+		return FormatExpr(f.Left) + " " + formatCmp(f.Cmp, f.Value)
 	case FItems:
 		if f.Func == FnAny || f.Func == FnAll {
 			if f.Where == nil {
@@ -267,7 +284,16 @@ func formatCond(c *Cond, outer string) string {
 		}
 		return "not " + formatCond(c.Args[0], CNot)
 	case CCmp:
-		return FormatExpr(c.Left) + " " + formatCmp(c.Cmp, c.Value)
+		left := FormatExpr(c.Left)
+		if startsWithString(c.Left) {
+			// A condition starting with a quoted string reads as an
+			// event name ("A" not followed by ...).
+			left = "(" + left + ")"
+		}
+		if c.Right != nil {
+			return left + " " + c.Cmp + " " + FormatExpr(c.Right)
+		}
+		return left + " " + formatCmp(c.Cmp, c.Value)
 	case CSegment:
 		return "in segment " + c.Segment
 	case CPerformed, CNotPerformed:
@@ -313,6 +339,25 @@ func dateSubject(c *Cond) string {
 		return FormatExpr(c.Left)
 	}
 	return "traits." + canonPath(c.Profile)
+}
+
+// startsWithString reports whether an expression's text starts with a
+// quoted string.
+func startsWithString(e *Expr) bool {
+	for e != nil {
+		switch e.Op {
+		case ExprString:
+			return true
+		case ExprAdd, ExprSub, ExprMul, ExprDiv:
+			if len(e.Args) == 0 {
+				return false
+			}
+			e = e.Args[0]
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 func spanOr(s *Span) string {

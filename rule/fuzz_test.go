@@ -17,6 +17,9 @@ func FuzzParse(f *testing.F) {
 	f.Add(`trait x = (1 + count of "A" in last 2 hours) * -3`)
 	f.Add(`trait x = count of "A" where sum(items.q where items.c = "p") >= 2 and any(items.k = "k\"1") and length(properties.t) > 1 all time
 segment s { traits.a."b c".d exists and length(traits.tags) = 0 and count of "A" where all(items.q > 1) in last 1 days >= 2 }`)
+	f.Add(`trait g = count of "A" where properties.n != traits.f + " " + traits.l and lower(trim(products.c)) = upper("x") or days_between(properties.d, traits.b) >= -2 all time
+segment s { month(traits.b) = 12 and g * 2 > length(traits.f) - 1 and traits.f + "!" != traits.l and day_of_week(traits.b) in [6, 7] }`)
+	f.Add(`trait g = count of "A" where "x" = properties.a and true = properties.b and 1 - -2 < properties.c all time`)
 	f.Fuzz(func(t *testing.T, src string) {
 		set, err := Parse(src)
 		if err != nil {

@@ -295,7 +295,7 @@ func (p *parser) def() *Def {
 	}
 	if d.Kind == KindTrait {
 		p.expect("=", "\"=\" after the trait name")
-		d.Value = p.expr(false)
+		d.Value = p.expr(ctxTrait)
 	} else {
 		if p.accept("static") {
 			d.Static = true
@@ -542,29 +542,52 @@ func (p *parser) filterNot() *Filter {
 		defer p.nest(t)()
 		return &Filter{Op: FNot, Args: []*Filter{p.filterNot()}, Pos: t.pos}
 	}
-	if p.accept("(") {
-		defer p.nest(t)()
-		f := p.filter()
-		p.expect(")", "\")\"")
-		return f
+	if p.is("(") {
+		// A parenthesis opens a sub-filter or arithmetic such as
+		// (properties.a + properties.b) * 2 > 10: try the filter, and
+		// fall back when a comparison or arithmetic follows it.
+		save := p.i
+		if f, ok := p.tryParenFilter(); ok {
+			return f
+		}
+		p.i = save
 	}
 	if t.kind == tIdent && p.isAt(1, "(") {
 		if f := p.itemFilter(t); f != nil {
 			return f
 		}
 	}
-	pt := p.filterPath()
-	f := &Filter{Op: FCmp, Path: pt.text, Pos: pt.pos}
-	f.Cmp, f.Value = p.cmpOp()
+	left := p.expr(ctxFilter)
+	f := &Filter{Op: FExpr, Left: left, Pos: left.Pos}
+	f.Cmp, f.Value, f.Right = p.cmpExpr(ctxFilter)
+	// A property (or its length) compared with a literal keeps the
+	// plain form: properties.gift = true.
+	switch {
+	case f.Right != nil:
+	case left.Op == ExprProp:
+		return &Filter{Op: FCmp, Path: left.Name, Cmp: f.Cmp, Value: f.Value, Pos: left.Pos}
+	case left.Op == ExprCall && left.Func == FnLength && len(left.Args) == 1 && left.Args[0].Op == ExprProp:
+		return &Filter{Op: FCmp, Func: FnLength, Path: left.Args[0].Name, Cmp: f.Cmp, Value: f.Value, Pos: left.Pos}
+	}
+	if f.Right == nil && f.Cmp != CmpIn && f.Cmp != CmpExists && f.Cmp != CmpNotExists {
+		// A literal right side of a comparison is an expression here.
+		f.Right = literalExpr(f.Value, f.Pos)
+		f.Value = nil
+	}
 	return f
 }
 
-func (p *parser) filterPath() token {
-	pt := p.next()
-	if pt.kind != tIdent || !strings.Contains(pt.text, ".") || strings.HasPrefix(pt.text, "traits.") {
-		p.failAt(pt, "expected an event property such as properties.gift or products.category, found %s", pt)
+// literalExpr is the constant expression of a literal.
+func literalExpr(v any, pos Pos) *Expr {
+	switch x := v.(type) {
+	case float64:
+		return &Expr{Op: ExprNum, Num: x, Pos: pos}
+	case string:
+		return &Expr{Op: ExprString, Str: x, Pos: pos}
+	case bool:
+		return &Expr{Op: ExprBool, Bool: x, Pos: pos}
 	}
-	return pt
+	return nil
 }
 
 // itemFilter parses a filter that starts with a function: length(PATH)
@@ -573,14 +596,6 @@ func (p *parser) filterPath() token {
 // returns nil when t is no such function.
 func (p *parser) itemFilter(t token) *Filter {
 	switch fn := t.text; {
-	case fn == FnLength:
-		p.next()
-		p.next()
-		pt := p.filterPath()
-		p.expect(")", "\")\" closing length(")
-		f := &Filter{Op: FCmp, Func: FnLength, Path: pt.text, Pos: t.pos}
-		f.Cmp, f.Value = p.cmpOp()
-		return f
 	case fn == FnAny || fn == FnAll:
 		p.next()
 		p.next()
@@ -617,9 +632,30 @@ func filterArray(f *Filter) string {
 		return itemArray(f.Path)
 	case FItems:
 		return ""
+	case FExpr:
+		if arr := exprArray(f.Left); arr != "" {
+			return arr
+		}
+		return exprArray(f.Right)
 	}
 	for _, a := range f.Args {
 		if arr := filterArray(a); arr != "" {
+			return arr
+		}
+	}
+	return ""
+}
+
+// exprArray is the first line-item array an expression reads, or "".
+func exprArray(e *Expr) string {
+	if e == nil {
+		return ""
+	}
+	if e.Op == ExprProp {
+		return itemArray(e.Name)
+	}
+	for _, a := range e.Args {
+		if arr := exprArray(a); arr != "" {
 			return arr
 		}
 	}
@@ -688,28 +724,47 @@ func (p *parser) number(t token, sign float64) float64 {
 	return sign * v
 }
 
-// expr parses arithmetic; inCond allows profile traits (traits.x).
-func (p *parser) expr(inCond bool) *Expr {
-	e := p.term(inCond)
+// Expression contexts: what an expression may read.
+type exprCtx uint8
+
+const (
+	ctxTrait  exprCtx = iota // a computed trait: aggregates, traits, numbers
+	ctxCond                  // a segment condition: also profile traits and functions
+	ctxFilter                // an event filter: event properties, profile traits, functions
+)
+
+// expr parses arithmetic (and, in conditions and filters, constants
+// and functions).
+func (p *parser) expr(ctx exprCtx) *Expr {
+	e := p.term(ctx)
 	for p.is("+") || p.is("-") {
 		t := p.next()
-		e = &Expr{Op: t.text, Args: []*Expr{e, p.term(inCond)}, Pos: e.Pos}
+		e = &Expr{Op: t.text, Args: []*Expr{e, p.term(ctx)}, Pos: e.Pos}
 	}
 	return e
 }
 
-func (p *parser) term(inCond bool) *Expr {
-	e := p.factor(inCond)
+func (p *parser) term(ctx exprCtx) *Expr {
+	e := p.factor(ctx)
 	for p.is("*") || p.is("/") {
 		t := p.next()
-		e = &Expr{Op: t.text, Args: []*Expr{e, p.factor(inCond)}, Pos: e.Pos}
+		e = &Expr{Op: t.text, Args: []*Expr{e, p.factor(ctx)}, Pos: e.Pos}
 	}
 	return e
 }
 
-func (p *parser) factor(inCond bool) *Expr {
+func (p *parser) factor(ctx exprCtx) *Expr {
+	inCond := ctx != ctxTrait
 	t := p.peek()
 	switch {
+	case ctx != ctxTrait && t.kind == tString:
+		p.next()
+		return &Expr{Op: ExprString, Str: t.text, Pos: t.pos}
+	case ctx != ctxTrait && (p.is("true") || p.is("false")):
+		p.next()
+		return &Expr{Op: ExprBool, Bool: t.text == "true", Pos: t.pos}
+	case ctx == ctxFilter && p.isAggStart():
+		p.failAt(t, "an event filter cannot aggregate events: compare the event's own values (or line items: sum(products.quantity) >= 24)")
 	case t.kind == tNumber:
 		p.next()
 		return &Expr{Op: ExprNum, Num: p.number(t, 1), Pos: t.pos}
@@ -719,13 +774,13 @@ func (p *parser) factor(inCond bool) *Expr {
 	case p.is("("):
 		p.next()
 		defer p.nest(t)()
-		e := p.expr(inCond)
+		e := p.expr(ctx)
 		p.expect(")", "\")\"")
 		return e
 	case p.isAggStart():
 		a := p.agg()
 		return &Expr{Op: ExprAgg, Agg: a, Pos: a.Pos}
-	case t.kind == tIdent && t.text == FnLength && p.isAt(1, "(") && strings.HasPrefix(p.peekN(2).text, "traits."):
+	case t.kind == tIdent && t.text == FnLength && ctx != ctxFilter && p.isAt(1, "(") && strings.HasPrefix(p.peekN(2).text, "traits.") && p.isAt(3, ")"):
 		p.next()
 		p.next()
 		pt := p.next()
@@ -734,6 +789,24 @@ func (p *parser) factor(inCond bool) *Expr {
 			p.failAt(t, "a computed trait cannot read profile trait %s; use it in a segment condition", pt.text)
 		}
 		return &Expr{Op: ExprProfile, Func: FnLength, Name: strings.TrimPrefix(pt.text, "traits."), Pos: t.pos}
+	case ctx != ctxTrait && t.kind == tIdent && ExprFuncs[t.text] > 0 && p.isAt(1, "("):
+		p.next()
+		p.next()
+		defer p.nest(t)()
+		e := &Expr{Op: ExprCall, Func: t.text, Pos: t.pos}
+		for !p.is(")") {
+			e.Args = append(e.Args, p.expr(ctx))
+			if !p.accept(",") {
+				break
+			}
+		}
+		p.expect(")", "\")\" closing "+t.text+"(")
+		return e
+	case ctx == ctxFilter && t.kind == tIdent && strings.Contains(t.text, ".") && !strings.HasPrefix(t.text, "traits."):
+		p.next()
+		return &Expr{Op: ExprProp, Name: t.text, Pos: t.pos}
+	case ctx == ctxFilter && t.kind == tIdent && !strings.Contains(t.text, ".") && !reserved[t.text]:
+		p.failAt(t, "expected an event property such as properties.%s (or products.category, or traits.NAME for the profile), found %s", t.text, t)
 	case t.kind == tIdent && strings.HasPrefix(t.text, "traits."):
 		p.next()
 		if !inCond {
@@ -746,7 +819,10 @@ func (p *parser) factor(inCond bool) *Expr {
 	case t.kind == tIdent && strings.Contains(t.text, "."):
 		p.failAt(t, "%s is an event property: wrap it in an aggregate such as sum(%s) of \"Event\" in last 30 days, or write traits.NAME for a profile trait", t.text, t.text)
 	}
-	p.failAt(t, "expected a value (a trait, an aggregate such as count of \"Order Completed\" in last 30 days, or a number), found %s", t)
+	if ctx == ctxFilter {
+		p.failAt(t, "expected a value (properties.NAME, traits.NAME, a quoted string, a number, true or false), found %s", t)
+	}
+	p.failAt(t, "expected a value (a trait, an aggregate such as count of \"Order Completed\" in last 30 days, traits.NAME, a quoted string or a number), found %s", t)
 	return nil
 }
 
@@ -867,7 +943,7 @@ func (p *parser) primary() *Cond {
 		p.expect("last", "\"last\" or \"next\" (traits.X within last N days, traits.X within next N days)")
 		return &Cond{Op: CWithinLast, Profile: name, Within: p.span(), Pos: t.pos}
 	}
-	e := p.expr(true)
+	e := p.expr(ctxCond)
 	switch {
 	case p.is("more") && p.isAt(1, "than"):
 		// A date value: last time of "X" more than 30 days ago.
@@ -882,8 +958,65 @@ func (p *parser) primary() *Cond {
 		return &Cond{Op: CWithinLast, Left: e, Within: p.span(), Pos: e.Pos}
 	}
 	c := &Cond{Op: CCmp, Left: e, Pos: e.Pos}
-	c.Cmp, c.Value = p.cmpOp()
+	c.Cmp, c.Value, c.Right = p.cmpExpr(ctxCond)
 	return c
+}
+
+// cmpExpr parses a comparison operator and its operand: a literal (the
+// Value, as before expressions) or an expression (the Right side).
+func (p *parser) cmpExpr(ctx exprCtx) (string, any, *Expr) {
+	t := p.peek()
+	if t.kind == tPunct && (t.text == "=" || t.text == "!=" || t.text == "<" || t.text == "<=" || t.text == ">" || t.text == ">=") || p.is("contains") {
+		p.next()
+		r := p.expr(ctx)
+		if v, ok := exprLiteral(r); ok {
+			return t.text, v, nil
+		}
+		return t.text, nil, r
+	}
+	cmp, v := p.cmpOp()
+	return cmp, v, nil
+}
+
+// exprLiteral is the literal value of a constant expression.
+func exprLiteral(e *Expr) (any, bool) {
+	switch e.Op {
+	case ExprNum:
+		return e.Num, true
+	case ExprString:
+		return e.Str, true
+	case ExprBool:
+		return e.Bool, true
+	}
+	return nil, false
+}
+
+func (p *parser) tryParenFilter() (f *Filter, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if b, isBail := r.(bail); !isBail || b.final {
+				panic(r)
+			}
+			f, ok = nil, false
+		}
+	}()
+	defer p.nest(p.next())()
+	f = p.filter()
+	p.expect(")", "\")\"")
+	if p.afterParenIsValue() {
+		return nil, false
+	}
+	return f, true
+}
+
+// afterParenIsValue reports whether what follows a closing parenthesis
+// makes it arithmetic or a value compared: an operator or a comparison.
+func (p *parser) afterParenIsValue() bool {
+	n := p.peek()
+	if n.kind == tPunct && strings.Contains("= != < <= > >= + - * /", n.text) && n.text != "" && !p.is("(") {
+		return true
+	}
+	return p.is("contains") || p.is("exists") || (p.is("in") && p.isAt(1, "[")) || (p.is("not") && p.isAt(1, "exists"))
 }
 
 func (p *parser) tryParenCond() (c *Cond, ok bool) {

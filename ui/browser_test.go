@@ -403,3 +403,52 @@ func TestBrowserVocabulary(t *testing.T) {
 	}
 	t.Logf("%d definitions covered %d language features", len(picked), len(seen))
 }
+
+// TestBrowserBuildExpressions builds "an order shipped to a name other
+// than the customer's own" in the form: a filter comparing two values,
+// with a function and a concatenation, and a condition comparing a
+// computed value with a profile trait.
+func TestBrowserBuildExpressions(t *testing.T) {
+	h := newHarness(t, "")
+	ctx := newBrowser(t, 1280, 900)
+	signInBrowser(t, ctx, h)
+	where := "condition.aggregate.where"
+	within(t, ctx, 30*time.Second, "building the filter in the form",
+		chromedp.Navigate(h.URL+"/ui/segments/new"),
+		typeInto(`[data-path="name"]`, "gift_buyer"),
+		choose(`[data-path="condition.op"]`, "performed"),
+		typeInto(`[data-path="condition.aggregate.window.n"]`, "365"),
+		chromedp.Click(chromedp.CSS(`[data-path="condition.aggregate.addwhere"]`)),
+		choose(`[data-path="`+where+`.op"]`, "compare"),
+		choose(`[data-path="`+where+`.right.op"]`, "+"),
+		choose(`[data-path="`+where+`.right.args.1.op"]`, "profile"),
+		typeInto(`[data-path="`+where+`.right.args.1.name"]`, "last_name"),
+		choose(`[data-path="`+where+`.left.op"]`, "call"),
+		choose(`[data-path="`+where+`.left.func"]`, "trim"),
+	)
+	want := "segment gift_buyer \"New segment\" {\n  performed \"Order Completed\" where trim(properties.shipping_address.name) != traits.first_name + traits.last_name in last 365 days\n}\n"
+	waitText(t, ctx, want)
+
+	// A condition comparing two values: another value on the right.
+	within(t, ctx, 30*time.Second, "building a comparison of two values",
+		chromedp.Navigate(h.URL+"/ui/segments/new"),
+		typeInto(`[data-path="name"]`, "more_orders_than_letters"),
+		choose(`[data-path="condition.with"]`, "expr"),
+		choose(`[data-path="condition.right.op"]`, "call"),
+		choose(`[data-path="condition.right.func"]`, "length"),
+		typeInto(`[data-path="condition.right.args.0.name"]`, "first_name"),
+		choose(`[data-path="condition.cmp"]`, ">"),
+	)
+	waitText(t, ctx, "segment more_orders_than_letters \"New segment\" {\n  count of \"Order Completed\" in last 90 days > length(traits.first_name)\n}\n")
+}
+
+// waitText waits for the builder's text view to read want.
+func waitText(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := chromedp.Run(c, chromedp.Poll[bool](fmt.Sprintf(`document.getElementById('def-text').value === %q`, want)))
+	cancel()
+	if err != nil {
+		t.Fatalf("the text view did not follow the form: got %q, want %q (%v)", evalString(t, ctx, `document.getElementById('def-text').value`), want, err)
+	}
+}

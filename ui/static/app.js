@@ -169,11 +169,12 @@
     }
 
     function filterEditor(f, path, set) {
-      var ops = [['cmp', 'property compares'], ['items', 'its line items'], ['and', 'all of'], ['or', 'any of'], ['not', 'not']];
+      var ops = [['cmp', 'property compares'], ['compare', 'two values compare'], ['items', 'its line items'], ['and', 'all of'], ['or', 'any of'], ['not', 'not']];
       var box = h('div', { 'class': 'node filter' });
       var head = field('Only events where', select(path + '.op', ops, f.op, function (v) {
         var nf = v === 'cmp' ? { op: 'cmp', property: 'properties.category', cmp: '=', value: '' } : v === 'not' ? { op: 'not', args: [f] } :
-          v === 'items' ? { op: 'items', func: 'sum', property: 'products.quantity', cmp: '>=', value: 24 } : { op: v, args: [f] };
+          v === 'items' ? { op: 'items', func: 'sum', property: 'products.quantity', cmp: '>=', value: 24 } :
+          v === 'compare' ? { op: 'compare', left: defaultExpr('property'), cmp: '!=', right: defaultExpr('profile') } : { op: v, args: [f] };
         set(nf); rerender();
       }));
       box.append(h('div', { 'class': 'node-head' }, head, removeButton('Remove this filter', function () { set(null); rerender(); })));
@@ -183,6 +184,9 @@
           field('Comparison', select(path + '.cmp', cmps, f.cmp, function (v) { f.cmp = v; if (v === 'exists' || v === 'not exists') delete f.value; rerender(); changed(); })),
           f.cmp === 'exists' || f.cmp === 'not exists' ? null :
             field('Value', input(path + '.value', showLit(f.value), function (v) { f.value = parseLit(v, f.cmp); }, { 'class': 'mid' }))));
+      } else if (f.op === 'compare') {
+        // Two expressions over the event and the profile as the event arrives.
+        box.append(compareEditor(f, path, 'filter'));
       } else if (f.op === 'items') {
         // An aggregate over the event's own line items (sum(products.quantity) >= 24),
         // or some / every item passing a filter (any(...), all(...)).
@@ -217,7 +221,7 @@
 
     function whereToggle(holder, path) {
       if (holder.where) return filterEditor(holder.where, path + '.where', function (n) { if (n) holder.where = n; else delete holder.where; });
-      return h('button', { type: 'button', 'class': 'small', text: '+ only some of these events', on: { click: function () {
+      return h('button', { type: 'button', 'class': 'small', 'data-path': path + '.addwhere', text: '+ only some of these events', on: { click: function () {
         holder.where = { op: 'cmp', property: 'properties.category', cmp: '=', value: '' }; rerender(); changed();
       } } });
     }
@@ -265,25 +269,65 @@
       return box;
     }
 
-    var exprOps = [['trait', 'a computed trait'], ['profile', 'a profile trait'], ['aggregate', 'events (count, total…)'], ['number', 'a number'],
-      ['+', 'sum of two values (+)'], ['-', 'difference (−)'], ['*', 'product (×)'], ['/', 'ratio (÷)']];
+    var exprOps = [['trait', 'a computed trait'], ['profile', 'a profile trait'], ['property', 'an event property'], ['aggregate', 'events (count, total…)'],
+      ['number', 'a number'], ['string', 'text'], ['bool', 'true or false'], ['call', 'a function of a value'],
+      ['+', 'sum of two values, or two texts joined (+)'], ['-', 'difference (−)'], ['*', 'product (×)'], ['/', 'ratio (÷)']];
+    // What each context reads: a computed trait (false), a segment
+    // condition (true) or an event filter ('filter').
+    var exprIn = {
+      'false': ['trait', 'aggregate', 'number', '+', '-', '*', '/'],
+      'true': ['trait', 'profile', 'aggregate', 'number', 'string', 'bool', 'call', '+', '-', '*', '/'],
+      'filter': ['property', 'profile', 'number', 'string', 'bool', 'call', '+', '-', '*', '/']
+    };
+    var exprFuncs = [['lower', 'lower case'], ['upper', 'upper case'], ['trim', 'trimmed'], ['length', 'length'], ['year', 'year of'], ['month', 'month of'],
+      ['day', 'day of the month of'], ['day_of_week', 'day of the week (1 Monday) of'], ['days_between', 'days between']];
 
-    function defaultExpr(op) {
+    function defaultExpr(op, ctx) {
       switch (op) {
         case 'trait': return { op: 'trait', name: names.traits[0] || '' };
-        case 'profile': return { op: 'profile', name: 'created_at' };
+        case 'profile': return { op: 'profile', name: 'first_name' };
+        case 'property': return { op: 'property', name: 'properties.shipping_address.name' };
         case 'aggregate': return { op: 'aggregate', aggregate: { func: 'count', event: 'Order Completed', window: { kind: 'last', n: 30, unit: 'days' } } };
         case 'number': return { op: 'number', num: 0 };
+        case 'string': return { op: 'string', str: '' };
+        case 'bool': return { op: 'bool', bool: true };
+        case 'call': return { op: 'call', func: 'lower', args: [defaultExpr(ctx === 'filter' ? 'property' : 'profile')] };
       }
-      return { op: op, args: [defaultExpr('trait'), defaultExpr('trait')] };
+      var leaf = ctx === 'filter' ? 'property' : 'trait';
+      return { op: op, args: [defaultExpr(leaf), defaultExpr(leaf)] };
+    }
+
+    // compareEditor edits "left cmp right" (or left cmp value, for in,
+    // exists and not exists) of a filter ('filter') or a condition (true).
+    function compareEditor(c, path, ctx) {
+      var box = h('div', {});
+      box.append(exprEditor(c.left, path + '.left', function (n) { c.left = n; }, ctx, 'First value'));
+      var row = h('div', { 'class': 'inline' }, field('Comparison', select(path + '.cmp', cmps, c.cmp, function (v) {
+        c.cmp = v;
+        if (v === 'exists' || v === 'not exists') { delete c.value; delete c.right; }
+        rerender(); changed();
+      })));
+      if (c.cmp !== 'exists' && c.cmp !== 'not exists' && c.cmp !== 'in') {
+        row.append(field('With', select(path + '.with', [['value', 'a value'], ['expr', 'another value']], c.right ? 'expr' : 'value', function (v) {
+          if (v === 'expr') { c.right = defaultExpr(ctx === 'filter' ? 'profile' : 'trait', ctx); delete c.value; } else { delete c.right; c.value = ''; }
+          rerender(); changed();
+        })));
+      }
+      box.append(row);
+      if (c.right) box.append(exprEditor(c.right, path + '.right', function (n) { c.right = n; }, ctx, 'Second value'));
+      else if (c.cmp !== 'exists' && c.cmp !== 'not exists') {
+        box.append(field('Value', input(path + '.value', showLit(c.value), function (v) { c.value = parseLit(v, c.cmp); }, { 'class': 'mid' })));
+      }
+      return box;
     }
 
     function exprEditor(e, path, set, inCond, label) {
-      var ops = inCond ? exprOps : exprOps.filter(function (o) { return o[0] !== 'profile'; });
+      var allowed = exprIn[String(inCond)] || exprIn['true'];
+      var ops = exprOps.filter(function (o) { return allowed.indexOf(o[0]) >= 0 || o[0] === e.op; });
       var box = h('div', { 'class': 'expr' });
       box.append(field(label || 'Value', select(path + '.op', ops, e.op, function (v) {
-        var ne = defaultExpr(v);
-        if (ne.args) ne.args[0] = e;
+        var ne = defaultExpr(v, inCond);
+        if (ne.args && (v !== 'call')) ne.args[0] = e;
         set(ne); rerender(); changed();
       })));
       switch (e.op) {
@@ -299,8 +343,30 @@
         case 'aggregate':
           box.append(aggEditor(e.aggregate, path + '.aggregate'));
           break;
-        default:
+        case 'property':
+          box.append(field('Property', input(path + '.name', e.name, function (v) { e.name = v; }, { 'class': 'mid', placeholder: 'properties.shipping_address.name' })));
+          break;
+        case 'string':
+          box.append(field('Text', input(path + '.str', e.str || '', function (v) { e.str = v; }, { 'class': 'mid' })));
+          break;
+        case 'bool':
+          box.append(field('Is', select(path + '.bool', [['true', 'true'], ['false', 'false']], e.bool ? 'true' : 'false', function (v) { e.bool = v === 'true'; changed(); })));
+          break;
+        case 'call':
+          e.args = e.args || [];
+          box.append(field('Function', select(path + '.func', exprFuncs, e.func, function (v) {
+            e.func = v;
+            var want = v === 'days_between' ? 2 : 1;
+            while (e.args.length < want) e.args.push(defaultExpr(inCond === 'filter' ? 'property' : 'profile', inCond));
+            e.args.length = want;
+            rerender(); changed();
+          })));
           e.args.forEach(function (a, i) {
+            box.append(h('div', { 'class': 'node' }, exprEditor(a, path + '.args.' + i, function (n) { e.args[i] = n; }, inCond, i === 0 ? 'Of' : 'And')));
+          });
+          break;
+        default:
+          (e.args || []).forEach(function (a, i) {
             box.append(h('div', { 'class': 'node' }, exprEditor(a, path + '.args.' + i, function (n) { e.args[i] = n; }, inCond, i === 0 ? 'First value' : 'Second value')));
           });
       }
@@ -351,11 +417,7 @@
           }
           break;
         case 'cmp':
-          box.append(exprEditor(c.left, path + '.left', function (n) { c.left = n; }, true));
-          box.append(h('div', { 'class': 'inline' },
-            field('Comparison', select(path + '.cmp', cmps, c.cmp, function (v) { c.cmp = v; if (v === 'exists' || v === 'not exists') delete c.value; rerender(); changed(); })),
-            c.cmp === 'exists' || c.cmp === 'not exists' ? null :
-              field('Value', input(path + '.value', showLit(c.value), function (v) { c.value = parseLit(v, c.cmp); }, { 'class': 'mid' }))));
+          box.append(compareEditor(c, path, true));
           break;
         case 'segment':
           box.append(field('Segment', input(path + '.segment', c.segment, function (v) { c.segment = v; }, { list: 'dl-segments', 'class': 'mid' })));

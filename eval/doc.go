@@ -140,6 +140,15 @@
 // from the syntax tree instead (line-item sums as exact rationals), so
 // the property test checks the compiled filters as well.
 //
+// Expressions in filters (properties.shipping_address.name !=
+// traits.first_name + " " + traits.last_name) are decided the same way,
+// once per event, with the profile's traits as the event arrives (Apply's
+// prof): a later identify changes only later events' matches. Naive,
+// NaiveAt and Rebuild give each event the traits it saw (replayed from
+// the events in log order, or given). Expressions in conditions are a
+// leaf evaluated from its nodes' values and the profile's traits
+// whenever its segment is, after either changed.
+//
 // State.MarshalBinary/UnmarshalBinary snapshot a state; Program.Adopt
 // checks that a decoded state belongs to the program (same definitions
 // and time zone; Program.Fingerprint identifies it). After a definition

@@ -213,6 +213,9 @@ func (g *gen) leaf(segs []string) string {
 	case 11:
 		// Expressions in conditions: profile traits and computed traits.
 		t := g.traits[g.r.IntN(len(g.traits))]
+		if g.kinds[t] == "time" {
+			return t + " " + g.timeCmp() // an event's time compares with spans only
+		}
 		if g.kinds[t] == "any" {
 			return g.pick(t+" = traits.nick", t+" + traits.nick = \"xx\"", "lower("+t+") != traits.country", "length("+t+") = 1")
 		}

@@ -56,6 +56,11 @@ type Outbox interface {
 	// its lane (false also when it is finished or unknown): a worker that
 	// got an item without ClaimOutbox checks this before sending it.
 	LaneHead(ctx context.Context, id int64) (bool, error)
+	// LaneAhead returns how many pending items are ahead of the item in
+	// its lane (0: it heads the lane), or -1 when it is finished or
+	// unknown. A worker that holds several items of one lane sends them
+	// together only when they are all the lane has up to the last of them.
+	LaneAhead(ctx context.Context, id int64) (int, error)
 	// CountDelivered returns how many items of automations counted by the
 	// frequency cap (Capped) were delivered to the profile at or after since.
 	CountDelivered(ctx context.Context, profileID string, since time.Time) (int, error)

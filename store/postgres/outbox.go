@@ -26,6 +26,13 @@ RETURNING id`
 SELECT count(*) FROM outbox o
 WHERE o.id = $1 AND o.state = 'pending' AND NOT EXISTS (` + olderInLane + `)`
 
+	laneAhead = `
+SELECT CASE WHEN o.state = 'pending' THEN (
+          SELECT count(*) FROM outbox p
+          WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
+            AND (p.due, p.id) < (o.due, o.id)) ELSE -1 END
+FROM outbox o WHERE o.id = $1`
+
 	// A lane's head is its pending item with the lowest (due, id); only
 	// heads are claimed, and only when due and not leased. SKIP LOCKED lets
 	// several workers claim at once without taking the same item. The
@@ -387,6 +394,19 @@ func (db *DB) LaneHead(ctx context.Context, id int64) (bool, error) {
 		return false, fmt.Errorf("postgres: outbox item %d: lane head: %w", id, err)
 	}
 	return n == 1, nil
+}
+
+// LaneAhead counts the pending items ahead of an item; see store.Outbox.
+func (db *DB) LaneAhead(ctx context.Context, id int64) (int, error) {
+	var n int64
+	err := db.pool.QueryRow(ctx, laneAhead, id).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("postgres: outbox item %d: lane position: %w", id, err)
+	}
+	return int(n), nil
 }
 
 // CountDelivered counts capped deliveries to a profile since a time.

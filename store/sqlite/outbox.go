@@ -30,6 +30,13 @@ VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`
 SELECT count(*) FROM outbox o
 WHERE o.id = ? AND o.state = 'pending' AND NOT EXISTS (` + olderInLane + `)`
 
+	laneAhead = `
+SELECT CASE WHEN o.state = 'pending' THEN (
+          SELECT count(*) FROM outbox p INDEXED BY outbox_lane
+          WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
+            AND (p.due, p.id) < (o.due, o.id)) ELSE -1 END
+FROM outbox o WHERE o.id = ?`
+
 	// A lane's head is its pending item with the lowest (due, id); only
 	// heads are claimed, and only when due and not leased. The literal
 	// 'pending' lets SQLite use the partial indexes, and INDEXED BY pins
@@ -545,6 +552,22 @@ func (db *DB) LaneHead(ctx context.Context, id int64) (bool, error) {
 		return false, fmt.Errorf("sqlite: outbox item %d: lane head: %w", id, err)
 	}
 	return n == 1, nil
+}
+
+// LaneAhead counts the pending items ahead of an item; see store.Outbox.
+func (db *DB) LaneAhead(ctx context.Context, id int64) (int, error) {
+	n := -1
+	st, err := db.hot(ctx, laneAhead)
+	if err == nil {
+		err = st.QueryRowContext(ctx, id).Scan(&n)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: outbox item %d: lane position: %w", id, err)
+	}
+	return n, nil
 }
 
 // CountDelivered counts capped deliveries to a profile since a time.

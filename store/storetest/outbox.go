@@ -223,7 +223,21 @@ func testOutboxWrittenClaimed(t *testing.T, s store.Store) {
 	if !laneHead(t, s, it[2].ID) || laneHead(t, s, it[1].ID) || !laneHead(t, s, it[0].ID) || laneHead(t, s, 999) {
 		t.Fatalf("lane heads: %v %v %v", laneHead(t, s, it[0].ID), laneHead(t, s, it[1].ID), laneHead(t, s, it[2].ID))
 	}
+	for i, want := range []int{0, 1, 0} {
+		if n, err := s.LaneAhead(ctx, it[i].ID); err != nil || n != want {
+			t.Fatalf("LaneAhead(item %d) = %d, %v; want %d", i, n, err, want)
+		}
+	}
+	if n, err := s.LaneAhead(ctx, 999); err != nil || n != -1 {
+		t.Fatalf("LaneAhead(unknown) = %d, %v; want -1", n, err)
+	}
 	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(1)})
+	if n, err := s.LaneAhead(ctx, it[0].ID); err != nil || n != -1 {
+		t.Fatalf("LaneAhead(finished) = %d, %v; want -1", n, err)
+	}
+	if n, err := s.LaneAhead(ctx, it[1].ID); err != nil || n != 0 {
+		t.Fatalf("LaneAhead(new head) = %d, %v; want 0", n, err)
+	}
 	if !laneHead(t, s, it[1].ID) || laneHead(t, s, it[0].ID) {
 		t.Fatal("after the first is delivered the second heads the lane, and a finished item heads nothing")
 	}

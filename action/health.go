@@ -75,14 +75,14 @@ func (s *destStats) label() string {
 }
 
 // callStarted and callEnded count calls in flight and time them.
-func (d *Dispatcher) callStarted(s *destStats) {
+func (d *Dispatcher) callStarted(s *destStats, batch int) {
 	s.mu.Lock()
 	s.inFlight++
 	n, name := s.inFlight, s.name
 	s.mu.Unlock()
 	if m := d.cfg.Metrics; m != nil {
 		m.InFlight.WithLabelValues(name).Set(float64(n))
-		m.BatchSize.WithLabelValues(name).Observe(1) // one change per call until batching
+		m.BatchSize.WithLabelValues(name).Observe(float64(batch)) // changes in the call
 	}
 }
 

@@ -184,6 +184,7 @@ type destState struct {
 	s       sender
 	lim     *connector.Limiter
 	timeout time.Duration // of one call
+	pause   pause         // until the vendor's Retry-After
 	stale   bool          // Reload ran: check the stored destination before use
 }
 

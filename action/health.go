@@ -41,6 +41,7 @@ type DestinationHealth struct {
 	Failed     int64     `json:"failed"`              // dead letters
 	Retried    int64     `json:"retried"`             // failed attempts to be retried
 	Skipped    int64     `json:"skipped"`             // not sent on purpose
+	Superseded int64     `json:"superseded"`          // not sent: a later change in its batch stood for it
 	HandedBack int64     `json:"handedBack"`          // back to the outbox unsent
 	Failures   int       `json:"consecutiveFailures"` // attempts failed in a row
 	LastOK     time.Time `json:"lastSuccess,omitzero"`
@@ -103,6 +104,11 @@ func (d *Dispatcher) record(s *destStats, r store.OutboxResult) {
 	var label string
 	s.mu.Lock()
 	switch {
+	case r.State == store.OutboxDelivered && !r.Attempted:
+		// Superseded in its batch by a later change for the same
+		// profile and segment: recorded, not sent.
+		label = "superseded"
+		s.h.Superseded++
 	case r.State == store.OutboxDelivered:
 		label = "sent"
 		s.h.Sent++

@@ -14,9 +14,8 @@ import (
 // fills, the dispatcher stops claiming for it (the store claims per
 // destination, by index), and every other destination keeps its workers.
 //
-// Batching (issue 12, item 1) plugs in at the worker: it takes one item
-// from its queue today; a batching worker would drain up to MaxBatch
-// items of the queue and send them in one call.
+// The workers of a connector destination take up to the connector's
+// largest batch of items at once and send them in one call (batch.go).
 
 // destQueue is one destination's items in this process.
 type destQueue struct {
@@ -24,6 +23,8 @@ type destQueue struct {
 	ch chan *held   // waiting for a worker
 	n  atomic.Int64 // held: routed here, outcome not yet recorded
 	st *destStats
+	// collectMu lets one worker at a time collect a batch, so batches fill.
+	collectMu sync.Mutex
 }
 
 // held is an item this process holds a lease on, from its claim (or its
@@ -88,7 +89,23 @@ func (d *Dispatcher) queue(rs *runState, dest string) *destQueue {
 		rs.workers.Add(1)
 		go func() {
 			defer rs.workers.Done()
-			for h := range q.ch {
+			for {
+				if n := d.batchOf(rs.sendCtx, dest); n > 1 {
+					hs, open := q.collect(n)
+					if len(hs) > 0 {
+						for _, o := range d.workBatch(rs.sendCtx, hs) {
+							rs.results <- o
+						}
+					}
+					if !open {
+						return
+					}
+					continue
+				}
+				h, open := <-q.ch
+				if !open {
+					return
+				}
 				rs.results <- d.work(rs.sendCtx, h)
 			}
 		}()

@@ -91,6 +91,13 @@ type Outbox interface {
 type DestinationClaim struct {
 	Destination string
 	Limit       int
+	// Runs claims, besides lane heads, the items behind them that are due
+	// and not leased up to the first that is not: a batching worker sends
+	// a lane's run in one call (only the last change per segment, when
+	// they coalesce). Where the limit cuts a run, or another claimer took
+	// its start, an item may be claimed without the items ahead of it: the
+	// worker checks with LaneAhead and hands such items back.
+	Runs bool
 }
 
 // Backlog is one destination's pending items (see OutboxBacklog).

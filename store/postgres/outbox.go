@@ -64,6 +64,21 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED)
 RETURNING ` + outboxColumns
 
+	// claimDestinationRuns is claimDestination taking whole runs of a
+	// lane: an item goes unless an item ahead of it is not due or leased.
+		claimDestinationRuns = `
+UPDATE outbox SET claimed_until = $1
+WHERE id IN (
+    SELECT o.id FROM outbox o
+    WHERE o.state = 'pending' AND o.destination = $4 AND o.next_at <= $2
+      AND (o.claimed_until IS NULL OR o.claimed_until <= $2)
+      AND NOT EXISTS (` + olderInLane + `
+            AND (p.next_at > $2 OR p.claimed_until > $2))
+    ORDER BY o.next_at, o.due, o.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED)
+RETURNING ` + outboxColumns
+
 	olderInLane = `
           SELECT 1 FROM outbox p
           WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
@@ -230,7 +245,11 @@ func (db *DB) ClaimDestinations(ctx context.Context, now time.Time, lease time.D
 	n := 0
 	for _, w := range want {
 		if w.Limit > 0 {
-			b.Queue(claimDestination, now.Add(lease), now, w.Limit, w.Destination)
+			q := claimDestination
+			if w.Runs {
+				q = claimDestinationRuns
+			}
+			b.Queue(q, now.Add(lease), now, w.Limit, w.Destination)
 			n++
 		}
 	}

@@ -69,6 +69,20 @@ WHERE id IN (
     LIMIT ?3)
 RETURNING ` + outboxColumns
 
+	// claimDestinationRuns is claimDestination taking whole runs of a
+	// lane: an item goes unless an item ahead of it is not due or leased.
+	claimDestinationRuns = `
+UPDATE outbox SET claimed_until = ?1
+WHERE id IN (
+    SELECT o.id FROM outbox o INDEXED BY outbox_dest
+    WHERE o.state = 'pending' AND o.destination = ?4 AND o.next_at <= ?2
+      AND (o.claimed_until IS NULL OR o.claimed_until <= ?2)
+      AND NOT EXISTS (` + olderInLane + `
+            AND (p.next_at > ?2 OR p.claimed_until > ?2))
+    ORDER BY o.next_at, o.due, o.id
+    LIMIT ?3)
+RETURNING ` + outboxColumns
+
 	olderInLane = `
           SELECT 1 FROM outbox p INDEXED BY outbox_lane
           WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
@@ -325,11 +339,22 @@ func (db *DB) ClaimDestinations(ctx context.Context, now time.Time, lease time.D
 			return err
 		}
 		defer stmt.Close()
+		var runs *sql.Stmt
 		for _, w := range want {
 			if w.Limit <= 0 {
 				continue
 			}
-			rows, err := stmt.QueryContext(ctx, now.Add(lease).UnixNano(), now.UnixNano(), w.Limit, w.Destination)
+			st := stmt
+			if w.Runs {
+				if runs == nil {
+					if runs, err = tx.PrepareContext(ctx, claimDestinationRuns); err != nil {
+						return err
+					}
+					defer runs.Close()
+				}
+				st = runs
+			}
+			rows, err := st.QueryContext(ctx, now.Add(lease).UnixNano(), now.UnixNano(), w.Limit, w.Destination)
 			if err != nil {
 				return fmt.Errorf("destination %s: %w", w.Destination, err)
 			}

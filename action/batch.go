@@ -337,13 +337,9 @@ func (d *Dispatcher) workBatch(ctx context.Context, hs []*held) []outcome {
 
 // lanePrefix returns how many of a lane's held items (sorted in lane
 // order) may go now: the longest run from the first that is all the lane
-// has up to its last item. A lone item claimed from the store heads its
-// lane by the claim; items leased at planning, or several of one lane,
-// are checked.
+// has up to its last item. Every lane is checked, even a lone claimed
+// item: claims of runs may cut a run short of its head.
 func (d *Dispatcher) lanePrefix(ctx context.Context, lane []*held) int {
-	if len(lane) == 1 && !lane[0].fresh {
-		return 1
-	}
 	if n, err := d.st.LaneAhead(ctx, lane[len(lane)-1].item.ID); err == nil && n == len(lane)-1 {
 		return len(lane)
 	}

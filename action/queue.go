@@ -25,6 +25,9 @@ type destQueue struct {
 	st *destStats
 	// collectMu lets one worker at a time collect a batch, so batches fill.
 	collectMu sync.Mutex
+	// batch is the most items a call takes, as the workers last saw it
+	// (0: not known yet): above 1, claims take runs of lanes.
+	batch atomic.Int64
 }
 
 // held is an item this process holds a lease on, from its claim (or its
@@ -90,7 +93,9 @@ func (d *Dispatcher) queue(rs *runState, dest string) *destQueue {
 		go func() {
 			defer rs.workers.Done()
 			for {
-				if n := d.batchOf(rs.sendCtx, dest); n > 1 {
+				n := d.batchOf(rs.sendCtx, dest)
+				q.batch.Store(int64(n))
+				if n > 1 {
 					hs, open := q.collect(n)
 					if len(hs) > 0 {
 						for _, o := range d.workBatch(rs.sendCtx, hs) {
@@ -141,11 +146,13 @@ func (d *Dispatcher) wants() []store.DestinationClaim {
 	var out []store.DestinationClaim
 	for id := range d.known {
 		var n int64
+		runs := false
 		if q := d.queues[id]; q != nil {
 			n = q.n.Load()
+			runs = q.batch.Load() > 1
 		}
 		if free := c - n; free > 0 && (n == 0 || free >= c/4) {
-			out = append(out, store.DestinationClaim{Destination: id, Limit: int(free)})
+			out = append(out, store.DestinationClaim{Destination: id, Limit: int(free), Runs: runs})
 		}
 	}
 	return out

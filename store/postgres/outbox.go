@@ -66,7 +66,7 @@ RETURNING ` + outboxColumns
 
 	// claimDestinationRuns is claimDestination taking whole runs of a
 	// lane: an item goes unless an item ahead of it is not due or leased.
-		claimDestinationRuns = `
+	claimDestinationRuns = `
 UPDATE outbox SET claimed_until = $1
 WHERE id IN (
     SELECT o.id FROM outbox o

@@ -354,8 +354,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			backoff = 100 * time.Millisecond
 			got := map[string]int{}
+			runs := map[string]bool{}
+			for _, w := range want {
+				runs[w.Destination] = w.Runs
+			}
 			for _, it := range items {
-				h := &held{item: it}
+				// An item of a run may have items ahead of it that the
+				// claim did not take: it is checked like a fresh one.
+				h := &held{item: it, fresh: runs[it.Destination]}
 				h.lease.Store(localStart.Add(d.cfg.Lease).UnixNano())
 				d.route(rs, h)
 				got[it.Destination]++

@@ -146,11 +146,14 @@ func (d *Dispatcher) wants() []store.DestinationClaim {
 	var out []store.DestinationClaim
 	for id := range d.known {
 		var n int64
-		runs := false
+		var batch int64
 		if q := d.queues[id]; q != nil {
 			n = q.n.Load()
-			runs = q.batch.Load() > 1
+			batch = q.batch.Load()
 		}
+		// Runs for batching destinations; before its workers know, a
+		// vendor connector is taken to batch (they all do).
+		runs := batch > 1 || batch == 0 && d.isConnector(id)
 		if free := c - n; free > 0 && (n == 0 || free >= c/4) {
 			out = append(out, store.DestinationClaim{Destination: id, Limit: int(free), Runs: runs})
 		}
@@ -231,4 +234,13 @@ func (d *Dispatcher) renew(ctx context.Context) {
 			h.lose()
 		}
 	}
+}
+
+// isConnector reports whether the destination is known to be a vendor
+// connector (not a webhook or email).
+func (d *Dispatcher) isConnector(id string) bool {
+	s := d.stats(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.kind != "" && s.kind != KindWebhook && s.kind != KindSMTP
 }

@@ -154,7 +154,14 @@ func (d *Dispatcher) wants() []store.DestinationClaim {
 		// Runs for batching destinations; before its workers know, a
 		// vendor connector is taken to batch (they all do).
 		runs := batch > 1 || batch == 0 && d.isConnector(id)
-		if free := c - n; free > 0 && (n == 0 || free >= c/4) {
+		free := c - n
+		// A batching destination claims whole batches: a claim cut at
+		// its room would leave the next call part-filled.
+		whole := min(batch, c)
+		if whole > 1 && free >= whole {
+			free -= free % whole
+		}
+		if free > 0 && (n == 0 || free >= max(c/4, whole)) {
 			out = append(out, store.DestinationClaim{Destination: id, Limit: int(free), Runs: runs})
 		}
 	}

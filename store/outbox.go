@@ -62,7 +62,8 @@ type Outbox interface {
 	// together only when they are all the lane has up to the last of them.
 	LaneAhead(ctx context.Context, id int64) (int, error)
 	// CountDelivered returns how many items of automations counted by the
-	// frequency cap (Capped) were delivered to the profile at or after since.
+	// frequency cap (Capped) were delivered to the profile at or after
+	// since, leaving out those delivered without an attempt (superseded).
 	CountDelivered(ctx context.Context, profileID string, since time.Time) (int, error)
 
 	// CreateDestination stores a new destination; ErrConflict if the ID or

@@ -127,7 +127,7 @@ WHERE state = 'dead'`
 
 	countDelivered = `
 SELECT count(*) FROM outbox
-WHERE state = 'delivered' AND capped AND profile_id = $1 AND finished_at >= $2`
+WHERE state = 'delivered' AND capped AND attempts > 0 AND profile_id = $1 AND finished_at >= $2`
 
 	destinationColumns = `id, name, kind, config::text, sealed, rate_limit, created_at`
 

@@ -145,7 +145,7 @@ WHERE state = 'dead'`
 
 	countDelivered = `
 SELECT count(*) FROM outbox
-WHERE state = 'delivered' AND capped = 1 AND profile_id = ? AND finished_at >= ?`
+WHERE state = 'delivered' AND capped = 1 AND attempts > 0 AND profile_id = ? AND finished_at >= ?`
 
 	destinationColumns = `id, name, kind, config, sealed, rate_limit, created_at`
 

@@ -276,13 +276,16 @@ func testOutboxDeadReplay(t *testing.T, s store.Store) {
 }
 
 func testOutboxCountDelivered(t *testing.T, s store.Store) {
-	a, b, c := item(0, "p1", "d1", 0), item(1, "p1", "d2", 0), item(2, "p1", "d3", 0)
-	a.Capped, b.Capped = true, true
-	it := plan(t, s, a, b, c)
+	a, b, c, e := item(0, "p1", "d1", 0), item(1, "p1", "d2", 0), item(2, "p1", "d3", 0), item(3, "p1", "d4", 0)
+	a.Capped, b.Capped, e.Capped = true, true, true
+	it := plan(t, s, a, b, c, e)
 	claim(t, s, at(1), 10)
+	// The fourth is delivered without an attempt (superseded in its
+	// batch): nothing reached the customer, so it does not count.
 	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(1)},
 		store.OutboxResult{ID: it[1].ID, State: store.OutboxDelivered, Attempted: true, At: at(30)},
-		store.OutboxResult{ID: it[2].ID, State: store.OutboxDelivered, Attempted: true, At: at(30)})
+		store.OutboxResult{ID: it[2].ID, State: store.OutboxDelivered, Attempted: true, At: at(30)},
+		store.OutboxResult{ID: it[3].ID, State: store.OutboxDelivered, At: at(30)})
 	for _, tc := range []struct {
 		profile string
 		since   int

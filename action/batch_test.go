@@ -396,3 +396,46 @@ func TestBatchRetryAfterIsHonoured(t *testing.T) {
 		}
 	})
 }
+
+// Batches that wait for the destination's rate far longer than a lease
+// keep their leases (renewed while they wait and while their call runs),
+// or go back unsent when the rate's next slot is past their lease: no
+// item is claimed a second time while held, and every member reaches the
+// vendor exactly once.
+func TestBatchLeasesAreRenewedWhileTheyWait(t *testing.T) {
+	onBackends(t, func(c *action.Config) {
+		c.Lease, c.Timeout = 1200*time.Millisecond, 400*time.Millisecond
+	}, func(t *testing.T, r *rig) {
+		f := newFakeBraze(t)
+		f.answer = func(int, []map[string]any, http.ResponseWriter) ([]int, bool) {
+			time.Sleep(300 * time.Millisecond) // most of the call's timeout
+			return nil, false
+		}
+		r.brazeSync(f, `,"batch_size":10,"requests_per_second":1`)
+		var ts []kiln.Transition
+		for i := range 50 {
+			ts = append(ts, enter(fmt.Sprintf("p_%03d", i), "vip"))
+		}
+		start := time.Now()
+		r.offline(func() { r.transition(ts...) })
+		waitFor(t, "all settled", r.settled)
+		if took := time.Since(start); took < 2*1200*time.Millisecond {
+			t.Fatalf("took %s: the test wants the batches to wait for several leases", took)
+		}
+		for k, n := range f.appliedCounts() {
+			if n != 1 {
+				t.Errorf("%s applied %d times", k, n)
+			}
+		}
+		sent := 0
+		for _, c := range f.callList() {
+			sent += len(c.objs)
+		}
+		if sent != 50 {
+			t.Errorf("%d members sent, want each of the 50 once", sent)
+		}
+		if n := len(r.items(store.OutboxDelivered)); n != 50 {
+			t.Fatalf("%d delivered, want 50", n)
+		}
+	})
+}

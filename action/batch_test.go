@@ -408,7 +408,7 @@ func TestBatchLeasesAreRenewedWhileTheyWait(t *testing.T) {
 	}, func(t *testing.T, r *rig) {
 		f := newFakeBraze(t)
 		f.answer = func(int, []map[string]any, http.ResponseWriter) ([]int, bool) {
-			time.Sleep(300 * time.Millisecond) // most of the call's timeout
+			time.Sleep(100 * time.Millisecond) // a quarter of the call's timeout
 			return nil, false
 		}
 		r.brazeSync(f, `,"batch_size":10,"requests_per_second":1`)
@@ -427,13 +427,9 @@ func TestBatchLeasesAreRenewedWhileTheyWait(t *testing.T) {
 				t.Errorf("%s applied %d times", k, n)
 			}
 		}
-		sent := 0
-		for _, c := range f.callList() {
-			sent += len(c.objs)
-		}
-		if sent != 50 {
-			t.Errorf("%d members sent, want each of the 50 once", sent)
-		}
+		// (A call that timed out on a loaded machine is sent again, but
+		// the fake applies nothing whose client gave up: a member
+		// applied twice could only come from a second claim.)
 		if n := len(r.items(store.OutboxDelivered)); n != 50 {
 			t.Fatalf("%d delivered, want 50", n)
 		}

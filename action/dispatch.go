@@ -584,6 +584,22 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 		return d.handBack(res, fmt.Sprintf("handed back unsent: %s of its lease is left, less than a call may take (%s); are lease renewals failing?",
 			max(0, time.Until(sendBy)).Round(time.Millisecond), ds.timeout), 0)
 	}
+	if !dl.isMessage(ds) {
+		// A connector (of one change per call) waits out its vendor's
+		// Retry-After like a batching one.
+		if until := ds.pause.get(); time.Now().Before(until) {
+			if until.After(waitBy) {
+				return d.handBack(res, fmt.Sprintf("handed back unsent: the vendor asked to wait until %s (Retry-After), past its lease", until.UTC().Format(time.RFC3339)), time.Until(until))
+			}
+			t := time.NewTimer(time.Until(until))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return d.released(res)
+			}
+		}
+	}
 	wctx, cancel := context.WithDeadline(ctx, waitBy)
 	err := ds.lim.Wait(wctx)
 	cancel()
@@ -628,6 +644,9 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 		return d.handBack(res, fmt.Sprintf("handed back: the vendor's rate limit has no slot before the call's deadline (next in %s)", wait.Round(time.Millisecond)), wait)
 	}
 	res.Attempted = true
+	if ra := connector.RetryAfter(err); ra > 0 && !dl.isMessage(ds) {
+		ds.pause.extend(time.Now().Add(ra))
+	}
 	if auto.Hook && connector.StatusOf(err) == http.StatusGone && d.onUnsubscribe != nil {
 		if uerr := d.onUnsubscribe(context.Background(), auto.ID); uerr != nil {
 			d.log.Error("ending a REST Hooks subscription after 410 Gone", "hook", auto.ID, "err", uerr)
@@ -768,6 +787,12 @@ func (d *Dispatcher) check(ctx context.Context, h *held, dlp **delivery, dsp **d
 	*dlp = &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
 	*dsp = ds
 	return res
+}
+
+// isMessage reports whether the delivery is a message of its own (a
+// webhook or an email), not a change to a vendor connector.
+func (dl *delivery) isMessage(ds *destState) bool {
+	return ds.d.Kind == KindWebhook || ds.d.Kind == KindSMTP
 }
 
 const releasedAtShutdown = "released at shutdown"

@@ -435,3 +435,46 @@ func TestBatchLeasesAreRenewedWhileTheyWait(t *testing.T) {
 		}
 	})
 }
+
+// Profiles flapping while the dispatcher runs (enter, exit, enter, exit,
+// enter, each planned on its own): however the changes fall into
+// batches, the vendor ends with every profile in the segment, and no
+// profile gets more changes than it had transitions.
+func TestLiveFlappingConverges(t *testing.T) {
+	onBackends(t, nil, func(t *testing.T, r *rig) {
+		f := newFakeBraze(t)
+		r.brazeSync(f, "")
+		for round := range 5 {
+			var ts []kiln.Transition
+			for i := range 20 {
+				pid := fmt.Sprintf("p_%02d", i)
+				if round%2 == 0 {
+					ts = append(ts, enter(pid, "vip"))
+				} else {
+					ts = append(ts, exit(pid, "vip"))
+				}
+			}
+			r.transition(ts...)
+		}
+		waitFor(t, "all settled", r.settled)
+		sent := map[string]int{}
+		for _, c := range f.callList() {
+			for _, o := range c.objs {
+				sent[email(o)]++
+			}
+		}
+		for i := range 20 {
+			e := fmt.Sprintf("p_%02d@example.com", i)
+			if !f.member(e, "vip") {
+				t.Errorf("%s is not in vip at the vendor", e)
+			}
+			if sent[e] < 1 || sent[e] > 5 {
+				t.Errorf("%s got %d changes for 5 transitions", e, sent[e])
+			}
+		}
+		if n := len(r.items(store.OutboxDelivered)); n != 100 {
+			t.Fatalf("%d delivered (sent or superseded), want 100", n)
+		}
+		t.Logf("%d calls for 100 transitions", len(f.callList()))
+	})
+}

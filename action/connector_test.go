@@ -73,6 +73,8 @@ func TestConnectorDestination(t *testing.T) {
 	r.automation(action.AutomationSpec{Name: "sync-in", Segment: "vip", Destination: d.Name})
 	r.automation(action.AutomationSpec{Name: "sync-out", Segment: "vip", On: action.OnExit, Destination: d.Name})
 	r.transition(enter("p_1", "vip"))
+	// (Sent apart: in one batch the exit would supersede the entry.)
+	waitFor(t, "the entry", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.changes) == 1 })
 	r.transition(exit("p_1", "vip"))
 	waitFor(t, "both changes", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.changes) == 2 })
 	waitFor(t, "the outcomes recorded", r.settled)

@@ -184,6 +184,7 @@ type destState struct {
 	s       sender
 	lim     *connector.Limiter
 	timeout time.Duration // of one call
+	pause   pause         // until the vendor's Retry-After
 	stale   bool          // Reload ran: check the stored destination before use
 }
 
@@ -353,8 +354,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			backoff = 100 * time.Millisecond
 			got := map[string]int{}
+			runs := map[string]bool{}
+			for _, w := range want {
+				runs[w.Destination] = w.Runs
+			}
 			for _, it := range items {
-				h := &held{item: it}
+				// An item of a run may have items ahead of it that the
+				// claim did not take: it is checked like a fresh one.
+				h := &held{item: it, fresh: runs[it.Destination]}
 				h.lease.Store(localStart.Add(d.cfg.Lease).UnixNano())
 				d.route(rs, h)
 				got[it.Destination]++
@@ -561,6 +568,110 @@ func sameDestination(a, b *store.Destination) bool {
 
 // deliver makes one attempt at a held item and says what became of it.
 func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
+	dl, ds, res, ok := d.prepare(ctx, h)
+	if !ok {
+		return res
+	}
+	it, auto := h.item, dl.auto
+	// The call must end before the lease does (less a margin for the
+	// outcome to be recorded), or another worker could claim the item and
+	// send it again while this call still runs: the rate limit's wait and
+	// the call's timeout both count against it. The heartbeat keeps the
+	// lease ahead, so this binds only when renewals fail.
+	sendBy := h.leaseEnd().Add(-d.cfg.Lease / 10)
+	waitBy := sendBy.Add(-ds.timeout)
+	if time.Until(waitBy) <= 0 {
+		return d.handBack(res, fmt.Sprintf("handed back unsent: %s of its lease is left, less than a call may take (%s); are lease renewals failing?",
+			max(0, time.Until(sendBy)).Round(time.Millisecond), ds.timeout), 0)
+	}
+	if !dl.isMessage(ds) {
+		// A connector (of one change per call) waits out its vendor's
+		// Retry-After like a batching one.
+		if until := ds.pause.get(); time.Now().Before(until) {
+			if until.After(waitBy) {
+				return d.handBack(res, fmt.Sprintf("handed back unsent: the vendor asked to wait until %s (Retry-After), past its lease", until.UTC().Format(time.RFC3339)), time.Until(until))
+			}
+			t := time.NewTimer(time.Until(until))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return d.released(res)
+			}
+		}
+	}
+	wctx, cancel := context.WithDeadline(ctx, waitBy)
+	err := ds.lim.Wait(wctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return d.released(res)
+		}
+		wait, _ := connector.SlotWait(err)
+		return d.handBack(res, fmt.Sprintf("handed back unsent: the destination's rate limit has no slot before its lease ends (next in %s)", wait.Round(time.Millisecond)), wait)
+	}
+	callCtx, cancelCall := context.WithDeadline(ctx, earliest(time.Now().Add(ds.timeout), sendBy))
+	defer cancelCall()
+	if !h.setCall(cancelCall) {
+		return d.released(res) // lost meanwhile: work forgets it
+	}
+	d.callStarted(h.q.st, 1)
+	start := time.Now()
+	err = ds.s.send(callCtx, dl)
+	took := time.Since(start)
+	h.setCall(nil)
+	res.At = d.cfg.Now()
+	result := "ok"
+	switch {
+	case err == nil:
+	case ctx.Err() == nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) && !errors.Is(err, connector.ErrPastDeadline):
+		result = "timeout"
+		err = &connector.Error{Vendor: ds.d.Kind, Code: kiln.EUnavailable, Retryable: true,
+			Message: fmt.Sprintf("no answer within %s: the call timed out", took.Round(time.Millisecond)), Err: err}
+	default:
+		result = "error"
+	}
+	d.callEnded(h.q.st, took, result)
+	if err == nil {
+		res.State, res.Attempted = store.OutboxDelivered, true
+		return res
+	}
+	if ctx.Err() != nil {
+		return d.released(res) // shutting down: not the destination's fault
+	}
+	if wait, ok := connector.SlotWait(err); ok {
+		// The connector's own limiter refused a request past the deadline.
+		return d.handBack(res, fmt.Sprintf("handed back: the vendor's rate limit has no slot before the call's deadline (next in %s)", wait.Round(time.Millisecond)), wait)
+	}
+	res.Attempted = true
+	if ra := connector.RetryAfter(err); ra > 0 && !dl.isMessage(ds) {
+		ds.pause.extend(time.Now().Add(ra))
+	}
+	if auto.Hook && connector.StatusOf(err) == http.StatusGone && d.onUnsubscribe != nil {
+		if uerr := d.onUnsubscribe(context.Background(), auto.ID); uerr != nil {
+			d.log.Error("ending a REST Hooks subscription after 410 Gone", "hook", auto.ID, "err", uerr)
+		}
+		res.State, res.Error = store.OutboxSkipped, "subscription ended: the target answered 410 Gone"
+		return res
+	}
+	return d.failed(it, res, err)
+}
+
+// prepare checks a held item at send time (its automation, the profile,
+// recheck, suppression, consent, quiet hours, the frequency cap) and
+// returns what to send and where when it is to be sent now (ok), else
+// what became of it.
+func (d *Dispatcher) prepare(ctx context.Context, h *held) (*delivery, *destState, store.OutboxResult, bool) {
+	var (
+		dl *delivery
+		ds *destState
+	)
+	res := d.check(ctx, h, &dl, &ds)
+	return dl, ds, res, dl != nil
+}
+
+// check is prepare's work: it sets *dlp and *dsp when the item is to be sent.
+func (d *Dispatcher) check(ctx context.Context, h *held, dlp **delivery, dsp **destState) store.OutboxResult {
 	it := h.item
 	now := d.cfg.Now()
 	res := store.OutboxResult{ID: it.ID, At: now}
@@ -673,70 +784,15 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 			return skip("frequency cap: %d actions in %s", n, d.cfg.Cap.Per)
 		}
 	}
-	// The call must end before the lease does (less a margin for the
-	// outcome to be recorded), or another worker could claim the item and
-	// send it again while this call still runs: the rate limit's wait and
-	// the call's timeout both count against it. The heartbeat keeps the
-	// lease ahead, so this binds only when renewals fail.
-	sendBy := h.leaseEnd().Add(-d.cfg.Lease / 10)
-	waitBy := sendBy.Add(-ds.timeout)
-	if time.Until(waitBy) <= 0 {
-		return d.handBack(res, fmt.Sprintf("handed back unsent: %s of its lease is left, less than a call may take (%s); are lease renewals failing?",
-			max(0, time.Until(sendBy)).Round(time.Millisecond), ds.timeout), 0)
-	}
-	wctx, cancel := context.WithDeadline(ctx, waitBy)
-	err = ds.lim.Wait(wctx)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return d.released(res)
-		}
-		wait, _ := connector.SlotWait(err)
-		return d.handBack(res, fmt.Sprintf("handed back unsent: the destination's rate limit has no slot before its lease ends (next in %s)", wait.Round(time.Millisecond)), wait)
-	}
-	dl := &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
-	callCtx, cancelCall := context.WithDeadline(ctx, earliest(time.Now().Add(ds.timeout), sendBy))
-	defer cancelCall()
-	if !h.setCall(cancelCall) {
-		return d.released(res) // lost meanwhile: work forgets it
-	}
-	d.callStarted(h.q.st)
-	start := time.Now()
-	err = ds.s.send(callCtx, dl)
-	took := time.Since(start)
-	h.setCall(nil)
-	res.At = d.cfg.Now()
-	result := "ok"
-	switch {
-	case err == nil:
-	case ctx.Err() == nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) && !errors.Is(err, connector.ErrPastDeadline):
-		result = "timeout"
-		err = &connector.Error{Vendor: ds.d.Kind, Code: kiln.EUnavailable, Retryable: true,
-			Message: fmt.Sprintf("no answer within %s: the call timed out", took.Round(time.Millisecond)), Err: err}
-	default:
-		result = "error"
-	}
-	d.callEnded(h.q.st, took, result)
-	if err == nil {
-		res.State, res.Attempted = store.OutboxDelivered, true
-		return res
-	}
-	if ctx.Err() != nil {
-		return d.released(res) // shutting down: not the destination's fault
-	}
-	if wait, ok := connector.SlotWait(err); ok {
-		// The connector's own limiter refused a request past the deadline.
-		return d.handBack(res, fmt.Sprintf("handed back: the vendor's rate limit has no slot before the call's deadline (next in %s)", wait.Round(time.Millisecond)), wait)
-	}
-	res.Attempted = true
-	if auto.Hook && connector.StatusOf(err) == http.StatusGone && d.onUnsubscribe != nil {
-		if uerr := d.onUnsubscribe(context.Background(), auto.ID); uerr != nil {
-			d.log.Error("ending a REST Hooks subscription after 410 Gone", "hook", auto.ID, "err", uerr)
-		}
-		res.State, res.Error = store.OutboxSkipped, "subscription ended: the target answered 410 Gone"
-		return res
-	}
-	return d.failed(it, res, err)
+	*dlp = &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
+	*dsp = ds
+	return res
+}
+
+// isMessage reports whether the delivery is a message of its own (a
+// webhook or an email), not a change to a vendor connector.
+func (dl *delivery) isMessage(ds *destState) bool {
+	return ds.d.Kind == KindWebhook || ds.d.Kind == KindSMTP
 }
 
 const releasedAtShutdown = "released at shutdown"

@@ -41,6 +41,7 @@ type DestinationHealth struct {
 	Failed     int64     `json:"failed"`              // dead letters
 	Retried    int64     `json:"retried"`             // failed attempts to be retried
 	Skipped    int64     `json:"skipped"`             // not sent on purpose
+	Superseded int64     `json:"superseded"`          // not sent: a later change in its batch stood for it
 	HandedBack int64     `json:"handedBack"`          // back to the outbox unsent
 	Failures   int       `json:"consecutiveFailures"` // attempts failed in a row
 	LastOK     time.Time `json:"lastSuccess,omitzero"`
@@ -75,14 +76,14 @@ func (s *destStats) label() string {
 }
 
 // callStarted and callEnded count calls in flight and time them.
-func (d *Dispatcher) callStarted(s *destStats) {
+func (d *Dispatcher) callStarted(s *destStats, batch int) {
 	s.mu.Lock()
 	s.inFlight++
 	n, name := s.inFlight, s.name
 	s.mu.Unlock()
 	if m := d.cfg.Metrics; m != nil {
 		m.InFlight.WithLabelValues(name).Set(float64(n))
-		m.BatchSize.WithLabelValues(name).Observe(1) // one change per call until batching
+		m.BatchSize.WithLabelValues(name).Observe(float64(batch)) // changes in the call
 	}
 }
 
@@ -103,6 +104,11 @@ func (d *Dispatcher) record(s *destStats, r store.OutboxResult) {
 	var label string
 	s.mu.Lock()
 	switch {
+	case r.State == store.OutboxDelivered && !r.Attempted:
+		// Superseded in its batch by a later change for the same
+		// profile and segment: recorded, not sent.
+		label = "superseded"
+		s.h.Superseded++
 	case r.State == store.OutboxDelivered:
 		label = "sent"
 		s.h.Sent++

@@ -14,9 +14,8 @@ import (
 // fills, the dispatcher stops claiming for it (the store claims per
 // destination, by index), and every other destination keeps its workers.
 //
-// Batching (issue 12, item 1) plugs in at the worker: it takes one item
-// from its queue today; a batching worker would drain up to MaxBatch
-// items of the queue and send them in one call.
+// The workers of a connector destination take up to the connector's
+// largest batch of items at once and send them in one call (batch.go).
 
 // destQueue is one destination's items in this process.
 type destQueue struct {
@@ -24,6 +23,11 @@ type destQueue struct {
 	ch chan *held   // waiting for a worker
 	n  atomic.Int64 // held: routed here, outcome not yet recorded
 	st *destStats
+	// collectMu lets one worker at a time collect a batch, so batches fill.
+	collectMu sync.Mutex
+	// batch is the most items a call takes, as the workers last saw it
+	// (0: not known yet): above 1, claims take runs of lanes.
+	batch atomic.Int64
 }
 
 // held is an item this process holds a lease on, from its claim (or its
@@ -88,7 +92,25 @@ func (d *Dispatcher) queue(rs *runState, dest string) *destQueue {
 		rs.workers.Add(1)
 		go func() {
 			defer rs.workers.Done()
-			for h := range q.ch {
+			for {
+				n := d.batchOf(rs.sendCtx, dest)
+				q.batch.Store(int64(n))
+				if n > 1 {
+					hs, open := q.collect(n)
+					if len(hs) > 0 {
+						for _, o := range d.workBatch(rs.sendCtx, hs) {
+							rs.results <- o
+						}
+					}
+					if !open {
+						return
+					}
+					continue
+				}
+				h, open := <-q.ch
+				if !open {
+					return
+				}
 				rs.results <- d.work(rs.sendCtx, h)
 			}
 		}()
@@ -124,11 +146,23 @@ func (d *Dispatcher) wants() []store.DestinationClaim {
 	var out []store.DestinationClaim
 	for id := range d.known {
 		var n int64
+		var batch int64
 		if q := d.queues[id]; q != nil {
 			n = q.n.Load()
+			batch = q.batch.Load()
 		}
-		if free := c - n; free > 0 && (n == 0 || free >= c/4) {
-			out = append(out, store.DestinationClaim{Destination: id, Limit: int(free)})
+		// Runs for batching destinations; before its workers know, a
+		// vendor connector is taken to batch (they all do).
+		runs := batch > 1 || batch == 0 && d.isConnector(id)
+		free := c - n
+		// A batching destination claims whole batches: a claim cut at
+		// its room would leave the next call part-filled.
+		whole := min(batch, c)
+		if whole > 1 && free >= whole {
+			free -= free % whole
+		}
+		if free > 0 && (n == 0 || free >= max(c/4, whole)) {
+			out = append(out, store.DestinationClaim{Destination: id, Limit: int(free), Runs: runs})
 		}
 	}
 	return out
@@ -207,4 +241,13 @@ func (d *Dispatcher) renew(ctx context.Context) {
 			h.lose()
 		}
 	}
+}
+
+// isConnector reports whether the destination is known to be a vendor
+// connector (not a webhook or email).
+func (d *Dispatcher) isConnector(id string) bool {
+	s := d.stats(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.kind != "" && s.kind != KindWebhook && s.kind != KindSMTP
 }

@@ -133,7 +133,27 @@ type guarded struct {
 }
 
 func (g guarded) send(ctx context.Context, d *delivery) error {
-	err := g.s.send(ctx, d)
+	return g.clean(g.s.send(ctx, d))
+}
+
+// maxBatch is what the wrapped sender takes in one call (1 unless it batches).
+func (g guarded) maxBatch() int {
+	if b, ok := g.s.(batchSender); ok {
+		return b.maxBatch()
+	}
+	return 1
+}
+
+// sendBatch sends ds in one call of the wrapped sender, which must batch.
+func (g guarded) sendBatch(ctx context.Context, ds []*delivery) []error {
+	errs := g.s.(batchSender).sendBatch(ctx, ds)
+	for i, err := range errs {
+		errs[i] = g.clean(err)
+	}
+	return errs
+}
+
+func (g guarded) clean(err error) error {
 	if err == nil {
 		return nil
 	}

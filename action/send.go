@@ -199,7 +199,18 @@ type connectorSender struct {
 	c      connector.Connector
 }
 
-func (c *connectorSender) send(ctx context.Context, d *delivery) error {
+// batchSender is a sender that takes several deliveries in one call
+// (a vendor connector): sendBatch returns one error per delivery, nil
+// for those the destination accepted.
+type batchSender interface {
+	maxBatch() int
+	sendBatch(ctx context.Context, ds []*delivery) []error
+}
+
+func (c *connectorSender) maxBatch() int { return max(1, c.c.MaxBatch()) }
+
+// change is the connector change a delivery asks for.
+func (c *connectorSender) change(d *delivery) connector.Change {
 	op := d.opts.Op
 	if op == "" {
 		op = connector.OpRemove
@@ -213,9 +224,27 @@ func (c *connectorSender) send(ctx context.Context, d *delivery) error {
 	if op == connector.OpUpsert {
 		ch.Segment = ""
 	}
-	rs := c.c.Deliver(ctx, []connector.Change{ch})
-	if len(rs) != 1 {
-		return &connector.Error{Vendor: c.vendor, Code: kiln.EInternal, Retryable: true, Message: fmt.Sprintf("connector returned %d results for 1 change", len(rs))}
+	return ch
+}
+
+func (c *connectorSender) send(ctx context.Context, d *delivery) error {
+	return c.sendBatch(ctx, []*delivery{d})[0]
+}
+
+// sendBatch hands the changes to the connector in one Deliver call.
+func (c *connectorSender) sendBatch(ctx context.Context, ds []*delivery) []error {
+	cs := make([]connector.Change, len(ds))
+	for i, d := range ds {
+		cs[i] = c.change(d)
 	}
-	return rs[0].Err
+	rs := c.c.Deliver(ctx, cs)
+	errs := make([]error, len(ds))
+	for i := range errs {
+		if len(rs) != len(ds) {
+			errs[i] = &connector.Error{Vendor: c.vendor, Code: kiln.EInternal, Retryable: true, Message: fmt.Sprintf("connector returned %d results for %d changes", len(rs), len(ds))}
+			continue
+		}
+		errs[i] = rs[i].Err
+	}
+	return errs
 }

@@ -56,8 +56,14 @@ type Outbox interface {
 	// its lane (false also when it is finished or unknown): a worker that
 	// got an item without ClaimOutbox checks this before sending it.
 	LaneHead(ctx context.Context, id int64) (bool, error)
+	// LaneAhead returns how many pending items are ahead of the item in
+	// its lane (0: it heads the lane), or -1 when it is finished or
+	// unknown. A worker that holds several items of one lane sends them
+	// together only when they are all the lane has up to the last of them.
+	LaneAhead(ctx context.Context, id int64) (int, error)
 	// CountDelivered returns how many items of automations counted by the
-	// frequency cap (Capped) were delivered to the profile at or after since.
+	// frequency cap (Capped) were delivered to the profile at or after
+	// since, leaving out those delivered without an attempt (superseded).
 	CountDelivered(ctx context.Context, profileID string, since time.Time) (int, error)
 
 	// CreateDestination stores a new destination; ErrConflict if the ID or
@@ -86,6 +92,13 @@ type Outbox interface {
 type DestinationClaim struct {
 	Destination string
 	Limit       int
+	// Runs claims, besides lane heads, the items behind them that are due
+	// and not leased up to the first that is not: a batching worker sends
+	// a lane's run in one call (only the last change per segment, when
+	// they coalesce). Where the limit cuts a run, or another claimer took
+	// its start, an item may be claimed without the items ahead of it: the
+	// worker checks with LaneAhead and hands such items back.
+	Runs bool
 }
 
 // Backlog is one destination's pending items (see OutboxBacklog).

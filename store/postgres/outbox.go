@@ -26,6 +26,13 @@ RETURNING id`
 SELECT count(*) FROM outbox o
 WHERE o.id = $1 AND o.state = 'pending' AND NOT EXISTS (` + olderInLane + `)`
 
+	laneAhead = `
+SELECT CASE WHEN o.state = 'pending' THEN (
+          SELECT count(*) FROM outbox p
+          WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
+            AND (p.due, p.id) < (o.due, o.id)) ELSE -1 END
+FROM outbox o WHERE o.id = $1`
+
 	// A lane's head is its pending item with the lowest (due, id); only
 	// heads are claimed, and only when due and not leased. SKIP LOCKED lets
 	// several workers claim at once without taking the same item. The
@@ -52,6 +59,21 @@ WHERE id IN (
     WHERE o.state = 'pending' AND o.destination = $4 AND o.next_at <= $2
       AND (o.claimed_until IS NULL OR o.claimed_until <= $2)
       AND NOT EXISTS (` + olderInLane + `)
+    ORDER BY o.next_at, o.due, o.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED)
+RETURNING ` + outboxColumns
+
+	// claimDestinationRuns is claimDestination taking whole runs of a
+	// lane: an item goes unless an item ahead of it is not due or leased.
+	claimDestinationRuns = `
+UPDATE outbox SET claimed_until = $1
+WHERE id IN (
+    SELECT o.id FROM outbox o
+    WHERE o.state = 'pending' AND o.destination = $4 AND o.next_at <= $2
+      AND (o.claimed_until IS NULL OR o.claimed_until <= $2)
+      AND NOT EXISTS (` + olderInLane + `
+            AND (p.next_at > $2 OR p.claimed_until > $2))
     ORDER BY o.next_at, o.due, o.id
     LIMIT $3
     FOR UPDATE SKIP LOCKED)
@@ -105,7 +127,7 @@ WHERE state = 'dead'`
 
 	countDelivered = `
 SELECT count(*) FROM outbox
-WHERE state = 'delivered' AND capped AND profile_id = $1 AND finished_at >= $2`
+WHERE state = 'delivered' AND capped AND attempts > 0 AND profile_id = $1 AND finished_at >= $2`
 
 	destinationColumns = `id, name, kind, config::text, sealed, rate_limit, created_at`
 
@@ -223,7 +245,11 @@ func (db *DB) ClaimDestinations(ctx context.Context, now time.Time, lease time.D
 	n := 0
 	for _, w := range want {
 		if w.Limit > 0 {
-			b.Queue(claimDestination, now.Add(lease), now, w.Limit, w.Destination)
+			q := claimDestination
+			if w.Runs {
+				q = claimDestinationRuns
+			}
+			b.Queue(q, now.Add(lease), now, w.Limit, w.Destination)
 			n++
 		}
 	}
@@ -387,6 +413,19 @@ func (db *DB) LaneHead(ctx context.Context, id int64) (bool, error) {
 		return false, fmt.Errorf("postgres: outbox item %d: lane head: %w", id, err)
 	}
 	return n == 1, nil
+}
+
+// LaneAhead counts the pending items ahead of an item; see store.Outbox.
+func (db *DB) LaneAhead(ctx context.Context, id int64) (int, error) {
+	var n int64
+	err := db.pool.QueryRow(ctx, laneAhead, id).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("postgres: outbox item %d: lane position: %w", id, err)
+	}
+	return int(n), nil
 }
 
 // CountDelivered counts capped deliveries to a profile since a time.

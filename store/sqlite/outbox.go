@@ -30,6 +30,13 @@ VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`
 SELECT count(*) FROM outbox o
 WHERE o.id = ? AND o.state = 'pending' AND NOT EXISTS (` + olderInLane + `)`
 
+	laneAhead = `
+SELECT CASE WHEN o.state = 'pending' THEN (
+          SELECT count(*) FROM outbox p INDEXED BY outbox_lane
+          WHERE p.state = 'pending' AND p.profile_id = o.profile_id AND p.destination = o.destination
+            AND (p.due, p.id) < (o.due, o.id)) ELSE -1 END
+FROM outbox o WHERE o.id = ?`
+
 	// A lane's head is its pending item with the lowest (due, id); only
 	// heads are claimed, and only when due and not leased. The literal
 	// 'pending' lets SQLite use the partial indexes, and INDEXED BY pins
@@ -58,6 +65,20 @@ WHERE id IN (
     WHERE o.state = 'pending' AND o.destination = ?4 AND o.next_at <= ?2
       AND (o.claimed_until IS NULL OR o.claimed_until <= ?2)
       AND NOT EXISTS (` + olderInLane + `)
+    ORDER BY o.next_at, o.due, o.id
+    LIMIT ?3)
+RETURNING ` + outboxColumns
+
+	// claimDestinationRuns is claimDestination taking whole runs of a
+	// lane: an item goes unless an item ahead of it is not due or leased.
+	claimDestinationRuns = `
+UPDATE outbox SET claimed_until = ?1
+WHERE id IN (
+    SELECT o.id FROM outbox o INDEXED BY outbox_dest
+    WHERE o.state = 'pending' AND o.destination = ?4 AND o.next_at <= ?2
+      AND (o.claimed_until IS NULL OR o.claimed_until <= ?2)
+      AND NOT EXISTS (` + olderInLane + `
+            AND (p.next_at > ?2 OR p.claimed_until > ?2))
     ORDER BY o.next_at, o.due, o.id
     LIMIT ?3)
 RETURNING ` + outboxColumns
@@ -124,7 +145,7 @@ WHERE state = 'dead'`
 
 	countDelivered = `
 SELECT count(*) FROM outbox
-WHERE state = 'delivered' AND capped = 1 AND profile_id = ? AND finished_at >= ?`
+WHERE state = 'delivered' AND capped = 1 AND attempts > 0 AND profile_id = ? AND finished_at >= ?`
 
 	destinationColumns = `id, name, kind, config, sealed, rate_limit, created_at`
 
@@ -318,11 +339,22 @@ func (db *DB) ClaimDestinations(ctx context.Context, now time.Time, lease time.D
 			return err
 		}
 		defer stmt.Close()
+		var runs *sql.Stmt
 		for _, w := range want {
 			if w.Limit <= 0 {
 				continue
 			}
-			rows, err := stmt.QueryContext(ctx, now.Add(lease).UnixNano(), now.UnixNano(), w.Limit, w.Destination)
+			st := stmt
+			if w.Runs {
+				if runs == nil {
+					if runs, err = tx.PrepareContext(ctx, claimDestinationRuns); err != nil {
+						return err
+					}
+					defer runs.Close()
+				}
+				st = runs
+			}
+			rows, err := st.QueryContext(ctx, now.Add(lease).UnixNano(), now.UnixNano(), w.Limit, w.Destination)
 			if err != nil {
 				return fmt.Errorf("destination %s: %w", w.Destination, err)
 			}
@@ -545,6 +577,22 @@ func (db *DB) LaneHead(ctx context.Context, id int64) (bool, error) {
 		return false, fmt.Errorf("sqlite: outbox item %d: lane head: %w", id, err)
 	}
 	return n == 1, nil
+}
+
+// LaneAhead counts the pending items ahead of an item; see store.Outbox.
+func (db *DB) LaneAhead(ctx context.Context, id int64) (int, error) {
+	n := -1
+	st, err := db.hot(ctx, laneAhead)
+	if err == nil {
+		err = st.QueryRowContext(ctx, id).Scan(&n)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: outbox item %d: lane position: %w", id, err)
+	}
+	return n, nil
 }
 
 // CountDelivered counts capped deliveries to a profile since a time.

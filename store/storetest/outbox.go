@@ -23,6 +23,7 @@ func runOutbox(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseExpires", testOutboxLease},
 		{"WrittenClaimed", testOutboxWrittenClaimed},
 		{"ClaimDestinations", testOutboxClaimDestinations},
+		{"ClaimRuns", testOutboxClaimRuns},
 		{"ExtendLeases", testOutboxExtend},
 		{"Backlog", testOutboxBacklog},
 		{"DeadAndReplay", testOutboxDeadReplay},
@@ -223,7 +224,21 @@ func testOutboxWrittenClaimed(t *testing.T, s store.Store) {
 	if !laneHead(t, s, it[2].ID) || laneHead(t, s, it[1].ID) || !laneHead(t, s, it[0].ID) || laneHead(t, s, 999) {
 		t.Fatalf("lane heads: %v %v %v", laneHead(t, s, it[0].ID), laneHead(t, s, it[1].ID), laneHead(t, s, it[2].ID))
 	}
+	for i, want := range []int{0, 1, 0} {
+		if n, err := s.LaneAhead(ctx, it[i].ID); err != nil || n != want {
+			t.Fatalf("LaneAhead(item %d) = %d, %v; want %d", i, n, err, want)
+		}
+	}
+	if n, err := s.LaneAhead(ctx, 999); err != nil || n != -1 {
+		t.Fatalf("LaneAhead(unknown) = %d, %v; want -1", n, err)
+	}
 	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(1)})
+	if n, err := s.LaneAhead(ctx, it[0].ID); err != nil || n != -1 {
+		t.Fatalf("LaneAhead(finished) = %d, %v; want -1", n, err)
+	}
+	if n, err := s.LaneAhead(ctx, it[1].ID); err != nil || n != 0 {
+		t.Fatalf("LaneAhead(new head) = %d, %v; want 0", n, err)
+	}
 	if !laneHead(t, s, it[1].ID) || laneHead(t, s, it[0].ID) {
 		t.Fatal("after the first is delivered the second heads the lane, and a finished item heads nothing")
 	}
@@ -261,13 +276,16 @@ func testOutboxDeadReplay(t *testing.T, s store.Store) {
 }
 
 func testOutboxCountDelivered(t *testing.T, s store.Store) {
-	a, b, c := item(0, "p1", "d1", 0), item(1, "p1", "d2", 0), item(2, "p1", "d3", 0)
-	a.Capped, b.Capped = true, true
-	it := plan(t, s, a, b, c)
+	a, b, c, e := item(0, "p1", "d1", 0), item(1, "p1", "d2", 0), item(2, "p1", "d3", 0), item(3, "p1", "d4", 0)
+	a.Capped, b.Capped, e.Capped = true, true, true
+	it := plan(t, s, a, b, c, e)
 	claim(t, s, at(1), 10)
+	// The fourth is delivered without an attempt (superseded in its
+	// batch): nothing reached the customer, so it does not count.
 	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(1)},
 		store.OutboxResult{ID: it[1].ID, State: store.OutboxDelivered, Attempted: true, At: at(30)},
-		store.OutboxResult{ID: it[2].ID, State: store.OutboxDelivered, Attempted: true, At: at(30)})
+		store.OutboxResult{ID: it[2].ID, State: store.OutboxDelivered, Attempted: true, At: at(30)},
+		store.OutboxResult{ID: it[3].ID, State: store.OutboxDelivered, At: at(30)})
 	for _, tc := range []struct {
 		profile string
 		since   int
@@ -380,6 +398,23 @@ func testOutboxClaimDestinations(t *testing.T, s store.Store) {
 	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(10)})
 	wantIDs(t, "next in lane, other destinations untouched", claimDests(t, s, at(10), store.DestinationClaim{Destination: "d1", Limit: 5}), it[1].ID)
 	wantIDs(t, "the global claim sees what is left", claim(t, s, at(10), 10), it[6].ID)
+}
+
+// A claim of runs takes a lane's due items behind its head too, up to the
+// first that is not due or is leased.
+func testOutboxClaimRuns(t *testing.T, s store.Store) {
+	later := at(10).Add(30 * time.Second) // within the leases taken at at(10)
+	i3, i4 := item(3, "p1", "d1", 0), item(4, "p1", "d1", 0)
+	i3.Due, i4.Due = later, later.Add(time.Second)
+	it := plan(t, s, item(0, "p1", "d1", 0), item(1, "p1", "d1", 1), item(2, "p2", "d1", 2), i3, i4, item(5, "p3", "d1", 3), item(6, "p3", "d1", 4))
+	wantIDs(t, "p1's head, by a head claim", claimDests(t, s, at(10), store.DestinationClaim{Destination: "d1", Limit: 1, Runs: false}), it[0].ID)
+	got := claimDests(t, s, at(10), store.DestinationClaim{Destination: "d1", Limit: 10, Runs: true})
+	wantIDs(t, "p1's second waits behind its leased first; p2; p3's run", got, it[2].ID, it[5].ID, it[6].ID)
+	finish(t, s, store.OutboxResult{ID: it[0].ID, State: store.OutboxDelivered, Attempted: true, At: at(10)})
+	wantIDs(t, "p1's due run, not what is not due", claimDests(t, s, at(10), store.DestinationClaim{Destination: "d1", Limit: 10, Runs: true}), it[1].ID)
+	wantIDs(t, "later, the rest of p1's run waits for its leased head", claimDests(t, s, later.Add(5*time.Second), store.DestinationClaim{Destination: "d1", Limit: 10, Runs: true}))
+	finish(t, s, store.OutboxResult{ID: it[1].ID, State: store.OutboxDelivered, Attempted: true, At: later})
+	wantIDs(t, "then all of it", claimDests(t, s, later.Add(5*time.Second), store.DestinationClaim{Destination: "d1", Limit: 10, Runs: true}), it[3].ID, it[4].ID)
 }
 
 // A lease still held is renewed; one that ended is not (another worker

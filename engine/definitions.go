@@ -180,13 +180,17 @@ func (e *Engine) replayLocked(ctx context.Context, from replayFrom, upTo int64, 
 			}
 		}
 	}
-	settle := e.settle
 	if from.asOf {
-		settle = func(prog *eval.Program, _ string, ps *pstate, now time.Time) eval.Result {
+		// States of the past, thrown away after: evaluated without the
+		// engine's lock, so events go on being processed meanwhile.
+		unlock()
+		settleAll(prog, func(prog *eval.Program, _ string, ps *pstate, now time.Time) eval.Result {
 			return prog.ApplyProfile(ps.st, &ps.prof, now)
-		}
+		}, out.states, out.touched, now)
+		lock()
+		return out, nil
 	}
-	settleAll(prog, settle, out.states, out.touched, now)
+	e.settleAll(prog, out.states, out.touched, now)
 	return out, nil
 }
 

@@ -316,7 +316,7 @@ func (db *DB) ClaimDestinations(ctx context.Context, now time.Time, lease time.D
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim outbox items: %w", err)
 	}
-	var todo []store.DestinationClaim
+	var claimable []store.DestinationClaim
 	for _, w := range want {
 		var one int
 		switch err := st.QueryRowContext(ctx, now.UnixNano(), w.Destination).Scan(&one); {
@@ -324,13 +324,13 @@ func (db *DB) ClaimDestinations(ctx context.Context, now time.Time, lease time.D
 		case err != nil:
 			return nil, fmt.Errorf("sqlite: claim outbox items: destination %s: %w", w.Destination, err)
 		case w.Limit > 0:
-			todo = append(todo, w)
+			claimable = append(claimable, w)
 		}
 	}
-	if len(todo) == 0 {
+	if len(claimable) == 0 {
 		return nil, nil
 	}
-	want = todo
+	want = claimable
 	var out []store.OutboxItem
 	err = db.writeRelaxed(ctx, func(tx *sql.Tx) error {
 		out = nil // a retried transaction starts over

@@ -241,6 +241,22 @@ func runWith(t *testing.T, s stream, rng *rand.Rand, chaos bool) runResult {
 			if err := checkIndex(r, m); err != nil {
 				t.Fatalf("after an undo or delete at event %d: %v", i+1, err)
 			}
+		case k == 6:
+			flush(i + 1)
+			// Restart from a snapshot of the index instead of the store.
+			snap, err := r.AppendSnapshot(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err = New(cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.LoadSnapshot(snap); err != nil {
+				t.Fatal(err)
+			}
+			if err := checkIndex(r, m); err != nil {
+				t.Fatalf("after restart from a snapshot: %v", err)
+			}
 		case k == 4:
 			flush(i + 1)
 			// Restart: a new resolver loaded from the store.

@@ -469,3 +469,58 @@ func TestLoad(t *testing.T) {
 	}
 	b.flush()
 }
+
+// A snapshot of the index loads into an index that answers the same, and
+// goes on resolving the same; a damaged one is an error, not a panic.
+func TestSnapshot(t *testing.T) {
+	b := setup(t, Config{})
+	// New profile ids by event, so both resolvers name them alike.
+	b.r.newID = func() string { return fmt.Sprintf("p%d", b.seq) }
+	for i := range 3000 {
+		b.resolve(i, kiln.Event{UserID: fmt.Sprintf("u%d", i%1000), AnonymousID: fmt.Sprintf("a%d", i%1700),
+			Traits: map[string]any{"email": fmt.Sprintf("c%d@example.com", i%1300)}})
+		if i%500 == 0 {
+			b.flush()
+		}
+	}
+	b.flush()
+	snap, err := b.r.AppendSnapshot(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{NewID: b.r.newID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkIndex(r, b.m); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.Stats(), b.r.Stats(); got.Identifiers != want.Identifiers || got.Profiles != want.Profiles {
+		t.Errorf("stats %+v, want %+v", got, want)
+	}
+	// Both go on the same way.
+	old := b.r
+	for i := range 200 {
+		e := kiln.Event{UserID: fmt.Sprintf("u%d", 900+i), Traits: map[string]any{"email": fmt.Sprintf("c%d@example.com", i*7)}}
+		b.r = old
+		o1 := b.resolve(5000+i, e)
+		b.seq--
+		b.r = r
+		o2 := b.resolve(5000+i, e)
+		if o1.ProfileID != o2.ProfileID || len(o1.Merges) != len(o2.Merges) {
+			t.Fatalf("event %d: %+v from the original, %+v from the snapshot", i, o1, o2)
+		}
+	}
+	r.Abort()
+	for _, n := range []int{1, len(snap) / 3, len(snap) - 1} {
+		if err := r.LoadSnapshot(snap[:n]); err == nil {
+			t.Errorf("a snapshot cut to %d of %d bytes loaded", n, len(snap))
+		}
+	}
+	if err := r.LoadSnapshot(append([]byte{9}, snap[1:]...)); err == nil {
+		t.Error("a snapshot of another version loaded")
+	}
+}

@@ -12,6 +12,9 @@ type EngineState interface {
 	GetBlob(ctx context.Context, name string) ([]byte, error)
 	// ScanModelTraits calls fn with every profile's model traits.
 	ScanModelTraits(ctx context.Context, fn func(profileID string, traits map[string]any) error) error
+	// ModelTraitsOf returns the model traits of the given profiles; a
+	// profile without any is absent from the map.
+	ModelTraitsOf(ctx context.Context, profileIDs []string) (map[string]map[string]any, error)
 	// PutSnapshotPart stores part number part of snapshot generation gen.
 	// A generation is made current by a blob written in a Resolution
 	// (the engine's snapshot header), so a half-written one is never read.

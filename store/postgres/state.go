@@ -17,6 +17,7 @@ INSERT INTO engine_blobs (name, data) VALUES ($1, $2)
 ON CONFLICT (name) DO UPDATE SET data = excluded.data`
 
 	scanModelTraits = `SELECT profile_id, traits FROM model_traits`
+	modelTraitsOf   = `SELECT profile_id, traits FROM model_traits WHERE profile_id = ANY($1::text[])`
 	putModelTraits  = `
 INSERT INTO model_traits (profile_id, traits) SELECT * FROM unnest($1::text[], $2::text[])
 ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits`
@@ -64,6 +65,31 @@ func (db *DB) ScanModelTraits(ctx context.Context, fn func(string, map[string]an
 		}
 	}
 	return rows.Err()
+}
+
+// ModelTraitsOf reads the model traits of the given profiles in one query.
+func (db *DB) ModelTraitsOf(ctx context.Context, pids []string) (map[string]map[string]any, error) {
+	out := map[string]map[string]any{}
+	if len(pids) == 0 {
+		return out, nil
+	}
+	rows, err := db.pool.Query(ctx, modelTraitsOf, pids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: model traits: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid, raw string
+		if err := rows.Scan(&pid, &raw); err != nil {
+			return nil, fmt.Errorf("postgres: model traits: %w", err)
+		}
+		var t map[string]any
+		if err := json.Unmarshal([]byte(raw), &t); err != nil {
+			return nil, fmt.Errorf("postgres: model traits of %s: %w", pid, err)
+		}
+		out[pid] = t
+	}
+	return out, rows.Err()
 }
 
 // PutSnapshotPart stores one part of a snapshot generation.

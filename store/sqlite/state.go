@@ -22,6 +22,7 @@ INSERT INTO engine_blobs (name, data) VALUES (?, ?)
 ON CONFLICT (name) DO UPDATE SET data = excluded.data`
 
 	scanModelTraits  = `SELECT profile_id, traits FROM model_traits`
+	modelTraitsOf    = `SELECT traits FROM model_traits WHERE profile_id = ?`
 	putModelTraits   = `INSERT INTO model_traits (profile_id, traits) VALUES (?, ?) ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits`
 	deleteModelTrait = `DELETE FROM model_traits WHERE profile_id = ?`
 
@@ -65,6 +66,40 @@ func (db *DB) ScanModelTraits(ctx context.Context, fn func(string, map[string]an
 		}
 	}
 	return rows.Err()
+}
+
+// ModelTraitsOf reads the model traits of a few profiles, one indexed
+// look-up each (SQLite answers those in microseconds, in process).
+func (db *DB) ModelTraitsOf(ctx context.Context, pids []string) (map[string]map[string]any, error) {
+	out := map[string]map[string]any{}
+	if len(pids) == 0 {
+		return out, nil
+	}
+	conn, err := db.r.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: model traits: %w", err)
+	}
+	defer conn.Close()
+	stmt, err := conn.PrepareContext(ctx, modelTraitsOf)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: model traits: %w", err)
+	}
+	defer stmt.Close()
+	for _, pid := range pids {
+		var raw []byte
+		switch err := stmt.QueryRowContext(ctx, pid).Scan(&raw); {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("sqlite: model traits of %s: %w", pid, err)
+		}
+		var t map[string]any
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return nil, fmt.Errorf("sqlite: model traits of %s: %w", pid, err)
+		}
+		out[pid] = t
+	}
+	return out, nil
 }
 
 // Snapshot parts are files beside the database (DB.path + ".snapshots/GEN/

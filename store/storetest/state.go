@@ -48,6 +48,12 @@ func testEngineState(t *testing.T, s store.Store) {
 	if !jsonEqual(got["p_a"], map[string]any{"churn_risk": 0.25, "rfm_segment": "Champions"}) || len(got) != 2 {
 		t.Errorf("model traits: %v", got)
 	}
+	if of, err := s.ModelTraitsOf(ctx, []string{"p_b", "p_nobody"}); err != nil || len(of) != 1 || !jsonEqual(of["p_b"], map[string]any{"churn_risk": 0.5}) {
+		t.Errorf("model traits of p_b and an unknown profile: %v, %v", of, err)
+	}
+	if of, err := s.ModelTraitsOf(ctx, nil); err != nil || len(of) != 0 {
+		t.Errorf("model traits of no profiles: %v, %v", of, err)
+	}
 	// Replaced whole, deleted with nil, dropped when merged away.
 	mustApply(t, s, store.Resolution{
 		ModelTraits: []store.ModelTraits{{ProfileID: "p_a", Traits: map[string]any{"churn_risk": 0.75}}},

@@ -2,7 +2,8 @@
 // log from its checkpoint, resolves each event's identity with the
 // in-memory resolver, and writes profiles, identities, merges and consent
 // together with the new checkpoint in one transaction. A crash loses
-// nothing: on restart it reloads the identity index from the store and
+// nothing: on restart it reloads the identity index (from the last
+// snapshot, brought up to the checkpoint, or else from the store) and
 // resumes after the last checkpoint, and resolution of the same events is
 // repeatable.
 //
@@ -170,6 +171,7 @@ type Engine struct {
 	// The current snapshot (see Snapshot); 0: none.
 	snapGen, snapSeq int64
 	snapAt           time.Time
+	indexSnapped     bool // the identity index was loaded from the snapshot
 	// The last problem of amounts left out (see warnAmounts).
 	amounts atomic.Pointer[string]
 
@@ -318,7 +320,9 @@ func (e *Engine) advanced(seq int64) {
 	e.progMu.Unlock()
 }
 
-func (e *Engine) newResolver(ctx context.Context) (*identity.Resolver, error) {
+// newResolver makes the resolver and loads its index: from snapshot h if
+// usable and it holds one, else every stored identity.
+func (e *Engine) newResolver(ctx context.Context, h snapshotHeader, usable bool) (*identity.Resolver, error) {
 	r, err := identity.New(identity.Config{
 		Rules:      e.rules,
 		Checkpoint: Checkpoint,
@@ -327,6 +331,19 @@ func (e *Engine) newResolver(ctx context.Context) (*identity.Resolver, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity rules: %w", err)
+	}
+	if usable {
+		ok, err := e.loadIndexSnapshot(ctx, h, r)
+		if err != nil {
+			return nil, fmt.Errorf("loading the identity index: %w", err)
+		}
+		if ok {
+			e.indexSnapped = true
+			if e.cfg.Metrics != nil {
+				e.cfg.Metrics.ProfilesResolved.Set(float64(r.Stats().Identifiers))
+			}
+			return r, nil
+		}
 	}
 	start := time.Now()
 	n := 0
@@ -365,23 +382,37 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 	// The model traits are read while the identity index loads: both are
 	// one reader each, and the machine has more than one core.
 	type loaded struct {
-		m   *models
-		err error
+		m        *models
+		fromSnap bool // its traits came from the snapshot
+		err      error
 	}
+	// The checkpoint first: what is loaded from a snapshot is brought up
+	// to it.
+	cp, err := e.st.GetCheckpoint(ctx, Checkpoint)
+	e.processed.Store(cp)
+	var h snapshotHeader
+	if err == nil {
+		h, err = e.snapshotHeader(ctx)
+	}
+	if err != nil {
+		if ready != nil {
+			ready <- err
+		}
+		return err
+	}
+	usable := e.snapshotUsable(h)
 	modelsc := make(chan loaded, 1)
 	go func() {
-		m, err := e.loadModels(ctx)
-		modelsc <- loaded{m, err}
+		m, fromSnap, err := e.loadModels(ctx, h, usable)
+		modelsc <- loaded{m, fromSnap, err}
 	}()
-	r, err := e.newResolver(ctx)
+	r, err := e.newResolver(ctx, h, usable)
 	lm := <-modelsc
 	if err == nil {
 		err = lm.err
 	}
-	if err == nil {
-		var cp int64
-		cp, err = e.st.GetCheckpoint(ctx, Checkpoint)
-		e.processed.Store(cp)
+	if err == nil && (e.indexSnapped || lm.fromSnap) {
+		err = e.catchUpSnapshot(ctx, h, r, lm.m, lm.fromSnap)
 	}
 	if err == nil {
 		e.setPhase(PhaseState)

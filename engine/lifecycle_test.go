@@ -137,8 +137,9 @@ type lifeRun struct {
 	stop  func()
 	seq   int
 	kills int
-	// restarts that began from a snapshot rather than the whole log
-	snapped int
+	// restarts that began from a snapshot rather than the whole log, and
+	// that loaded the identity index from it
+	snapped, indexSnapped int
 }
 
 func newLifeRun(t *testing.T, open func() (store.Store, error)) *lifeRun {
@@ -189,6 +190,10 @@ func (r *lifeRun) start() {
 	if e.snapGen != 0 {
 		r.snapped++
 	}
+	if e.indexSnapped {
+		r.indexSnapped++
+	}
+	checkIndexAgainstStore(t, e, st)
 	r.stop = func() {
 		cancel()
 		<-done
@@ -364,11 +369,14 @@ func TestLifecycleMatchesUninterruptedRunOnPostgres(t *testing.T) {
 // checkLifecycle runs seeds scripts of steps each twice, calm and rough,
 // on stores that newStore opens, and compares what they recorded.
 func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) func() (store.Store, error)) {
-	snapped := 0
+	snapped, indexSnapped := 0, 0
 	moved := map[string]bool{} // segments with a transition in some seed
 	defer func() {
 		if snapped == 0 && !t.Failed() {
 			t.Error("no restart began from a snapshot: the snapshot path was not tested")
+		}
+		if indexSnapped == 0 && !t.Failed() {
+			t.Error("no restart loaded the identity index from a snapshot: that path was not tested")
 		}
 		// Every construct of lifeDefs must have been put through the
 		// lifecycle, not only parsed.
@@ -439,12 +447,13 @@ func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) 
 				t.Errorf("actions differ from the uninterrupted run:\n%s", d)
 			}
 			snapped += rough.snapped
+			indexSnapped += rough.indexSnapped
 			for _, line := range want {
 				for _, f := range strings.Fields(line) {
 					moved[f] = true
 				}
 			}
-			t.Logf("%d transitions, %d actions, %d kills, %d restarts from a snapshot", len(want), len(wantActs), rough.kills, rough.snapped)
+			t.Logf("%d transitions, %d actions, %d kills, %d restarts from a snapshot (%d with the identity index)", len(want), len(wantActs), rough.kills, rough.snapped, rough.indexSnapped)
 			calm.stop()
 			rough.stop()
 		})
@@ -476,4 +485,48 @@ func lineDiff(want, got []string) string {
 		}
 	}
 	return b.String()
+}
+
+// checkIndexAgainstStore fails unless the engine's identity index holds
+// exactly the stored identities, on their stored profiles: whether it was
+// loaded from a snapshot and brought up to date, or from the store.
+func checkIndexAgainstStore(t *testing.T, e *Engine, st store.Store) {
+	t.Helper()
+	// The engine is processing already: under its lock, the store and
+	// the index it commits with are seen at the same point.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids, profiles := 0, map[string][]string{}
+	err := st.ScanIdentities(context.Background(), func(id kiln.Identity) error {
+		ids++
+		profiles[id.ProfileID] = append(profiles[id.ProfileID], id.Identifier.String())
+		if pid, ok := e.res.ProfileOf(id.Identifier); !ok || pid != id.ProfileID {
+			return fmt.Errorf("%s: the index says %q (%t), the store %q", id.Identifier, pid, ok, id.ProfileID)
+		}
+		return nil
+	})
+	if err != nil {
+		ms, _ := st.MergesAfter(context.Background(), 0)
+		for _, m := range ms {
+			t.Logf("merge %d: %s into %s, identities %v, undone %v", m.ID, m.From, m.Into, m.Identities, m.UndoneAt != nil)
+		}
+		h, _ := e.snapshotHeader(context.Background())
+		t.Logf("snapshot %+v; processed %d", h, e.processed.Load())
+		t.Fatalf("identity index after start (from the snapshot: %t): %v", e.indexSnapped, err)
+	}
+	for pid, want := range profiles {
+		var got []string
+		for _, id := range e.res.Identities(pid) {
+			got = append(got, id.String())
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("profile %s: the index has %v, the store %v", pid, got, want)
+		}
+	}
+	if s := e.res.Stats(); s.Identifiers != ids || s.Profiles != len(profiles) {
+		t.Fatalf("identity index after start (from the snapshot: %t): %d identifiers on %d profiles, the store has %d on %d",
+			e.indexSnapped, s.Identifiers, s.Profiles, ids, len(profiles))
+	}
 }

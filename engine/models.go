@@ -506,19 +506,32 @@ func (m *models) save() ([]byte, error) {
 // loadModels reads the models and traits the last refit stored (with the
 // rescores since), or nil if there are none. Purchase
 // histories are rebuilt with the segment state (see rebuild).
-func (e *Engine) loadModels(ctx context.Context) (*models, error) {
+//
+// The traits come from snapshot h when it is usable and was taken with
+// these models (fromSnap: catchUpSnapshot then brings them up to the log),
+// else from the store's table.
+func (e *Engine) loadModels(ctx context.Context, h snapshotHeader, usable bool) (m *models, fromSnap bool, err error) {
 	b, err := e.st.GetBlob(ctx, modelsBlob)
 	if err != nil || b == nil {
-		return nil, err
+		return nil, false, err
 	}
 	var sm savedModels
 	if err := json.Unmarshal(b, &sm); err != nil {
-		return nil, fmt.Errorf("reading the stored customer models: %w", err)
+		return nil, false, fmt.Errorf("reading the stored customer models: %w", err)
 	}
-	m := &models{unit: sm.Unit, bg: sm.BG, gg: sm.GG, report: sm.Report, keys: map[string]bool{},
+	m = &models{unit: sm.Unit, bg: sm.BG, gg: sm.GG, report: sm.Report, keys: map[string]bool{},
 		traits: map[string]map[string]any{}, cust: map[string]*purchases{}}
 	for _, k := range sm.Keys {
 		m.keys[k] = true
+	}
+	if usable && h.ModelTraits && sm.Report != nil && h.Models.Equal(sm.Report.FittedAt) {
+		t, err := e.snapshotModelTraits(ctx, h)
+		if err != nil {
+			e.log.Warn("the model traits in the engine snapshot cannot be read; loading them from the store", "generation", h.Gen, "err", err)
+		} else {
+			m.traits = t
+			return m, true, nil
+		}
 	}
 	start := time.Now()
 	err = e.st.ScanModelTraits(ctx, func(pid string, t map[string]any) error {
@@ -526,8 +539,8 @@ func (e *Engine) loadModels(ctx context.Context) (*models, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	e.log.Info("model traits loaded", "profiles", len(m.traits), "took", time.Since(start).Round(time.Millisecond))
-	return m, nil
+	return m, false, nil
 }

@@ -15,13 +15,18 @@ import (
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/eval"
+	"github.com/kiln-cdp/kiln/identity"
 	"github.com/kiln-cdp/kiln/store"
 )
 
 // Snapshots make a restart's cost independent of the log's length: the
-// engine's in-memory state (each profile's evaluation state and traits,
-// the models' purchase histories) is written at a checkpoint, and a
-// restart loads it and replays only the events after it. A snapshot is
+// engine's in-memory state (the identity index, the models' traits, each
+// profile's evaluation state and traits, the models' purchase histories)
+// is written at a checkpoint, and a restart loads it and replays only the
+// events after it. The index and the model traits do not depend on the
+// definitions: they are used whenever the snapshot describes the store,
+// and the profiles that the log and merges touched since are read again
+// from the store (see catchUpSnapshot). A snapshot is
 // written in parts and made current by a header committed with the
 // engine clock in one transaction, so a half-written one is never read.
 //
@@ -46,22 +51,27 @@ const snapshotFormat = 3
 
 type snapshotHeader struct {
 	Format      int       `json:"format"`
-	Gen         int64     `json:"gen"`         // 0: none ever written
-	Invalid     bool      `json:"invalid"`     // cleared: the store moved outside the log since
-	Seq         int64     `json:"seq"`         // events processed
-	Clock       int64     `json:"clock"`       // engine clock, Unix ms
-	Fingerprint uint64    `json:"fingerprint"` // of the program; 0 without definitions
-	Merges      int64     `json:"merges"`      // the highest merge id reflected
-	Models      time.Time `json:"models"`      // FittedAt of the models the traits came from
-	Purchases   bool      `json:"purchases"`   // the models' purchase histories are in it
+	Gen         int64     `json:"gen"`                   // 0: none ever written
+	Invalid     bool      `json:"invalid"`               // cleared: the store moved outside the log since
+	Seq         int64     `json:"seq"`                   // events processed
+	Clock       int64     `json:"clock"`                 // engine clock, Unix ms
+	Fingerprint uint64    `json:"fingerprint"`           // of the program; 0 without definitions
+	Merges      int64     `json:"merges"`                // the highest merge id reflected
+	Models      time.Time `json:"models"`                // FittedAt of the models the traits came from
+	Purchases   bool      `json:"purchases"`             // the models' purchase histories are in it
+	ModelTraits bool      `json:"modelTraits,omitempty"` // the models' traits per profile are in it
 	Parts       int64     `json:"parts"`
 	Profiles    int       `json:"profiles"`
 }
 
-// Record kinds in a part.
+// Record kinds in a part. The identity index comes first, in records of
+// at most snapshotPart bytes, so that a start reads it before the states.
+// A reader skips kinds it does not know.
 const (
 	recState     = 1 // pid, due, state, traits
 	recPurchases = 2 // pid, purchase history
+	recIdentity  = 3 // "", a piece of the identity index (identity.Resolver.AppendSnapshot)
+	recModel     = 4 // pid, model traits (after the index, before the states)
 )
 
 // Snapshot writes the engine's state as of now: what time did up to now
@@ -103,6 +113,31 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 		}
 	}
 	w := partWriter{ctx: ctx, st: e.st, gen: h.Gen}
+	idx, err := e.res.AppendSnapshot(nil)
+	if err != nil {
+		return err
+	}
+	for len(idx) > 0 {
+		piece := idx[:min(len(idx), snapshotPart)]
+		idx = idx[len(piece):]
+		w.record(recIdentity, "", func(b []byte) []byte { return append(b, piece...) })
+		if err := w.flush(false); err != nil {
+			return err
+		}
+	}
+	if e.models != nil {
+		h.ModelTraits = true
+		for pid, t := range e.models.traits {
+			b, err := appendTraits(nil, t)
+			if err != nil {
+				return fmt.Errorf("snapshot of %s: model traits: %w", pid, err)
+			}
+			w.record(recModel, pid, func(out []byte) []byte { return append(out, b...) })
+			if err := w.flush(false); err != nil {
+				return err
+			}
+		}
+	}
 	for pid, ps := range s.states {
 		st, err := ps.st.MarshalBinary()
 		if err != nil {
@@ -151,11 +186,11 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 // changes profiles outside the log (unmerge, deletion, static lists): if
 // it then commits, the snapshot no longer describes the store.
 func (e *Engine) invalidateSnapshot(ctx context.Context) error {
-	if e.snapGen == 0 {
-		return nil
-	}
+	// The header is read even when this process neither wrote nor used
+	// the snapshot: a later start may still read its identity index, or
+	// its states if the definitions come back to the same.
 	h, err := e.snapshotHeader(ctx)
-	if err != nil {
+	if err != nil || h.Gen == 0 || h.Invalid {
 		return err
 	}
 	h.Invalid = true
@@ -401,7 +436,10 @@ func (w *partWriter) flush(final bool) error {
 	return nil
 }
 
-var errShortRecord = errors.New("truncated snapshot record")
+var (
+	errShortRecord = errors.New("truncated snapshot record")
+	errPrefixRead  = errors.New("the part of the snapshot wanted is read")
+)
 
 func readRecords(b []byte, fn func(kind byte, pid string, body []byte) error) error {
 	for len(b) > 0 {
@@ -436,4 +474,160 @@ func readBytes(b []byte) (v, rest []byte, err error) {
 		return nil, nil, errShortRecord
 	}
 	return b[k : k+int(n)], b[k+int(n):], nil
+}
+
+// snapshotUsable says whether h's identity index and parts describe the
+// store at all (whether its states fit the definitions is another matter,
+// see loadSnapshot).
+func (e *Engine) snapshotUsable(h snapshotHeader) bool {
+	return h.Gen != 0 && !h.Invalid && h.Format == snapshotFormat && h.Seq <= e.processed.Load()
+}
+
+// loadIndexSnapshot loads the identity index from snapshot h, as of the
+// snapshot (see catchUpSnapshot for what came after). ok is false when
+// the snapshot holds no index (one written before it did) or it cannot be
+// read; the caller then loads every stored identity.
+func (e *Engine) loadIndexSnapshot(ctx context.Context, h snapshotHeader, r *identity.Resolver) (ok bool, err error) {
+	start := time.Now()
+	var idx []byte
+	err = e.st.ScanSnapshot(ctx, h.Gen, func(part []byte) error {
+		if len(part) == 0 || part[0] != recIdentity {
+			return errPrefixRead // the index comes first; the rest need not be read here
+		}
+		return readRecords(part, func(kind byte, _ string, b []byte) error {
+			if kind == recIdentity {
+				idx = append(idx, b...)
+			}
+			return nil
+		})
+	})
+	if err != nil && err != errPrefixRead {
+		return false, err
+	}
+	if len(idx) == 0 {
+		return false, nil
+	}
+	if err := r.LoadSnapshot(idx); err != nil {
+		e.log.Warn("the identity index in the engine snapshot cannot be read; loading it from the store", "generation", h.Gen, "err", err)
+		return false, nil
+	}
+	e.log.Info("identity index loaded from the engine snapshot", "generation", h.Gen, "identifiers", r.Stats().Identifiers, "took", time.Since(start).Round(time.Millisecond))
+	return true, nil
+}
+
+// snapshotModelTraits reads the models' traits per profile from snapshot
+// h, which follow the index in its parts; nil if it has none.
+func (e *Engine) snapshotModelTraits(ctx context.Context, h snapshotHeader) (map[string]map[string]any, error) {
+	if !h.ModelTraits {
+		return nil, nil
+	}
+	start := time.Now()
+	out := map[string]map[string]any{}
+	names := map[string]string{}
+	err := e.st.ScanSnapshot(ctx, h.Gen, func(part []byte) error {
+		done := false
+		err := readRecords(part, func(kind byte, pid string, b []byte) error {
+			switch kind {
+			case recModel:
+				t, err := readTraits(b, names)
+				if err != nil {
+					return fmt.Errorf("model traits of %s: %w", pid, err)
+				}
+				out[pid] = t
+			case recState, recPurchases:
+				done = true
+			}
+			return nil
+		})
+		if err == nil && done {
+			err = errPrefixRead
+		}
+		return err
+	})
+	if err != nil && err != errPrefixRead {
+		return nil, err
+	}
+	e.log.Info("model traits loaded from the engine snapshot", "generation", h.Gen, "profiles", len(out), "took", time.Since(start).Round(time.Millisecond))
+	return out, nil
+}
+
+// catchUpSnapshot brings what was loaded from snapshot h (the identity
+// index, and the model traits if fromSnap) up to the processed log: the
+// profiles that events after the snapshot touched, and those that merges
+// since it made or took away, are read again from the store (an identity
+// loaded again ends on its stored profile).
+func (e *Engine) catchUpSnapshot(ctx context.Context, h snapshotHeader, r *identity.Resolver, m *models, traitsFromSnap bool) error {
+	start := time.Now()
+	touched := map[string]bool{}
+	ms, err := e.st.MergesAfter(ctx, h.Merges)
+	if err != nil {
+		return err
+	}
+	for _, mg := range ms {
+		touched[mg.Into] = true
+		touched[mg.From] = true // gone: its model traits go too
+	}
+	seen := map[kiln.Identifier]bool{}
+	tail := 0
+	err = e.st.ScanLog(ctx, h.Seq, e.processed.Load(), func(evs []kiln.Event) error {
+		for i := range evs {
+			tail++
+			ids := e.x.Extract(&evs[i])
+			if a := kiln.ParseIdentifier(evs[i].Anchor); a.Value != "" {
+				ids = append(ids, a)
+			}
+			for _, id := range ids {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				pid, err := e.st.ProfileFor(ctx, id)
+				if store.IsNotFound(err) {
+					continue // refused, blocked or suppressed: not in the index
+				}
+				if err != nil {
+					return err
+				}
+				touched[pid] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(touched) == 0 {
+		return nil
+	}
+	for pid := range touched {
+		p, err := e.st.GetProfile(ctx, pid)
+		if store.IsNotFound(err) {
+			continue // merged away since
+		}
+		if err != nil {
+			return err
+		}
+		for _, id := range p.Identities {
+			if err := r.Load(id); err != nil {
+				return err
+			}
+		}
+	}
+	if traitsFromSnap {
+		pids := slices.Collect(maps.Keys(touched))
+		cur, err := e.st.ModelTraitsOf(ctx, pids)
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			if t := cur[pid]; t != nil {
+				m.traits[pid] = t
+			} else {
+				delete(m.traits, pid)
+			}
+		}
+	}
+	e.log.Info("engine snapshot brought up to the log", "generation", h.Gen, "events since", tail, "profiles read again", len(touched),
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
 }

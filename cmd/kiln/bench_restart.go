@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net"
 	"net/http"
@@ -405,12 +406,19 @@ func measureRestarts(ctx context.Context, o *restartOpts, bin restartBinary, b *
 		return nil, err
 	}
 	defer os.RemoveAll(filepath.Join(work, "kiln.db"))
+	defer os.RemoveAll(filepath.Join(work, "kiln.db.snapshots"))
 	db := filepath.Join(work, "kiln.db")
 	fmt.Fprintf(o.stderr, "%s: copying the store (%d MiB) to %s\n", bin.name, b.Bytes>>20, work)
 	for _, suffix := range []string{"", "-wal"} {
 		if err := copyFile(b.db()+suffix, db+suffix); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
+	}
+	// The engine's snapshot parts are files beside the database: without
+	// them the first start would replay the whole log.
+	os.RemoveAll(db + ".snapshots")
+	if err := os.CopyFS(db+".snapshots", os.DirFS(b.db()+".snapshots")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
 	reader, err := sqlite.Connect(db, sqlite.Options{})
 	if err != nil {

@@ -108,6 +108,9 @@ type Payload struct {
 	Reason    string          `json:"reason"`
 	EventSeq  int64           `json:"eventSeq,omitempty"`
 	Evidence  json.RawMessage `json:"evidence,omitempty"`
+	// Force, on a reconciliation's item, sends the desired state whatever
+	// the destination acknowledged (a re-assertion).
+	Force bool `json:"force,omitempty"`
 }
 
 // Message is the JSON body of a webhook (docs/WEBHOOKS.md), in the shape

@@ -310,7 +310,7 @@ func (d *Dispatcher) workBatch(ctx context.Context, hs []*held) []outcome {
 			continue
 		}
 		if err == nil {
-			res.State, res.Attempted = store.OutboxDelivered, true
+			res.State, res.Attempted, res.Ack = store.OutboxDelivered, true, stamp(r.dl.ack, at)
 			done(r.h, res)
 			continue
 		}

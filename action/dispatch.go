@@ -633,7 +633,7 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 	}
 	d.callEnded(h.q.st, took, result)
 	if err == nil {
-		res.State, res.Attempted = store.OutboxDelivered, true
+		res.State, res.Attempted, res.Ack = store.OutboxDelivered, true, stamp(dl.ack, res.At)
 		return res
 	}
 	if ctx.Err() != nil {
@@ -784,7 +784,17 @@ func (d *Dispatcher) check(ctx context.Context, h *held, dlp **delivery, dsp **d
 			return skip("frequency cap: %d actions in %s", n, d.cfg.Cap.Per)
 		}
 	}
-	*dlp = &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
+	dl := &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
+	ack, note, err := d.syncCheck(ctx, ds, dl)
+	if err != nil {
+		return retry(err)
+	}
+	if note != "" {
+		res.State, res.Error = store.OutboxDelivered, note
+		return res
+	}
+	dl.ack = ack
+	*dlp = dl
 	*dsp = ds
 	return res
 }

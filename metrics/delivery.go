@@ -36,7 +36,7 @@ func newDelivery(r *prometheus.Registry) *Delivery {
 			Name: "kiln_delivery_in_flight", Help: "Calls to the destination running now.",
 		}, dest),
 		Outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kiln_delivery_items_total", Help: "Outbox items by outcome: sent, failed (dead letter), retried (failed, will retry), skipped, superseded (not sent: a later change for the same profile and segment in its batch was sent instead), handed_back (not sent, back to the outbox).",
+			Name: "kiln_delivery_items_total", Help: "Outbox items by outcome: sent, failed (dead letter), retried (failed, will retry), skipped, superseded (not sent: a later change for the same profile and segment in its batch was sent instead), in_sync (not sent: the destination had acknowledged the desired state), handed_back (not sent, back to the outbox).",
 		}, []string{"destination", "outcome"}),
 		BatchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "kiln_delivery_batch_size", Help: "Changes per call to the destination.",

@@ -81,6 +81,9 @@ type Config struct {
 	// BehindAfter is how long the oldest due item of a destination may
 	// wait before the destination is reported behind (default 5m).
 	BehindAfter time.Duration
+	// ReconcileEvery is how often Service.Run reconciles every connector
+	// destination in full (reconcile.go); 0: only on demand.
+	ReconcileEvery time.Duration
 }
 
 // Dispatcher delivers the outbox. It is safe for concurrent use; Run

@@ -54,7 +54,12 @@ const inSync = "in sync: "
 // syncs reports whether an automation's items to a connector destination
 // are membership or attribute syncs (reconciled), and which.
 func syncs(ds *destState, auto store.Automation, opts Options) (membership, attrs bool) {
-	if !isConnector(ds.d.Kind) {
+	return syncsKind(ds.d.Kind, auto, opts)
+}
+
+// syncsKind is syncs for a destination of kind.
+func syncsKind(kind string, auto store.Automation, opts Options) (membership, attrs bool) {
+	if !isConnector(kind) {
 		return false, false
 	}
 	switch opts.Op {

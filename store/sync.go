@@ -26,7 +26,10 @@ type Sync interface {
 	// returned.
 	ScanSyncAcks(ctx context.Context, destination, segment string, fn func(SyncAck) error) error
 	// PutSyncAcks records acknowledged states, replacing those with the
-	// same (Destination, Segment, ProfileID), in one transaction.
+	// same (Destination, Segment, ProfileID) unless the stored one is
+	// newer (a later At: a reconciliation's snapshot of the vendor never
+	// overwrites what a delivery confirmed after it), in one transaction.
+	// FinishOutbox records OutboxResult.Ack the same way.
 	PutSyncAcks(ctx context.Context, acks []SyncAck) error
 	// EnqueueOutbox writes pending items that no transition caused (a
 	// reconciliation's): Transition is ignored and TransitionID is 0. It

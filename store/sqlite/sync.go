@@ -17,7 +17,8 @@ const (
 INSERT INTO sync_acks (destination, segment, profile_id, in_list, traits_hash, acked_at)
 VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (destination, segment, profile_id) DO UPDATE SET
-    in_list = excluded.in_list, traits_hash = excluded.traits_hash, acked_at = excluded.acked_at`
+    in_list = excluded.in_list, traits_hash = excluded.traits_hash, acked_at = excluded.acked_at
+WHERE sync_acks.acked_at <= excluded.acked_at`
 
 	syncAcksOf = `
 SELECT profile_id, in_list, traits_hash, acked_at FROM sync_acks

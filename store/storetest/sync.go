@@ -42,6 +42,11 @@ func testSyncAcks(t *testing.T, s store.Store) {
 	if got := syncAcks(t, s, "d1", "vip", "p1"); got["p1"].In || got["p1"].TraitsHash != "" {
 		t.Fatalf("replaced ack %+v", got["p1"])
 	}
+	// An older ack (a reconciliation's snapshot) does not replace a newer one.
+	put(store.SyncAck{Destination: "d1", Segment: "vip", ProfileID: "p1", In: true, At: at(1)})
+	if got := syncAcks(t, s, "d1", "vip", "p1"); got["p1"].In {
+		t.Fatalf("an older ack replaced a newer one: %+v", got["p1"])
+	}
 	if err := s.PutSyncAcks(ctx, []store.SyncAck{{Segment: "vip", ProfileID: "p1", At: at(1)}}); err == nil {
 		t.Error("an ack without a destination was accepted")
 	}

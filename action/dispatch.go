@@ -603,6 +603,12 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 			}
 		}
 	}
+	if err := d.forgetAcks(ctx, []*delivery{dl}); err != nil {
+		if ctx.Err() != nil {
+			return d.released(res)
+		}
+		return d.handBack(res, "handed back unsent: the acknowledged state it changes could not be made unknown first: "+clip(err.Error()), 0)
+	}
 	wctx, cancel := context.WithDeadline(ctx, waitBy)
 	err := ds.lim.Wait(wctx)
 	cancel()

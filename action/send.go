@@ -26,6 +26,7 @@ type delivery struct {
 	profile *kiln.Profile
 	traits  map[string]any // the chosen traits
 	ack     *store.SyncAck // for a sync: the state the destination acknowledges by accepting it
+	hadAck  bool           // an acknowledged state was stored for it (forgotten before the call)
 }
 
 // sender delivers to one destination. Errors are *connector.Error (or

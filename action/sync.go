@@ -116,14 +116,16 @@ func (d *Dispatcher) syncCheck(ctx context.Context, ds *destState, dl *delivery)
 			ack.TraitsHash = ""
 		}
 	}
-	if dl.payload.Force {
-		return ack, "", nil
-	}
 	got, err := d.st.SyncAcks(ctx, it.Destination, ack.Segment, []string{it.ProfileID})
 	if err != nil {
 		return nil, "", err
 	}
-	if prev, ok := got[it.ProfileID]; ok && prev.In == ack.In && (!ack.In || prev.TraitsHash == ack.TraitsHash) {
+	prev, ok := got[it.ProfileID]
+	dl.hadAck = ok
+	if dl.payload.Force {
+		return ack, "", nil
+	}
+	if ok && prev.In == ack.In && (!ack.In || prev.TraitsHash == ack.TraitsHash) {
 		what := "in " + ack.Segment
 		switch {
 		case attrs:
@@ -134,6 +136,22 @@ func (d *Dispatcher) syncCheck(ctx context.Context, ds *destState, dl *delivery)
 		return nil, inSync + "the destination has acknowledged " + what + " already", nil
 	}
 	return ack, "", nil
+}
+
+// forgetAcks makes the acknowledged states the deliveries change unknown
+// before they are sent: if the process dies, or the call fails, after the
+// vendor applied a change, no acknowledged state claims what the vendor
+// may no longer have, and the next item of the lane sends. The vendor's
+// success records the new state.
+func (d *Dispatcher) forgetAcks(ctx context.Context, dls []*delivery) error {
+	var keys []store.SyncAck
+	now := d.cfg.Now().UTC()
+	for _, dl := range dls {
+		if dl.ack != nil && dl.hadAck {
+			keys = append(keys, store.SyncAck{Destination: dl.ack.Destination, Segment: dl.ack.Segment, ProfileID: dl.ack.ProfileID, At: now})
+		}
+	}
+	return d.st.ForgetSyncAcks(ctx, keys)
 }
 
 // isInSync reports whether a delivered item needed no call.

@@ -31,6 +31,12 @@ type Sync interface {
 	// overwrites what a delivery confirmed after it), in one transaction.
 	// FinishOutbox records OutboxResult.Ack the same way.
 	PutSyncAcks(ctx context.Context, acks []SyncAck) error
+	// ForgetSyncAcks makes the acknowledged states of the given keys
+	// (Destination, Segment, ProfileID) unknown, unless the stored one is
+	// newer than its At. A dispatcher does it before a call that changes
+	// them: if it dies, or the call fails, after the vendor applied the
+	// change, nothing claims a state the vendor may no longer have.
+	ForgetSyncAcks(ctx context.Context, keys []SyncAck) error
 	// EnqueueOutbox writes pending items that no transition caused (a
 	// reconciliation's): Transition is ignored and TransitionID is 0. It
 	// sets each item's ID, in one transaction.

@@ -50,6 +50,7 @@ func (m *Main) openActions(ctx context.Context) error {
 	m.Actions = action.New(action.Config{Store: m.Store, Key: key, Logger: m.Logger.With("component", "outbox"), Location: m.location(), Cap: fcap,
 		DeliveryOptions: action.DeliveryOptions{AllowPrivate: m.Config.AllowPrivateDestinations, PublicURL: m.Config.PublicURL},
 		Metrics:         m.Metrics.Delivery, ReconcileEvery: m.Config.ReconcileEvery,
+		Lease: m.Config.DeliveryLease, MaxBackoff: m.Config.DeliveryMaxBackoff,
 		TraitValues: func(profileID string) map[string]any {
 			vals, _ := m.Engine.ProfileSegments(profileID)
 			return vals

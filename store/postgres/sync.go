@@ -30,6 +30,9 @@ WHERE destination = $1 AND segment = $2 AND profile_id > $3
 ORDER BY profile_id LIMIT $4`
 
 	deleteSyncAcks = `DELETE FROM sync_acks WHERE destination = $1`
+
+	forgetSyncAck = `
+DELETE FROM sync_acks WHERE destination = $1 AND segment = $2 AND profile_id = $3 AND acked_at <= $4`
 )
 
 // scanPage is how many rows a scan reads per query (no read transaction
@@ -119,6 +122,21 @@ func queueSyncAcks(b *pgx.Batch, acks []store.SyncAck) error {
 			return kiln.Errorf(kiln.EInvalid, "sync ack needs a destination, a profile and a time, got %q, %q and %v", a.Destination, a.ProfileID, a.At)
 		}
 		b.Queue(putSyncAck, a.Destination, a.Segment, a.ProfileID, a.In, a.TraitsHash, tval(a.At))
+	}
+	return nil
+}
+
+// ForgetSyncAcks makes acknowledged states unknown; see store.Sync.
+func (db *DB) ForgetSyncAcks(ctx context.Context, keys []store.SyncAck) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, k := range keys {
+		b.Queue(forgetSyncAck, k.Destination, k.Segment, k.ProfileID, tval(k.At))
+	}
+	if err := db.write(ctx, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
+		return fmt.Errorf("postgres: forget sync acks: %w", err)
 	}
 	return nil
 }

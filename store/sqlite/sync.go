@@ -30,6 +30,9 @@ WHERE destination = ? AND segment = ? AND profile_id > ?
 ORDER BY profile_id LIMIT ?`
 
 	deleteSyncAcks = `DELETE FROM sync_acks WHERE destination = ?`
+
+	forgetSyncAck = `
+DELETE FROM sync_acks WHERE destination = ? AND segment = ? AND profile_id = ? AND acked_at <= ?`
 )
 
 // SyncAcks returns acknowledged states; see store.Sync.
@@ -131,6 +134,30 @@ func putSyncAcks(ctx context.Context, tx *sql.Tx, acks []store.SyncAck) error {
 		if _, err := stmt.ExecContext(ctx, a.Destination, a.Segment, a.ProfileID, b2i(a.In), a.TraitsHash, tval(a.At)); err != nil {
 			return fmt.Errorf("sync ack of %s in %s at %s: %w", a.ProfileID, a.Segment, a.Destination, err)
 		}
+	}
+	return nil
+}
+
+// ForgetSyncAcks makes acknowledged states unknown; see store.Sync.
+func (db *DB) ForgetSyncAcks(ctx context.Context, keys []store.SyncAck) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	err := db.writeRelaxed(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, forgetSyncAck)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, k := range keys {
+			if _, err := stmt.ExecContext(ctx, k.Destination, k.Segment, k.ProfileID, tval(k.At)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: forget sync acks: %w", err)
 	}
 	return nil
 }

@@ -47,6 +47,17 @@ func testSyncAcks(t *testing.T, s store.Store) {
 	if got := syncAcks(t, s, "d1", "vip", "p1"); got["p1"].In {
 		t.Fatalf("an older ack replaced a newer one: %+v", got["p1"])
 	}
+	// Forgetting makes a state unknown, unless it is newer than the forget.
+	if err := s.ForgetSyncAcks(ctx, []store.SyncAck{{Destination: "d1", Segment: "vip", ProfileID: "p2", At: at(0)},
+		{Destination: "d1", Segment: "lapsed", ProfileID: "p1", At: at(5)}, {Destination: "d1", Segment: "vip", ProfileID: "nobody", At: at(5)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncAcks(t, s, "d1", "vip", "p2"); len(got) != 1 {
+		t.Fatalf("a newer ack was forgotten: %+v", got)
+	}
+	if got := syncAcks(t, s, "d1", "lapsed", "p1"); len(got) != 0 {
+		t.Fatalf("an ack was not forgotten: %+v", got)
+	}
 	if err := s.PutSyncAcks(ctx, []store.SyncAck{{Segment: "vip", ProfileID: "p1", At: at(1)}}); err == nil {
 		t.Error("an ack without a destination was accepted")
 	}

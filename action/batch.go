@@ -233,19 +233,6 @@ func (d *Dispatcher) workBatch(ctx context.Context, hs []*held) []outcome {
 		return backAll(fmt.Sprintf("handed back unsent: %s of its lease is left, less than a call may take (%s); are lease renewals failing?",
 			max(0, time.Until(sendBy)).Round(time.Millisecond), ds.timeout), 0)
 	}
-	dls := make([]*delivery, len(send))
-	for i, r := range send {
-		dls[i] = r.dl
-	}
-	if err := d.forgetAcks(ctx, dls); err != nil {
-		if ctx.Err() != nil {
-			for _, r := range send {
-				done(r.h, d.released(newRes(r.h)))
-			}
-			return out
-		}
-		return backAll("handed back unsent: the acknowledged states it changes could not be made unknown first: "+clip(err.Error()), 0)
-	}
 	// The vendor asked to wait (Retry-After): the whole destination waits.
 	if until := ds.pause.get(); time.Now().Before(until) {
 		if until.After(waitBy) {
@@ -275,6 +262,19 @@ func (d *Dispatcher) workBatch(ctx context.Context, hs []*held) []outcome {
 		}
 		wait, _ := connector.SlotWait(err)
 		return backAll(fmt.Sprintf("handed back unsent: the destination's rate limit has no slot before its lease ends (next in %s)", wait.Round(time.Millisecond)), wait)
+	}
+	dls := make([]*delivery, len(send))
+	for i, r := range send {
+		dls[i] = r.dl
+	}
+	if err := d.forgetAcks(ctx, dls); err != nil {
+		if ctx.Err() != nil {
+			for _, r := range send {
+				done(r.h, d.released(newRes(r.h)))
+			}
+			return out
+		}
+		return backAll("handed back unsent: the acknowledged states it changes could not be made unknown first: "+clip(err.Error()), 0)
 	}
 	callCtx, cancelCall := context.WithDeadline(ctx, earliest(time.Now().Add(ds.timeout), sendBy))
 	defer cancelCall()

@@ -603,12 +603,6 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 			}
 		}
 	}
-	if err := d.forgetAcks(ctx, []*delivery{dl}); err != nil {
-		if ctx.Err() != nil {
-			return d.released(res)
-		}
-		return d.handBack(res, "handed back unsent: the acknowledged state it changes could not be made unknown first: "+clip(err.Error()), 0)
-	}
 	wctx, cancel := context.WithDeadline(ctx, waitBy)
 	err := ds.lim.Wait(wctx)
 	cancel()
@@ -618,6 +612,12 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 		}
 		wait, _ := connector.SlotWait(err)
 		return d.handBack(res, fmt.Sprintf("handed back unsent: the destination's rate limit has no slot before its lease ends (next in %s)", wait.Round(time.Millisecond)), wait)
+	}
+	if err := d.forgetAcks(ctx, []*delivery{dl}); err != nil {
+		if ctx.Err() != nil {
+			return d.released(res)
+		}
+		return d.handBack(res, "handed back unsent: the acknowledged state it changes could not be made unknown first: "+clip(err.Error()), 0)
 	}
 	callCtx, cancelCall := context.WithDeadline(ctx, earliest(time.Now().Add(ds.timeout), sendBy))
 	defer cancelCall()

@@ -24,6 +24,7 @@ type memVendor struct {
 	calls   int
 	changes []connector.Change
 	failing bool // every change fails, retryably
+	lossy   bool // every change is applied, then fails retryably (the answer is lost)
 }
 
 var (
@@ -69,7 +70,7 @@ func newMemVendor(t *testing.T) (string, *memVendor) {
 	return name, v
 }
 
-func (c memConn) Deliver(_ context.Context, cs []connector.Change) []connector.Result {
+func (c memConn) Deliver(_ context.Context, cs []connector.Change) (out []connector.Result) {
 	c.v.mu.Lock()
 	defer c.v.mu.Unlock()
 	c.v.calls++
@@ -80,6 +81,13 @@ func (c memConn) Deliver(_ context.Context, cs []connector.Change) []connector.R
 		}
 		return out
 	}
+	defer func() {
+		if c.v.lossy {
+			for i := range out {
+				out[i].Err = &connector.Error{Vendor: "mem", Code: kiln.EUnavailable, Retryable: true, Message: "connection closed"}
+			}
+		}
+	}()
 	for _, ch := range cs {
 		c.v.changes = append(c.v.changes, ch)
 		if c.v.members[ch.Segment] == nil {
@@ -92,7 +100,8 @@ func (c memConn) Deliver(_ context.Context, cs []connector.Change) []connector.R
 			delete(c.v.members[ch.Segment], ch.Member.Email)
 		}
 	}
-	return make([]connector.Result, len(cs))
+	out = make([]connector.Result, len(cs))
+	return out
 }
 
 func (c memConn) MaxBatch() int             { return 1000 }
@@ -226,6 +235,45 @@ func TestSyncAckOnlyOnSuccess(t *testing.T) {
 	waitFor(t, "settled", r.settled)
 	if acks, _ := r.st.SyncAcks(ctx, d.ID, "vip", []string{"p_1"}); !acks["p_1"].In {
 		t.Fatalf("acks after the retry %+v", acks)
+	}
+}
+
+// A call that fails after the vendor applied it leaves the state unknown,
+// not the one acknowledged before: when the profile moves back before the
+// retry, the next item sends, and the vendor ends right.
+func TestSyncAmbiguousFailure(t *testing.T) {
+	r := newRig(t, nil)
+	d, v := r.memSync("memnolist")
+	r.transition(enter("p_1", "vip"))
+	waitFor(t, "the entry", func() bool { return v.state("vip") == "p_1" })
+	r.transition(exit("p_1", "vip"))
+	waitFor(t, "settled", r.settled)
+	if acks, _ := r.st.SyncAcks(ctx, d.ID, "vip", []string{"p_1"}); acks["p_1"].In || len(acks) != 1 {
+		t.Fatalf("acks %+v", acks)
+	}
+	v.mu.Lock()
+	v.lossy = true
+	v.mu.Unlock()
+	r.transition(enter("p_1", "vip"))
+	waitFor(t, "a lost answer", func() bool { its := r.items(store.OutboxPending); return len(its) == 1 && its[0].Attempts > 0 })
+	if v.state("vip") != "p_1" {
+		t.Fatal("the vendor did not apply the entry")
+	}
+	if acks, _ := r.st.SyncAcks(ctx, d.ID, "vip", []string{"p_1"}); len(acks) != 0 {
+		t.Fatalf("the state a lost call changed is still acknowledged: %+v", acks)
+	}
+	r.offline(func() {
+		r.transition(exit("p_1", "vip"))
+		v.mu.Lock()
+		v.lossy = false
+		v.mu.Unlock()
+	})
+	waitFor(t, "settled", r.settled)
+	if got := v.state("vip"); got != "" {
+		t.Fatalf("vendor has %q, want nobody", got)
+	}
+	if acks, _ := r.st.SyncAcks(ctx, d.ID, "vip", []string{"p_1"}); acks["p_1"].In || len(acks) != 1 {
+		t.Fatalf("acks at the end %+v", acks)
 	}
 }
 

@@ -36,9 +36,11 @@ import (
 //   - Nothing acknowledged means unknown, not out: the item sends.
 //
 // An item that sends nothing is recorded as delivered, not attempted,
-// with the note "in sync" (outcome in_sync in the metrics). One that the
-// vendor accepts records the new acknowledged state in the same
-// transaction as its outcome; a failure records nothing. So flapping
+// with the note "in sync" (outcome in_sync in the metrics). Before a call
+// the acknowledged states it changes are made unknown (forgetAcks); the
+// vendor's acceptance records the new ones in the same transaction as the
+// outcome. A failure, or a death mid-call, leaves them unknown: the vendor
+// may have applied the change, so the next item of the lane sends. So flapping
 // (in, out, in before anything was sent), reordering, retries and
 // restarts converge on the last state, and a change that returns to the
 // acknowledged state before it is sent costs no call.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -338,7 +339,8 @@ func (s *Service) enqueue(ctx context.Context, items []store.OutboxItem) error {
 // profileOf finds the profile a vendor member is, by email, user id or
 // phone; "" when Kiln has none.
 func (s *Service) profileOf(ctx context.Context, m connector.Member) (string, error) {
-	for _, id := range []kiln.Identifier{{Kind: kiln.Email, Value: m.Email}, {Kind: kiln.UserID, Value: m.UserID}, {Kind: kiln.Phone, Value: m.Phone}} {
+	email := strings.ToLower(strings.TrimSpace(m.Email)) // as Kiln keeps emails
+	for _, id := range []kiln.Identifier{{Kind: kiln.Email, Value: email}, {Kind: kiln.UserID, Value: m.UserID}, {Kind: kiln.Phone, Value: m.Phone}} {
 		if id.Value == "" {
 			continue
 		}

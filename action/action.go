@@ -12,6 +12,11 @@
 // Other items (delays, retries, replays, a crash's leftovers) are claimed
 // from the store, polled as a fallback.
 //
+// Membership syncs to vendor connectors are reconciled, not replayed: an
+// item sends only the difference between the profile's current membership
+// and what the vendor acknowledged (sync.go), and a full reconciliation
+// compares whole segments with the vendor (reconcile.go).
+//
 // Destinations are webhooks signed as Standard Webhooks define
 // (docs/WEBHOOKS.md), SMTP servers, or vendor connectors (package
 // connector). REST Hooks subscriptions are automations with a webhook

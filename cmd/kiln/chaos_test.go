@@ -31,9 +31,9 @@ import (
 
 // TestMembershipSyncChaos runs the real binary against two fake vendors
 // (a Klaviyo, whose membership Kiln can list, and a Braze, which it
-// cannot) that answer 429 with Retry-After, answer 500, hang, close the
-// connection before or after applying a change, and enforce a rate
-// limit, while profiles flap in and out of two segments and the server
+// cannot) that answer slowly, answer 429 with Retry-After, answer 500,
+// hang, close the connection before or after applying a change, and
+// enforce a rate limit, while profiles flap in and out of two segments and the server
 // is SIGKILLed mid-sync twice. Then the faults stop, and for every
 // (destination, segment) the vendor's membership must equal the
 // segment's; a drift made at the vendor by hand is fixed by an on-demand
@@ -270,10 +270,10 @@ func TestMembershipSyncChaos(t *testing.T) {
 		// retried each with its own backoff, so each may cost a call.
 		waves := rounds + len(kills) + 1
 		callBound := 3*2*len(segs)*waves + s.faultedMembers
-		t.Logf("%s: %d requests (%d injected faults: %d 429, %d 500, %d hung, %d closed, %d of them after applying; %d refused by the rate limit); "+
+		t.Logf("%s: %d requests (%d slowed down; %d injected faults: %d 429, %d 500, %d hung, %d closed, %d of them after applying; %d refused by the rate limit); "+
 			"%d successful membership calls carrying %d members (%.1f a call); outbox: %d items sent in %d attempts, %d in sync, %d superseded; "+
 			"bounds: members accepted %d <= items sent %d + %d in flight at the kills; successful calls %d <= %d (3 a wave per segment and op over %d waves + %d members in faulted calls)",
-			f.name, s.requests, s.faults, s.f429, s.f500, s.hung, s.closed, s.ambiguous, s.rateLimited,
+			f.name, s.requests, s.slow, s.faults, s.f429, s.f500, s.hung, s.closed, s.ambiguous, s.rateLimited,
 			s.okCalls, s.okMembers, float64(s.okMembers)/float64(max(1, s.okCalls)), ty.sent, ty.attempts, ty.inSync, ty.superseded,
 			s.okMembers, ty.sent, slack, s.okCalls, callBound, waves, s.faultedMembers)
 		if s.okCalls > callBound {
@@ -436,8 +436,8 @@ type okCall struct {
 }
 
 type fakeStats struct {
-	requests, faults, f429, f500, hung, closed, ambiguous, rateLimited, okCalls, okMembers int
-	faultedMembers                                                                         int // members in membership calls that got a fault
+	requests, faults, f429, f500, hung, closed, ambiguous, rateLimited, okCalls, okMembers, slow int
+	faultedMembers                                                                               int // members in membership calls that got a fault
 }
 
 // vendorAnswer is what a request does: its answer, and for a membership
@@ -548,7 +548,12 @@ func (f *chaosFake) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 	}
 	switch {
-	case fault < 0 || fault >= 22:
+	case fault < 0 || fault >= 30:
+	case fault >= 22: // slow (100-450ms; a Klaviyo call of several requests may time out)
+		time.Sleep(time.Duration(100+50*(fault-22)) * time.Millisecond)
+		f.mu.Lock()
+		f.counts.slow++
+		f.mu.Unlock()
 	case fault < 7:
 		count(&f.counts.f429)
 		throttle(w)

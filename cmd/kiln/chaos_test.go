@@ -257,6 +257,7 @@ func TestMembershipSyncChaos(t *testing.T) {
 		}
 		after = items[len(items)-1].ID
 	}
+	faults := 0
 	for _, f := range fakes {
 		ty := tallies[f.name]
 		s := f.stats()
@@ -285,12 +286,16 @@ func TestMembershipSyncChaos(t *testing.T) {
 		if ty.pending > 0 {
 			t.Errorf("%s: %d items still pending", f.name, ty.pending)
 		}
-		if s.faults == 0 || s.okCalls == 0 {
-			t.Errorf("%s: %d faults injected, %d successful calls: the test exercised nothing", f.name, s.faults, s.okCalls)
+		if s.okCalls == 0 {
+			t.Errorf("%s: no successful membership call: the test exercised nothing", f.name)
 		}
+		faults += s.faults
 		if s.rateLimited > s.requests/10 {
 			t.Errorf("%s refused %d of %d requests for its rate limit: Kiln does not pace its calls", f.name, s.rateLimited, s.requests)
 		}
+	}
+	if faults == 0 {
+		t.Error("no fault was injected: the test exercised nothing")
 	}
 }
 

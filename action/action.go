@@ -12,6 +12,11 @@
 // Other items (delays, retries, replays, a crash's leftovers) are claimed
 // from the store, polled as a fallback.
 //
+// Membership syncs to vendor connectors are reconciled, not replayed: an
+// item sends only the difference between the profile's current membership
+// and what the vendor acknowledged (sync.go), and a full reconciliation
+// compares whole segments with the vendor (reconcile.go).
+//
 // Destinations are webhooks signed as Standard Webhooks define
 // (docs/WEBHOOKS.md), SMTP servers, or vendor connectors (package
 // connector). REST Hooks subscriptions are automations with a webhook
@@ -108,6 +113,9 @@ type Payload struct {
 	Reason    string          `json:"reason"`
 	EventSeq  int64           `json:"eventSeq,omitempty"`
 	Evidence  json.RawMessage `json:"evidence,omitempty"`
+	// Force, on a reconciliation's item, sends the desired state whatever
+	// the destination acknowledged (a re-assertion).
+	Force bool `json:"force,omitempty"`
 }
 
 // Message is the JSON body of a webhook (docs/WEBHOOKS.md), in the shape

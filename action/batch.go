@@ -263,6 +263,19 @@ func (d *Dispatcher) workBatch(ctx context.Context, hs []*held) []outcome {
 		wait, _ := connector.SlotWait(err)
 		return backAll(fmt.Sprintf("handed back unsent: the destination's rate limit has no slot before its lease ends (next in %s)", wait.Round(time.Millisecond)), wait)
 	}
+	dls := make([]*delivery, len(send))
+	for i, r := range send {
+		dls[i] = r.dl
+	}
+	if err := d.forgetAcks(ctx, dls); err != nil {
+		if ctx.Err() != nil {
+			for _, r := range send {
+				done(r.h, d.released(newRes(r.h)))
+			}
+			return out
+		}
+		return backAll("handed back unsent: the acknowledged states it changes could not be made unknown first: "+clip(err.Error()), 0)
+	}
 	callCtx, cancelCall := context.WithDeadline(ctx, earliest(time.Now().Add(ds.timeout), sendBy))
 	defer cancelCall()
 	calls := send[:0:0]
@@ -277,9 +290,9 @@ func (d *Dispatcher) workBatch(ctx context.Context, hs []*held) []outcome {
 	if len(send) == 0 {
 		return out
 	}
-	dls := make([]*delivery, len(send))
-	for i, r := range send {
-		dls[i] = r.dl
+	dls = dls[:0]
+	for _, r := range send {
+		dls = append(dls, r.dl)
 	}
 	d.callStarted(st, len(send))
 	start := time.Now()
@@ -310,7 +323,7 @@ func (d *Dispatcher) workBatch(ctx context.Context, hs []*held) []outcome {
 			continue
 		}
 		if err == nil {
-			res.State, res.Attempted = store.OutboxDelivered, true
+			res.State, res.Attempted, res.Ack = store.OutboxDelivered, true, stamp(r.dl.ack, at)
 			done(r.h, res)
 			continue
 		}

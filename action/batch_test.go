@@ -267,7 +267,7 @@ func TestPartialBatchFailureRetriesOnlyTheFailed(t *testing.T) {
 
 // Profiles flapping within one batch: only the last change for each
 // (profile, segment) is sent, in one call, and the vendor ends in the
-// final state; the superseded items are recorded as such.
+// final state; the items not sent are recorded as superseded or in sync.
 func TestFlappingCoalescesToTheLastChange(t *testing.T) {
 	onBackends(t, nil, func(t *testing.T, r *rig) {
 		f := newFakeBraze(t)
@@ -293,21 +293,29 @@ func TestFlappingCoalescesToTheLastChange(t *testing.T) {
 		if !f.member("p_1@example.com", "vip") || f.member("p_2@example.com", "vip") || !f.member("p_3@example.com", "vip") {
 			t.Fatal("the vendor's final state is wrong")
 		}
-		superseded := 0
+		// p_1's exit and p_2's enter no longer hold when they are checked
+		// (the profiles moved back): in sync, no call. p_1's first enter
+		// holds, and is superseded by its last.
+		superseded, inSync := 0, 0
 		for _, it := range r.items(store.OutboxDelivered) {
-			if strings.HasPrefix(it.LastError, "superseded by item ") {
+			switch {
+			case strings.HasPrefix(it.LastError, "superseded by item "):
 				superseded++
-				if it.Attempts != 0 {
-					t.Errorf("superseded item %d counts %d attempts", it.ID, it.Attempts)
-				}
+			case strings.HasPrefix(it.LastError, "in sync: "):
+				inSync++
+			default:
+				continue
+			}
+			if it.Attempts != 0 {
+				t.Errorf("item %d (%s) counts %d attempts", it.ID, it.LastError, it.Attempts)
 			}
 		}
-		if superseded != 3 { // p_1's first enter and exit, p_2's enter
-			t.Fatalf("%d items superseded, want 3", superseded)
+		if superseded != 1 || inSync != 2 {
+			t.Fatalf("%d items superseded and %d in sync, want 1 and 2", superseded, inSync)
 		}
 		for _, h := range r.svc.Dispatcher.Health() {
-			if h.Name == "braze" && (h.Sent != 3 || h.Superseded != 3) {
-				t.Errorf("health counts %d sent and %d superseded, want 3 and 3", h.Sent, h.Superseded)
+			if h.Name == "braze" && (h.Sent != 3 || h.Superseded != 1 || h.InSync != 2) {
+				t.Errorf("health counts %d sent, %d superseded and %d in sync, want 3, 1 and 2", h.Sent, h.Superseded, h.InSync)
 			}
 		}
 	})

@@ -81,6 +81,9 @@ type Config struct {
 	// BehindAfter is how long the oldest due item of a destination may
 	// wait before the destination is reported behind (default 5m).
 	BehindAfter time.Duration
+	// ReconcileEvery is how often Service.Run reconciles every connector
+	// destination in full (reconcile.go); 0: only on demand.
+	ReconcileEvery time.Duration
 }
 
 // Dispatcher delivers the outbox. It is safe for concurrent use; Run
@@ -610,6 +613,12 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 		wait, _ := connector.SlotWait(err)
 		return d.handBack(res, fmt.Sprintf("handed back unsent: the destination's rate limit has no slot before its lease ends (next in %s)", wait.Round(time.Millisecond)), wait)
 	}
+	if err := d.forgetAcks(ctx, []*delivery{dl}); err != nil {
+		if ctx.Err() != nil {
+			return d.released(res)
+		}
+		return d.handBack(res, "handed back unsent: the acknowledged state it changes could not be made unknown first: "+clip(err.Error()), 0)
+	}
 	callCtx, cancelCall := context.WithDeadline(ctx, earliest(time.Now().Add(ds.timeout), sendBy))
 	defer cancelCall()
 	if !h.setCall(cancelCall) {
@@ -633,7 +642,7 @@ func (d *Dispatcher) deliver(ctx context.Context, h *held) store.OutboxResult {
 	}
 	d.callEnded(h.q.st, took, result)
 	if err == nil {
-		res.State, res.Attempted = store.OutboxDelivered, true
+		res.State, res.Attempted, res.Ack = store.OutboxDelivered, true, stamp(dl.ack, res.At)
 		return res
 	}
 	if ctx.Err() != nil {
@@ -784,7 +793,17 @@ func (d *Dispatcher) check(ctx context.Context, h *held, dlp **delivery, dsp **d
 			return skip("frequency cap: %d actions in %s", n, d.cfg.Cap.Per)
 		}
 	}
-	*dlp = &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
+	dl := &delivery{item: it, payload: p, auto: auto, opts: opts, profile: prof, traits: chooseTraits(prof.Traits, opts.Traits)}
+	ack, note, err := d.syncCheck(ctx, ds, dl)
+	if err != nil {
+		return retry(err)
+	}
+	if note != "" {
+		res.State, res.Error = store.OutboxDelivered, note
+		return res
+	}
+	dl.ack = ack
+	*dlp = dl
 	*dsp = ds
 	return res
 }

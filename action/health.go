@@ -42,6 +42,7 @@ type DestinationHealth struct {
 	Retried    int64     `json:"retried"`             // failed attempts to be retried
 	Skipped    int64     `json:"skipped"`             // not sent on purpose
 	Superseded int64     `json:"superseded"`          // not sent: a later change in its batch stood for it
+	InSync     int64     `json:"inSync"`              // not sent: the destination had acknowledged the desired state
 	HandedBack int64     `json:"handedBack"`          // back to the outbox unsent
 	Failures   int       `json:"consecutiveFailures"` // attempts failed in a row
 	LastOK     time.Time `json:"lastSuccess,omitzero"`
@@ -104,6 +105,10 @@ func (d *Dispatcher) record(s *destStats, r store.OutboxResult) {
 	var label string
 	s.mu.Lock()
 	switch {
+	case isInSync(r):
+		// The destination had acknowledged the desired state: no call.
+		label = "in_sync"
+		s.h.InSync++
 	case r.State == store.OutboxDelivered && !r.Attempted:
 		// Superseded in its batch by a later change for the same
 		// profile and segment: recorded, not sent.

@@ -25,6 +25,8 @@ type delivery struct {
 	opts    Options
 	profile *kiln.Profile
 	traits  map[string]any // the chosen traits
+	ack     *store.SyncAck // for a sync: the state the destination acknowledges by accepting it
+	hadAck  bool           // an acknowledged state was stored for it (forgotten before the call)
 }
 
 // sender delivers to one destination. Errors are *connector.Error (or

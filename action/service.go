@@ -25,6 +25,9 @@ type Service struct {
 	SegmentExists func(name string) bool
 
 	allowPrivate bool // DeliveryOptions.AllowPrivate
+
+	reconcileEvery time.Duration
+	reconciling    reconcileLocks
 }
 
 // New makes a Service; cfg is the dispatcher's configuration.
@@ -38,7 +41,8 @@ func New(cfg Config) *Service {
 	}
 	cfg.DeliveryOptions.key = cfg.Key
 	d := NewDispatcher(cfg)
-	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, allowPrivate: cfg.AllowPrivate, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d}
+	s := &Service{st: cfg.Store, key: cfg.Key, now: d.cfg.Now, allowPrivate: cfg.AllowPrivate, Planner: NewPlanner(cfg.Store, cfg.Now), Dispatcher: d,
+		reconcileEvery: cfg.ReconcileEvery}
 	d.onUnsubscribe = s.Unsubscribe
 	s.Planner.lease, s.Planner.preclaim = d.cfg.Lease, d.room
 	return s
@@ -55,8 +59,12 @@ func (s *Service) Reload(ctx context.Context) error {
 
 // Run delivers the outbox until ctx ends. It also rereads the automations
 // every RefreshEvery, so changes made through another server sharing the
-// database take effect here too.
+// database take effect here too, and reconciles every connector
+// destination every Config.ReconcileEvery.
 func (s *Service) Run(ctx context.Context) error {
+	if s.reconcileEvery > 0 {
+		go s.runReconcile(ctx, s.reconcileEvery)
+	}
 	go func() {
 		t := time.NewTicker(RefreshEvery)
 		defer t.Stop()

@@ -17,6 +17,7 @@ func (s *Server) actionRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /api/v1/destinations", s.needActions(s.listDestinations))
 	m.HandleFunc("POST /api/v1/destinations", s.needActions(s.createDestination))
 	m.HandleFunc("DELETE /api/v1/destinations/{id}", s.needActions(s.deleteDestination))
+	m.HandleFunc("POST /api/v1/destinations/{id}/reconcile", s.needActions(s.reconcileDestination))
 	m.HandleFunc("GET /api/v1/automations", s.needActions(s.listAutomations))
 	m.HandleFunc("POST /api/v1/automations", s.needActions(s.createAutomation))
 	m.HandleFunc("POST /api/v1/automations/{id}/enable", s.needActions(s.enableAutomation(true)))
@@ -84,6 +85,18 @@ func (s *Server) deleteDestination(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// reconcileDestination runs a full reconciliation of a connector
+// destination now and answers its report: 200 even when some segments
+// failed (their error is in the report), an error when none could start.
+func (s *Server) reconcileDestination(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.Actions.Reconcile(r.Context(), r.PathValue("id"))
+	if rep == nil {
+		s.fail(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, rep)
 }
 
 func (s *Server) listAutomations(w http.ResponseWriter, r *http.Request) {

@@ -49,7 +49,9 @@ type Request struct {
 // with small documents, and a runaway body must not exhaust memory.
 const maxBody = 8 << 20
 
-// Do sends req after waiting on the limiter. On a 2xx answer it decodes the
+// Do sends req after waiting on the limiter. With out a *[]byte, a 2xx
+// answer's body is returned as it is (an error when it is too large to
+// read whole). On a 2xx answer it decodes the
 // body into out (when out is non-nil and the body is not empty) and returns
 // the response, whose body is already consumed. Any failure is an *Error.
 func (c *Client) Do(ctx context.Context, req Request, out any) (*http.Response, error) {
@@ -117,6 +119,14 @@ func (c *Client) Do(ctx context.Context, req Request, out any) (*http.Response, 
 			msgOf = c.Message
 		}
 		return resp, HTTPError(c.Vendor, route, resp.StatusCode, wait, msgOf(data))
+	}
+	if raw, ok := out.(*[]byte); ok {
+		if len(data) >= maxBody {
+			return resp, &Error{Vendor: c.Vendor, Request: route, Status: resp.StatusCode, Code: kiln.EInvalid,
+				Message: fmt.Sprintf("the response is larger than the %d MB Kiln reads", maxBody>>20)}
+		}
+		*raw = data
+		return resp, nil
 	}
 	if out != nil && len(bytes.TrimSpace(data)) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {

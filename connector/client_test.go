@@ -87,3 +87,29 @@ func TestClientPaces(t *testing.T) {
 		t.Errorf("5 requests at 40/s burst 1 took %s, want at least 100ms", d)
 	}
 }
+
+// A *[]byte out takes a 2xx body as it is (text/plain listings); one too
+// large to read whole is a permanent error, not a truncated listing.
+func TestClientDoRaw(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if r.URL.Path == "/huge" {
+			line := []byte("someone@example.com\n")
+			for n := 0; n <= 9<<20; n += len(line) {
+				w.Write(line)
+			}
+			return
+		}
+		fmt.Fprint(w, "a@example.com\nb@example.com\n")
+	}))
+	defer srv.Close()
+	c := &connector.Client{Vendor: "demo", HTTP: srv.Client(), Base: srv.URL, Limiter: connector.NewLimiter(connector.Rate{PerSecond: 100, Burst: 10})}
+	var raw []byte
+	if _, err := c.Do(t.Context(), connector.Request{Method: "GET", Path: "/list"}, &raw); err != nil || string(raw) != "a@example.com\nb@example.com\n" {
+		t.Fatalf("raw %q, %v", raw, err)
+	}
+	_, err := c.Do(t.Context(), connector.Request{Method: "GET", Path: "/huge"}, &raw)
+	if err == nil || connector.Retryable(err) {
+		t.Fatalf("a body over the limit: %v, want a permanent error", err)
+	}
+}

@@ -84,6 +84,22 @@ type Connector interface {
 	RateLimit() Rate
 }
 
+// Lister is a Connector whose vendor can list the members of the list,
+// tag or audience a segment maps to: a full reconciliation compares them
+// with the segment's members and fixes both directions. Connectors whose
+// vendor cannot list (or whose listing does not name members by an
+// identifier Kiln keeps) do not implement it; their reconciliation
+// re-asserts Kiln's state instead.
+type Lister interface {
+	// ListMembers calls fn with the members of the vendor object segment
+	// maps to, a page at a time, each with the identifiers the vendor
+	// returns (Email, UserID, Phone; ProfileID is empty). An unmapped
+	// segment is a permanent *Error; vendor and transport failures are
+	// *Error as in Deliver. An error from fn stops the listing and is
+	// returned.
+	ListMembers(ctx context.Context, segment string, fn func([]Member) error) error
+}
+
 // Secrets are a destination's credentials by name (for example "api_key").
 // They are plain only in memory; see Seal.
 type Secrets map[string]string

@@ -15,6 +15,12 @@ type Delivery struct {
 	CallSeconds *prometheus.HistogramVec // by result: ok, error, timeout
 	LastSuccess *prometheus.GaugeVec     // Unix time of the last accepted call
 	Healthy     *prometheus.GaugeVec     // 1 when the destination is ok, 0 when failing or behind
+	// Reconciles counts full reconciliations of a segment, by mode
+	// (listed, reasserted) and result (ok, error).
+	Reconciles *prometheus.CounterVec
+	// ReconcileChanges counts their outcome by change: added, removed
+	// (queued), unchanged, unknown, unmanaged, corrected.
+	ReconcileChanges *prometheus.CounterVec
 }
 
 func newDelivery(r *prometheus.Registry) *Delivery {
@@ -36,7 +42,7 @@ func newDelivery(r *prometheus.Registry) *Delivery {
 			Name: "kiln_delivery_in_flight", Help: "Calls to the destination running now.",
 		}, dest),
 		Outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kiln_delivery_items_total", Help: "Outbox items by outcome: sent, failed (dead letter), retried (failed, will retry), skipped, superseded (not sent: a later change for the same profile and segment in its batch was sent instead), handed_back (not sent, back to the outbox).",
+			Name: "kiln_delivery_items_total", Help: "Outbox items by outcome: sent, failed (dead letter), retried (failed, will retry), skipped, superseded (not sent: a later change for the same profile and segment in its batch was sent instead), in_sync (not sent: the destination had acknowledged the desired state), handed_back (not sent, back to the outbox).",
 		}, []string{"destination", "outcome"}),
 		BatchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "kiln_delivery_batch_size", Help: "Changes per call to the destination.",
@@ -52,8 +58,15 @@ func newDelivery(r *prometheus.Registry) *Delivery {
 		Healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kiln_delivery_healthy", Help: "1 when the destination delivers normally, 0 when it is failing or falling behind (see /readyz for why).",
 		}, dest),
+		Reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_reconcile_runs_total", Help: "Full reconciliations of a segment at the destination, by mode (listed: compared with the vendor's membership; reasserted: Kiln's state sent again) and result (ok, error).",
+		}, []string{"destination", "mode", "result"}),
+		ReconcileChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_reconcile_changes_total", Help: "What full reconciliations found, by change: added and removed (queued for delivery), unchanged, unknown (vendor members without a Kiln profile, left alone), unmanaged (no automation syncs that direction), corrected (acknowledged states fixed from the vendor's listing).",
+		}, []string{"destination", "change"}),
 	}
-	r.MustRegister(d.Pending, d.Due, d.OldestAge, d.Queued, d.InFlight, d.Outcomes, d.BatchSize, d.CallSeconds, d.LastSuccess, d.Healthy)
+	r.MustRegister(d.Pending, d.Due, d.OldestAge, d.Queued, d.InFlight, d.Outcomes, d.BatchSize, d.CallSeconds, d.LastSuccess, d.Healthy,
+		d.Reconciles, d.ReconcileChanges)
 	return d
 }
 
@@ -65,4 +78,6 @@ func (d *Delivery) Forget(destination string) {
 	d.Outcomes.DeletePartialMatch(prometheus.Labels{"destination": destination})
 	d.CallSeconds.DeletePartialMatch(prometheus.Labels{"destination": destination})
 	d.BatchSize.DeleteLabelValues(destination)
+	d.Reconciles.DeletePartialMatch(prometheus.Labels{"destination": destination})
+	d.ReconcileChanges.DeletePartialMatch(prometheus.Labels{"destination": destination})
 }

@@ -73,7 +73,8 @@ type Outbox interface {
 	GetDestination(ctx context.Context, idOrName string) (*Destination, error)
 	// ListDestinations returns every destination, by name.
 	ListDestinations(ctx context.Context) ([]Destination, error)
-	// DeleteDestination removes a destination; ErrNotFound if none.
+	// DeleteDestination removes a destination and its acknowledged
+	// states (Sync); ErrNotFound if none.
 	DeleteDestination(ctx context.Context, id string) error
 
 	// PutAutomation creates an automation or replaces the one with its ID.
@@ -160,6 +161,9 @@ type OutboxResult struct {
 	NextAt    time.Time // for OutboxPending
 	At        time.Time // when the outcome was decided
 	Error     string
+	// Ack, with State OutboxDelivered, is what the destination now
+	// acknowledges (see Sync), recorded in the same transaction.
+	Ack *SyncAck
 }
 
 // OutboxQuery selects outbox items.

@@ -46,6 +46,7 @@ type Store interface {
 	Checkpoints
 	Segments
 	Outbox
+	Sync
 	EngineState
 	// Lock takes the store for this process alone, until release is called
 	// or the process ends, however it ends: the operating system or the

@@ -49,7 +49,8 @@ func (m *Main) openActions(ctx context.Context) error {
 	}
 	m.Actions = action.New(action.Config{Store: m.Store, Key: key, Logger: m.Logger.With("component", "outbox"), Location: m.location(), Cap: fcap,
 		DeliveryOptions: action.DeliveryOptions{AllowPrivate: m.Config.AllowPrivateDestinations, PublicURL: m.Config.PublicURL},
-		Metrics:         m.Metrics.Delivery,
+		Metrics:         m.Metrics.Delivery, ReconcileEvery: m.Config.ReconcileEvery,
+		Lease: m.Config.DeliveryLease, MaxBackoff: m.Config.DeliveryMaxBackoff,
 		TraitValues: func(profileID string) map[string]any {
 			vals, _ := m.Engine.ProfileSegments(profileID)
 			return vals
@@ -141,6 +142,12 @@ const destinationsUsage = `Usage:
   kiln destinations create -name mail -kind smtp -config '{"host":"127.0.0.1","port":25,"from":"shop@example.com"}' -secrets '{"password":"..."}'
   kiln destinations create -name klaviyo -kind klaviyo -config '{...}' -secrets '{"api_key":"..."}'
   kiln destinations delete NAME
+  kiln destinations reconcile NAME
+
+reconcile compares a connector destination's membership at the vendor
+with Kiln's segments now (listing the vendor's members where its API
+allows, else re-sending Kiln's state) and queues the differences; the
+server also does it every -reconcile-every.
 
 A webhook's signing secret (whsec_...) is generated unless -secrets gives
 one, and printed once. Secrets are encrypted with KILN_SECRET_KEY.`
@@ -148,7 +155,7 @@ one, and printed once. Secrets are encrypted with KILN_SECRET_KEY.`
 func runDestinations(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, destinationsUsage)
-		return fmt.Errorf("destinations: give a subcommand: list, create or delete")
+		return fmt.Errorf("destinations: give a subcommand: list, create, delete or reconcile")
 	}
 	var c client
 	fs := flag.NewFlagSet("destinations "+args[0], flag.ContinueOnError)
@@ -201,6 +208,29 @@ func runDestinations(ctx context.Context, args []string, stdout, stderr io.Write
 			return fmt.Errorf("destinations delete: name a destination")
 		}
 		return c.do(ctx, "DELETE", "/api/v1/destinations/"+url.PathEscape(fs.Arg(0)), nil, nil, nil)
+	case "reconcile":
+		if fs.Arg(0) == "" {
+			return fmt.Errorf("destinations reconcile: name a destination")
+		}
+		var rep action.ReconcileReport
+		if err := c.do(ctx, "POST", "/api/v1/destinations/"+url.PathEscape(fs.Arg(0))+"/reconcile", nil, nil, &rep); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEGMENT\tMODE\tMEMBERS\tLISTED\tADDED\tREMOVED\tUNCHANGED\tUNKNOWN\tUNMANAGED\tERROR")
+		failed := 0
+		for _, s := range rep.Segments {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Segment, s.Mode, s.Members, s.Listed, s.Added, s.Removed, s.Unchanged, s.Unknown, s.Unmanaged, s.Error)
+			if s.Error != "" {
+				failed++
+			}
+		}
+		tw.Flush()
+		fmt.Fprintf(stdout, "destination %s: %d adds and %d removes queued, %d unchanged\n", rep.Name, rep.Added, rep.Removed, rep.Unchanged)
+		if failed > 0 {
+			return fmt.Errorf("destinations reconcile: %d segments failed", failed)
+		}
+		return nil
 	}
 	fmt.Fprintln(stderr, destinationsUsage)
 	return fmt.Errorf("destinations: unknown subcommand %q", args[0])

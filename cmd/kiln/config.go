@@ -67,6 +67,17 @@ type Config struct {
 	ExportEvery    time.Duration // KILN_EXPORT_EVERY
 	ExportFormats  string        // KILN_EXPORT_FORMATS, comma separated
 	ExportSegments string        // KILN_EXPORT_SEGMENTS, comma separated
+	// ReconcileEvery is how often every connector destination is
+	// reconciled in full with its vendor (KILN_RECONCILE_EVERY; 0: only
+	// on demand).
+	ReconcileEvery time.Duration
+	// DeliveryLease is how long a delivery worker holds an outbox item
+	// (KILN_DELIVERY_LEASE): after a crash, how soon the next process
+	// takes the items of the one that died. A call may take a third.
+	DeliveryLease time.Duration
+	// DeliveryMaxBackoff caps the wait between retries of one item
+	// (KILN_DELIVERY_MAX_BACKOFF).
+	DeliveryMaxBackoff time.Duration
 }
 
 // currency returns the workspace currency (USD when unset) and the
@@ -167,6 +178,9 @@ func (c *Config) serverFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowPrivateDestinations, "allow-private-destinations", envBool("KILN_ALLOW_PRIVATE_DESTINATIONS", false), "let webhooks, connectors and SMTP servers be on private, loopback and link-local addresses; on by default in kiln demo (KILN_ALLOW_PRIVATE_DESTINATIONS)")
 	fs.StringVar(&c.PublicURL, "public-url", envOr("KILN_PUBLIC_URL", ""), "the server's base URL as email recipients reach it, e.g. https://kiln.example.com; emails carry a one-click unsubscribe link under it (KILN_PUBLIC_URL)")
 	fs.StringVar(&c.ExportDir, "export-dir", envOr("KILN_EXPORT_DIR", ""), "write scheduled segment exports (members and changes, traits as columns) to this directory; see docs/EXPORTS.md (KILN_EXPORT_DIR)")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("KILN_RECONCILE_EVERY", 24*time.Hour), "how often every connector destination is reconciled in full with its vendor: its membership listed and compared, or Kiln's state re-sent; 0: only on demand, with kiln destinations reconcile (KILN_RECONCILE_EVERY)")
+	fs.DurationVar(&c.DeliveryLease, "delivery-lease", envDuration("KILN_DELIVERY_LEASE", time.Minute), "how long a delivery holds an outbox item, renewed while it runs: after a crash, how soon another process delivers the items of the one that died; one call may take a third of it, at most 10s (KILN_DELIVERY_LEASE)")
+	fs.DurationVar(&c.DeliveryMaxBackoff, "delivery-max-backoff", envDuration("KILN_DELIVERY_MAX_BACKOFF", time.Hour), "the longest wait between two attempts at one item (full-jitter exponential backoff from 1s; a vendor's Retry-After may ask for more) (KILN_DELIVERY_MAX_BACKOFF)")
 	fs.DurationVar(&c.ExportEvery, "export-every", envDuration("KILN_EXPORT_EVERY", time.Hour), "how often scheduled exports run (KILN_EXPORT_EVERY)")
 	fs.StringVar(&c.ExportFormats, "export-formats", envOr("KILN_EXPORT_FORMATS", "parquet,csv"), "comma-separated formats of scheduled exports: parquet, csv, ndjson (KILN_EXPORT_FORMATS)")
 	fs.StringVar(&c.ExportSegments, "export-segments", envOr("KILN_EXPORT_SEGMENTS", ""), "comma-separated segments to export on schedule; empty for all (KILN_EXPORT_SEGMENTS)")
@@ -198,6 +212,15 @@ func (c *Config) validate() error {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return fmt.Errorf("-public-url %q: want an absolute URL such as https://kiln.example.com", c.PublicURL)
 		}
+	}
+	if c.DeliveryLease != 0 && c.DeliveryLease < 3*time.Second { // 0: the default
+		return fmt.Errorf("-delivery-lease %s: want at least 3s (a call may take a third of it)", c.DeliveryLease)
+	}
+	if c.DeliveryMaxBackoff != 0 && c.DeliveryMaxBackoff < time.Second {
+		return fmt.Errorf("-delivery-max-backoff %s: want at least 1s", c.DeliveryMaxBackoff)
+	}
+	if c.ReconcileEvery < 0 || c.ReconcileEvery > 0 && c.ReconcileEvery < time.Second {
+		return fmt.Errorf("-reconcile-every %s: want 0 (only on demand) or at least 1s", c.ReconcileEvery)
 	}
 	if c.ExportDir != "" {
 		if c.ExportEvery < time.Minute {

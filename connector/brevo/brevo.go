@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -94,6 +95,43 @@ func New(raw json.RawMessage, secrets connector.Secrets, hc *http.Client) (conne
 			return connector.SecondsAfter(h, "x-sib-ratelimit-reset")
 		},
 	}}, nil
+}
+
+// listPage is how many contacts one getContactsFromList call reads
+// (Brevo's largest limit).
+const listPage = 500
+
+// ListMembers reads a list's contacts with getContactsFromList
+// (GET /contacts/lists/{listId}/contacts), 500 a page by offset.
+func (b *brevo) ListMembers(ctx context.Context, segment string, fn func([]connector.Member) error) error {
+	list := b.cfg.Lists[segment]
+	if list == 0 {
+		return connector.Invalid(ID, "segment %q has no Brevo list in this destination's lists", segment)
+	}
+	for offset := 0; ; {
+		q := url.Values{"limit": {fmt.Sprint(listPage)}, "offset": {fmt.Sprint(offset)}}
+		var resp struct {
+			Contacts []struct {
+				Email string `json:"email"`
+			} `json:"contacts"`
+			Count int `json:"count"`
+		}
+		if _, err := b.c.Do(ctx, connector.Request{Method: http.MethodGet, Path: fmt.Sprintf("/contacts/lists/%d/contacts", list), Query: q,
+			Route: "GET /contacts/lists/{listId}/contacts"}, &resp); err != nil {
+			return err
+		}
+		ms := make([]connector.Member, len(resp.Contacts))
+		for i, c := range resp.Contacts {
+			ms[i] = connector.Member{Email: c.Email}
+		}
+		if err := fn(ms); err != nil {
+			return err
+		}
+		offset += len(resp.Contacts)
+		if len(resp.Contacts) == 0 || offset >= resp.Count {
+			return nil
+		}
+	}
 }
 
 func (b *brevo) MaxBatch() int             { return b.set.MaxBatch }
@@ -226,4 +264,7 @@ func (b *brevo) createContact(ctx context.Context, m connector.Member, list int6
 	return err
 }
 
-var _ connector.Connector = (*brevo)(nil)
+var (
+	_ connector.Connector = (*brevo)(nil)
+	_ connector.Lister    = (*brevo)(nil)
+)

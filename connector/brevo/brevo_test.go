@@ -26,7 +26,10 @@ func newFake(*testing.T) connectortest.Fake { return &fake{book: &connectortest.
 func (f *fake) Book() *connectortest.Book { return f.book }
 func (f *fake) IdempotencyKeys() []string { return nil }
 
-var listRE = regexp.MustCompile(`^/v3/contacts/lists/(\d+)/contacts/(add|remove)$`)
+var (
+	listRE     = regexp.MustCompile(`^/v3/contacts/lists/(\d+)/contacts/(add|remove)$`)
+	contactsRE = regexp.MustCompile(`^/v3/contacts/lists/(\d+)/contacts$`)
+)
 
 func (f *fake) Items(r *http.Request, body []byte) int {
 	if listRE.MatchString(r.URL.Path) {
@@ -65,6 +68,20 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	switch {
+	case r.Method == http.MethodGet && contactsRE.MatchString(r.URL.Path):
+		list := contactsRE.FindStringSubmatch(r.URL.Path)[1]
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		if limit <= 0 || limit > 500 {
+			limit = 50
+		}
+		offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+		people := f.book.People(list)
+		contacts := []any{}
+		for i := offset; i < len(people) && i < offset+limit; i++ {
+			contacts = append(contacts, map[string]any{"email": people[i].Email, "id": i + 1, "emailBlacklisted": false, "smsBlacklisted": false,
+				"createdAt": "2026-11-02T10:00:00Z", "modifiedAt": "2026-11-02T10:00:00Z", "listIds": []int{}, "attributes": map[string]any{}})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"contacts": contacts, "count": len(people)})
 	case r.Method == http.MethodPost && listRE.MatchString(r.URL.Path):
 		m := listRE.FindStringSubmatch(r.URL.Path)
 		list, add := m[1], m[2] == "add"
@@ -147,6 +164,7 @@ var specOps = []string{
 	"POST /contacts/lists/{listId}/contacts/add",
 	"POST /contacts/lists/{listId}/contacts/remove",
 	"POST /contacts",
+	"GET /contacts/lists/{listId}/contacts",
 }
 
 func harness() connectortest.Harness {

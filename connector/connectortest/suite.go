@@ -466,6 +466,65 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("list", func(t *testing.T) {
+		e := setup(t, h, spec)
+		lister, ok := e.conn.(connector.Lister)
+		if !ok {
+			t.Skipf("%s cannot list membership (no connector.Lister): its reconciliation re-asserts Kiln's state", h.ID)
+		}
+		// More members than one page of the vendor's smallest page size
+		// the fakes use (they page by batch_size when the vendor lets the
+		// client choose), so the listing must follow its cursor.
+		n := 2*e.batch + 1
+		if h.MustExist {
+			e.seed(0, n)
+		}
+		seg := segs[0]
+		mustOK(t, "add", e.deliver(t, t.Context(), e.changes(connector.OpAdd, seg, 0, n)))
+		mustOK(t, "remove", e.deliver(t, t.Context(), e.changes(connector.OpRemove, seg, 0, 1)))
+		// A listed member is the test member it shares an identifier
+		// with (vendors list the identifiers they keep).
+		got := map[int]int{}
+		pages, unknown := 0, 0
+		err := lister.ListMembers(t.Context(), seg, func(ms []connector.Member) error {
+			pages++
+			for _, m := range ms {
+				found := -1
+				for i := range n {
+					w := h.member(i)
+					if m.Email != "" && strings.EqualFold(m.Email, w.Email) || m.UserID != "" && m.UserID == w.UserID || m.Phone != "" && m.Phone == w.Phone {
+						found = i
+						break
+					}
+				}
+				if found < 0 {
+					unknown++
+					continue
+				}
+				got[found]++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("ListMembers(%s): %v", seg, err)
+		}
+		if len(got) != n-1 || unknown > 0 || got[0] != 0 {
+			t.Errorf("listed members %v and %d unknown ones, want members 1..%d", got, unknown, n-1)
+		}
+		for i := 1; i < n; i++ {
+			if got[i] != 1 {
+				t.Errorf("member %d listed %d times, want once", i, got[i])
+			}
+		}
+		if !h.AnySegment {
+			err := lister.ListMembers(t.Context(), "no-such-segment", func([]connector.Member) error { return nil })
+			if err == nil || connector.Retryable(err) {
+				t.Errorf("listing an unmapped segment: %v, want a permanent error", err)
+			}
+		}
+		t.Logf("%d members in %d pages", len(got), pages)
+	})
+
 	t.Run("vendor-max", func(t *testing.T) {
 		// Without batch_size, requests are filled up to the vendor's limit
 		// and never beyond it.

@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/kiln-cdp/kiln"
@@ -213,4 +215,44 @@ func (it *iterable) Deliver(ctx context.Context, changes []connector.Change) []c
 	return p.Finish(ctx, ID)
 }
 
-var _ connector.Connector = (*iterable)(nil)
+// ListMembers reads a static list's members with getUsers
+// (GET /api/lists/getUsers), which answers one email per line (a user
+// id for users without one). A list too large to read whole (8 MB) is a
+// permanent error, so its reconciliation reports the segment failed.
+func (it *iterable) ListMembers(ctx context.Context, segment string, fn func([]connector.Member) error) error {
+	list := it.cfg.Lists[segment]
+	if list == 0 {
+		return connector.Invalid(ID, "segment %q has no Iterable list in this destination's lists", segment)
+	}
+	var raw []byte
+	if _, err := it.c.Do(ctx, connector.Request{Method: http.MethodGet, Path: "/api/lists/getUsers",
+		Query: url.Values{"listId": {strconv.FormatInt(list, 10)}}, Route: "GET /api/lists/getUsers"}, &raw); err != nil {
+		return err
+	}
+	var ms []connector.Member
+	for _, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+		case strings.Contains(line, "@"):
+			ms = append(ms, connector.Member{Email: line})
+		default:
+			ms = append(ms, connector.Member{UserID: line})
+		}
+		if len(ms) == 1000 {
+			if err := fn(ms); err != nil {
+				return err
+			}
+			ms = nil
+		}
+	}
+	if len(ms) > 0 {
+		return fn(ms)
+	}
+	return nil
+}
+
+var (
+	_ connector.Connector = (*iterable)(nil)
+	_ connector.Lister    = (*iterable)(nil)
+)

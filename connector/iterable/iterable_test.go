@@ -2,6 +2,7 @@ package iterable_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"testing"
@@ -48,6 +49,23 @@ func (f *fake) WriteError(w http.ResponseWriter, _ *http.Request, status int, _ 
 func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Api-Key") != apiKey {
 		f.WriteError(w, r, 401, 0)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Path == "/api/lists/getUsers" {
+		// One email per line (a user id for users without one), text/plain.
+		id, err := strconv.ParseInt(r.URL.Query().Get("listId"), 10, 64)
+		if err != nil || id <= 0 {
+			f.WriteError(w, r, 400, 0)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		for _, p := range f.book.People(strconv.FormatInt(id, 10)) {
+			if p.Email != "" {
+				fmt.Fprintln(w, p.Email)
+			} else {
+				fmt.Fprintln(w, p.UserID)
+			}
+		}
 		return
 	}
 	var q struct {
@@ -109,7 +127,7 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // specOps are the operations kept when converting the Swagger 2.0 file.
-var specOps = []string{"POST /api/lists/subscribe", "POST /api/lists/unsubscribe", "POST /api/users/bulkUpdate"}
+var specOps = []string{"POST /api/lists/subscribe", "POST /api/lists/unsubscribe", "POST /api/users/bulkUpdate", "GET /api/lists/getUsers"}
 
 func harness() connectortest.Harness {
 	return connectortest.Harness{

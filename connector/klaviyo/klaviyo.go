@@ -347,4 +347,50 @@ func (k *klaviyo) importProfile(ctx context.Context, m connector.Member, withTra
 	return resp.Data.ID, nil
 }
 
-var _ connector.Connector = (*klaviyo)(nil)
+// ListMembers reads a list's members with get_profiles_for_list, 100 a
+// page, following the next-page cursor.
+func (k *klaviyo) ListMembers(ctx context.Context, segment string, fn func([]connector.Member) error) error {
+	list := k.cfg.Lists[segment]
+	if list == "" {
+		return connector.Invalid(ID, "segment %q has no Klaviyo list in this destination's lists", segment)
+	}
+	cursor := ""
+	for {
+		q := url.Values{}
+		q.Set("fields[profile]", "email,external_id,phone_number")
+		q.Set("page[size]", fmt.Sprint(pageSize))
+		if cursor != "" {
+			q.Set("page[cursor]", cursor)
+		}
+		var resp struct {
+			Data  []profile `json:"data"`
+			Links struct {
+				Next string `json:"next"`
+			} `json:"links"`
+		}
+		if _, err := k.c.Do(ctx, connector.Request{Method: http.MethodGet, Path: "/api/lists/" + url.PathEscape(list) + "/profiles", Query: q,
+			Route: "GET /api/lists/{id}/profiles"}, &resp); err != nil {
+			return err
+		}
+		ms := make([]connector.Member, 0, len(resp.Data))
+		for _, p := range resp.Data {
+			ms = append(ms, connector.Member{Email: p.Attributes.Email, UserID: p.Attributes.ExternalID, Phone: p.Attributes.PhoneNumber})
+		}
+		if err := fn(ms); err != nil {
+			return err
+		}
+		if resp.Links.Next == "" {
+			return nil
+		}
+		u, err := url.Parse(resp.Links.Next)
+		if err != nil || u.Query().Get("page[cursor]") == "" {
+			return connector.BadResponse(ID, "GET /api/lists/{id}/profiles", "links.next carries no page[cursor]")
+		}
+		cursor = u.Query().Get("page[cursor]")
+	}
+}
+
+var (
+	_ connector.Connector = (*klaviyo)(nil)
+	_ connector.Lister    = (*klaviyo)(nil)
+)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,8 +43,9 @@ func (f *fake) Items(r *http.Request, body []byte) int {
 }
 
 var (
-	filterRE = regexp.MustCompile(`^any\((email|external_id|phone_number),(\[.*\])\)$`)
-	listRE   = regexp.MustCompile(`^/api/lists/([^/]+)/relationships/profiles$`)
+	filterRE  = regexp.MustCompile(`^any\((email|external_id|phone_number),(\[.*\])\)$`)
+	listRE    = regexp.MustCompile(`^/api/lists/([^/]+)/relationships/profiles$`)
+	membersRE = regexp.MustCompile(`^/api/lists/([^/]+)/profiles$`)
 )
 
 func (f *fake) WriteError(w http.ResponseWriter, _ *http.Request, status int, retryAfter time.Duration) {
@@ -138,6 +140,28 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(map[string]any{"data": f.profileJSON(p)})
+	case r.Method == http.MethodGet && membersRE.MatchString(r.URL.Path):
+		// get_profiles_for_list: pages of page[size] (at most 100), the
+		// cursor an offset, the next page's URL in links.next.
+		list := membersRE.FindStringSubmatch(r.URL.Path)[1]
+		size, _ := strconv.Atoi(r.URL.Query().Get("page[size]"))
+		if size <= 0 || size > 100 {
+			size = 20
+		}
+		off, _ := strconv.Atoi(r.URL.Query().Get("page[cursor]"))
+		people := f.book.People(list)
+		data := []any{}
+		for i := off; i < len(people) && i < off+size; i++ {
+			pj := f.profileJSON(&people[i])
+			pj["attributes"].(map[string]any)["joined_group_at"] = "2026-11-02T10:00:00+00:00"
+			data = append(data, pj)
+		}
+		self := "https://a.klaviyo.com" + r.URL.Path
+		links := map[string]any{"self": self}
+		if off+size < len(people) {
+			links["next"] = self + "?page%5Bcursor%5D=" + strconv.Itoa(off+size)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"data": data, "links": links})
 	case listRE.MatchString(r.URL.Path) && (r.Method == http.MethodPost || r.Method == http.MethodDelete):
 		list := listRE.FindStringSubmatch(r.URL.Path)[1]
 		var q struct {

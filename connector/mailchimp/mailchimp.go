@@ -114,6 +114,47 @@ func New(raw json.RawMessage, secrets connector.Secrets, hc *http.Client) (conne
 	}}, nil
 }
 
+// listPage is how many members one listing call reads (Mailchimp's
+// largest count).
+const listPage = 1000
+
+// ListMembers reads the tag's members with "list members in segment"
+// (GET /lists/{list_id}/segments/{segment_id}/members), 1,000 a page.
+func (mc *mailchimp) ListMembers(ctx context.Context, segment string, fn func([]connector.Member) error) error {
+	tag := mc.cfg.Tags[segment]
+	if tag == "" {
+		return connector.Invalid(ID, "segment %q has no Mailchimp tag in this destination's tags", segment)
+	}
+	seg, err := mc.segmentID(ctx, tag)
+	if err != nil {
+		return err
+	}
+	for offset := 0; ; {
+		q := url.Values{"count": {fmt.Sprint(listPage)}, "offset": {fmt.Sprint(offset)}, "fields": {"members.email_address,total_items"}}
+		var resp struct {
+			Members []struct {
+				EmailAddress string `json:"email_address"`
+			} `json:"members"`
+			TotalItems int `json:"total_items"`
+		}
+		if _, err := mc.c.Do(ctx, connector.Request{Method: http.MethodGet, Path: fmt.Sprintf("%s/segments/%d/members", mc.list(), seg), Query: q,
+			Route: "GET /lists/{list_id}/segments/{segment_id}/members"}, &resp); err != nil {
+			return err
+		}
+		ms := make([]connector.Member, len(resp.Members))
+		for i, m := range resp.Members {
+			ms[i] = connector.Member{Email: m.EmailAddress}
+		}
+		if err := fn(ms); err != nil {
+			return err
+		}
+		offset += len(resp.Members)
+		if len(resp.Members) == 0 || offset >= resp.TotalItems {
+			return nil
+		}
+	}
+}
+
 func (mc *mailchimp) MaxBatch() int             { return mc.set.MaxBatch }
 func (mc *mailchimp) RateLimit() connector.Rate { return mc.set.Rate }
 
@@ -323,4 +364,7 @@ func (mc *mailchimp) putMember(ctx context.Context, m connector.Member, traits b
 	return err
 }
 
-var _ connector.Connector = (*mailchimp)(nil)
+var (
+	_ connector.Connector = (*mailchimp)(nil)
+	_ connector.Lister    = (*mailchimp)(nil)
+)

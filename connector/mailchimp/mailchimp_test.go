@@ -42,8 +42,9 @@ func (f *fake) Book() *connectortest.Book { return f.book }
 func (f *fake) IdempotencyKeys() []string { return nil }
 
 var (
-	segRE    = regexp.MustCompile(`^/3.0/lists/` + audience + `/segments/(\d+)$`)
-	memberRE = regexp.MustCompile(`^/3.0/lists/` + audience + `/members/([0-9a-f]{32})$`)
+	segRE        = regexp.MustCompile(`^/3.0/lists/` + audience + `/segments/(\d+)$`)
+	segMembersRE = regexp.MustCompile(`^/3.0/lists/` + audience + `/segments/(\d+)/members$`)
+	memberRE     = regexp.MustCompile(`^/3.0/lists/` + audience + `/members/([0-9a-f]{32})$`)
 )
 
 func (f *fake) Items(r *http.Request, body []byte) int {
@@ -119,6 +120,26 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.segs[id] = q.Name
 		f.mu.Unlock()
 		json.NewEncoder(w).Encode(map[string]any{"id": id, "name": q.Name, "type": "static", "member_count": 0, "list_id": audience})
+	case r.Method == http.MethodGet && segMembersRE.MatchString(r.URL.Path):
+		id, _ := strconv.ParseInt(segMembersRE.FindStringSubmatch(r.URL.Path)[1], 10, 64)
+		f.mu.Lock()
+		tag, ok := f.segs[id]
+		f.mu.Unlock()
+		if !ok {
+			f.WriteError(w, r, 404, 0)
+			return
+		}
+		count, _ := strconv.Atoi(r.URL.Query().Get("count"))
+		if count <= 0 || count > 1000 {
+			count = 10
+		}
+		offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+		people := f.book.People(tag)
+		members := []any{}
+		for i := offset; i < len(people) && i < offset+count; i++ {
+			members = append(members, map[string]any{"email_address": people[i].Email})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"members": members, "total_items": len(people)})
 	case r.Method == http.MethodPost && segRE.MatchString(r.URL.Path):
 		id, _ := strconv.ParseInt(segRE.FindStringSubmatch(r.URL.Path)[1], 10, 64)
 		f.mu.Lock()

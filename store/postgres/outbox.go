@@ -164,7 +164,7 @@ func applyActions(ctx context.Context, tx pgx.Tx, ts []kiln.Transition, items []
 	b := &pgx.Batch{}
 	for i := range items {
 		it := &items[i]
-		if it.Transition < 0 || it.Transition >= len(ts) {
+		if ts != nil && (it.Transition < 0 || it.Transition >= len(ts)) {
 			return kiln.Errorf(kiln.EInvalid, "outbox item %d of %d refers to transition %d of %d", i+1, len(items), it.Transition, len(ts))
 		}
 		if it.ProfileID == "" || it.Destination == "" || it.Key == "" {
@@ -177,7 +177,10 @@ func applyActions(ctx context.Context, tx pgx.Tx, ts []kiln.Transition, items []
 		if err != nil {
 			return err
 		}
-		it.TransitionID = ts[it.Transition].ID
+		it.TransitionID = 0 // EnqueueOutbox: no transition
+		if ts != nil {
+			it.TransitionID = ts[it.Transition].ID
+		}
 		b.Queue(insertOutbox, it.TransitionID, it.ProfileID, it.Destination, it.Automation, it.Key, payload, tval(it.Due), tval(it.CreatedAt), it.Capped, tval(it.ClaimedUntil))
 	}
 	br := tx.SendBatch(ctx, b)
@@ -337,6 +340,7 @@ func (db *DB) FinishOutbox(ctx context.Context, results []store.OutboxResult) er
 		return nil
 	}
 	b := &pgx.Batch{}
+	var acks []store.SyncAck
 	for _, r := range results {
 		var next, finished pgtype.Timestamptz
 		switch r.State {
@@ -350,6 +354,12 @@ func (db *DB) FinishOutbox(ctx context.Context, results []store.OutboxResult) er
 			return kiln.Errorf(kiln.EInvalid, "outbox item %d: unknown state %q", r.ID, r.State)
 		}
 		b.Queue(finishOutbox, r.State, b2i(r.Attempted), next, finished, r.Error, r.ID)
+		if r.Ack != nil && r.State == store.OutboxDelivered {
+			acks = append(acks, *r.Ack)
+		}
+	}
+	if err := queueSyncAcks(b, acks); err != nil {
+		return err
 	}
 	err := db.write(ctx, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
 	if err != nil {
@@ -504,7 +514,13 @@ func (db *DB) ListDestinations(ctx context.Context) ([]store.Destination, error)
 
 // DeleteDestination removes a destination.
 func (db *DB) DeleteDestination(ctx context.Context, id string) error {
-	return db.deleteByID(ctx, deleteDestination, "destination", id)
+	if err := db.deleteByID(ctx, deleteDestination, "destination", id); err != nil {
+		return err
+	}
+	if _, err := db.pool.Exec(ctx, deleteSyncAcks, id); err != nil {
+		return fmt.Errorf("postgres: delete the sync acks of destination %s: %w", id, err)
+	}
+	return nil
 }
 
 func (db *DB) deleteByID(ctx context.Context, query, what, id string) error {

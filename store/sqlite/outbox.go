@@ -226,7 +226,7 @@ func applyActions(ctx context.Context, tx *sql.Tx, ts []kiln.Transition, items [
 	defer stmt.Close()
 	for i := range items {
 		it := &items[i]
-		if it.Transition < 0 || it.Transition >= len(ts) {
+		if ts != nil && (it.Transition < 0 || it.Transition >= len(ts)) {
 			return kiln.Errorf(kiln.EInvalid, "outbox item %d of %d refers to transition %d of %d", i+1, len(items), it.Transition, len(ts))
 		}
 		if it.ProfileID == "" || it.Destination == "" || it.Key == "" {
@@ -243,7 +243,10 @@ func applyActions(ctx context.Context, tx *sql.Tx, ts []kiln.Transition, items [
 		if due == nil {
 			return kiln.Errorf(kiln.EInvalid, "outbox item %d of %d has no due time", i+1, len(items))
 		}
-		it.TransitionID = ts[it.Transition].ID
+		it.TransitionID = 0 // EnqueueOutbox: no transition
+		if ts != nil {
+			it.TransitionID = ts[it.Transition].ID
+		}
 		res, err := stmt.ExecContext(ctx, it.TransitionID, it.ProfileID, it.Destination, it.Automation, it.Key, payload, due, due, tval(it.CreatedAt), b2i(it.Capped), tval(it.ClaimedUntil))
 		if err != nil {
 			return fmt.Errorf("outbox item for transition %d: %w", it.TransitionID, err)
@@ -440,6 +443,7 @@ func (db *DB) FinishOutbox(ctx context.Context, results []store.OutboxResult) er
 		return nil
 	}
 	err := db.writeRelaxed(ctx, func(tx *sql.Tx) error {
+		var acks []store.SyncAck
 		stmt, err := tx.PrepareContext(ctx, finishOutbox)
 		if err != nil {
 			return err
@@ -460,8 +464,11 @@ func (db *DB) FinishOutbox(ctx context.Context, results []store.OutboxResult) er
 			if _, err := stmt.ExecContext(ctx, r.State, b2i(r.Attempted), next, finished, r.Error, r.ID); err != nil {
 				return fmt.Errorf("outbox item %d: %w", r.ID, err)
 			}
+			if r.Ack != nil && r.State == store.OutboxDelivered {
+				acks = append(acks, *r.Ack)
+			}
 		}
-		return nil
+		return putSyncAcks(ctx, tx, acks)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: finish outbox items: %w", err)
@@ -668,7 +675,13 @@ func (db *DB) ListDestinations(ctx context.Context) ([]store.Destination, error)
 
 // DeleteDestination removes a destination.
 func (db *DB) DeleteDestination(ctx context.Context, id string) error {
-	return db.deleteByID(ctx, deleteDestination, "destination", id)
+	if err := db.deleteByID(ctx, deleteDestination, "destination", id); err != nil {
+		return err
+	}
+	if _, err := db.w.ExecContext(ctx, deleteSyncAcks, id); err != nil {
+		return fmt.Errorf("sqlite: delete the sync acks of destination %s: %w", id, err)
+	}
+	return nil
 }
 
 func (db *DB) deleteByID(ctx context.Context, query, what, id string) error {

@@ -30,6 +30,9 @@ func runOutbox(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CountDelivered", testOutboxCountDelivered},
 		{"Destinations", testDestinations},
 		{"Automations", testAutomations},
+		{"SyncAcks", testSyncAcks},
+		{"SyncAckOnFinish", testSyncAckOnFinish},
+		{"Enqueue", testEnqueueOutbox},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -171,7 +171,9 @@ type Engine struct {
 	// The current snapshot (see Snapshot); 0: none.
 	snapGen, snapSeq int64
 	snapAt           time.Time
-	indexSnapped     bool // the identity index was loaded from the snapshot
+	pre              *decodedSnapshot // states decoded at start, for loadSnapshot
+	indexSnapped     bool             // the identity index was loaded from the snapshot
+	preloaded        bool             // and the states decoded beside it
 	// The last problem of amounts left out (see warnAmounts).
 	amounts atomic.Pointer[string]
 
@@ -401,15 +403,35 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 		return err
 	}
 	usable := e.snapshotUsable(h)
+	// Three loads at once, none waiting for another: the model traits,
+	// the definitions with the snapshot's states, and the identity index.
 	modelsc := make(chan loaded, 1)
 	go func() {
 		m, fromSnap, err := e.loadModels(ctx, h, usable)
 		modelsc <- loaded{m, fromSnap, err}
 	}()
+	type segsLoaded struct {
+		s   *segments
+		pre *decodedSnapshot
+		err error
+	}
+	segsc := make(chan segsLoaded, 1)
+	go func() {
+		s, err := e.readSegments(ctx)
+		var pre *decodedSnapshot
+		if err == nil && usable {
+			pre = e.preloadSnapshot(ctx, h, s)
+		}
+		segsc <- segsLoaded{s, pre, err}
+	}()
 	r, err := e.newResolver(ctx, h, usable)
 	lm := <-modelsc
 	if err == nil {
 		err = lm.err
+	}
+	ls := <-segsc
+	if err == nil {
+		err = ls.err
 	}
 	if err == nil && (e.indexSnapped || lm.fromSnap) {
 		err = e.catchUpSnapshot(ctx, h, r, lm.m, lm.fromSnap)
@@ -422,10 +444,9 @@ func (e *Engine) Run(ctx context.Context, ready chan<- error) error {
 		e.mu.Lock()
 		e.res = r
 		e.models = lm.m
-		err = e.loadSegments(ctx)
-		if err == nil {
-			err = e.rebuild(ctx)
-		}
+		e.segs, e.pre = ls.s, ls.pre
+		err = e.rebuild(ctx)
+		e.pre = nil
 		e.mu.Unlock()
 	}
 	if err == nil {

@@ -139,7 +139,7 @@ type lifeRun struct {
 	kills int
 	// restarts that began from a snapshot rather than the whole log, and
 	// that loaded the identity index from it
-	snapped, indexSnapped int
+	snapped, indexSnapped, preloaded int
 }
 
 func newLifeRun(t *testing.T, open func() (store.Store, error)) *lifeRun {
@@ -192,6 +192,9 @@ func (r *lifeRun) start() {
 	}
 	if e.indexSnapped {
 		r.indexSnapped++
+	}
+	if e.preloaded {
+		r.preloaded++
 	}
 	checkIndexAgainstStore(t, e, st)
 	r.stop = func() {
@@ -369,7 +372,7 @@ func TestLifecycleMatchesUninterruptedRunOnPostgres(t *testing.T) {
 // checkLifecycle runs seeds scripts of steps each twice, calm and rough,
 // on stores that newStore opens, and compares what they recorded.
 func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) func() (store.Store, error)) {
-	snapped, indexSnapped := 0, 0
+	snapped, indexSnapped, preloaded := 0, 0, 0
 	moved := map[string]bool{} // segments with a transition in some seed
 	defer func() {
 		if snapped == 0 && !t.Failed() {
@@ -377,6 +380,9 @@ func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) 
 		}
 		if indexSnapped == 0 && !t.Failed() {
 			t.Error("no restart loaded the identity index from a snapshot: that path was not tested")
+		}
+		if preloaded == 0 && !t.Failed() {
+			t.Error("no restart decoded the snapshot's states beside the index: that path was not tested")
 		}
 		// Every construct of lifeDefs must have been put through the
 		// lifecycle, not only parsed.
@@ -448,12 +454,13 @@ func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) 
 			}
 			snapped += rough.snapped
 			indexSnapped += rough.indexSnapped
+			preloaded += rough.preloaded
 			for _, line := range want {
 				for _, f := range strings.Fields(line) {
 					moved[f] = true
 				}
 			}
-			t.Logf("%d transitions, %d actions, %d kills, %d restarts from a snapshot (%d with the identity index)", len(want), len(wantActs), rough.kills, rough.snapped, rough.indexSnapped)
+			t.Logf("%d transitions, %d actions, %d kills, %d restarts from a snapshot (%d with the identity index, %d decoded beside it)", len(want), len(wantActs), rough.kills, rough.snapped, rough.indexSnapped, rough.preloaded)
 			calm.stop()
 			rough.stop()
 		})

@@ -389,12 +389,13 @@ func (s *segments) drop(pid string) []string {
 
 // --- engine integration ----------------------------------------------------
 
-// loadSegments reads definitions and static lists and compiles them.
-func (e *Engine) loadSegments(ctx context.Context) error {
+// readSegments reads the stored definitions and static lists and
+// compiles them, for a start.
+func (e *Engine) readSegments(ctx context.Context) (*segments, error) {
 	s := newSegments()
 	defs, err := e.st.Definitions(ctx)
 	if err != nil {
-		return fmt.Errorf("loading definitions: %w", err)
+		return nil, fmt.Errorf("loading definitions: %w", err)
 	}
 	for _, d := range defs {
 		s.defs[d.Name] = d
@@ -402,7 +403,7 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 	}
 	if len(defs) > 0 {
 		if s.prog, err = compileDefs(defs, e.evalOptions()); err != nil {
-			return fmt.Errorf("compiling the stored definitions: %w", err)
+			return nil, fmt.Errorf("compiling the stored definitions: %w", err)
 		}
 		for _, d := range s.prog.Definitions().Defs {
 			s.backfill[d.Name] = d.Backfill
@@ -413,10 +414,10 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("loading static segments: %w", err)
+		return nil, fmt.Errorf("loading static segments: %w", err)
 	}
 	if s.clock, err = e.st.GetCheckpoint(ctx, ClockCheckpoint); err != nil {
-		return err
+		return nil, err
 	}
 	// Publications since the clock are due at once (see catchUp).
 	from := e.cfg.Now()
@@ -424,10 +425,9 @@ func (e *Engine) loadSegments(ctx context.Context) error {
 		from = time.UnixMilli(s.clock)
 	}
 	if err := s.setSchedules(e.loc, from); err != nil {
-		return err
+		return nil, err
 	}
-	e.segs = s
-	return nil
+	return s, nil
 }
 
 // evalBatch evaluates a resolved batch: each event updates its profile's

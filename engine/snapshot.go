@@ -240,69 +240,16 @@ func (e *Engine) loadSnapshot(ctx context.Context, prog *eval.Program, static ma
 		e.log.Info("not using the engine snapshot; replaying the whole log", "generation", h.Gen, "why", why)
 		return h, from, false, nil
 	}
-	from = replayFrom{prog: prog, static: static, after: h.Seq, states: map[string]*pstate{}, cust: map[string]*purchases{}}
-	// Parts are decoded on every CPU while the next is read; each worker
-	// fills maps of its own, merged at the end.
-	type decoded struct {
-		states map[string]*pstate
-		cust   map[string]*purchases
-		err    error
+	var dec *decodedSnapshot
+	if pre := e.pre; pre != nil && pre.gen == h.Gen && pre.prog == prog {
+		dec = pre // decoded while the index and the models loaded
+		e.preloaded = true
+	} else {
+		dec = e.decodeSnapshot(ctx, h, prog, static)
 	}
-	nw := runtime.GOMAXPROCS(0)
-	work := make(chan []byte, nw)
-	outs := make([]decoded, nw)
-	var wg sync.WaitGroup
-	for w := range nw {
-		outs[w] = decoded{states: map[string]*pstate{}, cust: map[string]*purchases{}}
-		wg.Go(func() {
-			out := &outs[w]
-			names := map[string]string{} // trait names, shared by this worker's profiles
-			for part := range work {
-				if out.err != nil {
-					continue
-				}
-				out.err = readRecords(part, func(kind byte, pid string, b []byte) error {
-					switch kind {
-					case recState:
-						if prog == nil {
-							return nil
-						}
-						ps, err := decodeState(prog, b, names)
-						if err != nil {
-							return fmt.Errorf("profile %s: %w", pid, err)
-						}
-						ps.prof.Static = static[pid]
-						out.states[pid] = ps
-					case recPurchases:
-						p := &purchases{}
-						if err := p.unmarshalBinary(b); err != nil {
-							return fmt.Errorf("purchases of %s: %w", pid, err)
-						}
-						out.cust[pid] = p
-					}
-					return nil
-				})
-			}
-		})
-	}
-	parts := int64(0)
-	err = e.st.ScanSnapshot(ctx, h.Gen, func(part []byte) error {
-		parts++
-		work <- bytes.Clone(part) // the store may reuse part
-		return nil
-	})
-	close(work)
-	wg.Wait()
-	for _, out := range outs {
-		if err == nil {
-			err = out.err
-		}
-		maps.Copy(from.states, out.states)
-		maps.Copy(from.cust, out.cust)
-	}
-	if err == nil && parts != h.Parts {
-		err = fmt.Errorf("%d parts, the header says %d", parts, h.Parts)
-	}
+	e.pre = nil
+	from = replayFrom{prog: prog, static: static, after: h.Seq, states: dec.states, cust: dec.cust}
+	err = dec.err
 	if err != nil {
 		e.log.Warn("the engine snapshot cannot be read; replaying the whole log", "generation", h.Gen, "err", err)
 		return h, replayFrom{}, false, nil
@@ -630,4 +577,94 @@ func (e *Engine) catchUpSnapshot(ctx context.Context, h snapshotHeader, r *ident
 	e.log.Info("engine snapshot brought up to the log", "generation", h.Gen, "events since", tail, "profiles read again", len(touched),
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// decodedSnapshot is a snapshot's states (for prog) and purchase
+// histories, decoded.
+type decodedSnapshot struct {
+	gen    int64
+	prog   *eval.Program
+	states map[string]*pstate
+	cust   map[string]*purchases
+	err    error
+}
+
+// preloadSnapshot decodes snapshot h's states while the identity index
+// and the models load (see Run), if it is usable and taken with the
+// stored definitions; loadSnapshot then takes them instead of reading
+// the snapshot again. The rest of loadSnapshot's checks are made there.
+func (e *Engine) preloadSnapshot(ctx context.Context, h snapshotHeader, s *segments) *decodedSnapshot {
+	if s.prog == nil || h.Fingerprint != s.prog.Fingerprint() {
+		return nil
+	}
+	return e.decodeSnapshot(ctx, h, s.prog, s.static)
+}
+
+// decodeSnapshot reads and decodes snapshot h's states and purchases.
+func (e *Engine) decodeSnapshot(ctx context.Context, h snapshotHeader, prog *eval.Program, static map[string][]string) *decodedSnapshot {
+	res := &decodedSnapshot{gen: h.Gen, prog: prog, states: map[string]*pstate{}, cust: map[string]*purchases{}}
+	// Parts are decoded on every CPU while the next is read; each worker
+	// fills maps of its own, merged at the end.
+	type decoded struct {
+		states map[string]*pstate
+		cust   map[string]*purchases
+		err    error
+	}
+	nw := runtime.GOMAXPROCS(0)
+	work := make(chan []byte, nw)
+	parts := int64(0)
+	outs := make([]decoded, nw)
+	var wg sync.WaitGroup
+	for w := range nw {
+		outs[w] = decoded{states: map[string]*pstate{}, cust: map[string]*purchases{}}
+		wg.Go(func() {
+			out := &outs[w]
+			names := map[string]string{} // trait names, shared by this worker's profiles
+			for part := range work {
+				if out.err != nil {
+					continue
+				}
+				out.err = readRecords(part, func(kind byte, pid string, b []byte) error {
+					switch kind {
+					case recState:
+						if prog == nil {
+							return nil
+						}
+						ps, err := decodeState(prog, b, names)
+						if err != nil {
+							return fmt.Errorf("profile %s: %w", pid, err)
+						}
+						ps.prof.Static = static[pid]
+						out.states[pid] = ps
+					case recPurchases:
+						p := &purchases{}
+						if err := p.unmarshalBinary(b); err != nil {
+							return fmt.Errorf("purchases of %s: %w", pid, err)
+						}
+						out.cust[pid] = p
+					}
+					return nil
+				})
+			}
+		})
+	}
+	err := e.st.ScanSnapshot(ctx, h.Gen, func(part []byte) error {
+		parts++
+		work <- bytes.Clone(part) // the store may reuse part
+		return nil
+	})
+	close(work)
+	wg.Wait()
+	for _, out := range outs {
+		if err == nil {
+			err = out.err
+		}
+		maps.Copy(res.states, out.states)
+		maps.Copy(res.cust, out.cust)
+	}
+	if err == nil && parts != h.Parts {
+		err = fmt.Errorf("%d parts, the header says %d", parts, h.Parts)
+	}
+	res.err = err
+	return res
 }

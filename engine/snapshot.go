@@ -138,34 +138,40 @@ func (e *Engine) Snapshot(ctx context.Context) error {
 			}
 		}
 	}
-	for pid, ps := range s.states {
+	if err := w.flush(true); err != nil {
+		return err
+	}
+	// The states and purchase histories, the bulk of it, are encoded on
+	// every CPU (the engine waits for the snapshot); their order does not
+	// matter, only that they follow the index and the model traits.
+	pids := slices.Collect(maps.Keys(s.states))
+	err = w.parallel(len(pids), func(i int, b []byte) ([]byte, error) {
+		pid, ps := pids[i], s.states[pids[i]]
 		st, err := ps.st.MarshalBinary()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		traits, err := appendTraits(nil, ps.prof.Traits)
 		if err != nil {
-			return fmt.Errorf("snapshot of %s: traits: %w", pid, err)
+			return nil, fmt.Errorf("snapshot of %s: traits: %w", pid, err)
 		}
-		w.record(recState, pid, func(b []byte) []byte {
+		return appendRecord(b, recState, pid, func(b []byte) []byte {
 			b = binary.AppendVarint(b, ps.due)
 			b = appendBytes(b, st)
 			return appendBytes(b, traits)
-		})
-		if err := w.flush(false); err != nil {
-			return err
-		}
+		}), nil
+	})
+	if err != nil {
+		return err
 	}
 	if e.models != nil {
-		for pid, p := range e.models.cust {
-			w.record(recPurchases, pid, p.appendBinary)
-			if err := w.flush(false); err != nil {
-				return err
-			}
+		cust := slices.Collect(maps.Keys(e.models.cust))
+		err = w.parallel(len(cust), func(i int, b []byte) ([]byte, error) {
+			return appendRecord(b, recPurchases, cust[i], e.models.cust[cust[i]].appendBinary), nil
+		})
+		if err != nil {
+			return err
 		}
-	}
-	if err := w.flush(true); err != nil {
-		return err
 	}
 	h.Parts = w.part
 	raw, _ := json.Marshal(h)
@@ -360,14 +366,78 @@ type partWriter struct {
 }
 
 func (w *partWriter) record(kind byte, pid string, body func([]byte) []byte) {
-	w.buf = append(w.buf, kind)
-	w.buf = appendBytes(w.buf, []byte(pid))
+	w.buf = appendRecord(w.buf, kind, pid, body)
+}
+
+func appendRecord(b []byte, kind byte, pid string, body func([]byte) []byte) []byte {
+	b = append(b, kind)
+	b = appendBytes(b, []byte(pid))
 	// The body's length is not known before it is written: reserve a
 	// fixed four bytes for it.
-	at := len(w.buf)
-	w.buf = append(w.buf, 0, 0, 0, 0)
-	w.buf = body(w.buf)
-	binary.LittleEndian.PutUint32(w.buf[at:], uint32(len(w.buf)-at-4))
+	at := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = body(b)
+	binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	return b
+}
+
+// parallel encodes records 0..n-1 with enc on every CPU, each worker
+// filling parts of its own, which are written in the order they fill up.
+// w's own buffer must be flushed before.
+func (w *partWriter) parallel(n int, enc func(i int, b []byte) ([]byte, error)) error {
+	nw := runtime.GOMAXPROCS(0)
+	full := make(chan []byte, nw)
+	errs := make([]error, nw)
+	ctx, cancel := context.WithCancel(w.ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for k := range nw {
+		wg.Go(func() {
+			var b []byte
+			for i := k; i < n; i += nw {
+				var err error
+				if b, err = enc(i, b); err != nil {
+					errs[k] = err
+					cancel()
+					return
+				}
+				if len(b) >= snapshotPart {
+					select {
+					case full <- b:
+					case <-ctx.Done():
+						return
+					}
+					b = nil
+				}
+			}
+			if len(b) > 0 {
+				select {
+				case full <- b:
+				case <-ctx.Done():
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(full) }()
+	var werr error
+	for b := range full {
+		if werr != nil {
+			continue // drain, so the workers finish
+		}
+		if werr = w.st.PutSnapshotPart(w.ctx, w.gen, w.part, b); werr != nil {
+			cancel()
+			continue
+		}
+		w.part++
+		w.bytes += int64(len(b))
+	}
+	if werr != nil {
+		return werr
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return w.ctx.Err() // workers stop quietly when it ends: the parts are not all written
 }
 
 func (w *partWriter) flush(final bool) error {

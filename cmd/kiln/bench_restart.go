@@ -405,19 +405,10 @@ func measureRestarts(ctx context.Context, o *restartOpts, bin restartBinary, b *
 	if err := os.MkdirAll(filepath.Join(work, "logs"), 0o755); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(filepath.Join(work, "kiln.db"))
-	defer os.RemoveAll(filepath.Join(work, "kiln.db.snapshots"))
 	db := filepath.Join(work, "kiln.db")
+	defer removeStore(db)
 	fmt.Fprintf(o.stderr, "%s: copying the store (%d MiB) to %s\n", bin.name, b.Bytes>>20, work)
-	for _, suffix := range []string{"", "-wal"} {
-		if err := copyFile(b.db()+suffix, db+suffix); err != nil && !os.IsNotExist(err) {
-			return nil, err
-		}
-	}
-	// The engine's snapshot parts are files beside the database: without
-	// them the first start would replay the whole log.
-	os.RemoveAll(db + ".snapshots")
-	if err := os.CopyFS(db+".snapshots", os.DirFS(b.db()+".snapshots")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := copyStore(b.db(), db); err != nil {
 		return nil, err
 	}
 	reader, err := sqlite.Connect(db, sqlite.Options{})
@@ -1150,10 +1141,50 @@ func copyFile(from, to string) error {
 	return out.Close()
 }
 
+// storeFiles lists the files of the SQLite store at path: the database,
+// the event log's file and their write-ahead logs (not the shared-memory
+// indexes, which SQLite rebuilds), and the directory of engine snapshot
+// parts beside them.
+func storeFiles(path string) (files []string, snapshots string) {
+	matches, _ := filepath.Glob(path + "*")
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() && !strings.HasSuffix(m, "-shm") {
+			files = append(files, m)
+		}
+	}
+	return files, path + ".snapshots"
+}
+
+// copyStore copies the store at from to to, snapshots included: without
+// them the first start would replay the whole log.
+func copyStore(from, to string) error {
+	removeStore(to)
+	files, snaps := storeFiles(from)
+	for _, f := range files {
+		if err := copyFile(f, to+strings.TrimPrefix(f, from)); err != nil {
+			return err
+		}
+	}
+	if err := os.CopyFS(to+".snapshots", os.DirFS(snaps)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func removeStore(path string) {
+	files, snaps := storeFiles(path)
+	for _, f := range files {
+		os.Remove(f)
+	}
+	os.Remove(path + "-shm")
+	os.RemoveAll(snaps)
+}
+
 func fileSizes(path string) int64 {
 	var n int64
-	for _, suffix := range []string{"", "-wal"} {
-		if fi, err := os.Stat(path + suffix); err == nil {
+	files, _ := storeFiles(path)
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
 			n += fi.Size()
 		}
 	}

@@ -3,12 +3,15 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/kiln-cdp/kiln"
 	"github.com/kiln-cdp/kiln/eval"
@@ -59,7 +62,11 @@ segment high_value { spend_365d >= 500 }`
 	}
 	states := 0
 	for i, p := range parts {
-		err := readRecords(p, func(kind byte, pid string, body []byte) error {
+		p, err := partBytes(h, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = readRecords(p, func(kind byte, pid string, body []byte) error {
 			if kind != recState {
 				return nil
 			}
@@ -75,7 +82,7 @@ segment high_value { spend_365d >= 500 }`
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := b.st.PutSnapshotPart(ctx, h.Gen, int64(i), p); err != nil {
+		if err := b.st.PutSnapshotPart(ctx, h.Gen, int64(i), s2.Encode(nil, p)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -163,13 +170,50 @@ segment named { traits.note exists }`
 	if !b.e.preloaded || !strings.Contains(logs.String(), `"from snapshot"=true`) || strings.Contains(logs.String(), "cannot be read") {
 		t.Errorf("the restart did not load the snapshot's states:\n%s", logs.String())
 	}
-	got := sum()
-	if len(got) != len(want) || len(got) < n/2 {
-		t.Fatalf("%d profiles after the restart, %d before", len(got), len(want))
-	}
-	for pid, w := range want {
-		if g := got[pid]; g.due != w.due || !slices.Equal(g.member, w.member) || g.note != w.note {
-			t.Fatalf("profile %s: %+v after the restart, %+v before", pid, g, w)
+	check := func(when string) {
+		got := sum()
+		if len(got) != len(want) || len(got) < n/2 {
+			t.Fatalf("%s: %d profiles, %d before", when, len(got), len(want))
+		}
+		for pid, w := range want {
+			if g := got[pid]; g.due != w.due || !slices.Equal(g.member, w.member) || g.note != w.note {
+				t.Fatalf("profile %s: %+v %s, %+v before", pid, g, when, w)
+			}
 		}
 	}
+	check("after the restart")
+
+	// A snapshot an older version wrote (format 3, parts not compressed)
+	// is read too: an upgrade does not replay the whole log.
+	if err := b.e.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = b.e.snapshotHeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var parts [][]byte
+	if err := b.st.ScanSnapshot(ctx, h.Gen, func(p []byte) error {
+		raw, err := partBytes(h, p)
+		parts = append(parts, raw)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range parts {
+		if err := b.st.PutSnapshotPart(ctx, h.Gen, int64(i), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Format = 3
+	raw, _ := json.Marshal(h)
+	if err := b.st.ApplyResolution(ctx, store.Resolution{Blobs: []store.Blob{{Name: snapshotBlob, Data: raw}}}); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	b.stop()
+	b.start(t)
+	if !b.e.preloaded || !b.e.indexSnapped || !strings.Contains(logs.String(), `"from snapshot"=true`) || strings.Contains(logs.String(), "cannot be read") {
+		t.Errorf("the restart did not load the format 3 snapshot:\n%s", logs.String())
+	}
+	check("after a restart from a format 3 snapshot")
 }

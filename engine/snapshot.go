@@ -44,8 +44,10 @@ import (
 // snapshotBlob names the current snapshot's header.
 const snapshotBlob = "snapshot"
 
-// snapshotPart is the size at which a part is written.
-const snapshotPart = 4 << 20
+// snapshotPart is the size (before compression) at which a part is
+// written. Each part costs the store a sync: on a slow disk those, not the
+// bytes, were most of a snapshot's time, so parts are large.
+var snapshotPart = 16 << 20 // a variable for tests
 
 // snapshotFormat is the version of the snapshot encoding written; a
 // snapshot of a version not read (see formatRead) is not used: the log is

@@ -95,7 +95,7 @@ func (r *popRun) advance(until time.Time) {
 	due := r.due
 	for {
 		var next string
-		for _, pid := range (mapsKeys(due)) {
+		for _, pid := range mapsKeys(due) {
 			if d := due[pid]; !d.IsZero() && !d.After(until) && (next == "" || d.Before(due[next])) {
 				next = pid
 			}
@@ -122,11 +122,11 @@ func mapsKeys[V any](m map[string]V) []string {
 func (r *popRun) check(what string, now time.Time) {
 	r.t.Helper()
 	var in []NaiveProfile
-	for _, pid := range (mapsKeys(r.states)) {
+	for _, pid := range mapsKeys(r.states) {
 		in = append(in, NaiveProfile{ID: pid, Events: r.events[pid], EventTraits: r.evTraits[pid], Profile: r.profs[pid]})
 	}
 	want := r.p.NaivePopulation(in, now)
-	for _, pid := range (mapsKeys(r.states)) {
+	for _, pid := range mapsKeys(r.states) {
 		st := r.states[pid]
 		if got := r.p.TraitValues(st); !reflect.DeepEqual(got, want[pid].Traits) {
 			r.fail("%s: %s traits\n got  %v\n want %v\n%s", what, pid, got, want[pid].Traits, strings.Join(r.log, "\n"))

@@ -56,6 +56,10 @@ type Evidence struct {
 	Condition string `json:"condition"`
 	Value     Value  `json:"value"`
 	Holds     bool   `json:"holds"`
+	// Why is set for population-relative conditions: the standing in the
+	// population at that instant (rank of N, percentile, the values that
+	// satisfy it).
+	Why string `json:"why,omitempty"`
 }
 
 // TraitChange is a computed trait's new value. A fresh state starts from
@@ -1056,7 +1060,12 @@ func (e *condEnv) eval(c *cnode) bool {
 		return e.note(c, l, holds)
 	case cRank:
 		holds, v := e.rankLeaf(c)
-		return e.note(c, v, holds)
+		e.note(c, v, holds)
+		if e.evidence != nil {
+			ev := *e.evidence
+			ev[len(ev)-1].Why = e.rankWhy(c, "value "+Value{v}.String())
+		}
+		return holds
 	}
 	if holds, ok := e.cached(c); ok {
 		return holds

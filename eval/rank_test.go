@@ -50,18 +50,21 @@ func (r *popRun) add(pid string, prof *Profile, now time.Time) {
 }
 
 // after records a Result of pid and reranks the profiles its change
-// moved.
+// moved. Reranking moves a profile's clock to now, so something due at
+// that very instant may move its own values: it is updated in turn.
 func (r *popRun) after(pid string, res Result, now time.Time) {
 	r.t.Helper()
 	r.note(pid, res)
-	for _, o := range r.pop.Update(pid, r.states[pid]) {
-		if o == pid {
-			r.fail("Update names the profile it updates")
-		}
-		r.note(o, r.p.Rerank(r.states[o], r.profs[o], now))
-		// Reranking never moves a population (rule.Check).
-		if again := r.pop.Update(o, r.states[o]); len(again) > 0 {
-			r.fail("reranking %s moved populations: %v", o, again)
+	work := []string{pid}
+	for len(work) > 0 {
+		q := work[0]
+		work = work[1:]
+		for _, o := range r.pop.Update(q, r.states[q]) {
+			if o == q {
+				r.fail("Update names the profile it updates")
+			}
+			r.note(o, r.p.Rerank(r.states[o], r.profs[o], now))
+			work = append(work, o)
 		}
 	}
 }

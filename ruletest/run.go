@@ -112,6 +112,9 @@ type runner struct {
 	profiles map[string]*profile
 	order    []*profile
 	line     int
+	// pop ranks the profiles for population-relative conditions (nil
+	// when the definitions have none), as the engine's does.
+	pop *eval.Population
 	// disagree holds what disagreed and was reported, so one bug is
 	// reported once, not at every later step.
 	disagree map[string]bool
@@ -121,7 +124,7 @@ type runner struct {
 // the engine evaluates it (see the package documentation), every step
 // cross-checked against the naive evaluator.
 func (t *Test) Run() *Result {
-	r := &runner{t: t, p: t.prog, res: &Result{File: t.File}, profiles: map[string]*profile{}, disagree: map[string]bool{}}
+	r := &runner{t: t, p: t.prog, res: &Result{File: t.File}, profiles: map[string]*profile{}, disagree: map[string]bool{}, pop: t.prog.NewPopulation()}
 	tested := map[string]bool{}
 	for _, s := range t.steps {
 		r.line = s.line
@@ -158,6 +161,7 @@ func (r *runner) profile(key string) *profile {
 	pr := r.profiles[key]
 	if pr == nil {
 		pr = &profile{key: key, st: r.p.NewState()}
+		pr.prof.Rank = r.pop.View(key)
 		r.profiles[key] = pr
 		r.order = append(r.order, pr)
 	}
@@ -185,6 +189,7 @@ func (r *runner) advance(until time.Time) {
 		if res.NextDue.After(at) {
 			next.due = res.NextDue
 		}
+		r.rerank(next, at)
 		r.crossCheck(next, at)
 	}
 }
@@ -210,6 +215,7 @@ func (r *runner) event(s *step) {
 		r.record(pr, res, r.now, kiln.ReasonEvent)
 	}
 	pr.due = res.NextDue
+	r.rerank(pr, r.now)
 	r.crossCheck(pr, r.now)
 }
 
@@ -225,6 +231,7 @@ func (r *runner) static(s *step) {
 	res := r.p.ApplyProfile(pr.st, &pr.prof, r.now)
 	r.record(pr, res, r.now, kiln.ReasonManual)
 	pr.due = res.NextDue
+	r.rerank(pr, r.now)
 	r.crossCheck(pr, r.now)
 }
 
@@ -235,10 +242,37 @@ func (r *runner) record(pr *profile, res eval.Result, at time.Time, reason strin
 	}
 }
 
+// rerank records pr's values in the populations and re-evaluates, at the
+// same instant, the profiles whose rank may have crossed a threshold, as
+// the engine does (reason rank).
+func (r *runner) rerank(pr *profile, at time.Time) {
+	work := []*profile{pr}
+	for len(work) > 0 {
+		q := work[0]
+		work = work[1:]
+		for _, key := range r.pop.Update(q.key, q.st) {
+			o := r.profiles[key]
+			res := r.p.Rerank(o.st, &o.prof, at)
+			r.record(o, res, at, kiln.ReasonRank)
+			o.due = res.NextDue
+			r.crossCheck(o, at)
+			work = append(work, o)
+		}
+	}
+}
+
 // naive is the profile's traits and memberships at at, recomputed from
-// all of its events.
+// all of its events (and, for population-relative conditions, from all
+// the other profiles' events).
 func (r *runner) naive(pr *profile, at time.Time) eval.Snapshot {
-	return r.p.Naive(pr.events, &pr.prof, at)
+	if r.pop == nil {
+		return r.p.Naive(pr.events, &pr.prof, at)
+	}
+	in := make([]eval.NaiveProfile, len(r.order))
+	for i, o := range r.order {
+		in[i] = eval.NaiveProfile{ID: o.key, Events: o.events, Profile: &o.prof}
+	}
+	return r.p.NaivePopulation(in, at)[pr.key]
 }
 
 // crossCheck compares the profile's incremental state with the naive

@@ -170,6 +170,7 @@ type segNode struct {
 	dues       []int
 	leaves     int  // condition leaves, for evidence
 	rankDep    bool // the condition ranks the profile in a population
+	rankT      bool // rankDep, itself or through segments it refers to
 }
 
 // Program is a compiled definition set. It is immutable and safe for
@@ -308,9 +309,11 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 		for _, a := range sg.aggDeps {
 			p.aggSegs[a] = append(p.aggSegs[a], sg.idx)
 		}
+		sg.rankT = sg.rankDep
 		for _, d := range sg.segDeps {
 			p.segs[d].dependents = append(p.segs[d].dependents, sg.idx)
 			sg.profileT = sg.profileT || p.segs[d].profileT
+			sg.rankT = sg.rankT || p.segs[d].rankT
 		}
 		// A ranked segment depends on the other profiles: a fresh
 		// state evaluates it, as one reading the profile.

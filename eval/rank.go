@@ -267,6 +267,14 @@ func (p *Program) Rerank(st *State, prof *Profile, now time.Time) Result {
 	return p.finish(st, prof, &w)
 }
 
+// RankDependent reports whether segment's membership depends on other
+// profiles: it uses a population-relative condition, itself or through
+// segments it refers to.
+func (p *Program) RankDependent(segment string) bool {
+	i, ok := p.segIdx[segment]
+	return ok && p.segs[i].rankT
+}
+
 // Ranked reports whether the program has population-relative conditions
 // (NewPopulation returns nil otherwise).
 func (p *Program) Ranked() bool { return len(p.rleaves) > 0 }
@@ -276,13 +284,13 @@ func (p *Program) Ranked() bool { return len(p.rleaves) > 0 }
 // Population keeps, for each ranked (trait, population) pair of a
 // program, the values of the profiles in the population in order, so
 // standing and thresholds are O(log N) and an update names only the
-// profiles whose conditions may flip. It is not safe for concurrent
-// use except for concurrent reads (View's methods, Explain) without
-// updates.
+// profiles whose conditions may flip. Update and Remove must not run
+// concurrently with anything else; evaluations through views (Apply,
+// Explain) may run concurrently with each other.
 type Population struct {
 	p    *Program
 	sets []*rankSet
-	mu   sync.Mutex // bounds with a temporary swap
+	mu   sync.RWMutex // views read; bounds of a value not recorded swap it in for a moment
 }
 
 // NewPopulation returns an empty population for the program, or nil
@@ -374,17 +382,15 @@ func (pop *Population) move(k int, pid string, old value, had bool, v value, in 
 		if out == nil {
 			out = map[string]bool{}
 		}
-		// Everyone in one range and not the other may have flipped.
-		for _, r := range [2][2]valRange{{before[i], after}, {after, before[i]}} {
-			if r[0].empty {
-				continue
+		// Everyone in one range and not the other may have flipped:
+		// the ranges' differences, usually a few members at either end.
+		add := func(e rentry) {
+			if e.pid != pid {
+				out[e.pid] = true
 			}
-			set.each(r[0].lo, r[0].hi, func(e rentry) {
-				if e.pid != pid && !r[1].contains(e.v) {
-					out[e.pid] = true
-				}
-			})
 		}
+		set.eachDiff(before[i], after, add)
+		set.eachDiff(after, before[i], add)
 	}
 	return out
 }
@@ -407,6 +413,8 @@ type popView struct {
 }
 
 func (w *popView) standing(k int, v value) (less, greater, n int) {
+	w.pop.mu.RLock()
+	defer w.pop.mu.RUnlock()
 	set := w.pop.sets[k]
 	n = set.n
 	less = set.countLess(v)
@@ -426,15 +434,19 @@ func (w *popView) standing(k int, v value) (less, greater, n int) {
 func (w *popView) bounds(leaf int, v value) (lo, hi value, ok bool) {
 	l := w.pop.p.rleaves[leaf]
 	set := w.pop.sets[l.key]
+	w.pop.mu.RLock()
 	old, had := set.at[w.pid]
 	if had && cmpNum(old.dec(), v.dec()) == 0 {
 		r := set.satisfying(l)
+		w.pop.mu.RUnlock()
 		return r.lo, r.hi, !r.empty
 	}
+	w.pop.mu.RUnlock()
 	// Ranked at another value than recorded (its change is being
 	// evaluated): swap it in for the answer.
 	w.pop.mu.Lock()
 	defer w.pop.mu.Unlock()
+	old, had = set.at[w.pid]
 	if had {
 		set.remove(rentry{old, w.pid})
 	}
@@ -452,10 +464,6 @@ func (w *popView) bounds(leaf int, v value) (lo, hi value, ok bool) {
 type valRange struct {
 	lo, hi value
 	empty  bool
-}
-
-func (r valRange) contains(v value) bool {
-	return !r.empty && cmpNum(r.lo.dec(), v.dec()) <= 0 && cmpNum(v.dec(), r.hi.dec()) <= 0
 }
 
 // --- the order-statistic structure -------------------------------------------
@@ -567,20 +575,48 @@ func (s *rankSet) kth(i int) rentry {
 	panic("eval: rank position out of range")
 }
 
-// each calls f for the members with values in [lo, hi], in order.
-func (s *rankSet) each(lo, hi value, f func(rentry)) {
+// each calls f for the members with values from lo to hi, in order;
+// with loOpen or hiOpen the bound itself is left out.
+func (s *rankSet) each(lo value, loOpen bool, hi value, hiOpen bool, f func(rentry)) {
+	below := func(v value) bool { // v is before the range
+		c := cmpNum(v.dec(), lo.dec())
+		return c < 0 || loOpen && c == 0
+	}
 	for _, b := range s.blocks {
-		if cmpNum(b[len(b)-1].v.dec(), lo.dec()) < 0 {
+		if below(b[len(b)-1].v) {
 			continue
 		}
-		for _, e := range b {
-			if cmpNum(e.v.dec(), lo.dec()) < 0 {
-				continue
-			}
-			if cmpNum(e.v.dec(), hi.dec()) > 0 {
+		for _, e := range b[sort.Search(len(b), func(i int) bool { return !below(b[i].v) }):] {
+			if c := cmpNum(e.v.dec(), hi.dec()); c > 0 || hiOpen && c == 0 {
 				return
 			}
 			f(e)
+		}
+	}
+}
+
+// eachDiff calls f for the members with values in a and not in b.
+func (s *rankSet) eachDiff(a, b valRange, f func(rentry)) {
+	switch {
+	case a.empty:
+	case b.empty:
+		s.each(a.lo, false, a.hi, false, f)
+	default:
+		// Below b: from a.lo up to a.hi or just under b.lo.
+		if cmpNum(a.lo.dec(), b.lo.dec()) < 0 {
+			if cmpNum(a.hi.dec(), b.lo.dec()) < 0 {
+				s.each(a.lo, false, a.hi, false, f)
+			} else {
+				s.each(a.lo, false, b.lo, true, f)
+			}
+		}
+		// Above b: from just over b.hi (or a.lo) up to a.hi.
+		if cmpNum(a.hi.dec(), b.hi.dec()) > 0 {
+			if cmpNum(a.lo.dec(), b.hi.dec()) > 0 {
+				s.each(a.lo, false, a.hi, false, f)
+			} else {
+				s.each(b.hi, true, a.hi, false, f)
+			}
 		}
 	}
 }

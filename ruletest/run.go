@@ -183,14 +183,79 @@ func (r *runner) advance(until time.Time) {
 			return
 		}
 		at := next.due
+		if r.pop != nil {
+			r.advanceRanked(at)
+			continue
+		}
 		res := r.p.Advance(next.st, &next.prof, at)
 		r.record(next, res, at, kiln.ReasonExpiry)
 		next.due = time.Time{}
 		if res.NextDue.After(at) {
 			next.due = res.NextDue
 		}
-		r.rerank(next, at)
 		r.crossCheck(next, at)
+	}
+}
+
+// advanceRanked advances every profile due at at together, as the
+// engine does when definitions rank profiles: all of them, then their
+// values go into the populations and the profiles named are reranked,
+// and each profile's transitions of the instant are netted (reason
+// expiry when its own values or rank-free memberships moved, rank
+// otherwise).
+func (r *runner) advanceRanked(at time.Time) {
+	mark := r.seq
+	own := map[*profile]bool{}
+	var due []*profile
+	for _, pr := range r.order {
+		if pr.due.Equal(at) {
+			due = append(due, pr)
+		}
+	}
+	for _, pr := range due {
+		res := r.p.Advance(pr.st, &pr.prof, at)
+		r.record(pr, res, at, kiln.ReasonExpiry)
+		pr.due = time.Time{}
+		if res.NextDue.After(at) {
+			pr.due = res.NextDue
+		}
+		moved := len(res.Traits) > 0
+		for _, c := range res.Changed {
+			moved = moved || !r.p.RankDependent(c.Segment)
+		}
+		own[pr] = moved
+	}
+	for _, pr := range due {
+		r.rerank(pr, at)
+	}
+	for _, pr := range r.order {
+		var kept []transition
+		last := map[string]int{}
+		first := map[string]int{}
+		for i, tr := range pr.trans {
+			if tr.seq < mark {
+				kept = append(kept, tr)
+				continue
+			}
+			if _, ok := first[tr.seg]; !ok {
+				first[tr.seg] = i
+			}
+			last[tr.seg] = i
+		}
+		for i, tr := range pr.trans {
+			if tr.seq < mark || last[tr.seg] != i || pr.trans[first[tr.seg]].entered != tr.entered {
+				continue
+			}
+			tr.reason = kiln.ReasonRank
+			if own[pr] {
+				tr.reason = kiln.ReasonExpiry
+			}
+			kept = append(kept, tr)
+		}
+		pr.trans = kept
+	}
+	for _, pr := range r.order {
+		r.crossCheck(pr, at)
 	}
 }
 
@@ -252,7 +317,9 @@ func (r *runner) rerank(pr *profile, at time.Time) {
 		work = work[1:]
 		for _, key := range r.pop.Update(q.key, q.st) {
 			o := r.profiles[key]
-			res := r.p.Rerank(o.st, &o.prof, at)
+			// At its own instant, as the engine does: anything due at
+			// at is done by its own Advance.
+			res := r.p.Rerank(o.st, &o.prof, time.Time{})
 			r.record(o, res, at, kiln.ReasonRank)
 			o.due = res.NextDue
 			r.crossCheck(o, at)

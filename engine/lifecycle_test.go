@@ -59,7 +59,7 @@ segment top_spenders { spend_30d in top 34% among buyers_30d }
 segment busiest { rank of orders_7d <= 1 }
 segment above_median { percentile of orders_7d >= 50 and in segment big_spenders }
 segment top_quintile { quintile of spend_30d among buyers_30d = 5 }
-segment not_top_quartile { not quartile of spend_30d = 4 }
+segment not_top_quartile { not quartile of spend_30d = 4 and last_order_at exists }
 `
 
 // Edits the scripts apply: one changes a segment that has automations,

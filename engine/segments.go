@@ -262,8 +262,9 @@ func rankStates(prog *eval.Program, states map[string]*pstate) (*eval.Population
 	for _, pid := range pids {
 		ps := states[pid]
 		ps.prof.Rank = pop.View(pid)
-		pop.Update(pid, ps.st)
+		pop.Load(pid, ps.st)
 	}
+	pop.Seal()
 	moved := map[string]bool{}
 	for _, pid := range pids {
 		ps := states[pid]
@@ -511,6 +512,7 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 	s := e.segs
 	var rescored []string // profiles whose model traits moved, in order
 	at := s.clock
+	mark := len(res.Transitions)
 	var now time.Time
 	// Purchases of profiles merged in the batch go to the survivor.
 	e.notePurchases(evs, pids, merged, false)
@@ -586,7 +588,55 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 		res.Transitions = s.rerank(into, now, res.Transitions)
 	}
 	res.ModelTraits = e.modelTraitChanges(rescored, res.ModelTraits)
+	res.Transitions = s.netRanked(res.Transitions, mark)
 	return at, nil
+}
+
+// netRanked nets, in ts[mark:], the transitions of segments that depend
+// on ranks per profile, segment and instant: events at one instant move
+// other profiles' ranks back and forth in log order, and merges are
+// applied at the batch's end, so a batch split differently (by a crash)
+// would record different pairs; the net change of each instant is the
+// same however the batch was cut. Sizes were counted per transition and
+// need no change: dropped ones cancel out.
+func (s *segments) netRanked(ts []kiln.Transition, mark int) []kiln.Transition {
+	if s.pop == nil {
+		return ts
+	}
+	type key struct {
+		pid, seg string
+		at       int64
+	}
+	first, last := map[key]int{}, map[key]int{}
+	for i := mark; i < len(ts); i++ {
+		if !s.prog.RankDependent(ts[i].Segment) {
+			continue
+		}
+		k := key{ts[i].ProfileID, ts[i].Segment, ts[i].At.UnixMilli()}
+		if _, ok := first[k]; !ok {
+			first[k] = i
+		}
+		last[k] = i
+	}
+	if len(first) == 0 {
+		return ts
+	}
+	// Decided before filtering in place overwrites the earlier ones.
+	back := map[key]bool{}
+	for k, i := range last {
+		back[k] = ts[first[k]].Entered != ts[i].Entered
+	}
+	out := ts[:mark]
+	for i := mark; i < len(ts); i++ {
+		if s.prog.RankDependent(ts[i].Segment) {
+			k := key{ts[i].ProfileID, ts[i].Segment, ts[i].At.UnixMilli()}
+			if last[k] != i || back[k] {
+				continue // an earlier flip of the instant, or one that came back
+			}
+		}
+		out = append(out, ts[i])
+	}
+	return out
 }
 
 // profileEvents reads a profile's stored events up to seq, by the
@@ -734,18 +784,16 @@ func (s *segments) collectDue(until int64, limit int, res *store.Resolution) (w 
 
 // dueRanked advances every profile due at instant t when the program
 // ranks profiles among others. Profiles due at one instant move in no
-// particular order (the heap's), so ranks are settled for the instant as a
-// whole: every due profile is advanced, then the populations take their
-// values and the profiles whose standing crossed a threshold are
-// reranked, and a profile's transitions of the instant are netted (an
-// entry and exit at the same instant are none: they only reflected the
-// order). A net transition has reason expiry when the profile's own
+// particular order (the heap's): each is advanced and its values
+// recorded (reranking those it moved), and then a profile's transitions
+// of the instant are netted (an entry and an exit at the same instant are
+// none: they only reflected the order), so what is recorded does not
+// depend on the order. A net transition has reason expiry when the profile's own
 // values or rank-free memberships moved at the instant, rank otherwise.
 func (s *segments) dueRanked(t int64, res *store.Resolution) {
 	at := time.UnixMilli(t)
 	mark := len(res.Transitions)
 	own := map[string]bool{}
-	var advanced []string
 	for s.nextProfileDue() == t {
 		it := heap.Pop(&s.due).(dueItem)
 		ps := s.states[it.pid]
@@ -762,11 +810,10 @@ func (s *segments) dueRanked(t int64, res *store.Resolution) {
 		if moved {
 			own[it.pid] = true
 		}
-		advanced = append(advanced, it.pid)
-	}
-	slices.Sort(advanced)
-	for _, pid := range slices.Compact(advanced) {
-		res.Transitions = s.rerank(pid, at, res.Transitions)
+		// Its own rankings were decided against the others as recorded
+		// (those due before it in this instant included); recording it
+		// names those it moved, later ones in this instant included.
+		res.Transitions = s.rerank(it.pid, at, res.Transitions)
 	}
 	res.Transitions = netInstant(res.Transitions, mark, own)
 }

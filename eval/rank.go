@@ -259,7 +259,10 @@ func (e *condEnv) rankWhy(c *cnode, v string) string {
 
 // Rerank re-evaluates the profile's population-relative conditions (and
 // the segments that refer to them) after other profiles moved: call it
-// for the profiles Population.Update names, at the same instant.
+// for the profiles Population.Update names, at the same instant. The
+// zero time evaluates at the state's own instant without doing what fell
+// due since (a ranking does not depend on the time): the engine does so,
+// and advances every profile due at an instant itself.
 func (p *Program) Rerank(st *State, prof *Profile, now time.Time) Result {
 	var w work
 	p.begin(st, now, &w)
@@ -335,6 +338,45 @@ func (pop *Population) Update(pid string, st *State) []string {
 		out = pop.move(k, pid, old, had, v, in, out)
 	}
 	return sortedKeys(out)
+}
+
+// Load records pid's values from its state without naming anyone, for
+// building a population from many states at once (start-up, a
+// recompute): O(1) each, then Seal sorts once. pid must not be in the
+// population yet; nothing but Load may run before Seal.
+func (pop *Population) Load(pid string, st *State) {
+	if pop == nil {
+		return
+	}
+	env := condEnv{p: pop.p, st: st}
+	for k, set := range pop.sets {
+		if v, in := env.rankInput(k); in {
+			set.at[pid] = v
+			set.pending = append(set.pending, rentry{v, pid})
+		}
+	}
+}
+
+// Seal sorts what Load recorded: O(N log N).
+func (pop *Population) Seal() {
+	if pop == nil {
+		return
+	}
+	for _, set := range pop.sets {
+		all := set.pending
+		set.pending = nil
+		for _, b := range set.blocks {
+			all = append(all, b...)
+		}
+		slices.SortFunc(all, cmpEntry)
+		set.blocks = nil
+		for len(all) > 0 {
+			k := min(len(all), rankBlock)
+			set.blocks = append(set.blocks, slices.Clone(all[:k]))
+			all = all[k:]
+		}
+		set.n = len(set.at)
+	}
 }
 
 // Remove takes pid out of every population (the profile was deleted or
@@ -485,9 +527,10 @@ func cmpEntry(a, b rentry) int {
 // queries are O(N / rankBlock + log N), which at a million members is a
 // few microseconds, simpler than a balanced tree and cache friendly.
 type rankSet struct {
-	blocks [][]rentry
-	n      int
-	at     map[string]value
+	blocks  [][]rentry
+	n       int
+	at      map[string]value
+	pending []rentry // Load's, until Seal
 }
 
 const rankBlock = 512

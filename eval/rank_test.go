@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,9 +122,26 @@ func mapsKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// check compares every profile with NaivePopulation at now.
+// check compares every profile with NaivePopulation at now, and the
+// population with one built at once from the states (Load, Seal).
 func (r *popRun) check(what string, now time.Time) {
 	r.t.Helper()
+	built := r.p.NewPopulation()
+	for _, pid := range mapsKeys(r.states) {
+		built.Load(pid, r.states[pid])
+	}
+	built.Seal()
+	for k := range r.pop.sets {
+		a, b := r.pop.sets[k], built.sets[k]
+		if a.n != b.n || !reflect.DeepEqual(a.at, b.at) {
+			r.fail("%s: population %d kept %d members %v, built from the states %d %v", what, k, a.n, a.at, b.n, b.at)
+		}
+		for i := 0; i < a.n; i++ {
+			if cmpEntry(a.kth(i), b.kth(i)) != 0 {
+				r.fail("%s: population %d differs at %d", what, k, i)
+			}
+		}
+	}
 	var in []NaiveProfile
 	for _, pid := range mapsKeys(r.states) {
 		in = append(in, NaiveProfile{ID: pid, Events: r.events[pid], EventTraits: r.evTraits[pid], Profile: r.profs[pid]})
@@ -364,5 +382,76 @@ segment ne { rank of v among buyers != 1 }
 	r.check("fifth", now)
 	if in, _ := p.Member(r.states["p1"], "p25"); in {
 		t.Errorf("p1 still at percentile 25 of 5")
+	}
+}
+
+// TestRankSetMatchesSortedSlice puts thousands of members (several
+// blocks, splits and emptied blocks) through inserts and removals and
+// compares every query with a sorted slice.
+func TestRankSetMatchesSortedSlice(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	s := newRankSet()
+	var ref []rentry
+	vals := map[string]value{}
+	leaves := []*rankLeaf{
+		{fn: rule.RankTop, cmp: "<", x4: 200000}, {fn: rule.RankRank, cmp: "<=", c: 7}, {fn: rule.RankPercentile, cmp: "!=", x4: 500000},
+		{fn: rule.RankQuintile, tiles: 5, cmp: "=", c: 3}, {fn: rule.RankBottom, cmp: "<", x4: 333333},
+	}
+	for step := 0; step < 12000; step++ {
+		pid := fmt.Sprintf("p%d", r.IntN(4000))
+		if old, ok := vals[pid]; ok {
+			s.remove(rentry{old, pid})
+			i := slices.IndexFunc(ref, func(e rentry) bool { return e.pid == pid })
+			ref = slices.Delete(ref, i, i+1)
+			delete(vals, pid)
+		}
+		if r.IntN(4) > 0 {
+			n, _ := numFromFloat(float64(r.IntN(300)) / 4)
+			v := numV(n)
+			s.insert(rentry{v, pid})
+			ref = append(ref, rentry{v, pid})
+			slices.SortFunc(ref, cmpEntry)
+			vals[pid] = v
+		}
+		if step%500 != 0 {
+			continue
+		}
+		if s.n != len(ref) {
+			t.Fatalf("step %d: n %d, want %d", step, s.n, len(ref))
+		}
+		for i := range ref {
+			if cmpEntry(s.kth(i), ref[i]) != 0 {
+				t.Fatalf("step %d: kth(%d)", step, i)
+			}
+		}
+		for _, x := range []float64{0, 10.25, 37.5, 74.75, 80} {
+			n, _ := numFromFloat(x)
+			v := numV(n)
+			less, le := 0, 0
+			for _, e := range ref {
+				if c := cmpNum(e.v.dec(), v.dec()); c < 0 {
+					less++
+					le++
+				} else if c == 0 {
+					le++
+				}
+			}
+			if s.countLess(v) != less || s.countLE(v) != le {
+				t.Fatalf("step %d: counts at %v: %d %d, want %d %d", step, x, s.countLess(v), s.countLE(v), less, le)
+			}
+		}
+		// satisfying agrees with deciding every member one by one.
+		for _, l := range leaves {
+			rg := s.satisfying(l)
+			for _, e := range ref {
+				less := sort.Search(len(ref), func(i int) bool { return cmpNum(ref[i].v.dec(), e.v.dec()) >= 0 })
+				greater := len(ref) - sort.Search(len(ref), func(i int) bool { return cmpNum(ref[i].v.dec(), e.v.dec()) > 0 })
+				want := l.holds(less, greater, len(ref)) != (l.cmp == "!=")
+				got := !rg.empty && cmpNum(rg.lo.dec(), e.v.dec()) <= 0 && cmpNum(e.v.dec(), rg.hi.dec()) <= 0
+				if got != want {
+					t.Fatalf("step %d: %s %s: member at %s: in range %v, holds %v", step, l.fn, l.cmp, e.v, got, want)
+				}
+			}
+		}
 	}
 }

@@ -198,9 +198,9 @@ func (r *runner) advance(until time.Time) {
 }
 
 // advanceRanked advances every profile due at at together, as the
-// engine does when definitions rank profiles: all of them, then their
-// values go into the populations and the profiles named are reranked,
-// and each profile's transitions of the instant are netted (reason
+// engine does when definitions rank profiles: each is advanced and its
+// values go into the populations (the profiles named are reranked), and
+// then each profile's transitions of the instant are netted (reason
 // expiry when its own values or rank-free memberships moved, rank
 // otherwise).
 func (r *runner) advanceRanked(at time.Time) {
@@ -224,8 +224,6 @@ func (r *runner) advanceRanked(at time.Time) {
 			moved = moved || !r.p.RankDependent(c.Segment)
 		}
 		own[pr] = moved
-	}
-	for _, pr := range due {
 		r.rerank(pr, at)
 	}
 	for _, pr := range r.order {

@@ -29,6 +29,7 @@ const (
 	ReasonManual           = "manual"            // a static segment was edited
 	ReasonProfile          = "profile"           // a profile trait changed, or profiles merged or split
 	ReasonModelRefit       = "model_refit"       // a refit of the customer models moved a model trait across a condition
+	ReasonRank             = "rank"              // other profiles moved the profile's standing in a population (rank of, in top P%)
 )
 
 // Transition is one entry into or exit from a segment, with what caused it.

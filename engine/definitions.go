@@ -22,9 +22,8 @@ import (
 // upTo, evaluated as of now, reporting progress. Events are attributed to
 // profiles by the resolver's current index; model traits are set as the
 // models hold them (see settle).
-func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64)) (map[string]*pstate, error) {
-	r, err := e.replayLocked(ctx, replayFrom{prog: prog, static: static}, upTo, now, progress, false)
-	return r.states, err
+func (e *Engine) replay(ctx context.Context, prog *eval.Program, static map[string][]string, upTo int64, now time.Time, progress func(done int64)) (replayed, error) {
+	return e.replayLocked(ctx, replayFrom{prog: prog, static: static}, upTo, now, progress, false)
 }
 
 // replayFrom is where a replay starts: from nothing (after 0), or from a
@@ -50,6 +49,9 @@ type replayed struct {
 	states  map[string]*pstate
 	cust    map[string]*purchases
 	touched map[string]bool
+	// pop ranks the states (replays from nothing); nil for a program
+	// without ranked conditions.
+	pop *eval.Population
 }
 
 // replayLocked is replay; the caller holds e.mu. With release, e.mu is
@@ -187,10 +189,15 @@ func (e *Engine) replayLocked(ctx context.Context, from replayFrom, upTo int64, 
 		settleAll(prog, func(prog *eval.Program, _ string, ps *pstate, now time.Time) eval.Result {
 			return prog.ApplyProfile(ps.st, &ps.prof, now)
 		}, out.states, out.touched, now)
+		out.pop, _ = rankStates(prog, out.states)
 		lock()
 		return out, nil
 	}
 	e.settleAll(prog, out.states, out.touched, now)
+	if from.states == nil {
+		// From a snapshot, rebuild ranks after restoring (see rebuild).
+		out.pop, _ = rankStates(prog, out.states)
+	}
 	return out, nil
 }
 
@@ -232,9 +239,11 @@ func dueMs(t time.Time) int64 {
 	return t.UnixMilli()
 }
 
-// install makes states the live states and rebuilds the timer heap and sizes.
-func (s *segments) install(states map[string]*pstate) {
+// install makes states the live states, ranked by pop, and rebuilds the
+// timer heap and sizes.
+func (s *segments) install(states map[string]*pstate, pop *eval.Population) {
 	s.states = states
+	s.pop = pop
 	s.due = s.due[:0]
 	s.sizes = map[string]int64{}
 	for pid, ps := range states {
@@ -297,6 +306,16 @@ func (e *Engine) rebuild(ctx context.Context) error {
 	var moved map[string]bool // from a snapshot: the profiles that changed since
 	if err == nil && snapped {
 		moved, err = e.restoreSnapshotted(ctx, h, &r, s.prog, s.static, upTo, asOf)
+		if err == nil && s.prog != nil {
+			// Restored and replayed states are ranked against the
+			// population as of the clock: those whose rankings moved
+			// since the snapshot are checked against the store too.
+			var reranked map[string]bool
+			r.pop, reranked = rankStates(s.prog, r.states)
+			for pid := range reranked {
+				moved[pid] = true
+			}
+		}
 	}
 	if err != nil {
 		e.segsDirty = true
@@ -340,7 +359,7 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		e.segsDirty = true
 		return fmt.Errorf("reading stored memberships: %w", err)
 	}
-	s.install(states)
+	s.install(states, r.pop)
 	// Compare without sorting or copying per profile: at a million
 	// profiles that would cost seconds, and normally nothing differs.
 	live := func(pid string) []string {
@@ -669,7 +688,7 @@ func (e *Engine) applySet(ctx context.Context, defs []*rule.Def, deletes []strin
 		return nil, fmt.Errorf("saving the definitions and their backfill's transitions: %w", err)
 	}
 	if prog != nil {
-		ns.install(states)
+		ns.install(states, r.pop)
 	}
 	e.segs = ns
 	e.moveClock(now)
@@ -722,6 +741,7 @@ func (e *Engine) Explain(ctx context.Context, segment, profileID string) (*eval.
 	if ps == nil {
 		ps = &pstate{st: s.prog.NewState()}
 		ps.prof.Static = s.static[profileID]
+		ps.prof.Rank = s.pop.View(profileID)
 	}
 	n, err := s.prog.Explain(ps.st, &ps.prof, segment, e.cfg.Now())
 	if err != nil {
@@ -919,7 +939,7 @@ func (e *Engine) recompute(ctx context.Context, j *Job) error {
 		return err
 	}
 	s := e.segs
-	states, err := e.replay(ctx, s.prog, s.static, e.processed.Load(), now, func(done int64) {
+	r, err := e.replay(ctx, s.prog, s.static, e.processed.Load(), now, func(done int64) {
 		e.jobs.mu.Lock()
 		j.Done = done
 		e.jobs.mu.Unlock()
@@ -927,6 +947,7 @@ func (e *Engine) recompute(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
+	states := r.states
 	// What was published before, then the fresh states go live, then the
 	// differences (whose evidence needs the fresh states).
 	pids := unionKeys(s.states, states)
@@ -935,7 +956,7 @@ func (e *Engine) recompute(ctx context.Context, j *Job) error {
 		befores[i] = s.memberships(pid)
 	}
 	pubs := clonePub(s.pub)
-	s.install(states)
+	s.install(states, r.pop)
 	s.pub = pubs
 	s.lazyEvidence = true
 	var res store.Resolution
@@ -1036,6 +1057,7 @@ func (e *Engine) SetStatic(ctx context.Context, segment string, add, remove []st
 		r := s.prog.ApplyProfile(ps.st, &ps.prof, now)
 		res.Transitions = s.transitions(pid, r, now, kiln.ReasonManual, 0, res.Transitions)
 		s.schedule(pid, ps, r.NextDue)
+		res.Transitions = s.rerank(pid, now, res.Transitions)
 	}
 	for _, pid := range add {
 		touch(pid, true)

@@ -751,6 +751,14 @@ func (e *Engine) DeleteProfile(ctx context.Context, id string, suppress bool) ([
 	if err := e.invalidateSnapshot(ctx); err != nil {
 		return nil, err
 	}
+	// Others move up in the populations it leaves: what time did
+	// before is recorded first, then their changes at this instant.
+	now := e.evalNow()
+	if e.segs.pop != nil {
+		if err := e.catchUp(ctx, now.UnixMilli()); err != nil {
+			return nil, err
+		}
+	}
 	ids, err := e.st.DeleteProfile(ctx, id, suppress, "profile deleted", e.cfg.Now().UTC())
 	if err != nil {
 		return nil, err
@@ -762,6 +770,15 @@ func (e *Engine) DeleteProfile(ctx context.Context, id string, suppress bool) ([
 		e.segs.sizes[seg]--
 	}
 	delete(e.segs.static, id)
+	if e.segs.pop != nil {
+		res := store.Resolution{Checkpoints: clockAt(now.UnixMilli())}
+		res.Transitions = e.segs.rerank(id, now, nil)
+		if err := e.write(ctx, &res); err != nil {
+			e.segsDirty = true
+			return nil, fmt.Errorf("recording the rank changes of deleting profile %s: %w", id, err)
+		}
+		e.moveClock(now)
+	}
 	e.forgetModels(id)
 	if suppress {
 		for _, i := range ids {
@@ -825,6 +842,7 @@ func (e *Engine) Unmerge(ctx context.Context, mergeID int64) (*kiln.Merge, error
 		}
 		before, after := e.rebuildProfile(pid, evs, now)
 		res.Transitions = e.segs.diff(pid, before, after, now, kiln.ReasonProfile, always, res.Transitions)
+		res.Transitions = e.segs.rerank(pid, now, res.Transitions)
 	}
 	res.ModelTraits = e.modelTraitChanges(rescored, nil)
 	if err := e.write(ctx, &res); err != nil {

@@ -35,7 +35,9 @@ import (
 // lifeDefs is the definition set both runs start with: windows of several
 // lengths, a sequence with a deadline and an open-ended one, the time of
 // the last order, a condition on an order's own line items, nested
-// profile traits, model traits, and a segment published on a schedule.
+// profile traits, model traits, a segment published on a schedule, and
+// population-relative conditions (ranks among the profiles, moved by
+// others' events, expiries, merges and unmerges).
 const lifeDefs = `
 trait spend_30d = sum(properties.revenue) of "Order Completed" in last 30 days
 trait orders_7d = count of "Order Completed" in last 7 days
@@ -52,6 +54,12 @@ segment lapsing { last_order_at more than 2 days ago }
 segment open_abandoners { "Checkout Started" not followed by "Order Completed" for at least 2 hours in last 3 days }
 segment bulk_buyers { count of "Order Completed" where sum(products.quantity) >= 24 in last 7 days >= 1 }
 segment trade { traits.company.name exists }
+segment buyers_30d { spend_30d > 0 }
+segment top_spenders { spend_30d in top 34% among buyers_30d }
+segment busiest { rank of orders_7d <= 1 }
+segment above_median { percentile of orders_7d >= 50 and in segment big_spenders }
+segment top_quintile { quintile of spend_30d among buyers_30d = 5 }
+segment not_top_quartile { not quartile of spend_30d = 4 and last_order_at exists }
 `
 
 // Edits the scripts apply: one changes a segment that has automations,
@@ -386,7 +394,8 @@ func checkLifecycle(t *testing.T, seeds, steps int, newStore func(t *testing.T) 
 		}
 		// Every construct of lifeDefs must have been put through the
 		// lifecycle, not only parsed.
-		for _, seg := range []string{"big_spenders", "frequent", "abandoners", "vips", "lapsing", "open_abandoners", "bulk_buyers", "trade"} {
+		for _, seg := range []string{"big_spenders", "frequent", "abandoners", "vips", "lapsing", "open_abandoners", "bulk_buyers", "trade",
+			"top_spenders", "busiest", "above_median", "top_quintile", "not_top_quartile"} {
 			if !moved[seg] && !t.Failed() {
 				t.Errorf("segment %s had no transition in any seed: the script does not exercise it", seg)
 			}

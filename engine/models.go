@@ -353,6 +353,7 @@ func (e *Engine) RefitModels(ctx context.Context, o ModelOptions) (*ModelReport,
 		r := s.prog.ApplyProfile(ps.st, &ps.prof, now)
 		res.Transitions = s.transitions(id, r, now, kiln.ReasonModelRefit, 0, res.Transitions)
 		s.schedule(id, ps, r.NextDue)
+		res.Transitions = s.rerank(id, now, res.Transitions)
 	}
 	if err := e.write(ctx, &res); err != nil {
 		e.segsDirty = true

@@ -9,6 +9,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +79,12 @@ type segments struct {
 	// between, so publishing is a diff, not a recompute.
 	sched map[string]*schedule
 	pub   map[string]map[string]bool
+
+	// pop ranks profiles for population-relative conditions (nil when
+	// the program has none): kept current after every evaluation of a
+	// profile (see rerank), rebuilt from the states when they are
+	// installed.
+	pop *eval.Population
 
 	// lazyEvidence makes diff leave entries' evidence for fillEvidence.
 	lazyEvidence bool
@@ -200,9 +207,74 @@ func (s *segments) state(pid string) *pstate {
 	if ps == nil {
 		ps = &pstate{st: s.prog.NewState()}
 		ps.prof.Static = s.static[pid]
+		ps.prof.Rank = s.pop.View(pid)
 		s.states[pid] = ps
 	}
 	return ps
+}
+
+// rerank records pid's current values in the populations of ranked
+// conditions (or, when its state is gone, takes it out) and re-evaluates,
+// at the same instant, the profiles whose standing may have crossed a
+// threshold; their transitions have reason rank.
+func (s *segments) rerank(pid string, now time.Time, out []kiln.Transition) []kiln.Transition {
+	if s.pop == nil {
+		return out
+	}
+	var others []string
+	if ps := s.states[pid]; ps != nil {
+		others = s.pop.Update(pid, ps.st)
+	} else {
+		others = s.pop.Remove(pid)
+	}
+	// Reranking moves a profile's clock to now: a window boundary of its
+	// own at this very instant may move its values too, and others' in
+	// turn (each boundary is done once, so this ends).
+	for len(others) > 0 {
+		o := others[0]
+		others = others[1:]
+		ops := s.states[o]
+		if ops == nil {
+			continue
+		}
+		// At the profile's own instant: its values are current up to
+		// now (anything due at now is done by its own Advance, see
+		// dueRanked), and a ranking does not depend on the time.
+		r := s.prog.Rerank(ops.st, &ops.prof, time.Time{})
+		out = s.transitions(o, r, now, kiln.ReasonRank, 0, out)
+		s.schedule(o, ops, r.NextDue)
+		others = append(others, s.pop.Update(o, ops.st)...)
+	}
+	return out
+}
+
+// rankStates builds the populations of prog's ranked conditions from
+// states and re-evaluates every profile's rankings against them (states
+// replayed or restored were evaluated without the population). It
+// returns the population (nil when prog ranks nothing) and the profiles
+// whose memberships the rankings changed.
+func rankStates(prog *eval.Program, states map[string]*pstate) (*eval.Population, map[string]bool) {
+	pop := prog.NewPopulation()
+	if pop == nil {
+		return nil, nil
+	}
+	pids := slices.Sorted(maps.Keys(states))
+	for _, pid := range pids {
+		ps := states[pid]
+		ps.prof.Rank = pop.View(pid)
+		pop.Load(pid, ps.st)
+	}
+	pop.Seal()
+	moved := map[string]bool{}
+	for _, pid := range pids {
+		ps := states[pid]
+		// At the state's own instant: every state of a replay is
+		// settled at the same one.
+		if r := prog.Rerank(ps.st, &ps.prof, time.Time{}); len(r.Changed) > 0 {
+			moved[pid] = true
+		}
+	}
+	return pop, moved
 }
 
 func (s *segments) schedule(pid string, ps *pstate, next time.Time) {
@@ -345,6 +417,7 @@ func (e *Engine) rebuildProfile(pid string, evs []kiln.Event, now time.Time) (be
 	}
 	ps := &pstate{st: s.prog.NewState()}
 	ps.prof.Static = s.static[pid]
+	ps.prof.Rank = s.pop.View(pid)
 	slices.SortFunc(evs, func(a, b kiln.Event) int { return int(a.Seq - b.Seq) })
 	for i := range evs {
 		applyTraits(ps, &evs[i])
@@ -439,6 +512,7 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 	s := e.segs
 	var rescored []string // profiles whose model traits moved, in order
 	at := s.clock
+	mark := len(res.Transitions)
 	var now time.Time
 	// Purchases of profiles merged in the batch go to the survivor.
 	e.notePurchases(evs, pids, merged, false)
@@ -484,6 +558,7 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 			res.Transitions = s.transitions(pid, r, now, kiln.ReasonEvent, evs[i].Seq, res.Transitions)
 		}
 		s.schedule(pid, ps, r.NextDue)
+		res.Transitions = s.rerank(pid, now, res.Transitions)
 	}
 	// Merges: the absorbed profile leaves everything; the survivor is
 	// recomputed from all its events (those of this batch included: the
@@ -503,15 +578,65 @@ func (e *Engine) evalBatch(ctx context.Context, evs []kiln.Event, pids []string,
 			continue
 		}
 		res.Transitions = s.diff(from, s.drop(from), nil, now, kiln.ReasonProfile, always, res.Transitions)
+		res.Transitions = s.rerank(from, now, res.Transitions)
 		evs, err := e.profileEvents(ctx, into, last)
 		if err != nil {
 			return 0, err
 		}
 		before, after := e.rebuildProfile(into, evs, now)
 		res.Transitions = s.diff(into, before, after, now, kiln.ReasonProfile, always, res.Transitions)
+		res.Transitions = s.rerank(into, now, res.Transitions)
 	}
 	res.ModelTraits = e.modelTraitChanges(rescored, res.ModelTraits)
+	res.Transitions = s.netRanked(res.Transitions, mark)
 	return at, nil
+}
+
+// netRanked nets, in ts[mark:], the transitions of segments that depend
+// on ranks per profile, segment and instant: events at one instant move
+// other profiles' ranks back and forth in log order, and merges are
+// applied at the batch's end, so a batch split differently (by a crash)
+// would record different pairs; the net change of each instant is the
+// same however the batch was cut. Sizes were counted per transition and
+// need no change: dropped ones cancel out.
+func (s *segments) netRanked(ts []kiln.Transition, mark int) []kiln.Transition {
+	if s.pop == nil {
+		return ts
+	}
+	type key struct {
+		pid, seg string
+		at       int64
+	}
+	first, last := map[key]int{}, map[key]int{}
+	for i := mark; i < len(ts); i++ {
+		if !s.prog.RankDependent(ts[i].Segment) {
+			continue
+		}
+		k := key{ts[i].ProfileID, ts[i].Segment, ts[i].At.UnixMilli()}
+		if _, ok := first[k]; !ok {
+			first[k] = i
+		}
+		last[k] = i
+	}
+	if len(first) == 0 {
+		return ts
+	}
+	// Decided before filtering in place overwrites the earlier ones.
+	back := map[key]bool{}
+	for k, i := range last {
+		back[k] = ts[first[k]].Entered != ts[i].Entered
+	}
+	out := ts[:mark]
+	for i := mark; i < len(ts); i++ {
+		if s.prog.RankDependent(ts[i].Segment) {
+			k := key{ts[i].ProfileID, ts[i].Segment, ts[i].At.UnixMilli()}
+			if last[k] != i || back[k] {
+				continue // an earlier flip of the instant, or one that came back
+			}
+		}
+		out = append(out, ts[i])
+	}
+	return out
 }
 
 // profileEvents reads a profile's stored events up to seq, by the
@@ -636,6 +761,10 @@ func (s *segments) collectDue(until int64, limit int, res *store.Resolution) (w 
 		w = t
 		// At one instant, profiles move first, so a publication sees them.
 		if pt == t {
+			if s.pop != nil {
+				s.dueRanked(t, res)
+				continue
+			}
 			it := heap.Pop(&s.due).(dueItem)
 			ps := s.states[it.pid]
 			at := time.UnixMilli(t)
@@ -651,6 +780,79 @@ func (s *segments) collectDue(until int64, limit int, res *store.Resolution) (w 
 		res.Transitions = s.publish(seg, time.UnixMilli(t), res.Transitions)
 		sc.advance(time.UnixMilli(t))
 	}
+}
+
+// dueRanked advances every profile due at instant t when the program
+// ranks profiles among others. Profiles due at one instant move in no
+// particular order (the heap's): each is advanced and its values
+// recorded (reranking those it moved), and then a profile's transitions
+// of the instant are netted (an entry and an exit at the same instant are
+// none: they only reflected the order), so what is recorded does not
+// depend on the order. A net transition has reason expiry when the profile's own
+// values or rank-free memberships moved at the instant, rank otherwise.
+func (s *segments) dueRanked(t int64, res *store.Resolution) {
+	at := time.UnixMilli(t)
+	mark := len(res.Transitions)
+	own := map[string]bool{}
+	for s.nextProfileDue() == t {
+		it := heap.Pop(&s.due).(dueItem)
+		ps := s.states[it.pid]
+		r := s.prog.Advance(ps.st, &ps.prof, at)
+		res.Transitions = s.transitions(it.pid, r, at, kiln.ReasonExpiry, 0, res.Transitions)
+		ps.due = 0
+		if next := dueMs(r.NextDue); next > t {
+			s.schedule(it.pid, ps, r.NextDue)
+		}
+		moved := len(r.Traits) > 0
+		for _, c := range r.Changed {
+			moved = moved || !s.prog.RankDependent(c.Segment)
+		}
+		if moved {
+			own[it.pid] = true
+		}
+		// Its own rankings were decided against the others as recorded
+		// (those due before it in this instant included); recording it
+		// names those it moved, later ones in this instant included.
+		res.Transitions = s.rerank(it.pid, at, res.Transitions)
+	}
+	res.Transitions = netInstant(res.Transitions, mark, own)
+}
+
+// netInstant nets the transitions from mark on (one instant's) per
+// profile and segment: none when the membership ends where it began, one
+// (the last, with reason expiry for a profile in own, rank otherwise)
+// when it changed; in profile and segment order. Sizes were counted per
+// transition and need no change: dropped ones cancel out.
+func netInstant(ts []kiln.Transition, mark int, own map[string]bool) []kiln.Transition {
+	type key struct{ pid, seg string }
+	first := map[key]int{}
+	last := map[key]int{}
+	for i := mark; i < len(ts); i++ {
+		k := key{ts[i].ProfileID, ts[i].Segment}
+		if _, ok := first[k]; !ok {
+			first[k] = i
+		}
+		last[k] = i
+	}
+	var kept []kiln.Transition
+	for k, i := range last {
+		if ts[first[k]].Entered != ts[i].Entered {
+			continue // flipped and back: an entry and an exit, or an exit and an entry
+		}
+		tr := ts[i]
+		tr.Reason = kiln.ReasonRank
+		if own[k.pid] {
+			tr.Reason = kiln.ReasonExpiry
+		}
+		kept = append(kept, tr)
+	}
+	slices.SortFunc(kept, func(a, b kiln.Transition) int {
+		if c := strings.Compare(a.ProfileID, b.ProfileID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Segment, b.Segment)
+	})
+	return append(ts[:mark], kept...)
 }
 
 // write is the one way the engine commits: the planner (if any) adds the

@@ -228,6 +228,46 @@ func (g *sqlDiffGen) atom() sqlAtom {
 	}
 }
 
+// rankAtom is a random population-relative condition on trait, whose
+// value for profile q.u is value in SQL (NULL: outside the population),
+// among everyone or, with among, the profiles that pass it.
+func (g *sqlDiffGen) rankAtom(trait, value, among string) sqlAtom {
+	amongKiln := ""
+	if among != "" {
+		amongKiln = " among s_buy"
+	}
+	op := g.pick(diffOps)
+	sqlOp := strings.Replace(op, "!=", "<>", 1)
+	var k, pred string
+	switch g.rng.IntN(5) {
+	case 0:
+		pc := g.pick([]string{"10", "20", "25", "50", "33.3333"})
+		fn := g.pick([]string{"top", "bottom"})
+		k = fmt.Sprintf("%s in %s %s%%%s", trait, fn, pc, amongKiln)
+		pred = fmt.Sprintf("(r - 1) * 100 < %s * n", pc)
+		if fn == "bottom" {
+			pred = fmt.Sprintf("less * 100 < %s * n", pc)
+		}
+	case 1:
+		c := g.pick([]string{"1", "2", "3", "5"})
+		k = fmt.Sprintf("rank of %s%s %s %s", trait, amongKiln, op, c)
+		pred = fmt.Sprintf("r %s %s", sqlOp, c)
+	case 2:
+		x := g.pick([]string{"0", "25", "50", "75", "12.5"})
+		k = fmt.Sprintf("percentile of %s%s %s %s", trait, amongKiln, op, x)
+		pred = fmt.Sprintf("less * 100 %s %s * n", sqlOp, x)
+	default:
+		fn := g.pick([]string{"quartile", "quintile", "decile"})
+		tiles := map[string]int{"quartile": 4, "quintile": 5, "decile": 10}[fn]
+		c := 1 + g.rng.IntN(tiles)
+		k = fmt.Sprintf("%s of %s%s %s %d", fn, trait, amongKiln, op, c)
+		pred = fmt.Sprintf("%d * less / n + 1 %s %d", tiles, sqlOp, c)
+	}
+	return sqlAtom{k, fmt.Sprintf(`p.u IN (SELECT y.u FROM (SELECT x.u, rank() OVER (ORDER BY x.v DESC) AS r, rank() OVER (ORDER BY x.v) - 1 AS less, count(*) OVER () AS n
+  FROM (SELECT q.u, %s AS v FROM (SELECT DISTINCT u FROM ev WHERE ts <= :T) q WHERE true%s) x WHERE x.v IS NOT NULL) y WHERE %s)`,
+		value, strings.ReplaceAll(among, "q.u", "q.u"), pred)}
+}
+
 // cond is a random condition of up to depth levels of and, or and not.
 func (g *sqlDiffGen) cond(depth int) sqlAtom {
 	if depth == 0 || g.rng.IntN(3) == 0 {
@@ -367,6 +407,25 @@ func checkAgainstSQL(t *testing.T, dsn string, seed uint64) {
 	conds["s10"] = sqlAtom{"in segment s0 and t_spend >= " + x, fmt.Sprintf(
 		"(%s AND COALESCE((SELECT sum(revenue) FROM ev WHERE u = p.u AND name = 'Order Completed' AND ts > :T - %d AND ts <= :T), 0) >= %s)",
 		conds["s0"].sql, int64(30*86400_000), x)}
+	// Population-relative conditions: ranks among the profiles known at
+	// :T, PostgreSQL's rank() giving 1 + the number strictly above (ties
+	// share the best rank) and rank() - 1 in ascending order the number
+	// strictly below.
+	defs.WriteString("trait t_orders = count of \"Order Completed\" in last 7 days\n")
+	defs.WriteString("segment s_buy { t_spend > 0 }\n")
+	spendSQL := fmt.Sprintf("COALESCE((SELECT sum(revenue) FROM ev WHERE u = q.u AND name = 'Order Completed' AND ts > :T - %d AND ts <= :T), 0)", int64(30*86400_000))
+	ordersSQL := fmt.Sprintf("(SELECT count(*) FROM ev WHERE u = q.u AND name = 'Order Completed' AND ts > :T - %d AND ts <= :T)", int64(7*86400_000))
+	maxSQL := fmt.Sprintf("(SELECT max(revenue) FROM ev WHERE u = q.u AND name = 'Order Completed' AND ts > :T - %d AND ts <= :T)", int64(7*86400_000))
+	buySQL := " AND " + spendSQL + " > 0"
+	for i, r := range []struct{ trait, value, among string }{
+		{"t_spend", spendSQL, ""}, {"t_spend", spendSQL, buySQL}, {"t_orders", ordersSQL, ""}, {"t_max", maxSQL, buySQL}, {"t_max", maxSQL, ""},
+	} {
+		c := g.rankAtom(r.trait, r.value, r.among)
+		name := fmt.Sprintf("s%d", 12+i)
+		fmt.Fprintf(&defs, "segment %s { %s }\n", name, c.kiln)
+		segs = append(segs, name)
+		conds[name] = c
+	}
 	var instants []int64
 	for range 6 {
 		instants = append(instants, base+g.rng.Int64N(60*86400_000))

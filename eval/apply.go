@@ -19,6 +19,10 @@ import (
 type Profile struct {
 	Traits map[string]any
 	Static []string
+	// Rank ranks the profile among others for population-relative
+	// conditions (Population.View); nil ranks it in a population of
+	// itself alone.
+	Rank Ranking
 }
 
 func (pr *Profile) inStatic(name string) bool {
@@ -52,6 +56,10 @@ type Evidence struct {
 	Condition string `json:"condition"`
 	Value     Value  `json:"value"`
 	Holds     bool   `json:"holds"`
+	// Why is set for population-relative conditions: the standing in the
+	// population at that instant (rank of N, percentile, the values that
+	// satisfy it).
+	Why string `json:"why,omitempty"`
 }
 
 // TraitChange is a computed trait's new value. A fresh state starts from
@@ -68,6 +76,7 @@ type work struct {
 	init    bool   // first evaluation of a fresh state
 	tick    bool   // a due instant has passed
 	profile bool   // profile traits or static lists may have changed
+	rank    bool   // other profiles moved: re-evaluate the rankings
 	stored  bool   // a record was added (a future event schedules a due)
 	dirty   bitset // nodes to recompute
 	changed bitset // nodes whose value changed
@@ -439,7 +448,7 @@ func (p *Program) Advance(st *State, prof *Profile, now time.Time) Result {
 func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 	now := w.now
 	var res Result
-	if !(w.init || w.tick || w.profile || w.stored || w.dirty.any) {
+	if !(w.init || w.tick || w.profile || w.stored || w.dirty.any || w.rank) {
 		if st.nextDue != 0 {
 			res.NextDue = time.UnixMilli(st.nextDue)
 		}
@@ -488,6 +497,11 @@ func (p *Program) finish(st *State, prof *Profile, w *work) Result {
 	}
 	if w.profile {
 		for _, sg := range p.profSegs {
+			w.segs.set(nseg, sg)
+		}
+	}
+	if w.rank {
+		for _, sg := range p.rankSegs {
 			w.segs.set(nseg, sg)
 		}
 	}
@@ -1044,6 +1058,14 @@ func (e *condEnv) eval(c *cnode) bool {
 	case cExpr:
 		l, _, holds := e.exprLeaf(c)
 		return e.note(c, l, holds)
+	case cRank:
+		holds, v := e.rankLeaf(c)
+		e.note(c, v, holds)
+		if e.evidence != nil {
+			ev := *e.evidence
+			ev[len(ev)-1].Why = e.rankWhy(c, "value "+Value{v}.String())
+		}
+		return holds
 	}
 	if holds, ok := e.cached(c); ok {
 		return holds

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -291,4 +292,90 @@ func BenchmarkRecompute(b *testing.B) {
 	b.ReportMetric(float64(events)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(events*b.N)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
 	b.ReportMetric((el * time.Duration(10_000_000/events)).Seconds(), "s-projected-1M-profiles-10M-events")
+}
+
+// BenchmarkApplyRanked: BenchmarkApply's stream, in one run, through the
+// shipped library without its population-relative segments and with
+// them (top_spenders, top_spend_quintile, above_median_visits), the
+// populations kept the way the engine keeps them: after every Apply, the
+// profile's values go into the Population and the profiles it names are
+// reranked.
+//
+//	go test ./eval -run '^$' -bench 'ApplyRanked' -benchtime 400000x -cpu 1
+func BenchmarkApplyRanked(b *testing.B) {
+	full := libraryProgram(b)
+	var plain rule.Set
+	for _, d := range full.Definitions().Defs {
+		if d.Cond != nil && condRanks(d.Cond) {
+			continue
+		}
+		plain.Defs = append(plain.Defs, d)
+	}
+	london, _ := time.LoadLocation("Europe/London")
+	without, err := Compile(&plain, Options{Location: london, Schema: rule.DemoSchema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if without.Ranked() || !full.Ranked() {
+		b.Fatal("the library's ranked segments were not split off")
+	}
+	profiles, all := applyFixture()
+	for _, c := range []struct {
+		name string
+		p    *Program
+	}{{"without-ranks", without}, {"with-ranks", full}} {
+		b.Run(c.name, func(b *testing.B) {
+			p := c.p
+			var pop *Population
+			states := make([]*State, len(profiles))
+			profs := make([]*Profile, len(profiles))
+			reset := func() {
+				pop = p.NewPopulation()
+				for i := range states {
+					states[i] = p.NewState()
+					pr := *profiles[i].prof
+					pr.Rank = pop.View(strconv.Itoa(i))
+					profs[i] = &pr
+				}
+			}
+			reset()
+			runtime.GC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			cpu0 := cpuTime()
+			reranked := 0
+			for n := 0; n < b.N; n++ {
+				it := all[n%len(all)]
+				if n > 0 && n%len(all) == 0 {
+					reset()
+				}
+				now := it.ev.Timestamp
+				p.Apply(states[it.pi], profs[it.pi], it.ev, now)
+				if pop != nil {
+					for _, o := range pop.Update(strconv.Itoa(it.pi), states[it.pi]) {
+						k, _ := strconv.Atoi(o)
+						p.Rerank(states[k], profs[k], now)
+						reranked++
+					}
+				}
+			}
+			el := time.Since(start)
+			b.ReportMetric(float64(b.N)/el.Seconds(), "events/s")
+			b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+			b.ReportMetric(float64(reranked)/float64(b.N), "reranked/event")
+		})
+	}
+}
+
+func condRanks(c *rule.Cond) bool {
+	if c.Op == rule.CRank {
+		return true
+	}
+	for _, a := range c.Args {
+		if condRanks(a) {
+			return true
+		}
+	}
+	return false
 }

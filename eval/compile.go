@@ -120,6 +120,7 @@ const (
 	cAgo
 	cWithinLast
 	cExpr // an expression compared with another, or with a literal
+	cRank // a population-relative condition (rank.go)
 )
 
 type cnode struct {
@@ -149,13 +150,15 @@ type cnode struct {
 	// onNode: ago / within last read node's value (a date value such as
 	// last time of "X") instead of a profile trait.
 	onNode bool
+	rank   int // cRank: the leaf's index in Program.rleaves
 }
 
 type segNode struct {
 	idx        int
 	dependents []int // segments that refer to this one
-	// profileT: the segment reads profile traits or static lists, itself
-	// or through segments it refers to; others start from the template.
+	// profileT: the segment reads profile traits or static lists, or
+	// ranks the profile among others, itself or through segments it
+	// refers to; others start from the template.
 	profileT   bool
 	name       string
 	def        *rule.Def
@@ -165,7 +168,9 @@ type segNode struct {
 	segDeps    []int
 	profileDep bool
 	dues       []int
-	leaves     int // condition leaves, for evidence
+	leaves     int  // condition leaves, for evidence
+	rankDep    bool // the condition ranks the profile in a population
+	rankT      bool // rankDep, itself or through segments it refers to
 }
 
 // Program is a compiled definition set. It is immutable and safe for
@@ -212,6 +217,11 @@ type Program struct {
 	// filterTraits: an event filter reads profile traits (as the event
 	// arrives), so the naive evaluator replays them per event.
 	filterTraits bool
+	// Population-relative conditions (rank.go): the ranked (trait,
+	// population) pairs, the leaves, and the segments holding them.
+	rkeys    []rankKey
+	rleaves  []*rankLeaf
+	rankSegs []int
 }
 
 // Compile checks a definition set (rule.Check) and compiles it.
@@ -299,13 +309,20 @@ func Compile(s *rule.Set, opts Options) (*Program, error) {
 		for _, a := range sg.aggDeps {
 			p.aggSegs[a] = append(p.aggSegs[a], sg.idx)
 		}
+		sg.rankT = sg.rankDep
 		for _, d := range sg.segDeps {
 			p.segs[d].dependents = append(p.segs[d].dependents, sg.idx)
 			sg.profileT = sg.profileT || p.segs[d].profileT
+			sg.rankT = sg.rankT || p.segs[d].rankT
 		}
-		sg.profileT = sg.profileT || sg.profileDep
+		// A ranked segment depends on the other profiles: a fresh
+		// state evaluates it, as one reading the profile.
+		sg.profileT = sg.profileT || sg.profileDep || sg.rankDep
 		if sg.profileDep {
 			p.profSegs = append(p.profSegs, sg.idx)
+		}
+		if sg.rankDep {
+			p.rankSegs = append(p.rankSegs, sg.idx)
 		}
 		for _, d := range sg.dues {
 			p.dueSegs[d] = append(p.dueSegs[d], sg.idx)
@@ -720,6 +737,8 @@ func (p *Program) cond(c *rule.Cond, sg *segNode) *cnode {
 		sg.aggDeps = addDep(sg.aggDeps, n.node)
 	case rule.CAnniversary:
 		p.dateLeaf(c, n, sg)
+	case rule.CRank:
+		p.compileRank(c, n, sg)
 	default:
 		panic(fmt.Sprintf("eval: unchecked condition op %q", c.Op))
 	}

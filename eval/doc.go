@@ -114,6 +114,26 @@
 // Result reports entries into segments an empty profile is in ("did not
 // perform ...") and only the traits that differ from the empty values.
 //
+// # Population-relative conditions
+//
+// rank of T, percentile of T, quartile/quintile/decile of T and T in
+// top/bottom P% (rank.go; tie rules in package rule) compare a profile
+// with others. Profile.Rank (a Ranking, from Population.View) answers
+// them; nil ranks the profile in a population of itself. The caller keeps
+// a Population, one per Program:
+//
+//	pop := prog.NewPopulation()                      // nil: the program ranks nothing
+//	prof.Rank = pop.View(pid)
+//	res := prog.Apply(st, prof, ev, now)             // ranks pid at its new value
+//	for _, o := range pop.Update(pid, st) {          // record it; who may have crossed a threshold
+//		r := prog.Rerank(states[o], profs[o], now)   // same instant; then Update(o) too
+//	}
+//	snaps := prog.NaivePopulation(profiles, at)      // the reference: counts one by one
+//
+// A ranked segment is evaluated on a fresh state (as a profile-reading
+// one is), never taken from the template. TestPopulationMatchesNaive is
+// the property test over several profiles.
+//
 // # State and speed
 //
 // Each event is matched against features: one (event name, filter, value

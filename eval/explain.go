@@ -135,6 +135,8 @@ func (e *condEnv) explain(c *cnode) *Node {
 		}
 	case cSeg:
 		n.Why = fmt.Sprintf("member: %v", n.Holds)
+	case cRank:
+		n.Why = e.rankWhy(c, v)
 	default:
 		n.Why = e.dateWhy(c, v)
 	}

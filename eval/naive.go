@@ -37,6 +37,24 @@ func (p *Program) Naive(events []*kiln.Event, prof *Profile, at time.Time) Snaps
 // given (eventTraits[i] for events[i]), for callers that changed the
 // profile other than by events; nil rebuilds them as Naive does.
 func (p *Program) NaiveAt(events []*kiln.Event, eventTraits []map[string]any, prof *Profile, at time.Time) Snapshot {
+	vals, members := p.naiveCore(events, eventTraits, prof, at)
+	return p.snapshot(vals, members)
+}
+
+// snapshot turns naive node values and memberships into a Snapshot.
+func (p *Program) snapshot(vals []value, members []bool) Snapshot {
+	snap := Snapshot{Traits: map[string]any{}, Segments: map[string]bool{}}
+	for _, s := range p.segs {
+		snap.Segments[s.name] = members[s.idx]
+	}
+	for _, i := range p.traits {
+		snap.Traits[p.aggs[i].name] = vals[i].any()
+	}
+	return snap
+}
+
+// naiveCore is NaiveAt's node values and memberships.
+func (p *Program) naiveCore(events []*kiln.Event, eventTraits []map[string]any, prof *Profile, at time.Time) ([]value, []bool) {
 	if eventTraits == nil && p.filterTraits {
 		eventTraits = replayTraits(events)
 	}
@@ -69,20 +87,19 @@ func (p *Program) NaiveAt(events []*kiln.Event, eventTraits []map[string]any, pr
 		}
 	}
 	members := make([]bool, len(p.segs))
+	p.naiveSegments(vals, members, prof, now)
+	return vals, members
+}
+
+func (p *Program) naiveSegments(vals []value, members []bool, prof *Profile, now int64) {
 	env := condEnv{p: p, vals: vals, members: members, prof: prof, now: now}
-	snap := Snapshot{Traits: map[string]any{}, Segments: map[string]bool{}}
 	for _, s := range p.segs {
 		if s.static {
 			members[s.idx] = prof.inStatic(s.name)
 		} else {
 			members[s.idx] = env.eval(s.cond)
 		}
-		snap.Segments[s.name] = members[s.idx]
 	}
-	for _, i := range p.traits {
-		snap.Traits[p.aggs[i].name] = vals[i].any()
-	}
-	return snap
 }
 
 // replayTraits gives the profile traits as each event (in log order)

@@ -280,7 +280,35 @@ const (
 	CAnniversary  = "anniversary"   // anniversary of traits.Name within next Within(days)
 	CAgo          = "ago"           // traits.Name (or Left, a date value) more than Within ago
 	CWithinLast   = "within_last"   // traits.Name (or Left, a date value) within last Within
+	// CRank is a population-relative condition: the standing of one
+	// profile's computed trait among the profiles of a population (see
+	// doc.go "Population-relative conditions").
+	CRank = "rank"
 )
+
+// Ranking functions (Rank.Func).
+const (
+	RankRank       = "rank"       // rank of T: 1 + members with a strictly greater value
+	RankPercentile = "percentile" // percentile of T: 100 × members with a strictly smaller value / N
+	RankTop        = "top"        // T in top P%: fewer than P% of the members have a strictly greater value
+	RankBottom     = "bottom"     // T in bottom P%: fewer than P% of the members have a strictly smaller value
+	RankQuartile   = "quartile"   // quartile of T: 1..4, from the percentile (4: the highest values)
+	RankQuintile   = "quintile"   // quintile of T: 1..5
+	RankDecile     = "decile"     // decile of T: 1..10
+)
+
+// RankTiles is the number of scores of each quantile function.
+var RankTiles = map[string]int{RankQuartile: 4, RankQuintile: 5, RankDecile: 10}
+
+// Rank is what a population-relative condition (CRank) ranks: the
+// computed trait Trait among the profiles that have a numeric value of
+// it and, when Among is set, are members of segment Among.
+type Rank struct {
+	Func  string `json:"func"`
+	Trait string `json:"trait"`
+	Among string `json:"among,omitempty"`
+	Pos
+}
 
 // Cond is a segment condition.
 type Cond struct {
@@ -312,6 +340,10 @@ type Cond struct {
 	Within *Span     `json:"within,omitempty"`
 	For    *Span     `json:"for,omitempty"`
 	Window *Window   `json:"window,omitempty"`
+	// Rank is the ranking of a population-relative condition (CRank),
+	// compared by Cmp with Value (for top and bottom, Value is the
+	// percentage and Cmp is empty).
+	Rank *Rank `json:"rank,omitempty"`
 	Pos
 }
 

@@ -137,6 +137,12 @@ type checker struct {
 	errs   ErrorList
 	info   *Info
 	cur    *Def
+	ranks  []rankUse // population-relative conditions, checked against their populations last
+}
+
+type rankUse struct {
+	c   *Cond
+	def *Def
 }
 
 func (c *checker) errf(p Pos, format string, args ...any) {
@@ -278,6 +284,7 @@ func Check(s *Set, schema *Schema) (*Info, error) {
 			visitS(d.Name, d.Pos)
 		}
 	}
+	c.rankPopulations()
 	if len(c.errs) > 0 {
 		sort.SliceStable(c.errs, func(i, j int) bool {
 			a, b := c.errs[i], c.errs[j]
@@ -1033,6 +1040,8 @@ func (c *checker) cond(k *Cond, visitT func(string, Pos) Type, visitS func(strin
 		c.span(k.Within, k.Op)
 	case CAnniversary:
 		c.dateCond(k)
+	case CRank:
+		c.rank(k, visitT, visitS)
 	default:
 		c.errf(k.Pos, "unknown condition op %q", k.Op)
 	}
@@ -1074,4 +1083,124 @@ func ParseDate(s string, loc *time.Location) (time.Time, bool) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	return t, err == nil
+}
+
+// rank checks a population-relative condition: a numeric computed
+// trait, an existing population segment, and a comparison its score can
+// make.
+func (c *checker) rank(k *Cond, visitT func(string, Pos) Type, visitS func(string, Pos)) {
+	r := k.Rank
+	if r == nil {
+		c.errf(k.Pos, "rank condition without a ranking")
+		return
+	}
+	c.ranks = append(c.ranks, rankUse{k, c.cur})
+	pos := r.Pos
+	if pos.Line == 0 {
+		pos = k.Pos
+	}
+	tiles := RankTiles[r.Func]
+	switch {
+	case r.Func == RankRank, r.Func == RankPercentile, tiles > 0:
+		switch k.Cmp {
+		case CmpEq, CmpNe, CmpLt, CmpLe, CmpGt, CmpGe:
+		default:
+			c.errf(pos, "%s of %s compares with =, !=, <, <=, > or >= and a number, not %s", r.Func, r.Trait, k.Cmp)
+		}
+	case r.Func == RankTop, r.Func == RankBottom:
+		if k.Cmp != "" {
+			c.errf(pos, "in %s P%% takes no comparison", r.Func)
+		}
+	default:
+		c.errf(pos, "unknown ranking %q (want rank, percentile, quartile, quintile, decile, top or bottom)", r.Func)
+		return
+	}
+	if t := c.info.Traits[r.Trait]; t == nil {
+		if c.info.Segments[r.Trait] != nil {
+			c.errf(pos, "%s is a segment, not a computed trait: %s ranks a computed trait", r.Trait, r.Func)
+		} else {
+			c.errf(pos, "unknown computed trait %s%s", r.Trait, c.suggest(r.Trait))
+		}
+	} else if ty := visitT(r.Trait, pos); ty != TNumber && ty != TAny {
+		c.errf(pos, "wrong type: %s is a %s; %s ranks numbers", r.Trait, ty, r.Func)
+	}
+	if r.Among != "" {
+		if c.info.Segments[r.Among] == nil {
+			if c.info.Traits[r.Among] != nil {
+				c.errf(pos, "%s is a trait, not a segment: among names the population's segment", r.Among)
+			} else {
+				c.errf(pos, "unknown segment %s", r.Among)
+			}
+		} else {
+			visitS(r.Among, pos)
+		}
+	}
+	v, ok := k.Value.(float64)
+	if !ok {
+		c.errf(pos, "%s needs a number, not %s", r.Func, formatValue(k.Value))
+		return
+	}
+	whole := v == float64(int64(v))
+	switch {
+	case r.Func == RankRank:
+		if !whole || v < 1 {
+			c.errf(pos, "rank of %s compares with a whole number of at least 1 (rank 1 is the highest value), not %s", r.Trait, formatNum(v))
+		}
+	case tiles > 0:
+		if !whole || v < 1 || v > float64(tiles) {
+			c.errf(pos, "%s of %s is a score from 1 to %d (%d: the highest values), not %s", r.Func, r.Trait, tiles, tiles, formatNum(v))
+		}
+	case r.Func == RankPercentile:
+		if v < 0 || v > 100 || !fourDecimals(v) {
+			c.errf(pos, "percentile of %s compares with a number from 0 to 100 with at most 4 decimals, not %s", r.Trait, formatNum(v))
+		}
+	default:
+		if v <= 0 || v > 100 || !fourDecimals(v) {
+			c.errf(pos, "in %s %s%%: the percentage must be above 0 and at most 100, with at most 4 decimals", r.Func, formatNum(v))
+		}
+	}
+}
+
+// fourDecimals reports whether v has at most four decimals as written.
+func fourDecimals(v float64) bool {
+	s := formatNum(v)
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		return len(s)-i-1 <= 4
+	}
+	return true
+}
+
+// rankPopulations refuses populations that depend on rankings
+// themselves: a population segment (and every segment it refers to)
+// must not use a population-relative condition, so ranks are decided
+// from memberships that do not depend on ranks.
+func (c *checker) rankPopulations() {
+	if len(c.ranks) == 0 {
+		return
+	}
+	direct := map[string]bool{}
+	for _, u := range c.ranks {
+		if u.def != nil {
+			direct[u.def.Name] = true
+		}
+	}
+	has := map[string]bool{}
+	for _, name := range c.info.SegmentOrder { // dependencies first
+		has[name] = direct[name]
+		for _, d := range c.info.SegmentRefs[DefKey{KindSegment, name}] {
+			has[name] = has[name] || has[d]
+		}
+	}
+	for _, u := range c.ranks {
+		if r := u.c.Rank; r != nil && r.Among != "" && has[r.Among] {
+			saved := c.cur
+			c.cur = u.def
+			pos := r.Pos
+			if pos.Line == 0 {
+				pos = u.c.Pos
+			}
+			c.errf(pos, "population %s uses a population-relative condition itself (directly or through in segment); a population must not depend on ranks", r.Among)
+			c.cur = saved
+		}
+	}
 }

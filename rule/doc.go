@@ -131,6 +131,8 @@
 //	traits.NAME within next N days                     the same (canonical text spells "anniversary of")
 //	traits.NAME more than SPAN ago                     signed up more than 30 days ago
 //	traits.NAME within last SPAN
+//	rank of TRAIT [among SEGMENT] OP N             population-relative: see below (also percentile of, quartile of, ...)
+//	TRAIT in top P% [among SEGMENT]                and in bottom P%
 //
 // Numbers are exact decimals, as written: 0.10 + 0.20 + 0.20 is 0.5,
 // orders of 386.93 and 113.07 make spend >= 500 hold, and the average of
@@ -196,6 +198,70 @@
 // aggregate, without a property; "ago" and "within_last" conditions take
 // the value in "left" instead of "profileTrait"; an open-ended sequence
 // has no "within", and for at least is "for": {"n": 4, "unit": "hours"}.
+//
+// # Population-relative conditions
+//
+// A condition may compare a profile with the other profiles: its standing
+// by a numeric computed trait among a population, everyone the engine
+// knows with a numeric value of the trait or, with among NAME, those of
+// them in segment NAME:
+//
+//	segment top_spenders { spend_365d in top 20% among buyers_365d }          fewer than 20% of buyers spent more
+//	segment bottom_tenth { spend_365d in bottom 10% among buyers_365d }       fewer than 10% spent less
+//	segment top_100 { rank of spend_365d <= 100 }                             rank 1 is the highest value
+//	segment above_median_visits { percentile of visits_90d among guests_90d >= 50 }
+//	segment champions { quintile of spend_365d among buyers_365d = 5 and quintile of orders_365d among buyers_365d >= 4 }
+//	segment middle { quartile of spend_365d = 2 or quartile of spend_365d = 3 }
+//	segment not_first { rank of spend_365d != 1 }
+//
+// Tie rules. N is the size of the population; less and greater count its
+// members with a strictly smaller and a strictly greater value:
+//
+//   - rank of T is 1 + greater: ties share the best rank (values 30, 20,
+//     20, 10 rank 1, 2, 2, 4);
+//   - percentile of T is 100 × less / N, the share strictly below (10,
+//     20, 20, 30 are at 0, 25, 25 and 75);
+//   - quartile of T is floor(4 × less / N) + 1, from 1 to 4 (quintile: 5,
+//     decile: 10, likewise): the highest values score 4 (10, 20, 20, 30
+//     score 1, 2, 2, 4);
+//   - T in top P% holds when 100 × greater < P × N: fewer than P% of the
+//     population is strictly above (in top 50% of 10, 20, 20, 30: the
+//     20s and 30);
+//   - T in bottom P% holds when 100 × less < P × N.
+//
+// Ties always share a rank, a percentile and a score, so "top 20%" may
+// hold more than 20% of the population when values tie at the line (all
+// of them are in). The arithmetic is exact (integers; a value is compared
+// as the exact decimal or fraction it is). A profile outside the
+// population (no value of T, a value that is not a number, or not in the
+// among segment) satisfies no ranking, whatever the comparison, != and in
+// top 100% included (not rank of T = 1 holds for it). A profile in the
+// population counts itself, so N >= 1 for every ranking that is decided;
+// with N = 0 nobody is in the population and no ranking holds. Counts and
+// sums of no events are 0, not missing: every profile the engine knows
+// is ranked by them, at 0 (use among to rank only, say, the buyers).
+//
+// Rankings are kept current in real time, like every other condition:
+// when one profile's value or population membership changes (an event, a
+// window expiry, a merge, a deletion), the profiles whose standing crossed
+// a threshold are re-evaluated at the same instant (transitions with
+// reason rank), with exact expiry; "who was in it at T" (as of a past
+// instant) ranks every profile as it was then. Explain, and the evidence
+// of a transition, shows the profile's value, its rank of N with how
+// many are below and above, its percentile (and score), and the values
+// that satisfy the condition at that instant ("value 300.00 GBP; rank 2
+// of 5 (3 below, 1 above), percentile 60; it holds now from 500.00 GBP
+// to 500.00 GBP"). T must be a computed trait (a number);
+// among names a segment that does not itself use a ranking, directly or
+// through in segment (a population must not depend on ranks). Comparisons
+// are =, !=, <, <=, > and >= with a whole number from 1 for rank, from 1
+// to k for the quantiles, and 0 to 100 (at most 4 decimals) for
+// percentile; top and bottom take a percentage above 0 and at most 100.
+//
+// In the JSON form: {"op": "rank", "rank": {"func": "percentile", "trait":
+// "visits_90d", "among": "guests_90d"}, "cmp": ">=", "value": 50}; func is
+// rank, percentile, quartile, quintile, decile, top or bottom (top and
+// bottom have no cmp: value is the percentage).
 //
 // # Paths, objects and lists
 //

@@ -45,6 +45,11 @@ func TestDocExamplesCheck(t *testing.T) {
 			if strings.Contains(tr, "last_order_at") && !strings.HasPrefix(tr, "trait last_order_at") {
 				tr = "trait last_order_at = last time of \"Order Completed\"\n" + tr // defined by an example before
 			}
+			for name, def := range rankPrelude {
+				if strings.Contains(tr, name) {
+					tr = def + "\n" + tr // the traits and populations the ranking examples read
+				}
+			}
 			if _, _, err := Load(tr, nil); err != nil {
 				errs = append(errs, err.Error())
 				continue
@@ -59,4 +64,12 @@ func TestDocExamplesCheck(t *testing.T) {
 	if n < 20 {
 		t.Errorf("only %d examples found", n)
 	}
+}
+
+var rankPrelude = map[string]string{
+	"spend_365d":  `trait spend_365d = sum(properties.revenue) of "Order Completed" in last 365 days`,
+	"orders_365d": `trait orders_365d = count of "Order Completed" in last 365 days`,
+	"visits_90d":  `trait visits_90d = count of "Visit Completed" in last 90 days`,
+	"buyers_365d": `segment buyers_365d { count of "Order Completed" in last 365 days >= 1 }`,
+	"guests_90d":  `segment guests_90d { count of "Visit Completed" in last 90 days >= 1 }`,
 }

@@ -322,6 +322,8 @@ func formatCond(c *Cond, outer string) string {
 			s += " for at least " + formatSpan(c.For)
 		}
 		return s + " " + FormatWindow(c.Window)
+	case CRank:
+		return FormatRank(c)
 	case CAnniversary:
 		return "anniversary of traits." + canonPath(c.Profile) + " within next " + spanOr(c.Within)
 	case CAgo:
@@ -427,4 +429,20 @@ func canonPath(p string) string {
 		return JoinPath(segs)
 	}
 	return p
+}
+
+// FormatRank is a population-relative condition's text.
+func FormatRank(c *Cond) string {
+	r := c.Rank
+	if r == nil {
+		return "<bad rank>"
+	}
+	among := ""
+	if r.Among != "" {
+		among = " among " + r.Among
+	}
+	if r.Func == RankTop || r.Func == RankBottom {
+		return r.Trait + " in " + r.Func + " " + formatValue(c.Value) + "%" + among
+	}
+	return r.Func + " of " + r.Trait + among + " " + formatCmp(c.Cmp, c.Value)
 }

@@ -139,7 +139,7 @@ func lex(src string) ([]token, error) {
 				adv(2)
 				continue
 			}
-			if strings.IndexByte("(){}[],=<>+-*/", c) >= 0 {
+			if strings.IndexByte("(){}[],=<>+-*/%", c) >= 0 {
 				toks = append(toks, token{tPunct, string(c), p})
 				adv(1)
 				continue
@@ -943,8 +943,34 @@ func (p *parser) primary() *Cond {
 		p.expect("last", "\"last\" or \"next\" (traits.X within last N days, traits.X within next N days)")
 		return &Cond{Op: CWithinLast, Profile: name, Within: p.span(), Pos: t.pos}
 	}
+	if _, ok := rankFuncs[t.text]; ok && t.kind == tIdent && p.isAt(1, "of") {
+		// rank of T, percentile of T, quintile of T ... OP N
+		p.next()
+		p.next()
+		c := &Cond{Op: CRank, Rank: p.rank(t.text, t.pos), Pos: t.pos}
+		c.Cmp, c.Value = p.cmpOp()
+		return c
+	}
 	e := p.expr(ctxCond)
 	switch {
+	case p.is("in") && (p.isAt(1, "top") || p.isAt(1, "bottom")):
+		// T in top P% [among S]
+		if e.Op != ExprTrait {
+			p.failAt(p.peek(), "in top / in bottom ranks a computed trait by its name (spend_365d in top 20%%), not %s", FormatExpr(e))
+		}
+		p.next()
+		fn := p.next().text
+		n := p.next()
+		if n.kind != tNumber {
+			p.failAt(n, "expected a percentage such as 20%% after in %s, found %s", fn, n)
+		}
+		v := p.number(n, 1)
+		p.expect("%", `"%" after the percentage`)
+		r := &Rank{Func: fn, Trait: e.Name, Pos: e.Pos}
+		if p.accept("among") {
+			r.Among, _ = p.name("segment")
+		}
+		return &Cond{Op: CRank, Rank: r, Value: v, Pos: e.Pos}
 	case p.is("more") && p.isAt(1, "than"):
 		// A date value: last time of "X" more than 30 days ago.
 		p.next()
@@ -960,6 +986,18 @@ func (p *parser) primary() *Cond {
 	c := &Cond{Op: CCmp, Left: e, Pos: e.Pos}
 	c.Cmp, c.Value, c.Right = p.cmpExpr(ctxCond)
 	return c
+}
+
+var rankFuncs = map[string]bool{RankRank: true, RankPercentile: true, RankQuartile: true, RankQuintile: true, RankDecile: true}
+
+// rank parses what follows "FUNC of": the trait and its population.
+func (p *parser) rank(fn string, pos Pos) *Rank {
+	name, _ := p.name("computed trait")
+	r := &Rank{Func: fn, Trait: name, Pos: pos}
+	if p.accept("among") {
+		r.Among, _ = p.name("segment")
+	}
+	return r
 }
 
 // cmpExpr parses a comparison operator and its operand: a literal (the

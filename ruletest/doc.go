@@ -50,7 +50,13 @@
 //     does (context.traits, then an identify's traits; null removes one),
 //     then Program.Apply at the clock (reason event);
 //   - a static list edit changes Profile.Static and calls ApplyProfile
-//     (reason manual).
+//     (reason manual);
+//   - after each of those, with population-relative conditions (rank of,
+//     in top P%), the profile's values go into the test's
+//     eval.Population, and the profiles it names are re-evaluated with
+//     Program.Rerank at the same instant (reason rank), as the engine
+//     does; the naive cross-check then ranks against every profile of
+//     the test (Program.NaivePopulation).
 //
 // Expectations read the state as the engine holds it (Member,
 // TraitValues; Explain at the clock) and the transitions recorded.

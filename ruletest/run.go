@@ -112,6 +112,9 @@ type runner struct {
 	profiles map[string]*profile
 	order    []*profile
 	line     int
+	// pop ranks the profiles for population-relative conditions (nil
+	// when the definitions have none), as the engine's does.
+	pop *eval.Population
 	// disagree holds what disagreed and was reported, so one bug is
 	// reported once, not at every later step.
 	disagree map[string]bool
@@ -121,7 +124,7 @@ type runner struct {
 // the engine evaluates it (see the package documentation), every step
 // cross-checked against the naive evaluator.
 func (t *Test) Run() *Result {
-	r := &runner{t: t, p: t.prog, res: &Result{File: t.File}, profiles: map[string]*profile{}, disagree: map[string]bool{}}
+	r := &runner{t: t, p: t.prog, res: &Result{File: t.File}, profiles: map[string]*profile{}, disagree: map[string]bool{}, pop: t.prog.NewPopulation()}
 	tested := map[string]bool{}
 	for _, s := range t.steps {
 		r.line = s.line
@@ -158,6 +161,7 @@ func (r *runner) profile(key string) *profile {
 	pr := r.profiles[key]
 	if pr == nil {
 		pr = &profile{key: key, st: r.p.NewState()}
+		pr.prof.Rank = r.pop.View(key)
 		r.profiles[key] = pr
 		r.order = append(r.order, pr)
 	}
@@ -179,6 +183,10 @@ func (r *runner) advance(until time.Time) {
 			return
 		}
 		at := next.due
+		if r.pop != nil {
+			r.advanceRanked(at)
+			continue
+		}
 		res := r.p.Advance(next.st, &next.prof, at)
 		r.record(next, res, at, kiln.ReasonExpiry)
 		next.due = time.Time{}
@@ -186,6 +194,66 @@ func (r *runner) advance(until time.Time) {
 			next.due = res.NextDue
 		}
 		r.crossCheck(next, at)
+	}
+}
+
+// advanceRanked advances every profile due at at together, as the
+// engine does when definitions rank profiles: each is advanced and its
+// values go into the populations (the profiles named are reranked), and
+// then each profile's transitions of the instant are netted (reason
+// expiry when its own values or rank-free memberships moved, rank
+// otherwise).
+func (r *runner) advanceRanked(at time.Time) {
+	mark := r.seq
+	own := map[*profile]bool{}
+	var due []*profile
+	for _, pr := range r.order {
+		if pr.due.Equal(at) {
+			due = append(due, pr)
+		}
+	}
+	for _, pr := range due {
+		res := r.p.Advance(pr.st, &pr.prof, at)
+		r.record(pr, res, at, kiln.ReasonExpiry)
+		pr.due = time.Time{}
+		if res.NextDue.After(at) {
+			pr.due = res.NextDue
+		}
+		moved := len(res.Traits) > 0
+		for _, c := range res.Changed {
+			moved = moved || !r.p.RankDependent(c.Segment)
+		}
+		own[pr] = moved
+		r.rerank(pr, at)
+	}
+	for _, pr := range r.order {
+		var kept []transition
+		last := map[string]int{}
+		first := map[string]int{}
+		for i, tr := range pr.trans {
+			if tr.seq < mark {
+				kept = append(kept, tr)
+				continue
+			}
+			if _, ok := first[tr.seg]; !ok {
+				first[tr.seg] = i
+			}
+			last[tr.seg] = i
+		}
+		for i, tr := range pr.trans {
+			if tr.seq < mark || last[tr.seg] != i || pr.trans[first[tr.seg]].entered != tr.entered {
+				continue
+			}
+			tr.reason = kiln.ReasonRank
+			if own[pr] {
+				tr.reason = kiln.ReasonExpiry
+			}
+			kept = append(kept, tr)
+		}
+		pr.trans = kept
+	}
+	for _, pr := range r.order {
+		r.crossCheck(pr, at)
 	}
 }
 
@@ -210,6 +278,7 @@ func (r *runner) event(s *step) {
 		r.record(pr, res, r.now, kiln.ReasonEvent)
 	}
 	pr.due = res.NextDue
+	r.rerank(pr, r.now)
 	r.crossCheck(pr, r.now)
 }
 
@@ -225,6 +294,7 @@ func (r *runner) static(s *step) {
 	res := r.p.ApplyProfile(pr.st, &pr.prof, r.now)
 	r.record(pr, res, r.now, kiln.ReasonManual)
 	pr.due = res.NextDue
+	r.rerank(pr, r.now)
 	r.crossCheck(pr, r.now)
 }
 
@@ -235,10 +305,39 @@ func (r *runner) record(pr *profile, res eval.Result, at time.Time, reason strin
 	}
 }
 
+// rerank records pr's values in the populations and re-evaluates, at the
+// same instant, the profiles whose rank may have crossed a threshold, as
+// the engine does (reason rank).
+func (r *runner) rerank(pr *profile, at time.Time) {
+	work := []*profile{pr}
+	for len(work) > 0 {
+		q := work[0]
+		work = work[1:]
+		for _, key := range r.pop.Update(q.key, q.st) {
+			o := r.profiles[key]
+			// At its own instant, as the engine does: anything due at
+			// at is done by its own Advance.
+			res := r.p.Rerank(o.st, &o.prof, time.Time{})
+			r.record(o, res, at, kiln.ReasonRank)
+			o.due = res.NextDue
+			r.crossCheck(o, at)
+			work = append(work, o)
+		}
+	}
+}
+
 // naive is the profile's traits and memberships at at, recomputed from
-// all of its events.
+// all of its events (and, for population-relative conditions, from all
+// the other profiles' events).
 func (r *runner) naive(pr *profile, at time.Time) eval.Snapshot {
-	return r.p.Naive(pr.events, &pr.prof, at)
+	if r.pop == nil {
+		return r.p.Naive(pr.events, &pr.prof, at)
+	}
+	in := make([]eval.NaiveProfile, len(r.order))
+	for i, o := range r.order {
+		in[i] = eval.NaiveProfile{ID: o.key, Events: o.events, Profile: &o.prof}
+	}
+	return r.p.NaivePopulation(in, at)[pr.key]
 }
 
 // crossCheck compares the profile's incremental state with the naive

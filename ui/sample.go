@@ -26,7 +26,9 @@ type sampleRow struct {
 // evaluator (the reference the engine is tested against) over profiles
 // read from a random point of the profile list, until it has enough or
 // the budget is spent. It is a sample for a person to look at, not a
-// count; scanned says how many profiles it looked at.
+// count; scanned says how many profiles it looked at. A segment that
+// ranks profiles among others (rank of, in top P%) has no sample: one
+// profile's membership depends on all of them.
 func (s *Server) sampleMembers(ctx context.Context, text, segment string, want int, budget time.Duration) (rows []sampleRow, scanned int, err error) {
 	deadline := time.Now().Add(budget)
 	set, err := rule.Parse(text)
@@ -54,6 +56,14 @@ func (s *Server) sampleMembers(ctx context.Context, text, segment string, want i
 	prog, err := eval.Compile(set, eval.Options{Location: s.loc})
 	if err != nil {
 		return nil, 0, err
+	}
+	if info, err := rule.Check(set, nil); err == nil {
+		need, err := eval.Compile(&rule.Set{Defs: info.Needs(set, rule.DefKey{Kind: rule.KindSegment, Name: segment})}, eval.Options{Location: s.loc})
+		if err == nil && need.Ranked() {
+			// A ranking needs every profile's value, not a sample's: the
+			// dry run's count is exact, the sample is left out.
+			return nil, 0, nil
+		}
 	}
 	lists := map[string][]string{} // profile -> static segments listing it
 	for _, seg := range static {

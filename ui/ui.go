@@ -505,6 +505,8 @@ func reasonText(r string) string {
 		return "profile changed"
 	case kiln.ReasonModelRefit:
 		return "models refitted"
+	case kiln.ReasonRank:
+		return "others moved its rank"
 	}
 	return r
 }

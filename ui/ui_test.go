@@ -267,6 +267,17 @@ func TestBuilder(t *testing.T) {
 		t.Errorf("format after a title change: %q", formatted.Text)
 	}
 
+	// A population-relative condition goes through the form and back.
+	rankSrc := "segment top_spenders {\n  spend_all in top 25% among big_spenders\n  and percentile of spend_all >= 50\n}\n"
+	postJSON(t, c, h.URL+"/ui/builder/parse", tok, map[string]string{"text": rankSrc}, &parsed)
+	if len(parsed.Errors) > 0 || !strings.Contains(string(parsed.Definition), `"rank":{"func":"top","trait":"spend_all","among":"big_spenders"}`) {
+		t.Fatalf("parse of a ranking: %s %v", parsed.Definition, parsed.Errors)
+	}
+	postJSON(t, c, h.URL+"/ui/builder/format", tok, map[string]any{"definition": parsed.Definition}, &formatted)
+	if formatted.Text != rankSrc {
+		t.Errorf("format of a ranking: %q, want %q", formatted.Text, rankSrc)
+	}
+
 	// Syntax errors come back with line and column.
 	postJSON(t, c, h.URL+"/ui/builder/parse", tok, map[string]string{"text": "segment x {\n  orders_all >= \n}"}, &parsed)
 	if len(parsed.Errors) != 1 || parsed.Errors[0].Line != 3 || parsed.Errors[0].Col != 1 {

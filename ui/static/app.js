@@ -376,7 +376,13 @@
     var condOps = [['cmp', 'a value compares'], ['and', 'all of these hold'], ['or', 'any of these holds'], ['not', 'this does not hold'],
       ['segment', 'is in another segment'], ['performed', 'did an event'], ['not_performed', 'did not do an event'],
       ['not_followed', 'did one event without another after it'], ['anniversary', 'has an anniversary coming up'],
-      ['ago', 'a date is more than … ago'], ['within_last', 'a date is within the last …']];
+      ['ago', 'a date is more than … ago'], ['within_last', 'a date is within the last …'],
+      ['rank', 'ranks among other people (top 20%, percentile…)']];
+
+    // Population-relative conditions (rule/doc.go): how a computed
+    // trait ranks the person among everyone, or among a segment's members.
+    var rankFuncs = [['top', 'in the top … %'], ['bottom', 'in the bottom … %'], ['rank', 'rank (1 = highest)'],
+      ['percentile', 'percentile (0 to 100)'], ['quartile', 'quartile (1 to 4)'], ['quintile', 'quintile (1 to 5)'], ['decile', 'decile (1 to 10)']];
 
     function defaultCond(op, old) {
       switch (op) {
@@ -391,6 +397,7 @@
         case 'anniversary': return { op: op, profileTrait: 'birthday', within: { n: 7, unit: 'days' } };
         case 'ago': return { op: op, profileTrait: 'created_at', within: { n: 365, unit: 'days' } };
         case 'within_last': return { op: op, profileTrait: 'created_at', within: { n: 30, unit: 'days' } };
+        case 'rank': return { op: op, rank: { func: 'top', trait: names.traits[0] || '' }, value: 20 };
       }
     }
 
@@ -463,6 +470,27 @@
             break;
           }
           /* falls through */
+        case 'rank':
+          c.rank = c.rank || { func: 'top', trait: '' };
+          var pct = c.rank.func === 'top' || c.rank.func === 'bottom';
+          box.append(h('div', { 'class': 'inline' },
+            field('Computed trait', input(path + '.rank.trait', c.rank.trait, function (v) { c.rank.trait = v; }, { list: 'dl-traits', 'class': 'mid' })),
+            field('Ranked by', select(path + '.rank.func', rankFuncs, c.rank.func, function (v) {
+              var wasPct = pct;
+              c.rank.func = v;
+              if (v === 'top' || v === 'bottom') { delete c.cmp; if (!wasPct) c.value = 20; }
+              else {
+                c.cmp = c.cmp || '>=';
+                c.value = v === 'percentile' ? 50 : v === 'rank' ? 10 : v === 'quartile' ? 4 : v === 'quintile' ? 5 : v === 'decile' ? 10 : 1;
+                if (v === 'rank') c.cmp = '<=';
+              }
+              rerender(); changed();
+            })),
+            pct ? null : field('Compares', select(path + '.cmp', cmps.slice(0, 6), c.cmp, function (v) { c.cmp = v; changed(); })),
+            field(pct ? 'Percent' : 'Number', input(path + '.value', c.value, function (v) { c.value = parseFloat(v) || 0; }, { type: 'number', step: 'any', 'class': 'short' })),
+            field('Among (segment, empty: everyone)', input(path + '.rank.among', c.rank.among, function (v) { if (v) c.rank.among = v; else delete c.rank.among; }, { list: 'dl-segments', 'class': 'mid' }))));
+          box.append(h('p', { 'class': 'muted small', text: 'Ties share a rank. Only people with a value of the trait (and in the segment, if named) are ranked; updated in real time as others change.' }));
+          break;
         case 'anniversary':
           box.append(h('div', { 'class': 'inline' },
             field('Date trait (traits.)', input(path + '.profileTrait', c.profileTrait, function (v) { c.profileTrait = v; }, { 'class': 'mid' })),

@@ -452,3 +452,29 @@ func waitText(t *testing.T, ctx context.Context, want string) {
 		t.Fatalf("the text view did not follow the form: got %q, want %q (%v)", evalString(t, ctx, `document.getElementById('def-text').value`), want, err)
 	}
 }
+
+// A population-relative condition built in the form reads as the text a
+// marketer would write, top share and quantile score alike.
+func TestBrowserBuildRanking(t *testing.T) {
+	h := newHarness(t, "")
+	ctx := newBrowser(t, 1280, 900)
+	signInBrowser(t, ctx, h)
+	within(t, ctx, 30*time.Second, "building a top share in the form",
+		chromedp.Navigate(h.URL+"/ui/segments/new"),
+		typeInto(`[data-path="name"]`, "top_spenders"),
+		choose(`[data-path="condition.op"]`, "rank"),
+		typeInto(`[data-path="condition.rank.trait"]`, "spend_365d"),
+		typeInto(`[data-path="condition.value"]`, "10"),
+	)
+	waitText(t, ctx, "segment top_spenders \"New segment\" {\n  spend_365d in top 10%\n}\n")
+
+	within(t, ctx, 30*time.Second, "building a quintile score among buyers",
+		chromedp.Navigate(h.URL+"/ui/segments/new"),
+		typeInto(`[data-path="name"]`, "best_buyers"),
+		choose(`[data-path="condition.op"]`, "rank"),
+		typeInto(`[data-path="condition.rank.trait"]`, "spend_365d"),
+		choose(`[data-path="condition.rank.func"]`, "quintile"),
+		typeInto(`[data-path="condition.rank.among"]`, "buyers"),
+	)
+	waitText(t, ctx, "segment best_buyers \"New segment\" {\n  quintile of spend_365d among buyers >= 5\n}\n")
+}

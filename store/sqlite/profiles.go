@@ -480,15 +480,14 @@ func (db *DB) GetProfile(ctx context.Context, id string) (*kiln.Profile, error) 
 		return nil, fmt.Errorf("sqlite: get profile %s: %w", id, err)
 	}
 	defer tx.Rollback()
-	q := preparedTx{db, tx}
-	p, err := getProfile(ctx, q, id)
+	p, err := getProfile(ctx, tx, id)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: get %w", err)
 	}
-	if p.Identities, err = getIdentities(ctx, q, identitiesOf, id); err != nil {
+	if p.Identities, err = getIdentities(ctx, tx, identitiesOf, id); err != nil {
 		return nil, fmt.Errorf("sqlite: get profile %s: identities: %w", id, err)
 	}
-	if p.Consent, err = getConsent(ctx, q, id); err != nil {
+	if p.Consent, err = getConsent(ctx, tx, id); err != nil {
 		return nil, fmt.Errorf("sqlite: get profile %s: consent: %w", id, err)
 	}
 	return p, nil
@@ -754,10 +753,11 @@ func (db *DB) Suppressed(ctx context.Context, ids []kiln.Identifier) ([]kiln.Ide
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	stmt, err := db.readStmt(ctx, isSuppressed)
+	stmt, err := db.r.PrepareContext(ctx, isSuppressed)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: suppressed: %w", err)
 	}
+	defer stmt.Close()
 	var out []kiln.Identifier
 	for _, id := range ids {
 		var one int

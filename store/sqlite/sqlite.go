@@ -55,8 +55,6 @@ type DB struct {
 	opened bool    // Migrate succeeded: Close checkpoints
 	amu    sync.Mutex
 	dedup  *dedup // recent message ids, guarded by amu
-	// Read statements prepared once, on the read pool (see readStmt).
-	stmts sync.Map // query -> *sql.Stmt
 	// The initial load of dedup (see Migrate).
 	loading  sync.WaitGroup
 	stopLoad context.CancelFunc
@@ -188,10 +186,6 @@ func (db *DB) Close() error {
 		db.stopLoad()
 		db.loading.Wait()
 	}
-	db.stmts.Range(func(_, st any) bool {
-		st.(*sql.Stmt).Close()
-		return true
-	})
 	errs := []error{db.r.Close()}
 	if db.opened {
 		if _, err := db.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
@@ -210,52 +204,6 @@ func (db *DB) Ping(ctx context.Context) error {
 		return fmt.Errorf("sqlite: ping %s: %w", db.path, err)
 	}
 	return nil
-}
-
-// readStmt returns query prepared on the read pool, prepared once: a
-// frequent small read (a profile for each webhook) otherwise spends more
-// on compiling its SQL than on running it. database/sql prepares it on
-// each pooled connection as it is first used there.
-func (db *DB) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	if st, ok := db.stmts.Load(query); ok {
-		return st.(*sql.Stmt), nil
-	}
-	st, err := db.r.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if prev, loaded := db.stmts.LoadOrStore(query, st); loaded {
-		st.Close()
-		return prev.(*sql.Stmt), nil
-	}
-	return st, nil
-}
-
-// preparedTx is a read transaction that runs its queries through
-// readStmt's statements.
-type preparedTx struct {
-	db *DB
-	tx *sql.Tx
-}
-
-func (p preparedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return p.tx.ExecContext(ctx, query, args...)
-}
-
-func (p preparedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	st, err := p.db.readStmt(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	return p.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-}
-
-func (p preparedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	st, err := p.db.readStmt(ctx, query)
-	if err != nil {
-		return p.tx.QueryRowContext(ctx, query, args...)
-	}
-	return p.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 }
 
 // querier is what both *sql.DB and *sql.Tx offer.

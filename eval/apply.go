@@ -893,33 +893,7 @@ func evalExpr(c *cexpr, get func(int) value) value {
 		v.str = "" // the node's currency; the expression's is its own
 		return v
 	}
-	l := evalExpr(c.l, get)
-	r := evalExpr(c.r, get)
-	if l.kind == kNull || r.kind == kNull {
-		return null
-	}
-	if c.op == '/' && r.kind == kNum && r.c == 0 {
-		return null
-	}
-	if l.kind == kOver || r.kind == kOver {
-		return overV
-	}
-	var n num
-	var ok bool
-	switch c.op {
-	case '+':
-		n, ok = add(l.dec(), r.dec())
-	case '-':
-		n, ok = sub(l.dec(), r.dec())
-	case '*':
-		n, ok = mul(l.dec(), r.dec())
-	default:
-		n, ok = div(l.dec(), r.dec())
-	}
-	if ok && n.d == 1 {
-		n = n.norm()
-	}
-	return numOr(n, ok)
+	return arith(c.op, evalExpr(c.l, get), evalExpr(c.r, get))
 }
 
 // condEnv evaluates conditions against either a State (incremental) or

@@ -53,3 +53,28 @@ type SyncAck struct {
 	TraitsHash  string    `json:"traitsHash,omitempty"` // of the traits sent with it ("" for none)
 	At          time.Time `json:"at"`                   // when the vendor confirmed it
 }
+
+// ScanPage is how many acknowledged states a ScanSyncAcks query reads.
+const ScanPage = 1000
+
+// ScanSyncAckPages pages ScanSyncAcks by profile id for a backend: page
+// reads up to ScanPage states after a profile id, and fn sees each. No
+// read stays open while fn runs, so fn may write to the store.
+func ScanSyncAckPages(page func(after string) ([]SyncAck, error), fn func(SyncAck) error) error {
+	after := ""
+	for {
+		acks, err := page(after)
+		if err != nil {
+			return err
+		}
+		for _, a := range acks {
+			if err := fn(a); err != nil {
+				return err
+			}
+		}
+		if len(acks) < ScanPage {
+			return nil
+		}
+		after = acks[len(acks)-1].ProfileID
+	}
+}

@@ -35,10 +35,6 @@ ORDER BY profile_id LIMIT $4`
 DELETE FROM sync_acks WHERE destination = $1 AND segment = $2 AND profile_id = $3 AND acked_at <= $4`
 )
 
-// scanPage is how many rows a scan reads per query (no read transaction
-// is held across fn).
-const scanPage = 1000
-
 // SyncAcks returns acknowledged states; see store.Sync.
 func (db *DB) SyncAcks(ctx context.Context, dest, segment string, profiles []string) (map[string]store.SyncAck, error) {
 	out := map[string]store.SyncAck{}
@@ -70,35 +66,25 @@ func scanSyncAck(rows pgx.Rows, dest, segment string) (store.SyncAck, error) {
 
 // ScanSyncAcks calls fn for each acknowledged state; see store.Sync.
 func (db *DB) ScanSyncAcks(ctx context.Context, dest, segment string, fn func(store.SyncAck) error) error {
-	after := ""
-	for {
-		rows, err := db.pool.Query(ctx, scanSyncAcks, dest, segment, after, scanPage)
+	return store.ScanSyncAckPages(func(after string) ([]store.SyncAck, error) {
+		rows, err := db.pool.Query(ctx, scanSyncAcks, dest, segment, after, store.ScanPage)
 		if err != nil {
-			return fmt.Errorf("postgres: scan sync acks of %s: %w", dest, err)
+			return nil, fmt.Errorf("postgres: scan sync acks of %s: %w", dest, err)
 		}
+		defer rows.Close()
 		var page []store.SyncAck
 		for rows.Next() {
 			a, err := scanSyncAck(rows, dest, segment)
 			if err != nil {
-				rows.Close()
-				return fmt.Errorf("postgres: scan sync acks of %s: %w", dest, err)
+				return nil, fmt.Errorf("postgres: scan sync acks of %s: %w", dest, err)
 			}
 			page = append(page, a)
 		}
-		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("postgres: scan sync acks of %s: %w", dest, err)
+			return nil, fmt.Errorf("postgres: scan sync acks of %s: %w", dest, err)
 		}
-		for _, a := range page {
-			if err := fn(a); err != nil {
-				return err
-			}
-		}
-		if len(page) < scanPage {
-			return nil
-		}
-		after = page[len(page)-1].ProfileID
-	}
+		return page, nil
+	}, fn)
 }
 
 // PutSyncAcks records acknowledged states; see store.Sync.
